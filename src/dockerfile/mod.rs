@@ -1,0 +1,1 @@
+//! dockerfile (to be written).

@@ -1,0 +1,1 @@
+//! ecr (to be written).

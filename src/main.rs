@@ -1,0 +1,2 @@
+//! The `ocipush` command line (to be written).
+fn main() {}

@@ -1,0 +1,1 @@
+//! registries_conf (to be written).
