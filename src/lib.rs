@@ -12,9 +12,12 @@ pub mod build;
 pub mod dest;
 pub mod digest;
 pub mod dockerfile;
+pub mod events;
+pub mod executor;
 #[cfg(feature = "ecr")]
 pub mod ecr;
 pub mod image;
+pub mod job;
 pub mod layout;
 pub mod plan;
 pub mod push;

@@ -1,1 +1,184 @@
-//! push (to be written).
+//! Push orchestration: blobs first — each digest once, the ones the destination lacks mounted
+//! (same registry) or uploaded, concurrently with a bound — then the manifest under the first
+//! tag (or digest), then each further tag. Nothing is tagged unless every blob is confirmed.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+
+use crate::blob::{Blob, BytesBlob};
+use crate::dest::{DestError, Destination};
+use crate::digest::Digest;
+use crate::events::{Event, EventSink};
+use crate::image::Encoded;
+
+/// How to push.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// Uploads in flight at once.
+    pub jobs: usize,
+    /// The destination registry host as contacted (to decide whether a source blob can be mounted).
+    pub registry: Option<String>,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        PushOptions { jobs: 4, registry: None }
+    }
+}
+
+/// Why a push failed. Nothing was tagged when this is returned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PushError {
+    /// Checking which blobs exist failed.
+    #[error("cannot check which blobs {dest} already has: {source}")]
+    Check {
+        /// The destination.
+        dest: String,
+        /// Why.
+        #[source]
+        source: DestError,
+    },
+    /// A blob upload failed.
+    #[error("cannot upload blob {digest} ({size} bytes) to {dest}: {source}")]
+    Blob {
+        /// The destination.
+        dest: String,
+        /// The blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+        /// Why.
+        #[source]
+        source: DestError,
+    },
+    /// The manifest put failed.
+    #[error("cannot put the manifest {digest} as {reference} in {dest}: {source}")]
+    Manifest {
+        /// The destination.
+        dest: String,
+        /// Tag or digest.
+        reference: String,
+        /// The manifest digest.
+        digest: Digest,
+        /// Why.
+        #[source]
+        source: DestError,
+    },
+    /// The destination computed another digest for our manifest.
+    #[error("{dest} reports digest {reported} for the manifest put as {reference}, but its bytes hash to {ours}")]
+    DigestMismatch {
+        /// The destination.
+        dest: String,
+        /// Tag.
+        reference: String,
+        /// Ours.
+        ours: Digest,
+        /// Theirs.
+        reported: Digest,
+    },
+    /// A digest reference does not match the manifest.
+    #[error("the destination names digest {wanted} but the built manifest is {ours}")]
+    WrongDigest {
+        /// Asked for.
+        wanted: Digest,
+        /// Built.
+        ours: Digest,
+    },
+}
+
+/// Push the blobs of an image (layers and config), then `manifest` under each reference in
+/// `references` (tags, or the manifest's own digest). Returns the manifest digest.
+pub async fn push(
+    dest: &dyn Destination,
+    layers: &[Blob],
+    config: &Encoded,
+    manifest: &Encoded,
+    references: &[String],
+    opts: &PushOptions,
+    events: &EventSink,
+) -> Result<Digest, PushError> {
+    let mut blobs: Vec<Blob> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let config_blob = Blob { descriptor: config.descriptor(), source: Arc::new(BytesBlob(config.bytes.clone())) };
+    for b in layers.iter().chain(std::iter::once(&config_blob)) {
+        if seen.insert(b.descriptor.digest.clone()) {
+            blobs.push(b.clone());
+        }
+    }
+    push_blobs(dest, &blobs, opts, events).await?;
+    put_manifest(dest, manifest, references, events).await
+}
+
+/// Push blobs the destination lacks, each once, `opts.jobs` at a time.
+pub async fn push_blobs(dest: &dyn Destination, blobs: &[Blob], opts: &PushOptions, events: &EventSink) -> Result<(), PushError> {
+    let descs: Vec<_> = blobs.iter().map(|b| b.descriptor.clone()).collect();
+    let exists = dest
+        .blobs_exist(&descs)
+        .await
+        .map_err(|source| PushError::Check { dest: dest.describe(), source })?;
+    let missing: Vec<&Blob> = blobs
+        .iter()
+        .zip(exists)
+        .filter_map(|(b, e)| {
+            if e {
+                events(Event::BlobExists { digest: b.descriptor.digest.clone() });
+                None
+            } else {
+                Some(b)
+            }
+        })
+        .collect();
+    stream::iter(missing.into_iter().map(|b| push_one(dest, b, opts, events)))
+        .buffer_unordered(opts.jobs.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+async fn push_one(dest: &dyn Destination, blob: &Blob, opts: &PushOptions, events: &EventSink) -> Result<(), PushError> {
+    let d = &blob.descriptor;
+    let fail = |source| PushError::Blob { dest: dest.describe(), digest: d.digest.clone(), size: d.size, source };
+    if let (Some((host, repo)), Some(ours)) = (blob.source.mount_from(), opts.registry.as_deref())
+        && host == ours
+    {
+        if dest.mount_blob(d, &repo).await.map_err(fail)? {
+            events(Event::BlobMounted { digest: d.digest.clone(), from: repo });
+            return Ok(());
+        }
+    }
+    events(Event::BlobUploading { digest: d.digest.clone(), size: d.size });
+    let digest = d.digest.clone();
+    let ev = events.clone();
+    let progress = move |sent: u64| ev(Event::BlobProgress { digest: digest.clone(), sent });
+    dest.put_blob(d, blob.source.as_ref(), &progress).await.map_err(fail)?;
+    events(Event::BlobUploaded { digest: d.digest.clone() });
+    Ok(())
+}
+
+/// Put `manifest` under each reference, in order. A digest reference must equal the manifest's.
+pub async fn put_manifest(dest: &dyn Destination, manifest: &Encoded, references: &[String], events: &EventSink) -> Result<Digest, PushError> {
+    let refs: Vec<String> = if references.is_empty() { vec![manifest.digest.to_string()] } else { references.to_vec() };
+    for r in &refs {
+        if let Ok(wanted) = r.parse::<Digest>()
+            && wanted != manifest.digest
+        {
+            return Err(PushError::WrongDigest { wanted, ours: manifest.digest.clone() });
+        }
+    }
+    for r in &refs {
+        let reported = dest
+            .put_manifest(r, &manifest.media_type, manifest.bytes.clone())
+            .await
+            .map_err(|source| PushError::Manifest { dest: dest.describe(), reference: r.clone(), digest: manifest.digest.clone(), source })?;
+        if let Some(rep) = reported
+            && rep != manifest.digest
+        {
+            return Err(PushError::DigestMismatch { dest: dest.describe(), reference: r.clone(), ours: manifest.digest.clone(), reported: rep });
+        }
+        events(Event::ManifestPut { reference: r.clone(), digest: manifest.digest.clone() });
+    }
+    Ok(manifest.digest.clone())
+}

@@ -1,6 +1,10 @@
 //! Image documents: media types and descriptors, the image config, manifests and indexes,
 //! each serialised once, canonically; those exact bytes are digested and pushed.
 
+pub mod config;
 mod descriptor;
+mod manifest;
 
+pub use config::{DEFAULT_LINUX_PATH, HealthConfig, History, ImageConfig, RootFs, RuntimeConfig, rfc3339};
 pub use descriptor::{Descriptor, Platform, media_types};
+pub use manifest::{Encoded, Format, Index, Manifest};

@@ -1,0 +1,177 @@
+//! The command line: parse arguments, set up logging, run the job, map the outcome to an exit
+//! code and one clear message.
+
+mod args;
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+
+use clap::Parser;
+use ocipush::build::Compression;
+use ocipush::executor::BuildOptions;
+use ocipush::image::{Format, Platform};
+use ocipush::job::{Session, Target, build_and_push};
+use ocipush::plan::BuildArgs;
+use ocipush::registries_conf::Registries;
+
+use args::{Cli, Command, FormatArg};
+
+/// A failure: the message shown, and the exit code (1 failure, 2 usage).
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure { message: message.into(), code: 2 }
+    }
+    fn failed(message: impl Into<String>) -> Failure {
+        Failure { message: message.into(), code: 1 }
+    }
+}
+
+/// Run the command line and return the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "ocipush=info",
+        2 => "ocipush=debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let build = match cli.command {
+        Some(Command::Build(b)) => b,
+        None => cli.build,
+    };
+    let quiet = cli.quiet;
+    let (Some(dockerfile), Some(destination)) = (build.dockerfile.clone(), build.destination.clone()) else {
+        return Err(Failure::usage("usage: ocipush [OPTIONS] <DOCKERFILE> <DESTINATION>"));
+    };
+    let target = Target::parse(&destination).map_err(|e| Failure::usage(format!("invalid destination {destination:?}: {e}")))?;
+    let platform = Platform::parse(&build.platform)
+        .ok_or_else(|| Failure::usage(format!("invalid --platform {:?}: expected os/arch[/variant], e.g. linux/amd64", build.platform)))?;
+    let compression = parse_compression(&build.compression).map_err(Failure::usage)?;
+    let build_args = BuildArgs::parse(build.build_args.iter().map(String::as_str)).map_err(Failure::usage)?;
+    for t in &build.tags {
+        if !valid_tag(t) {
+            return Err(Failure::usage(format!("invalid --tag {t:?}: a tag is up to 128 characters of [A-Za-z0-9_.-], not starting with . or -")));
+        }
+    }
+    let epoch = source_date_epoch().map_err(Failure::usage)?;
+    let context = build.context.clone().unwrap_or_else(|| dockerfile_dir(&dockerfile));
+    if !dockerfile.is_file() {
+        return Err(Failure::failed(format!("cannot read Dockerfile {}: no such file", dockerfile.display())));
+    }
+    if !context.is_dir() {
+        return Err(Failure::failed(format!("build context {} is not a directory", context.display())));
+    }
+
+    let registries = Registries::load(build.registries_conf.as_deref()).map_err(|e| Failure::failed(e.to_string()))?;
+    let credentials = ocipush::auth::default_provider();
+    let session = Session::new(registries, credentials, build.insecure).map_err(|e| Failure::failed(e.to_string()))?;
+    let spool = tempfile::Builder::new()
+        .prefix("ocipush-spool-")
+        .tempdir()
+        .map_err(|e| Failure::failed(format!("cannot create a spool directory in {}: {e}", std::env::temp_dir().display())))?;
+    let opts = BuildOptions {
+        dockerfile,
+        context,
+        build_args,
+        platform,
+        format: match build.format {
+            FormatArg::Oci => Format::Oci,
+            FormatArg::Docker => Format::Docker,
+        },
+        epoch,
+        compression,
+        spool_dir: spool.path().to_path_buf(),
+        target: build.target.clone(),
+    };
+    let events = progress::reporter(quiet);
+    let (_, digest) = build_and_push(&session, &opts, &target, &build.tags, build.jobs, &events)
+        .await
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    println!("{}", target.pushed_name(&digest));
+    Ok(())
+}
+
+fn dockerfile_dir(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn parse_compression(s: &str) -> Result<Compression, String> {
+    let (algo, level) = match s.split_once(':') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let level = match level {
+        Some(l) => Some(l.parse::<u32>().map_err(|_| format!("invalid --compression level {l:?}: expected a number"))?),
+        None => None,
+    };
+    match algo {
+        "gzip" => {
+            let level = level.unwrap_or(6);
+            if level > 9 {
+                return Err(format!("invalid gzip level {level}: expected 0-9"));
+            }
+            Ok(Compression::Gzip { level })
+        }
+        "none" if level.is_none() => Ok(Compression::None),
+        _ => Err(format!("invalid --compression {s:?}: expected gzip[:level] or none")),
+    }
+}
+
+fn source_date_epoch() -> Result<u64, String> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("invalid SOURCE_DATE_EPOCH {v:?}: expected seconds since 1970 as a whole number")),
+        _ => Ok(0),
+    }
+}
+
+fn valid_tag(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+}
+

@@ -1,0 +1,84 @@
+//! Progress on stderr: one line per step when stderr is not a terminal (CI logs), bars for
+//! uploads when it is. Never on stdout, which carries only the pushed image name.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ocipush::events::{Event, EventSink};
+
+/// Build an event sink that reports to stderr (or nowhere with `quiet`).
+pub fn reporter(quiet: bool) -> EventSink {
+    if quiet {
+        return Arc::new(|e| {
+            if let Event::Warning(w) = e {
+                eprintln!("warning: {w}");
+            }
+        });
+    }
+    let tty = std::io::stderr().is_terminal();
+    let multi = MultiProgress::with_draw_target(if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let bars: Arc<Mutex<HashMap<String, ProgressBar>>> = Arc::default();
+    Arc::new(move |e| {
+        let line = |s: String| {
+            if tty {
+                let _ = multi.println(s);
+            } else {
+                eprintln!("{s}");
+            }
+        };
+        match e {
+            Event::Warning(w) => line(format!("warning: {w}")),
+            Event::BaseResolved { image, digest } => line(format!("base {image} → {}", digest.short())),
+            Event::LayerStarted { line: l, step } => line(format!("building layer for Dockerfile:{l}: {step}")),
+            Event::LayerBuilt { digest, size, .. } => line(format!("built layer {} ({})", digest.short(), human(size))),
+            Event::BlobExists { digest } => line(format!("exists {}", digest.short())),
+            Event::BlobMounted { digest, from } => line(format!("mounted {} from {from}", digest.short())),
+            Event::BlobUploading { digest, size } => {
+                if tty {
+                    let bar = multi.add(ProgressBar::new(size));
+                    bar.set_style(
+                        ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                            .unwrap_or_else(|_| ProgressStyle::default_bar())
+                            .progress_chars("=> "),
+                    );
+                    bar.set_prefix(format!("upload {}", digest.short()));
+                    if let Ok(mut b) = bars.lock() {
+                        b.insert(digest.to_string(), bar);
+                    }
+                } else {
+                    line(format!("uploading {} ({})", digest.short(), human(size)));
+                }
+            }
+            Event::BlobProgress { digest, sent } => {
+                if let Ok(b) = bars.lock()
+                    && let Some(bar) = b.get(digest.as_str())
+                {
+                    bar.set_position(sent);
+                }
+            }
+            Event::BlobUploaded { digest } => {
+                let bar = bars.lock().ok().and_then(|mut b| b.remove(digest.as_str()));
+                match bar {
+                    Some(bar) => bar.finish_and_clear(),
+                    None => {}
+                }
+                line(format!("uploaded {}", digest.short()));
+            }
+            Event::ManifestPut { reference, digest } => line(format!("pushed manifest {} as {reference}", digest.short())),
+            _ => {}
+        }
+    })
+}
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}

@@ -1,0 +1,81 @@
+//! Progress events: what a build and a push report as they go, so the CLI can draw progress
+//! and a library user can log or forward them. Events never carry secrets.
+
+use crate::digest::Digest;
+
+/// Something that happened during a build or a push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A warning (e.g. a JSON form that did not parse and was taken as shell form).
+    Warning(String),
+    /// A stage's base image was resolved.
+    BaseResolved {
+        /// The image.
+        image: String,
+        /// Its platform manifest's digest.
+        digest: Digest,
+    },
+    /// A layer is being built for a Dockerfile line.
+    LayerStarted {
+        /// The Dockerfile line.
+        line: usize,
+        /// The instruction (`COPY app /app`).
+        step: String,
+    },
+    /// A layer was built.
+    LayerBuilt {
+        /// The Dockerfile line.
+        line: usize,
+        /// The compressed digest.
+        digest: Digest,
+        /// Compressed size.
+        size: u64,
+    },
+    /// The destination already has this blob.
+    BlobExists {
+        /// The blob.
+        digest: Digest,
+    },
+    /// The blob was mounted from another repository of the same registry.
+    BlobMounted {
+        /// The blob.
+        digest: Digest,
+        /// The repository it came from.
+        from: String,
+    },
+    /// An upload started.
+    BlobUploading {
+        /// The blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+    },
+    /// Bytes of an upload sent so far.
+    BlobProgress {
+        /// The blob.
+        digest: Digest,
+        /// Bytes sent.
+        sent: u64,
+    },
+    /// An upload finished.
+    BlobUploaded {
+        /// The blob.
+        digest: Digest,
+    },
+    /// A manifest was put under a tag or digest.
+    ManifestPut {
+        /// The tag or digest.
+        reference: String,
+        /// The manifest's digest.
+        digest: Digest,
+    },
+}
+
+/// A sink for events.
+pub type EventSink = std::sync::Arc<dyn Fn(Event) + Send + Sync>;
+
+/// A sink that drops everything.
+pub fn ignore() -> EventSink {
+    std::sync::Arc::new(|_| {})
+}

@@ -1,0 +1,148 @@
+//! The whole job as a library call: where to push (`Target`), how to reach registries
+//! (`Session`), and [`build_and_push`]. The CLI is a thin layer over this module.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::auth::CredentialProvider;
+use crate::dest::Destination;
+use crate::digest::Digest;
+use crate::events::EventSink;
+use crate::executor::{BuildImageError, BuildOptions, BuiltImage, build_image};
+use crate::layout::OciLayout;
+use crate::push::{PushError, PushOptions, push};
+use crate::reference::{Reference, ReferenceError};
+use crate::registries_conf::Registries;
+use crate::registry::{ClientOptions, RegistryClient, RegistryError};
+
+/// Where an image goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A registry repository (tag and/or digest).
+    Registry(Reference),
+    /// An OCI image layout directory, with an optional tag.
+    Layout {
+        /// The directory.
+        dir: PathBuf,
+        /// The tag (`org.opencontainers.image.ref.name`).
+        tag: Option<String>,
+    },
+}
+
+impl Target {
+    /// Parse `oci:<dir>[:<tag>]` or an image reference.
+    pub fn parse(s: &str) -> Result<Target, ReferenceError> {
+        if let Some(rest) = s.strip_prefix("oci:") {
+            let (dir, tag) = match rest.rsplit_once(':') {
+                Some((d, t)) if !t.is_empty() && !t.contains('/') && !d.is_empty() => (d, Some(t.to_string())),
+                _ => (rest, None),
+            };
+            return Ok(Target::Layout { dir: PathBuf::from(dir), tag });
+        }
+        Ok(Target::Registry(Reference::parse(s)?))
+    }
+
+    /// The pushed image as printed on stdout: `registry/repo@sha256:…` (the registry as the user
+    /// named it, also when registries.conf remaps it) or `oci:<dir>@sha256:…`.
+    pub fn pushed_name(&self, digest: &Digest) -> String {
+        match self {
+            Target::Registry(r) => format!("{}/{}@{}", r.registry, r.repository, digest),
+            Target::Layout { dir, .. } => format!("oci:{}@{}", dir.display(), digest),
+        }
+    }
+
+    /// The references to put the manifest under: the target's tag (default `latest`) or digest,
+    /// then each extra tag.
+    pub fn references(&self, extra_tags: &[String]) -> Vec<String> {
+        let mut refs = match self {
+            Target::Registry(r) => match (&r.tag, &r.digest) {
+                (Some(t), _) => vec![t.clone()],
+                (None, Some(d)) => vec![d.to_string()],
+                (None, None) => vec!["latest".to_string()],
+            },
+            Target::Layout { tag, .. } => vec![tag.clone().unwrap_or_else(|| "latest".into())],
+        };
+        for t in extra_tags {
+            if !refs.contains(t) {
+                refs.push(t.clone());
+            }
+        }
+        refs
+    }
+}
+
+/// How registries are reached: registries.conf, credentials, plain HTTP.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// registries.conf mapping.
+    pub registries: Registries,
+    /// The HTTP client.
+    pub client: RegistryClient,
+}
+
+impl Session {
+    /// A session with these registries and credentials.
+    pub fn new(registries: Registries, credentials: Arc<dyn CredentialProvider>, insecure: bool) -> Result<Session, RegistryError> {
+        let client = RegistryClient::new(ClientOptions { credentials, insecure, ..ClientOptions::default() })?;
+        Ok(Session { registries, client })
+    }
+
+    /// The destination for a target.
+    pub fn destination(&self, target: &Target) -> Result<(Box<dyn Destination>, Option<String>), JobError> {
+        match target {
+            Target::Registry(r) => {
+                let endpoint = self.registries.resolve(r);
+                let host = endpoint.host.clone();
+                Ok((Box::new(self.client.repository(&endpoint)), Some(host)))
+            }
+            Target::Layout { dir, tag } => {
+                let layout = OciLayout::open_or_create(dir, tag.clone()).map_err(|e| JobError::Layout(Box::new(e)))?;
+                Ok((Box::new(layout), None))
+            }
+        }
+    }
+}
+
+/// Why the job failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobError {
+    /// The build failed.
+    #[error(transparent)]
+    Build(#[from] BuildImageError),
+    /// The push failed.
+    #[error(transparent)]
+    Push(#[from] PushError),
+    /// The OCI layout could not be opened.
+    #[error("{0}")]
+    Layout(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Build the image and push it to `target` under its tag and `extra_tags`. Returns the built
+/// image and its manifest digest.
+pub async fn build_and_push(
+    session: &Session,
+    build: &BuildOptions,
+    target: &Target,
+    extra_tags: &[String],
+    jobs: usize,
+    events: &EventSink,
+) -> Result<(BuiltImage, Digest), JobError> {
+    let image = build_image(build, &session.client, &session.registries, events).await?;
+    let (dest, registry) = session.destination(target)?;
+    let refs = target.references(extra_tags);
+    let opts = PushOptions { jobs, registry };
+    let digest = push(dest.as_ref(), &image.layers, &image.config, &image.manifest, &refs, &opts, events).await?;
+    Ok((image, digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_targets() {
+        assert_eq!(Target::parse("oci:out:v1").unwrap(), Target::Layout { dir: "out".into(), tag: Some("v1".into()) });
+        assert_eq!(Target::parse("oci:/tmp/x").unwrap(), Target::Layout { dir: "/tmp/x".into(), tag: None });
+    }
+}

@@ -1,0 +1,13 @@
+//! The planner: Dockerfile instructions + build args + platform → stages, and for one stage
+//! (given its base image's config) → the final config, history and the layer steps to build.
+//! Pure: no I/O. BuildKit's semantics for expansion, inheritance and history.
+
+mod args;
+mod error;
+mod stage;
+mod stages;
+
+pub use args::{BuildArgs, platform_args};
+pub use error::PlanError;
+pub use stage::{LayerStep, StageContext, StagePlan, plan_stage};
+pub use stages::{BaseSpec, Stage, Stages, plan_stages};

@@ -1,0 +1,502 @@
+//! One stage: apply its instructions to the base image's config as BuildKit does (inheritance,
+//! default `PATH`, ARG/ENV expansion, CMD/ENTRYPOINT interplay, history) and list the layers
+//! to build. The layers' diff ids are appended by the executor in the order given here.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{PlanError, Stages};
+use crate::dockerfile::{self, CommandForm, CopyArgs, Healthcheck, Instruction, Located, expand_word};
+use crate::image::{DEFAULT_LINUX_PATH, HealthConfig, History, ImageConfig, Platform, rfc3339};
+
+/// A layer to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerStep {
+    /// `COPY` / `ADD` from the build context.
+    Copy {
+        /// The Dockerfile line.
+        line: usize,
+        /// Sources, expanded, relative to the context.
+        srcs: Vec<String>,
+        /// Absolute destination in the image (trailing `/` kept).
+        dest: String,
+        /// `--chown` as numeric ids.
+        chown: Option<(u32, u32)>,
+        /// `--chmod`.
+        chmod: Option<u32>,
+        /// `ADD`: extract local tar archives.
+        extract: bool,
+    },
+    /// `WORKDIR`: create these directories (each parent listed).
+    Mkdir {
+        /// The Dockerfile line.
+        line: usize,
+        /// Absolute paths, parents first.
+        dirs: Vec<String>,
+    },
+}
+
+/// What a stage comes to: the config (history complete, new diff ids still to append) and the layers.
+#[derive(Debug, Clone)]
+pub struct StagePlan {
+    /// The final config; `rootfs.diff_ids` holds only the base's.
+    pub config: ImageConfig,
+    /// The layers to build, in order.
+    pub layers: Vec<LayerStep>,
+    /// Build args that some `ARG` consumed.
+    pub used_args: BTreeSet<String>,
+    /// Warnings (e.g. a base image's ONBUILD triggers run).
+    pub warnings: Vec<String>,
+}
+
+/// Inputs shared by every stage.
+pub struct StageContext<'a> {
+    /// All stages (for global args and the escape character).
+    pub stages: &'a Stages,
+    /// `--build-arg`s.
+    pub build_args: &'a BTreeMap<String, String>,
+    /// Automatic platform args.
+    pub auto_args: &'a BTreeMap<String, String>,
+    /// The platform being built.
+    pub platform: &'a Platform,
+    /// `SOURCE_DATE_EPOCH`.
+    pub epoch: u64,
+}
+
+const BUILDKIT_COMMENT: &str = "buildkit.dockerfile.v0";
+
+struct Planner<'a> {
+    ctx: &'a StageContext<'a>,
+    config: ImageConfig,
+    args: BTreeMap<String, Option<String>>,
+    shell: Vec<String>,
+    cmd_set: bool,
+    layers: Vec<LayerStep>,
+    used_args: BTreeSet<String>,
+    created: String,
+}
+
+/// Plan `stage` on top of `base` (`None` for `scratch`).
+pub fn plan_stage(stage: &super::Stage, base: Option<ImageConfig>, ctx: &StageContext<'_>) -> Result<StagePlan, PlanError> {
+    let created = rfc3339(ctx.epoch);
+    let mut config = base.unwrap_or_default();
+    if config.architecture.is_empty() {
+        config.architecture = ctx.platform.architecture.clone();
+        config.os = ctx.platform.os.clone();
+        config.variant = ctx.platform.variant.clone();
+    }
+    config.created = Some(created.clone());
+    if config.os == "linux" && config.env_get("PATH").is_none() {
+        config.env_set("PATH", DEFAULT_LINUX_PATH);
+    }
+    let shell = config
+        .config
+        .as_ref()
+        .and_then(|c| c.shell.clone())
+        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+    let triggers = config.config.as_mut().and_then(|c| c.on_build.take()).unwrap_or_default();
+    let mut p = Planner {
+        ctx,
+        config,
+        args: BTreeMap::new(),
+        shell,
+        cmd_set: false,
+        layers: vec![],
+        used_args: BTreeSet::new(),
+        created,
+    };
+    let mut warnings = vec![];
+    for trigger in &triggers {
+        let df = dockerfile::parse(trigger).map_err(|e| PlanError::Invalid {
+            line: stage.line,
+            instruction: "FROM".into(),
+            message: format!("the base image's ONBUILD trigger {trigger:?} does not parse: {e}"),
+        })?;
+        for mut located in dockerfile::instructions(&df)? {
+            located.start_line = stage.line;
+            located.end_line = stage.line;
+            warnings.push(format!("Dockerfile:{}: running the base image's ONBUILD trigger {trigger:?}", stage.line));
+            p.apply(&located)?;
+        }
+    }
+    for located in &stage.instructions {
+        p.apply(located)?;
+    }
+    Ok(StagePlan { config: p.config, layers: p.layers, used_args: p.used_args, warnings })
+}
+
+impl Planner<'_> {
+    fn lookup(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.config.env_get(name) {
+            return Some(v);
+        }
+        self.args.get(name).cloned().flatten()
+    }
+
+    fn expand(&self, l: &Located, word: &str) -> Result<String, PlanError> {
+        let lookup = |n: &str| self.lookup(n);
+        expand_word(word, &lookup, self.ctx.stages.escape).map_err(|e| PlanError::Expand {
+            line: l.start_line,
+            instruction: l.keyword().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    fn history(&mut self, created_by: String, empty_layer: bool) {
+        self.config.history.push(History {
+            created: Some(self.created.clone()),
+            created_by: Some(created_by),
+            author: None,
+            comment: Some(BUILDKIT_COMMENT.into()),
+            empty_layer,
+        });
+    }
+
+    fn invalid(l: &Located, message: impl Into<String>) -> PlanError {
+        PlanError::Invalid { line: l.start_line, instruction: l.keyword().to_string(), message: message.into() }
+    }
+
+    fn command(&self, form: &CommandForm) -> Vec<String> {
+        match form {
+            CommandForm::Exec(v) => v.clone(),
+            CommandForm::Shell(s) => {
+                let mut v = self.shell.clone();
+                v.push(s.clone());
+                v
+            }
+        }
+    }
+
+    fn workdir(&self) -> String {
+        self.config.config.as_ref().and_then(|c| c.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into())
+    }
+
+    fn apply(&mut self, l: &Located) -> Result<(), PlanError> {
+        match &l.instruction {
+            Instruction::From { .. } => unreachable_from(l),
+            Instruction::Arg(pairs) => {
+                let mut shown = vec![];
+                for (k, default) in pairs {
+                    let value = if let Some(v) = self.ctx.build_args.get(k) {
+                        self.used_args.insert(k.clone());
+                        Some(v.clone())
+                    } else if let Some(d) = default {
+                        Some(self.expand(l, d)?)
+                    } else if let Some(g) = self.ctx.stages.global_args.get(k) {
+                        g.clone()
+                    } else {
+                        self.ctx.auto_args.get(k).cloned()
+                    };
+                    shown.push(match &value {
+                        Some(v) if default.is_some() => format!("{k}={v}"),
+                        _ => k.clone(),
+                    });
+                    self.args.insert(k.clone(), value);
+                }
+                self.history(format!("ARG {}", shown.join(" ")), true);
+            }
+            Instruction::Env(pairs) => {
+                let mut shown = vec![];
+                for (k, v) in pairs {
+                    let v = self.expand(l, v)?;
+                    let k = self.expand(l, k)?;
+                    if k.is_empty() {
+                        return Err(Self::invalid(l, "empty variable name"));
+                    }
+                    self.config.env_set(&k, &v);
+                    shown.push(format!("{k}={v}"));
+                }
+                self.history(format!("ENV {}", shown.join(" ")), true);
+            }
+            Instruction::Label(pairs) => {
+                let mut shown = vec![];
+                for (k, v) in pairs {
+                    let k = self.expand(l, k)?;
+                    let v = self.expand(l, v)?;
+                    if k.is_empty() {
+                        return Err(Self::invalid(l, "empty label name"));
+                    }
+                    shown.push(format!("{k}={v}"));
+                    self.config.runtime_mut().labels.get_or_insert_with(BTreeMap::new).insert(k, v);
+                }
+                self.history(format!("LABEL {}", shown.join(" ")), true);
+            }
+            Instruction::Maintainer(m) => {
+                self.config.author = Some(m.clone());
+                self.history(format!("MAINTAINER {m}"), true);
+            }
+            Instruction::Workdir(w) => {
+                let w = self.expand(l, w)?;
+                if w.is_empty() {
+                    return Err(Self::invalid(l, "the directory is empty after expanding variables"));
+                }
+                let dir = clean_path(&join(&self.workdir(), &w));
+                self.config.runtime_mut().working_dir = Some(dir.clone());
+                if dir != "/" {
+                    let mut dirs = vec![];
+                    let mut acc = String::new();
+                    for part in dir.split('/').filter(|p| !p.is_empty()) {
+                        acc.push('/');
+                        acc.push_str(part);
+                        dirs.push(acc.clone());
+                    }
+                    self.layers.push(LayerStep::Mkdir { line: l.start_line, dirs });
+                    self.history(format!("WORKDIR {dir}"), false);
+                } else {
+                    self.history(format!("WORKDIR {dir}"), true);
+                }
+            }
+            Instruction::Copy(a) => self.copy(l, a, false)?,
+            Instruction::Add(a) => self.copy(l, a, true)?,
+            Instruction::Cmd(form) => {
+                let cmd = self.command(form);
+                self.history(format!("CMD {}", go_quote_list(&cmd)), true);
+                self.config.runtime_mut().cmd = Some(cmd);
+                self.cmd_set = true;
+            }
+            Instruction::Entrypoint(form) => {
+                let ep = self.command(form);
+                self.history(format!("ENTRYPOINT {}", go_quote_list(&ep)), true);
+                let rt = self.config.runtime_mut();
+                rt.entrypoint = Some(ep);
+                if !self.cmd_set {
+                    rt.cmd = None;
+                }
+            }
+            Instruction::Shell(sh) => {
+                if sh.is_empty() {
+                    return Err(Self::invalid(l, "SHELL needs at least one element, e.g. SHELL [\"/bin/bash\", \"-c\"]"));
+                }
+                self.shell = sh.clone();
+                self.history(format!("SHELL {}", go_quote_list(sh)), true);
+                self.config.runtime_mut().shell = Some(sh.clone());
+            }
+            Instruction::User(u) => {
+                let u = self.expand(l, u)?;
+                if u.is_empty() {
+                    return Err(Self::invalid(l, "the user is empty after expanding variables"));
+                }
+                self.history(format!("USER {u}"), true);
+                self.config.runtime_mut().user = Some(u);
+            }
+            Instruction::Expose(ports) => {
+                let mut all = vec![];
+                for p in ports {
+                    let p = self.expand(l, p)?;
+                    for port in dockerfile::parse_expose(&p).map_err(|e| Self::invalid(l, e.to_string()))? {
+                        all.push(port);
+                    }
+                }
+                self.history(format!("EXPOSE {}", all.join(" ")), true);
+                let map = self.config.runtime_mut().exposed_ports.get_or_insert_with(BTreeMap::new);
+                for p in all {
+                    map.insert(p, Default::default());
+                }
+            }
+            Instruction::Volume(vols) => {
+                let mut all = vec![];
+                for v in vols {
+                    let v = self.expand(l, v)?;
+                    if v.trim().is_empty() {
+                        return Err(Self::invalid(l, "VOLUME specified can not be an empty string"));
+                    }
+                    all.push(v);
+                }
+                self.history(format!("VOLUME [{}]", all.join(" ")), true);
+                let map = self.config.runtime_mut().volumes.get_or_insert_with(BTreeMap::new);
+                for v in all {
+                    map.insert(v, Default::default());
+                }
+            }
+            Instruction::StopSignal(s) => {
+                let s = self.expand(l, s)?;
+                if !valid_signal(&s) {
+                    return Err(Self::invalid(l, format!("invalid signal {s:?}: use a name like SIGTERM or a number")));
+                }
+                self.history(format!("STOPSIGNAL {s}"), true);
+                self.config.runtime_mut().stop_signal = Some(s);
+            }
+            Instruction::Healthcheck(h) => {
+                let hc = match h {
+                    Healthcheck::None => HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() },
+                    Healthcheck::Cmd { test, interval, timeout, start_period, start_interval, retries } => {
+                        let test = match test {
+                            CommandForm::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
+                            CommandForm::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
+                        };
+                        HealthConfig {
+                            test: Some(test),
+                            interval: interval.map(|d| d.as_nanos() as u64),
+                            timeout: timeout.map(|d| d.as_nanos() as u64),
+                            start_period: start_period.map(|d| d.as_nanos() as u64),
+                            start_interval: start_interval.map(|d| d.as_nanos() as u64),
+                            retries: *retries,
+                        }
+                    }
+                };
+                self.history(format!("HEALTHCHECK {}", l.original_args()), true);
+                self.config.runtime_mut().healthcheck = Some(hc);
+            }
+            Instruction::Onbuild(trigger) => {
+                let upper = trigger.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                if matches!(upper.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
+                    return Err(Self::invalid(l, format!("{upper} isn't allowed as an ONBUILD trigger")));
+                }
+                self.history(format!("ONBUILD {trigger}"), true);
+                self.config.runtime_mut().on_build.get_or_insert_with(Vec::new).push(trigger.clone());
+            }
+            Instruction::Run { .. } => {
+                return Err(PlanError::Unsupported {
+                    line: l.start_line,
+                    what: "RUN".into(),
+                    why: "ocipush builds images without a container runtime, so it cannot execute commands".into(),
+                    fix: "Do that work before the build (for example in CI) and COPY its results, or start FROM an image that already contains what RUN would install".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn copy(&mut self, l: &Located, a: &CopyArgs, add: bool) -> Result<(), PlanError> {
+        let name = if add { "ADD" } else { "COPY" };
+        if let Some(from) = &a.from {
+            return Err(PlanError::Unsupported {
+                line: l.start_line,
+                what: format!("{name} --from={from}"),
+                why: "copying from another stage or image is not implemented yet".into(),
+                fix: "Copy the files into the build context and COPY them from there".into(),
+            });
+        }
+        let mut srcs = vec![];
+        for s in &a.srcs {
+            let s = self.expand(l, s)?;
+            if add && is_remote(&s) {
+                return Err(PlanError::Unsupported {
+                    line: l.start_line,
+                    what: format!("ADD {s}"),
+                    why: "ocipush does not download URLs or git repositories during a build".into(),
+                    fix: "Download the file into the build context first, then ADD or COPY it from there".into(),
+                });
+            }
+            srcs.push(s);
+        }
+        let dest_raw = self.expand(l, &a.dest)?;
+        if dest_raw.is_empty() {
+            return Err(Self::invalid(l, "the destination is empty after expanding variables"));
+        }
+        let mut dest = join(&self.workdir(), &dest_raw);
+        if (dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.")) && !dest.ends_with('/') {
+            dest.push('/');
+        }
+        let chown = match &a.chown {
+            Some(c) => Some(parse_chown(&self.expand(l, c)?).map_err(|m| Self::invalid(l, m))?),
+            None => None,
+        };
+        let chmod = match &a.chmod {
+            Some(c) => Some(dockerfile::parse_chmod(&self.expand(l, c)?).map_err(|e| Self::invalid(l, e.to_string()))?),
+            None => None,
+        };
+        let mut created_by = String::from(name);
+        if let Some(c) = &a.chown {
+            created_by.push_str(&format!(" --chown={c}"));
+        }
+        if let Some(c) = &a.chmod {
+            created_by.push_str(&format!(" --chmod={c}"));
+        }
+        created_by.push_str(&format!(" {} {} # buildkit", srcs.join(" "), dest_raw));
+        self.layers.push(LayerStep::Copy { line: l.start_line, srcs, dest, chown, chmod, extract: add });
+        self.history(created_by, false);
+        Ok(())
+    }
+}
+
+fn unreachable_from(_l: &Located) {}
+
+fn is_remote(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://") || lower.starts_with("git@") || lower.starts_with("git://")
+}
+
+/// `--chown` values: numeric `uid[:gid]`; `root` is 0. Names need the base image's `/etc/passwd`.
+fn parse_chown(s: &str) -> Result<(u32, u32), String> {
+    let (u, g) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    let id = |name: &str, what: &str| -> Result<u32, String> {
+        if name == "root" {
+            return Ok(0);
+        }
+        name.parse::<u32>().map_err(|_| {
+            format!(
+                "--chown={s}: {what} {name:?} is not a number; ocipush does not read user names from the base image yet, so use numeric ids (e.g. --chown=1000:1000)"
+            )
+        })
+    };
+    let uid = id(u, "user")?;
+    let gid = match g {
+        Some(g) => id(g, "group")?,
+        None => uid,
+    };
+    Ok((uid, gid))
+}
+
+fn valid_signal(s: &str) -> bool {
+    if let Ok(n) = s.parse::<u32>() {
+        return (1..=64).contains(&n);
+    }
+    let name = s.strip_prefix("SIG").unwrap_or(s);
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'+' || b == b'-')
+}
+
+/// Join `p` onto the directory `base` unless absolute.
+fn join(base: &str, p: &str) -> String {
+    if p.starts_with('/') {
+        p.to_string()
+    } else if base.ends_with('/') {
+        format!("{base}{p}")
+    } else {
+        format!("{base}/{p}")
+    }
+}
+
+/// `path.Clean` for absolute paths.
+fn clean_path(p: &str) -> String {
+    let mut out: Vec<&str> = vec![];
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            x => out.push(x),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// Go's `%q` of a string slice: `["sh" "-c" "echo hello"]`, as BuildKit writes history.
+fn go_quote_list(v: &[String]) -> String {
+    let items: Vec<String> = v.iter().map(|s| serde_json::to_string(s).unwrap_or_default()).collect();
+    format!("[{}]", items.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chown_forms() {
+        assert_eq!(parse_chown("1000:1000"), Ok((1000, 1000)));
+        assert_eq!(parse_chown("5"), Ok((5, 5)));
+        assert_eq!(parse_chown("root:0"), Ok((0, 0)));
+        assert!(parse_chown("app:app").unwrap_err().contains("numeric"));
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(clean_path("/a/./b/../c/"), "/a/c");
+        assert_eq!(join("/app", "x"), "/app/x");
+        assert_eq!(join("/", "x"), "/x");
+        assert_eq!(go_quote_list(&["sh".into(), "-c".into(), "echo \"hi\"".into()]), r#"["sh" "-c" "echo \"hi\""]"#);
+    }
+}

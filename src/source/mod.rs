@@ -1,1 +1,0 @@
-//! source (to be written).
