@@ -113,13 +113,10 @@ impl ParseError {
 
     /// Attach a line number to a value-level error that has none yet.
     pub fn at_line(mut self, n: usize) -> Self {
-        match &mut self {
-            ParseError::InvalidValue { line, .. } | ParseError::Expand { line, .. } => {
-                if line.is_none() {
-                    *line = Some(n);
-                }
-            }
-            _ => {}
+        if let ParseError::InvalidValue { line, .. } | ParseError::Expand { line, .. } = &mut self
+            && line.is_none()
+        {
+            *line = Some(n);
         }
         self
     }

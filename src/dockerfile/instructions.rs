@@ -562,3 +562,6 @@ fn healthcheck(node: &Node, name: &str, line: usize) -> Result<Healthcheck, Pars
         retries,
     })
 }
+
+#[cfg(test)]
+mod tests;
