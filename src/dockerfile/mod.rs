@@ -31,3 +31,6 @@ pub use instructions::{
 };
 pub use parser::parse;
 pub use values::{parse_chmod, parse_duration, parse_expose};
+
+#[cfg(test)]
+mod snapshot_tests;
