@@ -1,0 +1,112 @@
+//! The syntax tree [`parse`](super::parse) produces: the parsed [`Dockerfile`], its parser
+//! [`Directives`], one [`Node`] per instruction, and non-fatal [`Warning`]s.
+//!
+//! The shape mirrors BuildKit's `parser.Node`, flattened: a node's `args` are BuildKit's
+//! `Next` chain, and [`Node::next`] holds the nested instruction of an `ONBUILD`.
+
+use super::dump::go_quote;
+
+/// A parsed Dockerfile: directives, instructions in order, and warnings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dockerfile {
+    /// The parser directives found at the top of the file.
+    pub directives: Directives,
+    /// One node per instruction, in file order.
+    pub nodes: Vec<Node>,
+    /// Non-fatal problems (e.g. an invalid JSON array read as shell form).
+    pub warnings: Vec<Warning>,
+}
+
+impl Dockerfile {
+    /// BuildKit's dump of the whole file: one line per instruction, each `(…)`.
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        for node in &self.nodes {
+            out.push('(');
+            out.push_str(&node.dump());
+            out.push_str(")\n");
+        }
+        out
+    }
+}
+
+/// Parser directives (`# escape=`, `# syntax=`, `# check=`), read only from the first lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Directives {
+    /// The escape and line-continuation character: `\` (default) or `` ` ``.
+    pub escape: char,
+    /// The `# syntax=` value, if given (e.g. `docker/dockerfile:1`).
+    pub syntax: Option<String>,
+    /// The `# check=` value, if given (e.g. `skip=all;error=true`).
+    pub check: Option<String>,
+}
+
+impl Default for Directives {
+    fn default() -> Self {
+        Directives {
+            escape: '\\',
+            syntax: None,
+            check: None,
+        }
+    }
+}
+
+/// A non-fatal problem found while parsing, with the line it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// 1-based line number in the Dockerfile.
+    pub line: usize,
+    /// What is wrong and what was done about it.
+    pub message: String,
+}
+
+/// One instruction as BuildKit's parser sees it: name, flags and syntactic arguments.
+///
+/// Arguments are not expanded and, for `ENV`/`LABEL`/`ARG`, keep their quotes: quote removal
+/// is part of [`expand_word`](super::expand_word).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// The instruction name in lower case (`from`, `copy`, …). Unknown names are kept too.
+    pub instruction: String,
+    /// Leading `--name[=value]` flags, as written (quotes removed), without a final `--`.
+    pub flags: Vec<String>,
+    /// The arguments as BuildKit's per-instruction line parser splits them. `ENV` and
+    /// `LABEL` give `key, value, sep` triples (sep `"="` or `""` for the legacy form).
+    /// `HEALTHCHECK` gives the type (`CMD`, `NONE`) then the command. An unknown
+    /// instruction has one empty argument, as in BuildKit.
+    pub args: Vec<String>,
+    /// Whether the arguments were given as a JSON array (exec form).
+    pub json: bool,
+    /// The logical line: continuation lines joined, comments inside it dropped.
+    pub original: String,
+    /// 1-based line where the instruction starts.
+    pub start_line: usize,
+    /// 1-based line where it ends (continuations, and comments within them, included).
+    pub end_line: usize,
+    /// The instruction an `ONBUILD` wraps.
+    pub next: Option<Box<Node>>,
+}
+
+impl Node {
+    /// BuildKit's `Node.Dump()` of this instruction, without the surrounding parentheses:
+    /// `copy ["--from=a"] "src" "dst"`, `onbuild (run "echo")`.
+    pub fn dump(&self) -> String {
+        let mut s = self.instruction.to_lowercase();
+        if !self.flags.is_empty() {
+            s.push_str(" [");
+            let quoted: Vec<String> = self.flags.iter().map(|f| go_quote(f)).collect();
+            s.push_str(&quoted.join(" "));
+            s.push(']');
+        }
+        for arg in &self.args {
+            s.push(' ');
+            s.push_str(&go_quote(arg));
+        }
+        if let Some(inner) = &self.next {
+            s.push_str(" (");
+            s.push_str(&inner.dump());
+            s.push(')');
+        }
+        s.trim().to_string()
+    }
+}

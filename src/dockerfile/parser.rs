@@ -1,0 +1,240 @@
+//! [`parse`]: Dockerfile text → [`Dockerfile`] (directives, one [`Node`] per instruction,
+//! warnings), following BuildKit's `parser.Parse` and its dispatch table.
+
+use super::ast::{Dockerfile, Node, Warning};
+use super::error::ParseError;
+use super::lexer::lex;
+use super::line_parsers::{
+    LineError, Parsed, parse_health_config, parse_maybe_json, parse_maybe_json_to_list,
+    parse_name_or_name_val, parse_name_val, parse_string, parse_whitespace_delimited, parse_words,
+    split_command,
+};
+
+/// Parse a Dockerfile into its syntax tree, exactly as BuildKit's parser does.
+///
+/// Fails on what BuildKit's parser rejects (no instruction at all, a bad or repeated
+/// directive, `ENV`/`LABEL` without a value, a JSON array of non-strings) and on heredocs,
+/// which ocipush does not support. Instruction names are not checked here: see
+/// [`instructions`](super::instructions).
+pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
+    let lexed = lex(text)?;
+    let escape = lexed.directives.escape;
+    let mut warnings = lexed.warnings;
+    let mut nodes = Vec::with_capacity(lexed.lines.len());
+    for line in &lexed.lines {
+        let mut node = node_from_line(&line.text, escape, line.start, line.end, &mut warnings)?;
+        node.start_line = line.start;
+        node.end_line = line.end;
+        if has_heredoc(&node, escape) {
+            return Err(ParseError::Heredoc { line: line.start });
+        }
+        nodes.push(node);
+    }
+    if nodes.is_empty() {
+        return Err(ParseError::NoInstructions {
+            line: lexed.line_count.max(1),
+        });
+    }
+    Ok(Dockerfile {
+        directives: lexed.directives,
+        nodes,
+        warnings,
+    })
+}
+
+/// `newNodeFromLine`: split off name and flags, then dispatch on the name.
+fn node_from_line(
+    text: &str,
+    escape: char,
+    start: usize,
+    end: usize,
+    warnings: &mut Vec<Warning>,
+) -> Result<Node, ParseError> {
+    let (cmd, flags, rest) = split_command(text);
+    let instruction = cmd.to_lowercase();
+    let syntax = |e: LineError| ParseError::Syntax {
+        line: start,
+        message: e.0,
+    };
+    let mut next = None;
+    let parsed: Parsed = match instruction.as_str() {
+        "add" | "copy" | "volume" => parse_maybe_json_to_list(&rest).map_err(syntax)?,
+        "arg" => parse_name_or_name_val(&rest, escape),
+        "cmd" | "entrypoint" | "run" | "shell" => parse_maybe_json(&rest).map_err(syntax)?,
+        "env" => parse_name_val(&rest, "ENV", escape).map_err(syntax)?,
+        "label" => parse_name_val(&rest, "LABEL", escape).map_err(syntax)?,
+        "expose" | "from" => parse_whitespace_delimited(&rest),
+        "healthcheck" => parse_health_config(&rest).map_err(syntax)?,
+        "maintainer" | "stopsignal" | "user" | "workdir" => parse_string(&rest),
+        "onbuild" => {
+            if !rest.is_empty() {
+                let inner = node_from_line(&rest, escape, start, end, warnings)?;
+                next = Some(Box::new(inner));
+            }
+            Parsed::default()
+        }
+        // BuildKit's parseIgnore: an unknown instruction gets one empty argument.
+        _ => Parsed {
+            args: vec![String::new()],
+            ..Parsed::default()
+        },
+    };
+    if let Some(err) = &parsed.invalid_json {
+        warnings.push(Warning {
+            line: start,
+            message: format!(
+                "{} arguments start with '[' but are not a valid JSON array ({err}): they are used in shell form; \
+                 write a JSON array of double-quoted strings for exec form",
+                cmd.to_uppercase()
+            ),
+        });
+    }
+    Ok(Node {
+        instruction,
+        flags,
+        args: parsed.args,
+        json: parsed.json,
+        original: text.to_string(),
+        start_line: start,
+        end_line: end,
+        next,
+    })
+}
+
+/// Whether BuildKit would read a heredoc for this node: a shell-form `ADD`, `COPY` or `RUN`
+/// (possibly under `ONBUILD`) with a word `[n]<<[-]NAME`.
+fn has_heredoc(node: &Node, escape: char) -> bool {
+    let node = match (&node.next, node.instruction.as_str()) {
+        (Some(inner), "onbuild") => inner.as_ref(),
+        _ => node,
+    };
+    if !matches!(node.instruction.as_str(), "add" | "copy" | "run") || node.json {
+        return false;
+    }
+    parse_words(&node.original, escape)
+        .iter()
+        .any(|w| is_heredoc_word(w))
+}
+
+/// `^(\d*)<<(-?)([^<]*)$` with a non-empty name.
+fn is_heredoc_word(word: &str) -> bool {
+    let rest = word.trim_start_matches(|c: char| c.is_ascii_digit());
+    let Some(rest) = rest.strip_prefix("<<") else {
+        return false;
+    };
+    let name = rest.strip_prefix('-').unwrap_or(rest);
+    !name.is_empty() && !name.contains('<')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dump(text: &str) -> String {
+        parse(text).unwrap().dump()
+    }
+
+    #[test]
+    fn basic_dump() {
+        assert_eq!(
+            dump("FROM alpine:latest\nCMD [\"sh\", \"-c\", \"echo hello\"]\n"),
+            "(from \"alpine:latest\")\n(cmd \"sh\" \"-c\" \"echo hello\")\n"
+        );
+    }
+
+    #[test]
+    fn onbuild_nests() {
+        let df = parse("FROM a\nONBUILD COPY --from=b x y\n").unwrap();
+        assert_eq!(
+            df.nodes[1].dump(),
+            "onbuild (copy [\"--from=b\"] \"x\" \"y\")"
+        );
+        let inner = df.nodes[1].next.as_ref().unwrap();
+        assert_eq!((inner.start_line, inner.end_line), (2, 2));
+        assert_eq!(dump("FROM a\nONBUILD\n"), "(from \"a\")\n(onbuild)\n");
+    }
+
+    #[test]
+    fn unknown_instruction_kept() {
+        assert_eq!(dump("FROM a\nFOO bar baz\n"), "(from \"a\")\n(foo \"\")\n");
+    }
+
+    #[test]
+    fn errors_name_lines() {
+        let e = parse("").unwrap_err();
+        assert!(matches!(e, ParseError::NoInstructions { .. }));
+        assert!(
+            e.to_string().starts_with("file with no instructions"),
+            "{e}"
+        );
+        let e = parse("# a\n# b\n\n").unwrap_err();
+        assert_eq!(e.line(), Some(3));
+        let e = parse("FROM busybox\n\nENV PATH\n").unwrap_err();
+        assert_eq!(e.line(), Some(3));
+        assert!(e.to_string().contains("ENV must have two arguments"), "{e}");
+        assert!(
+            e.to_string().ends_with("(Dockerfile:3)") || e.to_string().contains("(Dockerfile:3)"),
+            "{e}"
+        );
+        let e = parse("FROM a\nCMD [ \"echo\", [ \"nested json\" ] ]").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "when using JSON array syntax, arrays must be comprised of strings only (Dockerfile:2)"
+        );
+    }
+
+    #[test]
+    fn invalid_json_warns() {
+        let df = parse("FROM a\n\nCMD [\"echo\", \"x\"\n").unwrap();
+        assert_eq!(df.nodes[1].args, vec!["[\"echo\", \"x\"".to_string()]);
+        assert!(!df.nodes[1].json);
+        assert_eq!(df.warnings.len(), 1);
+        assert_eq!(df.warnings[0].line, 3);
+        assert!(df.warnings[0].message.contains("not a valid JSON array"));
+    }
+
+    #[test]
+    fn heredocs_rejected() {
+        let e = parse("FROM a\nRUN <<EOF\necho\nEOF\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "heredocs are not supported (Dockerfile:2): write the content to a file in the build context and COPY it"
+        );
+        let e = parse("FROM a\nCOPY <<-EOT /x\nEOT\n").unwrap_err();
+        assert_eq!(e.line(), Some(2));
+        assert!(parse("FROM a\nRUN [\"a<<b\"]\nRUN echo a<<b\nENV A <<B\n").is_ok());
+        assert!(is_heredoc_word("2<<EOF"));
+        assert!(!is_heredoc_word("<<"));
+    }
+
+    #[test]
+    fn crlf_bom_and_lines() {
+        let df = parse("\u{feff}FROM a\r\nRUN b \\\r\n  c\r\n").unwrap();
+        assert_eq!(df.dump(), "(from \"a\")\n(run \"b   c\")\n");
+        assert_eq!((df.nodes[1].start_line, df.nodes[1].end_line), (2, 3));
+        assert_eq!(df.nodes[1].original, "RUN b   c");
+    }
+
+    #[test]
+    fn never_panics_on_odd_input() {
+        for text in [
+            "\\",
+            "`",
+            "#",
+            "# escape=`\n`",
+            "FROM\u{a0}a",
+            "A --\"",
+            "A --'x",
+            "A --\\",
+            "ENV a\u{85}b",
+            "HEALTHCHECK \u{a0}",
+            "\u{feff}",
+            "[",
+            "ONBUILD ONBUILD",
+            "ONBUILD --",
+            "COPY --a=\"\\",
+        ] {
+            let _ = parse(text);
+        }
+    }
+}
