@@ -4,11 +4,16 @@
 //!
 //! All of it is synchronous `std::fs` code; async callers run it under `spawn_blocking`.
 
+mod compress;
 mod dockerignore;
 mod error;
 mod glob;
+mod layer;
 mod spool;
+mod tar_writer;
 
+pub use compress::Compression;
 pub use dockerignore::DockerIgnore;
 pub use error::BuildError;
 pub use spool::{Spool, SpoolWriter, SpooledBlob};
+pub use layer::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, SpecialKind, build_dirs_layer};
