@@ -43,7 +43,11 @@ impl Compression {
 
     /// The layer media type, OCI or Docker.
     pub fn media_type(&self, oci: bool) -> &'static str {
-        if oci { self.oci_media_type() } else { self.docker_media_type() }
+        if oci {
+            self.oci_media_type()
+        } else {
+            self.docker_media_type()
+        }
     }
 }
 
@@ -58,7 +62,10 @@ impl<W: Write> Encoder<W> {
         match compression {
             Compression::None => Encoder::None(out),
             Compression::Gzip { level } => Encoder::Gzip(
-                flate2::GzBuilder::new().mtime(0).operating_system(255).write(out, flate2::Compression::new(level.min(9))),
+                flate2::GzBuilder::new()
+                    .mtime(0)
+                    .operating_system(255)
+                    .write(out, flate2::Compression::new(level.min(9))),
             ),
         }
     }

@@ -40,30 +40,42 @@ impl Pattern {
             Kind::Glob(toks)
         } else if toks.len() == 1 && toks[0] == Tok::AnyTail {
             Kind::Prefix(String::new())
-        } else if matches!(toks.first(), Some(Tok::AnyDirs | Tok::AnyTail)) && !toks[1..].iter().any(is_glob) {
+        } else if matches!(toks.first(), Some(Tok::AnyDirs | Tok::AnyTail))
+            && !toks[1..].iter().any(is_glob)
+        {
             Kind::Suffix(cleaned[2..].to_string())
-        } else if toks.last() == Some(&Tok::AnyTail) && !toks[..toks.len() - 1].iter().any(is_glob) {
+        } else if toks.last() == Some(&Tok::AnyTail) && !toks[..toks.len() - 1].iter().any(is_glob)
+        {
             Kind::Prefix(cleaned[..cleaned.len() - 2].to_string())
         } else if toks.iter().any(is_glob) {
             Kind::Glob(toks)
         } else {
             Kind::Exact
         };
-        Ok(Pattern { cleaned, exclusion, kind })
+        Ok(Pattern {
+            cleaned,
+            exclusion,
+            kind,
+        })
     }
 
     fn matches(&self, path: &str) -> bool {
         match &self.kind {
             Kind::Exact => path == self.cleaned,
             Kind::Prefix(p) => path.starts_with(p.as_str()),
-            Kind::Suffix(s) => path.ends_with(s.as_str()) || s.strip_prefix('/').is_some_and(|rest| path == rest),
+            Kind::Suffix(s) => {
+                path.ends_with(s.as_str()) || s.strip_prefix('/').is_some_and(|rest| path == rest)
+            }
             Kind::Glob(toks) => glob::matches(toks, path),
         }
     }
 
     /// The literal start of the pattern, up to its first meta character.
     fn literal_prefix(&self) -> &str {
-        let end = self.cleaned.find(['*', '?', '[', '\\']).unwrap_or(self.cleaned.len());
+        let end = self
+            .cleaned
+            .find(['*', '?', '[', '\\'])
+            .unwrap_or(self.cleaned.len());
         &self.cleaned[..end]
     }
 }
@@ -113,7 +125,8 @@ impl DockerIgnore {
                 cleaned.remove(0);
             }
             out.has_exceptions |= exclusion;
-            out.patterns.push(Pattern::new(cleaned, exclusion).map_err(bad)?);
+            out.patterns
+                .push(Pattern::new(cleaned, exclusion).map_err(bad)?);
         }
         Ok(out)
     }
@@ -124,7 +137,11 @@ impl DockerIgnore {
         match std::fs::read(&path) {
             Ok(bytes) => DockerIgnore::parse(&String::from_utf8_lossy(&bytes), &path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DockerIgnore::empty()),
-            Err(e) => Err(BuildError::Io { action: "read", path, source: e }),
+            Err(e) => Err(BuildError::Io {
+                action: "read",
+                path,
+                source: e,
+            }),
         }
     }
 

@@ -143,8 +143,15 @@ pub enum BuildError {
 
 impl BuildError {
     /// An [`BuildError::Io`] for `action` on `path`.
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> BuildError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> BuildError {
         let path = path.into();
-        move |source| BuildError::Io { action, path, source }
+        move |source| BuildError::Io {
+            action,
+            path,
+            source,
+        }
     }
 }

@@ -13,7 +13,10 @@ pub(crate) enum Tok {
     /// `?`: one character except `/`.
     Quest,
     /// `[...]`: one character in (or, negated, not in) the ranges.
-    Class { negated: bool, ranges: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
     /// `**` followed by more pattern: zero or more whole leading path segments, `(.*/)?`.
     AnyDirs,
     /// `**` at the end: anything at all, `.*`.
@@ -49,7 +52,9 @@ fn parse_class(chars: &[char], mut i: usize) -> Result<(Tok, usize), String> {
 fn class_char(chars: &[char], i: usize) -> Result<(char, usize), String> {
     match chars.get(i) {
         None => Err("unterminated character class '['".into()),
-        Some('-') | Some(']') => Err("'-' or ']' in a character class must be escaped with '\\'".into()),
+        Some('-') | Some(']') => {
+            Err("'-' or ']' in a character class must be escaped with '\\'".into())
+        }
         Some('\\') => match chars.get(i + 1) {
             Some(c) => Ok((*c, i + 2)),
             None => Err("pattern ends with an unfinished '\\' escape".into()),
@@ -73,7 +78,11 @@ pub(crate) fn compile(pattern: &str, double_star: bool) -> Result<Vec<Tok>, Stri
                 if chars.get(i) == Some(&'/') {
                     i += 1;
                 }
-                toks.push(if i == chars.len() { Tok::AnyTail } else { Tok::AnyDirs });
+                toks.push(if i == chars.len() {
+                    Tok::AnyTail
+                } else {
+                    Tok::AnyDirs
+                });
             }
             '*' => toks.push(Tok::Star),
             '?' => toks.push(Tok::Quest),

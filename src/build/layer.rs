@@ -65,7 +65,11 @@ pub struct EntryMeta {
 impl EntryMeta {
     /// `mode`, owned by root.
     pub fn root(mode: u32) -> EntryMeta {
-        EntryMeta { mode, uid: 0, gid: 0 }
+        EntryMeta {
+            mode,
+            uid: 0,
+            gid: 0,
+        }
     }
 }
 
@@ -86,7 +90,13 @@ impl LayerWriter {
         let out = spool.writer()?;
         let temp = out.temp_path().to_path_buf();
         let tar = TarWriter::new(HashingWriter::new(Encoder::new(opts.compression, out)));
-        Ok(LayerWriter { tar, compression: opts.compression, epoch: opts.epoch, dirs: HashSet::new(), temp })
+        Ok(LayerWriter {
+            tar,
+            compression: opts.compression,
+            epoch: opts.epoch,
+            dirs: HashSet::new(),
+            temp,
+        })
     }
 
     /// Add a directory.
@@ -100,10 +110,20 @@ impl LayerWriter {
     }
 
     /// Add a regular file of `size` bytes read from `data`. Fails if `data` ends early.
-    pub fn add_file(&mut self, path: &str, meta: EntryMeta, size: u64, data: &mut dyn Read) -> Result<(), BuildError> {
+    pub fn add_file(
+        &mut self,
+        path: &str,
+        meta: EntryMeta,
+        size: u64,
+        data: &mut dyn Read,
+    ) -> Result<(), BuildError> {
         let copied = self.add_file_counted(path, meta, size, data)?;
         if copied < size {
-            return Err(BuildError::FileChanged { path: PathBuf::from(path), expected: size, actual: copied });
+            return Err(BuildError::FileChanged {
+                path: PathBuf::from(path),
+                expected: size,
+                actual: copied,
+            });
         }
         Ok(())
     }
@@ -118,22 +138,51 @@ impl LayerWriter {
         data: &mut dyn Read,
     ) -> Result<u64, BuildError> {
         let path = self.prepare_non_root(path)?;
-        self.write(&path, EntryType::File, meta, size, String::new(), Some(data))
+        self.write(
+            &path,
+            EntryType::File,
+            meta,
+            size,
+            String::new(),
+            Some(data),
+        )
     }
 
     /// Add a symbolic link to `target` (stored as given).
-    pub fn add_symlink(&mut self, path: &str, target: &str, meta: EntryMeta) -> Result<(), BuildError> {
+    pub fn add_symlink(
+        &mut self,
+        path: &str,
+        target: &str,
+        meta: EntryMeta,
+    ) -> Result<(), BuildError> {
         let path = self.prepare_non_root(path)?;
         check_link(&path, target)?;
-        self.write(&path, EntryType::Symlink, EntryMeta { mode: 0o777, ..meta }, 0, target.to_string(), None)?;
+        self.write(
+            &path,
+            EntryType::Symlink,
+            EntryMeta {
+                mode: 0o777,
+                ..meta
+            },
+            0,
+            target.to_string(),
+            None,
+        )?;
         Ok(())
     }
 
     /// Add a hard link to the earlier entry `target` (a path in the layer).
-    pub fn add_hardlink(&mut self, path: &str, target: &str, meta: EntryMeta) -> Result<(), BuildError> {
+    pub fn add_hardlink(
+        &mut self,
+        path: &str,
+        target: &str,
+        meta: EntryMeta,
+    ) -> Result<(), BuildError> {
         let path = self.prepare_non_root(path)?;
-        let target = normalize(target)?
-            .ok_or_else(|| BuildError::InvalidPath { path: target.to_string(), reason: "a hard link cannot point to /".into() })?;
+        let target = normalize(target)?.ok_or_else(|| BuildError::InvalidPath {
+            path: target.to_string(),
+            reason: "a hard link cannot point to /".into(),
+        })?;
         self.write(&path, EntryType::Hardlink, meta, 0, target, None)?;
         Ok(())
     }
@@ -163,18 +212,31 @@ impl LayerWriter {
             link: String::new(),
             device,
         };
-        self.tar.append(&header, None).map_err(BuildError::io("write layer", &self.temp))?;
+        self.tar
+            .append(&header, None)
+            .map_err(BuildError::io("write layer", &self.temp))?;
         Ok(())
     }
 
     /// End the tar, finish compression and commit the blob to the spool.
     pub fn finish(self) -> Result<LayerBlob, BuildError> {
         let temp = self.temp;
-        let hashing = self.tar.finish().map_err(BuildError::io("write layer", &temp))?;
+        let hashing = self
+            .tar
+            .finish()
+            .map_err(BuildError::io("write layer", &temp))?;
         let (encoder, diff_id, _) = hashing.finish();
-        let spool_writer = encoder.finish().map_err(BuildError::io("write layer", &temp))?;
+        let spool_writer = encoder
+            .finish()
+            .map_err(BuildError::io("write layer", &temp))?;
         let blob = spool_writer.commit()?;
-        Ok(LayerBlob { diff_id, digest: blob.digest, size: blob.size, path: blob.path, compression: self.compression })
+        Ok(LayerBlob {
+            diff_id,
+            digest: blob.digest,
+            size: blob.size,
+            path: blob.path,
+            compression: self.compression,
+        })
     }
 
     /// Normalise `path` and add its missing parents; `None` for the root itself.
@@ -182,10 +244,20 @@ impl LayerWriter {
         let Some(path) = normalize(path)? else {
             return Ok(None);
         };
-        let parents: Vec<String> = path.match_indices('/').map(|(i, _)| path[..i].to_string()).collect();
+        let parents: Vec<String> = path
+            .match_indices('/')
+            .map(|(i, _)| path[..i].to_string())
+            .collect();
         for parent in parents {
             if !self.dirs.contains(&parent) {
-                self.write(&parent, EntryType::Dir, EntryMeta::root(0o755), 0, String::new(), None)?;
+                self.write(
+                    &parent,
+                    EntryType::Dir,
+                    EntryMeta::root(0o755),
+                    0,
+                    String::new(),
+                    None,
+                )?;
                 self.dirs.insert(parent);
             }
         }
@@ -219,7 +291,9 @@ impl LayerWriter {
             link,
             device: (0, 0),
         };
-        self.tar.append(&header, data).map_err(BuildError::io("write layer", &self.temp))
+        self.tar
+            .append(&header, data)
+            .map_err(BuildError::io("write layer", &self.temp))
     }
 }
 
@@ -236,7 +310,10 @@ pub enum SpecialKind {
 
 /// A layer path: relative, cleaned, no `..`; `None` for the root.
 pub(crate) fn normalize(path: &str) -> Result<Option<String>, BuildError> {
-    let bad = |reason: &str| BuildError::InvalidPath { path: path.to_string(), reason: reason.into() };
+    let bad = |reason: &str| BuildError::InvalidPath {
+        path: path.to_string(),
+        reason: reason.into(),
+    };
     if path.contains('\0') {
         return Err(bad("it contains a NUL byte"));
     }
@@ -253,13 +330,20 @@ pub(crate) fn normalize(path: &str) -> Result<Option<String>, BuildError> {
 
 fn check_link(path: &str, target: &str) -> Result<(), BuildError> {
     if target.is_empty() || target.contains('\0') {
-        return Err(BuildError::InvalidPath { path: path.to_string(), reason: "a symlink needs a target without NUL bytes".into() });
+        return Err(BuildError::InvalidPath {
+            path: path.to_string(),
+            reason: "a symlink needs a target without NUL bytes".into(),
+        });
     }
     Ok(())
 }
 
 /// Build a layer holding only directories (WORKDIR): each of `dirs` and its parents, 0755, root.
-pub fn build_dirs_layer(dirs: &[String], spool: &Spool, opts: &LayerOptions) -> Result<LayerBlob, BuildError> {
+pub fn build_dirs_layer(
+    dirs: &[String],
+    spool: &Spool,
+    opts: &LayerOptions,
+) -> Result<LayerBlob, BuildError> {
     let mut all: Vec<Vec<String>> = Vec::new();
     for d in dirs {
         if let Some(p) = normalize(d)? {
@@ -284,7 +368,10 @@ pub(crate) struct TrackedReader<R> {
 
 impl<R: Read> TrackedReader<R> {
     pub(crate) fn new(inner: R) -> Self {
-        TrackedReader { inner, failed: None }
+        TrackedReader {
+            inner,
+            failed: None,
+        }
     }
 }
 
@@ -324,7 +411,9 @@ mod tests {
                     h.mode().unwrap(),
                     h.uid().unwrap(),
                     h.mtime().unwrap(),
-                    e.link_name_bytes().map(|l| String::from_utf8(l.into_owned()).unwrap()).unwrap_or_default(),
+                    e.link_name_bytes()
+                        .map(|l| String::from_utf8(l.into_owned()).unwrap())
+                        .unwrap_or_default(),
                 )
             })
             .collect()
@@ -334,10 +423,24 @@ mod tests {
     fn writer_adds_parents_and_hashes() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path()).unwrap();
-        let opts = LayerOptions { compression: Compression::Gzip { level: 6 }, epoch: 1_700_000_000 };
+        let opts = LayerOptions {
+            compression: Compression::Gzip { level: 6 },
+            epoch: 1_700_000_000,
+        };
         let mut w = LayerWriter::new(&spool, &opts).unwrap();
-        w.add_file("/a/b/c.txt", EntryMeta { mode: 0o600, uid: 5, gid: 6 }, 3, &mut &b"abc"[..]).unwrap();
-        w.add_symlink("a/link", "/a/b/c.txt", EntryMeta::root(0)).unwrap();
+        w.add_file(
+            "/a/b/c.txt",
+            EntryMeta {
+                mode: 0o600,
+                uid: 5,
+                gid: 6,
+            },
+            3,
+            &mut &b"abc"[..],
+        )
+        .unwrap();
+        w.add_symlink("a/link", "/a/b/c.txt", EntryMeta::root(0))
+            .unwrap();
         let blob = w.finish().unwrap();
         let entries = list(&blob);
         assert_eq!(entries[0].0, "a/");
@@ -353,17 +456,30 @@ mod tests {
         assert_eq!(Digest::of(&bytes), blob.digest);
         assert_eq!(bytes.len() as u64, blob.size);
         let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut raw).unwrap();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut raw)
+            .unwrap();
         assert_eq!(Digest::of(&raw), blob.diff_id);
-        assert_eq!(blob.media_type(true), crate::image::media_types::OCI_LAYER_GZIP);
+        assert_eq!(
+            blob.media_type(true),
+            crate::image::media_types::OCI_LAYER_GZIP
+        );
     }
 
     #[test]
     fn uncompressed_digest_equals_diff_id() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path()).unwrap();
-        let opts = LayerOptions { compression: Compression::None, epoch: 0 };
-        let blob = build_dirs_layer(&["/app/x".into(), "/app".into(), "/app/x".into()], &spool, &opts).unwrap();
+        let opts = LayerOptions {
+            compression: Compression::None,
+            epoch: 0,
+        };
+        let blob = build_dirs_layer(
+            &["/app/x".into(), "/app".into(), "/app/x".into()],
+            &spool,
+            &opts,
+        )
+        .unwrap();
         assert_eq!(blob.digest, blob.diff_id);
         let names: Vec<_> = list(&blob).into_iter().map(|e| e.0).collect();
         assert_eq!(names, ["app/", "app/x/"]);
@@ -376,9 +492,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path()).unwrap();
         let mut w = LayerWriter::new(&spool, &LayerOptions::default()).unwrap();
-        assert!(matches!(w.add_file("f", EntryMeta::root(0o644), 10, &mut &b"abc"[..]), Err(BuildError::FileChanged { .. })));
+        assert!(matches!(
+            w.add_file("f", EntryMeta::root(0o644), 10, &mut &b"abc"[..]),
+            Err(BuildError::FileChanged { .. })
+        ));
         assert!(w.add_dir("../up", EntryMeta::root(0o755)).is_err());
-        assert!(w.add_file("/", EntryMeta::root(0o644), 0, &mut &b""[..]).is_err());
+        assert!(
+            w.add_file("/", EntryMeta::root(0o644), 0, &mut &b""[..])
+                .is_err()
+        );
         assert!(w.add_dir("a\0b", EntryMeta::root(0o755)).is_err());
     }
 }

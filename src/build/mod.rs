@@ -4,7 +4,10 @@
 //!
 //! All of it is synchronous `std::fs` code; async callers run it under `spawn_blocking`.
 
+mod archive;
 mod compress;
+mod context;
+mod copy;
 mod dockerignore;
 mod error;
 mod glob;
@@ -12,8 +15,11 @@ mod layer;
 mod spool;
 mod tar_writer;
 
+pub use archive::{ArchiveFormat, detect_archive};
 pub use compress::Compression;
+pub use context::{Context, Source, WalkEntry, WalkKind};
+pub use copy::{CopySpec, build_copy_layer};
 pub use dockerignore::DockerIgnore;
 pub use error::BuildError;
-pub use spool::{Spool, SpoolWriter, SpooledBlob};
 pub use layer::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, SpecialKind, build_dirs_layer};
+pub use spool::{Spool, SpoolWriter, SpooledBlob};

@@ -60,8 +60,15 @@ impl Spool {
             .prefix(".tmp-")
             .tempfile_in(&self.blobs)
             .map_err(BuildError::io("create a temporary file in", &self.blobs))?;
-        let file = tmp.as_file().try_clone().map_err(BuildError::io("open", tmp.path()))?;
-        Ok(SpoolWriter { out: HashingWriter::new(BufWriter::with_capacity(256 * 1024, file)), tmp, spool: self.clone() })
+        let file = tmp
+            .as_file()
+            .try_clone()
+            .map_err(BuildError::io("open", tmp.path()))?;
+        Ok(SpoolWriter {
+            out: HashingWriter::new(BufWriter::with_capacity(256 * 1024, file)),
+            tmp,
+            spool: self.clone(),
+        })
     }
 }
 
@@ -89,12 +96,17 @@ impl SpoolWriter {
             path: tmp.path().to_path_buf(),
             source: e.into_error(),
         })?;
-        file.sync_all().map_err(BuildError::io("sync", tmp.path()))?;
+        file.sync_all()
+            .map_err(BuildError::io("sync", tmp.path()))?;
         drop(file);
         let path = spool.blob_path(&digest);
         if !path.is_file() {
             // rename(2) is atomic: a concurrent writer of the same blob replaces identical bytes.
-            tmp.persist(&path).map_err(|e| BuildError::Io { action: "rename a blob into", path: path.clone(), source: e.error })?;
+            tmp.persist(&path).map_err(|e| BuildError::Io {
+                action: "rename a blob into",
+                path: path.clone(),
+                source: e.error,
+            })?;
         }
         Ok(SpooledBlob { digest, size, path })
     }
@@ -133,7 +145,9 @@ mod tests {
         let b2 = w2.commit().unwrap();
         assert_eq!(b2, b);
         assert!(!tmp2.exists());
-        let names: Vec<_> = fs::read_dir(dir.path().join("s/blobs/sha256")).unwrap().collect();
+        let names: Vec<_> = fs::read_dir(dir.path().join("s/blobs/sha256"))
+            .unwrap()
+            .collect();
         assert_eq!(names.len(), 1);
     }
 
@@ -144,6 +158,11 @@ mod tests {
         let mut w = spool.writer().unwrap();
         w.write_all(b"partial").unwrap();
         drop(w);
-        assert_eq!(fs::read_dir(dir.path().join("blobs/sha256")).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("blobs/sha256"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

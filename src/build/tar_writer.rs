@@ -75,12 +75,20 @@ impl<W: Write> TarWriter<W> {
     /// Write one entry; for a regular file, exactly `header.size` bytes are copied from `data`.
     /// Returns the number of content bytes `data` gave (less than `size` means it ended early, in
     /// which case the entry is padded with zeros and the caller should fail).
-    pub(crate) fn append(&mut self, header: &TarHeader, data: Option<&mut dyn Read>) -> io::Result<u64> {
+    pub(crate) fn append(
+        &mut self,
+        header: &TarHeader,
+        data: Option<&mut dyn Read>,
+    ) -> io::Result<u64> {
         let mut name = header.path.clone();
         if header.entry_type == EntryType::Dir && !name.ends_with('/') {
             name.push('/');
         }
-        let size = if header.entry_type == EntryType::File { header.size } else { 0 };
+        let size = if header.entry_type == EntryType::File {
+            header.size
+        } else {
+            0
+        };
         let mut pax: Vec<(&str, String)> = Vec::new();
         let (prefix_field, name_field) = match split_name(&name) {
             Some(split) => split,
@@ -110,7 +118,10 @@ impl<W: Write> TarWriter<W> {
         put_str(&mut block[157..257], truncate(&header.link, 100));
         block[257..263].copy_from_slice(b"ustar\0");
         block[263..265].copy_from_slice(b"00");
-        if matches!(header.entry_type, EntryType::CharDevice | EntryType::BlockDevice) {
+        if matches!(
+            header.entry_type,
+            EntryType::CharDevice | EntryType::BlockDevice
+        ) {
             put_octal(&mut block[329..337], u64::from(header.device.0));
             put_octal(&mut block[337..345], u64::from(header.device.1));
         }
@@ -124,7 +135,12 @@ impl<W: Write> TarWriter<W> {
         if size == 0 {
             return Ok(0);
         }
-        let data = data.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "regular file entry without content"))?;
+        let data = data.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "regular file entry without content",
+            )
+        })?;
         let copied = io::copy(&mut data.take(size), &mut self.out)?;
         if copied < size {
             io::copy(&mut io::repeat(0).take(size - copied), &mut self.out)?;
@@ -236,19 +252,35 @@ pub(crate) fn is_tar_header(block: &[u8]) -> bool {
         return false;
     }
     let field = &block[148..156];
-    let text: String = field.iter().take_while(|b| **b != 0).map(|b| *b as char).collect();
+    let text: String = field
+        .iter()
+        .take_while(|b| **b != 0)
+        .map(|b| *b as char)
+        .collect();
     let Ok(stored) = u32::from_str_radix(text.trim(), 8) else {
         return false;
     };
     let unsigned: u32 = block[..BLOCK]
         .iter()
         .enumerate()
-        .map(|(i, b)| if (148..156).contains(&i) { 32 } else { u32::from(*b) })
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
         .sum();
     let signed: i64 = block[..BLOCK]
         .iter()
         .enumerate()
-        .map(|(i, b)| if (148..156).contains(&i) { 32 } else { i64::from(*b as i8) })
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                i64::from(*b as i8)
+            }
+        })
         .sum();
     stored == unsigned || i64::from(stored) == signed
 }
@@ -258,7 +290,17 @@ mod tests {
     use super::*;
 
     fn hdr(path: &str, t: EntryType) -> TarHeader {
-        TarHeader { path: path.into(), entry_type: t, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 0, link: String::new(), device: (0, 0) }
+        TarHeader {
+            path: path.into(),
+            entry_type: t,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            size: 0,
+            link: String::new(),
+            device: (0, 0),
+        }
     }
 
     #[test]
@@ -282,7 +324,8 @@ mod tests {
         l.link = long_link.clone();
         w.append(&l, None).unwrap();
         let mid = format!("{}/{}", "p".repeat(150), "n".repeat(90));
-        w.append(&hdr(&mid, EntryType::File), Some(&mut &b""[..])).unwrap();
+        w.append(&hdr(&mid, EntryType::File), Some(&mut &b""[..]))
+            .unwrap();
         let bytes = w.finish().unwrap();
         assert!(is_tar_header(&bytes[..512]));
 
@@ -291,7 +334,9 @@ mod tests {
         for e in ar.entries().unwrap() {
             let mut e = e.unwrap();
             let p = String::from_utf8(e.path_bytes().into_owned()).unwrap();
-            let link = e.link_name_bytes().map(|l| String::from_utf8(l.into_owned()).unwrap());
+            let link = e
+                .link_name_bytes()
+                .map(|l| String::from_utf8(l.into_owned()).unwrap());
             let uid = e.header().uid().unwrap();
             let mut body = Vec::new();
             e.read_to_end(&mut body).unwrap();
