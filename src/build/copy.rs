@@ -1,0 +1,187 @@
+//! COPY and ADD (local sources) as one layer: resolve the sources in the context, map them to
+//! destination paths as Docker does, and write every entry sorted by path, so the layer's
+//! digests depend only on the files' paths, contents, modes and the options.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+
+use super::archive;
+use super::context::{Context, Source, WalkKind};
+use super::error::BuildError;
+use super::layer::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, TrackedReader, normalize};
+use super::spool::Spool;
+
+/// One COPY or ADD instruction with local sources.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CopySpec {
+    /// Sources as written (variables already expanded), relative to the context root.
+    pub srcs: Vec<String>,
+    /// Absolute destination in the image (already joined with WORKDIR); a trailing `/` (or a
+    /// final `.`, or `/` itself) means "into this directory".
+    pub dest: String,
+    /// `--chown=uid:gid` (numeric): owner of every copied entry; root when `None`.
+    pub chown: Option<(u32, u32)>,
+    /// `--chmod`: mode of every copied file and directory (not symlinks).
+    pub chmod: Option<u32>,
+    /// ADD: extract local tar archives (plain, gzip, bzip2, xz) into the destination.
+    pub extract_archives: bool,
+}
+
+/// What one planned entry is.
+#[derive(Debug, Clone)]
+enum Planned {
+    Dir,
+    File { path: PathBuf, size: u64 },
+    Symlink { target: String },
+}
+
+/// Build the layer for `spec`.
+pub fn build_copy_layer(
+    ctx: &Context,
+    spec: &CopySpec,
+    spool: &Spool,
+    opts: &LayerOptions,
+) -> Result<LayerBlob, BuildError> {
+    let dest_is_dir = spec.dest.ends_with('/')
+        || spec.dest.ends_with("/.")
+        || spec.dest == "."
+        || normalize(&spec.dest)?.is_none();
+    let dest: Vec<String> = match normalize(&spec.dest)? {
+        Some(d) => d.split('/').map(str::to_string).collect(),
+        None => Vec::new(),
+    };
+    if spec.srcs.is_empty() {
+        return Err(BuildError::InvalidPath {
+            path: spec.dest.clone(),
+            reason: "COPY needs at least one source".into(),
+        });
+    }
+    let mut sources: Vec<Source> = Vec::new();
+    for src in &spec.srcs {
+        sources.extend(ctx.resolve(src)?.0);
+    }
+    if (spec.srcs.len() > 1 || sources.len() > 1) && !dest_is_dir {
+        return Err(BuildError::DestNotDir {
+            dest: spec.dest.clone(),
+        });
+    }
+    let (uid, gid) = spec.chown.unwrap_or((0, 0));
+    let mut planned: BTreeMap<Vec<String>, (Planned, EntryMeta)> = BTreeMap::new();
+    let mut archives: Vec<(PathBuf, archive::ArchiveFormat)> = Vec::new();
+    let meta = |mode: u32| EntryMeta {
+        mode: spec.chmod.unwrap_or(mode),
+        uid,
+        gid,
+    };
+
+    for src in &sources {
+        if src.is_dir {
+            if !dest.is_empty() {
+                planned.insert(dest.clone(), (Planned::Dir, meta(src.mode)));
+            }
+            for entry in ctx.walk(&src.rel)? {
+                let mut key = dest.clone();
+                key.extend(entry.rel.split('/').map(str::to_string));
+                let value = match entry.kind {
+                    WalkKind::Dir { mode } => (Planned::Dir, meta(mode)),
+                    WalkKind::File { mode, size } => (
+                        Planned::File {
+                            path: entry.path,
+                            size,
+                        },
+                        meta(mode),
+                    ),
+                    WalkKind::Symlink { target } => (
+                        Planned::Symlink { target },
+                        EntryMeta {
+                            mode: 0o777,
+                            uid,
+                            gid,
+                        },
+                    ),
+                };
+                planned.insert(key, value);
+            }
+            continue;
+        }
+        if spec.extract_archives
+            && let Some(format) = archive::detect_archive(&src.path)?
+        {
+            archives.push((src.path.clone(), format));
+            continue;
+        }
+        let mut key = dest.clone();
+        if dest_is_dir {
+            key.push(src.name.clone());
+        }
+        planned.insert(
+            key,
+            (
+                Planned::File {
+                    path: src.path.clone(),
+                    size: src.size,
+                },
+                meta(src.mode),
+            ),
+        );
+    }
+
+    let mut w = LayerWriter::new(spool, opts)?;
+    for (key, (entry, meta)) in planned {
+        let path = key.join("/");
+        match entry {
+            Planned::Dir => w.add_dir(&path, meta)?,
+            Planned::Symlink { target } => w.add_symlink(&path, &target, meta)?,
+            Planned::File { path: src, size } => copy_file(&mut w, &path, meta, &src, size)?,
+        }
+    }
+    for (path, format) in archives {
+        archive::extract_archive(&mut w, &path, format, &dest, spec.chown)?;
+    }
+    w.finish()
+}
+
+fn copy_file(
+    w: &mut LayerWriter,
+    dest: &str,
+    meta: EntryMeta,
+    src: &PathBuf,
+    size: u64,
+) -> Result<(), BuildError> {
+    let file = File::open(src).map_err(BuildError::io("open", src))?;
+    let now = file.metadata().map_err(BuildError::io("read", src))?;
+    if !now.is_file() {
+        return Err(BuildError::FileChanged {
+            path: src.clone(),
+            expected: size,
+            actual: 0,
+        });
+    }
+    let mut reader = TrackedReader::new(file);
+    let copied = match w.add_file_counted(dest, meta, size, &mut reader) {
+        Ok(n) => n,
+        Err(e) => {
+            return Err(match reader.failed.take() {
+                Some(source) => BuildError::Io {
+                    action: "read",
+                    path: src.clone(),
+                    source,
+                },
+                None => e,
+            });
+        }
+    };
+    if copied != size || now.len() != size {
+        return Err(BuildError::FileChanged {
+            path: src.clone(),
+            expected: size,
+            actual: copied.max(now.len()),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "copy_tests.rs"]
+mod tests;

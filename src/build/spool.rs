@@ -1,0 +1,168 @@
+//! A content-addressed spool directory: blobs are written under a temporary name in
+//! `<dir>/blobs/sha256/`, hashed while written, and renamed to `<hex>` when complete, so a
+//! blob file under its digest name is always whole. Several processes may share one spool.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use super::error::BuildError;
+use crate::digest::{Digest, HashingWriter};
+
+/// A content-addressed directory of blobs (`<dir>/blobs/sha256/<hex>`).
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+    blobs: PathBuf,
+}
+
+/// A blob that was committed to a [`Spool`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpooledBlob {
+    /// The digest of its bytes.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Where it is.
+    pub path: PathBuf,
+}
+
+impl Spool {
+    /// Open (creating as needed) the spool at `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Spool, BuildError> {
+        let dir = dir.into();
+        let blobs = dir.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).map_err(BuildError::io("create spool directory", &blobs))?;
+        Ok(Spool { dir, blobs })
+    }
+
+    /// The spool's root directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the blob with `digest` is (or would be).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.blobs.join(digest.hex())
+    }
+
+    /// Whether the spool holds the blob with `digest`.
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// A writer for a new blob; nothing is visible under a digest name until
+    /// [`SpoolWriter::commit`].
+    pub fn writer(&self) -> Result<SpoolWriter, BuildError> {
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&self.blobs)
+            .map_err(BuildError::io("create a temporary file in", &self.blobs))?;
+        let file = tmp
+            .as_file()
+            .try_clone()
+            .map_err(BuildError::io("open", tmp.path()))?;
+        Ok(SpoolWriter {
+            out: HashingWriter::new(BufWriter::with_capacity(256 * 1024, file)),
+            tmp,
+            spool: self.clone(),
+        })
+    }
+}
+
+/// A blob being written to a [`Spool`]: hashed as it is written, committed by rename.
+/// Dropping it without committing removes the temporary file.
+pub struct SpoolWriter {
+    out: HashingWriter<BufWriter<File>>,
+    tmp: NamedTempFile,
+    spool: Spool,
+}
+
+impl SpoolWriter {
+    /// The temporary file being written (for error messages).
+    pub fn temp_path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Flush, sync and rename the blob to its digest name. When the spool already holds that
+    /// blob (another build wrote it), the existing file is kept and the temporary one dropped.
+    pub fn commit(self) -> Result<SpooledBlob, BuildError> {
+        let SpoolWriter { out, tmp, spool } = self;
+        let (buf, digest, size) = out.finish();
+        let file = buf.into_inner().map_err(|e| BuildError::Io {
+            action: "write",
+            path: tmp.path().to_path_buf(),
+            source: e.into_error(),
+        })?;
+        file.sync_all()
+            .map_err(BuildError::io("sync", tmp.path()))?;
+        drop(file);
+        let path = spool.blob_path(&digest);
+        if !path.is_file() {
+            // rename(2) is atomic: a concurrent writer of the same blob replaces identical bytes.
+            tmp.persist(&path).map_err(|e| BuildError::Io {
+                action: "rename a blob into",
+                path: path.clone(),
+                source: e.error,
+            })?;
+        }
+        Ok(SpooledBlob { digest, size, path })
+    }
+}
+
+impl Write for SpoolWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_names_blob_by_digest_and_dedups() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path().join("s")).unwrap();
+        let mut w = spool.writer().unwrap();
+        w.write_all(b"hello").unwrap();
+        let tmp = w.temp_path().to_path_buf();
+        let b = w.commit().unwrap();
+        assert_eq!(b.digest, Digest::of(b"hello"));
+        assert_eq!(b.size, 5);
+        assert_eq!(fs::read(&b.path).unwrap(), b"hello");
+        assert!(!tmp.exists());
+        assert!(spool.contains(&b.digest));
+
+        let mut w2 = spool.writer().unwrap();
+        w2.write_all(b"hello").unwrap();
+        let tmp2 = w2.temp_path().to_path_buf();
+        let b2 = w2.commit().unwrap();
+        assert_eq!(b2, b);
+        assert!(!tmp2.exists());
+        let names: Vec<_> = fs::read_dir(dir.path().join("s/blobs/sha256"))
+            .unwrap()
+            .collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path()).unwrap();
+        let mut w = spool.writer().unwrap();
+        w.write_all(b"partial").unwrap();
+        drop(w);
+        assert_eq!(
+            fs::read_dir(dir.path().join("blobs/sha256"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+}
