@@ -90,6 +90,19 @@ impl fmt::Display for ErrorDetail {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
+    /// A tag or digest that cannot be put in a URL.
+    #[error(
+        "invalid manifest reference {reference:?} for {registry}/{repository}: expected a tag \
+         ([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}) or a sha256 digest"
+    )]
+    InvalidReference {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The reference.
+        reference: String,
+    },
     /// The HTTP client could not be built.
     #[error("cannot set up the HTTP client: {0}")]
     Client(String),
@@ -238,11 +251,10 @@ pub enum RegistryError {
         detail: ErrorDetail,
     },
     /// The registry rejected a manifest.
-    #[error(
-        "{registry}/{repository} rejected manifest {reference} ({detail}); the registry may not support \
-         this media type or a referenced blob is missing"
-    )]
+    #[error("{registry}/{repository} rejected manifest {reference} ({detail}); {hint}")]
     ManifestInvalid {
+        /// What to do.
+        hint: &'static str,
         /// The registry.
         registry: String,
         /// The repository.

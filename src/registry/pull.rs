@@ -49,6 +49,7 @@ impl Repository {
             scopes: self.pull_scopes(),
             subject: Subject::Manifest(reference),
         };
+        self.check_reference(reference)?;
         let url = self.url(&format!("manifests/{reference}"))?;
         let http = &self.client.inner.http;
         let too_large = || RegistryError::TooLarge {

@@ -113,6 +113,22 @@ impl Repository {
         })
     }
 
+    /// Check that `reference` is a tag or a digest before it goes into a URL.
+    pub(crate) fn check_reference(&self, reference: &str) -> Result<(), RegistryError> {
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let b = reference.as_bytes();
+        let tag = !b.is_empty() && b.len() <= 128 && word(b[0]) && b.iter().all(|&x| word(x) || x == b'.' || x == b'-');
+        if tag || reference.parse::<Digest>().is_ok() {
+            Ok(())
+        } else {
+            Err(RegistryError::InvalidReference {
+                registry: self.registry_label(),
+                repository: self.endpoint.repository.clone(),
+                reference: reference.to_string(),
+            })
+        }
+    }
+
     pub(crate) fn pull_scopes(&self) -> Vec<String> {
         vec![format!("repository:{}:pull", self.endpoint.repository)]
     }
@@ -357,8 +373,19 @@ impl Repository {
                     detail,
                 };
             }
-            if manifest_codes.iter().any(|c| detail.has_code(c)) || status == 400 {
+            if manifest_codes.iter().any(|c| detail.has_code(c))
+                || detail.has_code("DIGEST_INVALID")
+                || status == 400
+            {
+                let hint = if detail.has_code("MANIFEST_BLOB_UNKNOWN") || detail.has_code("BLOB_UNKNOWN") {
+                    "a blob it references is not in the repository: push the blobs first"
+                } else if detail.has_code("DIGEST_INVALID") {
+                    "the digest in the reference does not match the manifest's bytes"
+                } else {
+                    "the registry may not support this media type or manifest format"
+                };
                 return RegistryError::ManifestInvalid {
+                    hint,
                     registry,
                     repository,
                     reference,

@@ -358,6 +358,7 @@ impl Repository {
             scopes: self.push_scopes(),
             subject: Subject::Manifest(reference),
         };
+        self.check_reference(reference)?;
         let url = self.url(&format!("manifests/{reference}"))?;
         let ours = Digest::of(&bytes);
         let http = &self.client.inner.http;
