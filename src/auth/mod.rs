@@ -110,3 +110,11 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
     }
 }
+
+mod chain;
+mod cred_helper;
+mod docker_config;
+
+pub use chain::{Chain, StaticCredentials};
+pub use cred_helper::CredentialHelper;
+pub use docker_config::{DockerConfigProvider, canonical_host};

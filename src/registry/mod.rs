@@ -1,1 +1,25 @@
-//! registry (to be written).
+//! The OCI distribution client: [`RegistryClient`] (connections, auth caches) and
+//! [`Repository`] (one repository of one registry endpoint), which implements
+//! [`Destination`](crate::dest::Destination) for pushing and fetches manifests and blobs of base
+//! images. Authentication follows the registry's `WWW-Authenticate` challenge (Basic, or Bearer
+//! tokens from the token server); transient failures are retried per [`RetryPolicy`].
+
+mod auth;
+mod body;
+mod challenge;
+mod client;
+mod error;
+mod http;
+mod pull;
+mod repository;
+mod retry;
+mod token;
+mod upload;
+
+pub use challenge::{Challenge, parse_challenges};
+pub use client::{ClientOptions, MIN_CHUNK_SIZE, RegistryClient};
+pub use error::{ErrorDetail, OciError, RegistryError};
+pub use pull::{MAX_MANIFEST_SIZE, Manifest, RemoteBlob};
+pub use repository::Repository;
+pub use retry::RetryPolicy;
+pub use token::MAX_TOKEN_RESPONSE;

@@ -1,0 +1,190 @@
+//! The client's authentication state: the challenge each host answered with, credentials from
+//! the provider (cached until invalidated), and bearer tokens per (host, scope); and turning
+//! them into an `Authorization` header (marked sensitive, so never logged).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use reqwest::header::HeaderValue;
+
+use super::challenge::Challenge;
+use super::token::{TokenCache, TokenFailure, fetch_token};
+use crate::auth::{AuthError, Credential, CredentialProvider, RegistryHost};
+
+/// Challenges, credentials and tokens, shared by a client's repositories.
+#[derive(Debug, Default)]
+pub(crate) struct AuthState {
+    challenges: Mutex<HashMap<String, Challenge>>,
+    creds: Mutex<HashMap<(String, String), Option<Credential>>>,
+    tokens: TokenCache,
+}
+
+/// What to send.
+#[derive(Debug, Default)]
+pub(crate) struct Authz {
+    /// The `Authorization` header, if any.
+    pub header: Option<HeaderValue>,
+    /// Who we are, for messages: a user name, `identity token`, `bearer token` or `anonymous`.
+    pub who: String,
+    /// Whether a credential was used.
+    pub has_credential: bool,
+}
+
+/// Why no header could be made.
+#[derive(Debug)]
+pub(crate) enum AuthzFailure {
+    /// The token server rejected the credentials.
+    Rejected {
+        detail: String,
+        who: String,
+        has_credential: bool,
+    },
+    /// The token server could not be used.
+    Failed { reason: String, retryable: bool },
+    /// The provider failed.
+    Provider(AuthError),
+}
+
+fn who(c: Option<&Credential>) -> String {
+    match c {
+        Some(Credential::Basic { username, .. }) => username.clone(),
+        Some(Credential::IdentityToken(_)) => "<identity token>".into(),
+        Some(Credential::BearerToken(_)) => "<bearer token>".into(),
+        None => "anonymous".into(),
+    }
+}
+
+fn sensitive(v: String) -> Option<HeaderValue> {
+    let mut h = HeaderValue::from_str(&v).ok()?;
+    h.set_sensitive(true);
+    Some(h)
+}
+
+impl AuthState {
+    pub fn has_challenge(&self, host: &str) -> bool {
+        self.challenges
+            .lock()
+            .map(|c| c.contains_key(host))
+            .unwrap_or(false)
+    }
+
+    pub fn set_challenge(&self, host: &str, ch: Challenge) {
+        if let Ok(mut c) = self.challenges.lock() {
+            c.insert(host.to_string(), ch);
+        }
+    }
+
+    async fn credential(
+        &self,
+        provider: &dyn CredentialProvider,
+        rh: &RegistryHost<'_>,
+    ) -> Result<Option<Credential>, AuthError> {
+        let key = (rh.logical.to_string(), rh.endpoint.to_string());
+        if let Some(c) = self.creds.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(c);
+        }
+        let c = provider.credentials(rh).await?;
+        if let Ok(mut m) = self.creds.lock() {
+            m.insert(key, c.clone());
+        }
+        Ok(c)
+    }
+
+    /// Forget everything about `rh` and tell the provider its credentials were rejected.
+    pub fn invalidate(&self, provider: &dyn CredentialProvider, rh: &RegistryHost<'_>) {
+        provider.invalidate(rh);
+        if let Ok(mut m) = self.creds.lock() {
+            m.remove(&(rh.logical.to_string(), rh.endpoint.to_string()));
+        }
+        self.tokens.clear_host(rh.endpoint);
+    }
+
+    /// The header for a request to `rh.endpoint` needing `scopes`; `fresh` skips the token cache.
+    pub async fn authorize(
+        &self,
+        http: &reqwest::Client,
+        provider: &dyn CredentialProvider,
+        rh: &RegistryHost<'_>,
+        scopes: &[String],
+        fresh: bool,
+    ) -> Result<Authz, AuthzFailure> {
+        let Some(ch) = self
+            .challenges
+            .lock()
+            .ok()
+            .and_then(|c| c.get(rh.endpoint).cloned())
+        else {
+            return Ok(Authz {
+                who: "anonymous".into(),
+                ..Authz::default()
+            });
+        };
+        let cred = self
+            .credential(provider, rh)
+            .await
+            .map_err(AuthzFailure::Provider)?;
+        let who = who(cred.as_ref());
+        let has_credential = cred.is_some();
+        if let Some(Credential::BearerToken(t)) = &cred {
+            return Ok(Authz {
+                header: sensitive(format!("Bearer {}", t.expose())),
+                who,
+                has_credential,
+            });
+        }
+        if ch.is_basic() {
+            let header = match &cred {
+                Some(Credential::Basic { username, password }) => {
+                    let raw = format!("{username}:{}", password.expose());
+                    sensitive(format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(raw)
+                    ))
+                }
+                _ => None,
+            };
+            return Ok(Authz {
+                header,
+                who,
+                has_credential,
+            });
+        }
+        if !ch.is_bearer() {
+            return Ok(Authz {
+                header: None,
+                who,
+                has_credential,
+            });
+        }
+        let scope_key = scopes.join(" ");
+        if fresh {
+            self.tokens.remove(rh.endpoint, &scope_key);
+        } else if let Some(t) = self.tokens.get(rh.endpoint, &scope_key) {
+            return Ok(Authz {
+                header: sensitive(format!("Bearer {}", t.value.expose())),
+                who,
+                has_credential,
+            });
+        }
+        let token = fetch_token(http, &ch, scopes, cred.as_ref())
+            .await
+            .map_err(|f| match f {
+                TokenFailure::Rejected(detail) => AuthzFailure::Rejected {
+                    detail,
+                    who: who.clone(),
+                    has_credential,
+                },
+                TokenFailure::Failed { reason, retryable } => {
+                    AuthzFailure::Failed { reason, retryable }
+                }
+            })?;
+        let header = sensitive(format!("Bearer {}", token.value.expose()));
+        self.tokens.put(rh.endpoint, &scope_key, token);
+        Ok(Authz {
+            header,
+            who,
+            has_credential,
+        })
+    }
+}

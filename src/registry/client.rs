@@ -1,0 +1,96 @@
+//! [`ClientOptions`] and [`RegistryClient`]: one HTTP connection pool (reqwest, rustls) and one
+//! authentication cache (challenges, tokens, credentials) shared by every [`Repository`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::auth::AuthState;
+use super::error::RegistryError;
+use super::repository::Repository;
+use super::retry::RetryPolicy;
+use crate::auth::{Anonymous, CredentialProvider};
+use crate::registries_conf::Endpoint;
+
+/// The smallest PATCH chunk (all but the last chunk must be at least this, as ECR requires).
+pub const MIN_CHUNK_SIZE: usize = 5 * 1024 * 1024;
+
+/// How a [`RegistryClient`] behaves.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Where credentials come from.
+    pub credentials: Arc<dyn CredentialProvider>,
+    /// Use plain HTTP for every host (otherwise the endpoint's scheme is used).
+    pub insecure: bool,
+    /// The User-Agent header.
+    pub user_agent: String,
+    /// The PATCH chunk size for chunked uploads; values below 5 MiB are raised to 5 MiB.
+    pub chunk_size: usize,
+    /// Blobs of at most this many bytes are uploaded with one PUT; larger ones in PATCH chunks.
+    pub monolithic_threshold: u64,
+    /// How many blob existence checks run at once.
+    pub max_concurrency: usize,
+    /// How idempotent steps are retried.
+    pub retry: RetryPolicy,
+    /// Connection timeout.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            credentials: Arc::new(Anonymous),
+            insecure: false,
+            user_agent: crate::USER_AGENT.to_string(),
+            chunk_size: 16 * 1024 * 1024,
+            monolithic_threshold: 32 * 1024 * 1024,
+            max_concurrency: 4,
+            retry: RetryPolicy::default(),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// An OCI distribution client. Cheap to clone; clones share connections and auth caches.
+#[derive(Clone, Debug)]
+pub struct RegistryClient {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub http: reqwest::Client,
+    pub opts: ClientOptions,
+    pub auth: AuthState,
+}
+
+impl RegistryClient {
+    /// Build a client.
+    pub fn new(opts: ClientOptions) -> Result<RegistryClient, RegistryError> {
+        let http = reqwest::Client::builder()
+            .user_agent(opts.user_agent.clone())
+            .connect_timeout(opts.connect_timeout)
+            .build()
+            .map_err(|e| RegistryError::Client(super::http::cause_chain(&e)))?;
+        Ok(RegistryClient {
+            inner: Arc::new(Inner {
+                http,
+                opts,
+                auth: AuthState::default(),
+            }),
+        })
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.opts
+    }
+
+    /// A handle on one repository.
+    pub fn repository(&self, endpoint: &Endpoint) -> Repository {
+        Repository::new(self.clone(), endpoint.clone())
+    }
+
+    pub(crate) fn chunk_size(&self) -> usize {
+        self.inner.opts.chunk_size.max(MIN_CHUNK_SIZE)
+    }
+}

@@ -1,0 +1,421 @@
+//! [`RegistryError`]: every way talking to a registry can fail, each saying what failed, for
+//! which registry, repository and blob, why (HTTP status and the registry's OCI error codes),
+//! and what to do. No error ever carries a credential or a token.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::AuthError;
+use crate::digest::Digest;
+
+/// One entry of the OCI error envelope `{"errors":[{"code","message"}]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct OciError {
+    /// The code, e.g. `NAME_UNKNOWN`.
+    #[serde(default)]
+    pub code: String,
+    /// The registry's message.
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    errors: Vec<OciError>,
+}
+
+/// What a registry said when it refused a request: HTTP status and OCI error codes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorDetail {
+    /// The HTTP status.
+    pub status: u16,
+    /// The OCI errors in the body, if it had the envelope.
+    pub errors: Vec<OciError>,
+    /// The start of a body that was not the envelope (control characters removed).
+    pub body: Option<String>,
+}
+
+impl ErrorDetail {
+    /// Build from a status and a (size-limited) body.
+    pub fn new(status: u16, body: &[u8]) -> ErrorDetail {
+        if let Ok(env) = serde_json::from_slice::<Envelope>(body)
+            && !env.errors.is_empty()
+        {
+            return ErrorDetail {
+                status,
+                errors: env.errors,
+                body: None,
+            };
+        }
+        let text: String = String::from_utf8_lossy(body)
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(200)
+            .collect();
+        let text = text.trim().to_string();
+        ErrorDetail {
+            status,
+            errors: vec![],
+            body: (!text.is_empty()).then_some(text),
+        }
+    }
+
+    /// Whether one of the OCI errors has `code`.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.errors.iter().any(|e| e.code == code)
+    }
+}
+
+impl fmt::Display for ErrorDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reason = reqwest::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        write!(f, "HTTP {} {reason}", self.status)?;
+        for e in &self.errors {
+            write!(f, ", {}: {}", e.code, e.message)?;
+        }
+        if let Some(b) = &self.body {
+            write!(f, ", body: {b:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// A tag or digest that cannot be put in a URL.
+    #[error(
+        "invalid manifest reference {reference:?} for {registry}/{repository}: expected a tag \
+         ([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}) or a sha256 digest"
+    )]
+    InvalidReference {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The reference.
+        reference: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(String),
+    /// The endpoint does not make a valid URL.
+    #[error(
+        "cannot make a registry URL for {host}/{repository}: {reason}; check the reference and registries.conf"
+    )]
+    InvalidEndpoint {
+        /// The `host[:port]`.
+        host: String,
+        /// The repository.
+        repository: String,
+        /// Why.
+        reason: String,
+    },
+    /// Connection refused, DNS failure, TLS failure.
+    #[error(
+        "cannot reach registry {host} ({url}): {cause}; is it running, is the name right, \
+         and is --insecure needed (plain HTTP)?"
+    )]
+    Unreachable {
+        /// The `host[:port]`.
+        host: String,
+        /// The URL (without query).
+        url: String,
+        /// Why.
+        cause: String,
+    },
+    /// The connection closed in the middle of a request.
+    #[error(
+        "the connection to {registry} was dropped during {what} for repository {repository}: {cause}; \
+         the repository may not exist (Amazon ECR closes the connection for unknown repositories), \
+         or a proxy cut the request"
+    )]
+    ConnectionDropped {
+        /// The operation.
+        what: String,
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// Why.
+        cause: String,
+    },
+    /// The request timed out.
+    #[error(
+        "timed out during {what} on {registry}/{repository}: {cause}; check the network or retry"
+    )]
+    Timeout {
+        /// The operation.
+        what: String,
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// Why.
+        cause: String,
+    },
+    /// The registry wants credentials and none were found.
+    #[error(
+        "authentication required by {registry} for {what} on repository {repository} ({detail}), \
+         and no credentials were found: run `docker login {registry}` or pass credentials"
+    )]
+    AuthRequired {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The operation.
+        what: String,
+        /// The registry's answer.
+        detail: String,
+    },
+    /// Credentials were sent and rejected.
+    #[error(
+        "authentication failed for {registry} (user {user}) during {what} on repository {repository}: {detail}; \
+         check your credentials / docker login"
+    )]
+    AuthFailed {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The user name, or a description of the credential.
+        user: String,
+        /// The operation.
+        what: String,
+        /// The registry's (or token server's) answer.
+        detail: String,
+    },
+    /// Authenticated, but not allowed.
+    #[error(
+        "access denied by {registry} for {what} on repository {repository} ({detail}); the credentials \
+         lack permission for it (push needs pull+push), or the repository does not exist"
+    )]
+    Denied {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The operation.
+        what: String,
+        /// The registry's answer.
+        detail: ErrorDetail,
+    },
+    /// The repository does not exist.
+    #[error(
+        "repository {repository} is not known to {registry} ({detail}) during {what}; check the name, or create it first"
+    )]
+    NameUnknown {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The operation.
+        what: String,
+        /// The registry's answer.
+        detail: ErrorDetail,
+    },
+    /// A blob does not exist.
+    #[error("blob {digest} is not known to {registry}/{repository} ({detail}) during {what}")]
+    BlobUnknown {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The blob.
+        digest: String,
+        /// The operation.
+        what: String,
+        /// The registry's answer.
+        detail: ErrorDetail,
+    },
+    /// A manifest (tag or digest) does not exist.
+    #[error(
+        "manifest {reference} not found in {registry}/{repository} ({detail}); check the tag or digest"
+    )]
+    ManifestUnknown {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The tag or digest.
+        reference: String,
+        /// The registry's answer.
+        detail: ErrorDetail,
+    },
+    /// The registry rejected a manifest.
+    #[error("{registry}/{repository} rejected manifest {reference} ({detail}); {hint}")]
+    ManifestInvalid {
+        /// What to do.
+        hint: &'static str,
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The tag or digest.
+        reference: String,
+        /// The registry's answer.
+        detail: ErrorDetail,
+    },
+    /// The registry rejected a tag.
+    #[error(
+        "{registry}/{repository} rejected tag {reference} ({detail}); the repository may have immutable tags"
+    )]
+    TagInvalid {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The tag.
+        reference: String,
+        /// The registry's answer.
+        detail: ErrorDetail,
+    },
+    /// Rate limited.
+    #[error(
+        "{registry} is rate-limiting requests ({detail}) during {what} on {repository}{}; wait and retry, \
+         or log in for a higher limit",
+        retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default()
+    )]
+    TooManyRequests {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The operation.
+        what: String,
+        /// `Retry-After`, if given.
+        retry_after: Option<Duration>,
+        /// The registry's answer.
+        detail: ErrorDetail,
+    },
+    /// Any other refusal.
+    #[error("{what} on {registry}/{repository} failed: {detail}{}", hint_for(detail.status))]
+    Status {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The operation.
+        what: String,
+        /// The registry's answer.
+        detail: ErrorDetail,
+        /// `Retry-After`, if given.
+        retry_after: Option<Duration>,
+    },
+    /// Content did not match its digest or size.
+    #[error(
+        "{what} from {registry}/{repository} does not match: expected {expected}, got {actual}; the registry or a proxy altered it"
+    )]
+    Mismatch {
+        /// What (e.g. `blob sha256:…`, `manifest v1`).
+        what: String,
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// What we expected.
+        expected: String,
+        /// What we got.
+        actual: String,
+    },
+    /// Content is larger than we accept.
+    #[error(
+        "{what} from {registry}/{repository} is larger than the {limit}-byte limit; refusing to read it"
+    )]
+    TooLarge {
+        /// What.
+        what: String,
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// The registry answered something we cannot use (bad Location, bad token JSON, …).
+    #[error("{registry} sent an invalid response to {what} on {repository}: {reason}")]
+    BadResponse {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The operation.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The credential provider failed.
+    #[error(transparent)]
+    Credentials(#[from] AuthError),
+    /// The blob's local source could not be read.
+    #[error("cannot read blob {digest} to upload it to {registry}/{repository}: {source}")]
+    Source {
+        /// The blob.
+        digest: Digest,
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn hint_for(status: u16) -> &'static str {
+    match status {
+        500..=599 => "; the registry had an internal error, retry later",
+        404 => "; check the repository name and the registry's API path",
+        405 => "; the registry does not allow this operation (read-only mirror?)",
+        413 => "; the registry refuses content this large (proxy body-size limit?)",
+        _ => "",
+    }
+}
+
+impl RegistryError {
+    /// Whether retrying the same step may succeed: 429, 5xx, connection and timeout errors.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RegistryError::Unreachable { .. }
+            | RegistryError::ConnectionDropped { .. }
+            | RegistryError::Timeout { .. }
+            | RegistryError::TooManyRequests { .. } => true,
+            RegistryError::Status { detail, .. } => {
+                matches!(detail.status, 408 | 500 | 502 | 503 | 504)
+            }
+            _ => false,
+        }
+    }
+
+    /// The `Retry-After` the registry asked for.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RegistryError::TooManyRequests { retry_after, .. }
+            | RegistryError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, when the registry answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            RegistryError::Denied { detail, .. }
+            | RegistryError::NameUnknown { detail, .. }
+            | RegistryError::BlobUnknown { detail, .. }
+            | RegistryError::ManifestUnknown { detail, .. }
+            | RegistryError::ManifestInvalid { detail, .. }
+            | RegistryError::TagInvalid { detail, .. }
+            | RegistryError::TooManyRequests { detail, .. }
+            | RegistryError::Status { detail, .. } => Some(detail.status),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Pulling base images: manifests (size-limited, digest-checked), blobs as streams verified
+//! against their descriptor while they stream, and [`RemoteBlob`], a base layer that can be
+//! pushed elsewhere (or mounted from its repository).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+
+use super::error::RegistryError;
+use super::http::read_limited;
+use super::repository::{Op, Repository, Subject};
+use crate::blob::{BlobSource, ByteStream};
+use crate::digest::{Digest, Hasher};
+use crate::image::{Descriptor, media_types};
+
+/// The largest manifest accepted.
+pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
+
+/// A manifest or index as the registry served it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The exact bytes.
+    pub bytes: Bytes,
+    /// Its media type (from `Content-Type`, else its `mediaType` field).
+    pub media_type: String,
+    /// The digest of `bytes`.
+    pub digest: Digest,
+}
+
+fn accept_header() -> String {
+    [
+        media_types::OCI_MANIFEST,
+        media_types::OCI_INDEX,
+        media_types::DOCKER_MANIFEST,
+        media_types::DOCKER_MANIFEST_LIST,
+    ]
+    .join(", ")
+}
+
+impl Repository {
+    /// Fetch the manifest or index `reference` (a tag or a digest).
+    pub async fn get_manifest(&self, reference: &str) -> Result<Manifest, RegistryError> {
+        let op = Op {
+            what: format!("fetching manifest {reference}"),
+            scopes: self.pull_scopes(),
+            subject: Subject::Manifest(reference),
+        };
+        self.check_reference(reference)?;
+        let url = self.url(&format!("manifests/{reference}"))?;
+        let http = &self.client.inner.http;
+        let too_large = || RegistryError::TooLarge {
+            what: format!("manifest {reference}"),
+            registry: self.registry_label(),
+            repository: self.endpoint.repository.clone(),
+            limit: MAX_MANIFEST_SIZE,
+        };
+        let (bytes, content_type) = self
+            .client
+            .inner
+            .opts
+            .retry
+            .run(&op.what, || async {
+                let resp = self
+                    .send(&op, || async {
+                        Ok(http.get(url.clone()).header(ACCEPT, accept_header()))
+                    })
+                    .await?;
+                if !resp.status().is_success() {
+                    return Err(self.error_from(&op, resp).await);
+                }
+                let ct = resp
+                    .headers()
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.split(';').next().unwrap_or("").trim().to_string());
+                let (bytes, truncated) = read_limited(resp, MAX_MANIFEST_SIZE)
+                    .await
+                    .map_err(|e| self.transport_error(&op, &url, &e))?;
+                if truncated {
+                    return Err(too_large());
+                }
+                Ok((bytes, ct))
+            })
+            .await?;
+        let digest = Digest::of(&bytes);
+        if let Ok(want) = reference.parse::<Digest>()
+            && want != digest
+        {
+            return Err(RegistryError::Mismatch {
+                what: format!("manifest {reference}"),
+                registry: self.registry_label(),
+                repository: self.endpoint.repository.clone(),
+                expected: want.to_string(),
+                actual: digest.to_string(),
+            });
+        }
+        let generic = |t: &str| {
+            t.is_empty()
+                || t == "application/json"
+                || t == "text/plain"
+                || t == "application/octet-stream"
+        };
+        let media_type = match content_type {
+            Some(t) if !generic(&t) => t,
+            _ => serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| {
+                    v.get("mediaType")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| media_types::OCI_MANIFEST.to_string()),
+        };
+        Ok(Manifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// Stream the blob `desc`; the stream fails (at the end, or as soon as it is too long) when
+    /// the bytes do not match the descriptor's digest and size.
+    pub async fn get_blob(&self, desc: &Descriptor) -> Result<ByteStream, RegistryError> {
+        let digest = &desc.digest;
+        let op = Op {
+            what: format!("fetching blob {digest}"),
+            scopes: self.pull_scopes(),
+            subject: Subject::Blob(digest),
+        };
+        let url = self.url(&format!("blobs/{digest}"))?;
+        let http = &self.client.inner.http;
+        let resp = self
+            .client
+            .inner
+            .opts
+            .retry
+            .run(&op.what, || async {
+                let resp = self
+                    .send(&op, || async { Ok(http.get(url.clone())) })
+                    .await?;
+                if resp.status().is_success() {
+                    Ok(resp)
+                } else {
+                    Err(self.error_from(&op, resp).await)
+                }
+            })
+            .await?;
+        let label = format!(
+            "blob {digest} from {}/{}",
+            self.registry_label(),
+            self.endpoint.repository
+        );
+        let inner = resp
+            .bytes_stream()
+            .map(move |r| r.map_err(|e| io::Error::other(super::http::cause_chain(&e))));
+        Ok(Box::pin(Verifying {
+            inner: Box::pin(inner),
+            hasher: Some(Hasher::new()),
+            expected: desc.digest.clone(),
+            size: desc.size,
+            label,
+        }))
+    }
+
+    /// A small blob (a config) read whole, verified; refused when larger than `limit`.
+    pub async fn get_blob_bytes(
+        &self,
+        desc: &Descriptor,
+        limit: u64,
+    ) -> Result<Bytes, RegistryError> {
+        let too_large = || RegistryError::TooLarge {
+            what: format!("blob {}", desc.digest),
+            registry: self.registry_label(),
+            repository: self.endpoint.repository.clone(),
+            limit,
+        };
+        if desc.size > limit {
+            return Err(too_large());
+        }
+        let mut stream = self.get_blob(desc).await?;
+        let mut buf = BytesMut::with_capacity(desc.size as usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| RegistryError::ConnectionDropped {
+                what: format!("fetching blob {}", desc.digest),
+                registry: self.registry_label(),
+                repository: self.endpoint.repository.clone(),
+                cause: e.to_string(),
+            })?;
+            if (buf.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+}
+
+/// A stream checked against a digest and size while it flows.
+struct Verifying {
+    inner: ByteStream,
+    hasher: Option<Hasher>,
+    expected: Digest,
+    size: u64,
+    label: String,
+}
+
+impl Stream for Verifying {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(hasher) = this.hasher.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Err(e))) => {
+                this.hasher = None;
+                Poll::Ready(Some(Err(io::Error::new(
+                    e.kind(),
+                    format!("reading {}: {e}", this.label),
+                ))))
+            }
+            Poll::Ready(Some(Ok(b))) => {
+                hasher.update(&b);
+                if hasher.len() > this.size {
+                    this.hasher = None;
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{} is larger than its descriptor's {} bytes",
+                            this.label, this.size
+                        ),
+                    ))));
+                }
+                Poll::Ready(Some(Ok(b)))
+            }
+            Poll::Ready(None) => {
+                let Some(hasher) = this.hasher.take() else {
+                    return Poll::Ready(None);
+                };
+                let (digest, len) = hasher.finish();
+                if len != this.size {
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("{} ended after {len} of {} bytes", this.label, this.size),
+                    ))));
+                }
+                if digest != this.expected {
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{} does not match its digest: got {digest}", this.label),
+                    ))));
+                }
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+/// A blob in a (source) registry repository: streamed from there on each `open`, and
+/// mountable from there when pushing to the same registry.
+#[derive(Debug, Clone)]
+pub struct RemoteBlob {
+    repository: Repository,
+    descriptor: Descriptor,
+}
+
+impl RemoteBlob {
+    /// The blob `descriptor` of `repository`.
+    pub fn new(repository: Repository, descriptor: Descriptor) -> RemoteBlob {
+        RemoteBlob {
+            repository,
+            descriptor,
+        }
+    }
+
+    /// Its descriptor.
+    pub fn descriptor(&self) -> &Descriptor {
+        &self.descriptor
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobSource for RemoteBlob {
+    async fn open(&self) -> io::Result<ByteStream> {
+        self.repository
+            .get_blob(&self.descriptor)
+            .await
+            .map_err(io::Error::other)
+    }
+
+    /// `(logical registry, repository on the endpoint host)`.
+    fn mount_from(&self) -> Option<(String, String)> {
+        let e = self.repository.endpoint();
+        Some((e.logical_registry.clone(), e.repository.clone()))
+    }
+}

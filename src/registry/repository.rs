@@ -1,0 +1,415 @@
+//! [`Repository`]: one repository on one registry endpoint, and the request loop every
+//! operation goes through: attach cached auth, answer a 401 challenge (fresh credentials or
+//! token, then once more after invalidating the provider), and turn failures into
+//! [`RegistryError`]s that name the registry, repository and operation.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use reqwest::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use url::Url;
+
+use super::auth::AuthzFailure;
+use super::challenge::parse_challenges;
+use super::client::RegistryClient;
+use super::error::{ErrorDetail, RegistryError};
+use super::http::{cause_chain, read_limited, redact_url};
+use super::retry::parse_retry_after;
+use crate::auth::RegistryHost;
+use crate::digest::Digest;
+use crate::registries_conf::{Endpoint, Scheme};
+
+/// The most of an error body that is read.
+pub(crate) const MAX_ERROR_BODY: u64 = 64 * 1024;
+
+/// One repository on one registry. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Repository {
+    pub(crate) client: RegistryClient,
+    pub(crate) endpoint: Arc<Endpoint>,
+    base: Result<Url, String>,
+    /// Upload sessions opened by a mount the registry answered with 202, by blob.
+    pub(crate) sessions: Arc<Mutex<HashMap<Digest, Url>>>,
+}
+
+/// What a request is about, for error messages.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Subject<'a> {
+    Blob(&'a Digest),
+    Manifest(&'a str),
+}
+
+/// One operation: its description, the token scopes it needs, and its subject.
+#[derive(Debug)]
+pub(crate) struct Op<'a> {
+    pub what: String,
+    pub scopes: Vec<String>,
+    pub subject: Subject<'a>,
+}
+
+impl Repository {
+    pub(crate) fn new(client: RegistryClient, endpoint: Endpoint) -> Repository {
+        let scheme = if client.inner.opts.insecure {
+            Scheme::Http
+        } else {
+            endpoint.scheme
+        };
+        let base = Url::parse(&format!(
+            "{}://{}/v2/{}/",
+            scheme.as_str(),
+            endpoint.host,
+            endpoint.repository
+        ))
+        .map_err(|e| e.to_string())
+        .and_then(|u| match u.host_str() {
+            Some(_) if !endpoint.repository.is_empty() => Ok(u),
+            _ => Err("no host or no repository".to_string()),
+        });
+        Repository {
+            client,
+            endpoint: Arc::new(endpoint),
+            base,
+            sessions: Arc::default(),
+        }
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The registry for messages: the logical name, with the host contacted when different.
+    pub fn registry_label(&self) -> String {
+        if self.endpoint.logical_registry == self.endpoint.host {
+            self.endpoint.host.clone()
+        } else {
+            format!(
+                "{} (via {})",
+                self.endpoint.logical_registry, self.endpoint.host
+            )
+        }
+    }
+
+    /// `host/repository`.
+    pub fn describe(&self) -> String {
+        self.endpoint.describe()
+    }
+
+    pub(crate) fn url(&self, path: &str) -> Result<Url, RegistryError> {
+        let base = self
+            .base
+            .as_ref()
+            .map_err(|reason| RegistryError::InvalidEndpoint {
+                host: self.endpoint.host.clone(),
+                repository: self.endpoint.repository.clone(),
+                reason: reason.clone(),
+            })?;
+        base.join(path).map_err(|e| RegistryError::InvalidEndpoint {
+            host: self.endpoint.host.clone(),
+            repository: self.endpoint.repository.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Check that `reference` is a tag or a digest before it goes into a URL.
+    pub(crate) fn check_reference(&self, reference: &str) -> Result<(), RegistryError> {
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let b = reference.as_bytes();
+        let tag = !b.is_empty() && b.len() <= 128 && word(b[0]) && b.iter().all(|&x| word(x) || x == b'.' || x == b'-');
+        if tag || reference.parse::<Digest>().is_ok() {
+            Ok(())
+        } else {
+            Err(RegistryError::InvalidReference {
+                registry: self.registry_label(),
+                repository: self.endpoint.repository.clone(),
+                reference: reference.to_string(),
+            })
+        }
+    }
+
+    pub(crate) fn pull_scopes(&self) -> Vec<String> {
+        vec![format!("repository:{}:pull", self.endpoint.repository)]
+    }
+
+    pub(crate) fn push_scopes(&self) -> Vec<String> {
+        vec![format!("repository:{}:pull,push", self.endpoint.repository)]
+    }
+
+    fn registry_host(&self) -> RegistryHost<'_> {
+        RegistryHost {
+            logical: &self.endpoint.logical_registry,
+            endpoint: &self.endpoint.host,
+        }
+    }
+
+    /// Send the request `make` builds (called again for each retry after a 401), authenticated.
+    pub(crate) async fn send<F, Fut>(
+        &self,
+        op: &Op<'_>,
+        mut make: F,
+    ) -> Result<Response, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<RequestBuilder, RegistryError>>,
+    {
+        let inner = &self.client.inner;
+        let provider = inner.opts.credentials.as_ref();
+        let rh = self.registry_host();
+        // 0: cached auth; 1: fresh token/credentials after a 401; 2: after invalidating the provider.
+        let mut round = 0u8;
+        loop {
+            let authz = match inner
+                .auth
+                .authorize(&inner.http, provider, &rh, &op.scopes, round > 0)
+                .await
+            {
+                Ok(a) => a,
+                Err(AuthzFailure::Provider(e)) => return Err(e.into()),
+                Err(AuthzFailure::Failed { reason, retryable }) => {
+                    return Err(if retryable {
+                        RegistryError::Unreachable {
+                            host: self.endpoint.host.clone(),
+                            url: "token server".into(),
+                            cause: reason,
+                        }
+                    } else {
+                        self.bad_response(op, reason)
+                    });
+                }
+                Err(AuthzFailure::Rejected {
+                    detail,
+                    who,
+                    has_credential,
+                }) => {
+                    if !has_credential {
+                        return Err(self.auth_required(op, detail));
+                    }
+                    if round >= 2 {
+                        return Err(self.auth_failed(op, who, detail));
+                    }
+                    if round == 1 {
+                        inner.auth.invalidate(provider, &rh);
+                    }
+                    round += 1;
+                    continue;
+                }
+            };
+            let mut rb = make().await?;
+            if let Some(h) = &authz.header {
+                rb = rb.header(AUTHORIZATION, h.clone());
+            }
+            let req = rb
+                .build()
+                .map_err(|e| RegistryError::Client(cause_chain(&e)))?;
+            let url = req.url().clone();
+            tracing::debug!(method = %req.method(), url = %redact_url(&url), who = %authz.who, "registry request");
+            let resp = match inner.http.execute(req).await {
+                Ok(r) => r,
+                Err(e) => return Err(self.transport_error(op, &url, &e)),
+            };
+            tracing::debug!(status = resp.status().as_u16(), url = %redact_url(&url), "registry response");
+            if resp.status() != StatusCode::UNAUTHORIZED {
+                return Ok(resp);
+            }
+            let challenges: Vec<_> = resp
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(parse_challenges)
+                .collect();
+            let chosen = challenges
+                .iter()
+                .find(|c| c.is_bearer())
+                .or_else(|| challenges.iter().find(|c| c.is_basic()))
+                .cloned();
+            let (body, _) = read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default();
+            let detail = ErrorDetail::new(401, &body).to_string();
+            match chosen {
+                Some(ch) => inner.auth.set_challenge(&self.endpoint.host, ch),
+                None if !inner.auth.has_challenge(&self.endpoint.host) => {
+                    let detail =
+                        format!("{detail} without a Basic or Bearer WWW-Authenticate challenge");
+                    return Err(if authz.has_credential {
+                        self.auth_failed(op, authz.who, detail)
+                    } else {
+                        self.auth_required(op, detail)
+                    });
+                }
+                None => {}
+            }
+            if round > 0 && !authz.has_credential {
+                return Err(self.auth_required(op, detail));
+            }
+            if round >= 2 {
+                return Err(self.auth_failed(op, authz.who, detail));
+            }
+            if round == 1 {
+                inner.auth.invalidate(provider, &rh);
+            }
+            round += 1;
+        }
+    }
+
+    fn auth_required(&self, op: &Op<'_>, detail: String) -> RegistryError {
+        RegistryError::AuthRequired {
+            registry: self.endpoint.logical_registry.clone(),
+            repository: self.endpoint.repository.clone(),
+            what: op.what.clone(),
+            detail,
+        }
+    }
+
+    fn auth_failed(&self, op: &Op<'_>, user: String, detail: String) -> RegistryError {
+        RegistryError::AuthFailed {
+            registry: self.registry_label(),
+            repository: self.endpoint.repository.clone(),
+            user,
+            what: op.what.clone(),
+            detail,
+        }
+    }
+
+    pub(crate) fn bad_response(&self, op: &Op<'_>, reason: String) -> RegistryError {
+        RegistryError::BadResponse {
+            registry: self.registry_label(),
+            repository: self.endpoint.repository.clone(),
+            what: op.what.clone(),
+            reason,
+        }
+    }
+
+    /// A reqwest failure: unreachable, timed out, or dropped mid-request.
+    pub(crate) fn transport_error(
+        &self,
+        op: &Op<'_>,
+        url: &Url,
+        e: &reqwest::Error,
+    ) -> RegistryError {
+        let cause = cause_chain(e);
+        if e.is_connect() {
+            RegistryError::Unreachable {
+                host: self.endpoint.host.clone(),
+                url: redact_url(url),
+                cause,
+            }
+        } else if e.is_timeout() {
+            RegistryError::Timeout {
+                what: op.what.clone(),
+                registry: self.registry_label(),
+                repository: self.endpoint.repository.clone(),
+                cause,
+            }
+        } else {
+            RegistryError::ConnectionDropped {
+                what: op.what.clone(),
+                registry: self.registry_label(),
+                repository: self.endpoint.repository.clone(),
+                cause,
+            }
+        }
+    }
+
+    /// Turn an unexpected response into the error its status and OCI codes say.
+    pub(crate) async fn error_from(&self, op: &Op<'_>, resp: Response) -> RegistryError {
+        let status = resp.status().as_u16();
+        let retry_after = parse_retry_after(resp.headers().get(RETRY_AFTER));
+        let (body, _) = read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default();
+        let detail = ErrorDetail::new(status, &body);
+        let registry = self.registry_label();
+        let repository = self.endpoint.repository.clone();
+        let what = op.what.clone();
+        let reference = match op.subject {
+            Subject::Manifest(r) => r.to_string(),
+            Subject::Blob(d) => d.to_string(),
+        };
+        if status == 429 || detail.has_code("TOOMANYREQUESTS") {
+            return RegistryError::TooManyRequests {
+                registry,
+                repository,
+                what,
+                retry_after,
+                detail,
+            };
+        }
+        if status == 403 || detail.has_code("DENIED") || detail.has_code("UNAUTHORIZED") {
+            return RegistryError::Denied {
+                registry,
+                repository,
+                what,
+                detail,
+            };
+        }
+        if detail.has_code("NAME_UNKNOWN") {
+            return RegistryError::NameUnknown {
+                registry,
+                repository,
+                what,
+                detail,
+            };
+        }
+        if detail.has_code("TAG_INVALID") {
+            return RegistryError::TagInvalid {
+                registry,
+                repository,
+                reference,
+                detail,
+            };
+        }
+        let manifest_codes = [
+            "MANIFEST_INVALID",
+            "MANIFEST_BLOB_UNKNOWN",
+            "MANIFEST_UNVERIFIED",
+            "BLOB_UNKNOWN",
+        ];
+        if let Subject::Manifest(_) = op.subject {
+            if detail.has_code("MANIFEST_UNKNOWN") || status == 404 {
+                return RegistryError::ManifestUnknown {
+                    registry,
+                    repository,
+                    reference,
+                    detail,
+                };
+            }
+            if manifest_codes.iter().any(|c| detail.has_code(c))
+                || detail.has_code("DIGEST_INVALID")
+                || status == 400
+            {
+                let hint = if detail.has_code("MANIFEST_BLOB_UNKNOWN") || detail.has_code("BLOB_UNKNOWN") {
+                    "a blob it references is not in the repository: push the blobs first"
+                } else if detail.has_code("DIGEST_INVALID") {
+                    "the digest in the reference does not match the manifest's bytes"
+                } else {
+                    "the registry may not support this media type or manifest format"
+                };
+                return RegistryError::ManifestInvalid {
+                    hint,
+                    registry,
+                    repository,
+                    reference,
+                    detail,
+                };
+            }
+        }
+        if let Subject::Blob(_) = op.subject
+            && (detail.has_code("BLOB_UNKNOWN") || status == 404)
+        {
+            return RegistryError::BlobUnknown {
+                registry,
+                repository,
+                digest: reference,
+                what,
+                detail,
+            };
+        }
+        RegistryError::Status {
+            registry,
+            repository,
+            what,
+            detail,
+            retry_after,
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! Pushing: blob existence (`HEAD`), cross-repository mounts, uploads (one streamed `PUT`, or
+//! `PATCH` chunks then a closing `PUT`), manifests; and `impl Destination for Repository`.
+//! Nothing here reads the target repository's manifests or blobs.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
+use reqwest::{Response, StatusCode};
+use tokio::sync::watch;
+use url::Url;
+
+use super::body::{Shared, counted, take, take_error, with_progress};
+use super::error::RegistryError;
+use super::repository::{Op, Repository, Subject};
+use crate::blob::BlobSource;
+use crate::dest::{DestError, Destination, Progress};
+use crate::digest::Digest;
+use crate::image::Descriptor;
+
+const OCTET: &str = "application/octet-stream";
+const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+
+impl Repository {
+    /// Whether the repository has `digest` (`HEAD /v2/<repo>/blobs/<digest>`: 200 yes, 404 no).
+    pub async fn blob_exists(&self, digest: &Digest) -> Result<bool, RegistryError> {
+        let op = Op {
+            what: format!("checking blob {digest}"),
+            scopes: self.push_scopes(),
+            subject: Subject::Blob(digest),
+        };
+        let url = self.url(&format!("blobs/{digest}"))?;
+        let http = &self.client.inner.http;
+        self.client
+            .inner
+            .opts
+            .retry
+            .run(&op.what, || async {
+                let resp = self
+                    .send(&op, || async { Ok(http.head(url.clone())) })
+                    .await?;
+                match resp.status() {
+                    s if s.is_success() => Ok(true),
+                    StatusCode::NOT_FOUND => Ok(false),
+                    _ => Err(self.error_from(&op, resp).await),
+                }
+            })
+            .await
+    }
+
+    /// Mount `blob` from `from_repository` of the same registry. `true` when mounted; `false`
+    /// when the registry opened an ordinary upload session instead (kept for the upload).
+    pub async fn mount(
+        &self,
+        blob: &Descriptor,
+        from_repository: &str,
+    ) -> Result<bool, RegistryError> {
+        let digest = &blob.digest;
+        let mut scopes = self.push_scopes();
+        if from_repository != self.endpoint.repository {
+            scopes.push(format!("repository:{from_repository}:pull"));
+        }
+        let op = Op {
+            what: format!("mounting blob {digest} from {from_repository}"),
+            scopes,
+            subject: Subject::Blob(digest),
+        };
+        let mut url = self.url("blobs/uploads/")?;
+        url.query_pairs_mut()
+            .append_pair("mount", digest.as_str())
+            .append_pair("from", from_repository);
+        let http = &self.client.inner.http;
+        let resp = self
+            .send(&op, || async {
+                Ok(http.post(url.clone()).header(CONTENT_LENGTH, "0"))
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => {
+                let location = self.location(&op, &resp, &url)?;
+                if let Ok(mut s) = self.sessions.lock() {
+                    s.insert(digest.clone(), location);
+                }
+                Ok(false)
+            }
+            _ => Err(self.error_from(&op, resp).await),
+        }
+    }
+
+    /// Upload `blob` from `source`, retrying the whole upload on transient errors.
+    pub async fn upload(
+        &self,
+        blob: &Descriptor,
+        source: &dyn BlobSource,
+        progress: Progress<'_>,
+    ) -> Result<(), RegistryError> {
+        let what = format!("uploading blob {}", blob.digest);
+        self.client
+            .inner
+            .opts
+            .retry
+            .run(&what, || self.upload_once(blob, source, progress))
+            .await
+    }
+
+    async fn upload_once(
+        &self,
+        blob: &Descriptor,
+        source: &dyn BlobSource,
+        progress: Progress<'_>,
+    ) -> Result<(), RegistryError> {
+        let op = Op {
+            what: format!("uploading blob {}", blob.digest),
+            scopes: self.push_scopes(),
+            subject: Subject::Blob(&blob.digest),
+        };
+        let session = self
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|mut s| s.remove(&blob.digest));
+        let location = match session {
+            Some(l) => l,
+            None => self.start_upload(&op).await?,
+        };
+        if blob.size <= self.client.inner.opts.monolithic_threshold {
+            self.put_monolithic(&op, blob, source, location, progress)
+                .await
+        } else {
+            self.put_chunked(&op, blob, source, location, progress)
+                .await
+        }
+    }
+
+    async fn start_upload(&self, op: &Op<'_>) -> Result<Url, RegistryError> {
+        let url = self.url("blobs/uploads/")?;
+        let http = &self.client.inner.http;
+        let resp = self
+            .send(op, || async {
+                Ok(http.post(url.clone()).header(CONTENT_LENGTH, "0"))
+            })
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED && !resp.status().is_success() {
+            return Err(self.error_from(op, resp).await);
+        }
+        self.location(op, &resp, &url)
+    }
+
+    /// The `Location` of `resp`, resolved against the request URL.
+    fn location(&self, op: &Op<'_>, resp: &Response, request: &Url) -> Result<Url, RegistryError> {
+        let raw = resp.headers().get(LOCATION).ok_or_else(|| {
+            self.bad_response(
+                op,
+                format!("HTTP {} without a Location header", resp.status().as_u16()),
+            )
+        })?;
+        let raw = raw
+            .to_str()
+            .map_err(|_| self.bad_response(op, "a Location header that is not ASCII".into()))?;
+        request.join(raw).map_err(|e| {
+            self.bad_response(op, format!("a Location header that is not a URL ({e})"))
+        })
+    }
+
+    fn with_digest(location: &Url, digest: &Digest) -> Url {
+        let mut u = location.clone();
+        u.query_pairs_mut().append_pair("digest", digest.as_str());
+        u
+    }
+
+    fn source_error(&self, blob: &Descriptor, source: std::io::Error) -> RegistryError {
+        RegistryError::Source {
+            digest: blob.digest.clone(),
+            registry: self.registry_label(),
+            repository: self.endpoint.repository.clone(),
+            source,
+        }
+    }
+
+    async fn put_monolithic(
+        &self,
+        op: &Op<'_>,
+        blob: &Descriptor,
+        source: &dyn BlobSource,
+        location: Url,
+        progress: Progress<'_>,
+    ) -> Result<(), RegistryError> {
+        let url = Self::with_digest(&location, &blob.digest);
+        let (tx, rx) = watch::channel(0u64);
+        let tx = Arc::new(tx);
+        let slot = super::body::ErrorSlot::default();
+        let http = &self.client.inner.http;
+        let sent = self.send(op, || {
+            let (tx, slot, url) = (tx.clone(), slot.clone(), url.clone());
+            async move {
+                let stream = source
+                    .open()
+                    .await
+                    .map_err(|e| self.source_error(blob, e))?;
+                let body = reqwest::Body::wrap_stream(counted(stream, blob.size, 0, tx, slot));
+                Ok(http
+                    .put(url)
+                    .header(CONTENT_LENGTH, blob.size.to_string())
+                    .header(CONTENT_TYPE, OCTET)
+                    .body(body))
+            }
+        });
+        let resp = with_progress(sent, rx, progress).await;
+        if let Some(e) = take_error(&slot) {
+            return Err(self.source_error(blob, e));
+        }
+        self.finish_upload(op, blob, resp?).await
+    }
+
+    async fn put_chunked(
+        &self,
+        op: &Op<'_>,
+        blob: &Descriptor,
+        source: &dyn BlobSource,
+        mut location: Url,
+        progress: Progress<'_>,
+    ) -> Result<(), RegistryError> {
+        let chunk = self.client.chunk_size() as u64;
+        let http = &self.client.inner.http;
+        let stream = source
+            .open()
+            .await
+            .map_err(|e| self.source_error(blob, e))?;
+        let shared = Arc::new(tokio::sync::Mutex::new(Shared {
+            stream,
+            leftover: None,
+        }));
+        let slot = super::body::ErrorSlot::default();
+        let (tx, rx) = watch::channel(0u64);
+        let tx = Arc::new(tx);
+        let mut offset = 0u64;
+        while offset < blob.size {
+            let len = chunk.min(blob.size - offset);
+            let end = offset + len - 1;
+            let mut first = true;
+            let request_url = location.clone();
+            let sent = self.send(op, || {
+                let (tx, slot, url, shared) = (
+                    tx.clone(),
+                    slot.clone(),
+                    request_url.clone(),
+                    shared.clone(),
+                );
+                let reopen = !std::mem::replace(&mut first, false);
+                async move {
+                    if reopen {
+                        // A resend (after a 401): the shared stream is somewhere in this chunk.
+                        let stream = source
+                            .open_at(offset)
+                            .await
+                            .map_err(|e| self.source_error(blob, e))?;
+                        *shared.lock().await = Shared {
+                            stream,
+                            leftover: None,
+                        };
+                    }
+                    let body = reqwest::Body::wrap_stream(counted(
+                        take(shared, len),
+                        len,
+                        offset,
+                        tx,
+                        slot,
+                    ));
+                    Ok(http
+                        .patch(url)
+                        .header(CONTENT_LENGTH, len.to_string())
+                        .header(CONTENT_RANGE, format!("{offset}-{end}"))
+                        .header(CONTENT_TYPE, OCTET)
+                        .body(body))
+                }
+            });
+            let resp = with_progress(sent, rx.clone(), progress).await;
+            if let Some(e) = take_error(&slot) {
+                return Err(self.source_error(blob, e));
+            }
+            let resp = resp?;
+            if !matches!(
+                resp.status(),
+                StatusCode::ACCEPTED | StatusCode::CREATED | StatusCode::NO_CONTENT
+            ) {
+                return Err(self.error_from(op, resp).await);
+            }
+            if resp.headers().contains_key(LOCATION) {
+                location = self.location(op, &resp, &request_url)?;
+            }
+            offset += len;
+        }
+        let url = Self::with_digest(&location, &blob.digest);
+        let resp = self
+            .send(op, || async {
+                Ok(http
+                    .put(url.clone())
+                    .header(CONTENT_LENGTH, "0")
+                    .header(CONTENT_TYPE, OCTET))
+            })
+            .await?;
+        self.finish_upload(op, blob, resp).await
+    }
+
+    async fn finish_upload(
+        &self,
+        op: &Op<'_>,
+        blob: &Descriptor,
+        resp: Response,
+    ) -> Result<(), RegistryError> {
+        if !resp.status().is_success() {
+            return Err(self.error_from(op, resp).await);
+        }
+        self.check_digest_header(
+            op,
+            &resp,
+            &blob.digest,
+            &format!("uploaded blob {}", blob.digest),
+        )
+    }
+
+    fn check_digest_header(
+        &self,
+        _op: &Op<'_>,
+        resp: &Response,
+        ours: &Digest,
+        what: &str,
+    ) -> Result<(), RegistryError> {
+        if let Some(theirs) = resp
+            .headers()
+            .get(DOCKER_CONTENT_DIGEST)
+            .and_then(|v| v.to_str().ok())
+            && theirs.trim() != ours.as_str()
+        {
+            return Err(RegistryError::Mismatch {
+                what: what.to_string(),
+                registry: self.registry_label(),
+                repository: self.endpoint.repository.clone(),
+                expected: ours.to_string(),
+                actual: format!("Docker-Content-Digest {}", theirs.trim()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Put a manifest under `reference` with exactly these bytes; returns the digest the
+    /// registry reports (checked against ours).
+    pub async fn put_manifest_bytes(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let op = Op {
+            what: format!("putting manifest {reference}"),
+            scopes: self.push_scopes(),
+            subject: Subject::Manifest(reference),
+        };
+        self.check_reference(reference)?;
+        let url = self.url(&format!("manifests/{reference}"))?;
+        let ours = Digest::of(&bytes);
+        let http = &self.client.inner.http;
+        let resp = self
+            .client
+            .inner
+            .opts
+            .retry
+            .run(&op.what, || async {
+                let resp = self
+                    .send(&op, || async {
+                        Ok(http
+                            .put(url.clone())
+                            .header(CONTENT_TYPE, media_type)
+                            .body(bytes.clone()))
+                    })
+                    .await?;
+                if resp.status().is_success() {
+                    Ok(resp)
+                } else {
+                    Err(self.error_from(&op, resp).await)
+                }
+            })
+            .await?;
+        self.check_digest_header(&op, &resp, &ours, &format!("manifest {reference} ({ours})"))?;
+        Ok(resp
+            .headers()
+            .get(DOCKER_CONTENT_DIGEST)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok()))
+    }
+}
+
+#[async_trait::async_trait]
+impl Destination for Repository {
+    fn describe(&self) -> String {
+        Repository::describe(self)
+    }
+
+    async fn blobs_exist(&self, blobs: &[Descriptor]) -> Result<Vec<bool>, DestError> {
+        let n = self.client.inner.opts.max_concurrency.max(1);
+        type Check<'a> = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<bool, RegistryError>> + Send + 'a>,
+        >;
+        let checks: Vec<Check<'_>> = blobs
+            .iter()
+            .map(|b| Box::pin(self.blob_exists(&b.digest)) as Check<'_>)
+            .collect();
+        let results: Vec<Result<bool, RegistryError>> = futures_util::stream::iter(checks)
+            .buffered(n)
+            .collect()
+            .await;
+        results
+            .into_iter()
+            .map(|r| r.map_err(DestError::new))
+            .collect()
+    }
+
+    async fn mount_blob(
+        &self,
+        blob: &Descriptor,
+        from_repository: &str,
+    ) -> Result<bool, DestError> {
+        self.mount(blob, from_repository)
+            .await
+            .map_err(DestError::new)
+    }
+
+    async fn put_blob(
+        &self,
+        blob: &Descriptor,
+        source: &dyn BlobSource,
+        progress: Progress<'_>,
+    ) -> Result<(), DestError> {
+        self.upload(blob, source, progress)
+            .await
+            .map_err(DestError::new)
+    }
+
+    async fn put_manifest(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<Option<Digest>, DestError> {
+        self.put_manifest_bytes(reference, media_type, bytes)
+            .await
+            .map_err(DestError::new)
+    }
+}
