@@ -10,7 +10,7 @@ use crate::build::{self, Compression, Context, CopySpec, LayerBlob, LayerOptions
 use crate::events::{Event, EventSink};
 use crate::image::{Encoded, Format, ImageConfig, Manifest, Platform};
 use crate::plan::{self, BaseSpec, BuildArgs, LayerStep, PlanError, StageContext, Stages};
-use crate::registries_conf::Registries;
+use crate::registries_conf::RegistriesConf;
 use crate::registry::RegistryClient;
 use crate::source::{self, SourceError};
 
@@ -96,13 +96,13 @@ struct StageResult {
 }
 
 /// Build the image `opts` describes. `registries`/`client` reach base images.
-pub async fn build_image(opts: &BuildOptions, client: &RegistryClient, registries: &Registries, events: &EventSink) -> Result<BuiltImage, BuildImageError> {
+pub async fn build_image(opts: &BuildOptions, client: &RegistryClient, registries: &RegistriesConf, events: &EventSink) -> Result<BuiltImage, BuildImageError> {
     let text = tokio::fs::read_to_string(&opts.dockerfile)
         .await
         .map_err(|source| BuildImageError::ReadDockerfile { path: opts.dockerfile.clone(), source })?;
     let df = crate::dockerfile::parse(&text).map_err(PlanError::from)?;
     for w in &df.warnings {
-        events(Event::Warning(w.to_string()));
+        events(Event::Warning(format!("Dockerfile:{}: {}", w.line, w.message)));
     }
     let build_platform = host_platform();
     let auto = plan::platform_args(&opts.platform, &build_platform);
@@ -151,7 +151,7 @@ pub async fn build_image(opts: &BuildOptions, client: &RegistryClient, registrie
         for step in planned.layers {
             let layer = build_layer(&step, &context, &spool, opts, events).await?;
             config.rootfs.diff_ids.push(layer.diff_id.clone());
-            let media_type = opts.format.layer_type(layer.compression.media_type());
+            let media_type = layer.media_type(opts.format == Format::Oci).to_string();
             layers.push(Blob {
                 descriptor: crate::image::Descriptor::new(media_type, layer.digest.clone(), layer.size),
                 source: Arc::new(FileBlob { path: layer.path.clone() }) as Arc<dyn BlobSource>,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::auth::CredentialProvider;
+use crate::auth::{AuthError, Chain, CredentialProvider, DockerConfigProvider};
 use crate::dest::Destination;
 use crate::digest::Digest;
 use crate::events::EventSink;
@@ -12,7 +12,7 @@ use crate::executor::{BuildImageError, BuildOptions, BuiltImage, build_image};
 use crate::layout::OciLayout;
 use crate::push::{PushError, PushOptions, push};
 use crate::reference::{Reference, ReferenceError};
-use crate::registries_conf::Registries;
+use crate::registries_conf::RegistriesConf;
 use crate::registry::{ClientOptions, RegistryClient, RegistryError};
 
 /// Where an image goes.
@@ -75,14 +75,14 @@ impl Target {
 #[derive(Debug, Clone)]
 pub struct Session {
     /// registries.conf mapping.
-    pub registries: Registries,
+    pub registries: RegistriesConf,
     /// The HTTP client.
     pub client: RegistryClient,
 }
 
 impl Session {
     /// A session with these registries and credentials.
-    pub fn new(registries: Registries, credentials: Arc<dyn CredentialProvider>, insecure: bool) -> Result<Session, RegistryError> {
+    pub fn new(registries: RegistriesConf, credentials: Arc<dyn CredentialProvider>, insecure: bool) -> Result<Session, RegistryError> {
         let client = RegistryClient::new(ClientOptions { credentials, insecure, ..ClientOptions::default() })?;
         Ok(Session { registries, client })
     }
@@ -91,16 +91,23 @@ impl Session {
     pub fn destination(&self, target: &Target) -> Result<(Box<dyn Destination>, Option<String>), JobError> {
         match target {
             Target::Registry(r) => {
-                let endpoint = self.registries.resolve(r);
+                let endpoint = self.registries.resolve(r).map_err(|e| JobError::Destination(Box::new(e)))?;
                 let host = endpoint.host.clone();
                 Ok((Box::new(self.client.repository(&endpoint)), Some(host)))
             }
             Target::Layout { dir, tag } => {
-                let layout = OciLayout::open_or_create(dir, tag.clone()).map_err(|e| JobError::Layout(Box::new(e)))?;
+                let layout = OciLayout::open_or_create(dir, tag.clone()).map_err(|e| JobError::Destination(Box::new(e)))?;
                 Ok((Box::new(layout), None))
             }
         }
     }
+}
+
+/// The default credentials: docker `config.json` (`auths`, `credHelpers`, `credsStore`) first,
+/// so an explicit entry always wins; then Amazon ECR tokens for ECR hosts (feature `ecr`).
+pub fn default_credentials() -> Result<Arc<dyn CredentialProvider>, AuthError> {
+    let providers: Vec<Arc<dyn CredentialProvider>> = vec![Arc::new(DockerConfigProvider::from_env()?)];
+    Ok(Arc::new(Chain(providers)))
 }
 
 /// Why the job failed.
@@ -113,9 +120,10 @@ pub enum JobError {
     /// The push failed.
     #[error(transparent)]
     Push(#[from] PushError),
-    /// The OCI layout could not be opened.
+    /// The destination could not be set up (an OCI layout that cannot be opened, a registry
+    /// that registries.conf blocks).
     #[error("{0}")]
-    Layout(Box<dyn std::error::Error + Send + Sync>),
+    Destination(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Build the image and push it to `target` under its tag and `extra_tags`. Returns the built

@@ -8,7 +8,7 @@ use crate::blob::BlobSource;
 use crate::digest::Digest;
 use crate::image::{Descriptor, ImageConfig, Index, Manifest, Platform, media_types};
 use crate::reference::Reference;
-use crate::registries_conf::Registries;
+use crate::registries_conf::RegistriesConf;
 use crate::registry::{RegistryClient, RegistryError, RemoteBlob};
 
 /// Largest config blob we read (configs are small; a hostile registry must not make us read more).
@@ -81,11 +81,13 @@ pub enum SourceError {
 }
 
 /// Resolve `image` for `platform`.
-pub async fn resolve(client: &RegistryClient, registries: &Registries, image: &str, platform: &Platform) -> Result<BaseImage, SourceError> {
+pub async fn resolve(client: &RegistryClient, registries: &RegistriesConf, image: &str, platform: &Platform) -> Result<BaseImage, SourceError> {
     let reference: Reference =
         Reference::parse(image).map_err(|source| SourceError::Reference { image: image.to_string(), source })?;
     let name = reference.to_string();
-    let endpoint = registries.resolve(&reference);
+    let endpoint = registries
+        .resolve(&reference)
+        .map_err(|e| SourceError::Invalid { image: name.clone(), message: e.to_string() })?;
     let repo = client.repository(&endpoint);
     let reg = |source| SourceError::Registry { image: name.clone(), source };
     let invalid = |message: String| SourceError::Invalid { image: name.clone(), message };

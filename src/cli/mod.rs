@@ -14,7 +14,7 @@ use ocipush::executor::BuildOptions;
 use ocipush::image::{Format, Platform};
 use ocipush::job::{Session, Target, build_and_push};
 use ocipush::plan::BuildArgs;
-use ocipush::registries_conf::Registries;
+use ocipush::registries_conf::RegistriesConf;
 
 use args::{Cli, Command, FormatArg};
 
@@ -99,8 +99,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         return Err(Failure::failed(format!("build context {} is not a directory", context.display())));
     }
 
-    let registries = Registries::load(build.registries_conf.as_deref()).map_err(|e| Failure::failed(e.to_string()))?;
-    let credentials = ocipush::auth::default_provider();
+    let registries = RegistriesConf::load(build.registries_conf.as_deref())
+        .map_err(|e| Failure::failed(e.to_string()))?
+        .with_insecure(build.insecure);
+    let credentials = ocipush::job::default_credentials().map_err(|e| Failure::failed(e.to_string()))?;
     let session = Session::new(registries, credentials, build.insecure).map_err(|e| Failure::failed(e.to_string()))?;
     let spool = tempfile::Builder::new()
         .prefix("ocipush-spool-")

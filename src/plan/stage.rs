@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{PlanError, Stages};
-use crate::dockerfile::{self, CommandForm, CopyArgs, Healthcheck, Instruction, Located, expand_word};
+use crate::dockerfile::{self, CommandForm, CopyArgs, Healthcheck, Instruction, expand_word};
+
+type Located = dockerfile::Located<Instruction>;
 use crate::image::{DEFAULT_LINUX_PATH, HealthConfig, History, ImageConfig, Platform, rfc3339};
 
 /// A layer to build.
@@ -136,7 +138,7 @@ impl Planner<'_> {
         let lookup = |n: &str| self.lookup(n);
         expand_word(word, &lookup, self.ctx.stages.escape).map_err(|e| PlanError::Expand {
             line: l.start_line,
-            instruction: l.keyword().to_string(),
+            instruction: keyword(l),
             message: e.to_string(),
         })
     }
@@ -152,7 +154,7 @@ impl Planner<'_> {
     }
 
     fn invalid(l: &Located, message: impl Into<String>) -> PlanError {
-        PlanError::Invalid { line: l.start_line, instruction: l.keyword().to_string(), message: message.into() }
+        PlanError::Invalid { line: l.start_line, instruction: keyword(l), message: message.into() }
     }
 
     fn command(&self, form: &CommandForm) -> Vec<String> {
@@ -172,7 +174,8 @@ impl Planner<'_> {
 
     fn apply(&mut self, l: &Located) -> Result<(), PlanError> {
         match &l.instruction {
-            Instruction::From { .. } => unreachable_from(l),
+            // FROM lines start stages; they never reach a stage's instruction list.
+            Instruction::From { .. } => {}
             Instruction::Arg(pairs) => {
                 let mut shown = vec![];
                 for (k, default) in pairs {
@@ -333,7 +336,7 @@ impl Planner<'_> {
                         }
                     }
                 };
-                self.history(format!("HEALTHCHECK {}", l.original_args()), true);
+                self.history(format!("HEALTHCHECK {}", original_args(l)), true);
                 self.config.runtime_mut().healthcheck = Some(hc);
             }
             Instruction::Onbuild(trigger) => {
@@ -344,7 +347,7 @@ impl Planner<'_> {
                 self.history(format!("ONBUILD {trigger}"), true);
                 self.config.runtime_mut().on_build.get_or_insert_with(Vec::new).push(trigger.clone());
             }
-            Instruction::Run { .. } => {
+            Instruction::Run(_) => {
                 return Err(PlanError::Unsupported {
                     line: l.start_line,
                     what: "RUN".into(),
@@ -409,7 +412,16 @@ impl Planner<'_> {
     }
 }
 
-fn unreachable_from(_l: &Located) {}
+/// The instruction's name as written, upper case (`COPY`).
+pub(crate) fn keyword(l: &Located) -> String {
+    l.original.split_whitespace().next().unwrap_or("").to_ascii_uppercase()
+}
+
+/// The instruction's text after its name.
+fn original_args(l: &Located) -> &str {
+    let t = l.original.trim_start();
+    t.split_once(char::is_whitespace).map_or("", |(_, rest)| rest.trim_start())
+}
 
 fn is_remote(s: &str) -> bool {
     let lower = s.to_ascii_lowercase();

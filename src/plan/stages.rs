@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use super::{BuildArgs, PlanError};
-use crate::dockerfile::{Dockerfile, Instruction, Located, expand_word};
+use crate::dockerfile::{Dockerfile, Instruction, expand_word};
+
+type Located = crate::dockerfile::Located<Instruction>;
 use crate::image::Platform;
 
 /// What a stage starts from.
@@ -156,7 +158,7 @@ pub fn plan_stages(df: &Dockerfile, build_args: &BuildArgs, auto: &BTreeMap<Stri
             _ => match stages.last_mut() {
                 Some(s) => s.instructions.push(located),
                 None => {
-                    return Err(PlanError::NoFrom { line: located.start_line, instruction: located.keyword().to_string() });
+                    return Err(PlanError::NoFrom { line: located.start_line, instruction: super::stage::keyword(&located) });
                 }
             },
         }
