@@ -1,0 +1,495 @@
+//! ECR errors: [`EcrError`], the mapping of AWS SDK errors onto it (access denied → the missing
+//! IAM action on the repository ARN, repository not found, immutable tag, throttling, no
+//! credentials), and [`registry_denied`] for a registry-endpoint `DENIED`/403 at a given
+//! [`RegistryStep`]. Messages never carry a secret: only codes, AWS messages and names.
+
+use std::error::Error as StdError;
+use std::io;
+
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_ecr::config::http::HttpResponse;
+use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use super::host::{EcrHostError, EcrRepository};
+use crate::digest::Digest;
+
+/// Where the default credential chain looks, for "no credentials" messages.
+pub const CREDENTIAL_SOURCES: &str = "environment variables (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), \
+     the shared config and credentials files (~/.aws/config, ~/.aws/credentials: keys, SSO, credential_process, role_arn), \
+     web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN), the ECS container endpoint, and EC2 instance metadata (IMDSv2)";
+
+/// An ECR operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EcrError {
+    /// The identity lacks an IAM permission.
+    #[error(
+        "{operation} on {target} is not allowed: the identity needs `{action}` on `{resource}`; \
+         see `ocipush iam-policy {repository}` ({message})"
+    )]
+    AccessDenied {
+        /// The API call or registry step (`PutImage`, `PUT manifest`).
+        operation: String,
+        /// What it was for (repository, blob or tag).
+        target: String,
+        /// The IAM action needed, e.g. `ecr:PutImage`.
+        action: String,
+        /// The resource it is needed on (a repository ARN, or `*`).
+        resource: String,
+        /// The repository reference, for `ocipush iam-policy`.
+        repository: String,
+        /// What AWS said.
+        message: String,
+    },
+    /// The repository does not exist.
+    #[error(
+        "repository {name:?} does not exist in registry {registry} ({operation}): create it \
+         (`aws ecr create-repository --repository-name {name} --region {region}`, or push with \
+         `--create-repository`, which needs `ecr:CreateRepository`)"
+    )]
+    RepositoryNotFound {
+        /// The call that found out.
+        operation: String,
+        /// The registry host.
+        registry: String,
+        /// The repository name.
+        name: String,
+        /// The region.
+        region: String,
+    },
+    /// The tag exists and the repository's tags are immutable.
+    #[error(
+        "tag {tag:?} already exists in {repository}, whose tags are immutable: push under a new tag, or make \
+         its tags mutable (`aws ecr put-image-tag-mutability --image-tag-mutability MUTABLE`) ({message})"
+    )]
+    ImmutableTag {
+        /// The repository.
+        repository: String,
+        /// The tag.
+        tag: String,
+        /// What AWS said.
+        message: String,
+    },
+    /// A layer part was below ECR's minimum part size.
+    #[error(
+        "uploading blob {digest} to {repository}: ECR rejected a part (part size {part_size} bytes) as too small ({message}); \
+         every part but the last must be at least 5 MiB: this is a bug in ocipush's part sizing, please report it"
+    )]
+    LayerPartTooSmall {
+        /// The repository.
+        repository: String,
+        /// The blob.
+        digest: Digest,
+        /// The part size used.
+        part_size: u64,
+        /// What AWS said.
+        message: String,
+    },
+    /// ECR throttled the call (after the SDK's own retries).
+    #[error(
+        "{operation} on {target} was throttled by ECR ({message}); retry in a moment, or push fewer blobs at once"
+    )]
+    Throttled {
+        /// The API call.
+        operation: String,
+        /// What it was for.
+        target: String,
+        /// What AWS said.
+        message: String,
+    },
+    /// No AWS credentials were found.
+    #[error(
+        "no AWS credentials for {operation} on {target}: tried {CREDENTIAL_SOURCES}{profile}; {message}. \
+         Run on an instance or task with an IAM role, set AWS_PROFILE or --profile, export keys, or `aws sso login`"
+    )]
+    NoCredentials {
+        /// The API call that needed them.
+        operation: String,
+        /// What it was for.
+        target: String,
+        /// `" (profile NAME)"` when one was chosen, else empty.
+        profile: String,
+        /// Why the chain failed.
+        message: String,
+    },
+    /// A blob's bytes could not be read.
+    #[error("reading blob {digest} to upload to {repository}: {source}")]
+    BlobRead {
+        /// The repository.
+        repository: String,
+        /// The blob.
+        digest: Digest,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A blob's bytes do not match its descriptor.
+    #[error(
+        "blob {expected} for {repository} has the wrong content: read {found_size} bytes with digest {found} \
+         (descriptor says {expected_size} bytes); the local image is corrupt: rebuild it"
+    )]
+    BlobMismatch {
+        /// The repository.
+        repository: String,
+        /// The descriptor's digest.
+        expected: Digest,
+        /// The descriptor's size.
+        expected_size: u64,
+        /// What was read.
+        found: Digest,
+        /// How many bytes were read.
+        found_size: u64,
+    },
+    /// A manifest is not UTF-8 (PutImage takes a string).
+    #[error(
+        "the manifest for {repository}:{reference} is not UTF-8 text: ECR's PutImage cannot store it"
+    )]
+    ManifestNotUtf8 {
+        /// The repository.
+        repository: String,
+        /// The tag or digest.
+        reference: String,
+    },
+    /// The ECR answer lacked something it must have.
+    #[error("{operation} on {target}: unexpected answer from ECR: {message}")]
+    InvalidResponse {
+        /// The API call.
+        operation: String,
+        /// What it was for.
+        target: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// Any other failure of an ECR/STS call.
+    #[error("{operation} on {target} failed: {message}")]
+    Api {
+        /// The API call.
+        operation: String,
+        /// What it was for.
+        target: String,
+        /// The AWS error code, when there is one.
+        code: Option<String>,
+        /// What AWS (or the transport) said.
+        message: String,
+        /// Whether retrying may help (timeouts, 5xx, throttling).
+        retryable: bool,
+    },
+    /// Not an ECR host or repository.
+    #[error(transparent)]
+    Host(#[from] EcrHostError),
+}
+
+impl EcrError {
+    /// Whether trying again may help.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            EcrError::Throttled { .. }
+                | EcrError::Api {
+                    retryable: true,
+                    ..
+                }
+        )
+    }
+
+    /// The IAM action that was missing, for an access-denied error.
+    pub fn missing_action(&self) -> Option<&str> {
+        match self {
+            EcrError::AccessDenied { action, .. } => Some(action),
+            _ => None,
+        }
+    }
+}
+
+/// What an ECR call was for, to name it in errors.
+#[derive(Debug, Clone)]
+pub(crate) struct CallContext<'a> {
+    /// The API operation, e.g. `PutImage`.
+    pub operation: &'static str,
+    /// The repository (or, for the token, `None`: resource `*`).
+    pub repository: Option<&'a EcrRepository>,
+    /// Registry host (when there is no repository).
+    pub registry: &'a str,
+    /// What it was for beyond the repository: a blob digest or a tag.
+    pub item: Option<String>,
+    /// The profile chosen, for "no credentials".
+    pub profile: Option<&'a str>,
+}
+
+impl CallContext<'_> {
+    fn target(&self) -> String {
+        let base = match self.repository {
+            Some(r) => r.to_string(),
+            None => self.registry.to_string(),
+        };
+        match &self.item {
+            Some(i) => format!("{base} ({i})"),
+            None => base,
+        }
+    }
+}
+
+/// The IAM action an ECR API operation needs.
+pub(crate) fn action_of(operation: &str) -> String {
+    format!("ecr:{operation}")
+}
+
+/// Map an SDK error of an ECR (or STS) call.
+pub(crate) fn from_sdk<E>(err: SdkError<E, HttpResponse>, ctx: &CallContext<'_>) -> EcrError
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
+    let target = ctx.target();
+    let operation = ctx.operation.to_string();
+    if let Some(cred) = find_in_chain::<CredentialsError>(&err) {
+        return EcrError::NoCredentials {
+            operation,
+            target,
+            profile: ctx
+                .profile
+                .map(|p| format!(" (profile {p})"))
+                .unwrap_or_default(),
+            message: DisplayErrorContext(cred).to_string(),
+        };
+    }
+    let code = err.code().map(str::to_string);
+    let aws_message = err.message().map(str::to_string);
+    let message = aws_message
+        .clone()
+        .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+    let repo_name = || {
+        ctx.repository
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| ctx.registry.to_string())
+    };
+    match code.as_deref() {
+        Some(
+            "AccessDenied"
+            | "AccessDeniedException"
+            | "UnauthorizedOperation"
+            | "UnrecognizedClientException",
+        ) => {
+            let action = aws_message
+                .as_deref()
+                .and_then(action_in_message)
+                .unwrap_or_else(|| action_of(ctx.operation));
+            let resource = match ctx.repository {
+                Some(r) if action != "ecr:GetAuthorizationToken" && action.starts_with("ecr:") => {
+                    r.arn()
+                }
+                _ => "*".to_string(),
+            };
+            EcrError::AccessDenied {
+                operation,
+                target,
+                action,
+                resource,
+                repository: repo_name(),
+                message,
+            }
+        }
+        Some("RepositoryNotFoundException") => match ctx.repository {
+            Some(r) => EcrError::RepositoryNotFound {
+                operation,
+                registry: r.host.to_string(),
+                name: r.name.clone(),
+                region: r.host.region.clone(),
+            },
+            None => EcrError::Api {
+                operation,
+                target,
+                code,
+                message,
+                retryable: false,
+            },
+        },
+        Some("ImageTagAlreadyExistsException") => EcrError::ImmutableTag {
+            repository: repo_name(),
+            tag: ctx.item.clone().unwrap_or_default(),
+            message,
+        },
+        Some("ThrottlingException" | "Throttling" | "TooManyRequestsException") => {
+            EcrError::Throttled {
+                operation,
+                target,
+                message,
+            }
+        }
+        _ => {
+            let retryable = matches!(
+                err,
+                SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)
+            ) || err
+                .raw_response()
+                .is_some_and(|r| r.status().is_server_error());
+            EcrError::Api {
+                operation,
+                target,
+                code,
+                message,
+                retryable,
+            }
+        }
+    }
+}
+
+/// The `ecr:Action` named in an AWS access-denied message ("... is not authorized to perform: ecr:PutImage ...").
+fn action_in_message(message: &str) -> Option<String> {
+    let (_, rest) = message.split_once("perform: ")?;
+    let action: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == ':' || *c == '-')
+        .collect();
+    action.contains(':').then_some(action)
+}
+
+fn find_in_chain<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// A step of a push over the registry endpoint (OCI distribution API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistryStep {
+    /// `HEAD /v2/<repo>/blobs/<digest>`.
+    HeadBlob,
+    /// `POST /v2/<repo>/blobs/uploads/`.
+    StartUpload,
+    /// `PATCH <upload>`.
+    PatchUpload,
+    /// `PUT <upload>?digest=`.
+    PutBlob,
+    /// `PUT /v2/<repo>/manifests/<ref>`.
+    PutManifest,
+    /// `HEAD`/`GET /v2/<repo>/manifests/<ref>`.
+    GetManifest,
+    /// `GET /v2/<repo>/blobs/<digest>`.
+    GetBlob,
+    /// Getting the registry token.
+    Token,
+}
+
+impl RegistryStep {
+    /// The IAM action ECR checks for this step.
+    pub fn iam_action(self) -> &'static str {
+        match self {
+            RegistryStep::HeadBlob => "ecr:BatchCheckLayerAvailability",
+            RegistryStep::StartUpload => "ecr:InitiateLayerUpload",
+            RegistryStep::PatchUpload => "ecr:UploadLayerPart",
+            RegistryStep::PutBlob => "ecr:CompleteLayerUpload",
+            RegistryStep::PutManifest => "ecr:PutImage",
+            RegistryStep::GetManifest => "ecr:BatchGetImage",
+            RegistryStep::GetBlob => "ecr:GetDownloadUrlForLayer",
+            RegistryStep::Token => "ecr:GetAuthorizationToken",
+        }
+    }
+
+    /// The HTTP call, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RegistryStep::HeadBlob => "HEAD blob",
+            RegistryStep::StartUpload => "POST blob upload",
+            RegistryStep::PatchUpload => "PATCH blob upload",
+            RegistryStep::PutBlob => "PUT blob upload",
+            RegistryStep::PutManifest => "PUT manifest",
+            RegistryStep::GetManifest => "GET manifest",
+            RegistryStep::GetBlob => "GET blob",
+            RegistryStep::Token => "GetAuthorizationToken",
+        }
+    }
+}
+
+/// The error for a registry-endpoint `DENIED` / 403 at `step` on `repository`: names the IAM
+/// action ECR checked and the resource it is needed on. `item` is the blob or tag, `message` the
+/// registry's own text (never a credential).
+pub fn registry_denied(
+    step: RegistryStep,
+    repository: &EcrRepository,
+    item: Option<&str>,
+    message: &str,
+) -> EcrError {
+    let action = step.iam_action().to_string();
+    let resource = if step == RegistryStep::Token {
+        "*".to_string()
+    } else {
+        repository.arn()
+    };
+    let target = match item {
+        Some(i) => format!("{repository} ({i})"),
+        None => repository.to_string(),
+    };
+    EcrError::AccessDenied {
+        operation: step.describe().to_string(),
+        target,
+        action,
+        resource,
+        repository: repository.to_string(),
+        message: message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denied_names_action_and_arn() {
+        let repo =
+            EcrRepository::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/ec2-ecr-test")
+                .unwrap();
+        let e = registry_denied(
+            RegistryStep::PutManifest,
+            &repo,
+            Some("v1"),
+            "denied: not authorized",
+        );
+        let s = e.to_string();
+        assert!(s.contains("`ecr:PutImage`"), "{s}");
+        assert!(
+            s.contains("arn:aws:ecr:us-east-1:123456789012:repository/ec2-ecr-test"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "ocipush iam-policy 123456789012.dkr.ecr.us-east-1.amazonaws.com/ec2-ecr-test"
+            ),
+            "{s}"
+        );
+        assert_eq!(e.missing_action(), Some("ecr:PutImage"));
+        let t = registry_denied(RegistryStep::Token, &repo, None, "x");
+        assert!(t.to_string().contains("`ecr:GetAuthorizationToken` on `*`"));
+        assert_eq!(
+            RegistryStep::HeadBlob.iam_action(),
+            "ecr:BatchCheckLayerAvailability"
+        );
+        assert_eq!(
+            RegistryStep::PatchUpload.iam_action(),
+            "ecr:UploadLayerPart"
+        );
+        assert_eq!(
+            RegistryStep::PutBlob.iam_action(),
+            "ecr:CompleteLayerUpload"
+        );
+        assert_eq!(
+            RegistryStep::StartUpload.iam_action(),
+            "ecr:InitiateLayerUpload"
+        );
+    }
+
+    #[test]
+    fn action_from_aws_message() {
+        assert_eq!(
+            action_in_message("User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: ecr:PutImage on resource: x")
+                .as_deref(),
+            Some("ecr:PutImage")
+        );
+        assert_eq!(action_in_message("nope"), None);
+    }
+}
