@@ -26,11 +26,21 @@ pub const DEFAULT_PART_SIZE: u64 = 10 * MIB;
 pub const CHECK_BATCH: usize = 100;
 
 /// A [`Destination`] that is one ECR repository, reached through the ECR API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EcrApiDestination {
     client: aws_sdk_ecr::Client,
     repository: EcrRepository,
     profile: Option<String>,
+}
+
+impl std::fmt::Debug for EcrApiDestination {
+    // Not derived: the SDK client's Debug may show the access key id.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EcrApiDestination")
+            .field("repository", &self.repository.to_string())
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EcrApiDestination {

@@ -112,6 +112,21 @@ pub enum EcrError {
         /// Why the chain failed.
         message: String,
     },
+    /// A credential source was found but failed (IMDS unreachable, SSO session expired, AssumeRole denied).
+    #[error(
+        "AWS credentials for {operation} on {target} could not be loaded{profile}: {message}. \
+         Check the source named above (for a role: its trust policy and `sts:AssumeRole` permission)"
+    )]
+    CredentialsFailed {
+        /// The API call that needed them.
+        operation: String,
+        /// What it was for.
+        target: String,
+        /// `" (profile NAME)"` when one was chosen, else empty.
+        profile: String,
+        /// Why the source failed.
+        message: String,
+    },
     /// A blob's bytes could not be read.
     #[error("reading blob {digest} to upload to {repository}: {source}")]
     BlobRead {
@@ -252,11 +267,34 @@ where
             message: DisplayErrorContext(cred).to_string(),
         };
     }
-    let code = err.code().map(str::to_string);
-    let aws_message = err.message().map(str::to_string);
-    let message = aws_message
-        .clone()
-        .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+    let raw = err.raw_response();
+    let status = raw.map(|r| r.status().as_u16());
+    let body = raw
+        .and_then(|r| r.body().bytes())
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    let mut code = err.code().map(str::to_string);
+    let mut aws_message = err.message().map(str::to_string);
+    if code.is_none() && matches!(err, SdkError::ServiceError(_)) {
+        // An answer the protocol parser did not understand (moto answers access denied as XML
+        // to JSON-protocol calls): take the code and message from the body, else the status.
+        code = xml_element(&body, "Code")
+            .or_else(|| (status == Some(403)).then(|| "AccessDenied".to_string()));
+        aws_message = xml_element(&body, "Message").or_else(|| {
+            let excerpt: String = body.chars().take(300).collect();
+            Some(format!(
+                "HTTP {}: {}",
+                status.unwrap_or_default(),
+                excerpt.trim()
+            ))
+        });
+    }
+    let message = match (&aws_message, &err) {
+        (Some(m), _) => m.clone(),
+        // Never the raw response (verbose); the error chain of a transport failure is useful.
+        (None, SdkError::ServiceError(_)) => format!("HTTP {}", status.unwrap_or_default()),
+        (None, _) => DisplayErrorContext(&err).to_string(),
+    };
     let repo_name = || {
         ctx.repository
             .map(|r| r.to_string())
@@ -331,6 +369,13 @@ where
             }
         }
     }
+}
+
+/// The text of the first `<name>…</name>` in an XML error body.
+fn xml_element(body: &str, name: &str) -> Option<String> {
+    let (_, rest) = body.split_once(&format!("<{name}>"))?;
+    let (value, _) = rest.split_once(&format!("</{name}>"))?;
+    Some(value.trim().to_string()).filter(|v| !v.is_empty())
 }
 
 /// The `ecr:Action` named in an AWS access-denied message ("... is not authorized to perform: ecr:PutImage ...").
