@@ -265,12 +265,26 @@ impl EcrApiDestination {
         }
         match req.send().await {
             Ok(_) => Ok(digest),
-            // The same manifest under the same tag: already pushed.
+            // The same manifest under the same tag: already pushed. ECR names the digest it
+            // has; another digest means the tag is taken (moto answers an immutable tag so).
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_image_already_exists_exception()) =>
             {
-                Ok(digest)
+                let message = e
+                    .as_service_error()
+                    .and_then(|s| s.meta().message())
+                    .unwrap_or_default();
+                match digest_in_message(message) {
+                    Some(existing) if is_tag && existing != digest.as_str() => {
+                        Err(EcrError::ImmutableTag {
+                            repository: self.repository.to_string(),
+                            tag: reference.to_string(),
+                            message: message.to_string(),
+                        })
+                    }
+                    _ => Ok(digest),
+                }
             }
             Err(e) => Err(from_sdk(
                 e,
@@ -278,6 +292,12 @@ impl EcrApiDestination {
             )),
         }
     }
+}
+
+/// The digest in "Image with digest 'sha256:…' and tag 'v1' already exists …".
+fn digest_in_message(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once("digest '")?;
+    rest.split_once('\'').map(|(d, _)| d)
 }
 
 /// The part size to use for ECR's suggestion, clamped to [`MIN_PART_SIZE`]..=[`MAX_PART_SIZE`].
@@ -326,6 +346,13 @@ impl Destination for EcrApiDestination {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digest_from_already_exists() {
+        let m = "Image with digest 'sha256:abc' and tag 'v1' already exists in the repository with name 'r'";
+        assert_eq!(digest_in_message(m), Some("sha256:abc"));
+        assert_eq!(digest_in_message("nothing"), None);
+    }
 
     #[test]
     fn part_sizes_are_clamped() {

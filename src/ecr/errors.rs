@@ -8,7 +8,7 @@ use std::io;
 
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ecr::config::http::HttpResponse;
-use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 
 use super::host::{EcrHostError, EcrRepository};
 use crate::digest::Digest;
@@ -257,14 +257,24 @@ where
     let target = ctx.target();
     let operation = ctx.operation.to_string();
     if let Some(cred) = find_in_chain::<CredentialsError>(&err) {
-        return EcrError::NoCredentials {
-            operation,
-            target,
-            profile: ctx
-                .profile
-                .map(|p| format!(" (profile {p})"))
-                .unwrap_or_default(),
-            message: DisplayErrorContext(cred).to_string(),
+        let profile = ctx
+            .profile
+            .map(|p| format!(" (profile {p})"))
+            .unwrap_or_default();
+        let message = chain_text(cred);
+        return match cred {
+            CredentialsError::CredentialsNotLoaded(_) => EcrError::NoCredentials {
+                operation,
+                target,
+                profile,
+                message,
+            },
+            _ => EcrError::CredentialsFailed {
+                operation,
+                target,
+                profile,
+                message,
+            },
         };
     }
     let raw = err.raw_response();
@@ -293,7 +303,7 @@ where
         (Some(m), _) => m.clone(),
         // Never the raw response (verbose); the error chain of a transport failure is useful.
         (None, SdkError::ServiceError(_)) => format!("HTTP {}", status.unwrap_or_default()),
-        (None, _) => DisplayErrorContext(&err).to_string(),
+        (None, _) => chain_text(&err),
     };
     let repo_name = || {
         ctx.repository
@@ -369,6 +379,21 @@ where
             }
         }
     }
+}
+
+/// An error and its sources, by `Display` only (never `Debug`: no raw requests or responses).
+pub(crate) fn chain_text(err: &(dyn StdError + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
 }
 
 /// The text of the first `<name>…</name>` in an XML error body.
@@ -526,6 +551,109 @@ mod tests {
             RegistryStep::StartUpload.iam_action(),
             "ecr:InitiateLayerUpload"
         );
+    }
+
+    fn service_error(
+        code: &str,
+        message: &str,
+        status: u16,
+    ) -> SdkError<aws_sdk_ecr::operation::put_image::PutImageError, HttpResponse> {
+        let meta = aws_smithy_types::error::ErrorMetadata::builder()
+            .code(code)
+            .message(message)
+            .build();
+        let err = aws_sdk_ecr::operation::put_image::PutImageError::generic(meta);
+        let raw = HttpResponse::new(
+            status.try_into().unwrap(),
+            aws_smithy_types::body::SdkBody::empty(),
+        );
+        SdkError::service_error(err, raw)
+    }
+
+    fn repo_ctx(repo: &EcrRepository) -> CallContext<'_> {
+        CallContext {
+            operation: "PutImage",
+            repository: Some(repo),
+            registry: "",
+            item: Some("v1".into()),
+            profile: None,
+        }
+    }
+
+    #[test]
+    fn sdk_errors_are_mapped() {
+        let repo =
+            EcrRepository::parse("123456789012.dkr.ecr.eu-west-1.amazonaws.com/app").unwrap();
+        let ctx = repo_ctx(&repo);
+        let e = from_sdk(
+            service_error(
+                "AccessDeniedException",
+                "User: arn:aws:sts::123456789012:assumed-role/r/i is not authorized to perform: ecr:PutImage on resource: x \
+                 because no identity-based policy allows the ecr:PutImage action",
+                400,
+            ),
+            &ctx,
+        );
+        assert_eq!(e.missing_action(), Some("ecr:PutImage"));
+        assert!(
+            e.to_string()
+                .contains("`arn:aws:ecr:eu-west-1:123456789012:repository/app`"),
+            "{e}"
+        );
+
+        let e = from_sdk(
+            service_error("RepositoryNotFoundException", "no such repository", 400),
+            &ctx,
+        );
+        assert!(matches!(e, EcrError::RepositoryNotFound { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .contains("aws ecr create-repository --repository-name app --region eu-west-1"),
+            "{e}"
+        );
+
+        let e = from_sdk(
+            service_error("ImageTagAlreadyExistsException", "tag exists", 400),
+            &ctx,
+        );
+        assert!(
+            matches!(&e, EcrError::ImmutableTag { tag, .. } if tag == "v1"),
+            "{e:?}"
+        );
+        assert!(!e.is_retryable());
+
+        let e = from_sdk(service_error("ThrottlingException", "slow down", 400), &ctx);
+        assert!(
+            matches!(e, EcrError::Throttled { .. }) && e.is_retryable(),
+            "{e:?}"
+        );
+
+        let e = from_sdk(service_error("ServerException", "oops", 500), &ctx);
+        assert!(e.is_retryable(), "{e:?}");
+        let e = from_sdk(service_error("InvalidParameterException", "bad", 400), &ctx);
+        assert!(!e.is_retryable(), "{e:?}");
+        assert!(
+            e.to_string().contains(
+                "PutImage on 123456789012.dkr.ecr.eu-west-1.amazonaws.com/app (v1) failed: bad"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unparsed_403_is_access_denied() {
+        let repo =
+            EcrRepository::parse("123456789012.dkr.ecr.eu-west-1.amazonaws.com/app").unwrap();
+        let meta = aws_smithy_types::error::ErrorMetadata::builder().build();
+        let err = aws_sdk_ecr::operation::put_image::PutImageError::generic(meta);
+        let body = "<ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>User: u is not authorized to perform: \
+                    ecr:PutImage</Message></Error></Errors></ErrorResponse>";
+        let raw = HttpResponse::new(
+            403u16.try_into().unwrap(),
+            aws_smithy_types::body::SdkBody::from(body),
+        );
+        let e = from_sdk(SdkError::service_error(err, raw), &repo_ctx(&repo));
+        assert_eq!(e.missing_action(), Some("ecr:PutImage"), "{e:?}");
     }
 
     #[test]

@@ -147,12 +147,10 @@ impl EcrCredentialProvider {
         let (username, password) = decoded
             .split_once(':')
             .ok_or_else(|| invalid("authorizationToken is not <user>:<password>"))?;
-        let now = SystemTime::now();
-        let refresh_after = data
+        let expires_at = data
             .expires_at()
-            .and_then(|t| SystemTime::try_from(*t).ok())
-            .and_then(|t| t.checked_sub(EXPIRY_MARGIN))
-            .filter(|t| *t > now);
+            .and_then(|t| SystemTime::try_from(*t).ok());
+        let refresh_after = refresh_after(expires_at, SystemTime::now());
         tracing::debug!(registry = %registry, "got an ECR authorization token");
         Ok(CachedToken {
             username: username.to_string(),
@@ -160,6 +158,18 @@ impl EcrCredentialProvider {
             refresh_after,
         })
     }
+}
+
+/// When to fetch a token again: a little before it expires; never (until invalidated) when it
+/// came already expired, or without an expiry: that avoids a fetch loop on a skewed clock or moto.
+fn refresh_after(expires_at: Option<SystemTime>, now: SystemTime) -> Option<SystemTime> {
+    let expires_at = expires_at.filter(|t| *t > now)?;
+    Some(
+        expires_at
+            .checked_sub(EXPIRY_MARGIN)
+            .filter(|t| *t > now)
+            .unwrap_or(now),
+    )
 }
 
 #[async_trait::async_trait]
@@ -208,6 +218,27 @@ mod tests {
                 .unwrap();
             assert!(r.is_none(), "{h}");
         }
+    }
+
+    #[test]
+    fn refresh_policy() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let h12 = now + Duration::from_secs(12 * 3600);
+        assert_eq!(refresh_after(Some(h12), now), Some(h12 - EXPIRY_MARGIN));
+        // Already expired (moto's 2015), or no expiry: keep until invalidated.
+        assert_eq!(
+            refresh_after(
+                Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_420_070_400)),
+                now
+            ),
+            None
+        );
+        assert_eq!(refresh_after(None, now), None);
+        // Expiring within the margin: due now (used once, then fetched again).
+        assert_eq!(
+            refresh_after(Some(now + Duration::from_secs(60)), now),
+            Some(now)
+        );
     }
 
     #[test]
