@@ -28,6 +28,11 @@ struct Scenario {
     role_arn: Option<String>,
     external_id: Option<String>,
     session_name: Option<String>,
+    profile: Option<String>,
+    /// Written to `$HOME/.aws/config` by the child before anything else.
+    aws_config_file: Option<String>,
+    /// Written to `$HOME/.aws/credentials` by the child before anything else.
+    aws_credentials_file: Option<String>,
 }
 
 impl Scenario {
@@ -45,6 +50,7 @@ impl Scenario {
             role_arn: self.role_arn.clone(),
             external_id: self.external_id.clone(),
             role_session_name: self.session_name.clone(),
+            profile: self.profile.clone(),
             ..Default::default()
         }
     }
@@ -247,6 +253,32 @@ fn assume_role_from_user_keys_with_external_id() {
 }
 
 #[test]
+fn profile_with_role_arn_and_source_profile() {
+    let moto = Moto::start(ECR_CONTAINERISE);
+    let mut s = Scenario::for_moto(&moto);
+    s.profile = Some("push".into());
+    s.aws_credentials_file = Some(format!(
+        "[vendor]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+        moto.info.builder.key, moto.info.builder.secret
+    ));
+    // No region anywhere: the ECR host's is used.
+    s.aws_config_file = Some(format!(
+        "[profile push]\nrole_arn = {}\nsource_profile = vendor\nrole_session_name = from-profile\n",
+        moto.info.role_arn
+    ));
+    let env = vec![
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        ("AWS_ENDPOINT_URL", moto.info.moto.clone()),
+    ];
+    let r = run("child_push", &s, &env);
+    assert!(r.pushed, "{r:?}");
+    rt().block_on(async {
+        verify(&moto, "v1", true).await;
+        check_calls(&moto, "assumed-role").await;
+    });
+}
+
+#[test]
 fn no_credentials_says_what_was_tried() {
     let s = Scenario {
         reference: "123456789012.dkr.ecr.us-east-1.amazonaws.com/ec2-ecr-test".into(),
@@ -278,6 +310,17 @@ fn child_push() {
     let Some(s) = scenario::<Scenario>() else {
         return;
     };
+    // This child's own HOME (an empty temporary directory made by the parent).
+    let aws = std::path::Path::new(&std::env::var("HOME").unwrap()).join(".aws");
+    for (name, text) in [
+        ("config", &s.aws_config_file),
+        ("credentials", &s.aws_credentials_file),
+    ] {
+        if let Some(text) = text {
+            std::fs::create_dir_all(&aws).unwrap();
+            std::fs::write(aws.join(name), text).unwrap();
+        }
+    }
     let report = tokio::runtime::Runtime::new().unwrap().block_on(push(&s));
     println!("RESULT {}", serde_json::to_string(&report).unwrap());
 }
@@ -432,6 +475,10 @@ async fn push(s: &Scenario) -> Report {
                 &secrets,
             );
         }
+    }
+    let shown = format!("{dest:?} {provider:?}");
+    for secret in &secrets {
+        assert!(!shown.contains(secret.as_str()), "{shown}");
     }
     Report {
         pushed: true,
