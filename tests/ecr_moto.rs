@@ -235,6 +235,9 @@ fn assume_role_from_user_keys_with_external_id() {
         ("AWS_ACCESS_KEY_ID", moto.info.builder.key.clone()),
         ("AWS_SECRET_ACCESS_KEY", moto.info.builder.secret.clone()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        // A configured region other than the registry's: ECR calls still go to the host's region
+        // (the repository exists only in us-east-1 in moto).
+        ("AWS_REGION", "eu-west-1".into()),
         // The per-service overrides, read by aws-config itself.
         ("AWS_ENDPOINT_URL_ECR", moto.info.moto.clone()),
         ("AWS_ENDPOINT_URL_STS", moto.info.moto.clone()),

@@ -82,11 +82,16 @@ async fn with_assumed_role(config: SdkConfig, role: &str, options: &AwsOptions) 
 }
 
 /// An ECR client for `host`'s registry: always in the host's region (a token from another region
-/// does not open this registry), FIPS when the host is a FIPS endpoint.
+/// does not open this registry), FIPS when the host is a FIPS endpoint, unless an endpoint URL is
+/// configured (the SDK refuses FIPS with a custom endpoint; the custom endpoint wins).
 pub fn ecr_client(config: &SdkConfig, host: &EcrHost) -> aws_sdk_ecr::Client {
     let mut conf =
         aws_sdk_ecr::config::Builder::from(config).region(Region::new(host.region.clone()));
-    if host.fips {
+    let custom_endpoint = config.endpoint_url().is_some()
+        || ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+    if host.fips && !custom_endpoint {
         conf = conf.use_fips(true);
     }
     aws_sdk_ecr::Client::from_conf(conf.build())
