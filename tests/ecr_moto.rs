@@ -332,7 +332,16 @@ fn child_push() {
 async fn known_secrets(s: &Scenario) -> Vec<String> {
     use aws_credential_types::provider::ProvideCredentials;
     let config = load_sdk_config(&s.options(), Some(&s.region)).await;
-    let mut out = vec![];
+    // The base keys from the environment (the AssumeRole scenarios' source identity), then what
+    // the chain resolves (for IMDS: the very credentials in use; the stand-in serves one set).
+    let mut out: Vec<String> = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ]
+    .iter()
+    .filter_map(|v| std::env::var(v).ok())
+    .collect();
     if let Some(p) = config.credentials_provider()
         && let Ok(c) = p.provide_credentials().await
     {

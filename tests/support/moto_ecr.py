@@ -162,6 +162,7 @@ ECRResponse.call_action = _recording_call_action
 
 def imds_handler(moto_url, builder, role_arn):
     tokens = set()
+    cached = []  # like real IMDS: the same credentials until they rotate (so tests know the secrets in use)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as aws-config's pooled client expects
@@ -205,13 +206,19 @@ def imds_handler(moto_url, builder, role_arn):
             return self._send(404)
 
         def _assume_role(self):
+            with LOCK:
+                if cached:
+                    return cached[0]
             sts = boto3.client("sts", endpoint_url=moto_url, region_name=REGION,
                                aws_access_key_id=builder[0], aws_secret_access_key=builder[1])
             c = sts.assume_role(RoleArn=role_arn, RoleSessionName="i-0123456789abcdef0")["Credentials"]
             exp = c["Expiration"].astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-            return json.dumps({"Code": "Success", "LastUpdated": exp, "Type": "AWS-HMAC",
+            body = json.dumps({"Code": "Success", "LastUpdated": exp, "Type": "AWS-HMAC",
                                "AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"],
                                "Token": c["SessionToken"], "Expiration": exp}).encode()
+            with LOCK:
+                cached.append(body)
+            return body
 
     return Handler
 
