@@ -9,11 +9,15 @@ mod credentials;
 mod errors;
 mod host;
 pub mod policy;
+mod registry_step;
 pub mod repo_admin;
 mod token;
 
-pub use api_dest::EcrApiDestination;
+pub use api_dest::{
+    CHECK_BATCH, DEFAULT_PART_SIZE, EcrApiDestination, MAX_PART_SIZE, MIN_PART_SIZE,
+};
 pub use credentials::{AwsOptions, DEFAULT_SESSION_NAME, ecr_client, load_sdk_config};
-pub use errors::{CREDENTIAL_SOURCES, EcrError, RegistryStep, registry_denied};
+pub use errors::{CREDENTIAL_SOURCES, EcrError};
 pub use host::{EcrHost, EcrHostError, EcrRepository};
+pub use registry_step::{RegistryStep, registry_denied};
 pub use token::{EcrCredentialProvider, PROVIDER_NAME};
