@@ -1,1 +1,23 @@
-//! ecr (to be written).
+//! Amazon ECR: registry host parsing ([`EcrHost`], [`EcrRepository`]), AWS configuration
+//! ([`AwsOptions`], [`load_sdk_config`]), registry credentials from `GetAuthorizationToken`
+//! ([`EcrCredentialProvider`]), a [`Destination`](crate::dest::Destination) over the ECR API
+//! ([`EcrApiDestination`]), IAM policy generation ([`policy`]), repository administration
+//! ([`repo_admin`]), and errors that name the missing IAM action ([`EcrError`]).
+
+mod api_dest;
+mod credentials;
+mod errors;
+mod host;
+pub mod policy;
+mod registry_step;
+pub mod repo_admin;
+mod token;
+
+pub use api_dest::{
+    CHECK_BATCH, DEFAULT_PART_SIZE, EcrApiDestination, MAX_PART_SIZE, MIN_PART_SIZE,
+};
+pub use credentials::{AwsOptions, DEFAULT_SESSION_NAME, ecr_client, load_sdk_config};
+pub use errors::{CREDENTIAL_SOURCES, EcrError};
+pub use host::{EcrHost, EcrHostError, EcrRepository};
+pub use registry_step::{RegistryStep, registry_denied};
+pub use token::{EcrCredentialProvider, PROVIDER_NAME};

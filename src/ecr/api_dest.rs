@@ -1,0 +1,365 @@
+//! [`EcrApiDestination`]: pushes through the ECR API (aws-sdk-ecr) instead of the registry
+//! endpoint: `BatchCheckLayerAvailability` (≤ 100 digests a call), `InitiateLayerUpload` →
+//! `UploadLayerPart` (contiguous parts streamed from the blob source, one part held at a time) →
+//! `CompleteLayerUpload`, then `PutImage`. It never reads the repository (no `BatchGetImage`,
+//! no `GetDownloadUrlForLayer`): a push-only role suffices.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+
+use super::credentials::{AwsOptions, ecr_client, load_sdk_config};
+use super::errors::{CallContext, EcrError, from_sdk};
+use super::host::EcrRepository;
+use crate::blob::BlobSource;
+use crate::dest::{DestError, Destination, Progress};
+use crate::digest::{Digest, Hasher};
+use crate::image::Descriptor;
+
+const MIB: u64 = 1024 * 1024;
+/// ECR's minimum part size (all parts but the last).
+pub const MIN_PART_SIZE: u64 = 5 * MIB;
+/// The largest part we send (the API model allows 20 MiB).
+pub const MAX_PART_SIZE: u64 = 20 * MIB;
+/// The part size when ECR suggests none.
+pub const DEFAULT_PART_SIZE: u64 = 10 * MIB;
+/// `BatchCheckLayerAvailability` takes at most this many digests.
+pub const CHECK_BATCH: usize = 100;
+
+/// A [`Destination`] that is one ECR repository, reached through the ECR API.
+#[derive(Clone)]
+pub struct EcrApiDestination {
+    client: aws_sdk_ecr::Client,
+    repository: EcrRepository,
+    profile: Option<String>,
+}
+
+impl std::fmt::Debug for EcrApiDestination {
+    // Not derived: the SDK client's Debug may show the access key id.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EcrApiDestination")
+            .field("repository", &self.repository.to_string())
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EcrApiDestination {
+    /// A destination for `repository` with the caller's SDK configuration.
+    pub fn new(config: &aws_config::SdkConfig, repository: EcrRepository) -> Self {
+        EcrApiDestination {
+            client: ecr_client(config, &repository.host),
+            repository,
+            profile: None,
+        }
+    }
+
+    /// Parse `<account>.dkr.ecr.<region>.amazonaws.com/<name>[:tag]` and load the AWS
+    /// configuration with `options` (the host's region when none is configured).
+    pub async fn connect(reference: &str, options: &AwsOptions) -> Result<Self, EcrError> {
+        let repository = EcrRepository::parse(reference)?;
+        let config = load_sdk_config(options, Some(&repository.host.region)).await;
+        let mut d = EcrApiDestination::new(&config, repository);
+        d.profile = options.profile.clone();
+        Ok(d)
+    }
+
+    /// The repository.
+    pub fn repository(&self) -> &EcrRepository {
+        &self.repository
+    }
+
+    /// The ECR client (for repository administration).
+    pub fn client(&self) -> &aws_sdk_ecr::Client {
+        &self.client
+    }
+
+    fn ctx(&self, operation: &'static str, item: Option<String>) -> CallContext<'_> {
+        CallContext {
+            operation,
+            repository: Some(&self.repository),
+            registry: "",
+            item,
+            profile: self.profile.as_deref(),
+        }
+    }
+
+    /// Which of `digests` the repository has.
+    pub async fn check_layers(&self, digests: &[Digest]) -> Result<Vec<bool>, EcrError> {
+        let mut out = Vec::with_capacity(digests.len());
+        for batch in digests.chunks(CHECK_BATCH) {
+            let resp = self
+                .client
+                .batch_check_layer_availability()
+                .registry_id(&self.repository.host.account)
+                .repository_name(&self.repository.name)
+                .set_layer_digests(Some(batch.iter().map(|d| d.to_string()).collect()))
+                .send()
+                .await
+                .map_err(|e| from_sdk(e, &self.ctx("BatchCheckLayerAvailability", None)))?;
+            for d in batch {
+                let available = resp.layers().iter().any(|l| {
+                    l.layer_digest() == Some(d.as_str())
+                        && l.layer_availability()
+                            == Some(&aws_sdk_ecr::types::LayerAvailability::Available)
+                });
+                out.push(available);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Upload one blob (see [`Destination::put_blob`]).
+    pub async fn upload_blob(
+        &self,
+        blob: &Descriptor,
+        source: &dyn BlobSource,
+        progress: Progress<'_>,
+    ) -> Result<(), EcrError> {
+        let digest = &blob.digest;
+        let item = || Some(format!("blob {digest}"));
+        let init = self
+            .client
+            .initiate_layer_upload()
+            .registry_id(&self.repository.host.account)
+            .repository_name(&self.repository.name)
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, &self.ctx("InitiateLayerUpload", item())))?;
+        let upload_id =
+            init.upload_id()
+                .map(str::to_string)
+                .ok_or_else(|| EcrError::InvalidResponse {
+                    operation: "InitiateLayerUpload".into(),
+                    target: self.repository.to_string(),
+                    message: "no uploadId".into(),
+                })?;
+        let part_size = part_size(init.part_size());
+        let read_err = |source| EcrError::BlobRead {
+            repository: self.repository.to_string(),
+            digest: digest.clone(),
+            source,
+        };
+        let mut stream = source.open().await.map_err(read_err)?;
+        let mut hasher = Hasher::new();
+        let mut buf = BytesMut::new();
+        let mut sent: u64 = 0;
+        loop {
+            let chunk = stream.next().await.transpose().map_err(read_err)?;
+            let done = chunk.is_none();
+            if let Some(c) = chunk {
+                hasher.update(&c);
+                buf.extend_from_slice(&c);
+            }
+            while buf.len() as u64 >= part_size || (done && !buf.is_empty()) {
+                let take = (buf.len() as u64).min(part_size) as usize;
+                let part = buf.split_to(take).freeze();
+                self.upload_part(digest, &upload_id, sent, part).await?;
+                sent += take as u64;
+                progress(sent);
+            }
+            if done {
+                break;
+            }
+        }
+        let (found, found_size) = hasher.finish();
+        if found != *digest || found_size != blob.size {
+            return Err(EcrError::BlobMismatch {
+                repository: self.repository.to_string(),
+                expected: digest.clone(),
+                expected_size: blob.size,
+                found,
+                found_size,
+            });
+        }
+        let done = self
+            .client
+            .complete_layer_upload()
+            .registry_id(&self.repository.host.account)
+            .repository_name(&self.repository.name)
+            .upload_id(&upload_id)
+            .layer_digests(digest.to_string())
+            .send()
+            .await;
+        match done {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_layer_already_exists_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_layer_part_too_small_exception()) =>
+            {
+                Err(EcrError::LayerPartTooSmall {
+                    repository: self.repository.to_string(),
+                    digest: digest.clone(),
+                    part_size,
+                    message: e
+                        .as_service_error()
+                        .and_then(|s| s.meta().message())
+                        .unwrap_or_default()
+                        .to_string(),
+                })
+            }
+            Err(e) => Err(from_sdk(e, &self.ctx("CompleteLayerUpload", item()))),
+        }
+    }
+
+    async fn upload_part(
+        &self,
+        digest: &Digest,
+        upload_id: &str,
+        first: u64,
+        part: Bytes,
+    ) -> Result<(), EcrError> {
+        let len = part.len() as u64;
+        let last = first + len - 1;
+        let resp = self
+            .client
+            .upload_layer_part()
+            .registry_id(&self.repository.host.account)
+            .repository_name(&self.repository.name)
+            .upload_id(upload_id)
+            .part_first_byte(first as i64)
+            .part_last_byte(last as i64)
+            .layer_part_blob(aws_smithy_types::Blob::new(Vec::from(part)))
+            .send()
+            .await;
+        match resp {
+            Ok(_) => Ok(()),
+            Err(e) => Err(from_sdk(
+                e,
+                &self.ctx(
+                    "UploadLayerPart",
+                    Some(format!("blob {digest}, bytes {first}-{last}")),
+                ),
+            )),
+        }
+    }
+
+    /// Put a manifest (see [`Destination::put_manifest`]). Returns the manifest's digest.
+    pub async fn put_image(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Digest, EcrError> {
+        let manifest = std::str::from_utf8(bytes).map_err(|_| EcrError::ManifestNotUtf8 {
+            repository: self.repository.to_string(),
+            reference: reference.to_string(),
+        })?;
+        let digest = Digest::of(bytes);
+        let mut req = self
+            .client
+            .put_image()
+            .registry_id(&self.repository.host.account)
+            .repository_name(&self.repository.name)
+            .image_manifest(manifest)
+            .image_manifest_media_type(media_type)
+            .image_digest(digest.to_string());
+        let is_tag = reference.parse::<Digest>().is_err();
+        if is_tag {
+            req = req.image_tag(reference);
+        }
+        match req.send().await {
+            Ok(_) => Ok(digest),
+            // The same manifest under the same tag: already pushed. ECR names the digest it
+            // has; another digest means the tag is taken (moto answers an immutable tag so).
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_image_already_exists_exception()) =>
+            {
+                let message = e
+                    .as_service_error()
+                    .and_then(|s| s.meta().message())
+                    .unwrap_or_default();
+                match digest_in_message(message) {
+                    Some(existing) if is_tag && existing != digest.as_str() => {
+                        Err(EcrError::ImmutableTag {
+                            repository: self.repository.to_string(),
+                            tag: reference.to_string(),
+                            message: message.to_string(),
+                        })
+                    }
+                    _ => Ok(digest),
+                }
+            }
+            Err(e) => Err(from_sdk(
+                e,
+                &self.ctx("PutImage", Some(reference.to_string())),
+            )),
+        }
+    }
+}
+
+/// The digest in "Image with digest 'sha256:…' and tag 'v1' already exists …".
+fn digest_in_message(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once("digest '")?;
+    rest.split_once('\'').map(|(d, _)| d)
+}
+
+/// The part size to use for ECR's suggestion, clamped to [`MIN_PART_SIZE`]..=[`MAX_PART_SIZE`].
+fn part_size(suggested: Option<i64>) -> u64 {
+    match suggested {
+        Some(s) if s > 0 => (s as u64).clamp(MIN_PART_SIZE, MAX_PART_SIZE),
+        _ => DEFAULT_PART_SIZE,
+    }
+}
+
+#[async_trait::async_trait]
+impl Destination for EcrApiDestination {
+    fn describe(&self) -> String {
+        format!("{} (ECR API)", self.repository)
+    }
+
+    async fn blobs_exist(&self, blobs: &[Descriptor]) -> Result<Vec<bool>, DestError> {
+        let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
+        self.check_layers(&digests).await.map_err(DestError::new)
+    }
+
+    async fn put_blob(
+        &self,
+        blob: &Descriptor,
+        source: &dyn BlobSource,
+        progress: Progress<'_>,
+    ) -> Result<(), DestError> {
+        self.upload_blob(blob, source, progress)
+            .await
+            .map_err(DestError::new)
+    }
+
+    async fn put_manifest(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<Option<Digest>, DestError> {
+        self.put_image(reference, media_type, &bytes)
+            .await
+            .map(Some)
+            .map_err(DestError::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_from_already_exists() {
+        let m = "Image with digest 'sha256:abc' and tag 'v1' already exists in the repository with name 'r'";
+        assert_eq!(digest_in_message(m), Some("sha256:abc"));
+        assert_eq!(digest_in_message("nothing"), None);
+    }
+
+    #[test]
+    fn part_sizes_are_clamped() {
+        assert_eq!(part_size(None), DEFAULT_PART_SIZE);
+        assert_eq!(part_size(Some(0)), DEFAULT_PART_SIZE);
+        assert_eq!(part_size(Some(1024)), MIN_PART_SIZE);
+        assert_eq!(part_size(Some(10 * MIB as i64)), 10 * MIB);
+        assert_eq!(part_size(Some(i64::MAX)), MAX_PART_SIZE);
+    }
+}

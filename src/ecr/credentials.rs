@@ -1,0 +1,98 @@
+//! The AWS SDK configuration ocipush uses for ECR: aws-config's default chain (environment,
+//! profile incl. SSO / `credential_process` / `role_arn`, web identity, ECS, EC2 IMDSv2), with the
+//! region taken from the ECR host when none is configured, and an optional AssumeRole on top
+//! (a vendor assuming a customer's role, with an external id).
+//!
+//! Endpoint overrides come from the environment and are read by aws-config itself:
+//! `AWS_ENDPOINT_URL` (every service), `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_STS`
+//! (or `endpoint_url` in the profile); the IMDS endpoint from `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
+
+use std::time::Duration;
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+
+use super::host::EcrHost;
+
+/// The session name used for AssumeRole when none is given.
+pub const DEFAULT_SESSION_NAME: &str = "ocipush";
+
+/// How to get AWS credentials (`--profile`, `--role-arn`, `--external-id`, ...). All optional:
+/// the default is aws-config's default chain, unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsOptions {
+    /// A named profile of `~/.aws/config` / `~/.aws/credentials` (`--profile`).
+    pub profile: Option<String>,
+    /// A role to assume with the credentials the chain found (`--role-arn`).
+    pub role_arn: Option<String>,
+    /// The external id the role's trust policy requires (`--external-id`). Not a secret.
+    pub external_id: Option<String>,
+    /// The AssumeRole session name (default [`DEFAULT_SESSION_NAME`]).
+    pub role_session_name: Option<String>,
+    /// The assumed-role session length (default: STS's, one hour).
+    pub role_duration: Option<Duration>,
+}
+
+/// Load the SDK configuration: the default chain (with `options.profile`), the region from the
+/// environment/profile or else `fallback_region` (the ECR host's), and AssumeRole on top when
+/// `options.role_arn` is set. Nothing is fetched yet: credentials are resolved on first use.
+pub async fn load_sdk_config(options: &AwsOptions, fallback_region: Option<&str>) -> SdkConfig {
+    let mut configured = aws_config::default_provider::region::Builder::default();
+    if let Some(profile) = &options.profile {
+        configured = configured.profile_name(profile);
+    }
+    let mut region = RegionProviderChain::first_try(configured.build());
+    if let Some(r) = fallback_region {
+        region = region.or_else(Region::new(r.to_string()));
+    }
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+    if let Some(profile) = &options.profile {
+        loader = loader.profile_name(profile);
+    }
+    let config = loader.load().await;
+    match &options.role_arn {
+        None => config,
+        Some(role) => with_assumed_role(config, role, options).await,
+    }
+}
+
+/// Replace `config`'s credentials with those of `role`, assumed with `config`'s credentials.
+async fn with_assumed_role(config: SdkConfig, role: &str, options: &AwsOptions) -> SdkConfig {
+    let mut builder = AssumeRoleProvider::builder(role)
+        .configure(&config)
+        .session_name(
+            options
+                .role_session_name
+                .as_deref()
+                .unwrap_or(DEFAULT_SESSION_NAME),
+        );
+    if let Some(id) = &options.external_id {
+        builder = builder.external_id(id);
+    }
+    if let Some(d) = options.role_duration {
+        builder = builder.session_length(d);
+    }
+    let provider = builder.build().await;
+    config
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .build()
+}
+
+/// An ECR client for `host`'s registry: always in the host's region (a token from another region
+/// does not open this registry), FIPS when the host is a FIPS endpoint, unless an endpoint URL is
+/// configured (the SDK refuses FIPS with a custom endpoint; the custom endpoint wins).
+pub fn ecr_client(config: &SdkConfig, host: &EcrHost) -> aws_sdk_ecr::Client {
+    let mut conf =
+        aws_sdk_ecr::config::Builder::from(config).region(Region::new(host.region.clone()));
+    let custom_endpoint = config.endpoint_url().is_some()
+        || ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+    if host.fips && !custom_endpoint {
+        conf = conf.use_fips(true);
+    }
+    aws_sdk_ecr::Client::from_conf(conf.build())
+}

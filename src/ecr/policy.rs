@@ -1,0 +1,341 @@
+//! `ocipush iam-policy`: the IAM identity policy a push needs and nothing more, plus what each
+//! option adds, and the trust policy of the role (EC2, another account with an external id,
+//! GitHub Actions OIDC). Output is pretty JSON, deterministic (statements and actions in a fixed order).
+
+use std::str::FromStr;
+
+use serde_json::{Value, json};
+
+use super::host::{EcrHost, EcrHostError, EcrRepository};
+
+/// The actions on the repository every push needs.
+pub const PUSH_ACTIONS: &[&str] = &[
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+    "ecr:PutImage",
+];
+
+/// The actions on a source repository that pulling a base image from ECR needs.
+pub const PULL_ACTIONS: &[&str] = &["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"];
+
+/// Why a policy could not be generated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The repository is not an ECR repository.
+    #[error("cannot write an IAM policy: {0}")]
+    Repository(#[from] EcrHostError),
+    /// A `--trust` value was not understood.
+    #[error(
+        "--trust {given:?} is not understood: {why}; use `ec2`, `account:<12-digit id>[:<external id>]` \
+         or `github:<owner>/<repo>`"
+    )]
+    Trust {
+        /// What was given.
+        given: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+}
+
+/// Options of the push that need more than the push actions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyOptions {
+    /// `--create-repository`: `ecr:CreateRepository`.
+    pub create_repository: bool,
+    /// A tag mutability setting is applied: `ecr:PutImageTagMutability`.
+    pub set_tag_mutability: bool,
+    /// A scan-on-push setting is applied: `ecr:PutImageScanningConfiguration`.
+    pub set_scan_on_push: bool,
+    /// `--scan`: `ecr:StartImageScan`.
+    pub scan: bool,
+    /// Base images pulled from ECR repositories: read actions on each.
+    pub base_images: Vec<EcrRepository>,
+}
+
+/// Who may assume the role (`--trust`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// The EC2 service (an instance profile).
+    Ec2,
+    /// Principals of another account, optionally requiring an external id.
+    Account {
+        /// The 12-digit account id.
+        account: String,
+        /// The `sts:ExternalId` required.
+        external_id: Option<String>,
+    },
+    /// GitHub Actions workflows of one repository, through the GitHub OIDC provider.
+    GitHub {
+        /// `owner/repo`.
+        repository: String,
+    },
+}
+
+impl FromStr for Trust {
+    type Err = PolicyError;
+    fn from_str(s: &str) -> Result<Self, PolicyError> {
+        let bad = |why| PolicyError::Trust {
+            given: s.to_string(),
+            why,
+        };
+        if s == "ec2" {
+            return Ok(Trust::Ec2);
+        }
+        if let Some(rest) = s.strip_prefix("account:") {
+            let (account, external_id) = match rest.split_once(':') {
+                Some((a, e)) if !e.is_empty() => (a, Some(e.to_string())),
+                Some(_) => return Err(bad("the external id is empty")),
+                None => (rest, None),
+            };
+            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("the account id must be 12 digits"));
+            }
+            return Ok(Trust::Account {
+                account: account.to_string(),
+                external_id,
+            });
+        }
+        if let Some(rest) = s.strip_prefix("github:") {
+            let valid = |p: &str| {
+                !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            };
+            return match rest.split_once('/') {
+                Some((o, r)) if valid(o) && valid(r) => Ok(Trust::GitHub {
+                    repository: rest.to_string(),
+                }),
+                _ => Err(bad("expected github:<owner>/<repo>")),
+            };
+        }
+        Err(bad("unknown kind"))
+    }
+}
+
+fn statement(sid: &str, actions: &[&str], resource: &str) -> Value {
+    let action = match actions {
+        [one] => json!(one),
+        many => json!(many),
+    };
+    json!({ "Sid": sid, "Effect": "Allow", "Action": action, "Resource": resource })
+}
+
+/// A statement id from a repository name (`Sid` allows only alphanumerics).
+fn sid_for(prefix: &str, repo: &EcrRepository) -> String {
+    let mut s = prefix.to_string();
+    let mut upper = true;
+    for c in repo.name.chars() {
+        if c.is_ascii_alphanumeric() {
+            s.push(if upper { c.to_ascii_uppercase() } else { c });
+            upper = false;
+        } else {
+            upper = true;
+        }
+    }
+    s
+}
+
+/// The identity policy for pushing to `repository` with `options`.
+pub fn identity_policy(repository: &EcrRepository, options: &PolicyOptions) -> Value {
+    let arn = repository.arn();
+    let mut statements = vec![statement(
+        "GetAuthorizationToken",
+        &["ecr:GetAuthorizationToken"],
+        "*",
+    )];
+    let mut push: Vec<&str> = PUSH_ACTIONS.to_vec();
+    if options.scan {
+        push.push("ecr:StartImageScan");
+    }
+    statements.push(statement("PushImage", &push, &arn));
+    if options.create_repository {
+        let mut admin = vec!["ecr:CreateRepository"];
+        if options.set_tag_mutability {
+            admin.push("ecr:PutImageTagMutability");
+        }
+        if options.set_scan_on_push {
+            admin.push("ecr:PutImageScanningConfiguration");
+        }
+        statements.push(statement("CreateRepository", &admin, &arn));
+    } else {
+        let mut admin = vec![];
+        if options.set_tag_mutability {
+            admin.push("ecr:PutImageTagMutability");
+        }
+        if options.set_scan_on_push {
+            admin.push("ecr:PutImageScanningConfiguration");
+        }
+        if !admin.is_empty() {
+            statements.push(statement("ConfigureRepository", &admin, &arn));
+        }
+    }
+    let mut seen = Vec::new();
+    for base in &options.base_images {
+        let base_arn = base.arn();
+        if seen.contains(&base_arn) {
+            continue;
+        }
+        statements.push(statement(
+            &sid_for("PullBase", base),
+            PULL_ACTIONS,
+            &base_arn,
+        ));
+        seen.push(base_arn);
+    }
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// The trust policy of the role, for `trust`; `host` gives the partition and the account that owns
+/// the GitHub OIDC provider.
+pub fn trust_policy(trust: &Trust, host: &EcrHost) -> Value {
+    let p = host.partition;
+    let statement = match trust {
+        Trust::Ec2 => {
+            let service = if p == "aws-cn" {
+                "ec2.amazonaws.com.cn"
+            } else {
+                "ec2.amazonaws.com"
+            };
+            json!({ "Effect": "Allow", "Principal": { "Service": service }, "Action": "sts:AssumeRole" })
+        }
+        Trust::Account {
+            account,
+            external_id,
+        } => {
+            let mut s = json!({
+                "Effect": "Allow",
+                "Principal": { "AWS": format!("arn:{p}:iam::{account}:root") },
+                "Action": "sts:AssumeRole",
+            });
+            if let Some(id) = external_id {
+                s["Condition"] = json!({ "StringEquals": { "sts:ExternalId": id } });
+            }
+            s
+        }
+        Trust::GitHub { repository } => json!({
+            "Effect": "Allow",
+            "Principal": {
+                "Federated": format!("arn:{p}:iam::{}:oidc-provider/token.actions.githubusercontent.com", host.account)
+            },
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {
+                "StringEquals": { "token.actions.githubusercontent.com:aud": "sts.amazonaws.com" },
+                "StringLike": { "token.actions.githubusercontent.com:sub": format!("repo:{repository}:*") }
+            }
+        }),
+    };
+    json!({ "Version": "2012-10-17", "Statement": [statement] })
+}
+
+/// Pretty JSON with a trailing newline.
+pub fn to_pretty_json(policy: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(policy).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// `ocipush iam-policy <repository>`: the identity policy as pretty JSON.
+pub fn render_identity_policy(
+    repository: &str,
+    options: &PolicyOptions,
+) -> Result<String, PolicyError> {
+    let repo = EcrRepository::parse(repository)?;
+    Ok(to_pretty_json(&identity_policy(&repo, options)))
+}
+
+/// `ocipush iam-policy <repository> --trust <trust>`: the trust policy as pretty JSON.
+pub fn render_trust_policy(repository: &str, trust: &str) -> Result<String, PolicyError> {
+    let repo = EcrRepository::parse(repository)?;
+    let trust: Trust = trust.parse()?;
+    Ok(to_pretty_json(&trust_policy(&trust, &repo.host)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPO: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ec2-ecr-test";
+
+    #[test]
+    fn push_only() {
+        insta::assert_snapshot!(render_identity_policy(REPO, &PolicyOptions::default()).unwrap());
+    }
+
+    #[test]
+    fn with_every_option() {
+        let options = PolicyOptions {
+            create_repository: true,
+            set_tag_mutability: true,
+            set_scan_on_push: true,
+            scan: true,
+            base_images: vec![
+                EcrRepository::parse("210987654321.dkr.ecr.eu-west-1.amazonaws.com/base/alpine")
+                    .unwrap(),
+                EcrRepository::parse("210987654321.dkr.ecr.eu-west-1.amazonaws.com/base/alpine:3")
+                    .unwrap(),
+            ],
+        };
+        insta::assert_snapshot!(render_identity_policy(REPO, &options).unwrap());
+    }
+
+    #[test]
+    fn create_only_adds_create() {
+        let options = PolicyOptions {
+            create_repository: true,
+            ..Default::default()
+        };
+        let p = identity_policy(&EcrRepository::parse(REPO).unwrap(), &options);
+        let text = p.to_string();
+        assert!(text.contains("ecr:CreateRepository"));
+        assert!(!text.contains("PutImageTagMutability") && !text.contains("BatchGetImage"));
+    }
+
+    #[test]
+    fn china_partition() {
+        let s = render_identity_policy(
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/app",
+            &PolicyOptions::default(),
+        )
+        .unwrap();
+        assert!(
+            s.contains("arn:aws-cn:ecr:cn-north-1:123456789012:repository/app"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn trust_ec2() {
+        insta::assert_snapshot!(render_trust_policy(REPO, "ec2").unwrap());
+    }
+
+    #[test]
+    fn trust_account_with_external_id() {
+        insta::assert_snapshot!(
+            render_trust_policy(REPO, "account:210987654321:vendor-7f3a").unwrap()
+        );
+    }
+
+    #[test]
+    fn trust_github() {
+        insta::assert_snapshot!(render_trust_policy(REPO, "github:octo-org/app").unwrap());
+    }
+
+    #[test]
+    fn bad_trust() {
+        for t in [
+            "ec3",
+            "account:123",
+            "account:123456789012:",
+            "github:nope",
+            "github:/x",
+        ] {
+            assert!(render_trust_policy(REPO, t).is_err(), "{t}");
+        }
+        assert!(
+            render_identity_policy("docker.io/library/alpine", &PolicyOptions::default()).is_err()
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! Helpers for the ECR tests: [`Moto`] (moto with IAM enforcement, the ECR layer API and an
+//! IMDSv2 stand-in, from `tests/support/moto_ecr.py`), an admin ECR client for verification,
+//! the small test image, and [`run_child`] for scenarios that need their own process environment
+//! (aws-config reads the environment; tests never mutate their own).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+
+use bytes::Bytes;
+use ocipush::digest::Digest;
+use ocipush::image::Descriptor;
+use ocipush::image::media_types;
+use serde::{Deserialize, Serialize};
+
+/// The reference policy `ECRContainerise` from the guide (moto checks actions, not resources:
+/// the script rewrites every Resource to `*`).
+pub const ECR_CONTAINERISE: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    { "Effect": "Allow",
+      "Action": ["ecr:PutLifecyclePolicy", "ecr:PutImageTagMutability", "ecr:StartImageScan", "ecr:CreateRepository",
+                 "ecr:PutImageScanningConfiguration", "ecr:UploadLayerPart", "ecr:BatchDeleteImage", "ecr:DeleteLifecyclePolicy",
+                 "ecr:DeleteRepository", "ecr:PutImage", "ecr:CompleteLayerUpload", "ecr:StartLifecyclePolicyPreview",
+                 "ecr:InitiateLayerUpload", "ecr:DeleteRepositoryPolicy"],
+      "Resource": "arn:aws:ecr:us-east-1:123456789012:repository/ec2-ecr-test" },
+    { "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*" },
+    { "Effect": "Allow", "Action": "ecr:BatchCheckLayerAvailability",
+      "Resource": "arn:aws:ecr:us-east-1:123456789012:repository/ec2-ecr-test" }
+  ]
+}"#;
+
+/// `ECR_CONTAINERISE` without `action`.
+pub fn containerise_without(action: &str) -> String {
+    let mut p: serde_json::Value = serde_json::from_str(ECR_CONTAINERISE).unwrap();
+    for st in p["Statement"].as_array_mut().unwrap() {
+        match &mut st["Action"] {
+            serde_json::Value::Array(a) => a.retain(|x| x != action),
+            serde_json::Value::String(s) if s == action => st["Action"] = serde_json::json!([]),
+            _ => {}
+        }
+    }
+    p["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|st| st["Action"] != serde_json::json!([]));
+    p.to_string()
+}
+
+/// A test user's keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub arn: String,
+    pub key: String,
+    pub secret: String,
+}
+
+/// What the moto script prints once it is ready.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MotoInfo {
+    pub moto: String,
+    pub imds: String,
+    pub account: String,
+    pub region: String,
+    pub repository: String,
+    pub role_arn: String,
+    pub admin: User,
+    pub builder: User,
+}
+
+impl MotoInfo {
+    pub fn host(&self) -> String {
+        format!("{}.dkr.ecr.{}.amazonaws.com", self.account, self.region)
+    }
+    pub fn reference(&self) -> String {
+        format!("{}/{}", self.host(), self.repository)
+    }
+}
+
+/// A running moto (+ IMDS stand-in); killed on drop.
+pub struct Moto {
+    child: Child,
+    _stdin: ChildStdin,
+    _dir: tempfile::TempDir,
+    pub info: MotoInfo,
+}
+
+impl Moto {
+    /// Start moto with `policy` as the role's policy. Ready when the script prints its JSON line
+    /// (it prints only after both servers listen and the setup is done).
+    pub fn start(policy: &str) -> Moto {
+        let dir = tempfile::tempdir().unwrap();
+        let policy_file = dir.path().join("policy.json");
+        std::fs::write(&policy_file, policy).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_ecr.py");
+        let mut child = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+            .arg(script)
+            .arg("--policy-file")
+            .arg(&policy_file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with moto[server] 5.2.1 and boto3 must be installed");
+        let stdin = child.stdin.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let info: MotoInfo = match serde_json::from_str(&line) {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("moto_ecr.py did not start ({e}): {line:?}; run it by hand to see why")
+            }
+        };
+        Moto {
+            child,
+            _stdin: stdin,
+            _dir: dir,
+            info,
+        }
+    }
+
+    /// ECR/STS actions moto served since the setup: `(action, caller)`.
+    pub async fn calls(&self) -> Vec<(String, String)> {
+        let v: Vec<serde_json::Value> = reqwest::get(format!("{}/_test/calls", self.info.imds))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v.into_iter()
+            .map(|c| {
+                (
+                    c["action"].as_str().unwrap().to_string(),
+                    c["caller"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// An ECR client as the admin user, configured explicitly (no environment).
+    pub fn admin_ecr(&self) -> aws_sdk_ecr::Client {
+        let creds = aws_credential_types::Credentials::new(
+            &self.info.admin.key,
+            &self.info.admin.secret,
+            None,
+            None,
+            "test",
+        );
+        let conf = aws_sdk_ecr::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.info.region.clone()))
+            .credentials_provider(creds)
+            .endpoint_url(&self.info.moto)
+            .build();
+        aws_sdk_ecr::Client::from_conf(conf)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `test_name` of this test binary as a child with only `env` (plus PATH, and HOME set to an
+/// empty temporary directory: no ~/.aws), and the scenario JSON in `OCIPUSH_ECR_SCENARIO`.
+pub fn run_child(test_name: &str, scenario: &impl Serialize, env: &[(&str, &str)]) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        test_name,
+        "--exact",
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env_clear()
+    .env("HOME", home.path())
+    .env(
+        "OCIPUSH_ECR_SCENARIO",
+        serde_json::to_string(scenario).unwrap(),
+    );
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "child {test_name} failed:\n--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The scenario a child runs, if this process is a child.
+pub fn scenario<T: for<'de> Deserialize<'de>>() -> Option<T> {
+    let s = std::env::var("OCIPUSH_ECR_SCENARIO").ok()?;
+    Some(serde_json::from_str(&s).unwrap())
+}
+
+/// A blob of the test image.
+pub struct TestBlob {
+    pub descriptor: Descriptor,
+    pub bytes: Bytes,
+}
+
+/// The small test image: two layers (one of 11 MiB, pushed in three parts), a config, an OCI
+/// manifest with a top-level mediaType.
+pub struct TestImage {
+    pub layers: Vec<TestBlob>,
+    pub config: TestBlob,
+    pub manifest: Bytes,
+}
+
+fn blob(media_type: &str, bytes: Vec<u8>) -> TestBlob {
+    let bytes = Bytes::from(bytes);
+    TestBlob {
+        descriptor: Descriptor::new(media_type, Digest::of(&bytes), bytes.len() as u64),
+        bytes,
+    }
+}
+
+pub fn test_image() -> TestImage {
+    let small = blob(
+        media_types::OCI_LAYER_TAR,
+        b"a small layer: hello from ocipush\n".repeat(30),
+    );
+    let mut big = Vec::with_capacity(11 * 1024 * 1024 + 17);
+    let mut x: u32 = 0x1234_5678;
+    while big.len() < 11 * 1024 * 1024 + 17 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        big.extend_from_slice(&x.to_le_bytes());
+    }
+    let big = blob(media_types::OCI_LAYER_TAR, big);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": { "Cmd": ["sh", "-c", "echo hello"] },
+        "rootfs": { "type": "layers", "diff_ids": [small.descriptor.digest, big.descriptor.digest] }
+    });
+    let config = blob(
+        media_types::OCI_CONFIG,
+        serde_json::to_vec(&config).unwrap(),
+    );
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_MANIFEST,
+        "config": config.descriptor,
+        "layers": [small.descriptor, big.descriptor],
+    });
+    TestImage {
+        layers: vec![small, big],
+        config,
+        manifest: Bytes::from(serde_json::to_vec(&manifest).unwrap()),
+    }
+}
