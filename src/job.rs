@@ -78,19 +78,31 @@ pub struct Session {
     pub registries: RegistriesConf,
     /// The HTTP client.
     pub client: RegistryClient,
+    /// Amazon ECR settings.
+    #[cfg(feature = "ecr")]
+    pub ecr: crate::job_ecr::EcrSettings,
 }
 
 impl Session {
     /// A session with these registries and credentials.
     pub fn new(registries: RegistriesConf, credentials: Arc<dyn CredentialProvider>, insecure: bool) -> Result<Session, RegistryError> {
         let client = RegistryClient::new(ClientOptions { credentials, insecure, ..ClientOptions::default() })?;
-        Ok(Session { registries, client })
+        Ok(Session {
+            registries,
+            client,
+            #[cfg(feature = "ecr")]
+            ecr: Default::default(),
+        })
     }
 
     /// The destination for a target.
-    pub fn destination(&self, target: &Target) -> Result<(Box<dyn Destination>, Option<String>), JobError> {
+    pub async fn destination(&self, target: &Target) -> Result<(Box<dyn Destination>, Option<String>), JobError> {
         match target {
             Target::Registry(r) => {
+                #[cfg(feature = "ecr")]
+                if let Some(d) = self.ecr.api_destination(r).await.map_err(|e| JobError::Destination(Box::new(e)))? {
+                    return Ok((d, None));
+                }
                 let endpoint = self.registries.resolve(r).map_err(|e| JobError::Destination(Box::new(e)))?;
                 let host = endpoint.host.clone();
                 Ok((Box::new(self.client.repository(&endpoint)), Some(host)))
@@ -105,8 +117,11 @@ impl Session {
 
 /// The default credentials: docker `config.json` (`auths`, `credHelpers`, `credsStore`) first,
 /// so an explicit entry always wins; then Amazon ECR tokens for ECR hosts (feature `ecr`).
-pub fn default_credentials() -> Result<Arc<dyn CredentialProvider>, AuthError> {
-    let providers: Vec<Arc<dyn CredentialProvider>> = vec![Arc::new(DockerConfigProvider::from_env()?)];
+pub fn default_credentials(#[cfg(feature = "ecr")] aws: &crate::ecr::AwsOptions) -> Result<Arc<dyn CredentialProvider>, AuthError> {
+    #[allow(unused_mut)]
+    let mut providers: Vec<Arc<dyn CredentialProvider>> = vec![Arc::new(DockerConfigProvider::from_env()?)];
+    #[cfg(feature = "ecr")]
+    providers.push(Arc::new(crate::ecr::EcrCredentialProvider::new(aws.clone())));
     Ok(Arc::new(Chain(providers)))
 }
 
@@ -137,10 +152,22 @@ pub async fn build_and_push(
     events: &EventSink,
 ) -> Result<(BuiltImage, Digest), JobError> {
     let image = build_image(build, &session.client, &session.registries, events).await?;
-    let (dest, registry) = session.destination(target)?;
+    let (dest, registry) = session.destination(target).await?;
     let refs = target.references(extra_tags);
+    #[cfg(feature = "ecr")]
+    if let Target::Registry(r) = target
+        && crate::job_ecr::EcrSettings::applies_to(r)
+    {
+        session.ecr.before_push(r).await.map_err(|e| JobError::Destination(Box::new(e)))?;
+    }
     let opts = PushOptions { jobs, registry };
     let digest = push(dest.as_ref(), &image.layers, &image.config, &image.manifest, &refs, &opts, events).await?;
+    #[cfg(feature = "ecr")]
+    if let Target::Registry(r) = target
+        && crate::job_ecr::EcrSettings::applies_to(r)
+    {
+        session.ecr.after_push(r, &refs[0]).await.map_err(|e| JobError::Destination(Box::new(e)))?;
+    }
     Ok((image, digest))
 }
 

@@ -18,6 +18,8 @@ pub mod executor;
 pub mod ecr;
 pub mod image;
 pub mod job;
+#[cfg(feature = "ecr")]
+pub mod job_ecr;
 pub mod layout;
 pub mod plan;
 pub mod push;

@@ -28,6 +28,74 @@ pub struct Cli {
 pub enum Command {
     /// Build DOCKERFILE and push it to DESTINATION (the default command).
     Build(BuildArgs),
+    /// Print the least-privilege IAM policy a push to an ECR repository needs (and, with --trust,
+    /// the role's trust policy).
+    #[cfg(feature = "ecr")]
+    IamPolicy(IamPolicyArgs),
+}
+
+/// `ocipush iam-policy`.
+#[cfg(feature = "ecr")]
+#[derive(Debug, Args, Clone)]
+pub struct IamPolicyArgs {
+    /// The ECR repository: <account>.dkr.ecr.<region>.amazonaws.com/<name>.
+    #[arg(value_name = "ECR_REPOSITORY")]
+    pub repository: String,
+    /// Also print the role's trust policy: ec2 | account:<id>[:<external-id>] | github:<owner>/<repo>.
+    #[arg(long, value_name = "WHO")]
+    pub trust: Option<String>,
+    /// The push creates the repository (--create-repository): adds ecr:CreateRepository.
+    #[arg(long = "create-repository")]
+    pub create_repository: bool,
+    /// The push sets tag mutability on creation: adds ecr:PutImageTagMutability.
+    #[arg(long = "image-tag-mutability", value_name = "MUTABLE|IMMUTABLE")]
+    pub image_tag_mutability: Option<String>,
+    /// The push sets scan-on-push on creation: adds ecr:PutImageScanningConfiguration.
+    #[arg(long = "scan-on-push")]
+    pub scan_on_push: bool,
+    /// The push starts an image scan (--scan): adds ecr:StartImageScan.
+    #[arg(long)]
+    pub scan: bool,
+    /// A base image pulled from ECR (repeatable): adds the read actions on that repository.
+    #[arg(long = "base", value_name = "ECR_IMAGE")]
+    pub base_images: Vec<String>,
+}
+
+/// Amazon ECR options of a push.
+#[cfg(feature = "ecr")]
+#[derive(Debug, Args, Clone, Default)]
+pub struct EcrArgs {
+    /// Push through the ECR API (InitiateLayerUpload/UploadLayerPart/CompleteLayerUpload/PutImage)
+    /// instead of the registry endpoint.
+    #[arg(long = "ecr-api")]
+    pub ecr_api: bool,
+    /// The AWS profile to take credentials from.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Assume this IAM role with the credentials found (a vendor pushing into a customer's account).
+    #[arg(long = "role-arn", value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// The external id the role's trust policy requires.
+    #[arg(long = "external-id", value_name = "ID", requires = "role_arn")]
+    pub external_id: Option<String>,
+    /// The AssumeRole session name [default: ocipush].
+    #[arg(long = "role-session-name", value_name = "NAME", requires = "role_arn")]
+    pub role_session_name: Option<String>,
+    /// The assumed role's session length, in seconds (900-43200).
+    #[arg(long = "role-duration", value_name = "SECONDS", requires = "role_arn", value_parser = clap::value_parser!(u64).range(900..=43200))]
+    pub role_duration: Option<u64>,
+    /// Create the ECR repository if it does not exist.
+    #[arg(long = "create-repository")]
+    pub create_repository: bool,
+    /// Tag mutability of a repository created by --create-repository.
+    #[arg(long = "image-tag-mutability", value_name = "MUTABLE|IMMUTABLE", requires = "create_repository", value_parser = ["MUTABLE", "IMMUTABLE"])]
+    pub image_tag_mutability: Option<String>,
+    /// Turn on scan-on-push for a repository created by --create-repository.
+    #[arg(long = "scan-on-push", requires = "create_repository")]
+    pub scan_on_push: bool,
+    /// Start an image scan after the push.
+    #[arg(long)]
+    pub scan: bool,
 }
 
 /// Options of a build + push.
@@ -67,8 +135,12 @@ pub struct BuildArgs {
     #[arg(long, default_value = "gzip", value_name = "ALGO[:LEVEL]")]
     pub compression: String,
     /// Blob uploads in flight at once.
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub jobs: usize,
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub jobs: u64,
+    /// Amazon ECR.
+    #[cfg(feature = "ecr")]
+    #[command(flatten)]
+    pub ecr: EcrArgs,
 }
 
 /// `--format`.

@@ -2,6 +2,8 @@
 //! code and one clear message.
 
 mod args;
+#[cfg(feature = "ecr")]
+mod ecr;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use ocipush::registries_conf::RegistriesConf;
 use args::{Cli, Command, FormatArg};
 
 /// A failure: the message shown, and the exit code (1 failure, 2 usage).
-struct Failure {
+pub(crate) struct Failure {
     message: String,
     code: u8,
 }
@@ -74,6 +76,8 @@ fn init_logging(verbose: u8) {
 async fn run(cli: Cli) -> Result<(), Failure> {
     let build = match cli.command {
         Some(Command::Build(b)) => b,
+        #[cfg(feature = "ecr")]
+        Some(Command::IamPolicy(a)) => return ecr::iam_policy(&a),
         None => cli.build,
     };
     let quiet = cli.quiet;
@@ -102,8 +106,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let registries = RegistriesConf::load(build.registries_conf.as_deref())
         .map_err(|e| Failure::failed(e.to_string()))?
         .with_insecure(build.insecure);
-    let credentials = ocipush::job::default_credentials().map_err(|e| Failure::failed(e.to_string()))?;
-    let session = Session::new(registries, credentials, build.insecure).map_err(|e| Failure::failed(e.to_string()))?;
+    #[cfg(feature = "ecr")]
+    let ecr_settings = ecr::settings(&build.ecr);
+    let credentials = ocipush::job::default_credentials(
+        #[cfg(feature = "ecr")]
+        &ecr_settings.aws,
+    )
+    .map_err(|e| Failure::failed(e.to_string()))?;
+    #[allow(unused_mut)]
+    let mut session = Session::new(registries, credentials, build.insecure).map_err(|e| Failure::failed(e.to_string()))?;
+    #[cfg(feature = "ecr")]
+    {
+        session.ecr = ecr_settings;
+    }
     let spool = tempfile::Builder::new()
         .prefix("ocipush-spool-")
         .tempdir()
@@ -123,7 +138,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         target: build.target.clone(),
     };
     let events = progress::reporter(quiet);
-    let (_, digest) = build_and_push(&session, &opts, &target, &build.tags, build.jobs, &events)
+    let (_, digest) = build_and_push(&session, &opts, &target, &build.tags, build.jobs as usize, &events)
         .await
         .map_err(|e| Failure::failed(e.to_string()))?;
     println!("{}", target.pushed_name(&digest));

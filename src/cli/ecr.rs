@@ -1,0 +1,52 @@
+//! The Amazon ECR parts of the command line: `ocipush iam-policy`, and the push flags turned
+//! into library settings.
+
+use ocipush::ecr::policy::{PolicyOptions, render_identity_policy, render_trust_policy};
+use ocipush::ecr::repo_admin::CreateRepositoryOptions;
+use ocipush::ecr::{AwsOptions, EcrRepository};
+use ocipush::job_ecr::EcrSettings;
+
+use super::Failure;
+use super::args::{EcrArgs, IamPolicyArgs};
+
+/// The library settings for the ECR flags of a push.
+pub fn settings(a: &EcrArgs) -> EcrSettings {
+    EcrSettings {
+        aws: AwsOptions {
+            profile: a.profile.clone(),
+            role_arn: a.role_arn.clone(),
+            external_id: a.external_id.clone(),
+            role_session_name: a.role_session_name.clone(),
+            role_duration: a.role_duration.map(std::time::Duration::from_secs),
+        },
+        api: a.ecr_api,
+        create_repository: a.create_repository.then(|| CreateRepositoryOptions {
+            immutable_tags: a.image_tag_mutability.as_deref().map(|m| m == "IMMUTABLE"),
+            scan_on_push: a.scan_on_push.then_some(true),
+        }),
+        scan: a.scan,
+    }
+}
+
+/// `ocipush iam-policy`: the identity policy on stdout; with `--trust`, the trust policy after it.
+pub fn iam_policy(a: &IamPolicyArgs) -> Result<(), Failure> {
+    let mut base_images = vec![];
+    for b in &a.base_images {
+        base_images.push(EcrRepository::parse(b).map_err(|e| Failure::usage(format!("invalid --base {b:?}: {e}")))?);
+    }
+    let options = PolicyOptions {
+        create_repository: a.create_repository,
+        set_tag_mutability: a.image_tag_mutability.is_some(),
+        set_scan_on_push: a.scan_on_push,
+        scan: a.scan,
+        base_images,
+    };
+    let identity = render_identity_policy(&a.repository, &options).map_err(|e| Failure::usage(e.to_string()))?;
+    print!("{identity}");
+    if let Some(trust) = &a.trust {
+        let trust = render_trust_policy(&a.repository, trust).map_err(|e| Failure::usage(e.to_string()))?;
+        eprintln!("(the identity policy above goes on the role; the trust policy below says who may assume it)");
+        print!("{trust}");
+    }
+    Ok(())
+}
