@@ -362,7 +362,7 @@ fn digest_of_tree(f: &Fixture, order: &[&str]) -> LayerBlob {
     for p in order {
         write(&f.ctx_dir, p, &format!("content of {p}"), 0o644);
     }
-    build(&f, &spec(&["."], "/app/")).unwrap()
+    build(f, &spec(&["."], "/app/")).unwrap()
 }
 
 #[test]
