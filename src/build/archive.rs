@@ -81,7 +81,8 @@ pub(crate) fn extract_archive(
     let mut outward: HashSet<String> = HashSet::new();
     for entry in ar.entries().map_err(unreadable)? {
         let mut entry = entry.map_err(unreadable)?;
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let raw_name = entry.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&raw_name).into_owned();
         let refuse = |reason: String| BuildError::ArchiveEntry {
             archive: path.to_path_buf(),
             entry: name.clone(),
@@ -90,6 +91,9 @@ pub(crate) fn extract_archive(
         let kind = entry.header().entry_type();
         if kind.is_pax_global_extensions() {
             continue;
+        }
+        if std::str::from_utf8(&raw_name).is_err() {
+            return Err(refuse("has a name that is not valid UTF-8".into()));
         }
         let rel = entry_components(&name).map_err(&refuse)?;
         if rel.is_empty() {
@@ -126,9 +130,13 @@ pub(crate) fn extract_archive(
             }
         };
         let meta = EntryMeta { mode, uid, gid };
-        let link = entry
-            .link_name_bytes()
-            .map(|l| String::from_utf8_lossy(&l).into_owned());
+        let link = match entry.link_name_bytes() {
+            Some(l) => Some(
+                String::from_utf8(l.into_owned())
+                    .map_err(|_| refuse("has a link target that is not valid UTF-8".into()))?,
+            ),
+            None => None,
+        };
         if kind.is_file() || kind.is_contiguous() {
             let size = entry.size();
             let mut reader = TrackedReader::new(&mut entry);

@@ -54,19 +54,19 @@ impl Compression {
 /// A streaming encoder for one [`Compression`].
 pub(crate) enum Encoder<W: Write> {
     None(W),
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(Box<flate2::write::GzEncoder<W>>),
 }
 
 impl<W: Write> Encoder<W> {
     pub(crate) fn new(compression: Compression, out: W) -> Self {
         match compression {
             Compression::None => Encoder::None(out),
-            Compression::Gzip { level } => Encoder::Gzip(
+            Compression::Gzip { level } => Encoder::Gzip(Box::new(
                 flate2::GzBuilder::new()
                     .mtime(0)
                     .operating_system(255)
                     .write(out, flate2::Compression::new(level.min(9))),
-            ),
+            )),
         }
     }
 
@@ -74,7 +74,7 @@ impl<W: Write> Encoder<W> {
     pub(crate) fn finish(self) -> io::Result<W> {
         match self {
             Encoder::None(w) => Ok(w),
-            Encoder::Gzip(g) => g.finish(),
+            Encoder::Gzip(g) => (*g).finish(),
         }
     }
 }

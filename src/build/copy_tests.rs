@@ -362,7 +362,7 @@ fn digest_of_tree(f: &Fixture, order: &[&str]) -> LayerBlob {
     for p in order {
         write(&f.ctx_dir, p, &format!("content of {p}"), 0o644);
     }
-    build(&f, &spec(&["."], "/app/")).unwrap()
+    build(f, &spec(&["."], "/app/")).unwrap()
 }
 
 #[test]
@@ -627,4 +627,22 @@ fn alpine_minirootfs_extracts_deterministically() {
     );
     let again = build(&f, &s).unwrap();
     assert_eq!((again.digest, again.diff_id), (blob.digest, blob.diff_id));
+}
+
+#[test]
+fn long_paths_round_trip() {
+    let f = fixture();
+    let deep = format!(
+        "{}/{}/{}/{}",
+        "a".repeat(90),
+        "b".repeat(90),
+        "c".repeat(90),
+        "f".repeat(120)
+    );
+    write(&f.ctx_dir, &deep, "deep", 0o644);
+    symlink(&deep, f.ctx_dir.join("longlink")).unwrap();
+    let es = entries(&build(&f, &spec(&["."], "/")).unwrap());
+    let file = es.iter().find(|e| e.path == deep).expect("long path entry");
+    assert_eq!(file.data, b"deep");
+    assert!(es.iter().any(|e| e.path == "longlink" && e.link == deep));
 }
