@@ -267,6 +267,11 @@ impl RegistryServer {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The registry's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The TCP port.
     pub fn port(&self) -> u16 {
         self.port
