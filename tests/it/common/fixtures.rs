@@ -156,3 +156,76 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Starts an anonymous registry holding the umoci-built Alpine as
+/// `library/alpine:latest` and points the sandbox's registries.conf at it:
+/// `docker.io/library/alpine` → `127.0.0.1:P/library/alpine`. A Dockerfile
+/// `FROM alpine:latest` then resolves there (pass `--registries-conf
+/// sb.registries_conf()`).
+pub fn alpine_base_registry(sb: &super::ocipush::Sandbox) -> RegistryServer {
+    let a = RegistryServer::start();
+    seed_alpine(&a, "library/alpine:latest");
+    map_docker_alpine_to(sb, &a);
+    a
+}
+
+/// Writes the sandbox registries.conf mapping `docker.io/library/alpine` to
+/// `reg` (`127.0.0.1:P/library/alpine`).
+pub fn map_docker_alpine_to(sb: &super::ocipush::Sandbox, reg: &RegistryServer) -> PathBuf {
+    sb.set_registries(&[(
+        "docker.io/library/alpine",
+        &format!("{}/library/alpine", reg.addr()),
+    )])
+}
+
+/// An image copied out of a registry (or layout) and unpacked by umoci.
+pub struct Unpacked {
+    /// Keeps the files alive.
+    pub dir: tempfile::TempDir,
+    /// `BUNDLE/rootfs`.
+    pub rootfs: PathBuf,
+    /// The OCI layout skopeo wrote (tag `t`).
+    pub layout: PathBuf,
+    /// The image config blob (`skopeo inspect --config`).
+    pub config: serde_json::Value,
+}
+
+/// `skopeo copy SRC oci:TMP/layout:t`, `umoci unpack`, and read the config.
+/// `src` is a full skopeo reference (`docker://…` or `oci:…`).
+pub fn copy_and_unpack(src: &str, creds: super::tools::Creds) -> Unpacked {
+    let dir = super::tempdir("unpacked");
+    let layout = dir.path().join("layout");
+    let dst = format!("oci:{}", image_arg(&layout, "t").to_string_lossy());
+    skopeo_copy_with(src, creds, &dst, None);
+    let bundle = dir.path().join("bundle");
+    umoci_unpack(&layout, "t", &bundle);
+    let config = super::tools::skopeo_inspect_config(&dst, false, None);
+    Unpacked {
+        rootfs: bundle.join("rootfs"),
+        layout,
+        config,
+        dir,
+    }
+}
+
+/// Copies the tree `src` into `dst` (created), giving files mode 0644 and
+/// directories 0755 whatever the checkout's umask was, so tests that check
+/// modes do not depend on how the repository was cloned.
+pub fn copy_tree(src: &Path, dst: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dst).unwrap();
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            copy_tree(&e.path(), &to);
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), &to).unwrap();
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+}
