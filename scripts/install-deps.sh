@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs the tools ocipush's tests and example need, only those missing:
+#   docker-registry (CNCF distribution), skopeo, umoci, htpasswd (apache2-utils)
+#   and, with --moto, moto_server (moto[server], for the ECR tests).
+# Idempotent and silent when everything is present. Debian, as root (or sudo).
+set -euo pipefail
+
+want_moto=0
+[[ "${1:-}" == "--moto" ]] && want_moto=1
+
+SUDO=()
+if [[ "$(id -u)" != 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-deps: run as root (or install sudo)" >&2; exit 1; }
+  SUDO=(sudo)
+fi
+
+# tool -> Debian package
+declare -A pkg_of=(
+  [docker-registry]=docker-registry
+  [skopeo]=skopeo
+  [umoci]=umoci
+  [htpasswd]=apache2-utils
+  [chroot]=coreutils
+  [timeout]=coreutils
+  [tar]=tar
+  [python3]=python3
+)
+missing=()
+for tool in "${!pkg_of[@]}"; do
+  if ! command -v "$tool" >/dev/null 2>&1 && [[ ! -x "/usr/bin/$tool" && ! -x "/usr/sbin/$tool" ]]; then
+    missing+=("${pkg_of[$tool]}")
+  fi
+done
+
+if ((${#missing[@]})); then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  log=$(mktemp)
+  # One `apt-get update`, only because something is missing. Debian's
+  # docker-registry postinst may try to start a service; that is harmless.
+  if ! { "${SUDO[@]}" apt-get update -qq &&
+         "${SUDO[@]}" apt-get install -y -qq docker-registry skopeo umoci apache2-utils "${missing[@]}"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "install-deps: apt-get failed" >&2
+    exit 1
+  fi
+  rm -f "$log"
+fi
+
+if ((want_moto)) && ! command -v moto_server >/dev/null 2>&1; then
+  echo "install-deps: installing moto[server]==5.2.1" >&2
+  python3 -m pip install -q --disable-pip-version-check 'moto[server]==5.2.1' >&2
+  hash -r
+  command -v moto_server >/dev/null 2>&1 || {
+    echo "install-deps: moto_server still not on PATH after pip install (pip's bin dir: $(python3 -m site --user-base 2>/dev/null)/bin)" >&2
+    exit 1
+  }
+fi

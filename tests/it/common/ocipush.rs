@@ -1,0 +1,261 @@
+//! Running the `ocipush` binary under test in a clean, per-test environment:
+//! `HOME`, `DOCKER_CONFIG`, `XDG_*` and `CONTAINERS_REGISTRIES_CONF` point
+//! into a temp dir, so no real docker config, auth file or registries.conf of
+//! the machine is read; everything else is cleared except `PATH` and `TMPDIR`.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use base64::Engine as _;
+use serde_json::json;
+
+use super::tools::TOOL_TIMEOUT_SECS;
+use super::{require_tool, tempdir};
+
+/// The binary Cargo built for this test run.
+pub fn ocipush_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_ocipush"))
+}
+
+/// A per-test home for ocipush: config files and its environment.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sandbox {
+    /// A fresh sandbox: empty docker config, a registries.conf with no entries.
+    pub fn new() -> Self {
+        let dir = tempdir("sandbox");
+        for d in ["home", "docker", "xdg-config", "xdg-runtime", "tmp"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let sb = Self { dir };
+        write_registries_conf(&sb.registries_conf(), &[]);
+        sb
+    }
+
+    /// The sandbox's root (a temp dir, removed on drop): free for test files.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `$DOCKER_CONFIG` for the binary.
+    pub fn docker_config_dir(&self) -> PathBuf {
+        self.path().join("docker")
+    }
+
+    /// `$CONTAINERS_REGISTRIES_CONF` for the binary (also what tests pass to
+    /// `--registries-conf`).
+    pub fn registries_conf(&self) -> PathBuf {
+        self.path().join("registries.conf")
+    }
+
+    /// Rewrites the sandbox's registries.conf with `(prefix, location)` entries
+    /// and returns its path.
+    pub fn set_registries(&self, mappings: &[(&str, &str)]) -> PathBuf {
+        let p = self.registries_conf();
+        write_registries_conf(&p, mappings);
+        p
+    }
+
+    /// Writes `$DOCKER_CONFIG/config.json` with `auths` for each
+    /// `(registry, user, pass)`.
+    pub fn login(&self, logins: &[(&str, &str, &str)]) -> PathBuf {
+        write_docker_config(&self.docker_config_dir(), logins)
+    }
+
+    /// A `Command` for ocipush with the sandbox environment (not yet run).
+    pub fn command(&self) -> Command {
+        let timeout = require_tool("timeout", "coreutils");
+        let mut cmd = Command::new(timeout);
+        cmd.arg("--kill-after=10")
+            .arg(TOOL_TIMEOUT_SECS.to_string())
+            .arg(ocipush_bin())
+            .env_clear()
+            .stdin(Stdio::null())
+            .env("HOME", self.path().join("home"))
+            .env("DOCKER_CONFIG", self.docker_config_dir())
+            .env("XDG_CONFIG_HOME", self.path().join("xdg-config"))
+            .env("XDG_RUNTIME_DIR", self.path().join("xdg-runtime"))
+            .env("CONTAINERS_REGISTRIES_CONF", self.registries_conf())
+            .env("REGISTRY_AUTH_FILE", self.path().join("no-auth.json"))
+            .env("TMPDIR", self.path().join("tmp"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("NO_COLOR", "1");
+        if let Some(path) = std::env::var_os("PATH") {
+            cmd.env("PATH", path);
+        }
+        cmd
+    }
+
+    /// Runs `ocipush ARGS…` and returns its output (any exit code).
+    pub fn ocipush<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.ocipush_env(args, &[])
+    }
+
+    /// Runs `ocipush ARGS…` with extra environment variables.
+    pub fn ocipush_env<I, S>(&self, args: I, envs: &[(&str, &str)]) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.command();
+        cmd.args(args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("spawn ocipush under timeout");
+        assert!(
+            !matches!(out.status.code(), Some(124) | Some(137)),
+            "ocipush did not finish within {TOOL_TIMEOUT_SECS}s and was killed; stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+/// Runs `ocipush ARGS…` in a fresh [`Sandbox`].
+pub fn ocipush<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Sandbox::new().ocipush(args)
+}
+
+/// Writes a containers-registries.conf(5) v2 file: one `[[registry]]` per
+/// `(prefix, location)`, marked `insecure` (plain HTTP for test registries).
+pub fn write_registries_conf(path: &Path, mappings: &[(&str, &str)]) {
+    let mut s = String::from("unqualified-search-registries = []\n");
+    for (prefix, location) in mappings {
+        s.push_str(&format!(
+            "\n[[registry]]\nprefix = \"{prefix}\"\nlocation = \"{location}\"\ninsecure = true\n"
+        ));
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+/// Writes `DIR/config.json` (docker's format) with an `auths` entry per
+/// `(registry, user, pass)`: `{"auths": {"127.0.0.1:5000": {"auth": base64("user:pass")}}}`.
+pub fn write_docker_config(dir: &Path, logins: &[(&str, &str, &str)]) -> PathBuf {
+    let mut auths = serde_json::Map::new();
+    for (registry, user, pass) in logins {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        auths.insert((*registry).to_owned(), json!({ "auth": auth }));
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join("config.json");
+    std::fs::write(
+        &p,
+        serde_json::to_vec_pretty(&json!({ "auths": auths })).unwrap(),
+    )
+    .unwrap();
+    p
+}
+
+/// stdout as UTF-8 (lossy).
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// stderr as UTF-8 (lossy).
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A readable dump of an ocipush run for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit status: {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    )
+}
+
+/// Asserts the run succeeded and that stdout is exactly one line
+/// `<expected_name>@sha256:<64 hex>`; returns the digest (`sha256:…`).
+pub fn assert_pushed(out: &Output, expected_name: &str) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "ocipush failed:\n{}",
+        describe(out)
+    );
+    assert_no_panic(out);
+    let text = stdout(out);
+    let prefix = format!("{expected_name}@");
+    let line = text
+        .strip_suffix('\n')
+        .unwrap_or_else(|| panic!("stdout must be one line ending in \\n:\n{}", describe(out)));
+    assert!(
+        !line.contains('\n') && line.starts_with(&prefix),
+        "stdout must be exactly one line `{prefix}sha256:<hex>`:\n{}",
+        describe(out)
+    );
+    let digest = &line[prefix.len()..];
+    assert_valid_digest(digest);
+    digest.to_owned()
+}
+
+/// Asserts `d` is `sha256:` followed by 64 lowercase hex digits.
+pub fn assert_valid_digest(d: &str) {
+    let hex = d
+        .strip_prefix("sha256:")
+        .unwrap_or_else(|| panic!("not a sha256 digest: {d:?}"));
+    assert!(
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "not a sha256 digest: {d:?}"
+    );
+}
+
+/// Asserts exit code `code`, no panic/backtrace text, empty stdout, and (for
+/// failures) a non-empty stderr message. Returns stderr.
+pub fn assert_failed(out: &Output, code: i32) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "wrong exit code:\n{}",
+        describe(out)
+    );
+    assert_no_panic(out);
+    assert!(
+        out.stdout.is_empty(),
+        "a failed run must print nothing on stdout:\n{}",
+        describe(out)
+    );
+    let err = stderr(out);
+    assert!(
+        !err.trim().is_empty(),
+        "no error message on stderr:\n{}",
+        describe(out)
+    );
+    err
+}
+
+/// Asserts neither stream carries Rust panic or backtrace text.
+pub fn assert_no_panic(out: &Output) {
+    for s in [stdout(out), stderr(out)] {
+        for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
+            assert!(
+                !s.contains(bad),
+                "output contains {bad:?}:\n{}",
+                describe(out)
+            );
+        }
+    }
+}

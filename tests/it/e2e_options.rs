@@ -1,0 +1,138 @@
+//! Output options: `--format oci|docker`, extra `-t/--tag`s, `--platform`.
+
+use sha2::{Digest as _, Sha256};
+
+use crate::common::fixtures::{alpine_base_registry, alpine_dockerfile, copy_alpine_tarball};
+use crate::common::ocipush::{Sandbox, assert_pushed};
+use crate::common::registry::RegistryServer;
+use crate::common::testdata;
+use crate::common::tools::{
+    skopeo_inspect, skopeo_inspect_config, skopeo_inspect_raw, skopeo_inspect_raw_bytes,
+};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// Pushes testdata/hello to a fresh registry with `extra` options; returns
+/// (registry, printed digest, raw manifest JSON).
+fn push_hello(extra: &[&str]) -> (RegistryServer, String, serde_json::Value, Vec<u8>) {
+    let sb = Sandbox::new();
+    let a = alpine_base_registry(&sb);
+    let b = RegistryServer::start();
+    let conf = sb.registries_conf();
+    let reference = testdata("hello/Dockerfile");
+    let dest = format!("{}/fmt:v1", b.addr());
+    let mut args: Vec<&std::ffi::OsStr> = vec!["--registries-conf".as_ref(), conf.as_os_str()];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    args.push(reference.as_os_str());
+    args.push(dest.as_ref());
+    let out = sb.ocipush(&args);
+    let digest = assert_pushed(&out, &format!("{}/fmt", b.addr()));
+    let raw_ref = format!("docker://{}/fmt@{digest}", b.addr());
+    let raw = skopeo_inspect_raw(&raw_ref, false, None);
+    let bytes = skopeo_inspect_raw_bytes(&raw_ref, false, None);
+    drop(a);
+    (b, digest, raw, bytes)
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+#[test]
+fn default_format_is_oci_with_explicit_media_type() {
+    let (_b, digest, raw, bytes) = push_hello(&[]);
+    assert_eq!(
+        sha256(&bytes),
+        digest,
+        "printed digest = sha256 of the manifest bytes"
+    );
+    assert_eq!(raw["schemaVersion"], 2);
+    assert_eq!(
+        raw["mediaType"], OCI_MANIFEST,
+        "explicit top-level mediaType: {raw:#}"
+    );
+    assert_eq!(raw["config"]["mediaType"], OCI_CONFIG, "{raw:#}");
+    for l in raw["layers"].as_array().unwrap() {
+        assert_eq!(l["mediaType"], OCI_LAYER_GZIP, "{raw:#}");
+    }
+}
+
+#[test]
+fn format_oci_explicit_equals_default() {
+    let (_b1, d1, _, _) = push_hello(&[]);
+    let (_b2, d2, raw, _) = push_hello(&["--format", "oci"]);
+    assert_eq!(d1, d2);
+    assert_eq!(raw["mediaType"], OCI_MANIFEST);
+}
+
+#[test]
+fn format_docker_pushes_a_docker_v2_schema2_manifest() {
+    let (b, digest, raw, bytes) = push_hello(&["--format", "docker"]);
+    assert_eq!(sha256(&bytes), digest);
+    assert_eq!(raw["schemaVersion"], 2);
+    assert_eq!(raw["mediaType"], DOCKER_MANIFEST, "{raw:#}");
+    assert_eq!(raw["config"]["mediaType"], DOCKER_CONFIG, "{raw:#}");
+    for l in raw["layers"].as_array().unwrap() {
+        assert_eq!(
+            l["mediaType"], DOCKER_LAYER,
+            "base layers are converted too: {raw:#}"
+        );
+    }
+    // skopeo reads it as a normal image.
+    let config = skopeo_inspect_config(&format!("docker://{}/fmt:v1", b.addr()), false, None);
+    assert_eq!(
+        config["config"]["Cmd"],
+        serde_json::json!(["sh", "-c", "echo hello"])
+    );
+}
+
+#[test]
+fn extra_tags_point_at_the_same_digest() {
+    let (b, digest, _, _) = push_hello(&["-t", "v2", "--tag", "latest"]);
+    for tag in ["v1", "v2", "latest"] {
+        let s = skopeo_inspect(&format!("docker://{}/fmt:{tag}", b.addr()), false, None);
+        assert_eq!(s["Digest"], digest.as_str(), "tag {tag}: {s:#}");
+    }
+}
+
+#[test]
+fn platform_arm64_from_scratch() {
+    let sb = Sandbox::new();
+    let ctx = sb.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    let name = crate::common::alpine_tarball_name("aarch64");
+    std::fs::copy(crate::common::alpine_tarball("aarch64"), ctx.join(&name)).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM scratch\nADD {name} /\nCMD [\"/bin/sh\"]\n"),
+    )
+    .unwrap();
+    let b = RegistryServer::start();
+    let dest = format!("{}/alpine-arm:v1", b.addr());
+    let out = sb.ocipush([
+        "--platform".as_ref(),
+        "linux/arm64".as_ref(),
+        ctx.join("Dockerfile").as_os_str(),
+        dest.as_ref(),
+    ]);
+    assert_pushed(&out, &format!("{}/alpine-arm", b.addr()));
+    let config = skopeo_inspect_config(&format!("docker://{dest}"), false, None);
+    assert_eq!(config["architecture"], "arm64", "{config:#}");
+    assert_eq!(config["os"], "linux");
+
+    // And the amd64 default really is amd64 (the two differ).
+    let ctx64 = sb.path().join("ctx64");
+    std::fs::create_dir(&ctx64).unwrap();
+    copy_alpine_tarball(&ctx64);
+    std::fs::write(ctx64.join("Dockerfile"), alpine_dockerfile()).unwrap();
+    let dest64 = format!("{}/alpine-amd:v1", b.addr());
+    let out = sb.ocipush([ctx64.join("Dockerfile").as_os_str(), dest64.as_ref()]);
+    assert_pushed(&out, &format!("{}/alpine-amd", b.addr()));
+    let config = skopeo_inspect_config(&format!("docker://{dest64}"), false, None);
+    assert_eq!(config["architecture"], "amd64", "{config:#}");
+}

@@ -1,0 +1,13 @@
+//! ocipush's integration tests, built as one binary (ripgrep's habit): the
+//! shared harness lives in `common/`, `harness_selftest` proves it with tools
+//! we did not write, and each `e2e_*` module tests the CLI end to end against
+//! a real registry, skopeo, umoci and chroot.
+
+mod common;
+mod e2e_auth;
+mod e2e_errors;
+mod e2e_instructions;
+mod e2e_oci_layout;
+mod e2e_options;
+mod e2e_reference;
+mod harness_selftest;
