@@ -465,79 +465,130 @@ fn compile_pattern(pattern: &str) -> Result<Vec<Tok>, Failure> {
     Ok(out)
 }
 
-/// Whether `tokens` match all of `text`.
-fn matches_all(tokens: &[Tok], text: &[char]) -> bool {
-    let (mut p, mut t) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match tokens.get(p) {
-            Some(Tok::Star) => {
-                star = Some((p, t));
-                p += 1;
-                continue;
+/// For each `end` in `start..=v.len()`, whether `tokens` match `v[start..end]`: one pass of
+/// a position-set automaton, so hostile patterns and long values stay linear per start.
+fn match_ends(tokens: &[Tok], v: &[char], start: usize) -> Vec<bool> {
+    let m = tokens.len();
+    let close = |set: &mut Vec<bool>| {
+        for p in 0..m {
+            if set.get(p) == Some(&true) && tokens.get(p) == Some(&Tok::Star) {
+                if let Some(next) = set.get_mut(p + 1) {
+                    *next = true;
+                }
             }
-            Some(Tok::Any) => {
-                p += 1;
-                t += 1;
-                continue;
-            }
-            Some(Tok::Lit(c)) if Some(c) == text.get(t) => {
-                p += 1;
-                t += 1;
-                continue;
-            }
-            _ => {}
         }
-        match star {
-            Some((sp, st)) => {
-                p = sp + 1;
-                t = st + 1;
-                star = Some((sp, st + 1));
+    };
+    let mut set = vec![false; m + 1];
+    if let Some(first) = set.first_mut() {
+        *first = true;
+    }
+    close(&mut set);
+    let mut ends = vec![set.get(m) == Some(&true)];
+    for &c in v.get(start..).unwrap_or_default() {
+        let mut next = vec![false; m + 1];
+        for (p, tok) in tokens.iter().enumerate() {
+            if set.get(p) != Some(&true) {
+                continue;
             }
-            None => return false,
+            let target = match tok {
+                Tok::Star => p,
+                Tok::Any => p + 1,
+                Tok::Lit(x) if *x == c => p + 1,
+                Tok::Lit(_) => continue,
+            };
+            if let Some(t) = next.get_mut(target) {
+                *t = true;
+            }
+        }
+        close(&mut next);
+        set = next;
+        ends.push(set.get(m) == Some(&true));
+        if !set.iter().any(|&b| b) {
+            break;
         }
     }
-    tokens
-        .get(p..)
-        .is_some_and(|rest| rest.iter().all(|t| *t == Tok::Star))
+    ends
 }
 
 /// `${V#p}` (shortest matching prefix removed) and `${V##p}` (longest).
 fn trim_prefix(tokens: &[Tok], v: &[char], greedy: bool) -> String {
-    let mut lens: Vec<usize> = (0..=v.len()).collect();
-    if greedy {
-        lens.reverse();
+    let ends = match_ends(tokens, v, 0);
+    let hit = if greedy {
+        ends.iter().rposition(|&b| b)
+    } else {
+        ends.iter().position(|&b| b)
+    };
+    match hit {
+        Some(n) => v.get(n..).unwrap_or_default().iter().collect(),
+        None => v.iter().collect(),
     }
-    for n in lens {
-        if v.get(..n).is_some_and(|p| matches_all(tokens, p)) {
-            return v.get(n..).unwrap_or_default().iter().collect();
-        }
-    }
-    v.iter().collect()
 }
 
-/// `${V%p}` (shortest matching suffix removed) and `${V%%p}` (longest).
+/// `${V%p}` (shortest matching suffix removed) and `${V%%p}` (longest): a prefix match on
+/// the reversed pattern and value, as BuildKit does.
 fn trim_suffix(tokens: &[Tok], v: &[char], greedy: bool) -> String {
-    let mut starts: Vec<usize> = (0..=v.len()).collect();
-    if !greedy {
-        starts.reverse();
-    }
-    for s in starts {
-        if v.get(s..).is_some_and(|p| matches_all(tokens, p)) {
-            return v.get(..s).unwrap_or_default().iter().collect();
-        }
-    }
-    v.iter().collect()
+    let rev_tokens: Vec<Tok> = tokens.iter().rev().copied().collect();
+    let rev_v: Vec<char> = v.iter().rev().copied().collect();
+    let trimmed: Vec<char> = trim_prefix(&rev_tokens, &rev_v, greedy).chars().collect();
+    trimmed.iter().rev().collect()
 }
 
-/// The leftmost match at or after `from`, longest at that start.
+/// The leftmost match at or after `from`, longest at that start: one pass of the automaton
+/// with every start position injected, each state keeping its smallest start.
 fn find_match(tokens: &[Tok], v: &[char], from: usize) -> Option<(usize, usize)> {
-    (from..=v.len()).find_map(|start| {
-        (start..=v.len())
-            .rev()
-            .find(|&end| v.get(start..end).is_some_and(|s| matches_all(tokens, s)))
-            .map(|end| (start, end))
-    })
+    let m = tokens.len();
+    let close = |set: &mut Vec<Option<usize>>| {
+        for p in 0..m {
+            if tokens.get(p) == Some(&Tok::Star)
+                && let Some(&Some(s)) = set.get(p)
+                && let Some(next) = set.get_mut(p + 1)
+            {
+                *next = Some(next.map_or(s, |n| n.min(s)));
+            }
+        }
+    };
+    let mut best: Option<(usize, usize)> = None;
+    let mut set: Vec<Option<usize>> = vec![None; m + 1];
+    let mut i = from;
+    loop {
+        // Inject a thread starting here (unless a match has already started earlier).
+        if best.is_none()
+            && let Some(first) = set.first_mut()
+            && first.is_none()
+        {
+            *first = Some(i);
+        }
+        close(&mut set);
+        if let Some(&Some(s)) = set.get(m) {
+            match best {
+                Some((bs, _)) if bs < s => {}
+                _ => best = Some((s, i)),
+            }
+        }
+        let Some(&c) = v.get(i) else { break };
+        let mut next: Vec<Option<usize>> = vec![None; m + 1];
+        for (p, tok) in tokens.iter().enumerate() {
+            let Some(&Some(s)) = set.get(p) else { continue };
+            if best.is_some_and(|(bs, _)| s > bs) {
+                continue;
+            }
+            let target = match tok {
+                Tok::Star => p,
+                Tok::Any => p + 1,
+                Tok::Lit(x) if *x == c => p + 1,
+                Tok::Lit(_) => continue,
+            };
+            if let Some(t) = next.get_mut(target) {
+                *t = Some(t.map_or(s, |n| n.min(s)));
+            }
+        }
+        set = next;
+        i += 1;
+        if best.is_some() && set.iter().all(Option::is_none) {
+            break;
+        }
+    }
+    best
 }
 
 #[cfg(test)]
@@ -637,6 +688,9 @@ mod tests {
         assert_eq!(w("${P/\\//}"), "usr/local/bin");
         assert_eq!(w("${P/*/x}"), "x");
         assert_eq!(w("${P/nomatch/x}"), "/usr/local/bin");
+        assert_eq!(w("${P/l*l/X}"), "/usr/X/bin");
+        assert_eq!(w("${P//[ls]/_}"), "/usr/local/bin");
+        assert_eq!(w("${P//?s/_}"), "/_r/local/bin");
         assert_eq!(w("${U/a/b}"), "");
         assert_eq!(w("${A//?/[$A]}"), "[a]");
         assert_eq!(err("${P/x"), "syntax error: missing '/' in ${}");
@@ -717,6 +771,10 @@ mod tests {
 
     #[test]
     fn hostile_input_does_not_panic() {
+        let long = "a".repeat(20_000);
+        let big = |n: &str| if n == "L" { Some(long.clone()) } else { None };
+        assert_eq!(expand_word("${L%%*b}", &big, '\\').unwrap().len(), 20_000);
+        assert_eq!(expand_word("${L/a*b/x}", &big, '\\').unwrap().len(), 20_000);
         let deep = "${A:-".repeat(200) + &"}".repeat(200);
         assert!(expand_word(&deep, &env, '\\').is_err());
         for s in [
