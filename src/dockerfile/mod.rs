@@ -17,6 +17,7 @@ mod error;
 mod expand;
 mod flags;
 mod instructions;
+mod json;
 mod lexer;
 mod line_parsers;
 mod parser;
