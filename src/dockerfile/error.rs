@@ -58,7 +58,7 @@ pub enum ParseError {
         message: String,
     },
     /// The instruction's arguments are missing, too many, or malformed.
-    #[error("{instruction}: {message} (Dockerfile:{line})")]
+    #[error("{message} (Dockerfile:{line})")]
     Arguments {
         /// Line where the instruction starts.
         line: usize,

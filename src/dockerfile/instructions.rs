@@ -92,8 +92,8 @@ pub struct CopyArgs {
 pub enum Healthcheck {
     /// `HEALTHCHECK NONE`: disable any inherited health check.
     None,
-    /// `HEALTHCHECK [flags] CMD …`. Durations are `None` when not given (or `0`'s
-    /// meaning "inherit"); `retries` likewise.
+    /// `HEALTHCHECK [flags] CMD …`. Durations are `None` when not given or `0` (both
+    /// mean "inherit"); `retries` is `None` when not given.
     Cmd {
         /// The test command.
         test: CommandForm,
@@ -138,7 +138,7 @@ pub enum Instruction {
         /// `--platform`.
         platform: Option<String>,
     },
-    /// `ARG name[=default] …`.
+    /// `ARG name[=default] …`; defaults still quoted (`ARG a="x y"` gives `"x y"`).
     Arg(Vec<(String, Option<String>)>),
     /// `ENV key=value …` (or legacy `ENV key value`); keys and values still quoted.
     Env(Vec<(String, String)>),
