@@ -374,6 +374,14 @@ mod tests {
         assert_eq!(parse_words(r"a\ b c\", '\\'), s(&[r"a\ b", "c"]));
         assert_eq!(parse_words(r#"x="" y=''"#, '\\'), s(&[r#"x="""#, "y=''"]));
         assert_eq!(parse_words("'a\\'b''", '\\'), s(&["'a\\'b''"]));
+        assert_eq!(
+            parse_words("foo bar 'abc xyz'", '\\'),
+            s(&["foo", "bar", "'abc xyz'"])
+        );
+        assert_eq!(
+            parse_words("föo bàr \"âbc xÿz\"", '\\'),
+            s(&["föo", "bàr", "\"âbc xÿz\""])
+        );
     }
 
     #[test]

@@ -208,6 +208,25 @@ mod tests {
     }
 
     #[test]
+    fn empty_continuation_lines_warn() {
+        let text = "\nFROM alpine:3.6\n\nRUN something \\\n\n    following \\\n\n    more\n\nRUN another \\\n\n    thing\nRUN non-indented \\\n# this is a comment\n   after-comment\n\nRUN indented \\\n    # this is an indented comment\n    comment\n\t";
+        let df = parse(text).unwrap();
+        assert_eq!(df.warnings.len(), 2, "{:?}", df.warnings);
+        assert!(
+            df.warnings[0]
+                .message
+                .contains("RUN something     following     more")
+        );
+        assert_eq!(df.warnings[0].line, 4);
+        assert!(df.warnings[1].message.contains("RUN another     thing"));
+        assert_eq!(
+            df.nodes[3].args,
+            vec!["non-indented    after-comment".to_string()]
+        );
+        assert_eq!(df.nodes[4].args, vec!["indented     comment".to_string()]);
+    }
+
+    #[test]
     fn crlf_bom_and_lines() {
         let df = parse("\u{feff}FROM a\r\nRUN b \\\r\n  c\r\n").unwrap();
         assert_eq!(df.dump(), "(from \"a\")\n(run \"b   c\")\n");
