@@ -174,6 +174,32 @@ pub enum Instruction {
     Run(Run),
 }
 
+impl Instruction {
+    /// The instruction name, upper case (`COPY`, `HEALTHCHECK`, …), for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Instruction::From { .. } => "FROM",
+            Instruction::Arg(_) => "ARG",
+            Instruction::Env(_) => "ENV",
+            Instruction::Label(_) => "LABEL",
+            Instruction::Maintainer(_) => "MAINTAINER",
+            Instruction::Workdir(_) => "WORKDIR",
+            Instruction::Copy(_) => "COPY",
+            Instruction::Add(_) => "ADD",
+            Instruction::Cmd(_) => "CMD",
+            Instruction::Entrypoint(_) => "ENTRYPOINT",
+            Instruction::Shell(_) => "SHELL",
+            Instruction::User(_) => "USER",
+            Instruction::Expose(_) => "EXPOSE",
+            Instruction::Volume(_) => "VOLUME",
+            Instruction::StopSignal(_) => "STOPSIGNAL",
+            Instruction::Healthcheck(_) => "HEALTHCHECK",
+            Instruction::Onbuild(_) => "ONBUILD",
+            Instruction::Run(_) => "RUN",
+        }
+    }
+}
+
 /// Convert every node of `df` to a typed instruction, with its lines.
 pub fn instructions(df: &Dockerfile) -> Result<Vec<Located<Instruction>>, ParseError> {
     df.nodes.iter().map(instruction).collect()

@@ -457,4 +457,6 @@ fn located_lines_and_original() {
     let copy = &all[1];
     assert_eq!((copy.start_line, copy.end_line), (4, 6));
     assert_eq!(copy.original, "COPY x   y");
+    let names: Vec<&str> = all.iter().map(|l| l.instruction.name()).collect();
+    assert_eq!(names, vec!["FROM", "COPY"]);
 }
