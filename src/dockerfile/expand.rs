@@ -539,10 +539,11 @@ fn find_match(tokens: &[Tok], v: &[char], from: usize) -> Option<(usize, usize)>
     let m = tokens.len();
     let close = |set: &mut Vec<Option<usize>>| {
         for p in 0..m {
-            if tokens.get(p) == Some(&Tok::Star)
-                && let Some(&Some(s)) = set.get(p)
-                && let Some(next) = set.get_mut(p + 1)
-            {
+            if tokens.get(p) != Some(&Tok::Star) {
+                continue;
+            }
+            let Some(&Some(s)) = set.get(p) else { continue };
+            if let Some(next) = set.get_mut(p + 1) {
                 *next = Some(next.map_or(s, |n| n.min(s)));
             }
         }
@@ -552,11 +553,10 @@ fn find_match(tokens: &[Tok], v: &[char], from: usize) -> Option<(usize, usize)>
     let mut i = from;
     loop {
         // Inject a thread starting here (unless a match has already started earlier).
-        if best.is_none()
-            && let Some(first) = set.first_mut()
-            && first.is_none()
-        {
-            *first = Some(i);
+        if best.is_none() {
+            if let Some(first @ None) = set.first_mut() {
+                *first = Some(i);
+            }
         }
         close(&mut set);
         if let Some(&Some(s)) = set.get(m) {

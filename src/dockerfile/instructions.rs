@@ -457,9 +457,7 @@ fn copy_args(node: &Node, name: &str, line: usize) -> Result<Instruction, ParseE
     }
     let flags = Flags::parse(&node.flags, allowed, name, line)?;
     let chmod = flags.string("chmod");
-    if let Some(mode) = &chmod
-        && !mode.contains('$')
-    {
+    if let Some(mode) = chmod.as_deref().filter(|m| !m.contains('$')) {
         parse_chmod(mode).map_err(|e| e.at_line(line))?;
     }
     let args = CopyArgs {

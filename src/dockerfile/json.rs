@@ -103,11 +103,15 @@ impl Reader<'_> {
                     };
                     self.i += 4;
                     let mut ch = char::from_u32(u32::from(u));
-                    if (0xD800..0xDC00).contains(&u)
+                    let low = if (0xD800..0xDC00).contains(&u)
                         && self.b.get(self.i..self.i + 2) == Some(b"\\u")
-                        && let Some(lo) = self.hex4(self.i + 2)
-                        && (0xDC00..0xE000).contains(&lo)
                     {
+                        self.hex4(self.i + 2)
+                            .filter(|lo| (0xDC00..0xE000).contains(lo))
+                    } else {
+                        None
+                    };
+                    if let Some(lo) = low {
                         let cp =
                             0x10000 + ((u32::from(u) - 0xD800) << 10) + (u32::from(lo) - 0xDC00);
                         ch = char::from_u32(cp);
