@@ -191,6 +191,7 @@ mod tests {
         assert_eq!(df.warnings.len(), 1);
         assert_eq!(df.warnings[0].line, 3);
         assert!(df.warnings[0].message.contains("not a valid JSON array"));
+        assert!(df.warnings[0].to_string().ends_with("(Dockerfile:3)"));
     }
 
     #[test]
