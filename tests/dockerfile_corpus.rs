@@ -139,3 +139,50 @@ fn line_numbers_match() {
     let last = df.nodes.last().map(|n| n.end_line);
     assert_eq!((first, last), (Some(5), Some(31)));
 }
+
+/// A deterministic stand-in for fuzzing: every corpus file, truncated at every character
+/// and with troublesome characters spliced in, must parse or fail cleanly — never panic —
+/// and so must typing and expanding what parses.
+#[test]
+fn mutated_corpus_never_panics() {
+    use ocipush::dockerfile::{expand_word, expand_words, instructions};
+    let mut texts = Vec::new();
+    for sub in ["testfiles", "testfiles-negative"] {
+        for dir in cases(sub) {
+            texts.push(read(&dir.join("Dockerfile")));
+        }
+    }
+    texts.push(read(&corpus().join("testfile-line/Dockerfile")));
+    let splices = [
+        "\\", "`", "\"", "'", "[", "]", "$", "${", "\n", "\r", "#", "\u{feff}", "<<E\n", "--", "=",
+        "\u{a0}", "é",
+    ];
+    let vars = |name: &str| (name.len() % 2 == 0).then(|| format!("v {name}"));
+    let mut checked = 0usize;
+    for text in &texts {
+        let boundaries: Vec<usize> = text
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain([text.len()])
+            .collect();
+        let stride = (boundaries.len() / 300).max(1);
+        for (n, &cut) in boundaries.iter().step_by(stride).enumerate() {
+            let head = text.get(..cut).unwrap_or("");
+            let tail = text.get(cut..).unwrap_or("");
+            let splice = splices.get(n % splices.len()).copied().unwrap_or("");
+            for candidate in [head.to_string(), format!("{head}{splice}{tail}")] {
+                checked += 1;
+                let Ok(df) = parse(&candidate) else { continue };
+                let _ = instructions(&df);
+                for node in &df.nodes {
+                    for arg in &node.args {
+                        let _ = expand_word(arg, &vars, df.directives.escape);
+                        let _ = expand_words(arg, &vars, df.directives.escape);
+                    }
+                    let _ = node.dump();
+                }
+            }
+        }
+    }
+    assert!(checked > 5000, "only {checked} inputs checked");
+}

@@ -60,6 +60,12 @@ pub struct Warning {
     pub message: String,
 }
 
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (Dockerfile:{})", self.message, self.line)
+    }
+}
+
 /// One instruction as BuildKit's parser sees it: name, flags and syntactic arguments.
 ///
 /// Arguments are not expanded and, for `ENV`/`LABEL`/`ARG`, keep their quotes: quote removal

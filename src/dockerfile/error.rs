@@ -58,7 +58,7 @@ pub enum ParseError {
         message: String,
     },
     /// The instruction's arguments are missing, too many, or malformed.
-    #[error("{instruction}: {message} (Dockerfile:{line})")]
+    #[error("{message} (Dockerfile:{line})")]
     Arguments {
         /// Line where the instruction starts.
         line: usize,
@@ -113,10 +113,8 @@ impl ParseError {
 
     /// Attach a line number to a value-level error that has none yet.
     pub fn at_line(mut self, n: usize) -> Self {
-        if let ParseError::InvalidValue { line, .. } | ParseError::Expand { line, .. } = &mut self
-            && line.is_none()
-        {
-            *line = Some(n);
+        if let ParseError::InvalidValue { line, .. } | ParseError::Expand { line, .. } = &mut self {
+            line.get_or_insert(n);
         }
         self
     }

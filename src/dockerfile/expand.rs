@@ -1,9 +1,11 @@
 //! Variable expansion with BuildKit's shell-lexer semantics (`shell.Lex.ProcessWord` and
 //! `ProcessWords`): `$V`, `${V}`, `${V:-x}`, `${V-x}`, `${V:+x}`, `${V+x}`, `${V:?msg}`,
-//! `${V?msg}`, `${V#pat}`, `${V##pat}`, `${V%pat}`, `${V%%pat}`, nested words in the
-//! modifiers, quote removal (single quotes literal, double quotes expand), and the escape
-//! character (`\$` is a literal `$`). Unset variables expand to the empty string.
+//! `${V?msg}`, `${V#pat}`, `${V##pat}`, `${V%pat}`, `${V%%pat}`, `${V/pat/repl}`,
+//! `${V//pat/repl}`, nested words in the modifiers, quote removal (single quotes literal,
+//! double quotes expand), and the escape character (`\$` is a literal `$`). Unset variables
+//! expand to the empty string.
 
+use super::dump::go_quote;
 use super::error::ParseError;
 
 /// Whether BuildKit expands variables in this instruction's words (name in any case):
@@ -28,38 +30,54 @@ pub fn expands(instruction: &str) -> bool {
 }
 
 /// Expand one word: variables substituted, quotes removed, whitespace kept.
+///
+/// `vars` looks a variable up (`None`: unset). Errors carry no line: attach it with
+/// [`ParseError::at_line`].
 pub fn expand_word(
     word: &str,
     vars: &dyn Fn(&str) -> Option<String>,
     escape: char,
 ) -> Result<String, ParseError> {
-    let mut lex = Lexer {
-        chars: word.chars().collect(),
-        pos: 0,
-        escape,
-        vars,
-    };
-    let mut words = Words::default();
-    let (s, _) = lex.process_until(&[], false, &mut words)?;
-    Ok(s)
+    process(word, vars, escape).map(|(s, _)| s)
 }
 
 /// Expand a word and split the result on unquoted whitespace (including whitespace that
-/// comes from an unquoted variable), as for a shell-form list.
+/// comes from an unquoted variable), as for a shell-form list. Empty words are dropped.
 pub fn expand_words(
     word: &str,
     vars: &dyn Fn(&str) -> Option<String>,
     escape: char,
 ) -> Result<Vec<String>, ParseError> {
+    process(word, vars, escape).map(|(_, w)| w)
+}
+
+fn process(
+    word: &str,
+    vars: &dyn Fn(&str) -> Option<String>,
+    escape: char,
+) -> Result<(String, Vec<String>), ParseError> {
     let mut lex = Lexer {
         chars: word.chars().collect(),
         pos: 0,
         escape,
+        raw_escapes: false,
         vars,
     };
     let mut words = Words::default();
-    lex.process_until(&[], false, &mut words)?;
-    Ok(words.finish())
+    match lex.process_until(None, false, &mut words, 0) {
+        Ok((s, _)) => Ok((s, words.finish())),
+        Err(Failure(message)) => Err(ParseError::expand(format!(
+            "failed to process {}: {message}",
+            go_quote(word)
+        ))),
+    }
+}
+
+/// An expansion failure, before it is wrapped with the word.
+struct Failure(String);
+
+fn fail<T>(message: impl Into<String>) -> Result<T, Failure> {
+    Err(Failure(message.into()))
 }
 
 /// Word splitting state (`wordsStruct`).
@@ -92,7 +110,8 @@ impl Words {
     }
 
     fn add_raw_string(&mut self, s: &str) {
-        s.chars().for_each(|c| self.add_raw_char(c));
+        self.word.push_str(s);
+        self.in_word = true;
     }
 
     fn finish(mut self) -> Vec<String> {
@@ -107,6 +126,8 @@ struct Lexer<'a> {
     chars: Vec<char>,
     pos: usize,
     escape: char,
+    /// Keep escape characters in the output (inside `${V#pattern}` and `${V/p/r}`).
+    raw_escapes: bool,
     vars: &'a dyn Fn(&str) -> Option<String>,
 }
 
@@ -126,32 +147,33 @@ impl Lexer<'_> {
         c
     }
 
-    /// Process until one of `stops` (consumed) or the end. Returns the text and whether a
-    /// stop character was found. `raw_escapes` keeps escape characters (pattern words).
+    /// `processStopOn`: process until `stop` (consumed) or the end. Returns the text and
+    /// whether the stop character was found.
     fn process_until(
         &mut self,
-        stops: &[char],
-        raw_escapes: bool,
-        words: &mut Words,
-    ) -> Result<(String, bool), ParseError> {
-        self.process_depth(stops, raw_escapes, words, 0)
-    }
-
-    fn process_depth(
-        &mut self,
-        stops: &[char],
+        stop: Option<char>,
         raw_escapes: bool,
         words: &mut Words,
         depth: usize,
-    ) -> Result<(String, bool), ParseError> {
+    ) -> Result<(String, bool), Failure> {
         if depth > MAX_DEPTH {
-            return Err(ParseError::expand(
-                "variable substitutions are nested too deeply",
-            ));
+            return fail("variable substitutions are nested too deeply");
         }
+        let saved = std::mem::replace(&mut self.raw_escapes, raw_escapes);
+        let result = self.process_inner(stop, words, depth);
+        self.raw_escapes = saved;
+        result
+    }
+
+    fn process_inner(
+        &mut self,
+        stop: Option<char>,
+        words: &mut Words,
+        depth: usize,
+    ) -> Result<(String, bool), Failure> {
         let mut out = String::new();
         while let Some(c) = self.peek() {
-            if stops.contains(&c) {
+            if Some(c) == stop {
                 self.pos += 1;
                 return Ok((out, true));
             }
@@ -174,7 +196,7 @@ impl Lexer<'_> {
                 _ => {
                     self.pos += 1;
                     if c == self.escape {
-                        if raw_escapes {
+                        if self.raw_escapes {
                             words.add_raw_char(c);
                             out.push(c);
                         }
@@ -188,18 +210,23 @@ impl Lexer<'_> {
                 }
             }
         }
-        Ok((out, false))
+        match stop {
+            Some(s) => fail(format!(
+                "unexpected end of statement while looking for matching {s}"
+            )),
+            None => Ok((out, false)),
+        }
     }
 
-    fn single_quote(&mut self) -> Result<String, ParseError> {
+    fn single_quote(&mut self) -> Result<String, Failure> {
         self.pos += 1;
         let mut out = String::new();
         loop {
             match self.next() {
                 None => {
-                    return Err(ParseError::expand(
+                    return fail(
                         "unexpected end of statement while looking for matching single-quote",
-                    ));
+                    );
                 }
                 Some('\'') => return Ok(out),
                 Some(c) => out.push(c),
@@ -207,15 +234,15 @@ impl Lexer<'_> {
         }
     }
 
-    fn double_quote(&mut self, depth: usize) -> Result<String, ParseError> {
+    fn double_quote(&mut self, depth: usize) -> Result<String, Failure> {
         self.pos += 1;
         let mut out = String::new();
         loop {
             match self.peek() {
                 None => {
-                    return Err(ParseError::expand(
+                    return fail(
                         "unexpected end of statement while looking for matching double-quote",
-                    ));
+                    );
                 }
                 Some('"') => {
                     self.pos += 1;
@@ -224,17 +251,21 @@ impl Lexer<'_> {
                 Some('$') => out.push_str(&self.dollar(depth)?),
                 Some(c) => {
                     self.pos += 1;
-                    if c == self.escape {
-                        match self.peek() {
-                            None => continue,
-                            Some(n) if n == '"' || n == '$' || n == self.escape => {
-                                self.pos += 1;
-                                out.push(n);
-                            }
-                            Some(_) => out.push(c),
-                        }
-                    } else {
+                    if c != self.escape {
                         out.push(c);
+                        continue;
+                    }
+                    if self.raw_escapes {
+                        out.push(c);
+                    }
+                    match self.peek() {
+                        None => {}
+                        Some(n) if n == '"' || n == '$' || n == self.escape => {
+                            self.pos += 1;
+                            out.push(n);
+                        }
+                        // Any other escape stays (twice when escapes are raw, as in BuildKit).
+                        Some(_) => out.push(c),
                     }
                 }
             }
@@ -266,7 +297,21 @@ impl Lexer<'_> {
         name
     }
 
-    fn dollar(&mut self, depth: usize) -> Result<String, ParseError> {
+    /// Process a modifier's word up to `stop`, with `raw` escapes.
+    fn sub_word(&mut self, stop: char, raw: bool, depth: usize) -> Result<String, Failure> {
+        let mut scratch = Words::default();
+        match self.process_until(Some(stop), raw, &mut scratch, depth + 1) {
+            Ok((word, _)) => Ok(word),
+            Err(_) if self.peek().is_none() => fail(if stop == '/' {
+                "syntax error: missing '/' in ${}"
+            } else {
+                "syntax error: missing '}'"
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn dollar(&mut self, depth: usize) -> Result<String, Failure> {
         self.pos += 1; // '$'
         if self.peek() != Some('{') {
             let name = self.name();
@@ -277,172 +322,273 @@ impl Lexer<'_> {
         }
         self.pos += 1; // '{'
         match self.peek() {
-            None => return Err(ParseError::expand("syntax error: missing '}'")),
-            Some('{' | '}' | ':') => {
-                return Err(ParseError::expand("syntax error: bad substitution"));
-            }
+            None => return fail("syntax error: missing '}'"),
+            Some('{' | '}' | ':') => return fail("syntax error: bad substitution"),
             _ => {}
         }
         let name = self.name();
         let Some(mut op) = self.next() else {
-            return Err(ParseError::expand("syntax error: missing '}'"));
+            return fail("syntax error: missing '}'");
         };
-        if op == '}' {
-            return Ok((self.vars)(&name).unwrap_or_default());
-        }
-        let mut null_is_unset = false;
         let mut modifier = op.to_string();
-        if op == ':' {
-            null_is_unset = true;
-            let Some(o) = self.next() else {
-                return Err(ParseError::expand("syntax error: missing '}'"));
-            };
-            op = o;
-            modifier.push(o);
-        }
-        if !matches!(op, '-' | '+' | '?' | '#' | '%') {
-            return Err(ParseError::expand(format!(
-                "unsupported modifier ({modifier}) in substitution"
-            )));
+        let mut null_is_unset = false;
+        match op {
+            '}' => return Ok((self.vars)(&name).unwrap_or_default()),
+            '/' => return self.substitute(&name, depth),
+            ':' => {
+                null_is_unset = true;
+                let Some(o) = self.next() else {
+                    return fail("syntax error: missing '}'");
+                };
+                op = o;
+                modifier.push(o);
+            }
+            '+' | '-' | '?' | '#' | '%' => {}
+            _ => return fail(format!("unsupported modifier ({modifier}) in substitution")),
         }
         let pattern_op = op == '#' || op == '%';
-        if null_is_unset && pattern_op {
-            return Err(ParseError::expand(format!(
-                "unsupported modifier ({modifier}) in substitution"
-            )));
-        }
-        let mut greedy = false;
-        if pattern_op && self.peek() == Some(op) {
-            self.pos += 1;
-            greedy = true;
-        }
-        let mut scratch = Words::default();
-        let (word, found) = self.process_depth(&['}'], pattern_op, &mut scratch, depth + 1)?;
-        if !found {
-            return Err(ParseError::expand("syntax error: missing '}'"));
-        }
+        let mut word = self.sub_word('}', pattern_op, depth)?;
         let value = (self.vars)(&name);
         let set = value.is_some();
         let value = value.unwrap_or_default();
         let unset = !set || (null_is_unset && value.is_empty());
-        Ok(match op {
-            '-' => {
-                if unset {
-                    word
-                } else {
-                    value
-                }
-            }
-            '+' => {
-                if unset {
-                    String::new()
-                } else {
-                    word
-                }
-            }
+        match op {
+            '-' => Ok(if unset { word } else { value }),
+            '+' => Ok(if unset { String::new() } else { word }),
             '?' => {
                 if !set {
                     let msg = if word.is_empty() {
-                        "is not allowed to be unset".to_string()
+                        "is not allowed to be unset".into()
                     } else {
                         word
                     };
-                    return Err(ParseError::expand(format!("{name}: {msg}")));
+                    return fail(format!("{name}: {msg}"));
                 }
                 if null_is_unset && value.is_empty() {
                     let msg = if word.is_empty() {
-                        "is not allowed to be empty".to_string()
+                        "is not allowed to be empty".into()
                     } else {
                         word
                     };
-                    return Err(ParseError::expand(format!("{name}: {msg}")));
+                    return fail(format!("{name}: {msg}"));
                 }
-                value
+                Ok(value)
             }
-            '#' => remove_prefix(&value, &word, greedy, self.escape),
-            _ => remove_suffix(&value, &word, greedy, self.escape),
-        })
+            '#' | '%' => {
+                let greedy = word.starts_with(op);
+                if greedy {
+                    word.remove(0);
+                }
+                let pattern = compile_pattern(&word)?;
+                let v: Vec<char> = value.chars().collect();
+                Ok(if op == '#' {
+                    trim_prefix(&pattern, &v, greedy)
+                } else {
+                    trim_suffix(&pattern, &v, greedy)
+                })
+            }
+            _ => fail(format!("unsupported modifier ({modifier}) in substitution")),
+        }
+    }
+
+    /// `${V/pattern/replacement}` (first match) and `${V//pattern/replacement}` (all).
+    fn substitute(&mut self, name: &str, depth: usize) -> Result<String, Failure> {
+        let all = self.peek() == Some('/');
+        if all {
+            self.pos += 1;
+        }
+        let pattern = self.sub_word('/', true, depth)?;
+        let replacement = self.sub_word('}', true, depth)?;
+        let value = (self.vars)(name).unwrap_or_default();
+        let tokens = compile_pattern(&pattern)?;
+        let v: Vec<char> = value.chars().collect();
+        let mut out = String::new();
+        let mut pos = 0usize;
+        let mut last_end: Option<usize> = None;
+        while pos <= v.len() {
+            let Some((start, end)) = find_match(&tokens, &v, pos) else {
+                break;
+            };
+            out.extend(v.get(last_end.unwrap_or(0)..start).unwrap_or_default());
+            // No replacement for an empty match right after a previous match.
+            if last_end.is_none_or(|l| end > l) || start == 0 {
+                out.push_str(&replacement);
+            }
+            last_end = Some(end);
+            pos = if end > pos { end } else { pos + 1 };
+            if !all {
+                break;
+            }
+        }
+        out.extend(v.get(last_end.unwrap_or(0)..).unwrap_or_default());
+        Ok(out)
     }
 }
 
-/// Glob matching of `pattern` (`*`, `?`, escape for a literal) against all of `text`.
-fn glob_match(pattern: &[char], text: &[char], escape: char) -> bool {
-    // Iterative matcher with backtracking on the last `*`.
-    let (mut p, mut t) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        let pc = pattern.get(p).copied();
-        match pc {
-            Some('*') => {
-                star = Some((p, t));
-                p += 1;
-                continue;
-            }
-            Some('?') => {
-                p += 1;
-                t += 1;
-                continue;
-            }
-            Some(c) => {
-                let (lit, width) = if c == escape {
-                    (pattern.get(p + 1).copied(), 2)
-                } else {
-                    (Some(c), 1)
-                };
-                if lit.is_some() && lit == text.get(t).copied() {
-                    p += width;
-                    t += 1;
+/// One element of a `${V#pattern}` pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tok {
+    /// `*`: any run of characters.
+    Star,
+    /// `?`: any one character.
+    Any,
+    /// A literal character.
+    Lit(char),
+}
+
+/// BuildKit's `convertShellPatternToRegex`, as tokens: `*`, `?`, and `\` escaping `*`, `?`
+/// or `\` (a `\` before `}` or `/` is dropped; any other escape is an error).
+fn compile_pattern(pattern: &str) -> Result<Vec<Tok>, Failure> {
+    let mut out = Vec::new();
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => out.push(Tok::Star),
+            '?' => out.push(Tok::Any),
+            '\\' => {
+                if matches!(chars.peek(), Some('}' | '/')) {
                     continue;
                 }
+                match chars.next() {
+                    Some(e @ ('*' | '?' | '\\')) => out.push(Tok::Lit(e)),
+                    other => {
+                        let shown = other.map(String::from).unwrap_or_default();
+                        return fail(format!(
+                            "invalid pattern ({pattern}) in substitution: invalid escape '\\{shown}'"
+                        ));
+                    }
+                }
             }
-            None => {}
-        }
-        match star {
-            Some((sp, st)) => {
-                p = sp + 1;
-                t = st + 1;
-                star = Some((sp, st + 1));
-            }
-            None => return false,
+            c => out.push(Tok::Lit(c)),
         }
     }
-    pattern
-        .get(p..)
-        .is_some_and(|rest| rest.iter().all(|&c| c == '*'))
+    Ok(out)
 }
 
-fn remove_prefix(value: &str, pattern: &str, greedy: bool, escape: char) -> String {
-    let v: Vec<char> = value.chars().collect();
-    let p: Vec<char> = pattern.chars().collect();
-    let mut lens: Vec<usize> = (0..=v.len()).collect();
-    if greedy {
-        lens.reverse();
+/// For each `end` in `start..=v.len()`, whether `tokens` match `v[start..end]`: one pass of
+/// a position-set automaton, so hostile patterns and long values stay linear per start.
+fn match_ends(tokens: &[Tok], v: &[char], start: usize) -> Vec<bool> {
+    let m = tokens.len();
+    let close = |set: &mut Vec<bool>| {
+        for p in 0..m {
+            if set.get(p) == Some(&true) && tokens.get(p) == Some(&Tok::Star) {
+                if let Some(next) = set.get_mut(p + 1) {
+                    *next = true;
+                }
+            }
+        }
+    };
+    let mut set = vec![false; m + 1];
+    if let Some(first) = set.first_mut() {
+        *first = true;
     }
-    for n in lens {
-        if v.get(..n)
-            .is_some_and(|prefix| glob_match(&p, prefix, escape))
-        {
-            return v.get(n..).unwrap_or_default().iter().collect();
+    close(&mut set);
+    let mut ends = vec![set.get(m) == Some(&true)];
+    for &c in v.get(start..).unwrap_or_default() {
+        let mut next = vec![false; m + 1];
+        for (p, tok) in tokens.iter().enumerate() {
+            if set.get(p) != Some(&true) {
+                continue;
+            }
+            let target = match tok {
+                Tok::Star => p,
+                Tok::Any => p + 1,
+                Tok::Lit(x) if *x == c => p + 1,
+                Tok::Lit(_) => continue,
+            };
+            if let Some(t) = next.get_mut(target) {
+                *t = true;
+            }
+        }
+        close(&mut next);
+        set = next;
+        ends.push(set.get(m) == Some(&true));
+        if !set.iter().any(|&b| b) {
+            break;
         }
     }
-    value.to_string()
+    ends
 }
 
-fn remove_suffix(value: &str, pattern: &str, greedy: bool, escape: char) -> String {
-    let v: Vec<char> = value.chars().collect();
-    let p: Vec<char> = pattern.chars().collect();
-    let mut starts: Vec<usize> = (0..=v.len()).collect();
-    if !greedy {
-        starts.reverse();
+/// `${V#p}` (shortest matching prefix removed) and `${V##p}` (longest).
+fn trim_prefix(tokens: &[Tok], v: &[char], greedy: bool) -> String {
+    let ends = match_ends(tokens, v, 0);
+    let hit = if greedy {
+        ends.iter().rposition(|&b| b)
+    } else {
+        ends.iter().position(|&b| b)
+    };
+    match hit {
+        Some(n) => v.get(n..).unwrap_or_default().iter().collect(),
+        None => v.iter().collect(),
     }
-    for s in starts {
-        if v.get(s..)
-            .is_some_and(|suffix| glob_match(&p, suffix, escape))
-        {
-            return v.get(..s).unwrap_or_default().iter().collect();
+}
+
+/// `${V%p}` (shortest matching suffix removed) and `${V%%p}` (longest): a prefix match on
+/// the reversed pattern and value, as BuildKit does.
+fn trim_suffix(tokens: &[Tok], v: &[char], greedy: bool) -> String {
+    let rev_tokens: Vec<Tok> = tokens.iter().rev().copied().collect();
+    let rev_v: Vec<char> = v.iter().rev().copied().collect();
+    let trimmed: Vec<char> = trim_prefix(&rev_tokens, &rev_v, greedy).chars().collect();
+    trimmed.iter().rev().collect()
+}
+
+/// The leftmost match at or after `from`, longest at that start: one pass of the automaton
+/// with every start position injected, each state keeping its smallest start.
+fn find_match(tokens: &[Tok], v: &[char], from: usize) -> Option<(usize, usize)> {
+    let m = tokens.len();
+    let close = |set: &mut Vec<Option<usize>>| {
+        for p in 0..m {
+            if tokens.get(p) != Some(&Tok::Star) {
+                continue;
+            }
+            let Some(&Some(s)) = set.get(p) else { continue };
+            if let Some(next) = set.get_mut(p + 1) {
+                *next = Some(next.map_or(s, |n| n.min(s)));
+            }
+        }
+    };
+    let mut best: Option<(usize, usize)> = None;
+    let mut set: Vec<Option<usize>> = vec![None; m + 1];
+    let mut i = from;
+    loop {
+        // Inject a thread starting here (unless a match has already started earlier).
+        if best.is_none() {
+            if let Some(first @ None) = set.first_mut() {
+                *first = Some(i);
+            }
+        }
+        close(&mut set);
+        if let Some(&Some(s)) = set.get(m) {
+            match best {
+                Some((bs, _)) if bs < s => {}
+                _ => best = Some((s, i)),
+            }
+        }
+        let Some(&c) = v.get(i) else { break };
+        let mut next: Vec<Option<usize>> = vec![None; m + 1];
+        for (p, tok) in tokens.iter().enumerate() {
+            let Some(&Some(s)) = set.get(p) else { continue };
+            if best.is_some_and(|(bs, _)| s > bs) {
+                continue;
+            }
+            let target = match tok {
+                Tok::Star => p,
+                Tok::Any => p + 1,
+                Tok::Lit(x) if *x == c => p + 1,
+                Tok::Lit(_) => continue,
+            };
+            if let Some(t) = next.get_mut(target) {
+                *t = Some(t.map_or(s, |n| n.min(s)));
+            }
+        }
+        set = next;
+        i += 1;
+        if best.is_some() && set.iter().all(Option::is_none) {
+            break;
         }
     }
-    value.to_string()
+    best
 }
 
 #[cfg(test)]
@@ -468,8 +614,11 @@ mod tests {
         expand_words(s, &env, '\\').unwrap()
     }
 
+    /// The error message without the `failed to process "<word>": ` prefix.
     fn err(s: &str) -> String {
-        expand_word(s, &env, '\\').unwrap_err().to_string()
+        let e = expand_word(s, &env, '\\').unwrap_err().to_string();
+        let prefix = format!("failed to process {}: ", go_quote(s));
+        e.strip_prefix(&prefix).map(str::to_string).unwrap_or(e)
     }
 
     #[test]
@@ -508,7 +657,10 @@ mod tests {
         assert_eq!(err("${E:?}"), "E: is not allowed to be empty");
         assert_eq!(expand_word("${E?}", &env, '\\').unwrap(), "");
         let e = expand_word("${U:?x}", &env, '\\').unwrap_err().at_line(9);
-        assert_eq!(e.to_string(), "U: x (Dockerfile:9)");
+        assert_eq!(
+            e.to_string(),
+            "failed to process \"${U:?x}\": U: x (Dockerfile:9)"
+        );
     }
 
     #[test]
@@ -518,7 +670,31 @@ mod tests {
         assert_eq!(w("${P%/*}"), "/usr/local");
         assert_eq!(w("${P%%/*}"), "");
         assert_eq!(w("${P#nomatch}"), "/usr/local/bin");
-        assert_eq!(err("${P:#x}"), "unsupported modifier (:#) in substitution");
+        assert_eq!(w("${P:#*/}"), "usr/local/bin");
+        assert_eq!(w("${P#/usr\\/}"), "local/bin");
+        assert_eq!(w("${P#\\*}"), "/usr/local/bin");
+        assert_eq!(
+            err("${P#\\a}"),
+            "invalid pattern (\\a) in substitution: invalid escape '\\a'"
+        );
+        assert_eq!(err("${P:=x}"), "unsupported modifier (:=) in substitution");
+        assert_eq!(err("${P=x}"), "unsupported modifier (=) in substitution");
+    }
+
+    #[test]
+    fn substitution() {
+        assert_eq!(w("${P/local/opt}"), "/usr/opt/bin");
+        assert_eq!(w("${P//\\//:}"), ":usr:local:bin");
+        assert_eq!(w("${P/\\//}"), "usr/local/bin");
+        assert_eq!(w("${P/*/x}"), "x");
+        assert_eq!(w("${P/nomatch/x}"), "/usr/local/bin");
+        assert_eq!(w("${P/l*l/X}"), "/usr/X/bin");
+        assert_eq!(w("${P//[ls]/_}"), "/usr/local/bin");
+        assert_eq!(w("${P//?s/_}"), "/_r/local/bin");
+        assert_eq!(w("${U/a/b}"), "");
+        assert_eq!(w("${A//?/[$A]}"), "[a]");
+        assert_eq!(err("${P/x"), "syntax error: missing '/' in ${}");
+        assert_eq!(err("${P/x/y"), "syntax error: missing '}'");
     }
 
     #[test]
@@ -595,6 +771,10 @@ mod tests {
 
     #[test]
     fn hostile_input_does_not_panic() {
+        let long = "a".repeat(20_000);
+        let big = |n: &str| if n == "L" { Some(long.clone()) } else { None };
+        assert_eq!(expand_word("${L%%*b}", &big, '\\').unwrap().len(), 20_000);
+        assert_eq!(expand_word("${L/a*b/x}", &big, '\\').unwrap().len(), 20_000);
         let deep = "${A:-".repeat(200) + &"}".repeat(200);
         assert!(expand_word(&deep, &env, '\\').is_err());
         for s in [

@@ -92,8 +92,8 @@ pub struct CopyArgs {
 pub enum Healthcheck {
     /// `HEALTHCHECK NONE`: disable any inherited health check.
     None,
-    /// `HEALTHCHECK [flags] CMD …`. Durations are `None` when not given (or `0`'s
-    /// meaning "inherit"); `retries` likewise.
+    /// `HEALTHCHECK [flags] CMD …`. Durations are `None` when not given or `0` (both
+    /// mean "inherit"); `retries` is `None` when not given.
     Cmd {
         /// The test command.
         test: CommandForm,
@@ -138,7 +138,7 @@ pub enum Instruction {
         /// `--platform`.
         platform: Option<String>,
     },
-    /// `ARG name[=default] …`.
+    /// `ARG name[=default] …`; defaults still quoted (`ARG a="x y"` gives `"x y"`).
     Arg(Vec<(String, Option<String>)>),
     /// `ENV key=value …` (or legacy `ENV key value`); keys and values still quoted.
     Env(Vec<(String, String)>),
@@ -172,6 +172,32 @@ pub enum Instruction {
     Onbuild(String),
     /// `RUN`: not executable by ocipush.
     Run(Run),
+}
+
+impl Instruction {
+    /// The instruction name, upper case (`COPY`, `HEALTHCHECK`, …), for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Instruction::From { .. } => "FROM",
+            Instruction::Arg(_) => "ARG",
+            Instruction::Env(_) => "ENV",
+            Instruction::Label(_) => "LABEL",
+            Instruction::Maintainer(_) => "MAINTAINER",
+            Instruction::Workdir(_) => "WORKDIR",
+            Instruction::Copy(_) => "COPY",
+            Instruction::Add(_) => "ADD",
+            Instruction::Cmd(_) => "CMD",
+            Instruction::Entrypoint(_) => "ENTRYPOINT",
+            Instruction::Shell(_) => "SHELL",
+            Instruction::User(_) => "USER",
+            Instruction::Expose(_) => "EXPOSE",
+            Instruction::Volume(_) => "VOLUME",
+            Instruction::StopSignal(_) => "STOPSIGNAL",
+            Instruction::Healthcheck(_) => "HEALTHCHECK",
+            Instruction::Onbuild(_) => "ONBUILD",
+            Instruction::Run(_) => "RUN",
+        }
+    }
 }
 
 /// Convert every node of `df` to a typed instruction, with its lines.
@@ -431,9 +457,7 @@ fn copy_args(node: &Node, name: &str, line: usize) -> Result<Instruction, ParseE
     }
     let flags = Flags::parse(&node.flags, allowed, name, line)?;
     let chmod = flags.string("chmod");
-    if let Some(mode) = &chmod
-        && !mode.contains('$')
-    {
+    if let Some(mode) = chmod.as_deref().filter(|m| !m.contains('$')) {
         parse_chmod(mode).map_err(|e| e.at_line(line))?;
     }
     let args = CopyArgs {

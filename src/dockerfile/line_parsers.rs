@@ -3,6 +3,8 @@
 //! `parseNameVal`, `parseNameOrNameVal`, `parseStringsWhitespaceDelimited`, `parseString`,
 //! `parseHealthConfig` and `parseIgnore`.
 
+use super::json::{JsonArray, parse_json_array};
+
 /// The arguments a line parser produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Parsed {
@@ -271,22 +273,13 @@ fn parse_json(rest: &str) -> Result<Json, LineError> {
     if !rest.starts_with('[') {
         return Ok(Json::NotArray);
     }
-    let values: Vec<serde_json::Value> = match serde_json::from_str(rest) {
-        Ok(v) => v,
-        Err(e) => return Ok(Json::Invalid(e.to_string())),
-    };
-    let mut out = Vec::with_capacity(values.len());
-    for v in values {
-        match v {
-            serde_json::Value::String(s) => out.push(s),
-            _ => {
-                return Err(LineError(
-                    "when using JSON array syntax, arrays must be comprised of strings only".into(),
-                ));
-            }
-        }
+    match parse_json_array(rest) {
+        JsonArray::Strings(v) => Ok(Json::Array(v)),
+        JsonArray::Invalid(e) => Ok(Json::Invalid(e)),
+        JsonArray::NonString => Err(LineError(
+            "when using JSON array syntax, arrays must be comprised of strings only".into(),
+        )),
     }
-    Ok(Json::Array(out))
 }
 
 /// `parseMaybeJSON` (CMD, ENTRYPOINT, RUN, SHELL): a JSON array, else the rest as one
@@ -381,6 +374,14 @@ mod tests {
         assert_eq!(parse_words(r"a\ b c\", '\\'), s(&[r"a\ b", "c"]));
         assert_eq!(parse_words(r#"x="" y=''"#, '\\'), s(&[r#"x="""#, "y=''"]));
         assert_eq!(parse_words("'a\\'b''", '\\'), s(&["'a\\'b''"]));
+        assert_eq!(
+            parse_words("foo bar 'abc xyz'", '\\'),
+            s(&["foo", "bar", "'abc xyz'"])
+        );
+        assert_eq!(
+            parse_words("föo bàr \"âbc xÿz\"", '\\'),
+            s(&["föo", "bàr", "\"âbc xÿz\""])
+        );
     }
 
     #[test]

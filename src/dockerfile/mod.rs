@@ -10,6 +10,20 @@
 //!   instructions BuildKit expands.
 //! - Value helpers for what can only be checked after expansion: [`parse_chmod`],
 //!   [`parse_expose`], [`parse_duration`].
+//!
+//! Conformance: BuildKit's own parser corpus passes exactly (`tests/dockerfile_corpus.rs`).
+//! Known, deliberate differences from BuildKit:
+//! - heredocs (`RUN <<EOF`, `COPY <<EOF /x`) are rejected with a clear error;
+//! - an array-looking but invalid JSON argument also records a [`Warning`];
+//! - flags and the `HEALTHCHECK` type are split on Unicode characters, not bytes (Go reads
+//!   those byte-wise, so a UTF-8 byte 0x85/0xA0 counts as a space there);
+//! - Go's `unicode.IsPrint` in the dump is approximated (controls, non-ASCII spaces and
+//!   common format characters are escaped);
+//! - Go's 64 KiB line limit is not enforced;
+//! - `${V#pat}`/`${V%pat}`/`${V/pat/r}` use shortest/longest shell-pattern matches rather
+//!   than Go's regexp preference order (the same for all but contrived patterns), and the
+//!   replacement is literal (Go would expand `$1` templates in it);
+//! - `${V` at the end of a word reports "missing '}'".
 
 mod ast;
 mod dump;
@@ -17,6 +31,7 @@ mod error;
 mod expand;
 mod flags;
 mod instructions;
+mod json;
 mod lexer;
 mod line_parsers;
 mod parser;

@@ -191,6 +191,7 @@ mod tests {
         assert_eq!(df.warnings.len(), 1);
         assert_eq!(df.warnings[0].line, 3);
         assert!(df.warnings[0].message.contains("not a valid JSON array"));
+        assert!(df.warnings[0].to_string().ends_with("(Dockerfile:3)"));
     }
 
     #[test]
@@ -205,6 +206,25 @@ mod tests {
         assert!(parse("FROM a\nRUN [\"a<<b\"]\nRUN echo a<<b\nENV A <<B\n").is_ok());
         assert!(is_heredoc_word("2<<EOF"));
         assert!(!is_heredoc_word("<<"));
+    }
+
+    #[test]
+    fn empty_continuation_lines_warn() {
+        let text = "\nFROM alpine:3.6\n\nRUN something \\\n\n    following \\\n\n    more\n\nRUN another \\\n\n    thing\nRUN non-indented \\\n# this is a comment\n   after-comment\n\nRUN indented \\\n    # this is an indented comment\n    comment\n\t";
+        let df = parse(text).unwrap();
+        assert_eq!(df.warnings.len(), 2, "{:?}", df.warnings);
+        assert!(
+            df.warnings[0]
+                .message
+                .contains("RUN something     following     more")
+        );
+        assert_eq!(df.warnings[0].line, 4);
+        assert!(df.warnings[1].message.contains("RUN another     thing"));
+        assert_eq!(
+            df.nodes[3].args,
+            vec!["non-indented    after-comment".to_string()]
+        );
+        assert_eq!(df.nodes[4].args, vec!["indented     comment".to_string()]);
     }
 
     #[test]

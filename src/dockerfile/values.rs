@@ -118,7 +118,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, ParseError> {
             if scale == 0 {
                 break;
             }
-            value += u128::from(d - b'0') * scale;
+            value = value.saturating_add(u128::from(d - b'0') * scale);
         }
         total = total
             .checked_add(value)

@@ -48,7 +48,7 @@ fn from_forms() {
     let e = fail("FROM a b");
     assert_eq!(
         e.to_string(),
-        "FROM: FROM requires either one or three arguments: FROM <image> [AS <name>] (Dockerfile:2)"
+        "FROM requires either one or three arguments: FROM <image> [AS <name>] (Dockerfile:2)"
     );
     assert!(
         fail("FROM a AS 1x")
@@ -108,7 +108,7 @@ fn arg_env_label() {
     );
     assert_eq!(
         fail("ENV").to_string(),
-        "ENV: ENV requires at least one argument: ENV <key>=<value> ... (Dockerfile:2)"
+        "ENV requires at least one argument: ENV <key>=<value> ... (Dockerfile:2)"
     );
     assert!(
         fail("ENV =x")
@@ -144,7 +144,7 @@ fn simple_single_argument_instructions() {
     );
     assert_eq!(
         fail("WORKDIR").to_string(),
-        "WORKDIR: WORKDIR requires exactly one argument: WORKDIR <path> (Dockerfile:2)"
+        "WORKDIR requires exactly one argument: WORKDIR <path> (Dockerfile:2)"
     );
     assert!(
         fail("USER")
@@ -208,7 +208,7 @@ fn copy_and_add() {
     ));
     assert_eq!(
         fail("COPY onlyone").to_string(),
-        "COPY: COPY requires at least two arguments, but only one was provided. \
+        "COPY requires at least two arguments, but only one was provided. \
          Destination could not be determined: COPY <src>... <dest> (Dockerfile:2)"
     );
     assert!(
@@ -457,4 +457,6 @@ fn located_lines_and_original() {
     let copy = &all[1];
     assert_eq!((copy.start_line, copy.end_line), (4, 6));
     assert_eq!(copy.original, "COPY x   y");
+    let names: Vec<&str> = all.iter().map(|l| l.instruction.name()).collect();
+    assert_eq!(names, vec!["FROM", "COPY"]);
 }
