@@ -206,7 +206,7 @@ pub enum RegistryError {
         /// The operation.
         what: String,
         /// The registry's answer.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
     },
     /// The repository does not exist.
     #[error(
@@ -220,7 +220,7 @@ pub enum RegistryError {
         /// The operation.
         what: String,
         /// The registry's answer.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
     },
     /// A blob does not exist.
     #[error("blob {digest} is not known to {registry}/{repository} ({detail}) during {what}")]
@@ -234,7 +234,7 @@ pub enum RegistryError {
         /// The operation.
         what: String,
         /// The registry's answer.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
     },
     /// A manifest (tag or digest) does not exist.
     #[error(
@@ -248,7 +248,7 @@ pub enum RegistryError {
         /// The tag or digest.
         reference: String,
         /// The registry's answer.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
     },
     /// The registry rejected a manifest.
     #[error("{registry}/{repository} rejected manifest {reference} ({detail}); {hint}")]
@@ -262,7 +262,7 @@ pub enum RegistryError {
         /// The tag or digest.
         reference: String,
         /// The registry's answer.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
     },
     /// The registry rejected a tag.
     #[error(
@@ -276,7 +276,7 @@ pub enum RegistryError {
         /// The tag.
         reference: String,
         /// The registry's answer.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
     },
     /// Rate limited.
     #[error(
@@ -294,7 +294,7 @@ pub enum RegistryError {
         /// `Retry-After`, if given.
         retry_after: Option<Duration>,
         /// The registry's answer.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
     },
     /// Any other refusal.
     #[error("{what} on {registry}/{repository} failed: {detail}{}", hint_for(detail.status))]
@@ -306,7 +306,7 @@ pub enum RegistryError {
         /// The operation.
         what: String,
         /// The registry's answer.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
         /// `Retry-After`, if given.
         retry_after: Option<Duration>,
     },
