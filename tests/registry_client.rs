@@ -917,3 +917,55 @@ async fn dropped_connections_and_retries() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn registries_conf_location_and_docker_config_credentials() {
+    let reg = TestRegistry::start(Some(("carol", "pw-carol")));
+    let dir = tempfile::tempdir().unwrap();
+    let conf_path = dir.path().join("registries.conf");
+    std::fs::write(
+        &conf_path,
+        format!(
+            "[[registry]]\nprefix = \"registry.example.com/team\"\nlocation = \"{}/mirror/team\"\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    let conf = RegistriesConf::load_file(&conf_path).unwrap();
+    let r = Reference::parse("registry.example.com/team/app:1").unwrap();
+    let endpoint = conf.resolve(&r).unwrap();
+    assert_eq!(endpoint.logical_registry, "registry.example.com");
+    assert_eq!(endpoint.host, reg.addr);
+    assert_eq!(endpoint.repository, "mirror/team/app");
+    assert_eq!(endpoint.scheme, Scheme::Http);
+
+    // Credentials are looked up for the logical registry as docker login stored them.
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"auths":{{"https://registry.example.com":{{"auth":"{}"}}}}}}"#,
+            b64("carol:pw-carol")
+        ),
+    )
+    .unwrap();
+    let provider = ocipush::auth::DockerConfigProvider::from_path(&config).unwrap();
+    let client = RegistryClient::new(ClientOptions {
+        credentials: Arc::new(provider),
+        ..options()
+    })
+    .unwrap();
+    let repo = client.repository(&endpoint);
+    let d = push_bytes(&repo, media_types::OCI_CONFIG, CONFIG).await;
+    let manifest = manifest_for(&d, &[]);
+    repo.put_manifest(
+        &r.reference_str(),
+        media_types::OCI_MANIFEST,
+        manifest.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(repo.get_manifest("1").await.unwrap().bytes, manifest);
+    let msg = format!("{}", repo.registry_label());
+    assert_eq!(msg, format!("registry.example.com (via {})", reg.addr));
+}
