@@ -966,6 +966,6 @@ async fn registries_conf_location_and_docker_config_credentials() {
     .await
     .unwrap();
     assert_eq!(repo.get_manifest("1").await.unwrap().bytes, manifest);
-    let msg = format!("{}", repo.registry_label());
+    let msg = repo.registry_label();
     assert_eq!(msg, format!("registry.example.com (via {})", reg.addr));
 }
