@@ -203,6 +203,10 @@ async fn anonymous_push_and_pull_round_trip() {
         r.get_blob_bytes(&config, 1024).await.unwrap().as_ref(),
         CONFIG
     );
+    let mut short = config.clone();
+    short.size -= 1;
+    let e = r.get_blob_bytes(&short, 1024).await.unwrap_err();
+    assert!(matches!(e, RegistryError::Mismatch { .. }), "{e}");
     let e = r.get_blob_bytes(&layer, 10).await.unwrap_err();
     assert!(matches!(e, RegistryError::TooLarge { .. }), "{e}");
 
@@ -645,6 +649,16 @@ fn bearer_registry() -> Handler {
                 r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
             );
         }
+        if req.path().starts_with("/v2/forbidden/") {
+            let challenge = format!(
+                r#"Bearer realm="http://{addr}/token",service="fake-registry",scope="repository:forbidden:pull,push",error="insufficient_scope""#
+            );
+            return reply(
+                401,
+                &[("WWW-Authenticate", &challenge)],
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"requested access to the resource is denied"}]}"#,
+            );
+        }
         match req.method.as_str() {
             "HEAD" => reply(404, &[], ""),
             "POST" if req.query().iter().any(|(k, _)| k == "mount") => reply(201, &[], ""),
@@ -665,15 +679,16 @@ fn token_requests(log: &Mutex<Vec<Req>>) -> Vec<Req> {
 #[tokio::test]
 async fn bearer_tokens_are_fetched_scoped_and_cached() {
     let (addr, log) = fake_server(bearer_registry()).await;
-    let creds = StaticCredentials::new(Credential::Basic {
-        username: "bob".into(),
-        password: Secret::new("pw"),
-    });
+    let creds: Arc<dyn ocipush::auth::CredentialProvider> =
+        Arc::new(StaticCredentials::new(Credential::Basic {
+            username: "bob".into(),
+            password: Secret::new("pw"),
+        }));
     let r = fake_repo(
         &addr,
         "app",
         ClientOptions {
-            credentials: Arc::new(creds),
+            credentials: creds.clone(),
             ..options()
         },
     );
@@ -695,9 +710,32 @@ async fn bearer_tokens_are_fetched_scoped_and_cached() {
         "{q:?}"
     );
 
+    // Authenticated but without the scope: a permission error, not a credentials error.
+    let f = fake_repo(
+        &addr,
+        "forbidden",
+        ClientOptions {
+            credentials: creds.clone(),
+            ..options()
+        },
+    );
+    let e = f.blobs_exist(&blobs[..1]).await.unwrap_err();
+    let e = e.downcast_ref::<RegistryError>().unwrap();
+    assert!(matches!(e, RegistryError::Denied { .. }), "{e}");
+    let e = f.get_manifest("v1").await.unwrap_err();
+    assert!(matches!(e, RegistryError::Denied { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("requested access to the resource is denied"),
+        "{e}"
+    );
+
     // A cross-repository mount asks for the source's pull scope too.
     assert!(r.mount_blob(&blobs[0], "base/image").await.unwrap());
-    let tokens = token_requests(&log);
+    let tokens: Vec<Req> = token_requests(&log)
+        .into_iter()
+        .filter(|t| !t.target.contains("forbidden"))
+        .collect();
     assert_eq!(tokens.len(), 2);
     let scopes: Vec<String> = tokens[1]
         .query()

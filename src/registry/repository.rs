@@ -231,7 +231,20 @@ impl Repository {
                 .or_else(|| challenges.iter().find(|c| c.is_basic()))
                 .cloned();
             let (body, _) = read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default();
-            let detail = ErrorDetail::new(401, &body).to_string();
+            let full_detail = ErrorDetail::new(401, &body);
+            let detail = full_detail.to_string();
+            // Authenticated, but the token does not grant the scope: a permission problem.
+            let insufficient_scope = chosen
+                .as_ref()
+                .is_some_and(|c| c.param("error") == Some("insufficient_scope"));
+            if insufficient_scope && authz.has_credential && round >= 1 {
+                return Err(RegistryError::Denied {
+                    registry: self.registry_label(),
+                    repository: self.endpoint.repository.clone(),
+                    what: op.what.clone(),
+                    detail: Box::new(full_detail),
+                });
+            }
             match chosen {
                 Some(ch) => inner.auth.set_challenge(&self.endpoint.host, ch),
                 None if !inner.auth.has_challenge(&self.endpoint.host) => {
