@@ -419,3 +419,33 @@ impl RegistryError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_envelope_and_plain_bodies() {
+        let d = ErrorDetail::new(
+            404,
+            br#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry","detail":{}}]}"#,
+        );
+        assert!(d.has_code("NAME_UNKNOWN"));
+        assert_eq!(
+            d.to_string(),
+            "HTTP 404 Not Found, NAME_UNKNOWN: repository name not known to registry"
+        );
+        let d = ErrorDetail::new(502, b"<html>\n bad gateway\n</html>");
+        assert!(d.errors.is_empty());
+        assert_eq!(
+            d.to_string(),
+            "HTTP 502 Bad Gateway, body: \"<html>  bad gateway </html>\""
+        );
+        let d = ErrorDetail::new(500, &[0xff; 1000]);
+        assert!(d.body.unwrap().chars().count() <= 200);
+        assert_eq!(
+            ErrorDetail::new(401, b"").to_string(),
+            "HTTP 401 Unauthorized"
+        );
+    }
+}
