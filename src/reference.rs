@@ -137,7 +137,12 @@ impl Reference {
             });
         }
         let (registry, repository) = match name.split_once('/') {
-            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+            // As Docker: a first component with `.` or `:`, `localhost`, or upper case is a registry.
+            Some((first, rest))
+                if first.contains(['.', ':'])
+                    || first == "localhost"
+                    || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+            {
                 if !valid_registry(first) {
                     return Err(ReferenceError::InvalidRegistry {
                         input: err_input(),
@@ -413,6 +418,8 @@ mod tests {
             Reference::parse("Alpine"),
             Err(ReferenceError::Uppercase { .. })
         ));
+        // An upper-case first component is a registry, as in Docker.
+        assert_eq!(Reference::parse("Foo/bar").unwrap().registry, "Foo");
         assert!(matches!(
             Reference::parse("a//b"),
             Err(ReferenceError::InvalidRepository { .. })

@@ -12,12 +12,16 @@ use super::challenge::Challenge;
 use super::token::{TokenCache, TokenFailure, fetch_token};
 use crate::auth::{AuthError, Credential, CredentialProvider, RegistryHost};
 
+/// Serialises token fetches for one (host, scope).
+type FetchLock = std::sync::Arc<tokio::sync::Mutex<()>>;
+
 /// Challenges, credentials and tokens, shared by a client's repositories.
 #[derive(Debug, Default)]
 pub(crate) struct AuthState {
     challenges: Mutex<HashMap<String, Challenge>>,
     creds: Mutex<HashMap<(String, String), Option<Credential>>>,
     tokens: TokenCache,
+    fetch_locks: Mutex<HashMap<(String, String), FetchLock>>,
 }
 
 /// What to send.
@@ -62,6 +66,16 @@ fn sensitive(v: String) -> Option<HeaderValue> {
 }
 
 impl AuthState {
+    fn fetch_lock(&self, host: &str, scope: &str) -> FetchLock {
+        match self.fetch_locks.lock() {
+            Ok(mut m) => m
+                .entry((host.to_string(), scope.to_string()))
+                .or_default()
+                .clone(),
+            Err(_) => std::sync::Arc::default(),
+        }
+    }
+
     pub fn has_challenge(&self, host: &str) -> bool {
         self.challenges
             .lock()
@@ -100,14 +114,15 @@ impl AuthState {
         self.tokens.clear_host(rh.endpoint);
     }
 
-    /// The header for a request to `rh.endpoint` needing `scopes`; `fresh` skips the token cache.
+    /// The header for a request to `rh.endpoint` needing `scopes`; a cached token equal to
+    /// `rejected` (the header a 401 just refused) is dropped and a new one fetched.
     pub async fn authorize(
         &self,
         http: &reqwest::Client,
         provider: &dyn CredentialProvider,
         rh: &RegistryHost<'_>,
         scopes: &[String],
-        fresh: bool,
+        rejected: Option<&HeaderValue>,
     ) -> Result<Authz, AuthzFailure> {
         let Some(ch) = self
             .challenges
@@ -158,14 +173,19 @@ impl AuthState {
             });
         }
         let scope_key = scopes.join(" ");
-        if fresh {
+        // One fetch at a time per (host, scope): concurrent requests share the token.
+        let lock = self.fetch_lock(rh.endpoint, &scope_key);
+        let _guard = lock.lock().await;
+        if let Some(t) = self.tokens.get(rh.endpoint, &scope_key) {
+            let header = sensitive(format!("Bearer {}", t.value.expose()));
+            if header.is_some() && header.as_ref() != rejected {
+                return Ok(Authz {
+                    header,
+                    who,
+                    has_credential,
+                });
+            }
             self.tokens.remove(rh.endpoint, &scope_key);
-        } else if let Some(t) = self.tokens.get(rh.endpoint, &scope_key) {
-            return Ok(Authz {
-                header: sensitive(format!("Bearer {}", t.value.expose())),
-                who,
-                has_credential,
-            });
         }
         let token = fetch_token(http, &ch, scopes, cred.as_ref())
             .await

@@ -206,7 +206,7 @@ pub enum RegistryError {
         /// The operation.
         what: String,
         /// The registry's answer.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
     },
     /// The repository does not exist.
     #[error(
@@ -220,7 +220,7 @@ pub enum RegistryError {
         /// The operation.
         what: String,
         /// The registry's answer.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
     },
     /// A blob does not exist.
     #[error("blob {digest} is not known to {registry}/{repository} ({detail}) during {what}")]
@@ -234,7 +234,7 @@ pub enum RegistryError {
         /// The operation.
         what: String,
         /// The registry's answer.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
     },
     /// A manifest (tag or digest) does not exist.
     #[error(
@@ -248,7 +248,7 @@ pub enum RegistryError {
         /// The tag or digest.
         reference: String,
         /// The registry's answer.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
     },
     /// The registry rejected a manifest.
     #[error("{registry}/{repository} rejected manifest {reference} ({detail}); {hint}")]
@@ -262,7 +262,7 @@ pub enum RegistryError {
         /// The tag or digest.
         reference: String,
         /// The registry's answer.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
     },
     /// The registry rejected a tag.
     #[error(
@@ -276,7 +276,7 @@ pub enum RegistryError {
         /// The tag.
         reference: String,
         /// The registry's answer.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
     },
     /// Rate limited.
     #[error(
@@ -294,7 +294,7 @@ pub enum RegistryError {
         /// `Retry-After`, if given.
         retry_after: Option<Duration>,
         /// The registry's answer.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
     },
     /// Any other refusal.
     #[error("{what} on {registry}/{repository} failed: {detail}{}", hint_for(detail.status))]
@@ -306,7 +306,7 @@ pub enum RegistryError {
         /// The operation.
         what: String,
         /// The registry's answer.
-        detail: ErrorDetail,
+        detail: Box<ErrorDetail>,
         /// `Retry-After`, if given.
         retry_after: Option<Duration>,
     },
@@ -417,5 +417,35 @@ impl RegistryError {
             | RegistryError::Status { detail, .. } => Some(detail.status),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_envelope_and_plain_bodies() {
+        let d = ErrorDetail::new(
+            404,
+            br#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry","detail":{}}]}"#,
+        );
+        assert!(d.has_code("NAME_UNKNOWN"));
+        assert_eq!(
+            d.to_string(),
+            "HTTP 404 Not Found, NAME_UNKNOWN: repository name not known to registry"
+        );
+        let d = ErrorDetail::new(502, b"<html>\n bad gateway\n</html>");
+        assert!(d.errors.is_empty());
+        assert_eq!(
+            d.to_string(),
+            "HTTP 502 Bad Gateway, body: \"<html>  bad gateway </html>\""
+        );
+        let d = ErrorDetail::new(500, &[0xff; 1000]);
+        assert!(d.body.unwrap().chars().count() <= 200);
+        assert_eq!(
+            ErrorDetail::new(401, b"").to_string(),
+            "HTTP 401 Unauthorized"
+        );
     }
 }

@@ -184,11 +184,25 @@ impl Repository {
         let mut stream = self.get_blob(desc).await?;
         let mut buf = BytesMut::with_capacity(desc.size as usize);
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| RegistryError::ConnectionDropped {
-                what: format!("fetching blob {}", desc.digest),
-                registry: self.registry_label(),
-                repository: self.endpoint.repository.clone(),
-                cause: e.to_string(),
+            let chunk = chunk.map_err(|e| {
+                if e.kind() == io::ErrorKind::InvalidData
+                    || e.kind() == io::ErrorKind::UnexpectedEof
+                {
+                    RegistryError::Mismatch {
+                        what: format!("blob {}", desc.digest),
+                        registry: self.registry_label(),
+                        repository: self.endpoint.repository.clone(),
+                        expected: format!("{} bytes with digest {}", desc.size, desc.digest),
+                        actual: e.to_string(),
+                    }
+                } else {
+                    RegistryError::ConnectionDropped {
+                        what: format!("fetching blob {}", desc.digest),
+                        registry: self.registry_label(),
+                        repository: self.endpoint.repository.clone(),
+                        cause: e.to_string(),
+                    }
+                }
             })?;
             if (buf.len() + chunk.len()) as u64 > limit {
                 return Err(too_large());

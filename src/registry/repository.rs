@@ -117,7 +117,10 @@ impl Repository {
     pub(crate) fn check_reference(&self, reference: &str) -> Result<(), RegistryError> {
         let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
         let b = reference.as_bytes();
-        let tag = !b.is_empty() && b.len() <= 128 && word(b[0]) && b.iter().all(|&x| word(x) || x == b'.' || x == b'-');
+        let tag = !b.is_empty()
+            && b.len() <= 128
+            && word(b[0])
+            && b.iter().all(|&x| word(x) || x == b'.' || x == b'-');
         if tag || reference.parse::<Digest>().is_ok() {
             Ok(())
         } else {
@@ -159,10 +162,12 @@ impl Repository {
         let rh = self.registry_host();
         // 0: cached auth; 1: fresh token/credentials after a 401; 2: after invalidating the provider.
         let mut round = 0u8;
+        // The Authorization header the last 401 refused (a stale token is then not reused).
+        let mut rejected: Option<reqwest::header::HeaderValue> = None;
         loop {
             let authz = match inner
                 .auth
-                .authorize(&inner.http, provider, &rh, &op.scopes, round > 0)
+                .authorize(&inner.http, provider, &rh, &op.scopes, rejected.as_ref())
                 .await
             {
                 Ok(a) => a,
@@ -226,7 +231,20 @@ impl Repository {
                 .or_else(|| challenges.iter().find(|c| c.is_basic()))
                 .cloned();
             let (body, _) = read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default();
-            let detail = ErrorDetail::new(401, &body).to_string();
+            let full_detail = ErrorDetail::new(401, &body);
+            let detail = full_detail.to_string();
+            // Authenticated, but the token does not grant the scope: a permission problem.
+            let insufficient_scope = chosen
+                .as_ref()
+                .is_some_and(|c| c.param("error") == Some("insufficient_scope"));
+            if insufficient_scope && authz.has_credential && round >= 1 {
+                return Err(RegistryError::Denied {
+                    registry: self.registry_label(),
+                    repository: self.endpoint.repository.clone(),
+                    what: op.what.clone(),
+                    detail: Box::new(full_detail),
+                });
+            }
             match chosen {
                 Some(ch) => inner.auth.set_challenge(&self.endpoint.host, ch),
                 None if !inner.auth.has_challenge(&self.endpoint.host) => {
@@ -249,6 +267,7 @@ impl Repository {
             if round == 1 {
                 inner.auth.invalidate(provider, &rh);
             }
+            rejected = authz.header.clone();
             round += 1;
         }
     }
@@ -317,7 +336,7 @@ impl Repository {
         let status = resp.status().as_u16();
         let retry_after = parse_retry_after(resp.headers().get(RETRY_AFTER));
         let (body, _) = read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default();
-        let detail = ErrorDetail::new(status, &body);
+        let detail = Box::new(ErrorDetail::new(status, &body));
         let registry = self.registry_label();
         let repository = self.endpoint.repository.clone();
         let what = op.what.clone();
@@ -377,7 +396,9 @@ impl Repository {
                 || detail.has_code("DIGEST_INVALID")
                 || status == 400
             {
-                let hint = if detail.has_code("MANIFEST_BLOB_UNKNOWN") || detail.has_code("BLOB_UNKNOWN") {
+                let hint = if detail.has_code("MANIFEST_BLOB_UNKNOWN")
+                    || detail.has_code("BLOB_UNKNOWN")
+                {
                     "a blob it references is not in the repository: push the blobs first"
                 } else if detail.has_code("DIGEST_INVALID") {
                     "the digest in the reference does not match the manifest's bytes"
