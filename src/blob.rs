@@ -42,8 +42,9 @@ pub trait BlobSource: Send + Sync + fmt::Debug {
         })))
     }
 
-    /// A repository on the destination's own registry that already holds this blob, if any
-    /// (`(registry host, repository)`): the destination may mount it from there instead of uploading.
+    /// Where this blob already lives in a registry, if it does: `(host, repository)` as contacted
+    /// (after registries.conf remapping). When the destination is the same host, it may mount the
+    /// blob from there instead of uploading it.
     fn mount_from(&self) -> Option<(String, String)> {
         None
     }
@@ -68,7 +69,10 @@ impl BlobSource for FileBlob {
         if offset > 0 {
             f.seek(io::SeekFrom::Start(offset)).await?;
         }
-        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024)))
+        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+            f,
+            256 * 1024,
+        )))
     }
 }
 

@@ -63,14 +63,28 @@ pub trait Destination: Send + Sync {
 
     /// Try to mount `blob` from `from_repository` of the same registry. `Ok(false)` when the
     /// destination does not mount (the caller then uploads).
-    async fn mount_blob(&self, _blob: &Descriptor, _from_repository: &str) -> Result<bool, DestError> {
+    async fn mount_blob(
+        &self,
+        _blob: &Descriptor,
+        _from_repository: &str,
+    ) -> Result<bool, DestError> {
         Ok(false)
     }
 
     /// Upload one blob, streaming it from `source`; the digest is verified by the destination.
-    async fn put_blob(&self, blob: &Descriptor, source: &dyn BlobSource, progress: Progress<'_>) -> Result<(), DestError>;
+    async fn put_blob(
+        &self,
+        blob: &Descriptor,
+        source: &dyn BlobSource,
+        progress: Progress<'_>,
+    ) -> Result<(), DestError>;
 
     /// Put a manifest (or index) under `reference` (a tag, or its digest). The bytes are put exactly
     /// as given. Returns the digest the destination reports, when it reports one.
-    async fn put_manifest(&self, reference: &str, media_type: &str, bytes: Bytes) -> Result<Option<Digest>, DestError>;
+    async fn put_manifest(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<Option<Digest>, DestError>;
 }

@@ -63,12 +63,20 @@ impl FromStr for Digest {
             return Err(DigestError::Invalid(s.to_string()));
         };
         if alg != "sha256" {
-            if !alg.is_empty() && alg.bytes().all(|b| b.is_ascii_alphanumeric() || b"+._-".contains(&b)) {
+            if !alg.is_empty()
+                && alg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+._-".contains(&b))
+            {
                 return Err(DigestError::UnsupportedAlgorithm(s.to_string()));
             }
             return Err(DigestError::Invalid(s.to_string()));
         }
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(DigestError::Invalid(s.to_string()));
         }
         Ok(Digest(s.to_string()))
@@ -140,7 +148,10 @@ pub struct HashingWriter<W> {
 impl<W: Write> HashingWriter<W> {
     /// Wrap `inner`.
     pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Hasher::new() }
+        HashingWriter {
+            inner,
+            hasher: Hasher::new(),
+        }
     }
     /// Bytes written so far.
     pub fn len(&self) -> u64 {
@@ -181,7 +192,10 @@ pub struct HashingReader<R> {
 impl<R: Read> HashingReader<R> {
     /// Wrap `inner`.
     pub fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Hasher::new() }
+        HashingReader {
+            inner,
+            hasher: Hasher::new(),
+        }
     }
     /// The digest and byte count of what was read.
     pub fn finish(self) -> (R, Digest, u64) {

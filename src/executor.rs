@@ -96,13 +96,24 @@ struct StageResult {
 }
 
 /// Build the image `opts` describes. `registries`/`client` reach base images.
-pub async fn build_image(opts: &BuildOptions, client: &RegistryClient, registries: &RegistriesConf, events: &EventSink) -> Result<BuiltImage, BuildImageError> {
+pub async fn build_image(
+    opts: &BuildOptions,
+    client: &RegistryClient,
+    registries: &RegistriesConf,
+    events: &EventSink,
+) -> Result<BuiltImage, BuildImageError> {
     let text = tokio::fs::read_to_string(&opts.dockerfile)
         .await
-        .map_err(|source| BuildImageError::ReadDockerfile { path: opts.dockerfile.clone(), source })?;
+        .map_err(|source| BuildImageError::ReadDockerfile {
+            path: opts.dockerfile.clone(),
+            source,
+        })?;
     let df = crate::dockerfile::parse(&text).map_err(PlanError::from)?;
     for w in &df.warnings {
-        events(Event::Warning(format!("Dockerfile:{}: {}", w.line, w.message)));
+        events(Event::Warning(format!(
+            "Dockerfile:{}: {}",
+            w.line, w.message
+        )));
     }
     let build_platform = host_platform();
     let auto = plan::platform_args(&opts.platform, &build_platform);
@@ -124,24 +135,45 @@ pub async fn build_image(opts: &BuildOptions, client: &RegistryClient, registrie
         let (base_config, mut layers) = match &stage.base {
             BaseSpec::Scratch => (None, vec![]),
             BaseSpec::Stage(i) => {
-                let r = done.get(i).ok_or_else(|| PlanError::UnknownStage { line: stage.line, name: i.to_string() })?;
+                let r = done.get(i).ok_or_else(|| PlanError::UnknownStage {
+                    line: stage.line,
+                    name: i.to_string(),
+                })?;
                 (Some(r.config.clone()), r.layers.clone())
             }
             BaseSpec::Image(image) => {
-                let platform = stage.platform.clone().unwrap_or_else(|| opts.platform.clone());
+                let platform = stage
+                    .platform
+                    .clone()
+                    .unwrap_or_else(|| opts.platform.clone());
                 let base = source::resolve(client, registries, image, &platform)
                     .await
-                    .map_err(|source| BuildImageError::Base { line: stage.line, source })?;
-                events(Event::BaseResolved { image: base.reference.clone(), digest: base.digest.clone() });
+                    .map_err(|source| BuildImageError::Base {
+                        line: stage.line,
+                        source,
+                    })?;
+                events(Event::BaseResolved {
+                    image: base.reference.clone(),
+                    digest: base.digest.clone(),
+                });
                 let layers = base
                     .layers
                     .iter()
-                    .map(|l| Blob { descriptor: l.descriptor.clone(), source: l.source.clone() })
+                    .map(|l| Blob {
+                        descriptor: l.descriptor.clone(),
+                        source: l.source.clone(),
+                    })
                     .collect();
                 (Some(base.config), layers)
             }
         };
-        let sctx = StageContext { stages: &stages, build_args: &opts.build_args.0, auto_args: &auto, platform: &opts.platform, epoch: opts.epoch };
+        let sctx = StageContext {
+            stages: &stages,
+            build_args: &opts.build_args.0,
+            auto_args: &auto,
+            platform: &opts.platform,
+            epoch: opts.epoch,
+        };
         let planned = plan::plan_stage(stage, base_config, &sctx)?;
         used_args.extend(planned.used_args.iter().cloned());
         for w in &planned.warnings {
@@ -153,42 +185,105 @@ pub async fn build_image(opts: &BuildOptions, client: &RegistryClient, registrie
             config.rootfs.diff_ids.push(layer.diff_id.clone());
             let media_type = layer.media_type(opts.format == Format::Oci).to_string();
             layers.push(Blob {
-                descriptor: crate::image::Descriptor::new(media_type, layer.digest.clone(), layer.size),
-                source: Arc::new(FileBlob { path: layer.path.clone() }) as Arc<dyn BlobSource>,
+                descriptor: crate::image::Descriptor::new(
+                    media_type,
+                    layer.digest.clone(),
+                    layer.size,
+                ),
+                source: Arc::new(FileBlob {
+                    path: layer.path.clone(),
+                }) as Arc<dyn BlobSource>,
             });
         }
         done.insert(index, StageResult { config, layers });
     }
     for k in opts.build_args.0.keys() {
         if !used_args.contains(k) && !stages.global_args.contains_key(k) {
-            events(Event::Warning(format!("build argument {k} was given but no ARG in the Dockerfile consumes it")));
+            events(Event::Warning(format!(
+                "build argument {k} was given but no ARG in the Dockerfile consumes it"
+            )));
         }
     }
-    let result = done.remove(&target).ok_or_else(|| BuildImageError::Join("target stage was not built".into()))?;
+    let result = done
+        .remove(&target)
+        .ok_or_else(|| BuildImageError::Join("target stage was not built".into()))?;
     let config = Encoded::new(&result.config, opts.format.config_type());
-    let manifest = Manifest::new(opts.format, config.descriptor(), result.layers.iter().map(|b| b.descriptor.clone()).collect()).encode();
+    let manifest = Manifest::new(
+        opts.format,
+        config.descriptor(),
+        result.layers.iter().map(|b| b.descriptor.clone()).collect(),
+    )
+    .encode();
     let layers = result
         .layers
         .into_iter()
-        .zip(serde_json::from_slice::<Manifest>(&manifest.bytes).map(|m| m.layers).unwrap_or_default())
-        .map(|(b, d)| Blob { descriptor: d, source: b.source })
+        .zip(
+            serde_json::from_slice::<Manifest>(&manifest.bytes)
+                .map(|m| m.layers)
+                .unwrap_or_default(),
+        )
+        .map(|(b, d)| Blob {
+            descriptor: d,
+            source: b.source,
+        })
         .collect();
-    Ok(BuiltImage { layers, config, manifest })
+    Ok(BuiltImage {
+        layers,
+        config,
+        manifest,
+    })
 }
 
-async fn build_layer(step: &LayerStep, context: &Arc<Context>, spool: &Arc<Spool>, opts: &BuildOptions, events: &EventSink) -> Result<LayerBlob, BuildImageError> {
-    let layer_opts = LayerOptions { compression: opts.compression, epoch: opts.epoch };
+async fn build_layer(
+    step: &LayerStep,
+    context: &Arc<Context>,
+    spool: &Arc<Spool>,
+    opts: &BuildOptions,
+    events: &EventSink,
+) -> Result<LayerBlob, BuildImageError> {
+    let layer_opts = LayerOptions {
+        compression: opts.compression,
+        epoch: opts.epoch,
+    };
     let (line, what) = match step {
-        LayerStep::Copy { line, srcs, dest, extract, .. } => {
-            (*line, format!("{} {} {}", if *extract { "ADD" } else { "COPY" }, srcs.join(" "), dest))
-        }
-        LayerStep::Mkdir { line, dirs } => (*line, format!("WORKDIR {}", dirs.last().cloned().unwrap_or_default())),
+        LayerStep::Copy {
+            line,
+            srcs,
+            dest,
+            extract,
+            ..
+        } => (
+            *line,
+            format!(
+                "{} {} {}",
+                if *extract { "ADD" } else { "COPY" },
+                srcs.join(" "),
+                dest
+            ),
+        ),
+        LayerStep::Mkdir { line, dirs } => (
+            *line,
+            format!("WORKDIR {}", dirs.last().cloned().unwrap_or_default()),
+        ),
     };
     events(Event::LayerStarted { line, step: what });
     let (context, spool, step2) = (context.clone(), spool.clone(), step.clone());
     let blob = tokio::task::spawn_blocking(move || match step2 {
-        LayerStep::Copy { srcs, dest, chown, chmod, extract, .. } => {
-            let spec = CopySpec { srcs, dest, chown, chmod, extract_archives: extract };
+        LayerStep::Copy {
+            srcs,
+            dest,
+            chown,
+            chmod,
+            extract,
+            ..
+        } => {
+            let spec = CopySpec {
+                srcs,
+                dest,
+                chown,
+                chmod,
+                extract_archives: extract,
+            };
             build::build_copy_layer(&context, &spec, &spool, &layer_opts)
         }
         LayerStep::Mkdir { dirs, .. } => build::build_dirs_layer(&dirs, &spool, &layer_opts),
@@ -196,7 +291,11 @@ async fn build_layer(step: &LayerStep, context: &Arc<Context>, spool: &Arc<Spool
     .await
     .map_err(|e| BuildImageError::Join(e.to_string()))?
     .map_err(|source| BuildImageError::Layer { line, source })?;
-    events(Event::LayerBuilt { line, digest: blob.digest.clone(), size: blob.size });
+    events(Event::LayerBuilt {
+        line,
+        digest: blob.digest.clone(),
+        size: blob.size,
+    });
     Ok(blob)
 }
 
@@ -227,5 +326,11 @@ pub fn host_platform() -> Platform {
         "riscv64" => "riscv64",
         other => other,
     };
-    Platform { architecture: arch.into(), os: "linux".into(), os_version: None, os_features: vec![], variant: None }
+    Platform {
+        architecture: arch.into(),
+        os: "linux".into(),
+        os_version: None,
+        os_features: vec![],
+        variant: None,
+    }
 }

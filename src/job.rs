@@ -34,10 +34,15 @@ impl Target {
     pub fn parse(s: &str) -> Result<Target, ReferenceError> {
         if let Some(rest) = s.strip_prefix("oci:") {
             let (dir, tag) = match rest.rsplit_once(':') {
-                Some((d, t)) if !t.is_empty() && !t.contains('/') && !d.is_empty() => (d, Some(t.to_string())),
+                Some((d, t)) if !t.is_empty() && !t.contains('/') && !d.is_empty() => {
+                    (d, Some(t.to_string()))
+                }
                 _ => (rest, None),
             };
-            return Ok(Target::Layout { dir: PathBuf::from(dir), tag });
+            return Ok(Target::Layout {
+                dir: PathBuf::from(dir),
+                tag,
+            });
         }
         Ok(Target::Registry(Reference::parse(s)?))
     }
@@ -85,8 +90,16 @@ pub struct Session {
 
 impl Session {
     /// A session with these registries and credentials.
-    pub fn new(registries: RegistriesConf, credentials: Arc<dyn CredentialProvider>, insecure: bool) -> Result<Session, RegistryError> {
-        let client = RegistryClient::new(ClientOptions { credentials, insecure, ..ClientOptions::default() })?;
+    pub fn new(
+        registries: RegistriesConf,
+        credentials: Arc<dyn CredentialProvider>,
+        insecure: bool,
+    ) -> Result<Session, RegistryError> {
+        let client = RegistryClient::new(ClientOptions {
+            credentials,
+            insecure,
+            ..ClientOptions::default()
+        })?;
         Ok(Session {
             registries,
             client,
@@ -96,19 +109,31 @@ impl Session {
     }
 
     /// The destination for a target.
-    pub async fn destination(&self, target: &Target) -> Result<(Box<dyn Destination>, Option<String>), JobError> {
+    pub async fn destination(
+        &self,
+        target: &Target,
+    ) -> Result<(Box<dyn Destination>, Option<String>), JobError> {
         match target {
             Target::Registry(r) => {
                 #[cfg(feature = "ecr")]
-                if let Some(d) = self.ecr.api_destination(r).await.map_err(|e| JobError::Destination(Box::new(e)))? {
+                if let Some(d) = self
+                    .ecr
+                    .api_destination(r)
+                    .await
+                    .map_err(|e| JobError::Destination(Box::new(e)))?
+                {
                     return Ok((d, None));
                 }
-                let endpoint = self.registries.resolve(r).map_err(|e| JobError::Destination(Box::new(e)))?;
+                let endpoint = self
+                    .registries
+                    .resolve(r)
+                    .map_err(|e| JobError::Destination(Box::new(e)))?;
                 let host = endpoint.host.clone();
                 Ok((Box::new(self.client.repository(&endpoint)), Some(host)))
             }
             Target::Layout { dir, tag } => {
-                let layout = OciLayout::open_or_create(dir, tag.clone()).map_err(|e| JobError::Destination(Box::new(e)))?;
+                let layout = OciLayout::open_or_create(dir, tag.clone())
+                    .map_err(|e| JobError::Destination(Box::new(e)))?;
                 Ok((Box::new(layout), None))
             }
         }
@@ -117,11 +142,16 @@ impl Session {
 
 /// The default credentials: docker `config.json` (`auths`, `credHelpers`, `credsStore`) first,
 /// so an explicit entry always wins; then Amazon ECR tokens for ECR hosts (feature `ecr`).
-pub fn default_credentials(#[cfg(feature = "ecr")] aws: &crate::ecr::AwsOptions) -> Result<Arc<dyn CredentialProvider>, AuthError> {
+pub fn default_credentials(
+    #[cfg(feature = "ecr")] aws: &crate::ecr::AwsOptions,
+) -> Result<Arc<dyn CredentialProvider>, AuthError> {
     #[allow(unused_mut)]
-    let mut providers: Vec<Arc<dyn CredentialProvider>> = vec![Arc::new(DockerConfigProvider::from_env()?)];
+    let mut providers: Vec<Arc<dyn CredentialProvider>> =
+        vec![Arc::new(DockerConfigProvider::from_env()?)];
     #[cfg(feature = "ecr")]
-    providers.push(Arc::new(crate::ecr::EcrCredentialProvider::new(aws.clone())));
+    providers.push(Arc::new(crate::ecr::EcrCredentialProvider::new(
+        aws.clone(),
+    )));
     Ok(Arc::new(Chain(providers)))
 }
 
@@ -158,15 +188,32 @@ pub async fn build_and_push(
     if let Target::Registry(r) = target
         && crate::job_ecr::EcrSettings::applies_to(r)
     {
-        session.ecr.before_push(r).await.map_err(|e| JobError::Destination(Box::new(e)))?;
+        session
+            .ecr
+            .before_push(r)
+            .await
+            .map_err(|e| JobError::Destination(Box::new(e)))?;
     }
     let opts = PushOptions { jobs, registry };
-    let digest = push(dest.as_ref(), &image.layers, &image.config, &image.manifest, &refs, &opts, events).await?;
+    let digest = push(
+        dest.as_ref(),
+        &image.layers,
+        &image.config,
+        &image.manifest,
+        &refs,
+        &opts,
+        events,
+    )
+    .await?;
     #[cfg(feature = "ecr")]
     if let Target::Registry(r) = target
         && crate::job_ecr::EcrSettings::applies_to(r)
     {
-        session.ecr.after_push(r, &refs[0]).await.map_err(|e| JobError::Destination(Box::new(e)))?;
+        session
+            .ecr
+            .after_push(r, &refs[0])
+            .await
+            .map_err(|e| JobError::Destination(Box::new(e)))?;
     }
     Ok((image, digest))
 }
@@ -177,7 +224,19 @@ mod tests {
 
     #[test]
     fn layout_targets() {
-        assert_eq!(Target::parse("oci:out:v1").unwrap(), Target::Layout { dir: "out".into(), tag: Some("v1".into()) });
-        assert_eq!(Target::parse("oci:/tmp/x").unwrap(), Target::Layout { dir: "/tmp/x".into(), tag: None });
+        assert_eq!(
+            Target::parse("oci:out:v1").unwrap(),
+            Target::Layout {
+                dir: "out".into(),
+                tag: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            Target::parse("oci:/tmp/x").unwrap(),
+            Target::Layout {
+                dir: "/tmp/x".into(),
+                tag: None
+            }
+        );
     }
 }

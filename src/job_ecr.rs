@@ -4,7 +4,9 @@
 
 use crate::dest::Destination;
 use crate::ecr::repo_admin::{CreateRepositoryOptions, create_repository, start_image_scan};
-use crate::ecr::{AwsOptions, EcrApiDestination, EcrError, EcrHost, EcrRepository, ecr_client, load_sdk_config};
+use crate::ecr::{
+    AwsOptions, EcrApiDestination, EcrError, EcrHost, EcrRepository, ecr_client, load_sdk_config,
+};
 use crate::reference::Reference;
 
 /// ECR settings of a job.
@@ -26,8 +28,9 @@ impl EcrSettings {
         EcrHost::is_ecr(&r.registry)
     }
 
-    fn repository(r: &Reference) -> Result<EcrRepository, EcrError> {
-        Ok(EcrRepository::parse(&format!("{}/{}", r.registry, r.repository))?)
+    fn repository(r: &Reference) -> Result<EcrRepository, Box<EcrError>> {
+        EcrRepository::parse(&format!("{}/{}", r.registry, r.repository))
+            .map_err(|e| Box::new(EcrError::from(e)))
     }
 
     async fn client(&self, repo: &EcrRepository) -> aws_sdk_ecr::Client {
@@ -36,7 +39,10 @@ impl EcrSettings {
     }
 
     /// The ECR API destination for `r`, when `--ecr-api` was asked for.
-    pub async fn api_destination(&self, r: &Reference) -> Result<Option<Box<dyn Destination>>, EcrError> {
+    pub async fn api_destination(
+        &self,
+        r: &Reference,
+    ) -> Result<Option<Box<dyn Destination>>, Box<EcrError>> {
         if !self.api {
             return Ok(None);
         }
@@ -46,19 +52,19 @@ impl EcrSettings {
     }
 
     /// Steps before the push: create the repository when asked.
-    pub async fn before_push(&self, r: &Reference) -> Result<(), EcrError> {
+    pub async fn before_push(&self, r: &Reference) -> Result<(), Box<EcrError>> {
         if let Some(opts) = &self.create_repository {
             let repo = Self::repository(r)?;
-            create_repository(&self.client(&repo).await, &repo, opts).await?;
+            create_repository(&self.client(&repo).await, &repo, opts).await.map_err(Box::new)?;
         }
         Ok(())
     }
 
     /// Steps after the push: start a scan of `reference` when asked.
-    pub async fn after_push(&self, r: &Reference, reference: &str) -> Result<(), EcrError> {
+    pub async fn after_push(&self, r: &Reference, reference: &str) -> Result<(), Box<EcrError>> {
         if self.scan {
             let repo = Self::repository(r)?;
-            start_image_scan(&self.client(&repo).await, &repo, reference).await?;
+            start_image_scan(&self.client(&repo).await, &repo, reference).await.map_err(Box::new)?;
         }
         Ok(())
     }

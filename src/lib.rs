@@ -12,10 +12,10 @@ pub mod build;
 pub mod dest;
 pub mod digest;
 pub mod dockerfile;
-pub mod events;
-pub mod executor;
 #[cfg(feature = "ecr")]
 pub mod ecr;
+pub mod events;
+pub mod executor;
 pub mod image;
 pub mod job;
 #[cfg(feature = "ecr")]

@@ -24,7 +24,10 @@ pub struct PushOptions {
 
 impl Default for PushOptions {
     fn default() -> Self {
-        PushOptions { jobs: 4, registry: None }
+        PushOptions {
+            jobs: 4,
+            registry: None,
+        }
     }
 }
 
@@ -68,7 +71,9 @@ pub enum PushError {
         source: DestError,
     },
     /// The destination computed another digest for our manifest.
-    #[error("{dest} reports digest {reported} for the manifest put as {reference}, but its bytes hash to {ours}")]
+    #[error(
+        "{dest} reports digest {reported} for the manifest put as {reference}, but its bytes hash to {ours}"
+    )]
     DigestMismatch {
         /// The destination.
         dest: String,
@@ -102,7 +107,10 @@ pub async fn push(
 ) -> Result<Digest, PushError> {
     let mut blobs: Vec<Blob> = Vec::new();
     let mut seen = BTreeSet::new();
-    let config_blob = Blob { descriptor: config.descriptor(), source: Arc::new(BytesBlob(config.bytes.clone())) };
+    let config_blob = Blob {
+        descriptor: config.descriptor(),
+        source: Arc::new(BytesBlob(config.bytes.clone())),
+    };
     for b in layers.iter().chain(std::iter::once(&config_blob)) {
         if seen.insert(b.descriptor.digest.clone()) {
             blobs.push(b.clone());
@@ -113,18 +121,28 @@ pub async fn push(
 }
 
 /// Push blobs the destination lacks, each once, `opts.jobs` at a time.
-pub async fn push_blobs(dest: &dyn Destination, blobs: &[Blob], opts: &PushOptions, events: &EventSink) -> Result<(), PushError> {
+pub async fn push_blobs(
+    dest: &dyn Destination,
+    blobs: &[Blob],
+    opts: &PushOptions,
+    events: &EventSink,
+) -> Result<(), PushError> {
     let descs: Vec<_> = blobs.iter().map(|b| b.descriptor.clone()).collect();
     let exists = dest
         .blobs_exist(&descs)
         .await
-        .map_err(|source| PushError::Check { dest: dest.describe(), source })?;
+        .map_err(|source| PushError::Check {
+            dest: dest.describe(),
+            source,
+        })?;
     let missing: Vec<&Blob> = blobs
         .iter()
         .zip(exists)
         .filter_map(|(b, e)| {
             if e {
-                events(Event::BlobExists { digest: b.descriptor.digest.clone() });
+                events(Event::BlobExists {
+                    digest: b.descriptor.digest.clone(),
+                });
                 None
             } else {
                 Some(b)
@@ -138,47 +156,96 @@ pub async fn push_blobs(dest: &dyn Destination, blobs: &[Blob], opts: &PushOptio
     Ok(())
 }
 
-async fn push_one(dest: &dyn Destination, blob: &Blob, opts: &PushOptions, events: &EventSink) -> Result<(), PushError> {
+async fn push_one(
+    dest: &dyn Destination,
+    blob: &Blob,
+    opts: &PushOptions,
+    events: &EventSink,
+) -> Result<(), PushError> {
     let d = &blob.descriptor;
-    let fail = |source| PushError::Blob { dest: dest.describe(), digest: d.digest.clone(), size: d.size, source };
+    let fail = |source| PushError::Blob {
+        dest: dest.describe(),
+        digest: d.digest.clone(),
+        size: d.size,
+        source,
+    };
     if let (Some((host, repo)), Some(ours)) = (blob.source.mount_from(), opts.registry.as_deref())
         && host == ours
+        && dest.mount_blob(d, &repo).await.map_err(fail)?
     {
-        if dest.mount_blob(d, &repo).await.map_err(fail)? {
-            events(Event::BlobMounted { digest: d.digest.clone(), from: repo });
-            return Ok(());
-        }
+        events(Event::BlobMounted {
+            digest: d.digest.clone(),
+            from: repo,
+        });
+        return Ok(());
     }
-    events(Event::BlobUploading { digest: d.digest.clone(), size: d.size });
+    events(Event::BlobUploading {
+        digest: d.digest.clone(),
+        size: d.size,
+    });
     let digest = d.digest.clone();
     let ev = events.clone();
-    let progress = move |sent: u64| ev(Event::BlobProgress { digest: digest.clone(), sent });
-    dest.put_blob(d, blob.source.as_ref(), &progress).await.map_err(fail)?;
-    events(Event::BlobUploaded { digest: d.digest.clone() });
+    let progress = move |sent: u64| {
+        ev(Event::BlobProgress {
+            digest: digest.clone(),
+            sent,
+        })
+    };
+    dest.put_blob(d, blob.source.as_ref(), &progress)
+        .await
+        .map_err(fail)?;
+    events(Event::BlobUploaded {
+        digest: d.digest.clone(),
+    });
     Ok(())
 }
 
 /// Put `manifest` under each reference, in order. A digest reference must equal the manifest's.
-pub async fn put_manifest(dest: &dyn Destination, manifest: &Encoded, references: &[String], events: &EventSink) -> Result<Digest, PushError> {
-    let refs: Vec<String> = if references.is_empty() { vec![manifest.digest.to_string()] } else { references.to_vec() };
+pub async fn put_manifest(
+    dest: &dyn Destination,
+    manifest: &Encoded,
+    references: &[String],
+    events: &EventSink,
+) -> Result<Digest, PushError> {
+    let refs: Vec<String> = if references.is_empty() {
+        vec![manifest.digest.to_string()]
+    } else {
+        references.to_vec()
+    };
     for r in &refs {
         if let Ok(wanted) = r.parse::<Digest>()
             && wanted != manifest.digest
         {
-            return Err(PushError::WrongDigest { wanted, ours: manifest.digest.clone() });
+            return Err(PushError::WrongDigest {
+                wanted,
+                ours: manifest.digest.clone(),
+            });
         }
     }
     for r in &refs {
         let reported = dest
             .put_manifest(r, &manifest.media_type, manifest.bytes.clone())
             .await
-            .map_err(|source| PushError::Manifest { dest: dest.describe(), reference: r.clone(), digest: manifest.digest.clone(), source })?;
+            .map_err(|source| PushError::Manifest {
+                dest: dest.describe(),
+                reference: r.clone(),
+                digest: manifest.digest.clone(),
+                source,
+            })?;
         if let Some(rep) = reported
             && rep != manifest.digest
         {
-            return Err(PushError::DigestMismatch { dest: dest.describe(), reference: r.clone(), ours: manifest.digest.clone(), reported: rep });
+            return Err(PushError::DigestMismatch {
+                dest: dest.describe(),
+                reference: r.clone(),
+                ours: manifest.digest.clone(),
+                reported: rep,
+            });
         }
-        events(Event::ManifestPut { reference: r.clone(), digest: manifest.digest.clone() });
+        events(Event::ManifestPut {
+            reference: r.clone(),
+            digest: manifest.digest.clone(),
+        });
     }
     Ok(manifest.digest.clone())
 }

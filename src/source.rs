@@ -61,7 +61,9 @@ pub enum SourceError {
         source: RegistryError,
     },
     /// The index has no manifest for the platform.
-    #[error("base image {image} has no {platform} variant; it has: {available}. Choose one with --platform, or another base image")]
+    #[error(
+        "base image {image} has no {platform} variant; it has: {available}. Choose one with --platform, or another base image"
+    )]
     PlatformMissing {
         /// The image.
         image: String,
@@ -81,24 +83,48 @@ pub enum SourceError {
 }
 
 /// Resolve `image` for `platform`.
-pub async fn resolve(client: &RegistryClient, registries: &RegistriesConf, image: &str, platform: &Platform) -> Result<BaseImage, SourceError> {
+pub async fn resolve(
+    client: &RegistryClient,
+    registries: &RegistriesConf,
+    image: &str,
+    platform: &Platform,
+) -> Result<BaseImage, SourceError> {
     let reference: Reference =
-        Reference::parse(image).map_err(|source| SourceError::Reference { image: image.to_string(), source })?;
+        Reference::parse(image).map_err(|source| SourceError::Reference {
+            image: image.to_string(),
+            source,
+        })?;
     let name = reference.to_string();
     let endpoint = registries
         .resolve(&reference)
-        .map_err(|e| SourceError::Invalid { image: name.clone(), message: e.to_string() })?;
+        .map_err(|e| SourceError::Invalid {
+            image: name.clone(),
+            message: e.to_string(),
+        })?;
     let repo = client.repository(&endpoint);
-    let reg = |source| SourceError::Registry { image: name.clone(), source };
-    let invalid = |message: String| SourceError::Invalid { image: name.clone(), message };
+    let reg = |source| SourceError::Registry {
+        image: name.clone(),
+        source,
+    };
+    let invalid = |message: String| SourceError::Invalid {
+        image: name.clone(),
+        message,
+    };
 
-    let mut fetched = repo.get_manifest(&reference.reference_str()).await.map_err(reg)?;
+    let mut fetched = repo
+        .get_manifest(&reference.reference_str())
+        .await
+        .map_err(reg)?;
     if media_types::is_index(&fetched.media_type) {
-        let index: Index = serde_json::from_slice(&fetched.bytes).map_err(|e| invalid(format!("index does not parse: {e}")))?;
+        let index: Index = serde_json::from_slice(&fetched.bytes)
+            .map_err(|e| invalid(format!("index does not parse: {e}")))?;
         let chosen = index
             .manifests
             .iter()
-            .find(|d| d.platform.as_ref().is_some_and(|p| platform.matches(p)) && media_types::is_manifest(&d.media_type))
+            .find(|d| {
+                d.platform.as_ref().is_some_and(|p| platform.matches(p))
+                    && media_types::is_manifest(&d.media_type)
+            })
             .ok_or_else(|| SourceError::PlatformMissing {
                 image: name.clone(),
                 platform: platform.to_string(),
@@ -109,19 +135,34 @@ pub async fn resolve(client: &RegistryClient, registries: &RegistriesConf, image
                     .collect::<Vec<_>>()
                     .join(", "),
             })?;
-        fetched = repo.get_manifest(chosen.digest.as_str()).await.map_err(reg)?;
+        fetched = repo
+            .get_manifest(chosen.digest.as_str())
+            .await
+            .map_err(reg)?;
     }
     if !media_types::is_manifest(&fetched.media_type) {
-        return Err(invalid(format!("unsupported manifest media type {:?}", fetched.media_type)));
+        return Err(invalid(format!(
+            "unsupported manifest media type {:?}",
+            fetched.media_type
+        )));
     }
-    let manifest: Manifest =
-        serde_json::from_slice(&fetched.bytes).map_err(|e| invalid(format!("manifest does not parse: {e}")))?;
+    let manifest: Manifest = serde_json::from_slice(&fetched.bytes)
+        .map_err(|e| invalid(format!("manifest does not parse: {e}")))?;
     if manifest.config.size > MAX_CONFIG {
-        return Err(invalid(format!("config blob is {} bytes, more than the {MAX_CONFIG} allowed", manifest.config.size)));
+        return Err(invalid(format!(
+            "config blob is {} bytes, more than the {MAX_CONFIG} allowed",
+            manifest.config.size
+        )));
     }
-    let raw = repo.get_blob_bytes(&manifest.config, MAX_CONFIG).await.map_err(reg)?;
-    let config: ImageConfig = serde_json::from_slice(&raw).map_err(|e| invalid(format!("config does not parse: {e}")))?;
-    if !config.os.is_empty() && (config.os != platform.os || config.architecture != platform.architecture) {
+    let raw = repo
+        .get_blob_bytes(&manifest.config, MAX_CONFIG)
+        .await
+        .map_err(reg)?;
+    let config: ImageConfig =
+        serde_json::from_slice(&raw).map_err(|e| invalid(format!("config does not parse: {e}")))?;
+    if !config.os.is_empty()
+        && (config.os != platform.os || config.architecture != platform.architecture)
+    {
         return Err(SourceError::PlatformMissing {
             image: name.clone(),
             platform: platform.to_string(),
@@ -145,5 +186,10 @@ pub async fn resolve(client: &RegistryClient, registries: &RegistriesConf, image
             source: Arc::new(RemoteBlob::new(repo.clone(), d.clone())) as Arc<dyn BlobSource>,
         })
         .collect();
-    Ok(BaseImage { reference: name, digest: fetched.digest, config, layers })
+    Ok(BaseImage {
+        reference: name,
+        digest: fetched.digest,
+        config,
+        layers,
+    })
 }

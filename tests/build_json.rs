@@ -14,7 +14,9 @@ use ocipush::registries_conf::RegistriesConf;
 use ocipush::registry::{ClientOptions, RegistryClient};
 
 fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name)
 }
 
 async fn build(context: &Path, format: Format, epoch: u64) -> BuiltImage {
@@ -30,9 +32,15 @@ async fn build(context: &Path, format: Format, epoch: u64) -> BuiltImage {
         spool_dir: spool.path().to_path_buf(),
         target: None,
     };
-    let client = RegistryClient::new(ClientOptions { credentials: Arc::new(Anonymous), ..ClientOptions::default() }).unwrap();
+    let client = RegistryClient::new(ClientOptions {
+        credentials: Arc::new(Anonymous),
+        ..ClientOptions::default()
+    })
+    .unwrap();
     let registries = RegistriesConf::default();
-    let image = build_image(&opts, &client, &registries, &events::ignore()).await.unwrap();
+    let image = build_image(&opts, &client, &registries, &events::ignore())
+        .await
+        .unwrap();
     std::mem::forget(spool); // the blobs must outlive the returned image in these tests
     image
 }
@@ -48,14 +56,25 @@ async fn kitchen_sink_config_and_manifest() {
     insta::assert_snapshot!("kitchen_sink_config", pretty(&image.config.bytes));
     insta::assert_snapshot!("kitchen_sink_manifest", pretty(&image.manifest.bytes));
     let config: serde_json::Value = serde_json::from_slice(&image.config.bytes).unwrap();
-    let layers = config["history"].as_array().unwrap().iter().filter(|h| h["empty_layer"] != true).count();
-    assert_eq!(layers, config["rootfs"]["diff_ids"].as_array().unwrap().len());
+    let layers = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["empty_layer"] != true)
+        .count();
+    assert_eq!(
+        layers,
+        config["rootfs"]["diff_ids"].as_array().unwrap().len()
+    );
 }
 
 #[tokio::test]
 async fn docker_format_media_types() {
     let image = build(&testdata("kitchen-sink"), Format::Docker, 0).await;
-    insta::assert_snapshot!("kitchen_sink_docker_manifest", pretty(&image.manifest.bytes));
+    insta::assert_snapshot!(
+        "kitchen_sink_docker_manifest",
+        pretty(&image.manifest.bytes)
+    );
 }
 
 #[tokio::test]
@@ -65,7 +84,11 @@ async fn digest_ignores_mtimes() {
     let first = build(dir.path(), Format::Oci, 0).await.manifest.digest;
     let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
     for entry in walk(dir.path()) {
-        let f = std::fs::File::options().write(entry.is_file()).read(true).open(&entry).unwrap();
+        let f = std::fs::File::options()
+            .write(entry.is_file())
+            .read(true)
+            .open(&entry)
+            .unwrap();
         f.set_modified(later).unwrap();
     }
     let second = build(dir.path(), Format::Oci, 0).await.manifest.digest;

@@ -81,7 +81,10 @@ pub enum AuthError {
 #[async_trait::async_trait]
 pub trait CredentialProvider: Send + Sync + fmt::Debug {
     /// Credentials for `registry`, or `None` when this provider has none for it (anonymous).
-    async fn credentials(&self, registry: &RegistryHost<'_>) -> Result<Option<Credential>, AuthError>;
+    async fn credentials(
+        &self,
+        registry: &RegistryHost<'_>,
+    ) -> Result<Option<Credential>, AuthError>;
 
     /// The registry rejected what `credentials` returned (a 401 mid-push): drop any cache, so
     /// the next call fetches afresh (an expired ECR token). Default: nothing cached.
@@ -94,7 +97,10 @@ pub struct Anonymous;
 
 #[async_trait::async_trait]
 impl CredentialProvider for Anonymous {
-    async fn credentials(&self, _registry: &RegistryHost<'_>) -> Result<Option<Credential>, AuthError> {
+    async fn credentials(
+        &self,
+        _registry: &RegistryHost<'_>,
+    ) -> Result<Option<Credential>, AuthError> {
         Ok(None)
     }
 }
@@ -105,7 +111,10 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let c = Credential::Basic { username: "AWS".into(), password: Secret::new("hunter2") };
+        let c = Credential::Basic {
+            username: "AWS".into(),
+            password: Secret::new("hunter2"),
+        };
         let shown = format!("{c:?} {}", Secret::new("hunter2"));
         assert!(!shown.contains("hunter2"), "{shown}");
     }

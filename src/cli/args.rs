@@ -7,7 +7,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Build container images from Dockerfiles (no RUN) and push them to OCI registries and Amazon ECR,
 /// with no Docker daemon and no container runtime.
 #[derive(Debug, Parser)]
-#[command(name = "ocipush", version, about, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    name = "ocipush",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct Cli {
     /// Subcommands; without one, build DOCKERFILE and push it to DESTINATION.
     #[command(subcommand)]
@@ -27,7 +33,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build DOCKERFILE and push it to DESTINATION (the default command).
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Print the least-privilege IAM policy a push to an ECR repository needs (and, with --trust,
     /// the role's trust policy).
     #[cfg(feature = "ecr")]

@@ -32,7 +32,10 @@ pub fn settings(a: &EcrArgs) -> EcrSettings {
 pub fn iam_policy(a: &IamPolicyArgs) -> Result<(), Failure> {
     let mut base_images = vec![];
     for b in &a.base_images {
-        base_images.push(EcrRepository::parse(b).map_err(|e| Failure::usage(format!("invalid --base {b:?}: {e}")))?);
+        base_images.push(
+            EcrRepository::parse(b)
+                .map_err(|e| Failure::usage(format!("invalid --base {b:?}: {e}")))?,
+        );
     }
     let options = PolicyOptions {
         create_repository: a.create_repository,
@@ -41,11 +44,15 @@ pub fn iam_policy(a: &IamPolicyArgs) -> Result<(), Failure> {
         scan: a.scan,
         base_images,
     };
-    let identity = render_identity_policy(&a.repository, &options).map_err(|e| Failure::usage(e.to_string()))?;
+    let identity = render_identity_policy(&a.repository, &options)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     print!("{identity}");
     if let Some(trust) = &a.trust {
-        let trust = render_trust_policy(&a.repository, trust).map_err(|e| Failure::usage(e.to_string()))?;
-        eprintln!("(the identity policy above goes on the role; the trust policy below says who may assume it)");
+        let trust =
+            render_trust_policy(&a.repository, trust).map_err(|e| Failure::usage(e.to_string()))?;
+        eprintln!(
+            "(the identity policy above goes on the role; the trust policy below says who may assume it)"
+        );
         print!("{trust}");
     }
     Ok(())

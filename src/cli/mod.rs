@@ -9,7 +9,6 @@ mod progress;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-
 use clap::Parser;
 use ocipush::build::Compression;
 use ocipush::executor::BuildOptions;
@@ -28,10 +27,16 @@ pub(crate) struct Failure {
 
 impl Failure {
     fn usage(message: impl Into<String>) -> Failure {
-        Failure { message: message.into(), code: 2 }
+        Failure {
+            message: message.into(),
+            code: 2,
+        }
     }
     fn failed(message: impl Into<String>) -> Failure {
-        Failure { message: message.into(), code: 1 }
+        Failure {
+            message: message.into(),
+            code: 1,
+        }
     }
 }
 
@@ -46,7 +51,10 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -69,38 +77,64 @@ fn init_logging(verbose: u8) {
         2 => "ocipush=debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let build = match cli.command {
-        Some(Command::Build(b)) => b,
+        Some(Command::Build(b)) => *b,
         #[cfg(feature = "ecr")]
         Some(Command::IamPolicy(a)) => return ecr::iam_policy(&a),
         None => cli.build,
     };
     let quiet = cli.quiet;
-    let (Some(dockerfile), Some(destination)) = (build.dockerfile.clone(), build.destination.clone()) else {
-        return Err(Failure::usage("usage: ocipush [OPTIONS] <DOCKERFILE> <DESTINATION>"));
+    let (Some(dockerfile), Some(destination)) =
+        (build.dockerfile.clone(), build.destination.clone())
+    else {
+        return Err(Failure::usage(
+            "usage: ocipush [OPTIONS] <DOCKERFILE> <DESTINATION>",
+        ));
     };
-    let target = Target::parse(&destination).map_err(|e| Failure::usage(format!("invalid destination {destination:?}: {e}")))?;
-    let platform = Platform::parse(&build.platform)
-        .ok_or_else(|| Failure::usage(format!("invalid --platform {:?}: expected os/arch[/variant], e.g. linux/amd64", build.platform)))?;
+    let target = Target::parse(&destination)
+        .map_err(|e| Failure::usage(format!("invalid destination {destination:?}: {e}")))?;
+    let platform = Platform::parse(&build.platform).ok_or_else(|| {
+        Failure::usage(format!(
+            "invalid --platform {:?}: expected os/arch[/variant], e.g. linux/amd64",
+            build.platform
+        ))
+    })?;
     let compression = parse_compression(&build.compression).map_err(Failure::usage)?;
-    let build_args = BuildArgs::parse(build.build_args.iter().map(String::as_str)).map_err(Failure::usage)?;
+    let build_args =
+        BuildArgs::parse(build.build_args.iter().map(String::as_str)).map_err(Failure::usage)?;
     for t in &build.tags {
         if !valid_tag(t) {
-            return Err(Failure::usage(format!("invalid --tag {t:?}: a tag is up to 128 characters of [A-Za-z0-9_.-], not starting with . or -")));
+            return Err(Failure::usage(format!(
+                "invalid --tag {t:?}: a tag is up to 128 characters of [A-Za-z0-9_.-], not starting with . or -"
+            )));
         }
     }
     let epoch = source_date_epoch().map_err(Failure::usage)?;
-    let context = build.context.clone().unwrap_or_else(|| dockerfile_dir(&dockerfile));
+    let context = build
+        .context
+        .clone()
+        .unwrap_or_else(|| dockerfile_dir(&dockerfile));
     if !dockerfile.is_file() {
-        return Err(Failure::failed(format!("cannot read Dockerfile {}: no such file", dockerfile.display())));
+        return Err(Failure::failed(format!(
+            "cannot read Dockerfile {}: no such file",
+            dockerfile.display()
+        )));
     }
     if !context.is_dir() {
-        return Err(Failure::failed(format!("build context {} is not a directory", context.display())));
+        return Err(Failure::failed(format!(
+            "build context {} is not a directory",
+            context.display()
+        )));
     }
 
     let registries = RegistriesConf::load(build.registries_conf.as_deref())
@@ -114,7 +148,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     )
     .map_err(|e| Failure::failed(e.to_string()))?;
     #[allow(unused_mut)]
-    let mut session = Session::new(registries, credentials, build.insecure).map_err(|e| Failure::failed(e.to_string()))?;
+    let mut session = Session::new(registries, credentials, build.insecure)
+        .map_err(|e| Failure::failed(e.to_string()))?;
     #[cfg(feature = "ecr")]
     {
         session.ecr = ecr_settings;
@@ -122,7 +157,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let spool = tempfile::Builder::new()
         .prefix("ocipush-spool-")
         .tempdir()
-        .map_err(|e| Failure::failed(format!("cannot create a spool directory in {}: {e}", std::env::temp_dir().display())))?;
+        .map_err(|e| {
+            Failure::failed(format!(
+                "cannot create a spool directory in {}: {e}",
+                std::env::temp_dir().display()
+            ))
+        })?;
     let opts = BuildOptions {
         dockerfile,
         context,
@@ -138,9 +178,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         target: build.target.clone(),
     };
     let events = progress::reporter(quiet);
-    let (_, digest) = build_and_push(&session, &opts, &target, &build.tags, build.jobs as usize, &events)
-        .await
-        .map_err(|e| Failure::failed(e.to_string()))?;
+    let (_, digest) = build_and_push(
+        &session,
+        &opts,
+        &target,
+        &build.tags,
+        build.jobs as usize,
+        &events,
+    )
+    .await
+    .map_err(|e| Failure::failed(e.to_string()))?;
     println!("{}", target.pushed_name(&digest));
     Ok(())
 }
@@ -158,7 +205,10 @@ fn parse_compression(s: &str) -> Result<Compression, String> {
         None => (s, None),
     };
     let level = match level {
-        Some(l) => Some(l.parse::<u32>().map_err(|_| format!("invalid --compression level {l:?}: expected a number"))?),
+        Some(l) => Some(
+            l.parse::<u32>()
+                .map_err(|_| format!("invalid --compression level {l:?}: expected a number"))?,
+        ),
         None => None,
     };
     match algo {
@@ -170,16 +220,19 @@ fn parse_compression(s: &str) -> Result<Compression, String> {
             Ok(Compression::Gzip { level })
         }
         "none" if level.is_none() => Ok(Compression::None),
-        _ => Err(format!("invalid --compression {s:?}: expected gzip[:level] or none")),
+        _ => Err(format!(
+            "invalid --compression {s:?}: expected gzip[:level] or none"
+        )),
     }
 }
 
 fn source_date_epoch() -> Result<u64, String> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| format!("invalid SOURCE_DATE_EPOCH {v:?}: expected seconds since 1970 as a whole number")),
+        Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().map_err(|_| {
+            format!(
+                "invalid SOURCE_DATE_EPOCH {v:?}: expected seconds since 1970 as a whole number"
+            )
+        }),
         _ => Ok(0),
     }
 }
@@ -189,6 +242,6 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
 }
-

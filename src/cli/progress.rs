@@ -18,7 +18,11 @@ pub fn reporter(quiet: bool) -> EventSink {
         });
     }
     let tty = std::io::stderr().is_terminal();
-    let multi = MultiProgress::with_draw_target(if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let multi = MultiProgress::with_draw_target(if tty {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
     let bars: Arc<Mutex<HashMap<String, ProgressBar>>> = Arc::default();
     Arc::new(move |e| {
         let line = |s: String| {
@@ -30,18 +34,28 @@ pub fn reporter(quiet: bool) -> EventSink {
         };
         match e {
             Event::Warning(w) => line(format!("warning: {w}")),
-            Event::BaseResolved { image, digest } => line(format!("base {image} → {}", digest.short())),
-            Event::LayerStarted { line: l, step } => line(format!("building layer for Dockerfile:{l}: {step}")),
-            Event::LayerBuilt { digest, size, .. } => line(format!("built layer {} ({})", digest.short(), human(size))),
+            Event::BaseResolved { image, digest } => {
+                line(format!("base {image} → {}", digest.short()))
+            }
+            Event::LayerStarted { line: l, step } => {
+                line(format!("building layer for Dockerfile:{l}: {step}"))
+            }
+            Event::LayerBuilt { digest, size, .. } => {
+                line(format!("built layer {} ({})", digest.short(), human(size)))
+            }
             Event::BlobExists { digest } => line(format!("exists {}", digest.short())),
-            Event::BlobMounted { digest, from } => line(format!("mounted {} from {from}", digest.short())),
+            Event::BlobMounted { digest, from } => {
+                line(format!("mounted {} from {from}", digest.short()))
+            }
             Event::BlobUploading { digest, size } => {
                 if tty {
                     let bar = multi.add(ProgressBar::new(size));
                     bar.set_style(
-                        ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                            .unwrap_or_else(|_| ProgressStyle::default_bar())
-                            .progress_chars("=> "),
+                        ProgressStyle::with_template(
+                            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
                     );
                     bar.set_prefix(format!("upload {}", digest.short()));
                     if let Ok(mut b) = bars.lock() {
@@ -60,13 +74,14 @@ pub fn reporter(quiet: bool) -> EventSink {
             }
             Event::BlobUploaded { digest } => {
                 let bar = bars.lock().ok().and_then(|mut b| b.remove(digest.as_str()));
-                match bar {
-                    Some(bar) => bar.finish_and_clear(),
-                    None => {}
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
                 }
                 line(format!("uploaded {}", digest.short()));
             }
-            Event::ManifestPut { reference, digest } => line(format!("pushed manifest {} as {reference}", digest.short())),
+            Event::ManifestPut { reference, digest } => {
+                line(format!("pushed manifest {} as {reference}", digest.short()))
+            }
             _ => {}
         }
     })
@@ -80,5 +95,9 @@ fn human(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

@@ -133,7 +133,10 @@ pub struct RootFs {
 
 impl Default for RootFs {
     fn default() -> Self {
-        RootFs { kind: "layers".into(), diff_ids: vec![] }
+        RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![],
+        }
     }
 }
 
@@ -178,14 +181,20 @@ impl ImageConfig {
 
     /// The value of environment variable `key`.
     pub fn env_get(&self, key: &str) -> Option<String> {
-        self.env_pairs().into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.env_pairs()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     /// Set environment variable `key` (replacing it in place, or appending).
     pub fn env_set(&mut self, key: &str, value: &str) {
         let env = self.runtime_mut().env.get_or_insert_with(Vec::new);
         let entry = format!("{key}={value}");
-        match env.iter_mut().find(|kv| kv.split_once('=').map_or(kv.as_str(), |(k, _)| k) == key) {
+        match env
+            .iter_mut()
+            .find(|kv| kv.split_once('=').map_or(kv.as_str(), |(k, _)| k) == key)
+        {
             Some(slot) => *slot = entry,
             None => env.push(entry),
         }
@@ -222,7 +231,12 @@ pub fn rfc3339(epoch: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, (secs / 60) % 60, secs % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
 }
 
 #[cfg(test)]
@@ -241,7 +255,10 @@ mod tests {
         let raw = r#"{"architecture":"amd64","os":"linux","config":{"Env":["A=1"],"Foo":1},"rootfs":{"type":"layers","diff_ids":[]},"moby.buildkit.buildinfo.v1":"x"}"#;
         let c: ImageConfig = serde_json::from_str(raw).unwrap();
         let out = String::from_utf8(c.to_canonical_json()).unwrap();
-        assert!(out.contains(r#""Foo":1"#) && out.contains("moby.buildkit.buildinfo.v1"), "{out}");
+        assert!(
+            out.contains(r#""Foo":1"#) && out.contains("moby.buildkit.buildinfo.v1"),
+            "{out}"
+        );
     }
 
     #[test]

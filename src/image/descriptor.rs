@@ -25,7 +25,8 @@ pub mod media_types {
     /// Docker manifest v2 schema 2.
     pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
     /// Docker manifest list.
-    pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const DOCKER_MANIFEST_LIST: &str =
+        "application/vnd.docker.distribution.manifest.list.v2+json";
     /// Docker image config.
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     /// Docker layer, gzip.
@@ -35,7 +36,8 @@ pub mod media_types {
     /// Docker layer, zstd (as BuildKit writes it in Docker manifests).
     pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
     /// Docker foreign (non-distributable) layer.
-    pub const DOCKER_FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+    pub const DOCKER_FOREIGN_LAYER: &str =
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
     /// Whether `mt` names an image manifest (not an index).
     pub fn is_manifest(mt: &str) -> bool {
@@ -55,7 +57,11 @@ pub struct Platform {
     /// Operating system (`linux`, ...).
     pub os: String,
     /// OS version (Windows).
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
     /// OS features (Windows).
     #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
@@ -68,7 +74,13 @@ pub struct Platform {
 impl Platform {
     /// `linux/amd64`.
     pub fn linux_amd64() -> Platform {
-        Platform { architecture: "amd64".into(), os: "linux".into(), os_version: None, os_features: vec![], variant: None }
+        Platform {
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            os_version: None,
+            os_features: vec![],
+            variant: None,
+        }
     }
 
     /// Parse `os/arch[/variant]`.
@@ -84,7 +96,13 @@ impl Platform {
         if parts.next().is_some() {
             return None;
         }
-        Some(Platform { architecture: arch.into(), os: os.into(), os_version: None, os_features: vec![], variant })
+        Some(Platform {
+            architecture: arch.into(),
+            os: os.into(),
+            os_version: None,
+            os_features: vec![],
+            variant,
+        })
     }
 
     /// The variant with the defaults normalised away (`arm64` ≡ `arm64/v8`, `arm` ≡ `arm/v7`).
@@ -98,7 +116,9 @@ impl Platform {
 
     /// Whether an index entry for `other` satisfies a request for `self`.
     pub fn matches(&self, other: &Platform) -> bool {
-        self.os == other.os && self.architecture == other.architecture && self.normalized_variant() == other.normalized_variant()
+        self.os == other.os
+            && self.architecture == other.architecture
+            && self.normalized_variant() == other.normalized_variant()
     }
 }
 
@@ -162,6 +182,9 @@ mod tests {
         assert!(!p.matches(&Platform::linux_amd64()));
         assert!(Platform::parse("linux").is_none());
         assert!(Platform::parse("linux/amd64/v2/x").is_none());
-        assert_eq!(Platform::parse("linux/arm/v7").unwrap().to_string(), "linux/arm/v7");
+        assert_eq!(
+            Platform::parse("linux/arm/v7").unwrap().to_string(),
+            "linux/arm/v7"
+        );
     }
 }

@@ -112,20 +112,37 @@ impl Encoded {
     /// Serialise `value` once.
     pub fn new(value: &impl Serialize, media_type: &str) -> Encoded {
         let bytes = serde_json::to_vec(value).unwrap_or_else(|_| super::config::unreachable_json());
-        Encoded { digest: Digest::of(&bytes), bytes: bytes.into(), media_type: media_type.to_string() }
+        Encoded {
+            digest: Digest::of(&bytes),
+            bytes: bytes.into(),
+            media_type: media_type.to_string(),
+        }
     }
 
     /// A descriptor of this document.
     pub fn descriptor(&self) -> Descriptor {
-        Descriptor::new(self.media_type.clone(), self.digest.clone(), self.bytes.len() as u64)
+        Descriptor::new(
+            self.media_type.clone(),
+            self.digest.clone(),
+            self.bytes.len() as u64,
+        )
     }
 }
 
 impl Manifest {
     /// A manifest in `format` for a config and layers (layer media types are converted to the format).
     pub fn new(format: Format, config: Descriptor, layers: Vec<Descriptor>) -> Manifest {
-        let config = Descriptor { media_type: format.config_type().into(), ..config };
-        let layers = layers.into_iter().map(|l| Descriptor { media_type: format.layer_type(&l.media_type), ..l }).collect();
+        let config = Descriptor {
+            media_type: format.config_type().into(),
+            ..config
+        };
+        let layers = layers
+            .into_iter()
+            .map(|l| Descriptor {
+                media_type: format.layer_type(&l.media_type),
+                ..l
+            })
+            .collect();
         Manifest {
             schema_version: 2,
             media_type: format.manifest_type().into(),
@@ -146,7 +163,12 @@ impl Manifest {
 impl Index {
     /// An index in `format` over per-platform manifests.
     pub fn new(format: Format, manifests: Vec<Descriptor>) -> Index {
-        Index { schema_version: 2, media_type: format.index_type().into(), manifests, annotations: BTreeMap::new() }
+        Index {
+            schema_version: 2,
+            media_type: format.index_type().into(),
+            manifests,
+            annotations: BTreeMap::new(),
+        }
     }
 
     /// Serialise.

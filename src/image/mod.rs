@@ -5,6 +5,8 @@ pub mod config;
 mod descriptor;
 mod manifest;
 
-pub use config::{DEFAULT_LINUX_PATH, HealthConfig, History, ImageConfig, RootFs, RuntimeConfig, rfc3339};
+pub use config::{
+    DEFAULT_LINUX_PATH, HealthConfig, History, ImageConfig, RootFs, RuntimeConfig, rfc3339,
+};
 pub use descriptor::{Descriptor, Platform, media_types};
 pub use manifest::{Encoded, Format, Index, Manifest};

@@ -5,7 +5,9 @@
 #[non_exhaustive]
 pub enum PlanError {
     /// The Dockerfile has no `FROM`.
-    #[error("Dockerfile:{line}: no FROM instruction before {instruction}: a Dockerfile must start with FROM (only ARG may come before it)")]
+    #[error(
+        "Dockerfile:{line}: no FROM instruction before {instruction}: a Dockerfile must start with FROM (only ARG may come before it)"
+    )]
     NoFrom {
         /// The line of the first instruction.
         line: usize,
@@ -13,7 +15,9 @@ pub enum PlanError {
         instruction: String,
     },
     /// The Dockerfile has no instructions at all.
-    #[error("the Dockerfile has no FROM instruction: add e.g. `FROM alpine:3.20` or `FROM scratch`")]
+    #[error(
+        "the Dockerfile has no FROM instruction: add e.g. `FROM alpine:3.20` or `FROM scratch`"
+    )]
     Empty,
     /// An instruction ocipush cannot carry out.
     #[error("Dockerfile:{line}: {what} is not supported: {why}. {fix}")]

@@ -78,7 +78,11 @@ struct Planner<'a> {
 }
 
 /// Plan `stage` on top of `base` (`None` for `scratch`).
-pub fn plan_stage(stage: &super::Stage, base: Option<ImageConfig>, ctx: &StageContext<'_>) -> Result<StagePlan, PlanError> {
+pub fn plan_stage(
+    stage: &super::Stage,
+    base: Option<ImageConfig>,
+    ctx: &StageContext<'_>,
+) -> Result<StagePlan, PlanError> {
     let created = rfc3339(ctx.epoch);
     let mut config = base.unwrap_or_default();
     if config.architecture.is_empty() {
@@ -95,7 +99,11 @@ pub fn plan_stage(stage: &super::Stage, base: Option<ImageConfig>, ctx: &StageCo
         .as_ref()
         .and_then(|c| c.shell.clone())
         .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-    let triggers = config.config.as_mut().and_then(|c| c.on_build.take()).unwrap_or_default();
+    let triggers = config
+        .config
+        .as_mut()
+        .and_then(|c| c.on_build.take())
+        .unwrap_or_default();
     let mut p = Planner {
         ctx,
         config,
@@ -116,14 +124,22 @@ pub fn plan_stage(stage: &super::Stage, base: Option<ImageConfig>, ctx: &StageCo
         for mut located in dockerfile::instructions(&df)? {
             located.start_line = stage.line;
             located.end_line = stage.line;
-            warnings.push(format!("Dockerfile:{}: running the base image's ONBUILD trigger {trigger:?}", stage.line));
+            warnings.push(format!(
+                "Dockerfile:{}: running the base image's ONBUILD trigger {trigger:?}",
+                stage.line
+            ));
             p.apply(&located)?;
         }
     }
     for located in &stage.instructions {
         p.apply(located)?;
     }
-    Ok(StagePlan { config: p.config, layers: p.layers, used_args: p.used_args, warnings })
+    Ok(StagePlan {
+        config: p.config,
+        layers: p.layers,
+        used_args: p.used_args,
+        warnings,
+    })
 }
 
 impl Planner<'_> {
@@ -154,7 +170,11 @@ impl Planner<'_> {
     }
 
     fn invalid(l: &Located, message: impl Into<String>) -> PlanError {
-        PlanError::Invalid { line: l.start_line, instruction: keyword(l), message: message.into() }
+        PlanError::Invalid {
+            line: l.start_line,
+            instruction: keyword(l),
+            message: message.into(),
+        }
     }
 
     fn command(&self, form: &CommandForm) -> Vec<String> {
@@ -169,7 +189,12 @@ impl Planner<'_> {
     }
 
     fn workdir(&self) -> String {
-        self.config.config.as_ref().and_then(|c| c.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into())
+        self.config
+            .config
+            .as_ref()
+            .and_then(|c| c.working_dir.clone())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into())
     }
 
     fn apply(&mut self, l: &Located) -> Result<(), PlanError> {
@@ -219,7 +244,11 @@ impl Planner<'_> {
                         return Err(Self::invalid(l, "empty label name"));
                     }
                     shown.push(format!("{k}={v}"));
-                    self.config.runtime_mut().labels.get_or_insert_with(BTreeMap::new).insert(k, v);
+                    self.config
+                        .runtime_mut()
+                        .labels
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(k, v);
                 }
                 self.history(format!("LABEL {}", shown.join(" ")), true);
             }
@@ -230,7 +259,10 @@ impl Planner<'_> {
             Instruction::Workdir(w) => {
                 let w = self.expand(l, w)?;
                 if w.is_empty() {
-                    return Err(Self::invalid(l, "the directory is empty after expanding variables"));
+                    return Err(Self::invalid(
+                        l,
+                        "the directory is empty after expanding variables",
+                    ));
                 }
                 let dir = clean_path(&join(&self.workdir(), &w));
                 self.config.runtime_mut().working_dir = Some(dir.clone());
@@ -242,7 +274,10 @@ impl Planner<'_> {
                         acc.push_str(part);
                         dirs.push(acc.clone());
                     }
-                    self.layers.push(LayerStep::Mkdir { line: l.start_line, dirs });
+                    self.layers.push(LayerStep::Mkdir {
+                        line: l.start_line,
+                        dirs,
+                    });
                     self.history(format!("WORKDIR {dir}"), false);
                 } else {
                     self.history(format!("WORKDIR {dir}"), true);
@@ -267,7 +302,10 @@ impl Planner<'_> {
             }
             Instruction::Shell(sh) => {
                 if sh.is_empty() {
-                    return Err(Self::invalid(l, "SHELL needs at least one element, e.g. SHELL [\"/bin/bash\", \"-c\"]"));
+                    return Err(Self::invalid(
+                        l,
+                        "SHELL needs at least one element, e.g. SHELL [\"/bin/bash\", \"-c\"]",
+                    ));
                 }
                 self.shell = sh.clone();
                 self.history(format!("SHELL {}", go_quote_list(sh)), true);
@@ -276,7 +314,10 @@ impl Planner<'_> {
             Instruction::User(u) => {
                 let u = self.expand(l, u)?;
                 if u.is_empty() {
-                    return Err(Self::invalid(l, "the user is empty after expanding variables"));
+                    return Err(Self::invalid(
+                        l,
+                        "the user is empty after expanding variables",
+                    ));
                 }
                 self.history(format!("USER {u}"), true);
                 self.config.runtime_mut().user = Some(u);
@@ -285,12 +326,18 @@ impl Planner<'_> {
                 let mut all = vec![];
                 for p in ports {
                     let p = self.expand(l, p)?;
-                    for port in dockerfile::parse_expose(&p).map_err(|e| Self::invalid(l, e.to_string()))? {
+                    for port in
+                        dockerfile::parse_expose(&p).map_err(|e| Self::invalid(l, e.to_string()))?
+                    {
                         all.push(port);
                     }
                 }
                 self.history(format!("EXPOSE {}", all.join(" ")), true);
-                let map = self.config.runtime_mut().exposed_ports.get_or_insert_with(BTreeMap::new);
+                let map = self
+                    .config
+                    .runtime_mut()
+                    .exposed_ports
+                    .get_or_insert_with(BTreeMap::new);
                 for p in all {
                     map.insert(p, Default::default());
                 }
@@ -300,12 +347,19 @@ impl Planner<'_> {
                 for v in vols {
                     let v = self.expand(l, v)?;
                     if v.trim().is_empty() {
-                        return Err(Self::invalid(l, "VOLUME specified can not be an empty string"));
+                        return Err(Self::invalid(
+                            l,
+                            "VOLUME specified can not be an empty string",
+                        ));
                     }
                     all.push(v);
                 }
                 self.history(format!("VOLUME [{}]", all.join(" ")), true);
-                let map = self.config.runtime_mut().volumes.get_or_insert_with(BTreeMap::new);
+                let map = self
+                    .config
+                    .runtime_mut()
+                    .volumes
+                    .get_or_insert_with(BTreeMap::new);
                 for v in all {
                     map.insert(v, Default::default());
                 }
@@ -313,17 +367,32 @@ impl Planner<'_> {
             Instruction::StopSignal(s) => {
                 let s = self.expand(l, s)?;
                 if !valid_signal(&s) {
-                    return Err(Self::invalid(l, format!("invalid signal {s:?}: use a name like SIGTERM or a number")));
+                    return Err(Self::invalid(
+                        l,
+                        format!("invalid signal {s:?}: use a name like SIGTERM or a number"),
+                    ));
                 }
                 self.history(format!("STOPSIGNAL {s}"), true);
                 self.config.runtime_mut().stop_signal = Some(s);
             }
             Instruction::Healthcheck(h) => {
                 let hc = match h {
-                    Healthcheck::None => HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() },
-                    Healthcheck::Cmd { test, interval, timeout, start_period, start_interval, retries } => {
+                    Healthcheck::None => HealthConfig {
+                        test: Some(vec!["NONE".into()]),
+                        ..Default::default()
+                    },
+                    Healthcheck::Cmd {
+                        test,
+                        interval,
+                        timeout,
+                        start_period,
+                        start_interval,
+                        retries,
+                    } => {
                         let test = match test {
-                            CommandForm::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
+                            CommandForm::Exec(v) => std::iter::once("CMD".to_string())
+                                .chain(v.iter().cloned())
+                                .collect(),
                             CommandForm::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
                         };
                         HealthConfig {
@@ -340,12 +409,23 @@ impl Planner<'_> {
                 self.config.runtime_mut().healthcheck = Some(hc);
             }
             Instruction::Onbuild(trigger) => {
-                let upper = trigger.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                let upper = trigger
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_uppercase();
                 if matches!(upper.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
-                    return Err(Self::invalid(l, format!("{upper} isn't allowed as an ONBUILD trigger")));
+                    return Err(Self::invalid(
+                        l,
+                        format!("{upper} isn't allowed as an ONBUILD trigger"),
+                    ));
                 }
                 self.history(format!("ONBUILD {trigger}"), true);
-                self.config.runtime_mut().on_build.get_or_insert_with(Vec::new).push(trigger.clone());
+                self.config
+                    .runtime_mut()
+                    .on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(trigger.clone());
             }
             Instruction::Run(_) => {
                 return Err(PlanError::Unsupported {
@@ -384,10 +464,15 @@ impl Planner<'_> {
         }
         let dest_raw = self.expand(l, &a.dest)?;
         if dest_raw.is_empty() {
-            return Err(Self::invalid(l, "the destination is empty after expanding variables"));
+            return Err(Self::invalid(
+                l,
+                "the destination is empty after expanding variables",
+            ));
         }
         let mut dest = join(&self.workdir(), &dest_raw);
-        if (dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.")) && !dest.ends_with('/') {
+        if (dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/."))
+            && !dest.ends_with('/')
+        {
             dest.push('/');
         }
         let chown = match &a.chown {
@@ -395,7 +480,10 @@ impl Planner<'_> {
             None => None,
         };
         let chmod = match &a.chmod {
-            Some(c) => Some(dockerfile::parse_chmod(&self.expand(l, c)?).map_err(|e| Self::invalid(l, e.to_string()))?),
+            Some(c) => Some(
+                dockerfile::parse_chmod(&self.expand(l, c)?)
+                    .map_err(|e| Self::invalid(l, e.to_string()))?,
+            ),
             None => None,
         };
         let mut created_by = String::from(name);
@@ -406,7 +494,14 @@ impl Planner<'_> {
             created_by.push_str(&format!(" --chmod={c}"));
         }
         created_by.push_str(&format!(" {} {} # buildkit", srcs.join(" "), dest_raw));
-        self.layers.push(LayerStep::Copy { line: l.start_line, srcs, dest, chown, chmod, extract: add });
+        self.layers.push(LayerStep::Copy {
+            line: l.start_line,
+            srcs,
+            dest,
+            chown,
+            chmod,
+            extract: add,
+        });
         self.history(created_by, false);
         Ok(())
     }
@@ -414,18 +509,26 @@ impl Planner<'_> {
 
 /// The instruction's name as written, upper case (`COPY`).
 pub(crate) fn keyword(l: &Located) -> String {
-    l.original.split_whitespace().next().unwrap_or("").to_ascii_uppercase()
+    l.original
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase()
 }
 
 /// The instruction's text after its name.
 fn original_args(l: &Located) -> &str {
     let t = l.original.trim_start();
-    t.split_once(char::is_whitespace).map_or("", |(_, rest)| rest.trim_start())
+    t.split_once(char::is_whitespace)
+        .map_or("", |(_, rest)| rest.trim_start())
 }
 
 fn is_remote(s: &str) -> bool {
     let lower = s.to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://") || lower.starts_with("git@") || lower.starts_with("git://")
+    lower.starts_with("http://")
+        || lower.starts_with("https://")
+        || lower.starts_with("git@")
+        || lower.starts_with("git://")
 }
 
 /// `--chown` values: numeric `uid[:gid]`; `root` is 0. Names need the base image's `/etc/passwd`.
@@ -457,7 +560,10 @@ fn valid_signal(s: &str) -> bool {
         return (1..=64).contains(&n);
     }
     let name = s.strip_prefix("SIG").unwrap_or(s);
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'+' || b == b'-')
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'+' || b == b'-')
 }
 
 /// Join `p` onto the directory `base` unless absolute.
@@ -488,7 +594,10 @@ fn clean_path(p: &str) -> String {
 
 /// Go's `%q` of a string slice: `["sh" "-c" "echo hello"]`, as BuildKit writes history.
 fn go_quote_list(v: &[String]) -> String {
-    let items: Vec<String> = v.iter().map(|s| serde_json::to_string(s).unwrap_or_default()).collect();
+    let items: Vec<String> = v
+        .iter()
+        .map(|s| serde_json::to_string(s).unwrap_or_default())
+        .collect();
     format!("[{}]", items.join(" "))
 }
 
@@ -509,6 +618,9 @@ mod tests {
         assert_eq!(clean_path("/a/./b/../c/"), "/a/c");
         assert_eq!(join("/app", "x"), "/app/x");
         assert_eq!(join("/", "x"), "/x");
-        assert_eq!(go_quote_list(&["sh".into(), "-c".into(), "echo \"hi\"".into()]), r#"["sh" "-c" "echo \"hi\""]"#);
+        assert_eq!(
+            go_quote_list(&["sh".into(), "-c".into(), "echo \"hi\"".into()]),
+            r#"["sh" "-c" "echo \"hi\""]"#
+        );
     }
 }

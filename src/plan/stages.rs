@@ -67,7 +67,10 @@ impl Stages {
     /// The stage `name` (case-insensitive) or `index` refers to, defined before `before`.
     pub fn lookup(&self, name: &str, before: usize) -> Option<usize> {
         let lower = name.to_ascii_lowercase();
-        if let Some(i) = self.stages[..before.min(self.stages.len())].iter().position(|s| s.name.as_deref() == Some(lower.as_str())) {
+        if let Some(i) = self.stages[..before.min(self.stages.len())]
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+        {
             return Some(i);
         }
         name.parse::<usize>().ok().filter(|i| *i < before)
@@ -75,14 +78,22 @@ impl Stages {
 }
 
 /// Split `df` into stages. `auto` are the automatic platform args, visible to `FROM` lines.
-pub fn plan_stages(df: &Dockerfile, build_args: &BuildArgs, auto: &BTreeMap<String, String>) -> Result<Stages, PlanError> {
+pub fn plan_stages(
+    df: &Dockerfile,
+    build_args: &BuildArgs,
+    auto: &BTreeMap<String, String>,
+) -> Result<Stages, PlanError> {
     let escape = df.directives.escape;
     let instructions = crate::dockerfile::instructions(df)?;
     let mut global_args: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut stages: Vec<Stage> = Vec::new();
     for located in instructions {
         match &located.instruction {
-            Instruction::From { image, name, platform } => {
+            Instruction::From {
+                image,
+                name,
+                platform,
+            } => {
                 let line = located.start_line;
                 let lookup = |k: &str| -> Option<String> {
                     match global_args.get(k) {
@@ -116,14 +127,21 @@ pub fn plan_stages(df: &Dockerfile, build_args: &BuildArgs, auto: &BTreeMap<Stri
                     }
                     None => None,
                 };
-                let tmp = Stages { stages: stages.clone(), global_args: BTreeMap::new(), escape };
-                let base = if image.eq_ignore_ascii_case("scratch") {
-                    BaseSpec::Scratch
-                } else if let Some(i) = tmp.stages.iter().position(|s| s.name.as_deref() == Some(image.to_ascii_lowercase().as_str())) {
-                    BaseSpec::Stage(i)
-                } else {
-                    BaseSpec::Image(image)
+                let tmp = Stages {
+                    stages: stages.clone(),
+                    global_args: BTreeMap::new(),
+                    escape,
                 };
+                let base =
+                    if image.eq_ignore_ascii_case("scratch") {
+                        BaseSpec::Scratch
+                    } else if let Some(i) = tmp.stages.iter().position(|s| {
+                        s.name.as_deref() == Some(image.to_ascii_lowercase().as_str())
+                    }) {
+                        BaseSpec::Stage(i)
+                    } else {
+                        BaseSpec::Image(image)
+                    };
                 let name = name.as_ref().map(|n| n.to_ascii_lowercase());
                 if let Some(n) = &name
                     && stages.iter().any(|s| s.name.as_ref() == Some(n))
@@ -134,7 +152,14 @@ pub fn plan_stages(df: &Dockerfile, build_args: &BuildArgs, auto: &BTreeMap<Stri
                         message: format!("duplicate stage name {n:?}: stage names must be unique"),
                     });
                 }
-                stages.push(Stage { index: stages.len(), name, base, platform, line, instructions: vec![] });
+                stages.push(Stage {
+                    index: stages.len(),
+                    name,
+                    base,
+                    platform,
+                    line,
+                    instructions: vec![],
+                });
             }
             Instruction::Arg(pairs) if stages.is_empty() => {
                 for (k, default) in pairs {
@@ -142,11 +167,19 @@ pub fn plan_stages(df: &Dockerfile, build_args: &BuildArgs, auto: &BTreeMap<Stri
                         Some(v) => Some(v.clone()),
                         None => match default {
                             Some(d) => {
-                                let lookup = |name: &str| global_args.get(name).cloned().flatten().or_else(|| auto.get(name).cloned());
-                                Some(expand_word(d, &lookup, escape).map_err(|e| PlanError::Expand {
-                                    line: located.start_line,
-                                    instruction: "ARG".into(),
-                                    message: e.to_string(),
+                                let lookup = |name: &str| {
+                                    global_args
+                                        .get(name)
+                                        .cloned()
+                                        .flatten()
+                                        .or_else(|| auto.get(name).cloned())
+                                };
+                                Some(expand_word(d, &lookup, escape).map_err(|e| {
+                                    PlanError::Expand {
+                                        line: located.start_line,
+                                        instruction: "ARG".into(),
+                                        message: e.to_string(),
+                                    }
                                 })?)
                             }
                             None => None,
@@ -158,7 +191,10 @@ pub fn plan_stages(df: &Dockerfile, build_args: &BuildArgs, auto: &BTreeMap<Stri
             _ => match stages.last_mut() {
                 Some(s) => s.instructions.push(located),
                 None => {
-                    return Err(PlanError::NoFrom { line: located.start_line, instruction: super::stage::keyword(&located) });
+                    return Err(PlanError::NoFrom {
+                        line: located.start_line,
+                        instruction: super::stage::keyword(&located),
+                    });
                 }
             },
         }
@@ -166,5 +202,9 @@ pub fn plan_stages(df: &Dockerfile, build_args: &BuildArgs, auto: &BTreeMap<Stri
     if stages.is_empty() {
         return Err(PlanError::Empty);
     }
-    Ok(Stages { stages, global_args, escape })
+    Ok(Stages {
+        stages,
+        global_args,
+        escape,
+    })
 }

@@ -308,9 +308,9 @@ impl BlobSource for RemoteBlob {
             .map_err(io::Error::other)
     }
 
-    /// `(logical registry, repository on the endpoint host)`.
+    /// `(endpoint host, repository there)`: a mount only works within one physical registry.
     fn mount_from(&self) -> Option<(String, String)> {
         let e = self.repository.endpoint();
-        Some((e.logical_registry.clone(), e.repository.clone()))
+        Some((e.host.clone(), e.repository.clone()))
     }
 }
