@@ -177,7 +177,7 @@ pub fn stderr(out: &Output) -> String {
 /// A readable dump of an ocipush run for assertion messages.
 pub fn describe(out: &Output) -> String {
     format!(
-        "exit status: {}\n--- stdout\n{}\n--- stderr\n{}",
+        "{}\n--- stdout\n{}\n--- stderr\n{}",
         out.status,
         stdout(out),
         stderr(out)
