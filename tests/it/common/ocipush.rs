@@ -13,9 +13,13 @@ use serde_json::json;
 use super::tools::TOOL_TIMEOUT_SECS;
 use super::{require_tool, tempdir};
 
-/// The binary Cargo built for this test run.
-pub fn ocipush_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_ocipush"))
+/// The binary under test: the one Cargo built for this test run, or
+/// `$OCIPUSH_TEST_BIN` if set (e.g. a release build, or a stand-in used to
+/// check the harness itself).
+pub fn ocipush_bin() -> PathBuf {
+    std::env::var_os("OCIPUSH_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ocipush")))
 }
 
 /// A per-test home for ocipush: config files and its environment.
