@@ -6,12 +6,13 @@
 use std::io::{Read, Write};
 
 use crate::common::fixtures::{alpine_oci_layout, build_alpine_layout_with_umoci, seed_alpine};
+use crate::common::ocipush::{write_docker_config, write_registries_conf};
 use crate::common::registry::{RegistryServer, count, summarize};
+use crate::common::tempdir;
 use crate::common::tools::{
     image_arg, image_argv, run_image, run_in_chroot, run_in_chroot_at, skopeo_copy_with,
     skopeo_inspect, skopeo_inspect_config, skopeo_inspect_output, umoci_unpack,
 };
-use crate::common::{ocipush::write_docker_config, tempdir};
 
 fn http_get(addr: &str, path: &str, basic: Option<&str>) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -213,4 +214,24 @@ fn access_log_shows_reads_so_no_read_assertions_can_fail() {
             .all(|e| e.user_agent.contains("skopeo") || e.user_agent.contains("containers")),
         "{log:#?}"
     );
+}
+
+/// The registries.conf the harness writes is a containers-registries.conf(5)
+/// v2 file with the entries the tests rely on.
+#[test]
+fn registries_conf_is_v2_toml_with_prefix_and_location() {
+    let dir = tempdir("selftest-regconf");
+    let conf = write_registries_conf(
+        dir.path(),
+        &[("docker.io/library/alpine", "127.0.0.1:5000/library/alpine")],
+    );
+    let v: toml::Value = toml::from_str(&std::fs::read_to_string(conf).unwrap()).unwrap();
+    let regs = v["registry"].as_array().unwrap();
+    assert_eq!(regs.len(), 1);
+    assert_eq!(regs[0]["prefix"].as_str(), Some("docker.io/library/alpine"));
+    assert_eq!(
+        regs[0]["location"].as_str(),
+        Some("127.0.0.1:5000/library/alpine")
+    );
+    assert_eq!(regs[0]["insecure"].as_bool(), Some(true));
 }

@@ -40,9 +40,8 @@ impl Sandbox {
         for d in ["home", "docker", "xdg-config", "xdg-runtime", "tmp"] {
             std::fs::create_dir(dir.path().join(d)).unwrap();
         }
-        let sb = Self { dir };
-        write_registries_conf(&sb.registries_conf(), &[]);
-        sb
+        write_registries_conf(dir.path(), &[]);
+        Self { dir }
     }
 
     /// The sandbox's root (a temp dir, removed on drop): free for test files.
@@ -64,9 +63,7 @@ impl Sandbox {
     /// Rewrites the sandbox's registries.conf with `(prefix, location)` entries
     /// and returns its path.
     pub fn set_registries(&self, mappings: &[(&str, &str)]) -> PathBuf {
-        let p = self.registries_conf();
-        write_registries_conf(&p, mappings);
-        p
+        write_registries_conf(self.path(), mappings)
     }
 
     /// Writes `$DOCKER_CONFIG/config.json` with `auths` for each
@@ -138,16 +135,19 @@ where
     Sandbox::new().ocipush(args)
 }
 
-/// Writes a containers-registries.conf(5) v2 file: one `[[registry]]` per
-/// `(prefix, location)`, marked `insecure` (plain HTTP for test registries).
-pub fn write_registries_conf(path: &Path, mappings: &[(&str, &str)]) {
+/// Writes `DIR/registries.conf`, a containers-registries.conf(5) v2 file: one
+/// `[[registry]]` per `(prefix, location)`, marked `insecure` (plain HTTP for
+/// test registries). Returns its path.
+pub fn write_registries_conf(dir: &Path, mappings: &[(&str, &str)]) -> PathBuf {
+    let path = dir.join("registries.conf");
     let mut s = String::from("unqualified-search-registries = []\n");
     for (prefix, location) in mappings {
         s.push_str(&format!(
             "\n[[registry]]\nprefix = \"{prefix}\"\nlocation = \"{location}\"\ninsecure = true\n"
         ));
     }
-    std::fs::write(path, s).unwrap();
+    std::fs::write(&path, s).unwrap();
+    path
 }
 
 /// Writes `DIR/config.json` (docker's format) with an `auths` entry per
