@@ -51,6 +51,7 @@ fi
 if ((want_moto)) && ! command -v moto_server >/dev/null 2>&1; then
   echo "install-deps: installing moto[server]==5.2.1" >&2
   python3 -m pip install -q --disable-pip-version-check 'moto[server]==5.2.1' >&2
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash
   hash -r
   command -v moto_server >/dev/null 2>&1 || {
     echo "install-deps: moto_server still not on PATH after pip install (pip's bin dir: $(python3 -m site --user-base 2>/dev/null)/bin)" >&2

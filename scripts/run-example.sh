@@ -28,10 +28,10 @@ tarball="$shared/testdata/alpine/$tarball_name"
 
 say() { printf '==> %s\n' "$*" >&2; }
 
-say "building ocipush (release)"
 if [[ -n "${OCIPUSH_BIN:-}" ]]; then
   ocipush=$OCIPUSH_BIN   # a prebuilt binary (skips the build)
 else
+  say "building ocipush (release)"
   cargo build --release --quiet --bin ocipush
   ocipush="$repo/target/release/ocipush"
 fi

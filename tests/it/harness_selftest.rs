@@ -6,12 +6,13 @@
 use std::io::{Read, Write};
 
 use crate::common::fixtures::{alpine_oci_layout, build_alpine_layout_with_umoci, seed_alpine};
+use crate::common::ocipush::{write_docker_config, write_registries_conf};
 use crate::common::registry::{RegistryServer, count, summarize};
+use crate::common::tempdir;
 use crate::common::tools::{
-    image_arg, image_argv, run_image, run_in_chroot, skopeo_copy_with, skopeo_inspect,
-    skopeo_inspect_config, skopeo_inspect_output, umoci_unpack,
+    image_arg, image_argv, run_image, run_in_chroot, run_in_chroot_at, skopeo_copy_with,
+    skopeo_inspect, skopeo_inspect_config, skopeo_inspect_output, umoci_unpack,
 };
-use crate::common::{ocipush::write_docker_config, tempdir};
 
 fn http_get(addr: &str, path: &str, basic: Option<&str>) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -120,6 +121,13 @@ fn round_trip(reg: &RegistryServer) {
     assert_eq!(bad.status.code(), Some(3), "{bad:?}");
     assert_eq!(bad.stderr, "oops\n");
 
+    // Working directory and environment reach the process.
+    let argv: Vec<String> = ["sh", "-c", "pwd; echo $FOO"].map(String::from).into();
+    let mut env2 = env.clone();
+    env2.push("FOO=bar baz".to_owned());
+    let wd = run_in_chroot_at(&rootfs, "/etc", &argv, &env2);
+    assert_eq!(wd.stdout, "/etc\nbar baz\n", "{wd:?}");
+
     let log = reg.access_log();
     assert!(
         count(&log, "PUT", "/v2/selftest/alpine/manifests/3.20") >= 1,
@@ -182,4 +190,48 @@ fn docker_config_is_written_in_docker_format() {
     let p = write_docker_config(dir.path(), &[("127.0.0.1:5000", "alice", "s3cret")]);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
     assert_eq!(v["auths"]["127.0.0.1:5000"]["auth"], "YWxpY2U6czNjcmV0");
+}
+
+#[test]
+fn access_log_shows_reads_so_no_read_assertions_can_fail() {
+    let reg = RegistryServer::start();
+    let pushed = seed_alpine(&reg, "selftest/reads:v1");
+    let mark = reg.log_mark();
+    // Nothing happened since the mark.
+    assert!(reg.access_log_since(mark).is_empty());
+    skopeo_inspect(&format!("docker://{pushed}"), false, None);
+    let log = reg.access_log_since(mark);
+    let manifest_reads = count(&log, "GET", "/v2/selftest/reads/manifests/")
+        + count(&log, "HEAD", "/v2/selftest/reads/manifests/");
+    assert!(manifest_reads >= 1, "{:#?}", summarize(&log));
+    assert!(
+        count(&log, "GET", "/v2/selftest/reads/blobs/") >= 1,
+        "skopeo inspect reads the config blob: {:#?}",
+        summarize(&log)
+    );
+    assert!(
+        log.iter()
+            .all(|e| e.user_agent.contains("skopeo") || e.user_agent.contains("containers")),
+        "{log:#?}"
+    );
+}
+
+/// The registries.conf the harness writes is a containers-registries.conf(5)
+/// v2 file with the entries the tests rely on.
+#[test]
+fn registries_conf_is_v2_toml_with_prefix_and_location() {
+    let dir = tempdir("selftest-regconf");
+    let conf = write_registries_conf(
+        dir.path(),
+        &[("docker.io/library/alpine", "127.0.0.1:5000/library/alpine")],
+    );
+    let v: toml::Value = toml::from_str(&std::fs::read_to_string(conf).unwrap()).unwrap();
+    let regs = v["registry"].as_array().unwrap();
+    assert_eq!(regs.len(), 1);
+    assert_eq!(regs[0]["prefix"].as_str(), Some("docker.io/library/alpine"));
+    assert_eq!(
+        regs[0]["location"].as_str(),
+        Some("127.0.0.1:5000/library/alpine")
+    );
+    assert_eq!(regs[0]["insecure"].as_bool(), Some(true));
 }

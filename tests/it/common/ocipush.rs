@@ -13,9 +13,13 @@ use serde_json::json;
 use super::tools::TOOL_TIMEOUT_SECS;
 use super::{require_tool, tempdir};
 
-/// The binary Cargo built for this test run.
-pub fn ocipush_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_ocipush"))
+/// The binary under test: the one Cargo built for this test run, or
+/// `$OCIPUSH_TEST_BIN` if set (e.g. a release build, or a stand-in used to
+/// check the harness itself).
+pub fn ocipush_bin() -> PathBuf {
+    std::env::var_os("OCIPUSH_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ocipush")))
 }
 
 /// A per-test home for ocipush: config files and its environment.
@@ -36,9 +40,8 @@ impl Sandbox {
         for d in ["home", "docker", "xdg-config", "xdg-runtime", "tmp"] {
             std::fs::create_dir(dir.path().join(d)).unwrap();
         }
-        let sb = Self { dir };
-        write_registries_conf(&sb.registries_conf(), &[]);
-        sb
+        write_registries_conf(dir.path(), &[]);
+        Self { dir }
     }
 
     /// The sandbox's root (a temp dir, removed on drop): free for test files.
@@ -60,9 +63,7 @@ impl Sandbox {
     /// Rewrites the sandbox's registries.conf with `(prefix, location)` entries
     /// and returns its path.
     pub fn set_registries(&self, mappings: &[(&str, &str)]) -> PathBuf {
-        let p = self.registries_conf();
-        write_registries_conf(&p, mappings);
-        p
+        write_registries_conf(self.path(), mappings)
     }
 
     /// Writes `$DOCKER_CONFIG/config.json` with `auths` for each
@@ -134,16 +135,19 @@ where
     Sandbox::new().ocipush(args)
 }
 
-/// Writes a containers-registries.conf(5) v2 file: one `[[registry]]` per
-/// `(prefix, location)`, marked `insecure` (plain HTTP for test registries).
-pub fn write_registries_conf(path: &Path, mappings: &[(&str, &str)]) {
+/// Writes `DIR/registries.conf`, a containers-registries.conf(5) v2 file: one
+/// `[[registry]]` per `(prefix, location)`, marked `insecure` (plain HTTP for
+/// test registries). Returns its path.
+pub fn write_registries_conf(dir: &Path, mappings: &[(&str, &str)]) -> PathBuf {
+    let path = dir.join("registries.conf");
     let mut s = String::from("unqualified-search-registries = []\n");
     for (prefix, location) in mappings {
         s.push_str(&format!(
             "\n[[registry]]\nprefix = \"{prefix}\"\nlocation = \"{location}\"\ninsecure = true\n"
         ));
     }
-    std::fs::write(path, s).unwrap();
+    std::fs::write(&path, s).unwrap();
+    path
 }
 
 /// Writes `DIR/config.json` (docker's format) with an `auths` entry per
@@ -177,7 +181,7 @@ pub fn stderr(out: &Output) -> String {
 /// A readable dump of an ocipush run for assertion messages.
 pub fn describe(out: &Output) -> String {
     format!(
-        "exit status: {}\n--- stdout\n{}\n--- stderr\n{}",
+        "{}\n--- stdout\n{}\n--- stderr\n{}",
         out.status,
         stdout(out),
         stderr(out)

@@ -12,6 +12,10 @@
 //!   the client under test has exited, [`RegistryServer::access_log`] sends one
 //!   marker request of its own and waits until the marker's line is read back:
 //!   every earlier line is then in the buffer (the log is a FIFO pipe).
+//!   The one residual: a response larger than Go's 4 KiB write buffer (a blob
+//!   GET) may reach the client just before its log line is written; a late
+//!   line can only hide a request, never invent one, so "no such request"
+//!   assertions cannot fail spuriously.
 //! * The process is killed (and reaped) on `Drop`; its storage is a temp dir.
 
 use std::collections::BTreeMap;

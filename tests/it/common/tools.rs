@@ -66,10 +66,22 @@ fn os(args: &[&str]) -> Vec<OsString> {
 /// registries.conf, no host auth file, signature policy off) and returns the
 /// raw output without checking it (for negative assertions).
 pub fn skopeo_raw(args: &[OsString]) -> Output {
+    skopeo_raw_with_conf(args, None)
+}
+
+/// Like [`skopeo_raw`], but with `registries_conf` as skopeo's
+/// registries.conf (to check a file the way containers/image reads it).
+pub fn skopeo_raw_with_conf(args: &[OsString], registries_conf: Option<&Path>) -> Output {
     let skopeo = require_tool("skopeo", "skopeo");
     let cfg = super::tempdir("skopeo-cfg");
-    let conf = cfg.path().join("registries.conf");
-    std::fs::write(&conf, "unqualified-search-registries = []\n").unwrap();
+    let conf = match registries_conf {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let p = cfg.path().join("registries.conf");
+            std::fs::write(&p, "unqualified-search-registries = []\n").unwrap();
+            p
+        }
+    };
     let auth = cfg.path().join("auth.json");
     std::fs::write(&auth, "{\"auths\":{}}\n").unwrap();
     let mut full = os(&["--insecure-policy"]);
