@@ -55,7 +55,9 @@ impl EcrSettings {
     pub async fn before_push(&self, r: &Reference) -> Result<(), Box<EcrError>> {
         if let Some(opts) = &self.create_repository {
             let repo = Self::repository(r)?;
-            create_repository(&self.client(&repo).await, &repo, opts).await.map_err(Box::new)?;
+            create_repository(&self.client(&repo).await, &repo, opts)
+                .await
+                .map_err(Box::new)?;
         }
         Ok(())
     }
@@ -64,7 +66,9 @@ impl EcrSettings {
     pub async fn after_push(&self, r: &Reference, reference: &str) -> Result<(), Box<EcrError>> {
         if self.scan {
             let repo = Self::repository(r)?;
-            start_image_scan(&self.client(&repo).await, &repo, reference).await.map_err(Box::new)?;
+            start_image_scan(&self.client(&repo).await, &repo, reference)
+                .await
+                .map_err(Box::new)?;
         }
         Ok(())
     }

@@ -138,11 +138,12 @@ pub fn skopeo_inspect(image_ref: &str, tls_verify: bool, creds: Creds) -> Value 
     )
 }
 
-/// `skopeo inspect --config IMAGE`: the image's OCI config blob.
+/// `skopeo inspect --config --raw IMAGE`: the config blob exactly as stored (`--raw` keeps the
+/// Docker-only fields `Shell`, `Healthcheck` and `OnBuild` that skopeo's OCI view drops).
 pub fn skopeo_inspect_config(image_ref: &str, tls_verify: bool, creds: Creds) -> Value {
     json(
-        &format!("skopeo inspect --config {image_ref}"),
-        inspect(&["--config"], image_ref, tls_verify, creds),
+        &format!("skopeo inspect --config --raw {image_ref}"),
+        inspect(&["--config", "--raw"], image_ref, tls_verify, creds),
     )
 }
 
