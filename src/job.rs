@@ -195,7 +195,7 @@ pub async fn build_and_push(
             .map_err(|e| JobError::Destination(Box::new(e)))?;
     }
     let opts = PushOptions { jobs, registry };
-    let digest = push(
+    let pushed = push(
         dest.as_ref(),
         &image.layers,
         &image.config,
@@ -204,7 +204,14 @@ pub async fn build_and_push(
         &opts,
         events,
     )
-    .await?;
+    .await;
+    #[cfg(feature = "ecr")]
+    if let (Err(e), Target::Registry(r)) = (&pushed, target)
+        && let Some(explained) = crate::job_ecr::EcrSettings::explain_denied(r, e)
+    {
+        return Err(JobError::Destination(explained));
+    }
+    let digest = pushed?;
     #[cfg(feature = "ecr")]
     if let Target::Registry(r) = target
         && crate::job_ecr::EcrSettings::applies_to(r)

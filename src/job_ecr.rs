@@ -7,7 +7,10 @@ use crate::ecr::repo_admin::{CreateRepositoryOptions, create_repository, start_i
 use crate::ecr::{
     AwsOptions, EcrApiDestination, EcrError, EcrHost, EcrRepository, ecr_client, load_sdk_config,
 };
+use crate::ecr::{RegistryStep, registry_denied};
+use crate::push::PushError;
 use crate::reference::Reference;
+use crate::registry::{RegistryError, RequestKind};
 
 /// ECR settings of a job.
 #[derive(Debug, Clone, Default)]
@@ -71,5 +74,125 @@ impl EcrSettings {
                 .map_err(Box::new)?;
         }
         Ok(())
+    }
+
+    /// A registry-endpoint refusal during a push to ECR, explained in IAM terms: the action
+    /// the refused request needed and the resource it is needed on. `None` for other errors.
+    pub fn explain_denied(r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
+        let (source, item) = match err {
+            PushError::Blob { source, digest, .. } => (source, Some(digest.to_string())),
+            PushError::Manifest {
+                source, reference, ..
+            } => (source, Some(reference.clone())),
+            PushError::Check { source, .. } => (source, None),
+            _ => return None,
+        };
+        let RegistryError::Denied {
+            request, detail, ..
+        } = source.downcast_ref::<RegistryError>()?
+        else {
+            return None;
+        };
+        let step = match request {
+            RequestKind::HeadBlob => RegistryStep::HeadBlob,
+            RequestKind::GetBlob => RegistryStep::GetBlob,
+            RequestKind::StartUpload => RegistryStep::StartUpload,
+            RequestKind::PatchUpload => RegistryStep::PatchUpload,
+            RequestKind::CompleteUpload => RegistryStep::PutBlob,
+            RequestKind::GetManifest => RegistryStep::GetManifest,
+            RequestKind::PutManifest => RegistryStep::PutManifest,
+            _ => return None,
+        };
+        let repo = Self::repository(r).ok()?;
+        Some(Box::new(registry_denied(
+            step,
+            &repo,
+            item.as_deref(),
+            &detail.to_string(),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dest::DestError;
+    use crate::digest::Digest;
+    use crate::registry::ErrorDetail;
+
+    fn denied(request: RequestKind) -> PushError {
+        let e = RegistryError::Denied {
+            registry: "123456789012.dkr.ecr.us-east-1.amazonaws.com".into(),
+            repository: "ec2-ecr-test".into(),
+            what: "uploading blob".into(),
+            request,
+            detail: Box::new(ErrorDetail::new(
+                403,
+                br#"{"errors":[{"code":"DENIED","message":"not authorized"}]}"#,
+            )),
+        };
+        PushError::Blob {
+            dest: "x".into(),
+            digest: Digest::of(b"layer"),
+            size: 5,
+            source: DestError::new(e),
+        }
+    }
+
+    #[test]
+    fn registry_refusals_name_the_iam_action() {
+        let r = Reference::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/ec2-ecr-test:v1")
+            .unwrap();
+        for (kind, action) in [
+            (RequestKind::HeadBlob, "ecr:BatchCheckLayerAvailability"),
+            (RequestKind::StartUpload, "ecr:InitiateLayerUpload"),
+            (RequestKind::PatchUpload, "ecr:UploadLayerPart"),
+            (RequestKind::CompleteUpload, "ecr:CompleteLayerUpload"),
+            (RequestKind::PutManifest, "ecr:PutImage"),
+        ] {
+            let msg = EcrSettings::explain_denied(&r, &denied(kind))
+                .unwrap()
+                .to_string();
+            assert!(msg.contains(action), "{kind:?}: {msg}");
+            assert!(
+                msg.contains("arn:aws:ecr:us-east-1:123456789012:repository/ec2-ecr-test"),
+                "{msg}"
+            );
+            assert!(msg.contains("iam-policy"), "{msg}");
+        }
+        let other = Reference::parse("127.0.0.1:5000/app:v1").unwrap();
+        assert!(EcrSettings::explain_denied(&other, &denied(RequestKind::PatchUpload)).is_none());
+    }
+
+    #[test]
+    fn requests_are_classified_by_url() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        let c = RequestKind::classify;
+        assert_eq!(
+            c("uploading blob", &u("https://r/v2/a/blobs/uploads/")),
+            RequestKind::StartUpload
+        );
+        assert_eq!(
+            c(
+                "uploading blob",
+                &u("https://r/v2/a/blobs/uploads/x?_state=s")
+            ),
+            RequestKind::PatchUpload
+        );
+        assert_eq!(
+            c(
+                "uploading blob",
+                &u("https://r/v2/a/blobs/uploads/x?_state=s&digest=sha256:0")
+            ),
+            RequestKind::CompleteUpload
+        );
+        assert_eq!(
+            c("checking blob", &u("https://r/v2/a/blobs/sha256:0")),
+            RequestKind::HeadBlob
+        );
+        assert_eq!(
+            c("putting manifest v1", &u("https://r/v2/a/manifests/v1")),
+            RequestKind::PutManifest
+        );
     }
 }

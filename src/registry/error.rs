@@ -205,6 +205,8 @@ pub enum RegistryError {
         repository: String,
         /// The operation.
         what: String,
+        /// Which request was refused (for mapping to e.g. an IAM action).
+        request: RequestKind,
         /// The registry's answer.
         detail: Box<ErrorDetail>,
     },
@@ -447,5 +449,59 @@ mod tests {
             ErrorDetail::new(401, b"").to_string(),
             "HTTP 401 Unauthorized"
         );
+    }
+}
+
+/// Which kind of registry request an error is about: the unit a registry (or ECR's IAM)
+/// authorises separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestKind {
+    /// `HEAD /v2/<repo>/blobs/<digest>`.
+    HeadBlob,
+    /// `GET /v2/<repo>/blobs/<digest>`.
+    GetBlob,
+    /// `POST /v2/<repo>/blobs/uploads/` (also with `mount`).
+    StartUpload,
+    /// `PATCH <upload>`.
+    PatchUpload,
+    /// `PUT <upload>?digest=`.
+    CompleteUpload,
+    /// `GET`/`HEAD /v2/<repo>/manifests/<ref>`.
+    GetManifest,
+    /// `PUT /v2/<repo>/manifests/<ref>`.
+    PutManifest,
+    /// The token endpoint or anything else.
+    Other,
+}
+
+impl RequestKind {
+    /// Classify a request by the operation's description and the URL it went to.
+    pub fn classify(what: &str, url: &url::Url) -> RequestKind {
+        let path = url.path();
+        let has_digest = url.query_pairs().any(|(k, _)| k == "digest");
+        if path.contains("/manifests/") {
+            if what.starts_with("putting") {
+                RequestKind::PutManifest
+            } else {
+                RequestKind::GetManifest
+            }
+        } else if path.ends_with("/blobs/uploads/") {
+            RequestKind::StartUpload
+        } else if path.contains("/blobs/uploads/") {
+            if has_digest {
+                RequestKind::CompleteUpload
+            } else {
+                RequestKind::PatchUpload
+            }
+        } else if path.contains("/blobs/") {
+            if what.starts_with("fetching") {
+                RequestKind::GetBlob
+            } else {
+                RequestKind::HeadBlob
+            }
+        } else {
+            RequestKind::Other
+        }
     }
 }

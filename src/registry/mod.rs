@@ -18,7 +18,7 @@ mod upload;
 
 pub use challenge::{Challenge, parse_challenges};
 pub use client::{ClientOptions, MIN_CHUNK_SIZE, RegistryClient};
-pub use error::{ErrorDetail, OciError, RegistryError};
+pub use error::{ErrorDetail, OciError, RegistryError, RequestKind};
 pub use pull::{MAX_MANIFEST_SIZE, Manifest, RemoteBlob};
 pub use repository::Repository;
 pub use retry::RetryPolicy;

@@ -14,6 +14,7 @@ use url::Url;
 use super::auth::AuthzFailure;
 use super::challenge::parse_challenges;
 use super::client::RegistryClient;
+use super::error::RequestKind;
 use super::error::{ErrorDetail, RegistryError};
 use super::http::{cause_chain, read_limited, redact_url};
 use super::retry::parse_retry_after;
@@ -242,6 +243,7 @@ impl Repository {
                     registry: self.registry_label(),
                     repository: self.endpoint.repository.clone(),
                     what: op.what.clone(),
+                    request: RequestKind::classify(&op.what, &url),
                     detail: Box::new(full_detail),
                 });
             }
@@ -334,6 +336,7 @@ impl Repository {
     /// Turn an unexpected response into the error its status and OCI codes say.
     pub(crate) async fn error_from(&self, op: &Op<'_>, resp: Response) -> RegistryError {
         let status = resp.status().as_u16();
+        let resp_url = &resp.url().clone();
         let retry_after = parse_retry_after(resp.headers().get(RETRY_AFTER));
         let (body, _) = read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default();
         let detail = Box::new(ErrorDetail::new(status, &body));
@@ -354,10 +357,12 @@ impl Repository {
             };
         }
         if status == 403 || detail.has_code("DENIED") || detail.has_code("UNAUTHORIZED") {
+            let request = RequestKind::classify(&what, resp_url);
             return RegistryError::Denied {
                 registry,
                 repository,
                 what,
+                request,
                 detail,
             };
         }
