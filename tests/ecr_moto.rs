@@ -249,8 +249,16 @@ fn assume_role_from_user_keys_with_external_id() {
         check_calls(&moto, "assumed-role").await;
         let calls = moto.calls().await;
         assert!(
-            calls.iter().all(|(_, c)| c != "builder"),
+            calls
+                .iter()
+                .all(|(a, c)| !a.starts_with("ecr:") || c != "builder"),
             "ECR was called with the user's own keys: {calls:?}"
+        );
+        assert!(
+            calls
+                .iter()
+                .any(|(a, c)| a == "sts:AssumeRole" && c == "builder"),
+            "the role was not assumed with the user's keys: {calls:?}"
         );
     });
 }
