@@ -135,10 +135,13 @@ impl Moto {
         for r in repositories {
             cmd.arg("--repository").arg(r);
         }
+        // Its stderr goes to a file, shown if it does not start.
+        let log_path = dir.path().join("moto.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("python3 with moto[server] 5.2.5 and boto3 must be installed (./scripts/install-deps.sh --moto)");
         let stdin = child.stdin.take().unwrap();
@@ -151,7 +154,11 @@ impl Moto {
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("moto_ecr.py did not start ({e}): {line:?}; run it by hand to see why")
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!(
+                    "moto_ecr.py did not start ({e}): {line:?}; is moto[server] 5.2.5 installed \
+                     (./scripts/install-deps.sh --moto)? Its stderr:\n{log}"
+                )
             }
         };
         Moto {

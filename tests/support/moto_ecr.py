@@ -28,6 +28,7 @@ GetAuthorizationToken), IAM and STS: nothing of moto is patched here. This scrip
 import argparse
 import io
 import json
+import logging
 import sys
 import threading
 import urllib.parse
@@ -191,6 +192,7 @@ def main():
         name, path = r.split("=", 1)
         roles.append((name, load_policy(path)))
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log; errors still reach stderr
     settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
     server = make_server("127.0.0.1", 0, Recorder(DomainDispatcherApplication(create_backend_app)),
                          threaded=True, request_handler=MotoRequestHandler)
