@@ -484,6 +484,7 @@ fn iam_enforcement_reference_and_generated_policies_suffice_and_each_push_action
             &["--ecr-api"],
         );
         let err = assert_failed(&out, 1);
+        eprintln!("without {action}:\n{err}");
         assert!(
             err.contains(action.as_str()),
             "stderr must name {action}:\n{err}"
@@ -694,13 +695,10 @@ fn no_secret_in_any_output_at_the_highest_verbosity() {
                     .map(|(name, _)| *name)
                     .collect();
                 if !found.is_empty() {
-                    let mut shown = line.to_string();
-                    for (_, s) in &secrets {
-                        shown = shown.replace(s.as_str(), "<SECRET>");
-                    }
                     leaks.push(format!(
-                        "{route}, {stream}: the {} in: {shown}",
-                        found.join(", ")
+                        "{route}, {stream}: the {} in: {}",
+                        found.join(", "),
+                        redacted_excerpt(line, &secrets)
                     ));
                 }
             }
@@ -708,11 +706,34 @@ fn no_secret_in_any_output_at_the_highest_verbosity() {
     }
     assert!(
         leaks.is_empty(),
-        "{} output lines carry a secret:\n{}",
+        "{} output lines carry a secret (the first 12):\n{}",
         leaks.len(),
-        leaks.join("\n")
+        leaks[..leaks.len().min(12)].join("\n")
     );
     assert!(ecr_manifest(&moto, "ec2-ecr-test", "v2").is_some());
+}
+
+/// `line` around its first secret (up to 200 characters either side, the start of the line
+/// kept for the log level and span), with every secret replaced by `<SECRET>`.
+fn redacted_excerpt(line: &str, secrets: &[(&str, String)]) -> String {
+    let mut shown = line.to_string();
+    for (_, s) in secrets {
+        shown = shown.replace(s.as_str(), "<SECRET>");
+    }
+    let at = shown.find("<SECRET>").unwrap_or(0);
+    let chars: Vec<char> = shown.chars().collect();
+    let at = shown[..at].chars().count();
+    let head: String = chars.iter().take(120.min(at)).collect();
+    let from = at.saturating_sub(200).max(head.chars().count());
+    let to = (at + 200).min(chars.len());
+    let middle: String = chars[from..to].iter().collect();
+    let gap = if from > head.chars().count() {
+        " … "
+    } else {
+        ""
+    };
+    let tail = if to < chars.len() { " …" } else { "" };
+    format!("{head}{gap}{middle}{tail}")
 }
 
 // ------------------------------------------------------------------ missing repository
@@ -732,6 +753,7 @@ fn missing_repository_is_explained_and_create_repository_creates_it() {
         &["--ecr-api"],
     );
     let err = assert_failed(&out, 1);
+    eprintln!("missing repository:\n{err}");
     assert!(err.contains("does-not-exist"), "{err}");
     assert!(err.contains("does not exist"), "{err}");
     assert!(

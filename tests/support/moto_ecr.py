@@ -17,7 +17,8 @@ GetAuthorizationToken), IAM and STS: nothing of moto is patched here. This scrip
   * turns IAM enforcement on for every later call (INITIAL_NO_AUTH_ACTION_COUNT = the setup's calls);
   * starts one IMDSv2 stand-in per role on its own free port (an instance has one role):
     PUT /latest/api/token (answers the token with x-aws-ec2-metadata-token-ttl-seconds, which
-    aws-config requires and moto's built-in IMDS lacks), GET /latest/meta-data/iam/security-credentials/
+    aws-config requires and moto's built-in IMDS lacks), GET /latest/meta-data/placement/region
+    (us-east-1: the instance runs in the registry's region), GET /latest/meta-data/iam/security-credentials/
     (the role name) and .../security-credentials/<role> (credentials from a moto AssumeRole by
     `builder`, the same set until the process ends, so tests know the secrets in use);
     GET /_test/calls lists the ECR/STS actions moto served, with who called them;
@@ -132,6 +133,8 @@ def imds_handler(moto_url, builder, role_name, role_arn):
                 known = self.headers.get("x-aws-ec2-metadata-token") in tokens
             if not known:
                 return self._send(401)
+            if self.path == "/latest/meta-data/placement/region":
+                return self._send(200, REGION.encode())  # aws-config's region chain asks
             base = "/latest/meta-data/iam/security-credentials/"
             if self.path == base:
                 return self._send(200, role_name.encode())
