@@ -332,11 +332,19 @@ fn instance_role_pushes_over_the_registry_endpoint() {
     assert_registry_not_read(&ecr.access_log());
 
     // The token came from moto through the credential chain, as the instance's role.
+    // moto's token "expired" in 2015: it must still be fetched once, not in a loop (at most
+    // once more after the registry refused it, which it does not).
     let calls = rt().block_on(moto.calls_with_status());
+    let tokens = calls
+        .iter()
+        .filter(|c| c.action == "ecr:GetAuthorizationToken" && c.caller != "admin")
+        .collect::<Vec<_>>();
     assert!(
-        calls.iter().any(|c| c.action == "ecr:GetAuthorizationToken"
-            && c.caller == "assumed-role"
-            && c.status == Some(200)),
+        !tokens.is_empty()
+            && tokens.len() <= 2
+            && tokens
+                .iter()
+                .all(|c| c.caller == "assumed-role" && c.status == Some(200)),
         "{calls:#?}"
     );
     assert_pusher_never_read(&moto);
