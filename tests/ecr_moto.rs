@@ -139,8 +139,14 @@ async fn verify(moto: &Moto, tag: &str, tag_expected: bool) {
     }
 }
 
-/// The pushing identity never read the target, and fetched the token once per invalidation.
+/// The pushing identity never read the target, sent well-formed layer parts (the 11 MiB layer
+/// in more than one), and fetched the token once per invalidation.
 async fn check_calls(moto: &Moto, pusher: &str) {
+    let parts = assert_parts_valid(&moto.calls_with_status().await);
+    assert!(
+        parts.iter().any(|&n| n > 1),
+        "no upload in more than one part: {parts:?}"
+    );
     let calls = moto.calls().await;
     for (action, caller) in &calls {
         if caller == pusher {

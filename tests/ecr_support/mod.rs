@@ -91,6 +91,64 @@ pub struct Call {
     pub caller: String,
     /// The HTTP status moto answered.
     pub status: Option<u16>,
+    /// For `ecr:UploadLayerPart`: the part.
+    #[serde(default)]
+    pub part: Option<Part>,
+}
+
+/// One `UploadLayerPart` request, as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Part {
+    pub upload: Option<String>,
+    pub first: Option<u64>,
+    pub last: Option<u64>,
+    pub bytes: Option<u64>,
+}
+
+/// Checks what moto 5.2.5 does not: the parts of each upload that moto accepted are contiguous
+/// from byte 0, `partLastByte` matches the part's length, every part but the last is at least
+/// 5 MiB (ECR's `LayerPartTooSmallException`) and none exceeds 20 MiB (the API model's limit).
+/// Returns the number of parts of each upload, in upload order.
+pub fn assert_parts_valid(calls: &[Call]) -> Vec<usize> {
+    const MIB: u64 = 1024 * 1024;
+    let mut uploads: Vec<(String, Vec<Part>)> = vec![];
+    for c in calls {
+        let (Some(p), Some(200)) = (&c.part, c.status) else {
+            continue;
+        };
+        let id = p.upload.clone().expect("uploadId in UploadLayerPart");
+        match uploads.iter_mut().find(|(u, _)| *u == id) {
+            Some((_, parts)) => parts.push(p.clone()),
+            None => uploads.push((id, vec![p.clone()])),
+        }
+    }
+    for (id, parts) in &uploads {
+        let mut next = 0;
+        for (i, p) in parts.iter().enumerate() {
+            let (first, last, bytes) = (p.first.unwrap(), p.last.unwrap(), p.bytes.unwrap());
+            assert_eq!(
+                first, next,
+                "upload {id}: part {i} is not contiguous: {parts:?}"
+            );
+            assert_eq!(
+                last + 1 - first,
+                bytes,
+                "upload {id}: part {i}'s partLastByte: {parts:?}"
+            );
+            assert!(
+                bytes <= 20 * MIB,
+                "upload {id}: part {i} is over 20 MiB: {parts:?}"
+            );
+            if i + 1 < parts.len() {
+                assert!(
+                    bytes >= 5 * MIB,
+                    "upload {id}: part {i} is under 5 MiB: {parts:?}"
+                );
+            }
+            next = last + 1;
+        }
+    }
+    uploads.iter().map(|(_, p)| p.len()).collect()
 }
 
 impl MotoInfo {

@@ -36,7 +36,7 @@ use crate::common::ocipush::{
 use crate::common::registry::{AccessLogEntry, RegistryServer, summarize};
 use crate::common::testdata;
 use crate::common::tools::{TOOL_TIMEOUT_SECS, run_image, skopeo_inspect, skopeo_inspect_raw};
-use ecr_support::{ECR_CONTAINERISE, Moto, containerise_without};
+use ecr_support::{ECR_CONTAINERISE, Moto, assert_parts_valid, containerise_without};
 
 /// moto's default account and the reference registry, repository and role.
 const ACCOUNT: &str = "123456789012";
@@ -422,6 +422,11 @@ fn instance_role_pushes_over_the_ecr_api() {
         );
     }
     assert_pusher_never_read(&moto);
+    assert_eq!(
+        assert_parts_valid(&calls).len(),
+        2,
+        "config + layer uploads"
+    );
 }
 
 // ------------------------------------------------------------------ IAM enforcement

@@ -7,7 +7,9 @@ GetAuthorizationToken), IAM and STS: nothing of moto is patched here. This scrip
 
   * starts moto's own WSGI application on 127.0.0.1 (a free port chosen by the OS), behind a thin
     WSGI middleware that only observes: it records which ECR/STS action each request asked for,
-    who signed it and the HTTP status moto answered, and passes the request through unchanged;
+    who signed it, the HTTP status moto answered and, for UploadLayerPart, the part's byte range
+    and size (moto 5.2.5 checks neither the 5 MiB minimum nor partLastByte), and passes the
+    request through unchanged;
   * does the reference setup unauthenticated: users `admin` (everything) and `builder` (may call
     sts:AssumeRole), the role `containerise` trusted by EC2 and by the exact ARN of `builder`, the
     managed policy `ECRContainerise` from --policy-file (every Resource rewritten to "*": moto checks
@@ -27,6 +29,7 @@ GetAuthorizationToken), IAM and STS: nothing of moto is patched here. This scrip
 """
 
 import argparse
+import base64
 import io
 import json
 import logging
@@ -54,24 +57,39 @@ LOCK = threading.Lock()
 # ---------------------------------------------------------------- observing middleware
 
 
+def _body(environ):
+    """The request body; moto gets an identical copy."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
 class Recorder:
-    """WSGI middleware: records (action, caller, status) of each ECR/STS request; changes nothing."""
+    """WSGI middleware: records (action, caller, status) of each ECR/STS request, and the byte
+    range of each UploadLayerPart (moto checks neither part sizes nor partLastByte); changes
+    nothing."""
 
     def __init__(self, app):
         self.app = app
 
     def __call__(self, environ, start_response):
         action = None
+        part = None
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target.startswith("AmazonEC2ContainerRegistry_"):
             action = "ecr:" + target.split(".", 1)[1]
+            if action == "ecr:UploadLayerPart":
+                try:
+                    req = json.loads(_body(environ))
+                    part = {"upload": req.get("uploadId"), "first": req.get("partFirstByte"),
+                            "last": req.get("partLastByte"),
+                            "bytes": len(base64.b64decode(req.get("layerPartBlob") or ""))}
+                except ValueError:
+                    part = {"unparsable": True}
         elif environ.get("REQUEST_METHOD") == "POST" and "/sts/" in environ.get("HTTP_AUTHORIZATION", ""):
-            # STS uses the query protocol: the action is a form field. Read the body and hand
-            # moto an identical copy.
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length) if length else b""
-            environ["wsgi.input"] = io.BytesIO(body)
-            form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+            # STS uses the query protocol: the action is a form field.
+            form = urllib.parse.parse_qs(_body(environ).decode("utf-8", "replace"))
             action = "sts:" + form.get("Action", ["?"])[0]
         if action is None:
             return self.app(environ, start_response)
@@ -81,7 +99,7 @@ class Recorder:
         if "Credential=" in auth:
             akid = auth.split("Credential=", 1)[1].split("/", 1)[0]
             caller = KEYS.get(akid, "assumed-role" if akid.startswith("ASIA") else "unknown")
-        call = {"action": action, "caller": caller, "status": None}
+        call = {"action": action, "caller": caller, "status": None, "part": part}
         with LOCK:
             CALLS.append(call)
 
