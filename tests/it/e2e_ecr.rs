@@ -427,6 +427,17 @@ fn instance_role_pushes_over_the_ecr_api() {
         2,
         "config + layer uploads"
     );
+
+    // What went into ECR is the image a plain registry gets (builds are reproducible): the same
+    // manifest, byte for byte.
+    let plain = format!("{}/hello-check", alpine.addr());
+    let out = sb.ocipush([
+        "--registries-conf".as_ref(),
+        sb.registries_conf().as_os_str(),
+        testdata("hello/Dockerfile").as_os_str(),
+        format!("{plain}:v1").as_ref(),
+    ]);
+    assert_eq!(assert_pushed(&out, &plain), digest);
 }
 
 // ------------------------------------------------------------------ IAM enforcement
