@@ -235,7 +235,7 @@ fn assume_role_from_user_keys_with_external_id() {
     let moto = Moto::start(ECR_CONTAINERISE);
     let mut s = Scenario::for_moto(&moto);
     s.role_arn = Some(moto.info.role_arn.clone());
-    s.external_id = Some("vendor-7f3a".into());
+    s.external_id = Some(moto.info.external_id.clone());
     s.session_name = Some("vendor-push".into());
     let env = vec![
         ("AWS_ACCESS_KEY_ID", moto.info.builder.key.clone()),
@@ -248,6 +248,11 @@ fn assume_role_from_user_keys_with_external_id() {
         ("AWS_ENDPOINT_URL_ECR", moto.info.moto.clone()),
         ("AWS_ENDPOINT_URL_STS", moto.info.moto.clone()),
     ];
+    // The trust policy requires the external id: a wrong one is refused (the id is sent).
+    let mut wrong = s.clone();
+    wrong.external_id = Some("not-the-vendor-id".into());
+    let r = run("child_push", &wrong, &env);
+    assert_eq!(r.failed_step.as_deref(), Some("token"), "{r:?}");
     let r = run("child_push", &s, &env);
     assert!(r.pushed, "{r:?}");
     rt().block_on(async {
@@ -280,8 +285,9 @@ fn profile_with_role_arn_and_source_profile() {
     ));
     // No region anywhere: the ECR host's is used.
     s.aws_config_file = Some(format!(
-        "[profile push]\nrole_arn = {}\nsource_profile = vendor\nrole_session_name = from-profile\n",
-        moto.info.role_arn
+        "[profile push]\nrole_arn = {}\nsource_profile = vendor\nrole_session_name = from-profile\n\
+         external_id = {}\n",
+        moto.info.role_arn, moto.info.external_id
     ));
     let env = vec![
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),

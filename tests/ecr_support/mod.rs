@@ -75,6 +75,10 @@ pub struct MotoInfo {
     pub repository: String,
     /// The ARN of the role `containerise`.
     pub role_arn: String,
+    /// The external id every role's trust policy requires of `builder` (moto 5.2.5 denies a
+    /// wrong one, but lets a missing one pass).
+    #[serde(default)]
+    pub external_id: String,
     /// Every role (`containerise` and the extra ones), by name.
     #[serde(default)]
     pub roles: std::collections::BTreeMap<String, Role>,

@@ -538,27 +538,42 @@ fn role_arn_with_external_id_from_user_keys() {
     let moto = Moto::start(ECR_CONTAINERISE);
     let sb = Sandbox::new();
     let _alpine = alpine_base_registry(&sb);
-    let mut cmd = sb.command();
-    cmd.env("AWS_ACCESS_KEY_ID", &moto.info.builder.key)
-        .env("AWS_SECRET_ACCESS_KEY", &moto.info.builder.secret)
-        .env("AWS_ENDPOINT_URL", &moto.info.moto)
-        .args([
-            "--registries-conf".as_ref(),
-            sb.registries_conf().as_os_str(),
-        ])
-        .args([
-            "--ecr-api",
-            "--role-arn",
-            ROLE_ARN,
-            "--external-id",
-            "vendor-7f3a",
-        ])
-        .arg(testdata("hello/Dockerfile"))
-        .arg(format!("{REPO}:v1"));
-    let out = run(cmd);
+    let vendor_push = |external_id: &str| {
+        let mut cmd = sb.command();
+        cmd.env("AWS_ACCESS_KEY_ID", &moto.info.builder.key)
+            .env("AWS_SECRET_ACCESS_KEY", &moto.info.builder.secret)
+            .env("AWS_ENDPOINT_URL", &moto.info.moto)
+            .args([
+                "--registries-conf".as_ref(),
+                sb.registries_conf().as_os_str(),
+            ])
+            .args([
+                "--ecr-api",
+                "--role-arn",
+                ROLE_ARN,
+                "--external-id",
+                external_id,
+            ])
+            .arg(testdata("hello/Dockerfile"))
+            .arg(format!("{REPO}:v1"));
+        run(cmd)
+    };
+
+    // The role's trust policy requires the vendor's external id: a wrong one is refused
+    // (so the id given is the one sent), and nothing is pushed.
+    let out = vendor_push("not-the-vendor-id");
+    let err = assert_failed(&out, 1);
+    eprintln!("wrong external id:\n{err}");
+    assert!(err.contains("AssumeRole"), "{err}");
+    assert!(!err.contains(&moto.info.builder.secret), "{err}");
+    assert!(ecr_manifest(&moto, "ec2-ecr-test", "v1").is_none());
+    let before = rt().block_on(moto.calls_with_status()).len();
+
+    assert_eq!(moto.info.external_id, "vendor-7f3a");
+    let out = vendor_push(&moto.info.external_id);
     assert_pushed(&out, REPO);
     // The calls of the push (before the admin's checks below).
-    let calls = rt().block_on(moto.calls_with_status());
+    let calls = rt().block_on(moto.calls_with_status()).split_off(before);
     let manifest = ecr_manifest(&moto, "ec2-ecr-test", "v1").expect("tag v1");
     assert_blobs_in_ecr(
         &moto,

@@ -11,18 +11,18 @@ GetAuthorizationToken), IAM and STS: nothing of moto is patched here. This scrip
     and size (moto 5.2.5 checks neither the 5 MiB minimum nor partLastByte), and passes the
     request through unchanged;
   * does the reference setup unauthenticated: users `admin` (everything) and `builder` (may call
-    sts:AssumeRole), the role `containerise` trusted by EC2 and by the exact ARN of `builder`, the
-    managed policy `ECRContainerise` from --policy-file (every Resource rewritten to "*": moto checks
-    actions, not resources) attached to it, and the repository `ec2-ecr-test`; with --role
-    NAME=FILE, more roles like `containerise` with their own policies; with --repository NAME,
-    more repositories;
+    sts:AssumeRole), the role `containerise` trusted by EC2 and by the exact ARN of `builder` with
+    the external id `vendor-7f3a`, the managed policy `ECRContainerise` from --policy-file (every
+    Resource rewritten to "*": moto checks actions, not resources) attached to it, and the
+    repository `ec2-ecr-test`; with --role NAME=FILE, more roles like `containerise` with their
+    own policies; with --repository NAME, more repositories;
   * turns IAM enforcement on for every later call (INITIAL_NO_AUTH_ACTION_COUNT = the setup's calls);
   * starts one IMDSv2 stand-in per role on its own free port (an instance has one role):
     PUT /latest/api/token (answers the token with x-aws-ec2-metadata-token-ttl-seconds, which
     aws-config requires and moto's built-in IMDS lacks), GET /latest/meta-data/placement/region
     (us-east-1: the instance runs in the registry's region), GET /latest/meta-data/iam/security-credentials/
     (the role name) and .../security-credentials/<role> (credentials from a moto AssumeRole by
-    `builder`, the same set until the process ends, so tests know the secrets in use);
+    `builder` with the external id, the same set until the process ends, so tests know the secrets in use);
     GET /_test/calls lists the ECR/STS actions moto served, with who called them;
   * prints one JSON line (endpoints, account, the test users' keys, the roles) and serves until
     stdin closes (the test's Drop kills it anyway).
@@ -49,6 +49,7 @@ from werkzeug.serving import make_server
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 REPOSITORY = "ec2-ecr-test"
+EXTERNAL_ID = "vendor-7f3a"  # the roles' trust policy requires it
 
 CALLS = []  # [{"action": ..., "caller": ..., "status": ...}]
 KEYS = {}  # access key id -> label
@@ -170,7 +171,8 @@ def imds_handler(moto_url, builder, role_name, role_arn):
                     return cached[0]
             sts = boto3.client("sts", endpoint_url=moto_url, region_name=REGION,
                                aws_access_key_id=builder[0], aws_secret_access_key=builder[1])
-            c = sts.assume_role(RoleArn=role_arn, RoleSessionName="i-0123456789abcdef0")["Credentials"]
+            c = sts.assume_role(RoleArn=role_arn, RoleSessionName="i-0123456789abcdef0",
+                                ExternalId=EXTERNAL_ID)["Credentials"]
             exp = c["Expiration"].astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             body = json.dumps({"Code": "Success", "LastUpdated": exp, "Type": "AWS-HMAC",
                                "AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"],
@@ -231,10 +233,14 @@ def main():
         k = iam.create_access_key(UserName=name)["AccessKey"]
         users[name] = {"arn": arn, "key": k["AccessKeyId"], "secret": k["SecretAccessKey"]}
         KEYS[k["AccessKeyId"]] = name
-    # One statement with both principals (moto matches principals literally: the exact user ARN).
+    # One statement: moto 5.2.5 answers DENIED for a trust statement that does not name the
+    # caller (so a second statement for another principal denies everyone else), and fails with
+    # a TypeError (HTTP 500) on a statement whose Principal has no "AWS" key. It matches
+    # principals literally (the exact user ARN) and checks the sts:ExternalId condition. The
+    # IMDS stand-in (EC2's own AssumeRole) therefore assumes as `builder` with the external id.
     trust = {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com", "AWS": users["builder"]["arn"]},
-         "Action": "sts:AssumeRole"}]}
+         "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}}}]}
     role_arns = {}
     for name, policy in roles:
         role_arns[name] = iam.create_role(
@@ -261,6 +267,7 @@ def main():
         "moto": moto_url,
         "imds": f"http://127.0.0.1:{imds['containerise'].server_address[1]}",
         "account": ACCOUNT, "region": REGION, "repository": REPOSITORY, "role_arn": role_arns["containerise"],
+        "external_id": EXTERNAL_ID,
         "roles": {name: {"arn": role_arns[name], "imds": f"http://127.0.0.1:{s.server_address[1]}"}
                   for name, s in imds.items()},
         "admin": users["admin"], "builder": users["builder"],
