@@ -51,7 +51,7 @@ REGION = "us-east-1"
 REPOSITORY = "ec2-ecr-test"
 EXTERNAL_ID = "vendor-7f3a"  # the roles' trust policy requires it
 
-CALLS = []  # [{"action": ..., "caller": ..., "status": ...}]
+CALLS = []  # [{"action": ..., "caller": ..., "status": ..., "part": ...}]
 KEYS = {}  # access key id -> label
 LOCK = threading.Lock()
 
@@ -59,9 +59,11 @@ LOCK = threading.Lock()
 
 
 def _body(environ):
-    """The request body; moto gets an identical copy."""
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    body = environ["wsgi.input"].read(length) if length else b""
+    """The request body (moto gets an identical copy), or b"" without a Content-Length (the
+    request is then left untouched)."""
+    if not environ.get("CONTENT_LENGTH"):
+        return b""
+    body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
     environ["wsgi.input"] = io.BytesIO(body)
     return body
 
