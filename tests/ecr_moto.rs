@@ -373,12 +373,8 @@ async fn known_secrets(s: &Scenario) -> Vec<String> {
 }
 
 fn fail(step: &str, shown: String, missing_action: Option<String>, secrets: &[String]) -> Report {
-    for secret in secrets {
-        assert!(
-            !shown.contains(secret.as_str()),
-            "a secret appears in the {step} error: {shown}"
-        );
-    }
+    let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_no_secret(&format!("the {step} error"), &shown, &secret_refs);
     let error = shown.lines().next().map(str::to_string);
     Report {
         pushed: false,
@@ -444,10 +440,11 @@ async fn push(s: &Scenario) -> Report {
     }
     secrets.extend(token);
     // Debug output of the provider (it holds the token now) shows no secret.
-    let shown = format!("{provider:?}");
-    assert!(
-        secrets.iter().all(|x| !shown.contains(x.as_str())),
-        "{shown}"
+    let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_no_secret(
+        "the provider's Debug",
+        &format!("{provider:?}"),
+        &secret_refs,
     );
 
     let dest = EcrApiDestination::connect(&s.reference, &s.options())
@@ -508,10 +505,11 @@ async fn push(s: &Scenario) -> Report {
             );
         }
     }
-    let shown = format!("{dest:?} {provider:?}");
-    for secret in &secrets {
-        assert!(!shown.contains(secret.as_str()), "{shown}");
-    }
+    assert_no_secret(
+        "the destination's and provider's Debug",
+        &format!("{dest:?} {provider:?}"),
+        &secret_refs,
+    );
     Report {
         pushed: true,
         secrets_checked: secrets.len(),

@@ -373,3 +373,25 @@ pub fn test_image() -> TestImage {
         manifest: Bytes::from(serde_json::to_vec(&manifest).unwrap()),
     }
 }
+
+/// `text` with every one of `secrets` replaced by `<SECRET>` (for failure messages: a test
+/// never prints a secret, not even a moto one).
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_string(), |t, s| t.replace(s, "<SECRET>"))
+}
+
+/// Panics (showing `text` redacted) if `text` contains one of `secrets`.
+pub fn assert_no_secret(what: &str, text: &str, secrets: &[&str]) {
+    let found = secrets
+        .iter()
+        .filter(|s| !s.is_empty() && text.contains(*s))
+        .count();
+    assert!(
+        found == 0,
+        "{found} secret(s) appear in {what}: {}",
+        redact(text, secrets)
+    );
+}

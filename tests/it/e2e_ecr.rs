@@ -36,7 +36,9 @@ use crate::common::ocipush::{
 use crate::common::registry::{AccessLogEntry, RegistryServer, summarize};
 use crate::common::testdata;
 use crate::common::tools::{TOOL_TIMEOUT_SECS, run_image, skopeo_inspect, skopeo_inspect_raw};
-use ecr_support::{ECR_CONTAINERISE, Moto, assert_parts_valid, containerise_without};
+use ecr_support::{
+    ECR_CONTAINERISE, Moto, assert_no_secret, assert_parts_valid, containerise_without,
+};
 
 /// moto's default account and the reference registry, repository and role.
 const ACCOUNT: &str = "123456789012";
@@ -563,9 +565,13 @@ fn role_arn_with_external_id_from_user_keys() {
     // (so the id given is the one sent), and nothing is pushed.
     let out = vendor_push("not-the-vendor-id");
     let err = assert_failed(&out, 1);
+    assert_no_secret(
+        "stderr",
+        &err,
+        &[&moto.info.builder.key, &moto.info.builder.secret],
+    );
     eprintln!("wrong external id:\n{err}");
     assert!(err.contains("AssumeRole"), "{err}");
-    assert!(!err.contains(&moto.info.builder.secret), "{err}");
     assert!(ecr_manifest(&moto, "ec2-ecr-test", "v1").is_none());
     let before = rt().block_on(moto.calls_with_status()).len();
 
@@ -720,11 +726,24 @@ fn no_secret_in_any_output_at_the_highest_verbosity() {
         ("registry endpoint", verbose(&[], "v1")),
         ("--ecr-api", verbose(&["--ecr-api"], "v2")),
     ] {
+        // Failure messages show the output with every secret replaced.
+        let redact = |text: &str| {
+            secrets.iter().fold(text.to_string(), |t, (_, s)| {
+                t.replace(s.as_str(), "<SECRET>")
+            })
+        };
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{route}: the push failed:\n{}",
+            redact(&describe(&out))
+        );
         assert_pushed(&out, REPO);
         let err = stderr(&out);
         assert!(
             err.lines().count() > 20 && err.contains("TRACE"),
-            "{route}: expected trace output on stderr, got:\n{err}"
+            "{route}: expected trace output on stderr, got:\n{}",
+            redact(&err)
         );
         for (stream, text) in [("stdout", stdout(&out)), ("stderr", err)] {
             for line in text.lines() {
