@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools ocipush's tests and example need, only those missing:
 #   docker-registry (CNCF distribution), skopeo, umoci, htpasswd (apache2-utils)
-#   and, with --moto, moto_server (moto[server], for the ECR tests).
+#   and, with --moto, moto_server (moto[server]==5.2.5, for the ECR tests).
 # Idempotent and silent when everything is present. Debian, as root (or sudo).
 set -euo pipefail
 
@@ -48,13 +48,21 @@ if ((${#missing[@]})); then
   rm -f "$log"
 fi
 
-if ((want_moto)) && ! command -v moto_server >/dev/null 2>&1; then
-  echo "install-deps: installing moto[server]==5.2.1" >&2
-  python3 -m pip install -q --disable-pip-version-check 'moto[server]==5.2.1' >&2
+# moto: the version the ECR tests are written against (5.2.5 implements the ECR layer-upload API
+# itself). Installed when moto_server is missing or another moto version is installed.
+MOTO_VERSION=5.2.5
+moto_version() { python3 -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null || true; }
+if ((want_moto)) && { ! command -v moto_server >/dev/null 2>&1 || [[ "$(moto_version)" != "$MOTO_VERSION" ]]; }; then
+  echo "install-deps: installing moto[server]==$MOTO_VERSION" >&2
+  python3 -m pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
   command -v pyenv >/dev/null 2>&1 && pyenv rehash
   hash -r
   command -v moto_server >/dev/null 2>&1 || {
     echo "install-deps: moto_server still not on PATH after pip install (pip's bin dir: $(python3 -m site --user-base 2>/dev/null)/bin)" >&2
+    exit 1
+  }
+  [[ "$(moto_version)" == "$MOTO_VERSION" ]] || {
+    echo "install-deps: python3 sees moto $(moto_version), not $MOTO_VERSION, after pip install" >&2
     exit 1
   }
 fi

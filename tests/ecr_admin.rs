@@ -36,10 +36,10 @@ fn dest(moto: &Moto, name: &str) -> EcrApiDestination {
 }
 
 fn no_secret(moto: &Moto, e: &impl std::fmt::Debug, shown: &str) {
-    let all = format!("{shown} {e:?}");
-    assert!(
-        !all.contains(&moto.info.admin.secret) && !all.contains(&moto.info.admin.key),
-        "{all}"
+    assert_no_secret(
+        "an error",
+        &format!("{shown} {e:?}"),
+        &[&moto.info.admin.secret, &moto.info.admin.key],
     );
 }
 

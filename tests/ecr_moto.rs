@@ -139,8 +139,14 @@ async fn verify(moto: &Moto, tag: &str, tag_expected: bool) {
     }
 }
 
-/// The pushing identity never read the target, and fetched the token once per invalidation.
+/// The pushing identity never read the target, sent well-formed layer parts (the 11 MiB layer
+/// in more than one), and fetched the token once per invalidation.
 async fn check_calls(moto: &Moto, pusher: &str) {
+    let parts = assert_parts_valid(&moto.calls_with_status().await);
+    assert!(
+        parts.iter().any(|&n| n > 1),
+        "no upload in more than one part: {parts:?}"
+    );
     let calls = moto.calls().await;
     for (action, caller) in &calls {
         if caller == pusher {
@@ -229,7 +235,7 @@ fn assume_role_from_user_keys_with_external_id() {
     let moto = Moto::start(ECR_CONTAINERISE);
     let mut s = Scenario::for_moto(&moto);
     s.role_arn = Some(moto.info.role_arn.clone());
-    s.external_id = Some("vendor-7f3a".into());
+    s.external_id = Some(moto.info.external_id.clone());
     s.session_name = Some("vendor-push".into());
     let env = vec![
         ("AWS_ACCESS_KEY_ID", moto.info.builder.key.clone()),
@@ -242,6 +248,11 @@ fn assume_role_from_user_keys_with_external_id() {
         ("AWS_ENDPOINT_URL_ECR", moto.info.moto.clone()),
         ("AWS_ENDPOINT_URL_STS", moto.info.moto.clone()),
     ];
+    // The trust policy requires the external id: a wrong one is refused (the id is sent).
+    let mut wrong = s.clone();
+    wrong.external_id = Some("not-the-vendor-id".into());
+    let r = run("child_push", &wrong, &env);
+    assert_eq!(r.failed_step.as_deref(), Some("token"), "{r:?}");
     let r = run("child_push", &s, &env);
     assert!(r.pushed, "{r:?}");
     rt().block_on(async {
@@ -249,8 +260,16 @@ fn assume_role_from_user_keys_with_external_id() {
         check_calls(&moto, "assumed-role").await;
         let calls = moto.calls().await;
         assert!(
-            calls.iter().all(|(_, c)| c != "builder"),
+            calls
+                .iter()
+                .all(|(a, c)| !a.starts_with("ecr:") || c != "builder"),
             "ECR was called with the user's own keys: {calls:?}"
+        );
+        assert!(
+            calls
+                .iter()
+                .any(|(a, c)| a == "sts:AssumeRole" && c == "builder"),
+            "the role was not assumed with the user's keys: {calls:?}"
         );
     });
 }
@@ -266,8 +285,9 @@ fn profile_with_role_arn_and_source_profile() {
     ));
     // No region anywhere: the ECR host's is used.
     s.aws_config_file = Some(format!(
-        "[profile push]\nrole_arn = {}\nsource_profile = vendor\nrole_session_name = from-profile\n",
-        moto.info.role_arn
+        "[profile push]\nrole_arn = {}\nsource_profile = vendor\nrole_session_name = from-profile\n\
+         external_id = {}\n",
+        moto.info.role_arn, moto.info.external_id
     ));
     let env = vec![
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
@@ -353,12 +373,8 @@ async fn known_secrets(s: &Scenario) -> Vec<String> {
 }
 
 fn fail(step: &str, shown: String, missing_action: Option<String>, secrets: &[String]) -> Report {
-    for secret in secrets {
-        assert!(
-            !shown.contains(secret.as_str()),
-            "a secret appears in the {step} error: {shown}"
-        );
-    }
+    let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_no_secret(&format!("the {step} error"), &shown, &secret_refs);
     let error = shown.lines().next().map(str::to_string);
     Report {
         pushed: false,
@@ -424,10 +440,11 @@ async fn push(s: &Scenario) -> Report {
     }
     secrets.extend(token);
     // Debug output of the provider (it holds the token now) shows no secret.
-    let shown = format!("{provider:?}");
-    assert!(
-        secrets.iter().all(|x| !shown.contains(x.as_str())),
-        "{shown}"
+    let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_no_secret(
+        "the provider's Debug",
+        &format!("{provider:?}"),
+        &secret_refs,
     );
 
     let dest = EcrApiDestination::connect(&s.reference, &s.options())
@@ -488,10 +505,11 @@ async fn push(s: &Scenario) -> Report {
             );
         }
     }
-    let shown = format!("{dest:?} {provider:?}");
-    for secret in &secrets {
-        assert!(!shown.contains(secret.as_str()), "{shown}");
-    }
+    assert_no_secret(
+        "the destination's and provider's Debug",
+        &format!("{dest:?} {provider:?}"),
+        &secret_refs,
+    );
     Report {
         pushed: true,
         secrets_checked: secrets.len(),

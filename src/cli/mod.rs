@@ -77,13 +77,39 @@ fn init_logging(verbose: u8) {
         2 => "ocipush=debug",
         _ => "trace",
     };
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // Whatever RUST_LOG asks for, the HTTP and AWS SDK wire layers stay at INFO: at DEBUG/TRACE
+    // they print request headers and bodies (signed requests, session tokens, ECR tokens).
+    // ocipush's own logs redact credentials, so they may go to TRACE.
+    let mut wire = Targets::new().with_default(LevelFilter::TRACE);
+    for target in [
+        "aws_smithy_runtime",
+        "aws_smithy_runtime_api",
+        "aws_smithy_http",
+        "aws_smithy_http_client",
+        "aws_sigv4",
+        "aws_runtime",
+        "aws_config",
+        "aws_sdk_ecr",
+        "aws_sdk_sts",
+        "aws_sdk_sso",
+        "aws_sdk_ssooidc",
+        "hyper",
+        "hyper_util",
+        "h2",
+        "reqwest",
+        "rustls",
+    ] {
+        wire = wire.with_target(target, LevelFilter::INFO);
+    }
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .try_init();
+        .with_filter(filter.and(wire));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {

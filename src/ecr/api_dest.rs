@@ -87,6 +87,7 @@ impl EcrApiDestination {
     pub async fn check_layers(&self, digests: &[Digest]) -> Result<Vec<bool>, EcrError> {
         let mut out = Vec::with_capacity(digests.len());
         for batch in digests.chunks(CHECK_BATCH) {
+            tracing::debug!(repository = %self.repository, digests = batch.len(), "ECR BatchCheckLayerAvailability");
             let resp = self
                 .client
                 .batch_check_layer_availability()
@@ -117,6 +118,7 @@ impl EcrApiDestination {
     ) -> Result<(), EcrError> {
         let digest = &blob.digest;
         let item = || Some(format!("blob {digest}"));
+        tracing::debug!(repository = %self.repository, %digest, size = blob.size, "ECR InitiateLayerUpload");
         let init = self
             .client
             .initiate_layer_upload()
@@ -171,6 +173,7 @@ impl EcrApiDestination {
                 found_size,
             });
         }
+        tracing::debug!(repository = %self.repository, %digest, "ECR CompleteLayerUpload");
         let done = self
             .client
             .complete_layer_upload()
@@ -216,6 +219,7 @@ impl EcrApiDestination {
     ) -> Result<(), EcrError> {
         let len = part.len() as u64;
         let last = first + len - 1;
+        tracing::debug!(repository = %self.repository, %digest, first, last, "ECR UploadLayerPart");
         let resp = self
             .client
             .upload_layer_part()
@@ -251,6 +255,7 @@ impl EcrApiDestination {
             reference: reference.to_string(),
         })?;
         let digest = Digest::of(bytes);
+        tracing::debug!(repository = %self.repository, reference, %digest, media_type, "ECR PutImage");
         let mut req = self
             .client
             .put_image()

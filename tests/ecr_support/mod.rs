@@ -1,5 +1,5 @@
-//! Helpers for the ECR tests: [`Moto`] (moto with IAM enforcement, the ECR layer API and an
-//! IMDSv2 stand-in, from `tests/support/moto_ecr.py`), an admin ECR client for verification,
+//! Helpers for the ECR tests: [`Moto`] (real moto with IAM enforcement and an IMDSv2 stand-in,
+//! from `tests/support/moto_ecr.py`), an admin ECR client for verification,
 //! the small test image, and [`run_child`] for scenarios that need their own process environment
 //! (aws-config reads the environment; tests never mutate their own).
 
@@ -57,17 +57,102 @@ pub struct User {
     pub secret: String,
 }
 
+/// A role of the moto setup and the IMDSv2 stand-in that serves its credentials.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Role {
+    pub arn: String,
+    pub imds: String,
+}
+
 /// What the moto script prints once it is ready.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MotoInfo {
     pub moto: String,
+    /// The IMDSv2 stand-in of the role `containerise`.
     pub imds: String,
     pub account: String,
     pub region: String,
     pub repository: String,
+    /// The ARN of the role `containerise`.
     pub role_arn: String,
+    /// The external id every role's trust policy requires of `builder` (moto 5.2.5 denies a
+    /// wrong one, but lets a missing one pass).
+    #[serde(default)]
+    pub external_id: String,
+    /// Every role (`containerise` and the extra ones), by name.
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, Role>,
     pub admin: User,
     pub builder: User,
+}
+
+/// One ECR/STS request moto served after the setup.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Call {
+    /// `ecr:PutImage`, `sts:AssumeRole`, ...
+    pub action: String,
+    /// `admin`, `builder`, `assumed-role`, `anonymous` or `unknown`.
+    pub caller: String,
+    /// The HTTP status moto answered.
+    pub status: Option<u16>,
+    /// For `ecr:UploadLayerPart`: the part.
+    #[serde(default)]
+    pub part: Option<Part>,
+}
+
+/// One `UploadLayerPart` request, as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Part {
+    pub upload: Option<String>,
+    pub first: Option<u64>,
+    pub last: Option<u64>,
+    pub bytes: Option<u64>,
+}
+
+/// Checks what moto 5.2.5 does not: the parts of each upload that moto accepted are contiguous
+/// from byte 0, `partLastByte` matches the part's length, every part but the last is at least
+/// 5 MiB (ECR's `LayerPartTooSmallException`) and none exceeds 20 MiB (the API model's limit).
+/// Returns the number of parts of each upload, in upload order.
+pub fn assert_parts_valid(calls: &[Call]) -> Vec<usize> {
+    const MIB: u64 = 1024 * 1024;
+    let mut uploads: Vec<(String, Vec<Part>)> = vec![];
+    for c in calls {
+        let (Some(p), Some(200)) = (&c.part, c.status) else {
+            continue;
+        };
+        let id = p.upload.clone().expect("uploadId in UploadLayerPart");
+        match uploads.iter_mut().find(|(u, _)| *u == id) {
+            Some((_, parts)) => parts.push(p.clone()),
+            None => uploads.push((id, vec![p.clone()])),
+        }
+    }
+    for (id, parts) in &uploads {
+        let mut next = 0;
+        for (i, p) in parts.iter().enumerate() {
+            let (first, last, bytes) = (p.first.unwrap(), p.last.unwrap(), p.bytes.unwrap());
+            assert_eq!(
+                first, next,
+                "upload {id}: part {i} is not contiguous: {parts:?}"
+            );
+            assert_eq!(
+                last + 1 - first,
+                bytes,
+                "upload {id}: part {i}'s partLastByte: {parts:?}"
+            );
+            assert!(
+                bytes <= 20 * MIB,
+                "upload {id}: part {i} is over 20 MiB: {parts:?}"
+            );
+            if i + 1 < parts.len() {
+                assert!(
+                    bytes >= 5 * MIB,
+                    "upload {id}: part {i} is under 5 MiB: {parts:?}"
+                );
+            }
+            next = last + 1;
+        }
+    }
+    uploads.iter().map(|(_, p)| p.len()).collect()
 }
 
 impl MotoInfo {
@@ -91,19 +176,36 @@ impl Moto {
     /// Start moto with `policy` as the role's policy. Ready when the script prints its JSON line
     /// (it prints only after both servers listen and the setup is done).
     pub fn start(policy: &str) -> Moto {
+        Moto::start_with(policy, &[], &[])
+    }
+
+    /// Start moto with `policy` as the policy of the role `containerise`, more roles
+    /// `(name, policy)` (each with its own IMDSv2 stand-in) and more repositories besides
+    /// `ec2-ecr-test`.
+    pub fn start_with(policy: &str, roles: &[(&str, &str)], repositories: &[&str]) -> Moto {
         let dir = tempfile::tempdir().unwrap();
         let policy_file = dir.path().join("policy.json");
         std::fs::write(&policy_file, policy).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_ecr.py");
-        let mut child = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-            .arg(script)
-            .arg("--policy-file")
-            .arg(&policy_file)
+        let mut cmd = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
+        cmd.arg(script).arg("--policy-file").arg(&policy_file);
+        for (name, policy) in roles {
+            let f = dir.path().join(format!("role-{name}.json"));
+            std::fs::write(&f, policy).unwrap();
+            cmd.arg("--role").arg(format!("{name}={}", f.display()));
+        }
+        for r in repositories {
+            cmd.arg("--repository").arg(r);
+        }
+        // Its stderr goes to a file, shown if it does not start.
+        let log_path = dir.path().join("moto.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
-            .expect("python3 with moto[server] 5.2.1 and boto3 must be installed");
+            .expect("python3 with moto[server] 5.2.5 and boto3 must be installed (./scripts/install-deps.sh --moto)");
         let stdin = child.stdin.take().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
@@ -114,7 +216,11 @@ impl Moto {
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("moto_ecr.py did not start ({e}): {line:?}; run it by hand to see why")
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!(
+                    "moto_ecr.py did not start ({e}): {line:?}; is moto[server] 5.2.5 installed \
+                     (./scripts/install-deps.sh --moto)? Its stderr:\n{log}"
+                )
             }
         };
         Moto {
@@ -127,20 +233,21 @@ impl Moto {
 
     /// ECR/STS actions moto served since the setup: `(action, caller)`.
     pub async fn calls(&self) -> Vec<(String, String)> {
-        let v: Vec<serde_json::Value> = reqwest::get(format!("{}/_test/calls", self.info.imds))
+        self.calls_with_status()
+            .await
+            .into_iter()
+            .map(|c| (c.action, c.caller))
+            .collect()
+    }
+
+    /// ECR/STS requests moto served since the setup, with the status it answered.
+    pub async fn calls_with_status(&self) -> Vec<Call> {
+        reqwest::get(format!("{}/_test/calls", self.info.imds))
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        v.into_iter()
-            .map(|c| {
-                (
-                    c["action"].as_str().unwrap().to_string(),
-                    c["caller"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
+            .unwrap()
     }
 
     /// An ECR client as the admin user, configured explicitly (no environment).
@@ -215,7 +322,7 @@ pub struct TestBlob {
     pub bytes: Bytes,
 }
 
-/// The small test image: two layers (one of 11 MiB, pushed in three parts), a config, an OCI
+/// The small test image: two layers (one of 11 MiB, pushed in more than one part), a config, an OCI
 /// manifest with a top-level mediaType.
 pub struct TestImage {
     pub layers: Vec<TestBlob>,
@@ -265,4 +372,26 @@ pub fn test_image() -> TestImage {
         config,
         manifest: Bytes::from(serde_json::to_vec(&manifest).unwrap()),
     }
+}
+
+/// `text` with every one of `secrets` replaced by `<SECRET>` (for failure messages: a test
+/// never prints a secret, not even a moto one).
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_string(), |t, s| t.replace(s, "<SECRET>"))
+}
+
+/// Panics (showing `text` redacted) if `text` contains one of `secrets`.
+pub fn assert_no_secret(what: &str, text: &str, secrets: &[&str]) {
+    let found = secrets
+        .iter()
+        .filter(|s| !s.is_empty() && text.contains(*s))
+        .count();
+    assert!(
+        found == 0,
+        "{found} secret(s) appear in {what}: {}",
+        redact(text, secrets)
+    );
 }

@@ -1,30 +1,41 @@
 #!/usr/bin/env python3
-"""moto with IAM enforcement, the ECR layer-upload API, and an IMDSv2 stand-in, for ocipush's ECR tests.
+"""Real moto (moto[server] 5.2.5) with IAM enforcement, and an IMDSv2 stand-in, for ocipush's ECR tests.
 
-moto 5.2.1 answers BatchCheckLayerAvailability, InitiateLayerUpload, UploadLayerPart and
-CompleteLayerUpload with "not yet implemented"; this script adds them to moto's ECR responses
-(so IAM enforcement applies to them like to every moto action), then:
+moto 5.2.5 implements the whole ECR push API itself (BatchCheckLayerAvailability,
+InitiateLayerUpload, UploadLayerPart, CompleteLayerUpload, PutImage, BatchGetImage,
+GetAuthorizationToken), IAM and STS: nothing of moto is patched here. This script:
 
-  * starts moto on 127.0.0.1 (a free port chosen by the OS);
+  * starts moto's own WSGI application on 127.0.0.1 (a free port chosen by the OS), behind a thin
+    WSGI middleware that only observes: it records which ECR/STS action each request asked for,
+    who signed it, the HTTP status moto answered and, for UploadLayerPart, the part's byte range
+    and size (moto 5.2.5 checks neither the 5 MiB minimum nor partLastByte), and passes the
+    request through unchanged;
   * does the reference setup unauthenticated: users `admin` (everything) and `builder` (may call
-    sts:AssumeRole), the role `containerise` trusted by EC2 and by the exact ARN of `builder`, the
-    managed policy `ECRContainerise` from --policy-file (every Resource rewritten to "*": moto checks
-    actions, not resources) attached to it, and the repository `ec2-ecr-test`;
+    sts:AssumeRole), the role `containerise` trusted by EC2 and by the exact ARN of `builder` with
+    the external id `vendor-7f3a`, the managed policy `ECRContainerise` from --policy-file (every
+    Resource rewritten to "*": moto checks actions, not resources) attached to it, and the
+    repository `ec2-ecr-test`; with --role NAME=FILE, more roles like `containerise` with their
+    own policies; with --repository NAME, more repositories;
   * turns IAM enforcement on for every later call (INITIAL_NO_AUTH_ACTION_COUNT = the setup's calls);
-  * starts an IMDSv2 stand-in on another free port: PUT /latest/api/token (answers the token with
-    x-aws-ec2-metadata-token-ttl-seconds), GET /latest/meta-data/iam/security-credentials/ (the role
-    name) and .../security-credentials/containerise (credentials from a moto AssumeRole by `builder`);
+  * starts one IMDSv2 stand-in per role on its own free port (an instance has one role):
+    PUT /latest/api/token (answers the token with x-aws-ec2-metadata-token-ttl-seconds, which
+    aws-config requires and moto's built-in IMDS lacks), GET /latest/meta-data/placement/region
+    (us-east-1: the instance runs in the registry's region), GET /latest/meta-data/iam/security-credentials/
+    (the role name) and .../security-credentials/<role> (credentials from a moto AssumeRole by
+    `builder` with the external id, the same set until the process ends, so tests know the secrets in use);
     GET /_test/calls lists the ECR/STS actions moto served, with who called them;
-  * prints one JSON line (endpoints, account, the test users' keys, the role ARN) and serves until
+  * prints one JSON line (endpoints, account, the test users' keys, the roles) and serves until
     stdin closes (the test's Drop kills it anyway).
 """
 
 import argparse
 import base64
-import hashlib
+import io
 import json
+import logging
 import sys
 import threading
+import urllib.parse
 import uuid
 from datetime import timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,137 +43,83 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 from moto import settings
 from moto.core.authorization import ActionAuthenticatorMixin
-from moto.core.exceptions import ServiceException
-from moto.core.responses import ActionResult
-from moto.ecr.exceptions import RepositoryNotFoundException
-from moto.ecr.responses import ECRResponse
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 REPOSITORY = "ec2-ecr-test"
-MIN_PART = 5 * 1024 * 1024
+EXTERNAL_ID = "vendor-7f3a"  # the roles' trust policy requires it
 
-# ---------------------------------------------------------------- the ECR layer API moto lacks
-
-LAYERS = {}  # (account, region, repository) -> {digest: size}
-UPLOADS = {}  # upload id -> dict(key, sha, next, parts)
-CALLS = []  # [{"action": ..., "caller": ...}]
+CALLS = []  # [{"action": ..., "caller": ..., "status": ..., "part": ...}]
 KEYS = {}  # access key id -> label
 LOCK = threading.Lock()
 
-
-class _Err(ServiceException):
-    pass
+# ---------------------------------------------------------------- observing middleware
 
 
-def err(code, message):
-    e = _Err(message)
-    e.code = code
-    return e
+def _body(environ):
+    """The request body (moto gets an identical copy), or b"" without a Content-Length (the
+    request is then left untouched)."""
+    if not environ.get("CONTENT_LENGTH"):
+        return b""
+    body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
 
 
-def _repo_key(resp):
-    name = resp._get_param("repositoryName")
-    registry = resp._get_param("registryId") or resp.current_account
-    # raises RepositoryNotFoundException like real ECR
-    resp.ecr_backend._get_repository(name, registry)
-    return (registry, resp.region, name)
+class Recorder:
+    """WSGI middleware: records (action, caller, status) of each ECR/STS request, and the byte
+    range of each UploadLayerPart (moto checks neither part sizes nor partLastByte); changes
+    nothing."""
 
+    def __init__(self, app):
+        self.app = app
 
-def batch_check_layer_availability(self):
-    key = _repo_key(self)
-    digests = self._get_param("layerDigests") or []
-    layers, failures = [], []
-    with LOCK:
-        have = LAYERS.get(key, {})
-        for d in digests:
-            if d in have:
-                layers.append({"layerDigest": d, "layerAvailability": "AVAILABLE", "layerSize": have[d],
-                               "mediaType": "application/vnd.oci.image.layer.v1.tar"})
-            else:
-                failures.append({"layerDigest": d, "failureCode": "MissingLayerDigest",
-                                 "failureReason": "Requested layer digest not found"})
-    return ActionResult({"layers": layers, "failures": failures})
+    def __call__(self, environ, start_response):
+        action = None
+        part = None
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith("AmazonEC2ContainerRegistry_"):
+            action = "ecr:" + target.split(".", 1)[1]
+            if action == "ecr:UploadLayerPart":
+                try:
+                    req = json.loads(_body(environ))
+                    part = {"upload": req.get("uploadId"), "first": req.get("partFirstByte"),
+                            "last": req.get("partLastByte"),
+                            "bytes": len(base64.b64decode(req.get("layerPartBlob") or ""))}
+                except ValueError:
+                    part = {"unparsable": True}
+        elif environ.get("REQUEST_METHOD") == "POST" and "/sts/" in environ.get("HTTP_AUTHORIZATION", ""):
+            # STS uses the query protocol: the action is a form field.
+            form = urllib.parse.parse_qs(_body(environ).decode("utf-8", "replace"))
+            action = "sts:" + form.get("Action", ["?"])[0]
+        if action is None:
+            return self.app(environ, start_response)
 
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        caller = "anonymous"
+        if "Credential=" in auth:
+            akid = auth.split("Credential=", 1)[1].split("/", 1)[0]
+            caller = KEYS.get(akid, "assumed-role" if akid.startswith("ASIA") else "unknown")
+        call = {"action": action, "caller": caller, "status": None, "part": part}
+        with LOCK:
+            CALLS.append(call)
 
-def initiate_layer_upload(self):
-    key = _repo_key(self)
-    upload_id = str(uuid.uuid4())
-    with LOCK:
-        UPLOADS[upload_id] = {"key": key, "sha": hashlib.sha256(), "next": 0, "parts": []}
-    return ActionResult({"uploadId": upload_id, "partSize": MIN_PART})
+        def observe(status, headers, exc_info=None):
+            with LOCK:
+                call["status"] = int(status.split(" ", 1)[0])
+            return start_response(status, headers, exc_info)
 
+        return self.app(environ, observe)
 
-def upload_layer_part(self):
-    key = _repo_key(self)
-    upload_id = self._get_param("uploadId")
-    first = int(self._get_param("partFirstByte"))
-    last = int(self._get_param("partLastByte"))
-    blob = base64.b64decode(self._get_param("layerPartBlob") or "")
-    with LOCK:
-        up = UPLOADS.get(upload_id)
-        if up is None or up["key"] != key:
-            raise err("UploadNotFoundException", f"Upload with id '{upload_id}' does not exist")
-        if first != up["next"] or last - first + 1 != len(blob):
-            raise err("InvalidLayerPartException",
-                      f"part {first}-{last} ({len(blob)} bytes) does not follow byte {up['next'] - 1}")
-        up["sha"].update(blob)
-        up["next"] = last + 1
-        up["parts"].append(len(blob))
-        return ActionResult({"registryId": key[0], "repositoryName": key[2], "uploadId": upload_id,
-                             "lastByteReceived": last})
-
-
-def complete_layer_upload(self):
-    key = _repo_key(self)
-    upload_id = self._get_param("uploadId")
-    digests = self._get_param("layerDigests") or []
-    with LOCK:
-        up = UPLOADS.get(upload_id)
-        if up is None or up["key"] != key:
-            raise err("UploadNotFoundException", f"Upload with id '{upload_id}' does not exist")
-        if not up["parts"]:
-            raise err("EmptyUploadException", "The upload contains no layer parts")
-        if any(n < MIN_PART for n in up["parts"][:-1]):
-            raise err("LayerPartTooSmallException", "Layer part size must be at least 5 MiB")
-        found = "sha256:" + up["sha"].hexdigest()
-        if digests != [found]:
-            raise err("InvalidLayerException", f"digest {digests} does not match the content ({found})")
-        del UPLOADS[upload_id]
-        have = LAYERS.setdefault(key, {})
-        if found in have:
-            raise err("LayerAlreadyExistsException", f"Layer {found} already exists")
-        have[found] = up["next"]
-    return ActionResult({"registryId": key[0], "repositoryName": key[2], "uploadId": upload_id,
-                         "layerDigest": found})
-
-
-for _f in (batch_check_layer_availability, initiate_layer_upload, upload_layer_part, complete_layer_upload):
-    setattr(ECRResponse, _f.__name__, _f)
-
-_call_action = ECRResponse.call_action
-
-
-def _recording_call_action(self):
-    auth = self.headers.get("Authorization", "") or ""
-    caller = "anonymous"
-    if "Credential=" in auth:
-        akid = auth.split("Credential=", 1)[1].split("/", 1)[0]
-        caller = KEYS.get(akid, "assumed-role" if akid.startswith("ASIA") else "unknown")
-    with LOCK:
-        CALLS.append({"action": "ecr:" + self._get_action(), "caller": caller})
-    return _call_action(self)
-
-
-ECRResponse.call_action = _recording_call_action
 
 # ---------------------------------------------------------------- IMDSv2 stand-in
 
 
-def imds_handler(moto_url, builder, role_arn):
+def imds_handler(moto_url, builder, role_name, role_arn):
     tokens = set()
-    cached = []  # like real IMDS: the same credentials until they rotate (so tests know the secrets in use)
+    cached = []  # like real IMDS: the same credentials until they rotate
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as aws-config's pooled client expects
@@ -183,7 +140,8 @@ def imds_handler(moto_url, builder, role_arn):
             if self.path != "/latest/api/token" or not ttl:
                 return self._send(400)
             token = uuid.uuid4().hex
-            tokens.add(token)
+            with LOCK:
+                tokens.add(token)
             self._send(200, token.encode(), [("x-aws-ec2-metadata-token-ttl-seconds", ttl),
                                              ("Content-Type", "text/plain")])
 
@@ -192,12 +150,16 @@ def imds_handler(moto_url, builder, role_arn):
                 with LOCK:
                     body = json.dumps(CALLS).encode()
                 return self._send(200, body, [("Content-Type", "application/json")])
-            if self.headers.get("x-aws-ec2-metadata-token") not in tokens:
+            with LOCK:
+                known = self.headers.get("x-aws-ec2-metadata-token") in tokens
+            if not known:
                 return self._send(401)
+            if self.path == "/latest/meta-data/placement/region":
+                return self._send(200, REGION.encode())  # aws-config's region chain asks
             base = "/latest/meta-data/iam/security-credentials/"
             if self.path == base:
-                return self._send(200, b"containerise")
-            if self.path == base + "containerise":
+                return self._send(200, role_name.encode())
+            if self.path == base + role_name:
                 try:
                     body = self._assume_role()
                 except Exception as e:  # answer, never drop the connection
@@ -211,34 +173,56 @@ def imds_handler(moto_url, builder, role_arn):
                     return cached[0]
             sts = boto3.client("sts", endpoint_url=moto_url, region_name=REGION,
                                aws_access_key_id=builder[0], aws_secret_access_key=builder[1])
-            c = sts.assume_role(RoleArn=role_arn, RoleSessionName="i-0123456789abcdef0")["Credentials"]
+            c = sts.assume_role(RoleArn=role_arn, RoleSessionName="i-0123456789abcdef0",
+                                ExternalId=EXTERNAL_ID)["Credentials"]
             exp = c["Expiration"].astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             body = json.dumps({"Code": "Success", "LastUpdated": exp, "Type": "AWS-HMAC",
                                "AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"],
                                "Token": c["SessionToken"], "Expiration": exp}).encode()
             with LOCK:
-                cached.append(body)
-            return body
+                if not cached:
+                    cached.append(body)
+                return cached[0]
 
     return Handler
+
+
+def start_imds(moto_url, builder, role_name, role_arn):
+    imds = ThreadingHTTPServer(("127.0.0.1", 0), imds_handler(moto_url, builder, role_name, role_arn))
+    threading.Thread(target=imds.serve_forever, daemon=True).start()
+    return imds
+
 
 # ---------------------------------------------------------------- setup
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--policy-file", required=True, help="the role's identity policy (JSON)")
-    args = ap.parse_args()
-    with open(args.policy_file) as f:
+def load_policy(path):
+    with open(path) as f:
         policy = json.load(f)
     for st in policy["Statement"]:
         st["Resource"] = "*"
+    return policy
 
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--policy-file", required=True, help="the identity policy of the role `containerise` (JSON)")
+    ap.add_argument("--role", action="append", default=[], metavar="NAME=FILE",
+                    help="another role like `containerise`, with the identity policy in FILE")
+    ap.add_argument("--repository", action="append", default=[], metavar="NAME",
+                    help="another repository to create (besides ec2-ecr-test)")
+    args = ap.parse_args()
+    roles = [("containerise", load_policy(args.policy_file))]
+    for r in args.role:
+        name, path = r.split("=", 1)
+        roles.append((name, load_policy(path)))
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log; errors still reach stderr
     settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    moto_url = f"http://{host}:{port}"
+    server = make_server("127.0.0.1", 0, Recorder(DomainDispatcherApplication(create_backend_app)),
+                         threaded=True, request_handler=MotoRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    moto_url = f"http://127.0.0.1:{server.server_address[1]}"
 
     kw = dict(endpoint_url=moto_url, region_name=REGION, aws_access_key_id="setup", aws_secret_access_key="setup")
     iam = boto3.client("iam", **kw)
@@ -251,36 +235,49 @@ def main():
         k = iam.create_access_key(UserName=name)["AccessKey"]
         users[name] = {"arn": arn, "key": k["AccessKeyId"], "secret": k["SecretAccessKey"]}
         KEYS[k["AccessKeyId"]] = name
-    # One statement: moto 5.2.1 fails (TypeError) on a statement whose Principal has no "AWS" key.
+    # One statement: moto 5.2.5 answers DENIED for a trust statement that does not name the
+    # caller (so a second statement for another principal denies everyone else), and fails with
+    # a TypeError (HTTP 500) on a statement whose Principal has no "AWS" key. It matches
+    # principals literally (the exact user ARN) and checks the sts:ExternalId condition. The
+    # IMDS stand-in (EC2's own AssumeRole) therefore assumes as `builder` with the external id.
     trust = {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com", "AWS": users["builder"]["arn"]},
-         "Action": "sts:AssumeRole"}]}
-    role_arn = iam.create_role(RoleName="containerise", AssumeRolePolicyDocument=json.dumps(trust),
-                               Description="Allows EC2 instances to containerise Docker images")["Role"]["Arn"]
-    pol_arn = iam.create_policy(PolicyName="ECRContainerise", PolicyDocument=json.dumps(policy),
-                                Description="Allows Docker images to be built and pushed to the ECR "
-                                            "repository ec2-ecr-test")["Policy"]["Arn"]
-    iam.attach_role_policy(RoleName="containerise", PolicyArn=pol_arn)
-    boto3.client("ecr", **kw).create_repository(repositoryName=REPOSITORY)
+         "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}}}]}
+    role_arns = {}
+    for name, policy in roles:
+        role_arns[name] = iam.create_role(
+            RoleName=name, AssumeRolePolicyDocument=json.dumps(trust),
+            Description="Allows EC2 instances to containerise Docker images")["Role"]["Arn"]
+        policy_name = "ECRContainerise" if name == "containerise" else f"ECRContainerise-{name}"
+        pol_arn = iam.create_policy(PolicyName=policy_name, PolicyDocument=json.dumps(policy),
+                                    Description="Allows Docker images to be built and pushed to the ECR "
+                                                "repository ec2-ecr-test")["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName=name, PolicyArn=pol_arn)
+    ecr = boto3.client("ecr", **kw)
+    for repo in [REPOSITORY] + args.repository:
+        ecr.create_repository(repositoryName=repo)
 
     # Enforcement from here on: INITIAL_NO_AUTH_ACTION_COUNT = the calls made so far.
     settings.INITIAL_NO_AUTH_ACTION_COUNT = ActionAuthenticatorMixin.request_count
     with LOCK:
         CALLS.clear()
 
-    imds = ThreadingHTTPServer(("127.0.0.1", 0), imds_handler(
-        moto_url, (users["builder"]["key"], users["builder"]["secret"]), role_arn))
-    threading.Thread(target=imds.serve_forever, daemon=True).start()
+    builder = (users["builder"]["key"], users["builder"]["secret"])
+    imds = {name: start_imds(moto_url, builder, name, arn) for name, arn in role_arns.items()}
 
     print(json.dumps({
         "moto": moto_url,
-        "imds": f"http://127.0.0.1:{imds.server_address[1]}",
-        "account": ACCOUNT, "region": REGION, "repository": REPOSITORY, "role_arn": role_arn,
+        "imds": f"http://127.0.0.1:{imds['containerise'].server_address[1]}",
+        "account": ACCOUNT, "region": REGION, "repository": REPOSITORY, "role_arn": role_arns["containerise"],
+        "external_id": EXTERNAL_ID,
+        "roles": {name: {"arn": role_arns[name], "imds": f"http://127.0.0.1:{s.server_address[1]}"}
+                  for name, s in imds.items()},
         "admin": users["admin"], "builder": users["builder"],
     }), flush=True)
     sys.stdin.read()  # serve until the test closes stdin (or kills us)
-    imds.shutdown()
-    server.stop()
+    for s in imds.values():
+        s.shutdown()
+    server.shutdown()
 
 
 if __name__ == "__main__":
