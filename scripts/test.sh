@@ -29,6 +29,7 @@ step() {
 
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy" cargo clippy --quiet --all-targets -- -D warnings
+step "cargo check --no-default-features (library without AWS)" cargo check --quiet --no-default-features --all-targets
 step "cargo test --doc" cargo test --quiet --doc
 step "cargo test" cargo test --no-fail-fast --all-targets
 

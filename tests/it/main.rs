@@ -5,6 +5,7 @@
 
 mod common;
 mod e2e_auth;
+#[cfg(feature = "ecr")]
 mod e2e_ecr;
 mod e2e_errors;
 mod e2e_instructions;
