@@ -141,17 +141,29 @@ impl Session {
 }
 
 /// The default credentials: docker `config.json` (`auths`, `credHelpers`, `credsStore`) first,
-/// so an explicit entry always wins; then Amazon ECR tokens for ECR hosts (feature `ecr`).
-pub fn default_credentials(
-    #[cfg(feature = "ecr")] aws: &crate::ecr::AwsOptions,
-) -> Result<Arc<dyn CredentialProvider>, AuthError> {
+/// so an explicit entry always wins; then Amazon ECR tokens for ECR hosts (feature `ecr`),
+/// through the AWS default credential chain.
+pub fn default_credentials() -> Result<Arc<dyn CredentialProvider>, AuthError> {
     #[allow(unused_mut)]
     let mut providers: Vec<Arc<dyn CredentialProvider>> =
         vec![Arc::new(DockerConfigProvider::from_env()?)];
     #[cfg(feature = "ecr")]
     providers.push(Arc::new(crate::ecr::EcrCredentialProvider::new(
-        aws.clone(),
+        crate::ecr::AwsOptions::default(),
     )));
+    Ok(Arc::new(Chain(providers)))
+}
+
+/// Like [`default_credentials`], with ECR tokens got through a chosen AWS identity
+/// (`--profile`, `--role-arn`, ...).
+#[cfg(feature = "ecr")]
+pub fn credentials_with_aws(
+    aws: &crate::ecr::AwsOptions,
+) -> Result<Arc<dyn CredentialProvider>, AuthError> {
+    let providers: Vec<Arc<dyn CredentialProvider>> = vec![
+        Arc::new(DockerConfigProvider::from_env()?),
+        Arc::new(crate::ecr::EcrCredentialProvider::new(aws.clone())),
+    ];
     Ok(Arc::new(Chain(providers)))
 }
 

@@ -5,6 +5,9 @@
 //! `dockerfile` (parse) → `plan` (expand, stages) → `build` (layers) → `image` (config, manifest)
 //! → `push` (orchestration) → `dest` (registry | ECR API | OCI layout) ← `auth`.
 //! `source` resolves base images and feeds `build`.
+//!
+//! The project README follows; its Rust example is compiled as a doctest.
+#![doc = include_str!("../README.md")]
 
 pub mod auth;
 pub mod blob;

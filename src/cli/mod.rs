@@ -168,11 +168,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         .with_insecure(build.insecure);
     #[cfg(feature = "ecr")]
     let ecr_settings = ecr::settings(&build.ecr);
-    let credentials = ocipush::job::default_credentials(
-        #[cfg(feature = "ecr")]
-        &ecr_settings.aws,
-    )
-    .map_err(|e| Failure::failed(e.to_string()))?;
+    #[cfg(feature = "ecr")]
+    let credentials = ocipush::job::credentials_with_aws(&ecr_settings.aws);
+    #[cfg(not(feature = "ecr"))]
+    let credentials = ocipush::job::default_credentials();
+    let credentials = credentials.map_err(|e| Failure::failed(e.to_string()))?;
     #[allow(unused_mut)]
     let mut session = Session::new(registries, credentials, build.insecure)
         .map_err(|e| Failure::failed(e.to_string()))?;
