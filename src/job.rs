@@ -160,11 +160,19 @@ pub fn default_credentials() -> Result<Arc<dyn CredentialProvider>, AuthError> {
 pub fn credentials_with_aws(
     aws: &crate::ecr::AwsOptions,
 ) -> Result<Arc<dyn CredentialProvider>, AuthError> {
-    let providers: Vec<Arc<dyn CredentialProvider>> = vec![
-        Arc::new(DockerConfigProvider::from_env()?),
+    Ok(docker_then_ecr(DockerConfigProvider::from_env()?, aws))
+}
+
+/// docker `config.json` first (an explicit entry wins), then ECR tokens.
+#[cfg(feature = "ecr")]
+fn docker_then_ecr(
+    docker: DockerConfigProvider,
+    aws: &crate::ecr::AwsOptions,
+) -> Arc<dyn CredentialProvider> {
+    Arc::new(Chain(vec![
+        Arc::new(docker),
         Arc::new(crate::ecr::EcrCredentialProvider::new(aws.clone())),
-    ];
-    Ok(Arc::new(Chain(providers)))
+    ]))
 }
 
 /// Why the job failed.
@@ -240,6 +248,33 @@ pub async fn build_and_push(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "ecr")]
+    #[tokio::test]
+    async fn an_explicit_docker_config_entry_wins_for_an_ecr_host() {
+        use crate::auth::{Credential, RegistryHost, Secret};
+        let host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        // base64("ci-user:from-docker-config")
+        let json = format!(
+            r#"{{"auths":{{"{host}":{{"auth":"Y2ktdXNlcjpmcm9tLWRvY2tlci1jb25maWc="}}}}}}"#
+        );
+        let docker = DockerConfigProvider::from_json(&json).unwrap();
+        let chain = docker_then_ecr(docker, &crate::ecr::AwsOptions::default());
+        let got = chain
+            .credentials(&RegistryHost {
+                logical: host,
+                endpoint: host,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            Some(Credential::Basic {
+                username: "ci-user".into(),
+                password: Secret::new("from-docker-config")
+            })
+        );
+    }
 
     #[test]
     fn layout_targets() {

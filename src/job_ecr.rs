@@ -49,9 +49,11 @@ impl EcrSettings {
         if !self.api {
             return Ok(None);
         }
-        let repo = Self::repository(r)?;
-        let config = load_sdk_config(&self.aws, Some(&repo.host.region)).await;
-        Ok(Some(Box::new(EcrApiDestination::new(&config, repo))))
+        let dest =
+            EcrApiDestination::connect(&format!("{}/{}", r.registry, r.repository), &self.aws)
+                .await
+                .map_err(Box::new)?;
+        Ok(Some(Box::new(dest)))
     }
 
     /// Steps before the push: create the repository when asked.

@@ -30,7 +30,7 @@ pub const CHECK_BATCH: usize = 100;
 pub struct EcrApiDestination {
     client: aws_sdk_ecr::Client,
     repository: EcrRepository,
-    profile: Option<String>,
+    identity: Option<String>,
 }
 
 impl std::fmt::Debug for EcrApiDestination {
@@ -38,7 +38,7 @@ impl std::fmt::Debug for EcrApiDestination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EcrApiDestination")
             .field("repository", &self.repository.to_string())
-            .field("profile", &self.profile)
+            .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
 }
@@ -49,7 +49,7 @@ impl EcrApiDestination {
         EcrApiDestination {
             client: ecr_client(config, &repository.host),
             repository,
-            profile: None,
+            identity: None,
         }
     }
 
@@ -59,7 +59,7 @@ impl EcrApiDestination {
         let repository = EcrRepository::parse(reference)?;
         let config = load_sdk_config(options, Some(&repository.host.region)).await;
         let mut d = EcrApiDestination::new(&config, repository);
-        d.profile = options.profile.clone();
+        d.identity = options.identity();
         Ok(d)
     }
 
@@ -79,7 +79,7 @@ impl EcrApiDestination {
             repository: Some(&self.repository),
             registry: "",
             item,
-            profile: self.profile.as_deref(),
+            identity: self.identity.clone(),
         }
     }
 

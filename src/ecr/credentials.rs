@@ -35,6 +35,26 @@ pub struct AwsOptions {
     pub role_duration: Option<Duration>,
 }
 
+impl AwsOptions {
+    /// The identity these options ask for, for messages: `profile x`, `role arn:… (with an
+    /// external id)`, or `None` for the default chain as it is. Never a secret.
+    pub fn identity(&self) -> Option<String> {
+        let mut parts = vec![];
+        if let Some(p) = &self.profile {
+            parts.push(format!("profile {p}"));
+        }
+        if let Some(role) = &self.role_arn {
+            let ext = if self.external_id.is_some() {
+                " with an external id"
+            } else {
+                ""
+            };
+            parts.push(format!("assuming role {role}{ext}"));
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+}
+
 /// Load the SDK configuration: the default chain (with `options.profile`), the region from the
 /// environment/profile or else `fallback_region` (the ECR host's), and AssumeRole on top when
 /// `options.role_arn` is set. Nothing is fetched yet: credentials are resolved on first use.

@@ -226,8 +226,8 @@ pub(crate) struct CallContext<'a> {
     pub registry: &'a str,
     /// What it was for beyond the repository: a blob digest or a tag.
     pub item: Option<String>,
-    /// The profile chosen, for "no credentials".
-    pub profile: Option<&'a str>,
+    /// The identity asked for (`profile x`, `role arn:… with an external id`), for messages.
+    pub identity: Option<String>,
 }
 
 impl CallContext<'_> {
@@ -257,8 +257,9 @@ where
     let operation = ctx.operation.to_string();
     if let Some(cred) = find_in_chain::<CredentialsError>(&err) {
         let profile = ctx
-            .profile
-            .map(|p| format!(" (profile {p})"))
+            .identity
+            .as_ref()
+            .map(|p| format!(" ({p})"))
             .unwrap_or_default();
         let message = chain_text(cred);
         return match cred {
@@ -450,7 +451,7 @@ mod tests {
             repository: Some(repo),
             registry: "",
             item: Some("v1".into()),
-            profile: None,
+            identity: None,
         }
     }
 

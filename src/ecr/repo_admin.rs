@@ -25,7 +25,7 @@ fn ctx<'a>(
         repository: Some(repository),
         registry: "",
         item,
-        profile: None,
+        identity: None,
     }
 }
 

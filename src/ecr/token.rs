@@ -116,7 +116,7 @@ impl EcrCredentialProvider {
             repository: None,
             registry: &registry,
             item: None,
-            profile: self.options.profile.as_deref(),
+            identity: self.options.identity(),
         };
         let invalid = |message: &str| EcrError::InvalidResponse {
             operation: "GetAuthorizationToken".into(),

@@ -572,6 +572,11 @@ fn role_arn_with_external_id_from_user_keys() {
     );
     eprintln!("wrong external id:\n{err}");
     assert!(err.contains("AssumeRole"), "{err}");
+    assert!(
+        err.contains("assuming role arn:aws:iam::123456789012:role/")
+            && err.contains("with an external id"),
+        "the message names the role and that an external id was sent: {err}"
+    );
     assert!(ecr_manifest(&moto, "ec2-ecr-test", "v1").is_none());
     let before = rt().block_on(moto.calls_with_status()).len();
 
