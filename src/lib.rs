@@ -20,6 +20,7 @@ pub mod image;
 pub mod job;
 #[cfg(feature = "ecr")]
 pub mod job_ecr;
+pub mod layerfs;
 pub mod layout;
 pub mod plan;
 pub mod push;

@@ -125,9 +125,10 @@ pub struct BuildArgs {
     /// Manifest and config media types.
     #[arg(long, value_enum, default_value_t = FormatArg::Oci)]
     pub format: FormatArg,
-    /// Target platform, os/arch[/variant].
-    #[arg(long, default_value = "linux/amd64", value_name = "OS/ARCH[/VARIANT]")]
-    pub platform: String,
+    /// Target platform(s), os/arch[/variant], comma-separated: one image per platform, pushed
+    /// as an index when more than one [default: the host's platform].
+    #[arg(long, value_name = "OS/ARCH[/VARIANT],...")]
+    pub platform: Option<String>,
     /// The stage to build [default: the last].
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,

@@ -13,7 +13,7 @@ use clap::Parser;
 use ocipush::build::Compression;
 use ocipush::executor::BuildOptions;
 use ocipush::image::{Format, Platform};
-use ocipush::job::{Session, Target, build_and_push};
+use ocipush::job::{Session, Target, build_and_push_platforms};
 use ocipush::plan::BuildArgs;
 use ocipush::registries_conf::RegistriesConf;
 
@@ -103,12 +103,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     };
     let target = Target::parse(&destination)
         .map_err(|e| Failure::usage(format!("invalid destination {destination:?}: {e}")))?;
-    let platform = Platform::parse(&build.platform).ok_or_else(|| {
-        Failure::usage(format!(
-            "invalid --platform {:?}: expected os/arch[/variant], e.g. linux/amd64",
-            build.platform
-        ))
-    })?;
+    let platforms = parse_platforms(build.platform.as_deref()).map_err(Failure::usage)?;
     let compression = parse_compression(&build.compression).map_err(Failure::usage)?;
     let build_args =
         BuildArgs::parse(build.build_args.iter().map(String::as_str)).map_err(Failure::usage)?;
@@ -167,7 +162,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         dockerfile,
         context,
         build_args,
-        platform,
+        platform: platforms[0].clone(),
         format: match build.format {
             FormatArg::Oci => Format::Oci,
             FormatArg::Docker => Format::Docker,
@@ -178,9 +173,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         target: build.target.clone(),
     };
     let events = progress::reporter(quiet);
-    let (_, digest) = build_and_push(
+    let pushed = build_and_push_platforms(
         &session,
         &opts,
+        &platforms,
         &target,
         &build.tags,
         build.jobs as usize,
@@ -188,8 +184,26 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     )
     .await
     .map_err(|e| Failure::failed(e.to_string()))?;
-    println!("{}", target.pushed_name(&digest));
+    println!("{}", target.pushed_name(&pushed.digest));
     Ok(())
+}
+
+/// `--platform a,b,c`: each os/arch[/variant], no duplicates; the host's platform by default.
+pub(crate) fn parse_platforms(s: Option<&str>) -> Result<Vec<Platform>, String> {
+    let Some(s) = s else {
+        return Ok(vec![ocipush::executor::host_platform()]);
+    };
+    let mut out: Vec<Platform> = Vec::new();
+    for item in s.split(',').map(str::trim) {
+        let p = Platform::parse(item).ok_or_else(|| {
+            format!("invalid --platform {item:?}: expected os/arch[/variant], e.g. linux/amd64")
+        })?;
+        if out.iter().any(|q| q.matches(&p) && p.matches(q)) {
+            return Err(format!("--platform lists {item} twice"));
+        }
+        out.push(p);
+    }
+    Ok(out)
 }
 
 fn dockerfile_dir(p: &Path) -> PathBuf {
