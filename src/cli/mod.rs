@@ -2,6 +2,7 @@
 //! code and one clear message.
 
 mod args;
+mod copy;
 #[cfg(feature = "ecr")]
 mod ecr;
 mod progress;
@@ -89,6 +90,7 @@ fn init_logging(verbose: u8) {
 async fn run(cli: Cli) -> Result<(), Failure> {
     let build = match cli.command {
         Some(Command::Build(b)) => *b,
+        Some(Command::Copy(a)) => return copy::run(&a, cli.quiet).await,
         #[cfg(feature = "ecr")]
         Some(Command::IamPolicy(a)) => return ecr::iam_policy(&a),
         None => cli.build,

@@ -9,5 +9,6 @@ mod e2e_errors;
 mod e2e_instructions;
 mod e2e_oci_layout;
 mod e2e_options;
+mod e2e_platforms;
 mod e2e_reference;
 mod harness_selftest;
