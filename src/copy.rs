@@ -110,7 +110,7 @@ impl Source {
                     source,
                 };
                 let desc = match r {
-                    Desc::Blob(d) => d.clone(),
+                    Desc::Blob(d) => (**d).clone(),
                     Desc::Ref(_) => layout.root().map_err(lerr)?,
                 };
                 let bytes = layout.read_blob(&desc, MAX_MANIFEST_SIZE).map_err(lerr)?;
@@ -141,7 +141,7 @@ impl Source {
 /// A manifest to read: the source's own reference, or a child by descriptor.
 enum Desc {
     Ref(String),
-    Blob(Descriptor),
+    Blob(Box<Descriptor>),
 }
 
 fn media_type_of(bytes: &Bytes) -> Option<String> {
@@ -229,7 +229,11 @@ pub async fn copy_image(
                     d.digest, d.media_type
                 )));
             }
-            images.push(source.manifest(&image, &Desc::Blob((*d).clone())).await?);
+            images.push(
+                source
+                    .manifest(&image, &Desc::Blob(Box::new((*d).clone())))
+                    .await?,
+            );
         }
         if !opts.platforms.is_empty() {
             tagged = match images.as_slice() {
