@@ -14,3 +14,6 @@ mod select;
 
 pub use error::LayerFsError;
 pub use select::{FromSpec, copy_from_layers};
+
+#[cfg(test)]
+mod tests;

@@ -202,6 +202,14 @@ fn node_at(view: &Merged, path: &str) -> Node {
     })
 }
 
+/// Whether the view holds entries below `dir`.
+fn has_children(view: &Merged, dir: &str) -> bool {
+    let prefix = format!("{dir}/");
+    view.range(prefix.clone()..)
+        .next()
+        .is_some_and(|(k, _)| k.starts_with(&prefix))
+}
+
 /// Follow `src` through symlinks: `Ok(Some(path))` of a non-symlink, `Ok(None)` when missing,
 /// `Err(target)` when a symlink points at a path the view does not cover.
 fn follow(view: &Merged, src: &str) -> Result<Option<String>, String> {
@@ -211,6 +219,9 @@ fn follow(view: &Merged, src: &str) -> Result<Option<String>, String> {
             return Ok(Some(cur));
         }
         let Some(node) = view.get(&cur) else {
+            if has_children(view, &cur) {
+                return Ok(Some(cur)); // a directory only implied by its entries
+            }
             return if cur == src { Ok(None) } else { Err(cur) };
         };
         let Kind::Symlink(target) = &node.kind else {
