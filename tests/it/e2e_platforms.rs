@@ -21,7 +21,7 @@ use crate::common::tools::{
 use crate::common::{alpine_tarball, tempdir, testdata};
 
 /// A context with both minirootfs tarballs named by GOARCH, and its Dockerfile.
-pub fn two_arch_alpine_context(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+pub(crate) fn two_arch_alpine_context(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let ctx = dir.join("alpine2-ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::copy(alpine_tarball("x86_64"), ctx.join("alpine-amd64.tar.gz")).unwrap();
@@ -37,7 +37,7 @@ pub fn two_arch_alpine_context(dir: &Path) -> (std::path::PathBuf, std::path::Pa
 
 /// Builds the two-arch Alpine and pushes it to `a` as docker.io/library/alpine:latest
 /// (the sandbox's registries.conf maps it there); returns the index digest.
-pub fn push_two_arch_alpine(sb: &Sandbox, a: &RegistryServer) -> String {
+pub(crate) fn push_two_arch_alpine(sb: &Sandbox, a: &RegistryServer) -> String {
     let (ctx, dockerfile) = two_arch_alpine_context(sb.path());
     let conf = map_docker_alpine_to(sb, a);
     let out = sb.ocipush([
@@ -97,7 +97,7 @@ fn unpack_arch(image: &str, arch: &str, work: &Path) -> std::path::PathBuf {
 }
 
 /// ELF `e_machine` of a file: 0x3e x86-64, 0xb7 aarch64.
-fn elf_machine(path: &Path) -> u16 {
+pub(crate) fn elf_machine(path: &Path) -> u16 {
     let bytes = std::fs::read(path).unwrap();
     assert_eq!(
         &bytes[..4],

@@ -11,4 +11,5 @@ mod e2e_oci_layout;
 mod e2e_options;
 mod e2e_platforms;
 mod e2e_reference;
+mod e2e_stages;
 mod harness_selftest;
