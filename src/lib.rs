@@ -29,6 +29,7 @@ pub mod reference;
 pub mod registries_conf;
 pub mod registry;
 pub mod source;
+pub mod verified;
 
 /// The User-Agent sent with every request: `ocipush/<version>`.
 pub const USER_AGENT: &str = concat!("ocipush/", env!("CARGO_PKG_VERSION"));

@@ -5,6 +5,7 @@
 
 mod common;
 mod e2e_auth;
+mod e2e_copy;
 mod e2e_errors;
 mod e2e_instructions;
 mod e2e_oci_layout;
