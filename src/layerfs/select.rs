@@ -12,6 +12,7 @@ use tokio::runtime::Handle;
 use super::merged::{self, Kind, Merged, Node, clean};
 use super::{LayerFsError, reader};
 use crate::blob::Blob;
+use crate::build::glob;
 use crate::build::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, SpecialKind, Spool};
 
 /// One `COPY --from` instruction.
@@ -58,10 +59,46 @@ pub fn copy_from_layers(
         .map(str::to_string)
         .collect();
     let mut roots: Vec<String> = Vec::new();
+    let mut patterns: Vec<(String, Vec<glob::Tok>)> = Vec::new();
     for s in &spec.srcs {
-        roots.push(clean(s).ok_or_else(|| not_found(s))?);
+        let c = clean(s).ok_or_else(|| not_found(s))?;
+        if glob::has_meta(&c) {
+            let toks = glob::compile(&c, false).map_err(|_| not_found(s))?;
+            // Read everything below the last directory without wildcards.
+            let fixed: Vec<&str> = c.split('/').take_while(|p| !glob::has_meta(p)).collect();
+            roots.push(fixed.join("/"));
+            patterns.push((s.clone(), toks));
+        } else {
+            roots.push(c);
+        }
     }
-    let srcs = roots.clone();
+    let mut srcs: Vec<String> = roots
+        .iter()
+        .zip(&spec.srcs)
+        .filter(|(_, s)| !glob::has_meta(&clean(s).unwrap_or_default()))
+        .map(|(r, _)| r.clone())
+        .collect();
+    if !patterns.is_empty() {
+        // Expand the wildcards against the merged view, like Docker: each match is a source.
+        let view = merged::build(rt, layers, &roots, image)?;
+        for (raw, toks) in &patterns {
+            let matched: Vec<String> = view
+                .keys()
+                .filter(|k| glob::matches(toks, k))
+                .cloned()
+                .collect();
+            if matched.is_empty() {
+                return Err(not_found(raw));
+            }
+            srcs.extend(matched);
+        }
+        if srcs.len() > 1 && !dest_is_dir {
+            return Err(LayerFsError::DestNotDir {
+                image: image.to_string(),
+                dest: spec.dest.clone(),
+            });
+        }
+    }
     // Build the merged view; a source symlink pointing outside the roots adds its target.
     let (view, resolved) = 'outer: loop {
         let view = merged::build(rt, layers, &roots, image)?;
@@ -70,7 +107,7 @@ pub fn copy_from_layers(
             match follow(&view, src) {
                 Ok(Some(r)) => resolved.push((src.clone(), r)),
                 Ok(None) => return Err(not_found(&format!("/{src}"))),
-                Err(missing) if roots.len() < srcs.len() + MAX_HOPS => {
+                Err(missing) if roots.len() < spec.srcs.len() + MAX_HOPS => {
                     roots.push(missing);
                     continue 'outer;
                 }

@@ -199,3 +199,20 @@ fn a_file_to_a_file_and_the_digest_is_stable() {
     let b = run(tmp.path(), &["etc/b"], "/renamed").unwrap();
     assert_eq!(std::fs::read(&b).unwrap(), first);
 }
+
+#[test]
+fn wildcards_match_in_the_merged_view() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(tmp.path(), &["/etc/*"], "/w/").unwrap();
+    let got = list(&out);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        ["w", "w/b"],
+        "etc/a is whited out"
+    );
+    assert_eq!(got["w/b"].3, "b1");
+    let out = run(tmp.path(), &["/opt/d/?"], "/o/").unwrap();
+    assert_eq!(list(&out).keys().collect::<Vec<_>>(), ["o", "o/z"]);
+    let e = run(tmp.path(), &["/etc/*.conf"], "/w/").unwrap_err();
+    assert!(matches!(e, LayerFsError::NotFound { .. }), "{e}");
+}

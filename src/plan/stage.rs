@@ -665,6 +665,52 @@ fn go_quote_list(v: &[String]) -> String {
 mod tests {
     use super::*;
 
+    fn copy_froms(text: &str) -> Result<Vec<Option<CopyFrom>>, PlanError> {
+        let df = dockerfile::parse(text).unwrap();
+        let auto = crate::plan::platform_args(&Platform::linux_amd64(), &Platform::linux_amd64());
+        let stages = crate::plan::plan_stages(&df, &Default::default(), &auto)?;
+        let last = stages.stages.last().unwrap().clone();
+        let ctx = StageContext {
+            stages: &stages,
+            build_args: &BTreeMap::new(),
+            auto_args: &auto,
+            platform: &Platform::linux_amd64(),
+            epoch: 0,
+        };
+        let plan = plan_stage(&last, None, &ctx)?;
+        Ok(plan
+            .layers
+            .into_iter()
+            .map(|l| match l {
+                LayerStep::Copy { from, .. } => from,
+                LayerStep::Mkdir { .. } => None,
+            })
+            .collect())
+    }
+
+    #[test]
+    fn copy_from_stage_index_or_image() {
+        let got = copy_froms(
+            "FROM scratch AS Build\nFROM scratch\nARG TARGETARCH\n\
+             COPY --from=build /a /a\nCOPY --from=0 /a /b\n\
+             COPY --from=tools-${TARGETARCH}:1 /a /c\nCOPY a /d\n",
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            [
+                Some(CopyFrom::Stage(0)),
+                Some(CopyFrom::Stage(0)),
+                Some(CopyFrom::Image("tools-amd64:1".into())),
+                None
+            ]
+        );
+        let e = copy_froms("FROM scratch\nCOPY --from=1 /a /b\n").unwrap_err();
+        assert!(matches!(e, PlanError::UnknownStage { line: 2, .. }), "{e}");
+        let e = copy_froms("FROM scratch AS x\nCOPY --from=x /a /b\n").unwrap_err();
+        assert!(e.to_string().contains("stage \"x\" is not defined"), "{e}");
+    }
+
     #[test]
     fn chown_forms() {
         assert_eq!(parse_chown("1000:1000"), Ok((1000, 1000)));
