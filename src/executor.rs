@@ -28,7 +28,8 @@ pub struct BuildOptions {
     pub context: PathBuf,
     /// `--build-arg`s.
     pub build_args: BuildArgs,
-    /// The target platform.
+    /// The target platform (the CLI's default is [`host_platform`]; several platforms are built
+    /// by [`crate::job::build_and_push_platforms`], one at a time).
     pub platform: Platform,
     /// OCI or Docker media types.
     pub format: Format,

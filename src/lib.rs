@@ -4,7 +4,11 @@
 //! Flow (each arrow a module boundary; nothing lower imports anything higher):
 //! `dockerfile` (parse) → `plan` (expand, stages) → `build` (layers) → `image` (config, manifest)
 //! → `push` (orchestration) → `dest` (registry | ECR API | OCI layout) ← `auth`.
-//! `source` resolves base images and feeds `build`.
+//! `source` resolves base images and feeds `build`; `layerfs` reads files out of image layers
+//! (`COPY --from`); `copy` moves images between registries and OCI layouts (`ocipush copy`),
+//! and `verified` checks blobs streamed from a source before their last byte is released.
+//! The library entry points are `job::build_and_push`, `job::build_and_push_platforms` and
+//! `copy::copy_image`.
 
 pub mod auth;
 pub mod blob;
