@@ -46,6 +46,14 @@ pub enum LayoutError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A source directory that holds no OCI layout.
+    #[error("there is no OCI image layout at {}: {} is missing; check the path (ocipush, skopeo and umoci write layouts)", dir.display(), file)]
+    NotALayout {
+        /// The directory.
+        dir: PathBuf,
+        /// The file that is missing.
+        file: &'static str,
+    },
     /// A blob's bytes did not match its descriptor.
     #[error("OCI layout {}: blob {digest} was not stored: {reason}; the source changed or is corrupt, rebuild it", dir.display())]
     Mismatch {
@@ -162,10 +170,7 @@ impl OciLayout {
         for f in ["oci-layout", "index.json"] {
             let p = dir.join(f);
             if !p.is_file() {
-                return Err(LayoutError::Invalid {
-                    path: p,
-                    reason: "the file is missing".into(),
-                });
+                return Err(LayoutError::NotALayout { dir, file: f });
             }
         }
         OciLayout::open_or_create(dir, tag)
