@@ -1,15 +1,20 @@
 //! Runs a build: parse the Dockerfile, plan its stages, resolve base images, build the new
 //! layers (on blocking threads, streamed to the spool), and assemble config and manifest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::blob::{Blob, BlobSource, FileBlob};
 use crate::build::{self, Compression, Context, CopySpec, LayerBlob, LayerOptions, Spool};
 use crate::events::{Event, EventSink};
 use crate::image::{Encoded, Format, ImageConfig, Manifest, Platform};
-use crate::plan::{self, BaseSpec, BuildArgs, LayerStep, PlanError, StageContext, Stages};
+use crate::layerfs;
+use crate::plan::{
+    self, BaseSpec, BuildArgs, CopyFrom, LayerStep, PlanError, StageContext, Stages,
+};
 use crate::registries_conf::RegistriesConf;
 use crate::registry::RegistryClient;
 use crate::source::{self, SourceError};
@@ -23,7 +28,8 @@ pub struct BuildOptions {
     pub context: PathBuf,
     /// `--build-arg`s.
     pub build_args: BuildArgs,
-    /// The target platform.
+    /// The target platform (the CLI's default is [`host_platform`]; several platforms are built
+    /// by [`crate::job::build_and_push_platforms`], one at a time).
     pub platform: Platform,
     /// OCI or Docker media types.
     pub format: Format,
@@ -82,6 +88,15 @@ pub enum BuildImageError {
         #[source]
         source: build::BuildError,
     },
+    /// `COPY --from` could not read its sources.
+    #[error("Dockerfile:{line}: {source}")]
+    CopyFrom {
+        /// The COPY line.
+        line: usize,
+        /// Why.
+        #[source]
+        source: layerfs::LayerFsError,
+    },
     /// The build context could not be opened.
     #[error(transparent)]
     Context(build::BuildError),
@@ -93,6 +108,210 @@ pub enum BuildImageError {
 struct StageResult {
     config: ImageConfig,
     layers: Vec<Blob>,
+}
+
+/// Builds stages on demand: a stage first builds the stages its `FROM` and `COPY --from` name,
+/// so stages nothing needs are never resolved.
+struct Builder<'a> {
+    opts: &'a BuildOptions,
+    client: &'a RegistryClient,
+    registries: &'a RegistriesConf,
+    events: &'a EventSink,
+    stages: &'a Stages,
+    auto: &'a BTreeMap<String, String>,
+    context: Arc<Context>,
+    spool: Arc<Spool>,
+    done: BTreeMap<usize, StageResult>,
+    used_args: BTreeSet<String>,
+}
+
+type StageFuture<'b> = Pin<Box<dyn Future<Output = Result<(), BuildImageError>> + Send + 'b>>;
+
+impl Builder<'_> {
+    /// Build stage `index` (and what it needs) unless built already.
+    fn stage(&mut self, index: usize) -> StageFuture<'_> {
+        Box::pin(async move {
+            if self.done.contains_key(&index) {
+                return Ok(());
+            }
+            let stages = self.stages;
+            let stage = &stages.stages[index];
+            let (base_config, mut layers) = match &stage.base {
+                BaseSpec::Scratch => (None, vec![]),
+                BaseSpec::Stage(i) if *i < index => {
+                    self.stage(*i).await?;
+                    let r = &self.done[i];
+                    (Some(r.config.clone()), r.layers.clone())
+                }
+                BaseSpec::Stage(i) => {
+                    return Err(PlanError::UnknownStage {
+                        line: stage.line,
+                        name: i.to_string(),
+                    }
+                    .into());
+                }
+                BaseSpec::Image(image) => {
+                    let platform = stage
+                        .platform
+                        .clone()
+                        .unwrap_or_else(|| self.opts.platform.clone());
+                    let base = self.resolve(image, &platform, stage.line).await?;
+                    let blobs = base_blobs(&base);
+                    (Some(base.config), blobs)
+                }
+            };
+            let sctx = StageContext {
+                stages,
+                build_args: &self.opts.build_args.0,
+                auto_args: self.auto,
+                platform: &self.opts.platform,
+                epoch: self.opts.epoch,
+            };
+            let planned = plan::plan_stage(stage, base_config, &sctx)?;
+            self.used_args.extend(planned.used_args.iter().cloned());
+            for w in &planned.warnings {
+                (self.events)(Event::Warning(w.clone()));
+            }
+            let mut config = planned.config;
+            for step in planned.layers {
+                let layer = match &step {
+                    LayerStep::Copy {
+                        from: Some(from), ..
+                    } => {
+                        let (name, src_layers) = self.source_layers(from, step.line()).await?;
+                        build_from_layer(
+                            &step,
+                            name,
+                            src_layers,
+                            &self.spool,
+                            self.opts,
+                            self.events,
+                        )
+                        .await?
+                    }
+                    _ => {
+                        build_layer(&step, &self.context, &self.spool, self.opts, self.events)
+                            .await?
+                    }
+                };
+                config.rootfs.diff_ids.push(layer.diff_id.clone());
+                let media_type = layer
+                    .media_type(self.opts.format == Format::Oci)
+                    .to_string();
+                layers.push(Blob {
+                    descriptor: crate::image::Descriptor::new(
+                        media_type,
+                        layer.digest.clone(),
+                        layer.size,
+                    ),
+                    source: Arc::new(FileBlob {
+                        path: layer.path.clone(),
+                    }) as Arc<dyn BlobSource>,
+                });
+            }
+            self.done.insert(index, StageResult { config, layers });
+            Ok(())
+        })
+    }
+
+    async fn resolve(
+        &self,
+        image: &str,
+        platform: &Platform,
+        line: usize,
+    ) -> Result<source::BaseImage, BuildImageError> {
+        let base = source::resolve(self.client, self.registries, image, platform)
+            .await
+            .map_err(|source| BuildImageError::Base { line, source })?;
+        (self.events)(Event::BaseResolved {
+            image: base.reference.clone(),
+            digest: base.digest.clone(),
+        });
+        Ok(base)
+    }
+
+    /// The layers `COPY --from` reads: an earlier stage's (built first) or an image's.
+    async fn source_layers(
+        &mut self,
+        from: &CopyFrom,
+        line: usize,
+    ) -> Result<(String, Vec<Blob>), BuildImageError> {
+        match from {
+            CopyFrom::Stage(i) => {
+                self.stage(*i).await?;
+                let name = match &self.stages.stages[*i].name {
+                    Some(n) => format!("stage {n:?}"),
+                    None => format!("stage {i}"),
+                };
+                Ok((name, self.done[i].layers.clone()))
+            }
+            CopyFrom::Image(image) => {
+                let platform = self.opts.platform.clone();
+                let base = self.resolve(image, &platform, line).await?;
+                Ok((base.reference.clone(), base_blobs(&base)))
+            }
+        }
+    }
+}
+
+fn base_blobs(base: &source::BaseImage) -> Vec<Blob> {
+    base.layers
+        .iter()
+        .map(|l| Blob {
+            descriptor: l.descriptor.clone(),
+            source: l.source.clone(),
+        })
+        .collect()
+}
+
+/// `COPY --from`: read the sources out of `layers` on a blocking thread.
+async fn build_from_layer(
+    step: &LayerStep,
+    image: String,
+    layers: Vec<Blob>,
+    spool: &Arc<Spool>,
+    opts: &BuildOptions,
+    events: &EventSink,
+) -> Result<LayerBlob, BuildImageError> {
+    let LayerStep::Copy {
+        line,
+        srcs,
+        dest,
+        chown,
+        chmod,
+        ..
+    } = step.clone()
+    else {
+        return Err(BuildImageError::Join("COPY --from without sources".into()));
+    };
+    events(Event::LayerStarted {
+        line,
+        step: format!("COPY --from={image} {} {dest}", srcs.join(" ")),
+    });
+    let layer_opts = LayerOptions {
+        compression: opts.compression,
+        epoch: opts.epoch,
+    };
+    let spec = layerfs::FromSpec {
+        srcs,
+        dest,
+        chown,
+        chmod,
+    };
+    let rt = tokio::runtime::Handle::current();
+    let spool = spool.clone();
+    let blob = tokio::task::spawn_blocking(move || {
+        layerfs::copy_from_layers(&rt, &layers, &image, &spec, &spool, &layer_opts)
+    })
+    .await
+    .map_err(|e| BuildImageError::Join(e.to_string()))?
+    .map_err(|source| BuildImageError::CopyFrom { line, source })?;
+    events(Event::LayerBuilt {
+        line,
+        digest: blob.digest.clone(),
+        size: blob.size,
+    });
+    Ok(blob)
 }
 
 /// Build the image `opts` describes. `registries`/`client` reach base images.
@@ -128,75 +347,24 @@ pub async fn build_image(
     let context = Arc::new(context);
     let spool = Arc::new(Spool::new(&opts.spool_dir).map_err(BuildImageError::Context)?);
 
-    let mut done: BTreeMap<usize, StageResult> = BTreeMap::new();
-    let mut used_args = std::collections::BTreeSet::new();
-    for index in needed_stages(&stages, target) {
-        let stage = &stages.stages[index];
-        let (base_config, mut layers) = match &stage.base {
-            BaseSpec::Scratch => (None, vec![]),
-            BaseSpec::Stage(i) => {
-                let r = done.get(i).ok_or_else(|| PlanError::UnknownStage {
-                    line: stage.line,
-                    name: i.to_string(),
-                })?;
-                (Some(r.config.clone()), r.layers.clone())
-            }
-            BaseSpec::Image(image) => {
-                let platform = stage
-                    .platform
-                    .clone()
-                    .unwrap_or_else(|| opts.platform.clone());
-                let base = source::resolve(client, registries, image, &platform)
-                    .await
-                    .map_err(|source| BuildImageError::Base {
-                        line: stage.line,
-                        source,
-                    })?;
-                events(Event::BaseResolved {
-                    image: base.reference.clone(),
-                    digest: base.digest.clone(),
-                });
-                let layers = base
-                    .layers
-                    .iter()
-                    .map(|l| Blob {
-                        descriptor: l.descriptor.clone(),
-                        source: l.source.clone(),
-                    })
-                    .collect();
-                (Some(base.config), layers)
-            }
-        };
-        let sctx = StageContext {
-            stages: &stages,
-            build_args: &opts.build_args.0,
-            auto_args: &auto,
-            platform: &opts.platform,
-            epoch: opts.epoch,
-        };
-        let planned = plan::plan_stage(stage, base_config, &sctx)?;
-        used_args.extend(planned.used_args.iter().cloned());
-        for w in &planned.warnings {
-            events(Event::Warning(w.clone()));
-        }
-        let mut config = planned.config;
-        for step in planned.layers {
-            let layer = build_layer(&step, &context, &spool, opts, events).await?;
-            config.rootfs.diff_ids.push(layer.diff_id.clone());
-            let media_type = layer.media_type(opts.format == Format::Oci).to_string();
-            layers.push(Blob {
-                descriptor: crate::image::Descriptor::new(
-                    media_type,
-                    layer.digest.clone(),
-                    layer.size,
-                ),
-                source: Arc::new(FileBlob {
-                    path: layer.path.clone(),
-                }) as Arc<dyn BlobSource>,
-            });
-        }
-        done.insert(index, StageResult { config, layers });
-    }
+    let mut b = Builder {
+        opts,
+        client,
+        registries,
+        events,
+        stages: &stages,
+        auto: &auto,
+        context,
+        spool,
+        done: BTreeMap::new(),
+        used_args: BTreeSet::new(),
+    };
+    b.stage(target).await?;
+    let Builder {
+        mut done,
+        used_args,
+        ..
+    } = b;
     for k in opts.build_args.0.keys() {
         if !used_args.contains(k) && !stages.global_args.contains_key(k) {
             events(Event::Warning(format!(
@@ -297,21 +465,6 @@ async fn build_layer(
         size: blob.size,
     });
     Ok(blob)
-}
-
-/// The stages `target` depends on, dependencies first.
-fn needed_stages(stages: &Stages, target: usize) -> Vec<usize> {
-    let mut chain = vec![target];
-    let mut cur = target;
-    while let BaseSpec::Stage(i) = stages.stages[cur].base {
-        if i >= cur {
-            break;
-        }
-        chain.push(i);
-        cur = i;
-    }
-    chain.reverse();
-    chain
 }
 
 /// The platform of the machine running ocipush.

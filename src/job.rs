@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::auth::{AuthError, Chain, CredentialProvider, DockerConfigProvider};
+use crate::blob::{Blob, BytesBlob};
 use crate::dest::Destination;
 use crate::digest::Digest;
 use crate::events::EventSink;
 use crate::executor::{BuildImageError, BuildOptions, BuiltImage, build_image};
+use crate::image::{Encoded, Format, ImageConfig, Index, Platform};
 use crate::layout::OciLayout;
-use crate::push::{PushError, PushOptions, push};
+use crate::push::{PushError, PushOptions, push, push_blobs, put_manifest};
 use crate::reference::{Reference, ReferenceError};
 use crate::registries_conf::RegistriesConf;
 use crate::registry::{ClientOptions, RegistryClient, RegistryError};
@@ -201,7 +203,58 @@ pub async fn build_and_push(
     jobs: usize,
     events: &EventSink,
 ) -> Result<(BuiltImage, Digest), JobError> {
-    let image = build_image(build, &session.client, &session.registries, events).await?;
+    let pushed = build_and_push_platforms(
+        session,
+        build,
+        std::slice::from_ref(&build.platform),
+        target,
+        extra_tags,
+        jobs,
+        events,
+    )
+    .await?;
+    let image = pushed
+        .images
+        .into_iter()
+        .next()
+        .map(|(_, i)| i)
+        .ok_or_else(|| JobError::Destination("no image was built".into()))?;
+    Ok((image, pushed.digest))
+}
+
+/// What a (multi-platform) build and push produced.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// One image per platform, in the order asked for.
+    pub images: Vec<(Platform, BuiltImage)>,
+    /// The index, when more than one platform was built.
+    pub index: Option<Encoded>,
+    /// What the tag points to: the index, or the only image's manifest.
+    pub digest: Digest,
+}
+
+/// Build the Dockerfile once per platform in `platforms` (`build.platform` is replaced by each)
+/// and push: every blob first, then each manifest by digest, then, for more than one platform,
+/// an index (a Docker manifest list with `Format::Docker`) under the tag and `extra_tags`. With
+/// one platform the manifest itself is tagged. Nothing is tagged unless everything else is in.
+pub async fn build_and_push_platforms(
+    session: &Session,
+    build: &BuildOptions,
+    platforms: &[Platform],
+    target: &Target,
+    extra_tags: &[String],
+    jobs: usize,
+    events: &EventSink,
+) -> Result<Pushed, JobError> {
+    let mut images = Vec::with_capacity(platforms.len());
+    for p in platforms {
+        let opts = BuildOptions {
+            platform: p.clone(),
+            ..build.clone()
+        };
+        let image = build_image(&opts, &session.client, &session.registries, events).await?;
+        images.push((p.clone(), image));
+    }
     let (dest, registry) = session.destination(target).await?;
     let refs = target.references(extra_tags);
     #[cfg(feature = "ecr")]
@@ -215,16 +268,8 @@ pub async fn build_and_push(
             .map_err(|e| JobError::Destination(Box::new(e)))?;
     }
     let opts = PushOptions { jobs, registry };
-    let pushed = push(
-        dest.as_ref(),
-        &image.layers,
-        &image.config,
-        &image.manifest,
-        &refs,
-        &opts,
-        events,
-    )
-    .await;
+    let index = (images.len() > 1).then(|| index_of(build.format, &images));
+    let pushed = push_all(dest.as_ref(), &images, index.as_ref(), &refs, &opts, events).await;
     #[cfg(feature = "ecr")]
     if let (Err(e), Target::Registry(r)) = (&pushed, target)
         && let Some(explained) = crate::job_ecr::EcrSettings::explain_denied(r, e)
@@ -242,7 +287,81 @@ pub async fn build_and_push(
             .await
             .map_err(|e| JobError::Destination(Box::new(e)))?;
     }
-    Ok((image, digest))
+    Ok(Pushed {
+        images,
+        index,
+        digest,
+    })
+}
+
+/// The index over per-platform images; each entry's platform is what its config says.
+fn index_of(format: Format, images: &[(Platform, BuiltImage)]) -> Encoded {
+    let manifests = images
+        .iter()
+        .map(|(p, image)| {
+            let mut d = image.manifest.descriptor();
+            let config: Option<ImageConfig> = serde_json::from_slice(&image.config.bytes).ok();
+            d.platform = Some(match config {
+                Some(c) if !c.architecture.is_empty() => Platform {
+                    architecture: c.architecture,
+                    os: c.os,
+                    os_version: None,
+                    os_features: vec![],
+                    variant: c.variant,
+                },
+                _ => p.clone(),
+            });
+            d
+        })
+        .collect();
+    Index::new(format, manifests).encode()
+}
+
+async fn push_all(
+    dest: &dyn crate::dest::Destination,
+    images: &[(Platform, BuiltImage)],
+    index: Option<&Encoded>,
+    refs: &[String],
+    opts: &PushOptions,
+    events: &EventSink,
+) -> Result<Digest, PushError> {
+    let Some(index) = index else {
+        let (_, image) = &images[0];
+        return push(
+            dest,
+            &image.layers,
+            &image.config,
+            &image.manifest,
+            refs,
+            opts,
+            events,
+        )
+        .await;
+    };
+    let mut blobs = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (_, image) in images {
+        let config = Blob {
+            descriptor: image.config.descriptor(),
+            source: Arc::new(BytesBlob(image.config.bytes.clone())),
+        };
+        for b in image.layers.iter().chain(std::iter::once(&config)) {
+            if seen.insert(b.descriptor.digest.clone()) {
+                blobs.push(b.clone());
+            }
+        }
+    }
+    push_blobs(dest, &blobs, opts, events).await?;
+    for (_, image) in images {
+        put_manifest(
+            dest,
+            &image.manifest,
+            &[image.manifest.digest.to_string()],
+            events,
+        )
+        .await?;
+    }
+    put_manifest(dest, index, refs, events).await
 }
 
 #[cfg(test)]

@@ -46,6 +46,14 @@ pub enum LayoutError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A source directory that holds no OCI layout.
+    #[error("there is no OCI image layout at {}: {} is missing; check the path (ocipush, skopeo and umoci write layouts)", dir.display(), file)]
+    NotALayout {
+        /// The directory.
+        dir: PathBuf,
+        /// The file that is missing.
+        file: &'static str,
+    },
     /// A blob's bytes did not match its descriptor.
     #[error("OCI layout {}: blob {digest} was not stored: {reason}; the source changed or is corrupt, rebuild it", dir.display())]
     Mismatch {
@@ -150,6 +158,62 @@ impl OciLayout {
             tag,
             index_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Open an existing layout for reading (nothing is created); `tag` as in
+    /// [`OciLayout::open_or_create`].
+    pub fn open_existing(
+        dir: impl Into<PathBuf>,
+        tag: Option<String>,
+    ) -> Result<OciLayout, LayoutError> {
+        let dir = dir.into();
+        for f in ["oci-layout", "index.json"] {
+            let p = dir.join(f);
+            if !p.is_file() {
+                return Err(LayoutError::NotALayout { dir, file: f });
+            }
+        }
+        OciLayout::open_or_create(dir, tag)
+    }
+
+    /// The image the layout's tag names (`latest` when none was given; the only entry of
+    /// `index.json` when it has exactly one and no tag was given).
+    pub fn root(&self) -> Result<Descriptor, LayoutError> {
+        if let Some(t) = &self.tag {
+            return self.resolve(t);
+        }
+        if let Ok(d) = self.resolve("latest") {
+            return Ok(d);
+        }
+        let index = self.read_index()?;
+        let path = self.dir.join("index.json");
+        match manifests(&index, &path)?.as_slice() {
+            [only] => serde_json::from_value(only.clone()).map_err(|e| LayoutError::Invalid {
+                path,
+                reason: e.to_string(),
+            }),
+            _ => Err(LayoutError::TagNotFound {
+                dir: self.dir.clone(),
+                tag: "latest".into(),
+            }),
+        }
+    }
+
+    /// A small blob (a manifest, a config) read whole and verified; refused above `limit` bytes.
+    pub fn read_blob(&self, desc: &Descriptor, limit: u64) -> Result<Bytes, LayoutError> {
+        let path = self.blob_path(&desc.digest);
+        if desc.size > limit {
+            return Err(self.mismatch(desc, format!("it is larger than {limit} bytes")));
+        }
+        let bytes = fs::read(&path).map_err(io_err("read", &path))?;
+        let digest = Digest::of(&bytes);
+        if digest != desc.digest || bytes.len() as u64 != desc.size {
+            return Err(self.mismatch(
+                desc,
+                format!("the file holds {} bytes hashing to {digest}", bytes.len()),
+            ));
+        }
+        Ok(Bytes::from(bytes))
     }
 
     /// The layout directory.

@@ -4,7 +4,11 @@
 //! Flow (each arrow a module boundary; nothing lower imports anything higher):
 //! `dockerfile` (parse) → `plan` (expand, stages) → `build` (layers) → `image` (config, manifest)
 //! → `push` (orchestration) → `dest` (registry | ECR API | OCI layout) ← `auth`.
-//! `source` resolves base images and feeds `build`.
+//! `source` resolves base images and feeds `build`; `layerfs` reads files out of image layers
+//! (`COPY --from`); `copy` moves images between registries and OCI layouts (`ocipush copy`),
+//! and `verified` checks blobs streamed from a source before their last byte is released.
+//! The library entry points are `job::build_and_push`, `job::build_and_push_platforms` and
+//! `copy::copy_image`.
 //!
 //! The project README follows; its Rust example is compiled as a doctest.
 #![doc = include_str!("../README.md")]
@@ -12,6 +16,7 @@
 pub mod auth;
 pub mod blob;
 pub mod build;
+pub mod copy;
 pub mod dest;
 pub mod digest;
 pub mod dockerfile;
@@ -23,6 +28,7 @@ pub mod image;
 pub mod job;
 #[cfg(feature = "ecr")]
 pub mod job_ecr;
+pub mod layerfs;
 pub mod layout;
 pub mod plan;
 pub mod push;
@@ -30,6 +36,7 @@ pub mod reference;
 pub mod registries_conf;
 pub mod registry;
 pub mod source;
+pub mod verified;
 
 /// The User-Agent sent with every request: `ocipush/<version>`.
 pub const USER_AGENT: &str = concat!("ocipush/", env!("CARGO_PKG_VERSION"));

@@ -191,9 +191,18 @@ async fn push_one(
             sent,
         })
     };
-    dest.put_blob(d, blob.source.as_ref(), &progress)
-        .await
-        .map_err(fail)?;
+    match blob.source.mount_from() {
+        Some((host, repo)) => {
+            let verified = crate::verified::Verified {
+                inner: blob.source.as_ref(),
+                descriptor: d,
+                label: format!("{host}/{repo}"),
+            };
+            dest.put_blob(d, &verified, &progress).await
+        }
+        None => dest.put_blob(d, blob.source.as_ref(), &progress).await,
+    }
+    .map_err(fail)?;
     events(Event::BlobUploaded {
         digest: d.digest.clone(),
     });

@@ -10,7 +10,7 @@ mod context;
 mod copy;
 mod dockerignore;
 mod error;
-mod glob;
+pub(crate) mod glob;
 mod layer;
 mod spool;
 mod tar_writer;

@@ -34,6 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Build DOCKERFILE and push it to DESTINATION (the default command).
     Build(Box<BuildArgs>),
+    /// Copy an image or a whole index between registries and OCI layouts (oci:<dir>[:tag]).
+    Copy(CopyArgs),
     /// Print the least-privilege IAM policy a push to an ECR repository needs (and, with --trust,
     /// the role's trust policy).
     #[cfg(feature = "ecr")]
@@ -66,6 +68,33 @@ pub struct IamPolicyArgs {
     #[arg(long = "base", value_name = "ECR_IMAGE")]
     pub base_images: Vec<String>,
 }
+
+// ---- `ocipush copy` (platforms work) ----
+
+/// `ocipush copy`.
+#[derive(Debug, Args, Clone)]
+pub struct CopyArgs {
+    /// The image to copy: [registry[:port]/]repo[:tag][@digest] or oci:<dir>[:<tag>].
+    #[arg(value_name = "SRC")]
+    pub src: String,
+    /// Where to: [registry[:port]/]repo[:tag][@digest] or oci:<dir>[:<tag>].
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+    /// Copy only these platforms of an index, os/arch[/variant], comma-separated [default: all].
+    #[arg(long, value_name = "OS/ARCH[/VARIANT],...")]
+    pub platform: Option<String>,
+    /// Allow plain HTTP to every registry (loopback registries use HTTP anyway).
+    #[arg(long)]
+    pub insecure: bool,
+    /// A containers-registries.conf(5) file mapping registries to other locations.
+    #[arg(long = "registries-conf", value_name = "FILE")]
+    pub registries_conf: Option<PathBuf>,
+    /// Blob transfers in flight at once.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub jobs: u64,
+}
+
+// ---- end `ocipush copy` ----
 
 /// Amazon ECR options of a push.
 #[cfg(feature = "ecr")]
@@ -125,9 +154,10 @@ pub struct BuildArgs {
     /// Manifest and config media types.
     #[arg(long, value_enum, default_value_t = FormatArg::Oci)]
     pub format: FormatArg,
-    /// Target platform, os/arch[/variant].
-    #[arg(long, default_value = "linux/amd64", value_name = "OS/ARCH[/VARIANT]")]
-    pub platform: String,
+    /// Target platform(s), os/arch[/variant], comma-separated: one image per platform, pushed
+    /// as an index when more than one [default: the host's platform].
+    #[arg(long, value_name = "OS/ARCH[/VARIANT],...")]
+    pub platform: Option<String>,
     /// The stage to build [default: the last].
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,

@@ -2,6 +2,7 @@
 //! code and one clear message.
 
 mod args;
+mod copy;
 #[cfg(feature = "ecr")]
 mod ecr;
 mod progress;
@@ -13,7 +14,7 @@ use clap::Parser;
 use ocipush::build::Compression;
 use ocipush::executor::BuildOptions;
 use ocipush::image::{Format, Platform};
-use ocipush::job::{Session, Target, build_and_push};
+use ocipush::job::{Session, Target, build_and_push_platforms};
 use ocipush::plan::BuildArgs;
 use ocipush::registries_conf::RegistriesConf;
 
@@ -115,6 +116,7 @@ fn init_logging(verbose: u8) {
 async fn run(cli: Cli) -> Result<(), Failure> {
     let build = match cli.command {
         Some(Command::Build(b)) => *b,
+        Some(Command::Copy(a)) => return copy::run(&a, cli.quiet).await,
         #[cfg(feature = "ecr")]
         Some(Command::IamPolicy(a)) => return ecr::iam_policy(&a),
         None => cli.build,
@@ -129,12 +131,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     };
     let target = Target::parse(&destination)
         .map_err(|e| Failure::usage(format!("invalid destination {destination:?}: {e}")))?;
-    let platform = Platform::parse(&build.platform).ok_or_else(|| {
-        Failure::usage(format!(
-            "invalid --platform {:?}: expected os/arch[/variant], e.g. linux/amd64",
-            build.platform
-        ))
-    })?;
+    let platforms = parse_platforms(build.platform.as_deref()).map_err(Failure::usage)?;
     let compression = parse_compression(&build.compression).map_err(Failure::usage)?;
     let build_args =
         BuildArgs::parse(build.build_args.iter().map(String::as_str)).map_err(Failure::usage)?;
@@ -193,7 +190,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         dockerfile,
         context,
         build_args,
-        platform,
+        platform: platforms[0].clone(),
         format: match build.format {
             FormatArg::Oci => Format::Oci,
             FormatArg::Docker => Format::Docker,
@@ -204,9 +201,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         target: build.target.clone(),
     };
     let events = progress::reporter(quiet);
-    let (_, digest) = build_and_push(
+    let pushed = build_and_push_platforms(
         &session,
         &opts,
+        &platforms,
         &target,
         &build.tags,
         build.jobs as usize,
@@ -214,8 +212,26 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     )
     .await
     .map_err(|e| Failure::failed(e.to_string()))?;
-    println!("{}", target.pushed_name(&digest));
+    println!("{}", target.pushed_name(&pushed.digest));
     Ok(())
+}
+
+/// `--platform a,b,c`: each os/arch[/variant], no duplicates; the host's platform by default.
+pub(crate) fn parse_platforms(s: Option<&str>) -> Result<Vec<Platform>, String> {
+    let Some(s) = s else {
+        return Ok(vec![ocipush::executor::host_platform()]);
+    };
+    let mut out: Vec<Platform> = Vec::new();
+    for item in s.split(',').map(str::trim) {
+        let p = Platform::parse(item).ok_or_else(|| {
+            format!("invalid --platform {item:?}: expected os/arch[/variant], e.g. linux/amd64")
+        })?;
+        if out.iter().any(|q| q.matches(&p) && p.matches(q)) {
+            return Err(format!("--platform lists {item} twice"));
+        }
+        out.push(p);
+    }
+    Ok(out)
 }
 
 fn dockerfile_dir(p: &Path) -> PathBuf {

@@ -9,5 +9,5 @@ mod stages;
 
 pub use args::{BuildArgs, platform_args};
 pub use error::PlanError;
-pub use stage::{LayerStep, StageContext, StagePlan, plan_stage};
+pub use stage::{CopyFrom, LayerStep, StageContext, StagePlan, plan_stage};
 pub use stages::{BaseSpec, Stage, Stages, plan_stages};

@@ -10,6 +10,15 @@ use crate::dockerfile::{self, CommandForm, CopyArgs, Healthcheck, Instruction, e
 type Located = dockerfile::Located<Instruction>;
 use crate::image::{DEFAULT_LINUX_PATH, HealthConfig, History, ImageConfig, Platform, rfc3339};
 
+/// Where `COPY --from` reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyFrom {
+    /// An earlier stage, by index.
+    Stage(usize),
+    /// An image reference, expanded.
+    Image(String),
+}
+
 /// A layer to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LayerStep {
@@ -27,6 +36,8 @@ pub enum LayerStep {
         chmod: Option<u32>,
         /// `ADD`: extract local tar archives.
         extract: bool,
+        /// `COPY --from`: the sources are absolute paths in that stage or image.
+        from: Option<CopyFrom>,
     },
     /// `WORKDIR`: create these directories (each parent listed).
     Mkdir {
@@ -35,6 +46,15 @@ pub enum LayerStep {
         /// Absolute paths, parents first.
         dirs: Vec<String>,
     },
+}
+
+impl LayerStep {
+    /// The Dockerfile line of the instruction.
+    pub fn line(&self) -> usize {
+        match self {
+            LayerStep::Copy { line, .. } | LayerStep::Mkdir { line, .. } => *line,
+        }
+    }
 }
 
 /// What a stage comes to: the config (history complete, new diff ids still to append) and the layers.
@@ -68,6 +88,7 @@ const BUILDKIT_COMMENT: &str = "buildkit.dockerfile.v0";
 
 struct Planner<'a> {
     ctx: &'a StageContext<'a>,
+    stage_index: usize,
     config: ImageConfig,
     args: BTreeMap<String, Option<String>>,
     shell: Vec<String>,
@@ -106,6 +127,7 @@ pub fn plan_stage(
         .unwrap_or_default();
     let mut p = Planner {
         ctx,
+        stage_index: stage.index,
         config,
         args: BTreeMap::new(),
         shell,
@@ -441,14 +463,18 @@ impl Planner<'_> {
 
     fn copy(&mut self, l: &Located, a: &CopyArgs, add: bool) -> Result<(), PlanError> {
         let name = if add { "ADD" } else { "COPY" };
-        if let Some(from) = &a.from {
-            return Err(PlanError::Unsupported {
-                line: l.start_line,
-                what: format!("{name} --from={from}"),
-                why: "copying from another stage or image is not implemented yet".into(),
-                fix: "Copy the files into the build context and COPY them from there".into(),
-            });
-        }
+        let from = match &a.from {
+            Some(_) if add => {
+                return Err(PlanError::Unsupported {
+                    line: l.start_line,
+                    what: "ADD --from".into(),
+                    why: "only COPY reads from another stage or image".into(),
+                    fix: "Use COPY --from=<stage|image> instead".into(),
+                });
+            }
+            Some(f) => Some(self.copy_from(l, f)?),
+            None => None,
+        };
         let mut srcs = vec![];
         for s in &a.srcs {
             let s = self.expand(l, s)?;
@@ -460,7 +486,11 @@ impl Planner<'_> {
                     fix: "Download the file into the build context first, then ADD or COPY it from there".into(),
                 });
             }
-            srcs.push(s);
+            srcs.push(if from.is_some() && !s.starts_with('/') {
+                format!("/{s}")
+            } else {
+                s
+            });
         }
         let dest_raw = self.expand(l, &a.dest)?;
         if dest_raw.is_empty() {
@@ -501,9 +531,39 @@ impl Planner<'_> {
             chown,
             chmod,
             extract: add,
+            from,
         });
         self.history(created_by, false);
         Ok(())
+    }
+
+    /// `--from=<stage name|index|image>`: an earlier stage, else an image. A number or a stage
+    /// name that is not defined before this stage is an error.
+    fn copy_from(&self, l: &Located, raw: &str) -> Result<CopyFrom, PlanError> {
+        let from = self.expand(l, raw)?;
+        if from.is_empty() {
+            return Err(Self::invalid(
+                l,
+                "--from is empty after expanding variables",
+            ));
+        }
+        if let Some(i) = self.ctx.stages.lookup(&from, self.stage_index) {
+            return Ok(CopyFrom::Stage(i));
+        }
+        let lower = from.to_ascii_lowercase();
+        let later = self
+            .ctx
+            .stages
+            .stages
+            .iter()
+            .any(|s| s.name.as_deref() == Some(lower.as_str()));
+        if later || from.parse::<usize>().is_ok() {
+            return Err(PlanError::UnknownStage {
+                line: l.start_line,
+                name: from,
+            });
+        }
+        Ok(CopyFrom::Image(from))
     }
 }
 
@@ -604,6 +664,52 @@ fn go_quote_list(v: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn copy_froms(text: &str) -> Result<Vec<Option<CopyFrom>>, PlanError> {
+        let df = dockerfile::parse(text).unwrap();
+        let auto = crate::plan::platform_args(&Platform::linux_amd64(), &Platform::linux_amd64());
+        let stages = crate::plan::plan_stages(&df, &Default::default(), &auto)?;
+        let last = stages.stages.last().unwrap().clone();
+        let ctx = StageContext {
+            stages: &stages,
+            build_args: &BTreeMap::new(),
+            auto_args: &auto,
+            platform: &Platform::linux_amd64(),
+            epoch: 0,
+        };
+        let plan = plan_stage(&last, None, &ctx)?;
+        Ok(plan
+            .layers
+            .into_iter()
+            .map(|l| match l {
+                LayerStep::Copy { from, .. } => from,
+                LayerStep::Mkdir { .. } => None,
+            })
+            .collect())
+    }
+
+    #[test]
+    fn copy_from_stage_index_or_image() {
+        let got = copy_froms(
+            "FROM scratch AS Build\nFROM scratch\nARG TARGETARCH\n\
+             COPY --from=build /a /a\nCOPY --from=0 /a /b\n\
+             COPY --from=tools-${TARGETARCH}:1 /a /c\nCOPY a /d\n",
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            [
+                Some(CopyFrom::Stage(0)),
+                Some(CopyFrom::Stage(0)),
+                Some(CopyFrom::Image("tools-amd64:1".into())),
+                None
+            ]
+        );
+        let e = copy_froms("FROM scratch\nCOPY --from=1 /a /b\n").unwrap_err();
+        assert!(matches!(e, PlanError::UnknownStage { line: 2, .. }), "{e}");
+        let e = copy_froms("FROM scratch AS x\nCOPY --from=x /a /b\n").unwrap_err();
+        assert!(e.to_string().contains("stage \"x\" is not defined"), "{e}");
+    }
 
     #[test]
     fn chown_forms() {

@@ -5,11 +5,14 @@
 
 mod common;
 mod e2e_auth;
+mod e2e_copy;
 #[cfg(feature = "ecr")]
 mod e2e_ecr;
 mod e2e_errors;
 mod e2e_instructions;
 mod e2e_oci_layout;
 mod e2e_options;
+mod e2e_platforms;
 mod e2e_reference;
+mod e2e_stages;
 mod harness_selftest;

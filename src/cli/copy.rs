@@ -1,0 +1,38 @@
+//! `ocipush copy SRC DEST`: parse, set up a session, copy, print `DEST@sha256:…`.
+
+use ocipush::copy::{CopyOptions, copy_image};
+use ocipush::job::{Session, Target};
+use ocipush::registries_conf::RegistriesConf;
+
+use super::args::CopyArgs;
+use super::{Failure, parse_platforms, progress};
+
+/// Run `ocipush copy`.
+pub(crate) async fn run(a: &CopyArgs, quiet: bool) -> Result<(), Failure> {
+    let parse = |what: &str, s: &str| {
+        Target::parse(s).map_err(|e| Failure::usage(format!("invalid {what} {s:?}: {e}")))
+    };
+    let src = parse("SRC", &a.src)?;
+    let dest = parse("DEST", &a.dest)?;
+    let platforms = match &a.platform {
+        Some(p) => parse_platforms(Some(p)).map_err(Failure::usage)?,
+        None => vec![],
+    };
+    let registries = RegistriesConf::load(a.registries_conf.as_deref())
+        .map_err(|e| Failure::failed(e.to_string()))?
+        .with_insecure(a.insecure);
+    let credentials =
+        ocipush::job::default_credentials().map_err(|e| Failure::failed(e.to_string()))?;
+    let session = Session::new(registries, credentials, a.insecure)
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    let opts = CopyOptions {
+        platforms,
+        jobs: a.jobs as usize,
+    };
+    let events = progress::reporter(quiet);
+    let digest = copy_image(&session, &src, &dest, &opts, &events)
+        .await
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    println!("{}", dest.pushed_name(&digest));
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! Errors of reading files out of image layers: which layer or path, why, and what to do.
+
+use std::io;
+
+use crate::digest::Digest;
+
+/// Why `COPY --from` could not read its sources.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayerFsError {
+    /// A source layer could not be read (network, digest mismatch, corrupt tar).
+    #[error("cannot read layer {layer} of {image}: {source}")]
+    Read {
+        /// The stage or image read from.
+        image: String,
+        /// The layer.
+        layer: Digest,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A layer in a format ocipush cannot read.
+    #[error("layer {layer} of {image} is {what}, which ocipush cannot read yet")]
+    Unsupported {
+        /// The stage or image read from.
+        image: String,
+        /// The layer.
+        layer: Digest,
+        /// What it is.
+        what: String,
+    },
+    /// A source path does not exist in the image.
+    #[error(
+        "COPY --from={image}: {path} not found in that image; check the path (it is absolute in the source image)"
+    )]
+    NotFound {
+        /// The stage or image read from.
+        image: String,
+        /// The path.
+        path: String,
+    },
+    /// Several sources need a directory destination.
+    #[error("COPY --from={image}: with several sources the destination {dest} must end with '/'")]
+    DestNotDir {
+        /// The stage or image read from.
+        image: String,
+        /// The destination.
+        dest: String,
+    },
+    /// Writing the new layer failed.
+    #[error(transparent)]
+    Build(#[from] crate::build::BuildError),
+    /// Spooling a selected file failed.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file concerned.
+        path: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
