@@ -930,6 +930,7 @@ async fn dropped_connections_and_retries() {
         max_attempts: 3,
         base_delay: std::time::Duration::from_millis(1),
         max_delay: std::time::Duration::from_millis(5),
+        max_elapsed: std::time::Duration::from_secs(60),
     };
     let r = fake_repo(&addr, "app", ClientOptions { retry, ..options() });
     let d = desc(media_types::OCI_LAYER_GZIP, b"x");
@@ -940,8 +941,16 @@ async fn dropped_connections_and_retries() {
     assert_eq!(heads.load(Ordering::SeqCst), 2);
 
     let e = r.get_manifest("v1").await.unwrap_err();
-    assert!(matches!(e, RegistryError::TooManyRequests { .. }), "{e}");
+    assert!(
+        matches!(e, RegistryError::Exhausted { attempts: 3, .. }),
+        "{e}"
+    );
+    assert!(
+        matches!(e.last_attempt(), RegistryError::TooManyRequests { .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("slow down"), "{e}");
+    assert!(e.to_string().contains("after 3 attempts over"), "{e}");
 
     let r = fake_repo(&addr, "app", options());
     let e = r

@@ -5,6 +5,7 @@ mod args;
 #[cfg(feature = "ecr")]
 mod ecr;
 mod progress;
+mod reliability;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -148,8 +149,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     )
     .map_err(|e| Failure::failed(e.to_string()))?;
     #[allow(unused_mut)]
-    let mut session = Session::new(registries, credentials, build.insecure)
+    let mut session = Session::new(registries, credentials.clone(), build.insecure)
         .map_err(|e| Failure::failed(e.to_string()))?;
+    session.client = reliability::client(&build.reliability, credentials, build.insecure)?;
     #[cfg(feature = "ecr")]
     {
         session.ecr = ecr_settings;

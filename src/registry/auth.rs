@@ -123,6 +123,7 @@ impl AuthState {
         rh: &RegistryHost<'_>,
         scopes: &[String],
         rejected: Option<&HeaderValue>,
+        stall: std::time::Duration,
     ) -> Result<Authz, AuthzFailure> {
         let Some(ch) = self
             .challenges
@@ -187,7 +188,7 @@ impl AuthState {
             }
             self.tokens.remove(rh.endpoint, &scope_key);
         }
-        let token = fetch_token(http, &ch, scopes, cred.as_ref())
+        let token = fetch_token(http, &ch, scopes, cred.as_ref(), stall)
             .await
             .map_err(|f| match f {
                 TokenFailure::Rejected(detail) => AuthzFailure::Rejected {
