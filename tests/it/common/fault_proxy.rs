@@ -375,109 +375,101 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
     };
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut client = client;
-    loop {
-        let head = match read_head(&mut reader) {
-            Ok(Some(h)) => h,
-            _ => return,
-        };
-        let fault = {
-            let mut st = s.state.lock().unwrap();
-            let mut chosen = None;
-            for rule in st.rules.iter_mut() {
-                if !rule.matches(&head.method, &head.target) {
-                    continue;
-                }
-                rule.seen += 1;
-                if rule.seen > rule.skip && rule.applied < rule.times {
-                    rule.applied += 1;
-                    chosen = Some(rule.fault.clone());
-                    break;
-                }
+    let head = match read_head(&mut reader) {
+        Ok(Some(h)) => h,
+        _ => return,
+    };
+    // One request per client connection: every answer carries `Connection: close`.
+    let fault = {
+        let mut st = s.state.lock().unwrap();
+        let mut chosen = None;
+        for rule in st.rules.iter_mut() {
+            if !rule.matches(&head.method, &head.target) {
+                continue;
             }
-            chosen
-        };
-        let idx = {
+            rule.seen += 1;
+            if rule.seen > rule.skip && rule.applied < rule.times {
+                rule.applied += 1;
+                chosen = Some(rule.fault.clone());
+                break;
+            }
+        }
+        chosen
+    };
+    let idx = {
+        let mut st = s.state.lock().unwrap();
+        st.log.push(ProxyLogEntry {
+            method: head.method.clone(),
+            target: head.target.clone(),
+            fault: fault.as_ref().map(Fault::label),
+            status: None,
+            content_range: head.content_range.clone(),
+            authorized: head.authorized,
+        });
+        s.changed.notify_all();
+        st.log.len() - 1
+    };
+    let set_status = |status: Option<u16>| {
+        let mut st = s.state.lock().unwrap();
+        st.log[idx].status = status;
+        s.changed.notify_all();
+    };
+    match fault {
+        Some(Fault::Status {
+            status,
+            headers,
+            body,
+        }) => {
+            if io::copy(
+                &mut (&mut reader).take(head.content_length),
+                &mut io::sink(),
+            )
+            .is_err()
+            {
+                return;
+            }
+            let mut out = format!(
+                "HTTP/1.1 {status} Injected\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
+            for (k, v) in headers {
+                out.push_str(&format!("{k}: {v}\r\n"));
+            }
+            out.push_str("\r\n");
+            out.push_str(&body);
+            let _ = client.write_all(out.as_bytes());
+            set_status(Some(status));
+            let _ = client.shutdown(Shutdown::Both);
+        }
+        Some(Fault::Stall) => {
+            let _ = io::copy(
+                &mut (&mut reader).take(head.content_length),
+                &mut io::sink(),
+            );
             let mut st = s.state.lock().unwrap();
-            st.log.push(ProxyLogEntry {
-                method: head.method.clone(),
-                target: head.target.clone(),
-                fault: fault.as_ref().map(Fault::label),
-                status: None,
-                content_range: head.content_range.clone(),
-                authorized: head.authorized,
-            });
+            st.stalled.push(client);
+        }
+        Some(Fault::Drop) => {
+            let _ = client.shutdown(Shutdown::Both);
+        }
+        Some(Fault::Hold) => {
+            let mut st = s.state.lock().unwrap();
+            st.held += 1;
             s.changed.notify_all();
-            st.log.len() - 1
-        };
-        let set_status = |status: Option<u16>| {
-            let mut st = s.state.lock().unwrap();
-            st.log[idx].status = status;
-            s.changed.notify_all();
-        };
-        match fault {
-            Some(Fault::Status {
-                status,
-                headers,
-                body,
-            }) => {
-                if io::copy(
-                    &mut (&mut reader).take(head.content_length),
-                    &mut io::sink(),
-                )
-                .is_err()
-                {
-                    return;
-                }
-                let mut out = format!(
-                    "HTTP/1.1 {status} Injected\r\nContent-Length: {}\r\nConnection: close\r\n",
-                    body.len()
-                );
-                for (k, v) in headers {
-                    out.push_str(&format!("{k}: {v}\r\n"));
-                }
-                out.push_str("\r\n");
-                out.push_str(&body);
-                let _ = client.write_all(out.as_bytes());
-                set_status(Some(status));
-                let _ = client.shutdown(Shutdown::Both);
-                return;
+            while !st.released {
+                st = s.changed.wait(st).unwrap();
             }
-            Some(Fault::Stall) => {
-                let _ = io::copy(
-                    &mut (&mut reader).take(head.content_length),
-                    &mut io::sink(),
-                );
-                let mut st = s.state.lock().unwrap();
-                st.stalled.push(client);
-                return;
-            }
-            Some(Fault::Drop) => {
-                let _ = client.shutdown(Shutdown::Both);
-                return;
-            }
-            Some(Fault::Hold) => {
-                let mut st = s.state.lock().unwrap();
-                st.held += 1;
-                s.changed.notify_all();
-                while !st.released {
-                    st = s.changed.wait(st).unwrap();
-                }
-                drop(st);
-                forward(s, &head, &mut reader, &mut client, None, set_status);
-                return;
-            }
-            Some(Fault::CutBody) => {
-                forward(s, &head, &mut reader, &mut client, Some(2), set_status);
-                return;
-            }
-            Some(Fault::CutAfterHead) => {
-                forward(s, &head, &mut reader, &mut client, Some(0), set_status);
-                return;
-            }
-            None => {
-                forward(s, &head, &mut reader, &mut client, None, set_status);
-                return;
-            }
+            drop(st);
+            forward(s, &head, &mut reader, &mut client, None, set_status);
+        }
+        Some(Fault::CutBody) => {
+            forward(s, &head, &mut reader, &mut client, Some(2), set_status);
+        }
+        Some(Fault::CutAfterHead) => {
+            forward(s, &head, &mut reader, &mut client, Some(0), set_status);
+        }
+        None => {
+            forward(s, &head, &mut reader, &mut client, None, set_status);
         }
     }
 }
