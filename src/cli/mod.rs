@@ -5,6 +5,7 @@ mod args;
 #[cfg(feature = "ecr")]
 mod ecr;
 mod progress;
+mod redacted_log;
 mod reliability;
 
 use std::path::{Path, PathBuf};
@@ -78,13 +79,7 @@ fn init_logging(verbose: u8) {
         2 => "ocipush=debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    redacted_log::init(default);
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {

@@ -153,10 +153,9 @@ impl AuthState {
             let header = match &cred {
                 Some(Credential::Basic { username, password }) => {
                     let raw = format!("{username}:{}", password.expose());
-                    sensitive(format!(
-                        "Basic {}",
-                        base64::engine::general_purpose::STANDARD.encode(raw)
-                    ))
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+                    crate::auth::redact::register(&encoded);
+                    sensitive(format!("Basic {encoded}"))
                 }
                 _ => None,
             };

@@ -129,6 +129,11 @@ pub(crate) async fn fetch_token(
             let rb = http.get(url.clone());
             match other {
                 Some(Credential::Basic { username, password }) => {
+                    use base64::Engine as _;
+                    crate::auth::redact::register(
+                        &base64::engine::general_purpose::STANDARD
+                            .encode(format!("{username}:{}", password.expose())),
+                    );
                     rb.basic_auth(username, Some(password.expose()))
                 }
                 _ => rb,

@@ -11,4 +11,5 @@ mod e2e_instructions;
 mod e2e_oci_layout;
 mod e2e_options;
 mod e2e_reference;
+mod e2e_secrets;
 mod harness_selftest;

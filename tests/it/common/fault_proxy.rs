@@ -48,6 +48,9 @@ pub enum Fault {
     Drop,
     /// Wait until [`FaultProxy::release`], then forward.
     Hold,
+    /// With a Bearer gate: revoke every token issued so far and answer 401 with the Bearer
+    /// challenge (a token that expired mid-push).
+    ExpireTokens,
 }
 
 impl Fault {
@@ -99,6 +102,7 @@ impl Fault {
             Fault::Stall => "stall".into(),
             Fault::Drop => "drop".into(),
             Fault::Hold => "hold".into(),
+            Fault::ExpireTokens => "expire tokens".into(),
         }
     }
 }
@@ -169,8 +173,17 @@ impl ProxyLogEntry {
     }
 }
 
+/// A Bearer token gate (the distribution token protocol) in front of an anonymous registry:
+/// `/token` issues tokens for Basic `user:pass`; every `/v2/` request needs a live one.
+struct BearerGate {
+    basic: String,
+    issued: Vec<String>,
+    live: Vec<String>,
+}
+
 #[derive(Default)]
 struct State {
+    gate: Option<BearerGate>,
     rules: Vec<Rule>,
     log: Vec<ProxyLogEntry>,
     held: usize,
@@ -230,6 +243,27 @@ impl FaultProxy {
     pub fn add(&self, rule: Rule) -> &Self {
         self.shared.state.lock().unwrap().rules.push(rule);
         self
+    }
+
+    /// Require Bearer tokens from this proxy's own token endpoint (`/token`, Basic
+    /// `user:pass`) for every `/v2/` request.
+    pub fn require_bearer(&self, user: &str, pass: &str) {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        self.shared.state.lock().unwrap().gate = Some(BearerGate {
+            basic: format!("Basic {basic}"),
+            issued: Vec::new(),
+            live: Vec::new(),
+        });
+    }
+
+    /// Every token the gate issued so far.
+    pub fn tokens_issued(&self) -> Vec<String> {
+        let st = self.shared.state.lock().unwrap();
+        st.gate
+            .as_ref()
+            .map(|g| g.issued.clone())
+            .unwrap_or_default()
     }
 
     /// Remove every rule: from now on everything is forwarded.
@@ -323,6 +357,7 @@ struct Head {
     content_length: u64,
     content_range: Option<String>,
     authorized: bool,
+    authorization: Option<String>,
 }
 
 fn read_head(r: &mut BufReader<TcpStream>) -> io::Result<Option<Head>> {
@@ -365,6 +400,7 @@ fn read_head(r: &mut BufReader<TcpStream>) -> io::Result<Option<Head>> {
             .unwrap_or(0),
         content_range: header("content-range"),
         authorized: header("authorization").is_some(),
+        authorization: header("authorization"),
         raw_lines: lines,
     }))
 }
@@ -396,6 +432,8 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
         }
         chosen
     };
+    let port = client.local_addr().map(|a| a.port()).unwrap_or(0);
+    let fault = fault.or_else(|| gate(s, &head, port));
     let idx = {
         let mut st = s.state.lock().unwrap();
         st.log.push(ProxyLogEntry {
@@ -441,6 +479,23 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
             set_status(Some(status));
             let _ = client.shutdown(Shutdown::Both);
         }
+        Some(Fault::ExpireTokens) => {
+            if let Some(g) = s.state.lock().unwrap().gate.as_mut() {
+                g.live.clear();
+            }
+            let _ = io::copy(
+                &mut (&mut reader).take(head.content_length),
+                &mut io::sink(),
+            );
+            let out = format!(
+                "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\
+                 WWW-Authenticate: {}\r\n\r\n",
+                bearer_challenge(port)
+            );
+            let _ = client.write_all(out.as_bytes());
+            set_status(Some(401));
+            let _ = client.shutdown(Shutdown::Both);
+        }
         Some(Fault::Stall) => {
             let _ = io::copy(
                 &mut (&mut reader).take(head.content_length),
@@ -472,6 +527,46 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
             forward(s, &head, &mut reader, &mut client, None, set_status);
         }
     }
+}
+
+fn bearer_challenge(port: u16) -> String {
+    format!(
+        "Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fault-proxy\",scope=\"repository:faults:pull,push\""
+    )
+}
+
+/// With a Bearer gate: answer `/token` requests, and refuse `/v2/` requests without a live
+/// token (as injected faults, so they are logged and answered the same way).
+fn gate(s: &Shared, head: &Head, port: u16) -> Option<Fault> {
+    let mut st = s.state.lock().unwrap();
+    let g = st.gate.as_mut()?;
+    if head.target.starts_with("/token") {
+        if head.authorization.as_deref() != Some(g.basic.as_str()) {
+            return Some(Fault::Status {
+                status: 401,
+                headers: vec![],
+                body: r#"{"details":"incorrect username or password"}"#.into(),
+            });
+        }
+        let token = format!("fault-proxy-token-{}-{}", g.issued.len() + 1, port);
+        g.issued.push(token.clone());
+        g.live.push(token.clone());
+        return Some(Fault::Status {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: format!(r#"{{"token":"{token}","expires_in":300}}"#),
+        });
+    }
+    let ok = head
+        .authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .is_some_and(|t| g.live.iter().any(|l| l == t));
+    (!ok).then(|| Fault::Status {
+        status: 401,
+        headers: vec![("WWW-Authenticate".into(), bearer_challenge(port))],
+        body: r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#.into(),
+    })
 }
 
 /// Send `head` and its body to the upstream (`Connection: close`) and stream the answer
