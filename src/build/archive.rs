@@ -195,14 +195,23 @@ pub(crate) fn extract_archive(
             } else {
                 SpecialKind::Fifo
             };
-            let major = header
-                .device_major()
-                .map_err(|e| corrupt("device", e))?
-                .unwrap_or(0);
-            let minor = header
-                .device_minor()
-                .map_err(|e| corrupt("device", e))?
-                .unwrap_or(0);
+            // Hostile-input hardening: a FIFO has no device numbers (Go's archive/tar, and so
+            // Docker, ignores the fields), and a blank field (all NUL or space, as Python's
+            // tarfile writes) reads as 0 the way Go's parser reads it.
+            let (major, minor) = if special == SpecialKind::Fifo {
+                (0, 0)
+            } else {
+                let raw = header.as_bytes();
+                let field = |r: io::Result<Option<u32>>, at: std::ops::Range<usize>| match r {
+                    Ok(v) => Ok(v.unwrap_or(0)),
+                    Err(_) if raw[at].iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+                    Err(e) => Err(corrupt("device", e)),
+                };
+                (
+                    field(header.device_major(), 329..337)?,
+                    field(header.device_minor(), 337..345)?,
+                )
+            };
             w.add_special(&layer_path, special, (major, minor), meta)?;
         } else if kind.is_gnu_sparse() {
             return Err(refuse(

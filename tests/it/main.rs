@@ -7,6 +7,7 @@ mod common;
 mod e2e_auth;
 mod e2e_errors;
 mod e2e_faults;
+mod e2e_hostile;
 mod e2e_instructions;
 mod e2e_oci_layout;
 mod e2e_options;
