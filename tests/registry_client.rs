@@ -1016,3 +1016,116 @@ async fn registries_conf_location_and_docker_config_credentials() {
     let msg = repo.registry_label();
     assert_eq!(msg, format!("registry.example.com (via {})", reg.addr));
 }
+
+/// A registry whose second PATCH of the first session is cut; its upload status then claims the
+/// first chunk. With `refuse_resume` the resumed PATCH gets 416 (as ECR answers), so the upload
+/// must start a fresh session; otherwise it must continue the same session from 5 MiB.
+fn cut_upload_registry(refuse_resume: bool) -> Handler {
+    let posts = Arc::new(AtomicUsize::new(0));
+    let patches = Arc::new(AtomicUsize::new(0));
+    Arc::new(move |req: &Req, _addr: &str| {
+        let path = req.path().to_string();
+        match (req.method.as_str(), path.as_str()) {
+            ("POST", "/v2/app/blobs/uploads/") => {
+                let n = posts.fetch_add(1, Ordering::SeqCst) + 1;
+                reply(202, &[("Location", &format!("/upload/s{n}"))], "")
+            }
+            ("PATCH", "/upload/s1") => {
+                let range = req.header("content-range").unwrap_or("").to_string();
+                match patches.fetch_add(1, Ordering::SeqCst) {
+                    0 => reply(202, &[("Location", "/upload/s1")], ""),
+                    1 => Resp::Drop,
+                    _ if refuse_resume => reply(
+                        416,
+                        &[],
+                        r#"{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"restart refused"}]}"#,
+                    ),
+                    _ if !range.starts_with("0-") => reply(202, &[("Location", "/upload/s1")], ""),
+                    _ => reply(400, &[], "unexpected range"),
+                }
+            }
+            ("GET", "/upload/s1") => reply(
+                204,
+                &[("Range", "0-5242879"), ("Location", "/upload/s1")],
+                "",
+            ),
+            ("PATCH", p) if p.starts_with("/upload/") => reply(202, &[("Location", p)], ""),
+            ("PUT", p) if p.starts_with("/upload/") => {
+                let digest = req
+                    .query()
+                    .into_iter()
+                    .find(|(k, _)| k == "digest")
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                reply(201, &[("Docker-Content-Digest", &digest)], "")
+            }
+            _ => reply(404, &[], ""),
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_cut_chunked_upload_resumes_or_starts_afresh_on_416() {
+    for refuse in [false, true] {
+        let (addr, log) = fake_server(cut_upload_registry(refuse)).await;
+        let opts = ClientOptions {
+            chunk_size: 5 * 1024 * 1024,
+            monolithic_threshold: 0,
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base_delay: std::time::Duration::from_millis(1),
+                max_delay: std::time::Duration::from_millis(5),
+                max_elapsed: std::time::Duration::from_secs(60),
+            },
+            ..options()
+        };
+        let r = fake_repo(&addr, "app", opts);
+        let data: Vec<u8> = (0..(12 * 1024 * 1024u32))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let d = desc(media_types::OCI_LAYER_TAR, &data);
+        r.put_blob(&d, &BytesBlob(Bytes::from(data.clone())), &|_| {})
+            .await
+            .unwrap_or_else(|e| panic!("refuse={refuse}: {e}"));
+        let reqs = log.lock().unwrap().clone();
+        let summary: Vec<String> = reqs
+            .iter()
+            .map(|q| {
+                format!(
+                    "{} {} {}",
+                    q.method,
+                    q.target,
+                    q.header("content-range").unwrap_or("")
+                )
+            })
+            .collect();
+        let posts = reqs.iter().filter(|q| q.method == "POST").count();
+        assert!(
+            reqs.iter()
+                .any(|q| q.method == "GET" && q.path() == "/upload/s1"),
+            "the upload status was asked for: {summary:#?}"
+        );
+        let put = reqs.iter().find(|q| q.method == "PUT").unwrap();
+        if refuse {
+            assert_eq!(posts, 2, "a fresh session after the 416: {summary:#?}");
+            assert_eq!(put.path(), "/upload/s2", "{summary:#?}");
+            let fresh: Vec<&Req> = reqs
+                .iter()
+                .filter(|q| q.method == "PATCH" && q.path() == "/upload/s2")
+                .collect();
+            assert_eq!(fresh[0].header("content-range"), Some("0-5242879"));
+            let total: usize = fresh.iter().map(|q| q.body.len()).sum();
+            assert_eq!(total, data.len(), "{summary:#?}");
+        } else {
+            assert_eq!(posts, 1, "the same session went on: {summary:#?}");
+            assert_eq!(put.path(), "/upload/s1", "{summary:#?}");
+            let resumed = reqs.iter().filter(|q| q.method == "PATCH").nth(2).unwrap();
+            assert_eq!(
+                resumed.header("content-range"),
+                Some("5242880-10485759"),
+                "{summary:#?}"
+            );
+            assert_eq!(&resumed.body[..], &data[5242880..10485760]);
+        }
+    }
+}
