@@ -29,6 +29,14 @@ struct TestRegistry {
 
 impl TestRegistry {
     fn start(htpasswd: Option<(&str, &str)>) -> TestRegistry {
+        Self::start_with(htpasswd, None)
+    }
+
+    /// With `tls = Some((certificate, key))`: HTTPS only.
+    fn start_with(
+        htpasswd: Option<(&str, &str)>,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> TestRegistry {
         let dir = tempfile::tempdir().unwrap();
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -40,6 +48,13 @@ impl TestRegistry {
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
             storage.display()
         );
+        if let Some((cert, key)) = tls {
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
         if let Some((user, pass)) = htpasswd {
             let out = Command::new("htpasswd")
                 .args(["-Bbn", user, pass])
@@ -1128,4 +1143,120 @@ async fn a_cut_chunked_upload_resumes_or_starts_afresh_on_416() {
             assert_eq!(&resumed.body[..], &data[5242880..10485760]);
         }
     }
+}
+
+/// Runs `openssl ARGS…` in `dir`, panicking with its stderr on failure.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn tls_with_an_extra_ca_certificate() {
+    // A throwaway CA and a server certificate for 127.0.0.1 signed by it.
+    let pki = tempfile::tempdir().unwrap();
+    let d = pki.path();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ocipush test CA",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    let reg = TestRegistry::start_with(None, Some((&d.join("srv.pem"), &d.join("srv.key"))));
+    let endpoint = Endpoint {
+        logical_registry: reg.addr.clone(),
+        host: reg.addr.clone(),
+        repository: "tls/app".into(),
+        scheme: Scheme::Https,
+    };
+    // Without the CA: the certificate is not trusted, and the error says so.
+    let plain = RegistryClient::new(options())
+        .unwrap()
+        .repository(&endpoint);
+    let e = plain
+        .blob_exists(&desc(media_types::OCI_CONFIG, CONFIG).digest)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::Unreachable { .. }), "{e}");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    // With it (`--ca-cert`): a push and pull over TLS.
+    let ca = ocipush::registry::CaCert {
+        origin: "ca.pem".into(),
+        pem: std::fs::read(d.join("ca.pem")).unwrap(),
+    };
+    let client = RegistryClient::new(ClientOptions {
+        ca_certs: vec![ca],
+        ..options()
+    })
+    .unwrap();
+    let repo = client.repository(&endpoint);
+    let cfg = push_bytes(&repo, media_types::OCI_CONFIG, CONFIG).await;
+    assert_eq!(collect(&repo, &cfg).await.unwrap(), CONFIG);
+    // A file that is not PEM is refused up front, naming it.
+    let bad = ocipush::registry::CaCert {
+        origin: "junk.pem".into(),
+        pem: b"not a certificate".to_vec(),
+    };
+    let e = RegistryClient::new(ClientOptions {
+        ca_certs: vec![bad],
+        ..options()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("junk.pem"), "{e}");
 }
