@@ -1,7 +1,8 @@
 //! Faults between ocipush and a real registry, injected by the fault proxy
 //! (`common::fault_proxy`): 503 bursts, 429 with Retry-After, dropped
 //! connections, a 401 mid-push, an upload cut half-way (monolithic and
-//! chunked), a stall. Each time the push completes and the image reads back
+//! chunked), a base layer's download from its own registry cut mid-copy (the streaming
+//! source is re-opened), a stall. Each time the push completes and the image reads back
 //! with skopeo and runs in a chroot; when the faults never stop, the push fails
 //! with a clear message (what was tried) and no tag. The registry killed
 //! mid-push: exit 1, no tag; restarted on the same storage: the re-run
@@ -134,6 +135,38 @@ fn a_401_mid_push_reauthenticates_and_continues() {
     let creds = Some(("pusher", "s3cret-Horse"));
     let img = copy_and_unpack(&format!("docker://{}/faults@{digest}", b.addr()), creds);
     assert_eq!(run_image(&img.rootfs, &img.config).stdout, "hello\n");
+}
+
+#[test]
+fn a_base_layer_download_cut_mid_copy_is_reopened() {
+    // The base registry is behind a proxy that cuts the first download of the Alpine layer
+    // after 1 MiB: the layer streams from there into the upload, so the upload's source broke;
+    // the upload is retried and re-opens the source (nothing was buffered).
+    let sb = Sandbox::new();
+    let a = RegistryServer::start();
+    crate::common::fixtures::seed_alpine(&a, "library/alpine:latest");
+    let pa = FaultProxy::start(a.port());
+    sb.set_registries(&[(
+        "docker.io/library/alpine",
+        &format!("{}/library/alpine", pa.addr()),
+    )]);
+    pa.add(Rule::new("GET", "/blobs/sha256:", 1, Fault::CutResponse(1 << 20)).after(1));
+    let b = RegistryServer::start();
+    let pb = FaultProxy::start(b.port());
+    let out = push_via(&sb, &pb, &[]);
+    let digest = assert_pushed(&out, &format!("{}/faults", pb.addr()));
+    let log = pa.log();
+    let cut = log
+        .iter()
+        .position(|e| e.fault.as_deref() == Some("cut response"))
+        .unwrap_or_else(|| panic!("no download was cut: {log:#?}"));
+    assert!(
+        log[cut + 1..]
+            .iter()
+            .any(|e| e.method == "GET" && e.path() == log[cut].path() && e.status == Some(200)),
+        "the layer was not fetched again: {log:#?}"
+    );
+    assert_runs_hello(&b, &digest);
 }
 
 #[test]
@@ -479,4 +512,36 @@ fn a_registry_killed_mid_push_fails_cleanly_and_the_rerun_skips_what_is_there() 
         None,
     );
     assert_eq!(run_image(&img.rootfs, &img.config).stdout, "hello\n");
+}
+
+#[test]
+fn reliability_flags_are_checked() {
+    let sb = Sandbox::new();
+    let df = testdata("hello/Dockerfile");
+    let out = sb.ocipush([
+        "--ca-cert".as_ref(),
+        sb.path().join("missing.pem").as_os_str(),
+        df.as_os_str(),
+        "127.0.0.1:1/x:v1".as_ref(),
+    ]);
+    let err = assert_failed(&out, 1);
+    assert!(err.contains("cannot read --ca-cert"), "{err}");
+    std::fs::write(sb.path().join("junk.pem"), "not a certificate").unwrap();
+    let out = sb.ocipush([
+        "--ca-cert".as_ref(),
+        sb.path().join("junk.pem").as_os_str(),
+        df.as_os_str(),
+        "127.0.0.1:1/x:v1".as_ref(),
+    ]);
+    let err = assert_failed(&out, 1);
+    assert!(err.contains("junk.pem"), "{err}");
+    for bad in [["--retries", "many"], ["--timeout", "0"]] {
+        let out = sb.ocipush([
+            bad[0].as_ref(),
+            bad[1].as_ref(),
+            df.as_os_str(),
+            "x".as_ref(),
+        ]);
+        assert_failed(&out, 2);
+    }
 }

@@ -5,10 +5,14 @@
 //! occurrences); a matching rule applies its [`Fault`] instead of (or while) forwarding:
 //! an HTTP status of our choosing (503, 429 with `Retry-After`, 401 with a challenge), a
 //! request body cut half-way (the registry receives part of it, the client a closed
-//! connection), a stall (the request is read and never answered), a dropped connection, or a
+//! connection), an answer cut mid-body (a download broken off), a stall (the request is read and never answered), a dropped connection, or a
 //! hold (the request waits until the test releases it: "kill the registry mid-push").
 //! Anything else is forwarded unchanged to the upstream, one request per upstream
 //! connection (`Connection: close`), and the response streamed back.
+//!
+//! With [`FaultProxy::require_bearer`] it is also a Bearer token server (the distribution
+//! token protocol) in front of an anonymous registry; its token answers and 401s are logged
+//! like injected faults.
 //!
 //! Every request is logged with what was done to it ([`ProxyLogEntry`]); tests wait for
 //! events on a condition variable ([`FaultProxy::wait_for`]), never with sleeps. Threads
@@ -42,6 +46,9 @@ pub enum Fault {
     CutBody,
     /// Forward the head only, then close both connections (cut before any body byte).
     CutAfterHead,
+    /// Forward the request, but pass only this many bytes of the answer (head included) back
+    /// before closing (a download cut mid-body).
+    CutResponse(u64),
     /// Read the request and never answer (the connection stays open).
     Stall,
     /// Close the connection without an answer (after reading the head).
@@ -99,6 +106,7 @@ impl Fault {
             Fault::Status { status, .. } => format!("status {status}"),
             Fault::CutBody => "cut body".into(),
             Fault::CutAfterHead => "cut after head".into(),
+            Fault::CutResponse(_) => "cut response".into(),
             Fault::Stall => "stall".into(),
             Fault::Drop => "drop".into(),
             Fault::Hold => "hold".into(),
@@ -523,6 +531,17 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
         Some(Fault::CutAfterHead) => {
             forward(s, &head, &mut reader, &mut client, Some(0), set_status);
         }
+        Some(Fault::CutResponse(n)) => {
+            forward_limited(
+                s,
+                &head,
+                &mut reader,
+                &mut client,
+                None,
+                Some(n),
+                set_status,
+            );
+        }
         None => {
             forward(s, &head, &mut reader, &mut client, None, set_status);
         }
@@ -580,6 +599,19 @@ fn forward(
     cut: Option<u64>,
     set_status: impl Fn(Option<u16>),
 ) {
+    forward_limited(s, head, reader, client, cut, None, set_status);
+}
+
+/// [`forward`], passing at most `answer_limit` bytes of the answer back.
+fn forward_limited(
+    s: &Shared,
+    head: &Head,
+    reader: &mut BufReader<TcpStream>,
+    client: &mut TcpStream,
+    cut: Option<u64>,
+    answer_limit: Option<u64>,
+    set_status: impl Fn(Option<u16>),
+) {
     let port = s.upstream.load(Ordering::SeqCst);
     let Ok(mut up) = TcpStream::connect(("127.0.0.1", port)) else {
         // The registry is gone: the client sees its connection closed.
@@ -629,7 +661,8 @@ fn forward(
         .and_then(|c| c.parse::<u16>().ok());
     set_status(status);
     if client.write_all(&first[..got]).is_ok() {
-        let _ = io::copy(&mut up, client);
+        let rest = answer_limit.map_or(u64::MAX, |n| n.saturating_sub(got as u64));
+        let _ = io::copy(&mut (&mut up).take(rest), client);
     }
     let _ = client.flush();
     let _ = client.shutdown(Shutdown::Both);
