@@ -66,7 +66,8 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            // Errors never carry a secret; scrub anyway (defence in depth, see redacted_log).
+            eprintln!("error: {}", ocipush::auth::redact::scrub(&f.message));
             ExitCode::from(f.code)
         }
     }

@@ -208,3 +208,24 @@ impl AuthState {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_and_tokens_are_redacted_in_debug() {
+        let a = Authz {
+            header: sensitive("Bearer tok-very-secret-123".into()),
+            who: "bob".into(),
+            has_credential: true,
+        };
+        let t = super::super::token::Token {
+            value: crate::auth::Secret::new("tok-very-secret-456"),
+            valid_until: std::time::Instant::now(),
+        };
+        let shown = format!("{a:?} {t:?}");
+        assert!(!shown.contains("very-secret"), "{shown}");
+        assert!(shown.contains("bob"), "{shown}");
+    }
+}
