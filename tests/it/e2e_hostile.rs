@@ -248,3 +248,39 @@ fn layer_entries(dir: &Path) -> Vec<(String, u8, (u32, u32))> {
 fn layer_paths(dir: &Path) -> Vec<String> {
     layer_entries(dir).into_iter().map(|(p, _, _)| p).collect()
 }
+
+#[test]
+fn an_archive_declaring_a_huge_long_name_is_refused_in_bounded_memory() {
+    // A GNU long-name header declaring 64 MiB (zeros compress to almost nothing): the tar
+    // reader would buffer it whole; ocipush refuses it past 1 MiB.
+    use std::io::Write;
+    let size: usize = 64 << 20;
+    let mut h = [0u8; 512];
+    h[..13].copy_from_slice(b"././@LongLink");
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = b'L';
+    h[257..265].copy_from_slice(b"ustar  \0");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| b as u32).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&h).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..(size >> 20) {
+        gz.write_all(&zeros).unwrap();
+    }
+    let bomb = gz.finish().unwrap();
+    let sb = Sandbox::new();
+    let out = build(
+        &sb,
+        b"FROM scratch\nADD bomb.tgz /d/\n",
+        &[("bomb.tgz", &bomb)],
+    );
+    let err = assert_failed(&out, 1);
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(err.contains("more than the 1048576-byte limit"), "{err}");
+}
