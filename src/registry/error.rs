@@ -359,8 +359,9 @@ pub enum RegistryError {
     Credentials(#[from] AuthError),
     /// A retryable step kept failing until attempts or time ran out.
     #[error(
-        "{what} failed after {attempts} attempts over {}: {last}; the registry kept failing \
+        "{what} failed after {attempts} attempt{} over {}: {last}; the registry kept failing \
          (raise --retries or --timeout, or try again later)",
+        if *attempts == 1 { "" } else { "s" },
         fmt_elapsed(*elapsed)
     )]
     Exhausted {

@@ -89,7 +89,7 @@ impl RetryPolicy {
                     let delay = self.delay(attempt, e.retry_after());
                     let out_of_time = started.elapsed().saturating_add(delay) > self.max_elapsed;
                     if attempt >= self.max_attempts || out_of_time {
-                        if attempt == 1 {
+                        if self.max_attempts <= 1 {
                             return Err(e);
                         }
                         return Err(RegistryError::Exhausted {
@@ -255,6 +255,16 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(n, 1);
+        assert!(e.to_string().contains("after 1 attempt over"), "{e}");
+        assert!(
+            matches!(e.last_attempt(), RegistryError::Timeout { .. }),
+            "{e}"
+        );
+        // No retries configured: the error as it is.
+        let e = RetryPolicy::none()
+            .run("x", || async { Err::<(), _>(transient()) })
+            .await
+            .unwrap_err();
         assert!(matches!(e, RegistryError::Timeout { .. }), "{e}");
     }
 }

@@ -364,7 +364,11 @@ fn faults_that_never_stop_fail_with_what_was_tried_and_no_tag() {
     let took = started.elapsed();
     let err = assert_failed(&out, 1);
     assert!(err.contains("no data moved for 2 s"), "{err}");
-    assert!(err.contains("after 2 attempts"), "{err}");
+    // Two attempts, or one when the time budget ((1+1) x 2 s) ran out first on a slow machine.
+    assert!(
+        err.contains("after 2 attempts") || err.contains("after 1 attempt "),
+        "{err}"
+    );
     eprintln!("a stalled registry failed the push after {took:?} (--retries 1 --timeout 2)");
     assert_no_tag(&b);
 }
