@@ -32,6 +32,9 @@ step "cargo clippy" cargo clippy --quiet --all-targets -- -D warnings
 step "cargo check --no-default-features (library without AWS)" cargo check --quiet --no-default-features --all-targets
 step "cargo test --doc" cargo test --quiet --doc
 step "cargo test" cargo test --no-fail-fast --all-targets
+# Fuzz targets (fuzz/): each runs briefly (FUZZ_SECONDS, default 15 s); their seed corpora
+# also run in `cargo test` (tests/it/e2e_hostile.rs). See scripts/fuzz.sh.
+step "fuzz (bounded)" env FUZZ_SECONDS="${FUZZ_SECONDS:-15}" ./scripts/fuzz.sh
 
 if ((${#failed[@]})); then
   printf '\ntest.sh: FAILED steps: %s\n' "${failed[*]}" >&2

@@ -29,6 +29,14 @@ struct TestRegistry {
 
 impl TestRegistry {
     fn start(htpasswd: Option<(&str, &str)>) -> TestRegistry {
+        Self::start_with(htpasswd, None)
+    }
+
+    /// With `tls = Some((certificate, key))`: HTTPS only.
+    fn start_with(
+        htpasswd: Option<(&str, &str)>,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> TestRegistry {
         let dir = tempfile::tempdir().unwrap();
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -40,6 +48,13 @@ impl TestRegistry {
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
             storage.display()
         );
+        if let Some((cert, key)) = tls {
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
         if let Some((user, pass)) = htpasswd {
             let out = Command::new("htpasswd")
                 .args(["-Bbn", user, pass])
@@ -930,6 +945,7 @@ async fn dropped_connections_and_retries() {
         max_attempts: 3,
         base_delay: std::time::Duration::from_millis(1),
         max_delay: std::time::Duration::from_millis(5),
+        max_elapsed: std::time::Duration::from_secs(60),
     };
     let r = fake_repo(&addr, "app", ClientOptions { retry, ..options() });
     let d = desc(media_types::OCI_LAYER_GZIP, b"x");
@@ -940,8 +956,16 @@ async fn dropped_connections_and_retries() {
     assert_eq!(heads.load(Ordering::SeqCst), 2);
 
     let e = r.get_manifest("v1").await.unwrap_err();
-    assert!(matches!(e, RegistryError::TooManyRequests { .. }), "{e}");
+    assert!(
+        matches!(e, RegistryError::Exhausted { attempts: 3, .. }),
+        "{e}"
+    );
+    assert!(
+        matches!(e.last_attempt(), RegistryError::TooManyRequests { .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("slow down"), "{e}");
+    assert!(e.to_string().contains("after 3 attempts over"), "{e}");
 
     let r = fake_repo(&addr, "app", options());
     let e = r
@@ -1006,4 +1030,233 @@ async fn registries_conf_location_and_docker_config_credentials() {
     assert_eq!(repo.get_manifest("1").await.unwrap().bytes, manifest);
     let msg = repo.registry_label();
     assert_eq!(msg, format!("registry.example.com (via {})", reg.addr));
+}
+
+/// A registry whose second PATCH of the first session is cut; its upload status then claims the
+/// first chunk. With `refuse_resume` the resumed PATCH gets 416 (as ECR answers), so the upload
+/// must start a fresh session; otherwise it must continue the same session from 5 MiB.
+fn cut_upload_registry(refuse_resume: bool) -> Handler {
+    let posts = Arc::new(AtomicUsize::new(0));
+    let patches = Arc::new(AtomicUsize::new(0));
+    Arc::new(move |req: &Req, _addr: &str| {
+        let path = req.path().to_string();
+        match (req.method.as_str(), path.as_str()) {
+            ("POST", "/v2/app/blobs/uploads/") => {
+                let n = posts.fetch_add(1, Ordering::SeqCst) + 1;
+                reply(202, &[("Location", &format!("/upload/s{n}"))], "")
+            }
+            ("PATCH", "/upload/s1") => {
+                let range = req.header("content-range").unwrap_or("").to_string();
+                match patches.fetch_add(1, Ordering::SeqCst) {
+                    0 => reply(202, &[("Location", "/upload/s1")], ""),
+                    1 => Resp::Drop,
+                    _ if refuse_resume => reply(
+                        416,
+                        &[],
+                        r#"{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"restart refused"}]}"#,
+                    ),
+                    _ if !range.starts_with("0-") => reply(202, &[("Location", "/upload/s1")], ""),
+                    _ => reply(400, &[], "unexpected range"),
+                }
+            }
+            ("GET", "/upload/s1") => reply(
+                204,
+                &[("Range", "0-5242879"), ("Location", "/upload/s1")],
+                "",
+            ),
+            ("PATCH", p) if p.starts_with("/upload/") => reply(202, &[("Location", p)], ""),
+            ("PUT", p) if p.starts_with("/upload/") => {
+                let digest = req
+                    .query()
+                    .into_iter()
+                    .find(|(k, _)| k == "digest")
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                reply(201, &[("Docker-Content-Digest", &digest)], "")
+            }
+            _ => reply(404, &[], ""),
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_cut_chunked_upload_resumes_or_starts_afresh_on_416() {
+    for refuse in [false, true] {
+        let (addr, log) = fake_server(cut_upload_registry(refuse)).await;
+        let opts = ClientOptions {
+            chunk_size: 5 * 1024 * 1024,
+            monolithic_threshold: 0,
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base_delay: std::time::Duration::from_millis(1),
+                max_delay: std::time::Duration::from_millis(5),
+                max_elapsed: std::time::Duration::from_secs(60),
+            },
+            ..options()
+        };
+        let r = fake_repo(&addr, "app", opts);
+        let data: Vec<u8> = (0..(12 * 1024 * 1024u32))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let d = desc(media_types::OCI_LAYER_TAR, &data);
+        r.put_blob(&d, &BytesBlob(Bytes::from(data.clone())), &|_| {})
+            .await
+            .unwrap_or_else(|e| panic!("refuse={refuse}: {e}"));
+        let reqs = log.lock().unwrap().clone();
+        let summary: Vec<String> = reqs
+            .iter()
+            .map(|q| {
+                format!(
+                    "{} {} {}",
+                    q.method,
+                    q.target,
+                    q.header("content-range").unwrap_or("")
+                )
+            })
+            .collect();
+        let posts = reqs.iter().filter(|q| q.method == "POST").count();
+        assert!(
+            reqs.iter()
+                .any(|q| q.method == "GET" && q.path() == "/upload/s1"),
+            "the upload status was asked for: {summary:#?}"
+        );
+        let put = reqs.iter().find(|q| q.method == "PUT").unwrap();
+        if refuse {
+            assert_eq!(posts, 2, "a fresh session after the 416: {summary:#?}");
+            assert_eq!(put.path(), "/upload/s2", "{summary:#?}");
+            let fresh: Vec<&Req> = reqs
+                .iter()
+                .filter(|q| q.method == "PATCH" && q.path() == "/upload/s2")
+                .collect();
+            assert_eq!(fresh[0].header("content-range"), Some("0-5242879"));
+            let total: usize = fresh.iter().map(|q| q.body.len()).sum();
+            assert_eq!(total, data.len(), "{summary:#?}");
+        } else {
+            assert_eq!(posts, 1, "the same session went on: {summary:#?}");
+            assert_eq!(put.path(), "/upload/s1", "{summary:#?}");
+            let resumed = reqs.iter().filter(|q| q.method == "PATCH").nth(2).unwrap();
+            assert_eq!(
+                resumed.header("content-range"),
+                Some("5242880-10485759"),
+                "{summary:#?}"
+            );
+            assert_eq!(&resumed.body[..], &data[5242880..10485760]);
+        }
+    }
+}
+
+/// Runs `openssl ARGS…` in `dir`, panicking with its stderr on failure.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn tls_with_an_extra_ca_certificate() {
+    // A throwaway CA and a server certificate for 127.0.0.1 signed by it.
+    let pki = tempfile::tempdir().unwrap();
+    let d = pki.path();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ocipush test CA",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    let reg = TestRegistry::start_with(None, Some((&d.join("srv.pem"), &d.join("srv.key"))));
+    let endpoint = Endpoint {
+        logical_registry: reg.addr.clone(),
+        host: reg.addr.clone(),
+        repository: "tls/app".into(),
+        scheme: Scheme::Https,
+    };
+    // Without the CA: the certificate is not trusted, and the error says so.
+    let plain = RegistryClient::new(options())
+        .unwrap()
+        .repository(&endpoint);
+    let e = plain
+        .blob_exists(&desc(media_types::OCI_CONFIG, CONFIG).digest)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::Unreachable { .. }), "{e}");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    // With it (`--ca-cert`): a push and pull over TLS.
+    let ca = ocipush::registry::CaCert {
+        origin: "ca.pem".into(),
+        pem: std::fs::read(d.join("ca.pem")).unwrap(),
+    };
+    let client = RegistryClient::new(ClientOptions {
+        ca_certs: vec![ca],
+        ..options()
+    })
+    .unwrap();
+    let repo = client.repository(&endpoint);
+    let cfg = push_bytes(&repo, media_types::OCI_CONFIG, CONFIG).await;
+    assert_eq!(collect(&repo, &cfg).await.unwrap(), CONFIG);
+    // A file that is not PEM is refused up front, naming it.
+    let bad = ocipush::registry::CaCert {
+        origin: "junk.pem".into(),
+        pem: b"not a certificate".to_vec(),
+    };
+    let e = RegistryClient::new(ClientOptions {
+        ca_certs: vec![bad],
+        ..options()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("junk.pem"), "{e}");
 }

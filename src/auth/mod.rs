@@ -9,9 +9,11 @@ use std::fmt;
 pub struct Secret(String);
 
 impl Secret {
-    /// Wrap a secret.
+    /// Wrap a secret (and register it with [`redact`], so logs never show it).
     pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
+        let s = s.into();
+        redact::register(&s);
+        Secret(s)
     }
     /// The secret itself; only for putting it on the wire.
     pub fn expose(&self) -> &str {
@@ -123,6 +125,7 @@ mod tests {
 mod chain;
 mod cred_helper;
 mod docker_config;
+pub mod redact;
 
 pub use chain::{Chain, StaticCredentials};
 pub use cred_helper::CredentialHelper;

@@ -177,6 +177,25 @@ pub struct BuildArgs {
     #[cfg(feature = "ecr")]
     #[command(flatten)]
     pub ecr: EcrArgs,
+    /// Retries, timeouts and TLS roots.
+    #[command(flatten)]
+    pub reliability: ReliabilityArgs,
+}
+
+/// How hard to try, how long to wait, whom to trust (reliability block).
+#[derive(Debug, Args, Clone)]
+pub struct ReliabilityArgs {
+    /// Retries of a registry step that failed transiently (connection errors, timeouts, 408,
+    /// 429, 5xx), with exponential backoff and jitter, honouring Retry-After; 0 = no retry.
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub retries: u32,
+    /// Give up on a registry that makes no progress for this many seconds (connecting, waiting
+    /// for an answer, or moving data); a step and its retries stop after (N+1) x this.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub timeout: u64,
+    /// Also trust the CA certificates in this PEM file (repeatable), besides the system roots.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
 }
 
 /// `--format`.

@@ -6,6 +6,8 @@ mod copy;
 #[cfg(feature = "ecr")]
 mod ecr;
 mod progress;
+mod redacted_log;
+mod reliability;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -65,7 +67,8 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            // Errors never carry a secret; scrub anyway (defence in depth, see redacted_log).
+            eprintln!("error: {}", ocipush::auth::redact::scrub(&f.message));
             ExitCode::from(f.code)
         }
     }
@@ -78,39 +81,7 @@ fn init_logging(verbose: u8) {
         2 => "ocipush=debug",
         _ => "trace",
     };
-    use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
-    use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Whatever RUST_LOG asks for, the HTTP and AWS SDK wire layers stay at INFO: at DEBUG/TRACE
-    // they print request headers and bodies (signed requests, session tokens, ECR tokens).
-    // ocipush's own logs redact credentials, so they may go to TRACE.
-    let mut wire = Targets::new().with_default(LevelFilter::TRACE);
-    for target in [
-        "aws_smithy_runtime",
-        "aws_smithy_runtime_api",
-        "aws_smithy_http",
-        "aws_smithy_http_client",
-        "aws_sigv4",
-        "aws_runtime",
-        "aws_config",
-        "aws_sdk_ecr",
-        "aws_sdk_sts",
-        "aws_sdk_sso",
-        "aws_sdk_ssooidc",
-        "hyper",
-        "hyper_util",
-        "h2",
-        "reqwest",
-        "rustls",
-    ] {
-        wire = wire.with_target(target, LevelFilter::INFO);
-    }
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_filter(filter.and(wire));
-    let _ = tracing_subscriber::registry().with(layer).try_init();
+    redacted_log::init(default);
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -171,8 +142,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let credentials = ocipush::job::default_credentials();
     let credentials = credentials.map_err(|e| Failure::failed(e.to_string()))?;
     #[allow(unused_mut)]
-    let mut session = Session::new(registries, credentials, build.insecure)
+    let mut session = Session::new(registries, credentials.clone(), build.insecure)
         .map_err(|e| Failure::failed(e.to_string()))?;
+    session.client = reliability::client(&build.reliability, credentials, build.insecure)?;
     #[cfg(feature = "ecr")]
     {
         session.ecr = ecr_settings;

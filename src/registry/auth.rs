@@ -123,6 +123,7 @@ impl AuthState {
         rh: &RegistryHost<'_>,
         scopes: &[String],
         rejected: Option<&HeaderValue>,
+        stall: std::time::Duration,
     ) -> Result<Authz, AuthzFailure> {
         let Some(ch) = self
             .challenges
@@ -152,10 +153,9 @@ impl AuthState {
             let header = match &cred {
                 Some(Credential::Basic { username, password }) => {
                     let raw = format!("{username}:{}", password.expose());
-                    sensitive(format!(
-                        "Basic {}",
-                        base64::engine::general_purpose::STANDARD.encode(raw)
-                    ))
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+                    crate::auth::redact::register(&encoded);
+                    sensitive(format!("Basic {encoded}"))
                 }
                 _ => None,
             };
@@ -187,7 +187,7 @@ impl AuthState {
             }
             self.tokens.remove(rh.endpoint, &scope_key);
         }
-        let token = fetch_token(http, &ch, scopes, cred.as_ref())
+        let token = fetch_token(http, &ch, scopes, cred.as_ref(), stall)
             .await
             .map_err(|f| match f {
                 TokenFailure::Rejected(detail) => AuthzFailure::Rejected {
@@ -206,5 +206,26 @@ impl AuthState {
             who,
             has_credential,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_and_tokens_are_redacted_in_debug() {
+        let a = Authz {
+            header: sensitive("Bearer tok-very-secret-123".into()),
+            who: "bob".into(),
+            has_credential: true,
+        };
+        let t = super::super::token::Token {
+            value: crate::auth::Secret::new("tok-very-secret-456"),
+            valid_until: std::time::Instant::now(),
+        };
+        let shown = format!("{a:?} {t:?}");
+        assert!(!shown.contains("very-secret"), "{shown}");
+        assert!(shown.contains("bob"), "{shown}");
     }
 }

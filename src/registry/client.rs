@@ -33,6 +33,29 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
     /// Connection timeout.
     pub connect_timeout: Duration,
+    /// The longest a request may wait without progress (no response yet and no body byte
+    /// sent, or no body byte received): a dead or stalled registry ends in
+    /// [`RegistryError::Timeout`] after this, never in a hang.
+    pub stall_timeout: Duration,
+    /// Extra trusted CA certificates (PEM), added to the system roots (`--ca-cert`).
+    pub ca_certs: Vec<CaCert>,
+}
+
+/// A CA certificate file's PEM contents, and where it came from (for messages).
+#[derive(Clone)]
+pub struct CaCert {
+    /// Where it was read from.
+    pub origin: String,
+    /// PEM text (one or more certificates).
+    pub pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for CaCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaCert")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ClientOptions {
@@ -46,6 +69,8 @@ impl Default for ClientOptions {
             max_concurrency: 4,
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(60),
+            ca_certs: Vec::new(),
         }
     }
 }
@@ -66,9 +91,27 @@ pub(crate) struct Inner {
 impl RegistryClient {
     /// Build a client.
     pub fn new(opts: ClientOptions) -> Result<RegistryClient, RegistryError> {
+        let mut roots = Vec::new();
+        for ca in &opts.ca_certs {
+            let certs = reqwest::Certificate::from_pem_bundle(&ca.pem).map_err(|e| {
+                RegistryError::Client(format!(
+                    "cannot read CA certificate {}: {}; expected PEM",
+                    ca.origin,
+                    super::http::cause_chain(&e)
+                ))
+            })?;
+            if certs.is_empty() {
+                return Err(RegistryError::Client(format!(
+                    "CA certificate file {} holds no PEM certificate",
+                    ca.origin
+                )));
+            }
+            roots.extend(certs);
+        }
         let http = reqwest::Client::builder()
             .user_agent(opts.user_agent.clone())
-            .connect_timeout(opts.connect_timeout)
+            .connect_timeout(opts.connect_timeout.min(opts.stall_timeout))
+            .tls_certs_merge(roots)
             .build()
             .map_err(|e| RegistryError::Client(super::http::cause_chain(&e)))?;
         Ok(RegistryClient {
@@ -88,6 +131,13 @@ impl RegistryClient {
     /// A handle on one repository.
     pub fn repository(&self, endpoint: &Endpoint) -> Repository {
         Repository::new(self.clone(), endpoint.clone())
+    }
+
+    pub(crate) fn stall(&self) -> Duration {
+        self.inner
+            .opts
+            .stall_timeout
+            .max(Duration::from_millis(100))
     }
 
     pub(crate) fn chunk_size(&self) -> usize {

@@ -357,6 +357,24 @@ pub enum RegistryError {
     /// The credential provider failed.
     #[error(transparent)]
     Credentials(#[from] AuthError),
+    /// A retryable step kept failing until attempts or time ran out.
+    #[error(
+        "{what} failed after {attempts} attempt{} over {}: {last}; the registry kept failing \
+         (raise --retries or --timeout, or try again later)",
+        if *attempts == 1 { "" } else { "s" },
+        fmt_elapsed(*elapsed)
+    )]
+    Exhausted {
+        /// The step.
+        what: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The time from the first attempt to giving up.
+        elapsed: Duration,
+        /// The last attempt's error.
+        #[source]
+        last: Box<RegistryError>,
+    },
     /// The blob's local source could not be read.
     #[error("cannot read blob {digest} to upload it to {registry}/{repository}: {source}")]
     Source {
@@ -372,6 +390,17 @@ pub enum RegistryError {
     },
 }
 
+/// `31 s`, `1.2 s`, `250 ms`.
+fn fmt_elapsed(d: Duration) -> String {
+    if d >= Duration::from_secs(10) {
+        format!("{} s", d.as_secs())
+    } else if d >= Duration::from_secs(1) {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
 fn hint_for(status: u16) -> &'static str {
     match status {
         500..=599 => "; the registry had an internal error, retry later",
@@ -383,15 +412,17 @@ fn hint_for(status: u16) -> &'static str {
 }
 
 impl RegistryError {
-    /// Whether retrying the same step may succeed: 429, 5xx, connection and timeout errors.
+    /// Whether retrying the same step may succeed: 408, 429, 5xx, connection and timeout
+    /// errors, and a streaming source (a base layer read from another registry) that broke off.
     pub fn is_retryable(&self) -> bool {
         match self {
+            RegistryError::Source { source, .. } => source_is_transient(source),
             RegistryError::Unreachable { .. }
             | RegistryError::ConnectionDropped { .. }
             | RegistryError::Timeout { .. }
             | RegistryError::TooManyRequests { .. } => true,
             RegistryError::Status { detail, .. } => {
-                matches!(detail.status, 408 | 500 | 502 | 503 | 504)
+                matches!(detail.status, 408 | 425 | 500 | 502..=599)
             }
             _ => false,
         }
@@ -406,9 +437,18 @@ impl RegistryError {
         }
     }
 
+    /// The error of the last attempt (this one unless retries were exhausted).
+    pub fn last_attempt(&self) -> &RegistryError {
+        match self {
+            RegistryError::Exhausted { last, .. } => last.last_attempt(),
+            other => other,
+        }
+    }
+
     /// The HTTP status, when the registry answered.
     pub fn status(&self) -> Option<u16> {
         match self {
+            RegistryError::Exhausted { last, .. } => last.status(),
             RegistryError::Denied { detail, .. }
             | RegistryError::NameUnknown { detail, .. }
             | RegistryError::BlobUnknown { detail, .. }
@@ -420,6 +460,19 @@ impl RegistryError {
             _ => None,
         }
     }
+}
+
+/// Whether a blob source's read error is a broken connection (a remote source that may be
+/// re-opened), not bad content or a local file problem.
+fn source_is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<RegistryError>()) {
+        return inner.is_retryable();
+    }
+    matches!(
+        e.kind(),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::TimedOut | K::Interrupted
+    )
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ mod token;
 mod upload;
 
 pub use challenge::{Challenge, parse_challenges};
-pub use client::{ClientOptions, MIN_CHUNK_SIZE, RegistryClient};
+pub use client::{CaCert, ClientOptions, MIN_CHUNK_SIZE, RegistryClient};
 pub use error::{ErrorDetail, OciError, RegistryError, RequestKind};
 pub use pull::{MAX_MANIFEST_SIZE, Manifest, RemoteBlob};
 pub use repository::Repository;

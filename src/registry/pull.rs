@@ -77,9 +77,9 @@ impl Repository {
                     .get(CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
                     .map(|v| v.split(';').next().unwrap_or("").trim().to_string());
-                let (bytes, truncated) = read_limited(resp, MAX_MANIFEST_SIZE)
+                let (bytes, truncated) = read_limited(resp, MAX_MANIFEST_SIZE, self.client.stall())
                     .await
-                    .map_err(|e| self.transport_error(&op, &url, &e))?;
+                    .map_err(|e| self.body_error(&op, &url, &e))?;
                 if truncated {
                     return Err(too_large());
                 }
@@ -154,9 +154,35 @@ impl Repository {
             self.registry_label(),
             self.endpoint.repository
         );
-        let inner = resp
-            .bytes_stream()
-            .map(move |r| r.map_err(|e| io::Error::other(super::http::cause_chain(&e))));
+        let stall = self.client.stall();
+        // Each read must deliver within the stall timeout; a broken or stalled connection is an
+        // error of a kind the uploader treats as transient (it re-opens the source).
+        let inner = futures_util::stream::unfold(
+            (Box::pin(resp.bytes_stream()), false),
+            move |(mut s, done)| async move {
+                if done {
+                    return None;
+                }
+                match tokio::time::timeout(stall, s.next()).await {
+                    Err(_) => Some((
+                        Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            super::http::stalled(stall),
+                        )),
+                        (s, true),
+                    )),
+                    Ok(None) => None,
+                    Ok(Some(Ok(b))) => Some((Ok(b), (s, false))),
+                    Ok(Some(Err(e))) => Some((
+                        Err(io::Error::new(
+                            io::ErrorKind::ConnectionReset,
+                            super::http::cause_chain(&e),
+                        )),
+                        (s, true),
+                    )),
+                }
+            },
+        );
         Ok(Box::pin(Verifying {
             inner: Box::pin(inner),
             hasher: Some(Hasher::new()),

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{RequestBuilder, Response, StatusCode};
+use tokio::sync::watch;
 use url::Url;
 
 use super::auth::AuthzFailure;
@@ -16,7 +17,7 @@ use super::challenge::parse_challenges;
 use super::client::RegistryClient;
 use super::error::RequestKind;
 use super::error::{ErrorDetail, RegistryError};
-use super::http::{cause_chain, read_limited, redact_url};
+use super::http::{BodyError, cause_chain, read_limited, redact_url, stalled, watch_stall};
 use super::retry::parse_retry_after;
 use crate::auth::RegistryHost;
 use crate::digest::Digest;
@@ -149,15 +150,27 @@ impl Repository {
     }
 
     /// Send the request `make` builds (called again for each retry after a 401), authenticated.
-    pub(crate) async fn send<F, Fut>(
+    pub(crate) async fn send<F, Fut>(&self, op: &Op<'_>, make: F) -> Result<Response, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<RequestBuilder, RegistryError>>,
+    {
+        self.send_watched(op, None, make).await
+    }
+
+    /// [`Repository::send`] for a request with a body: `activity` (bytes of the body sent so
+    /// far) keeps the stall watchdog from firing while the body flows.
+    pub(crate) async fn send_watched<F, Fut>(
         &self,
         op: &Op<'_>,
+        activity: Option<&watch::Receiver<u64>>,
         mut make: F,
     ) -> Result<Response, RegistryError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<RequestBuilder, RegistryError>>,
     {
+        let stall = self.client.stall();
         let inner = &self.client.inner;
         let provider = inner.opts.credentials.as_ref();
         let rh = self.registry_host();
@@ -168,7 +181,14 @@ impl Repository {
         loop {
             let authz = match inner
                 .auth
-                .authorize(&inner.http, provider, &rh, &op.scopes, rejected.as_ref())
+                .authorize(
+                    &inner.http,
+                    provider,
+                    &rh,
+                    &op.scopes,
+                    rejected.as_ref(),
+                    stall,
+                )
                 .await
             {
                 Ok(a) => a,
@@ -211,9 +231,11 @@ impl Repository {
                 .map_err(|e| RegistryError::Client(cause_chain(&e)))?;
             let url = req.url().clone();
             tracing::debug!(method = %req.method(), url = %redact_url(&url), who = %authz.who, "registry request");
-            let resp = match inner.http.execute(req).await {
-                Ok(r) => r,
-                Err(e) => return Err(self.transport_error(op, &url, &e)),
+            let sent = watch_stall(inner.http.execute(req), stall, activity.cloned()).await;
+            let resp = match sent {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return Err(self.transport_error(op, &url, &e)),
+                Err(()) => return Err(self.stalled(op)),
             };
             tracing::debug!(status = resp.status().as_u16(), url = %redact_url(&url), "registry response");
             if resp.status() != StatusCode::UNAUTHORIZED {
@@ -231,7 +253,9 @@ impl Repository {
                 .find(|c| c.is_bearer())
                 .or_else(|| challenges.iter().find(|c| c.is_basic()))
                 .cloned();
-            let (body, _) = read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default();
+            let (body, _) = read_limited(resp, MAX_ERROR_BODY, stall)
+                .await
+                .unwrap_or_default();
             let full_detail = ErrorDetail::new(401, &body);
             let detail = full_detail.to_string();
             // Authenticated, but the token does not grant the scope: a permission problem.
@@ -302,6 +326,24 @@ impl Repository {
         }
     }
 
+    /// The stall watchdog fired.
+    pub(crate) fn stalled(&self, op: &Op<'_>) -> RegistryError {
+        RegistryError::Timeout {
+            what: op.what.clone(),
+            registry: self.registry_label(),
+            repository: self.endpoint.repository.clone(),
+            cause: stalled(self.client.stall()),
+        }
+    }
+
+    /// A body read that failed or stalled.
+    pub(crate) fn body_error(&self, op: &Op<'_>, url: &Url, e: &BodyError) -> RegistryError {
+        match e {
+            BodyError::Http(e) => self.transport_error(op, url, e),
+            BodyError::Stalled(_) => self.stalled(op),
+        }
+    }
+
     /// A reqwest failure: unreachable, timed out, or dropped mid-request.
     pub(crate) fn transport_error(
         &self,
@@ -338,7 +380,9 @@ impl Repository {
         let status = resp.status().as_u16();
         let resp_url = &resp.url().clone();
         let retry_after = parse_retry_after(resp.headers().get(RETRY_AFTER));
-        let (body, _) = read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default();
+        let (body, _) = read_limited(resp, MAX_ERROR_BODY, self.client.stall())
+            .await
+            .unwrap_or_default();
         let detail = Box::new(ErrorDetail::new(status, &body));
         let registry = self.registry_label();
         let repository = self.endpoint.repository.clone();

@@ -79,6 +79,7 @@ pub(crate) async fn fetch_token(
     challenge: &Challenge,
     scopes: &[String],
     credential: Option<&Credential>,
+    stall: Duration,
 ) -> Result<Token, TokenFailure> {
     let failed = |reason: String, retryable: bool| TokenFailure::Failed { reason, retryable };
     let realm = challenge
@@ -128,6 +129,11 @@ pub(crate) async fn fetch_token(
             let rb = http.get(url.clone());
             match other {
                 Some(Credential::Basic { username, password }) => {
+                    use base64::Engine as _;
+                    crate::auth::redact::register(
+                        &base64::engine::general_purpose::STANDARD
+                            .encode(format!("{username}:{}", password.expose())),
+                    );
                     rb.basic_auth(username, Some(password.expose()))
                 }
                 _ => rb,
@@ -137,41 +143,55 @@ pub(crate) async fn fetch_token(
     let mut shown = url.clone();
     shown.set_query(None);
     tracing::debug!(realm = %shown, scopes = ?scopes, "fetching registry token");
-    let resp = request.send().await.map_err(|e| {
-        let retryable = e.is_connect() || e.is_timeout() || e.is_request();
-        failed(
-            format!(
-                "cannot reach its token server {shown}: {}",
-                super::http::cause_chain(&e)
-            ),
-            retryable,
-        )
-    })?;
+    let resp = tokio::time::timeout(stall, request.send())
+        .await
+        .map_err(|_| {
+            failed(
+                format!(
+                    "its token server {shown} did not answer: {}",
+                    super::http::stalled(stall)
+                ),
+                true,
+            )
+        })?
+        .map_err(|e| {
+            let retryable = e.is_connect() || e.is_timeout() || e.is_request();
+            failed(
+                format!(
+                    "cannot reach its token server {shown}: {}",
+                    super::http::cause_chain(&e)
+                ),
+                retryable,
+            )
+        })?;
     let status = resp.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-        let (body, _) = read_limited(resp, 64 * 1024).await.unwrap_or_default();
+        let (body, _) = read_limited(resp, 64 * 1024, stall)
+            .await
+            .unwrap_or_default();
         let detail = super::error::ErrorDetail::new(status.as_u16(), &body);
         return Err(TokenFailure::Rejected(format!(
             "token server {shown} answered {detail}"
         )));
     }
     if !status.is_success() {
-        let (body, _) = read_limited(resp, 64 * 1024).await.unwrap_or_default();
+        let (body, _) = read_limited(resp, 64 * 1024, stall)
+            .await
+            .unwrap_or_default();
         let detail = super::error::ErrorDetail::new(status.as_u16(), &body);
         return Err(failed(
             format!("its token server {shown} answered {detail}"),
             status.is_server_error() || status.as_u16() == 429,
         ));
     }
-    let (body, truncated) = read_limited(resp, MAX_TOKEN_RESPONSE).await.map_err(|e| {
-        failed(
-            format!(
-                "reading the token from {shown} failed: {}",
-                super::http::cause_chain(&e)
-            ),
-            true,
-        )
-    })?;
+    let (body, truncated) = read_limited(resp, MAX_TOKEN_RESPONSE, stall)
+        .await
+        .map_err(|e| {
+            failed(
+                format!("reading the token from {shown} failed: {}", e.describe()),
+                true,
+            )
+        })?;
     if truncated {
         return Err(failed(
             format!("the token response from {shown} is larger than {MAX_TOKEN_RESPONSE} bytes"),

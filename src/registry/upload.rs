@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Response, StatusCode};
 use tokio::sync::watch;
 use url::Url;
@@ -20,6 +20,9 @@ use crate::digest::Digest;
 use crate::image::Descriptor;
 
 const OCTET: &str = "application/octet-stream";
+
+/// The session of a chunked upload that was cut, kept between attempts.
+type ResumeSlot = std::sync::Mutex<Option<Url>>;
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
 impl Repository {
@@ -71,25 +74,36 @@ impl Repository {
             .append_pair("mount", digest.as_str())
             .append_pair("from", from_repository);
         let http = &self.client.inner.http;
-        let resp = self
-            .send(&op, || async {
-                Ok(http.post(url.clone()).header(CONTENT_LENGTH, "0"))
-            })
-            .await?;
-        match resp.status() {
-            StatusCode::CREATED => Ok(true),
-            StatusCode::ACCEPTED => {
-                let location = self.location(&op, &resp, &url)?;
-                if let Ok(mut s) = self.sessions.lock() {
-                    s.insert(digest.clone(), location);
+        self.client
+            .inner
+            .opts
+            .retry
+            .run(&op.what, || async {
+                let resp = self
+                    .send(&op, || async {
+                        Ok(http.post(url.clone()).header(CONTENT_LENGTH, "0"))
+                    })
+                    .await?;
+                match resp.status() {
+                    StatusCode::CREATED => Ok(true),
+                    StatusCode::ACCEPTED => {
+                        let location = self.location(&op, &resp, &url)?;
+                        if let Ok(mut s) = self.sessions.lock() {
+                            s.insert(digest.clone(), location);
+                        }
+                        Ok(false)
+                    }
+                    _ => Err(self.error_from(&op, resp).await),
                 }
-                Ok(false)
-            }
-            _ => Err(self.error_from(&op, resp).await),
-        }
+            })
+            .await
     }
 
-    /// Upload `blob` from `source`, retrying the whole upload on transient errors.
+    /// Upload `blob` from `source`, retrying on transient errors. A chunked upload cut part-way
+    /// continues from what the registry confirms it has (upload status `GET` → `Range`) when it
+    /// supports that; otherwise (or when it refuses the resumed range, as ECR does with 416) a
+    /// fresh upload session starts. Each attempt re-opens the source, so a streaming source (a
+    /// base layer copied from another registry) is read again rather than buffered.
     pub async fn upload(
         &self,
         blob: &Descriptor,
@@ -97,11 +111,12 @@ impl Repository {
         progress: Progress<'_>,
     ) -> Result<(), RegistryError> {
         let what = format!("uploading blob {}", blob.digest);
+        let resume: ResumeSlot = std::sync::Mutex::new(None);
         self.client
             .inner
             .opts
             .retry
-            .run(&what, || self.upload_once(blob, source, progress))
+            .run(&what, || self.upload_once(blob, source, progress, &resume))
             .await
     }
 
@@ -110,12 +125,43 @@ impl Repository {
         blob: &Descriptor,
         source: &dyn BlobSource,
         progress: Progress<'_>,
+        resume: &ResumeSlot,
     ) -> Result<(), RegistryError> {
         let op = Op {
             what: format!("uploading blob {}", blob.digest),
             scopes: self.push_scopes(),
             subject: Subject::Blob(&blob.digest),
         };
+        let chunked = blob.size > self.client.inner.opts.monolithic_threshold;
+        let interrupted = resume.lock().ok().and_then(|mut r| r.take());
+        if chunked && let Some(location) = interrupted {
+            match self.upload_status(&op, &location).await {
+                Some((location, offset)) if offset <= blob.size => {
+                    tracing::info!(
+                        digest = %blob.digest,
+                        offset,
+                        "resuming the interrupted upload where the registry has it"
+                    );
+                    match self
+                        .put_chunked(&op, blob, source, location, offset, progress, resume)
+                        .await
+                    {
+                        // The registry will not continue this session (ECR answers 416):
+                        // start afresh below.
+                        Err(e) if matches!(e.status(), Some(416) | Some(404)) => {
+                            tracing::info!(digest = %blob.digest, error = %e, "resume refused; starting a fresh upload");
+                            if let Ok(mut r) = resume.lock() {
+                                *r = None;
+                            }
+                        }
+                        other => return other,
+                    }
+                }
+                _ => {
+                    tracing::info!(digest = %blob.digest, "the interrupted upload cannot be resumed; starting a fresh upload");
+                }
+            }
+        }
         let session = self
             .sessions
             .lock()
@@ -125,13 +171,44 @@ impl Repository {
             Some(l) => l,
             None => self.start_upload(&op).await?,
         };
-        if blob.size <= self.client.inner.opts.monolithic_threshold {
-            self.put_monolithic(&op, blob, source, location, progress)
+        if chunked {
+            self.put_chunked(&op, blob, source, location, 0, progress, resume)
                 .await
         } else {
-            self.put_chunked(&op, blob, source, location, progress)
+            self.put_monolithic(&op, blob, source, location, progress)
                 .await
         }
+    }
+
+    /// Ask the registry how much of the upload session at `location` it has
+    /// (`GET <location>` → 204 with `Range: 0-<last byte>`). `None` when it cannot say.
+    async fn upload_status(&self, op: &Op<'_>, location: &Url) -> Option<(Url, u64)> {
+        let http = &self.client.inner.http;
+        let resp = self
+            .send(op, || async { Ok(http.get(location.clone())) })
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            tracing::debug!(status = resp.status().as_u16(), "upload status refused");
+            return None;
+        }
+        let range = resp.headers().get(RANGE)?.to_str().ok()?.trim().to_string();
+        let (start, end) = range.split_once('-')?;
+        if start != "0" {
+            return None;
+        }
+        // `0-<last byte>`; distribution reports an empty session as `0--1` (or `0-0`).
+        let offset = if end == "-1" {
+            0
+        } else {
+            end.parse::<u64>().ok()?.checked_add(1)?
+        };
+        let next = if resp.headers().contains_key(LOCATION) {
+            self.location(op, &resp, location).ok()?
+        } else {
+            location.clone()
+        };
+        Some((next, offset))
     }
 
     async fn start_upload(&self, op: &Op<'_>) -> Result<Url, RegistryError> {
@@ -192,7 +269,8 @@ impl Repository {
         let tx = Arc::new(tx);
         let slot = super::body::ErrorSlot::default();
         let http = &self.client.inner.http;
-        let sent = self.send(op, || {
+        let watched = rx.clone();
+        let sent = self.send_watched(op, Some(&watched), || {
             let (tx, slot, url) = (tx.clone(), slot.clone(), url.clone());
             async move {
                 let stream = source
@@ -214,18 +292,30 @@ impl Repository {
         self.finish_upload(op, blob, resp?).await
     }
 
+    /// PATCH `blob` from `start` in chunks to the session at `location`, then close it with a
+    /// PUT. After each confirmed chunk the session is left in `resume`, so a later attempt can
+    /// continue it.
+    #[allow(clippy::too_many_arguments)]
     async fn put_chunked(
         &self,
         op: &Op<'_>,
         blob: &Descriptor,
         source: &dyn BlobSource,
         mut location: Url,
+        start: u64,
         progress: Progress<'_>,
+        resume: &ResumeSlot,
     ) -> Result<(), RegistryError> {
         let chunk = self.client.chunk_size() as u64;
         let http = &self.client.inner.http;
+        let remember = |l: &Url| {
+            if let Ok(mut r) = resume.lock() {
+                *r = Some(l.clone());
+            }
+        };
+        remember(&location);
         let stream = source
-            .open()
+            .open_at(start)
             .await
             .map_err(|e| self.source_error(blob, e))?;
         let shared = Arc::new(tokio::sync::Mutex::new(Shared {
@@ -235,13 +325,14 @@ impl Repository {
         let slot = super::body::ErrorSlot::default();
         let (tx, rx) = watch::channel(0u64);
         let tx = Arc::new(tx);
-        let mut offset = 0u64;
+        let mut offset = start;
         while offset < blob.size {
             let len = chunk.min(blob.size - offset);
             let end = offset + len - 1;
             let mut first = true;
             let request_url = location.clone();
-            let sent = self.send(op, || {
+            let watched = rx.clone();
+            let sent = self.send_watched(op, Some(&watched), || {
                 let (tx, slot, url, shared) = (
                     tx.clone(),
                     slot.clone(),
@@ -291,6 +382,7 @@ impl Repository {
                 location = self.location(op, &resp, &request_url)?;
             }
             offset += len;
+            remember(&location);
         }
         let url = Self::with_digest(&location, &blob.digest);
         let resp = self
@@ -301,7 +393,13 @@ impl Repository {
                     .header(CONTENT_TYPE, OCTET))
             })
             .await?;
-        self.finish_upload(op, blob, resp).await
+        let done = self.finish_upload(op, blob, resp).await;
+        if done.is_ok()
+            && let Ok(mut r) = resume.lock()
+        {
+            *r = None;
+        }
+        done
     }
 
     async fn finish_upload(

@@ -9,10 +9,13 @@ mod e2e_copy;
 #[cfg(feature = "ecr")]
 mod e2e_ecr;
 mod e2e_errors;
+mod e2e_faults;
+mod e2e_hostile;
 mod e2e_instructions;
 mod e2e_oci_layout;
 mod e2e_options;
 mod e2e_platforms;
 mod e2e_reference;
+mod e2e_secrets;
 mod e2e_stages;
 mod harness_selftest;

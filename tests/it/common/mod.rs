@@ -3,6 +3,7 @@
 //! binary in a clean environment ([`ocipush`]) and fixtures ([`fixtures`]).
 #![allow(dead_code)]
 
+pub mod fault_proxy;
 pub mod fixtures;
 pub mod ocipush;
 pub mod registry;

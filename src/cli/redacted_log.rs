@@ -1,0 +1,115 @@
+//! Logging that never shows a secret, at any verbosity: every line goes through
+//! [`ocipush::auth::redact::scrub`] (credentials, tokens and the AWS keys from the environment
+//! are registered), and the libraries that dump whole requests at debug/trace level (the AWS
+//! SDK: signed headers, session tokens, access key ids) are capped at `info` whatever
+//! `RUST_LOG` says.
+
+use std::io::{self, Write};
+
+use tracing::Level;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Targets whose debug/trace output carries credentials (request dumps, signing inputs).
+const CAPPED: &[&str] = &[
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http",
+    "aws_smithy_http_client",
+    "aws_smithy_types",
+    "aws_sigv4",
+    "aws_config",
+    "aws_credential_types",
+    "aws_runtime",
+    "aws_sdk_ecr",
+    "aws_sdk_sts",
+    "aws_sdk_sso",
+    "aws_sdk_ssooidc",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+];
+
+/// Environment variables holding secrets, registered for scrubbing.
+const SECRET_VARS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+];
+
+fn capped(target: &str, level: &Level) -> bool {
+    *level > Level::INFO
+        && CAPPED
+            .iter()
+            .any(|c| target == *c || (target.starts_with(c) && target[c.len()..].starts_with("::")))
+}
+
+/// Set up logging to stderr with `default` as the filter unless `RUST_LOG` is set.
+pub(crate) fn init(default: &str) {
+    for var in SECRET_VARS {
+        if let Ok(v) = std::env::var(var) {
+            ocipush::auth::redact::register(&v);
+        }
+    }
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let caps = filter_fn(|meta| !capped(meta.target(), meta.level()));
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(Scrubbing)
+        .with_target(false)
+        .with_filter(env.and(caps));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// Stderr, with secrets blanked out of each formatted event.
+struct Scrubbing;
+
+impl<'a> MakeWriter<'a> for Scrubbing {
+    type Writer = ScrubbingWriter;
+    fn make_writer(&'a self) -> ScrubbingWriter {
+        ScrubbingWriter(Vec::new())
+    }
+}
+
+/// Buffers one event and writes it scrubbed when dropped.
+struct ScrubbingWriter(Vec<u8>);
+
+impl Write for ScrubbingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ScrubbingWriter {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.0);
+        let clean = ocipush::auth::redact::scrub(&text);
+        let _ = io::stderr().lock().write_all(clean.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_sdk_debug_is_capped() {
+        assert!(capped(
+            "aws_smithy_runtime::client::orchestrator",
+            &Level::DEBUG
+        ));
+        assert!(capped("aws_sigv4", &Level::TRACE));
+        assert!(!capped("aws_sigv4", &Level::INFO));
+        assert!(!capped("aws_sigv4x", &Level::TRACE));
+        assert!(!capped("ocipush::registry", &Level::TRACE));
+    }
+}

@@ -1,0 +1,669 @@
+//! A fault-injecting HTTP/1.1 proxy in front of a real registry: a test stand-in for a flaky
+//! network and an overloaded registry, speaking real HTTP on a loopback port.
+//!
+//! Each request is matched against [`Rule`]s (method, a substring of the path, which
+//! occurrences); a matching rule applies its [`Fault`] instead of (or while) forwarding:
+//! an HTTP status of our choosing (503, 429 with `Retry-After`, 401 with a challenge), a
+//! request body cut half-way (the registry receives part of it, the client a closed
+//! connection), an answer cut mid-body (a download broken off), a stall (the request is read and never answered), a dropped connection, or a
+//! hold (the request waits until the test releases it: "kill the registry mid-push").
+//! Anything else is forwarded unchanged to the upstream, one request per upstream
+//! connection (`Connection: close`), and the response streamed back.
+//!
+//! With [`FaultProxy::require_bearer`] it is also a Bearer token server (the distribution
+//! token protocol) in front of an anonymous registry; its token answers and 401s are logged
+//! like injected faults.
+//!
+//! Every request is logged with what was done to it ([`ProxyLogEntry`]); tests wait for
+//! events on a condition variable ([`FaultProxy::wait_for`]), never with sleeps. Threads
+//! serving connections end when their connection ends; stalled connections are kept open
+//! until the proxy is dropped.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The longest a test waits for a proxy event (a watchdog, not a timing assertion).
+const WAIT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What to do to a matching request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status, headers and body (the request body is read first, the
+    /// request is not forwarded).
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Extra headers.
+        headers: Vec<(String, String)>,
+        /// Body.
+        body: String,
+    },
+    /// Forward the head and the first half of the body, then close both connections.
+    CutBody,
+    /// Forward the head only, then close both connections (cut before any body byte).
+    CutAfterHead,
+    /// Forward the request, but pass only this many bytes of the answer (head included) back
+    /// before closing (a download cut mid-body).
+    CutResponse(u64),
+    /// Read the request and never answer (the connection stays open).
+    Stall,
+    /// Close the connection without an answer (after reading the head).
+    Drop,
+    /// Wait until [`FaultProxy::release`], then forward.
+    Hold,
+    /// With a Bearer gate: revoke every token issued so far and answer 401 with the Bearer
+    /// challenge (a token that expired mid-push).
+    ExpireTokens,
+}
+
+impl Fault {
+    /// `503 Service Unavailable` with an OCI error body.
+    pub fn unavailable() -> Fault {
+        Fault::Status {
+            status: 503,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body:
+                r#"{"errors":[{"code":"UNAVAILABLE","message":"injected: service unavailable"}]}"#
+                    .into(),
+        }
+    }
+
+    /// `429 Too Many Requests` with `Retry-After: secs` and the `TOOMANYREQUESTS` code.
+    pub fn too_many(secs: u64) -> Fault {
+        Fault::Status {
+            status: 429,
+            headers: vec![
+                ("Retry-After".into(), secs.to_string()),
+                ("Content-Type".into(), "application/json".into()),
+            ],
+            body: r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"injected: slow down"}]}"#
+                .into(),
+        }
+    }
+
+    /// `401 Unauthorized` with a Basic challenge (a credential or token "expired" mid-push).
+    pub fn unauthorized_basic(realm: &str) -> Fault {
+        Fault::Status {
+            status: 401,
+            headers: vec![
+                (
+                    "WWW-Authenticate".into(),
+                    format!("Basic realm=\"{realm}\""),
+                ),
+                ("Content-Type".into(), "application/json".into()),
+            ],
+            body: r#"{"errors":[{"code":"UNAUTHORIZED","message":"injected: authentication required"}]}"#
+                .into(),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Fault::Status { status, .. } => format!("status {status}"),
+            Fault::CutBody => "cut body".into(),
+            Fault::CutAfterHead => "cut after head".into(),
+            Fault::CutResponse(_) => "cut response".into(),
+            Fault::Stall => "stall".into(),
+            Fault::Drop => "drop".into(),
+            Fault::Hold => "hold".into(),
+            Fault::ExpireTokens => "expire tokens".into(),
+        }
+    }
+}
+
+/// Which requests a fault applies to.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// The method (`None`: any).
+    pub method: Option<String>,
+    /// A substring of the request target (path and query).
+    pub target_contains: String,
+    /// Matching requests let through before the fault starts.
+    pub skip: usize,
+    /// How many matching requests get the fault (`usize::MAX`: all of them).
+    pub times: usize,
+    /// The fault.
+    pub fault: Fault,
+    seen: usize,
+    applied: usize,
+}
+
+impl Rule {
+    /// `fault` for the first `times` requests `method target_contains`.
+    pub fn new(method: &str, target_contains: &str, times: usize, fault: Fault) -> Rule {
+        Rule {
+            method: (!method.is_empty()).then(|| method.to_string()),
+            target_contains: target_contains.to_string(),
+            skip: 0,
+            times,
+            fault,
+            seen: 0,
+            applied: 0,
+        }
+    }
+
+    /// Let `n` matching requests through first.
+    pub fn after(mut self, n: usize) -> Rule {
+        self.skip = n;
+        self
+    }
+
+    fn matches(&self, method: &str, target: &str) -> bool {
+        self.method.as_deref().is_none_or(|m| m == method) && target.contains(&self.target_contains)
+    }
+}
+
+/// One request the proxy saw.
+#[derive(Debug, Clone)]
+pub struct ProxyLogEntry {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// The fault applied (`None`: forwarded).
+    pub fault: Option<String>,
+    /// The status the client got (the injected one, or the upstream's), if any.
+    pub status: Option<u16>,
+    /// The request's `Content-Range` header, if any.
+    pub content_range: Option<String>,
+    /// Whether an `Authorization` header was sent.
+    pub authorized: bool,
+}
+
+impl ProxyLogEntry {
+    /// The target without its query.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or(&self.target)
+    }
+}
+
+/// A Bearer token gate (the distribution token protocol) in front of an anonymous registry:
+/// `/token` issues tokens for Basic `user:pass`; every `/v2/` request needs a live one.
+struct BearerGate {
+    basic: String,
+    issued: Vec<String>,
+    live: Vec<String>,
+}
+
+#[derive(Default)]
+struct State {
+    gate: Option<BearerGate>,
+    rules: Vec<Rule>,
+    log: Vec<ProxyLogEntry>,
+    held: usize,
+    released: bool,
+    stalled: Vec<TcpStream>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    upstream: AtomicU16,
+    stopping: AtomicBool,
+}
+
+/// The proxy, listening on `127.0.0.1:<port>`; stops (and closes every connection) on drop.
+pub struct FaultProxy {
+    port: u16,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    /// A proxy on a free loopback port forwarding to `127.0.0.1:upstream_port`.
+    pub fn start(upstream_port: u16) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
+        let port = listener.local_addr().unwrap().port();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            upstream: AtomicU16::new(upstream_port),
+            stopping: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let acceptor = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let s = s.clone();
+                std::thread::spawn(move || serve(&s, conn));
+            }
+        });
+        FaultProxy {
+            port,
+            shared,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// `127.0.0.1:PORT`, to use in image references.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Add a rule (rules are tried in order; the first matching, still active one applies).
+    pub fn add(&self, rule: Rule) -> &Self {
+        self.shared.state.lock().unwrap().rules.push(rule);
+        self
+    }
+
+    /// Require Bearer tokens from this proxy's own token endpoint (`/token`, Basic
+    /// `user:pass`) for every `/v2/` request.
+    pub fn require_bearer(&self, user: &str, pass: &str) {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        self.shared.state.lock().unwrap().gate = Some(BearerGate {
+            basic: format!("Basic {basic}"),
+            issued: Vec::new(),
+            live: Vec::new(),
+        });
+    }
+
+    /// Every token the gate issued so far.
+    pub fn tokens_issued(&self) -> Vec<String> {
+        let st = self.shared.state.lock().unwrap();
+        st.gate
+            .as_ref()
+            .map(|g| g.issued.clone())
+            .unwrap_or_default()
+    }
+
+    /// Remove every rule: from now on everything is forwarded.
+    pub fn clear(&self) {
+        self.shared.state.lock().unwrap().rules.clear();
+    }
+
+    /// Forward to another upstream port from now on (a restarted registry).
+    pub fn set_upstream(&self, port: u16) {
+        self.shared.upstream.store(port, Ordering::SeqCst);
+    }
+
+    /// Every request so far.
+    pub fn log(&self) -> Vec<ProxyLogEntry> {
+        self.shared.state.lock().unwrap().log.clone()
+    }
+
+    /// How many requests got a fault.
+    pub fn faults_applied(&self) -> usize {
+        self.log().iter().filter(|e| e.fault.is_some()).count()
+    }
+
+    /// Wait until `pred` holds for the log (panics after a generous watchdog bound).
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&[ProxyLogEntry]) -> bool) {
+        let deadline = Instant::now() + WAIT_TIMEOUT;
+        let mut st = self.shared.state.lock().unwrap();
+        while !pred(&st.log) {
+            let now = Instant::now();
+            assert!(
+                now < deadline,
+                "the fault proxy never saw {what}; log: {:#?}",
+                st.log
+            );
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// Wait until a request is being held by a [`Fault::Hold`].
+    pub fn wait_held(&self) {
+        let deadline = Instant::now() + WAIT_TIMEOUT;
+        let mut st = self.shared.state.lock().unwrap();
+        while st.held == 0 {
+            let now = Instant::now();
+            assert!(now < deadline, "no request was held; log: {:#?}", st.log);
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// Let held requests go on (to the current upstream).
+    pub fn release(&self) {
+        let mut st = self.shared.state.lock().unwrap();
+        st.released = true;
+        self.shared.changed.notify_all();
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        {
+            let mut st = self.shared.state.lock().unwrap();
+            st.released = true;
+            for s in st.stalled.drain(..) {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+            self.shared.changed.notify_all();
+        }
+        // Wake the acceptor so it sees `stopping`.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+    }
+}
+
+/// A parsed request head.
+struct Head {
+    raw_lines: Vec<String>,
+    method: String,
+    target: String,
+    content_length: u64,
+    content_range: Option<String>,
+    authorized: bool,
+    authorization: Option<String>,
+}
+
+fn read_head(r: &mut BufReader<TcpStream>) -> io::Result<Option<Head>> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        if line.is_empty() {
+            break;
+        }
+        lines.push(line);
+        if lines.len() > 200 {
+            return Err(io::Error::other("request head too long"));
+        }
+    }
+    let mut first = lines.first().map(|l| l.split(' ')).into_iter().flatten();
+    let method = first.next().unwrap_or_default().to_string();
+    let target = first.next().unwrap_or_default().to_string();
+    let header = |name: &str| {
+        lines.iter().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    };
+    if header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        return Err(io::Error::other(
+            "chunked request bodies are not supported by the fault proxy",
+        ));
+    }
+    Ok(Some(Head {
+        method,
+        target,
+        content_length: header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        content_range: header("content-range"),
+        authorized: header("authorization").is_some(),
+        authorization: header("authorization"),
+        raw_lines: lines,
+    }))
+}
+
+fn serve(s: &Arc<Shared>, client: TcpStream) {
+    let Ok(reader) = client.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut client = client;
+    let head = match read_head(&mut reader) {
+        Ok(Some(h)) => h,
+        _ => return,
+    };
+    // One request per client connection: every answer carries `Connection: close`.
+    let fault = {
+        let mut st = s.state.lock().unwrap();
+        let mut chosen = None;
+        for rule in st.rules.iter_mut() {
+            if !rule.matches(&head.method, &head.target) {
+                continue;
+            }
+            rule.seen += 1;
+            if rule.seen > rule.skip && rule.applied < rule.times {
+                rule.applied += 1;
+                chosen = Some(rule.fault.clone());
+                break;
+            }
+        }
+        chosen
+    };
+    let port = client.local_addr().map(|a| a.port()).unwrap_or(0);
+    let fault = fault.or_else(|| gate(s, &head, port));
+    let idx = {
+        let mut st = s.state.lock().unwrap();
+        st.log.push(ProxyLogEntry {
+            method: head.method.clone(),
+            target: head.target.clone(),
+            fault: fault.as_ref().map(Fault::label),
+            status: None,
+            content_range: head.content_range.clone(),
+            authorized: head.authorized,
+        });
+        s.changed.notify_all();
+        st.log.len() - 1
+    };
+    let set_status = |status: Option<u16>| {
+        let mut st = s.state.lock().unwrap();
+        st.log[idx].status = status;
+        s.changed.notify_all();
+    };
+    match fault {
+        Some(Fault::Status {
+            status,
+            headers,
+            body,
+        }) => {
+            if io::copy(
+                &mut (&mut reader).take(head.content_length),
+                &mut io::sink(),
+            )
+            .is_err()
+            {
+                return;
+            }
+            let mut out = format!(
+                "HTTP/1.1 {status} Injected\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
+            for (k, v) in headers {
+                out.push_str(&format!("{k}: {v}\r\n"));
+            }
+            out.push_str("\r\n");
+            out.push_str(&body);
+            let _ = client.write_all(out.as_bytes());
+            set_status(Some(status));
+            let _ = client.shutdown(Shutdown::Both);
+        }
+        Some(Fault::ExpireTokens) => {
+            if let Some(g) = s.state.lock().unwrap().gate.as_mut() {
+                g.live.clear();
+            }
+            let _ = io::copy(
+                &mut (&mut reader).take(head.content_length),
+                &mut io::sink(),
+            );
+            let out = format!(
+                "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\
+                 WWW-Authenticate: {}\r\n\r\n",
+                bearer_challenge(port)
+            );
+            let _ = client.write_all(out.as_bytes());
+            set_status(Some(401));
+            let _ = client.shutdown(Shutdown::Both);
+        }
+        Some(Fault::Stall) => {
+            let _ = io::copy(
+                &mut (&mut reader).take(head.content_length),
+                &mut io::sink(),
+            );
+            let mut st = s.state.lock().unwrap();
+            st.stalled.push(client);
+        }
+        Some(Fault::Drop) => {
+            let _ = client.shutdown(Shutdown::Both);
+        }
+        Some(Fault::Hold) => {
+            let mut st = s.state.lock().unwrap();
+            st.held += 1;
+            s.changed.notify_all();
+            while !st.released {
+                st = s.changed.wait(st).unwrap();
+            }
+            drop(st);
+            forward(s, &head, &mut reader, &mut client, None, set_status);
+        }
+        Some(Fault::CutBody) => {
+            forward(s, &head, &mut reader, &mut client, Some(2), set_status);
+        }
+        Some(Fault::CutAfterHead) => {
+            forward(s, &head, &mut reader, &mut client, Some(0), set_status);
+        }
+        Some(Fault::CutResponse(n)) => {
+            forward_limited(
+                s,
+                &head,
+                &mut reader,
+                &mut client,
+                None,
+                Some(n),
+                set_status,
+            );
+        }
+        None => {
+            forward(s, &head, &mut reader, &mut client, None, set_status);
+        }
+    }
+}
+
+fn bearer_challenge(port: u16) -> String {
+    format!(
+        "Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fault-proxy\",scope=\"repository:faults:pull,push\""
+    )
+}
+
+/// With a Bearer gate: answer `/token` requests, and refuse `/v2/` requests without a live
+/// token (as injected faults, so they are logged and answered the same way).
+fn gate(s: &Shared, head: &Head, port: u16) -> Option<Fault> {
+    let mut st = s.state.lock().unwrap();
+    let g = st.gate.as_mut()?;
+    if head.target.starts_with("/token") {
+        if head.authorization.as_deref() != Some(g.basic.as_str()) {
+            return Some(Fault::Status {
+                status: 401,
+                headers: vec![],
+                body: r#"{"details":"incorrect username or password"}"#.into(),
+            });
+        }
+        let token = format!("fault-proxy-token-{}-{}", g.issued.len() + 1, port);
+        g.issued.push(token.clone());
+        g.live.push(token.clone());
+        return Some(Fault::Status {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: format!(r#"{{"token":"{token}","expires_in":300}}"#),
+        });
+    }
+    let ok = head
+        .authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .is_some_and(|t| g.live.iter().any(|l| l == t));
+    (!ok).then(|| Fault::Status {
+        status: 401,
+        headers: vec![("WWW-Authenticate".into(), bearer_challenge(port))],
+        body: r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#.into(),
+    })
+}
+
+/// Send `head` and its body to the upstream (`Connection: close`) and stream the answer
+/// back; with `cut: Some(d)`, only 1/d of the body goes up (none for 0) and both connections
+/// are then closed.
+fn forward(
+    s: &Shared,
+    head: &Head,
+    reader: &mut BufReader<TcpStream>,
+    client: &mut TcpStream,
+    cut: Option<u64>,
+    set_status: impl Fn(Option<u16>),
+) {
+    forward_limited(s, head, reader, client, cut, None, set_status);
+}
+
+/// [`forward`], passing at most `answer_limit` bytes of the answer back.
+fn forward_limited(
+    s: &Shared,
+    head: &Head,
+    reader: &mut BufReader<TcpStream>,
+    client: &mut TcpStream,
+    cut: Option<u64>,
+    answer_limit: Option<u64>,
+    set_status: impl Fn(Option<u16>),
+) {
+    let port = s.upstream.load(Ordering::SeqCst);
+    let Ok(mut up) = TcpStream::connect(("127.0.0.1", port)) else {
+        // The registry is gone: the client sees its connection closed.
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    };
+    let mut out = String::new();
+    for (i, l) in head.raw_lines.iter().enumerate() {
+        let name = l.split(':').next().unwrap_or("").trim();
+        if i > 0
+            && (name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("keep-alive"))
+        {
+            continue;
+        }
+        out.push_str(l);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    if up.write_all(out.as_bytes()).is_err() {
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    }
+    let send = match cut {
+        Some(0) => 0,
+        Some(d) => head.content_length / d,
+        None => head.content_length,
+    };
+    let copied = io::copy(&mut reader.take(send), &mut up);
+    if cut.is_some() || !matches!(copied, Ok(n) if n == send) {
+        let _ = up.flush();
+        let _ = up.shutdown(Shutdown::Both);
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    }
+    // Stream the answer back; note its status.
+    let mut first = [0u8; 12];
+    let mut got = 0;
+    while got < first.len() {
+        match up.read(&mut first[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    let status = std::str::from_utf8(&first[..got])
+        .ok()
+        .and_then(|t| t.get(9..12))
+        .and_then(|c| c.parse::<u16>().ok());
+    set_status(status);
+    if client.write_all(&first[..got]).is_ok() {
+        let rest = answer_limit.map_or(u64::MAX, |n| n.saturating_sub(got as u64));
+        let _ = io::copy(&mut (&mut up).take(rest), client);
+    }
+    let _ = client.flush();
+    let _ = client.shutdown(Shutdown::Both);
+}
