@@ -67,6 +67,18 @@ pub enum BuildImageError {
         #[source]
         source: std::io::Error,
     },
+    /// The Dockerfile is larger than any real one.
+    #[error(
+        "Dockerfile {path} is {size} bytes, more than the {limit} bytes ocipush reads; is it really a Dockerfile?"
+    )]
+    DockerfileTooLarge {
+        /// Path.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// Parsing or planning failed.
     #[error(transparent)]
     Plan(#[from] PlanError),
@@ -314,6 +326,38 @@ async fn build_from_layer(
     Ok(blob)
 }
 
+/// The largest Dockerfile read (real ones are kilobytes).
+pub const MAX_DOCKERFILE: u64 = 4 * 1024 * 1024;
+
+/// Read the Dockerfile, refusing one larger than [`MAX_DOCKERFILE`] before reading it.
+async fn read_dockerfile(path: &std::path::Path) -> Result<String, BuildImageError> {
+    use tokio::io::AsyncReadExt;
+    let err = |source| BuildImageError::ReadDockerfile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = tokio::fs::File::open(path).await.map_err(err)?;
+    let mut text = String::new();
+    // Read one byte past the limit to tell "exactly at" from "over".
+    let n = file
+        .take(MAX_DOCKERFILE + 1)
+        .read_to_string(&mut text)
+        .await
+        .map_err(err)?;
+    if n as u64 > MAX_DOCKERFILE {
+        let size = tokio::fs::metadata(path)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(n as u64);
+        return Err(BuildImageError::DockerfileTooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit: MAX_DOCKERFILE,
+        });
+    }
+    Ok(text)
+}
+
 /// Build the image `opts` describes. `registries`/`client` reach base images.
 pub async fn build_image(
     opts: &BuildOptions,
@@ -321,12 +365,7 @@ pub async fn build_image(
     registries: &RegistriesConf,
     events: &EventSink,
 ) -> Result<BuiltImage, BuildImageError> {
-    let text = tokio::fs::read_to_string(&opts.dockerfile)
-        .await
-        .map_err(|source| BuildImageError::ReadDockerfile {
-            path: opts.dockerfile.clone(),
-            source,
-        })?;
+    let text = read_dockerfile(&opts.dockerfile).await?;
     let df = crate::dockerfile::parse(&text).map_err(PlanError::from)?;
     for w in &df.warnings {
         events(Event::Warning(format!(

@@ -284,3 +284,18 @@ fn an_archive_declaring_a_huge_long_name_is_refused_in_bounded_memory() {
     assert!(err.contains("Dockerfile:2"), "{err}");
     assert!(err.contains("more than the 1048576-byte limit"), "{err}");
 }
+
+#[test]
+fn an_oversized_dockerfile_is_refused_before_it_is_read() {
+    let sb = Sandbox::new();
+    // 5 MiB of comments: larger than any real Dockerfile, past the 4 MiB limit.
+    let mut text = b"FROM scratch\n".to_vec();
+    while text.len() <= 5 * 1024 * 1024 {
+        text.extend_from_slice(
+            b"# padding padding padding padding padding padding padding padding\n",
+        );
+    }
+    let out = build(&sb, &text, &[]);
+    let err = assert_failed(&out, 1);
+    assert!(err.contains("more than the 4194304 bytes"), "{err}");
+}
