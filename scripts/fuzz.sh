@@ -29,9 +29,15 @@ export RUSTC_BOOTSTRAP=1
 
 if (($#)); then targets=("$@"); else targets=(dockerfile dockerignore reference add_archive); fi
 cargo fuzz build --fuzz-dir . -s "$sanitizer"
+# BuildKit's parser corpus seeds the Dockerfile target straight from ../shared (never copied).
+shared=${OCIPUSH_SHARED:-$(cd .. && pwd)/../shared}
 for t in "${targets[@]}"; do
   mkdir -p "corpus-run/$t"
+  extra=()
+  if [[ $t == dockerfile && -d "$shared/testdata/buildkit-parser" ]]; then
+    extra=("$shared/testdata/buildkit-parser")
+  fi
   printf '\n==> fuzz %s for %ss\n' "$t" "$secs" >&2
-  cargo fuzz run --fuzz-dir . -s "$sanitizer" "$t" "corpus-run/$t" "corpus/$t" -- \
+  cargo fuzz run --fuzz-dir . -s "$sanitizer" "$t" "corpus-run/$t" "corpus/$t" "${extra[@]}" -- \
     -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 done

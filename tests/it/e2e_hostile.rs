@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed, stderr};
-use crate::common::repo_root;
+use crate::common::{repo_root, shared_dir};
 
+/// The seed corpus of a fuzz target: `fuzz/corpus/<target>/`, plus, for the Dockerfile target,
+/// BuildKit's parser corpus read from `../shared` (never copied into the repository).
 fn corpus(target: &str) -> Vec<PathBuf> {
     let dir = repo_root().join("fuzz/corpus").join(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -23,6 +25,20 @@ fn corpus(target: &str) -> Vec<PathBuf> {
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file())
         .collect();
+    if target == "dockerfile" {
+        let buildkit = shared_dir().join("testdata/buildkit-parser");
+        for sub in ["testfiles", "testfiles-negative"] {
+            let cases = buildkit.join(sub);
+            for case in std::fs::read_dir(&cases)
+                .unwrap_or_else(|e| panic!("read {}: {e}", cases.display()))
+            {
+                let f = case.unwrap().path().join("Dockerfile");
+                if f.is_file() {
+                    files.push(f);
+                }
+            }
+        }
+    }
     files.sort();
     assert!(!files.is_empty(), "empty corpus {}", dir.display());
     files
