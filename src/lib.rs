@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod blob;
 pub mod build;
+pub mod cache;
 pub mod dest;
 pub mod digest;
 pub mod dockerfile;
