@@ -48,7 +48,7 @@ pub enum Compression {
 
 /// The gzip level of `--compression gzip` without a level (see the README's Performance
 /// section for the measurements behind it).
-pub const DEFAULT_GZIP_LEVEL: u32 = 6;
+pub const DEFAULT_GZIP_LEVEL: u32 = 2;
 /// The zstd level of `--compression zstd` without a level.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 
