@@ -7,7 +7,7 @@
 //! of threads — so a layer digest is the same on every machine. With one thread the blocks are
 //! compressed inline; with more, a small worker pool compresses them while the caller keeps
 //! producing input, and at most `2 × threads` blocks are in flight (memory stays flat).
-//! A layer smaller than one block comes out byte-identical to plain serial gzip.
+//! A layer smaller than one block is a plain serial gzip stream (one deflate call sequence).
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -89,25 +89,33 @@ pub(crate) fn compress_block(
     if !dict.is_empty() {
         c.set_dictionary(dict).map_err(io::Error::other)?;
     }
+    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
+    // All input without flushing first, then the flush alone, as a serial zlib stream does.
+    while (c.total_in() as usize) < data.len() {
+        let consumed = c.total_in() as usize;
+        c.compress_vec(&data[consumed..], &mut out, FlushCompress::None)
+            .map_err(io::Error::other)?;
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity().max(64 * 1024));
+        }
+    }
     let flush = if last {
         FlushCompress::Finish
     } else {
         FlushCompress::Sync
     };
-    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
     loop {
-        let consumed = c.total_in() as usize;
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity().max(64 * 1024));
+        }
         let status = c
-            .compress_vec(&data[consumed..], &mut out, flush)
+            .compress_vec(&[], &mut out, flush)
             .map_err(io::Error::other)?;
-        let all_in = c.total_in() as usize == data.len();
         match status {
             Status::StreamEnd => break,
             // A flush is complete once deflate returns with output space left.
-            Status::Ok | Status::BufError if !last && all_in && out.len() < out.capacity() => {
-                break;
-            }
-            _ => out.reserve(out.capacity().max(64 * 1024)),
+            _ if !last && out.len() < out.capacity() => break,
+            _ => {}
         }
     }
     Ok(out)
