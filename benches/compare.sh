@@ -13,7 +13,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OCIPUSH=${OCIPUSH:-$ROOT/target/release/ocipush}
 SIZE_MB=${SIZE_MB:-470}
-PORT=${PORT:-5055}
+# A free loopback port (another registry may already own a fixed one).
+PORT=${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ocipush-compare.XXXXXX")
 REG=127.0.0.1:$PORT
 RESULTS=$WORK/results.tsv
@@ -58,6 +59,7 @@ for _ in $(seq 1 100); do
   curl -sf "http://$REG/v2/" >/dev/null 2>&1 && break
   sleep 0.1 # waiting for an external server to listen, not synchronising our own code
 done
+kill -0 "$REG_PID" 2>/dev/null || { echo "registry did not start:" >&2; cat "$WORK/registry.log" >&2; exit 1; }
 
 # run NAME CMD...: REPS timed runs ("{r}" in CMD becomes the run number, so each run can use a
 # fresh repository or cache); the fastest run's wall time and peak RSS go to $RESULTS.
