@@ -49,6 +49,9 @@ pub enum Compression {
 /// The gzip level of `--compression gzip` without a level (see the README's Performance
 /// section for the measurements behind it).
 pub const DEFAULT_GZIP_LEVEL: u32 = 2;
+/// Bytes of input per libzstd worker job (fixed, so the output never depends on the machine).
+const ZSTD_JOB_SIZE: u32 = 4 << 20;
+
 /// The zstd level of `--compression zstd` without a level.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 
@@ -125,6 +128,9 @@ impl<W: Write> Encoder<W> {
                 // Always in multithreaded mode (≥ 1 worker): libzstd then writes the same
                 // frames for any worker count; 0 workers would be a different format path.
                 z.multithread(threads.clamp(1, 256) as u32)?;
+                // Fixed 4 MiB jobs: part of the output format (never derived from the machine),
+                // and small enough to keep peak memory flat (libzstd's default is 4 × window).
+                z.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
                 z.include_checksum(true)?;
                 z.include_contentsize(false)?;
                 Encoder::Zstd(Box::new(z))
