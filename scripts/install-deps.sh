@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools ocipush's tests and example need, only those missing:
-#   docker-registry (CNCF distribution), skopeo, umoci, htpasswd (apache2-utils)
+#   docker-registry (CNCF distribution), skopeo, umoci, htpasswd (apache2-utils),
+#   pigz and zstd (the codec tests decode our streams with them)
 #   and, with --moto, moto_server (moto[server]==5.2.5, for the ECR tests).
 # Idempotent and silent when everything is present. Debian, as root (or sudo).
 set -euo pipefail
@@ -20,6 +21,8 @@ declare -A pkg_of=(
   [skopeo]=skopeo
   [umoci]=umoci
   [htpasswd]=apache2-utils
+  [pigz]=pigz
+  [zstd]=zstd
   [chroot]=coreutils
   [timeout]=coreutils
   [tar]=tar

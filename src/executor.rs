@@ -41,6 +41,8 @@ pub struct BuildOptions {
     pub spool_dir: PathBuf,
     /// `--target` stage.
     pub target: Option<String>,
+    /// The layer cache directory (`None`: no cache, layers go to the spool).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// A built image, ready to push: its blobs (base layers stay remote) and its documents.
@@ -475,6 +477,7 @@ async fn build_layer(
     };
     events(Event::LayerStarted { line, step: what });
     let (context, spool, step2) = (context.clone(), spool.clone(), step.clone());
+    let cache_dir = opts.cache_dir.clone();
     let blob = tokio::task::spawn_blocking(move || match step2 {
         LayerStep::Copy {
             srcs,
@@ -491,7 +494,12 @@ async fn build_layer(
                 chmod,
                 extract_archives: extract,
             };
-            build::build_copy_layer(&context, &spec, &spool, &layer_opts)
+            match cache_dir {
+                Some(dir) => crate::cache::LayerCache::open(dir)?
+                    .copy_layer(&context, &spec, &layer_opts)
+                    .map(|(blob, _)| blob),
+                None => build::build_copy_layer(&context, &spec, &spool, &layer_opts),
+            }
         }
         LayerStep::Mkdir { dirs, .. } => build::build_dirs_layer(&dirs, &spool, &layer_opts),
     })

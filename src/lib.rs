@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod blob;
 pub mod build;
+pub mod cache;
 pub mod copy;
 pub mod dest;
 pub mod digest;

@@ -31,6 +31,7 @@ async fn build(context: &Path, format: Format, epoch: u64) -> BuiltImage {
         compression: Compression::Gzip { level: 6 },
         spool_dir: spool.path().to_path_buf(),
         target: None,
+        cache_dir: None,
     };
     let client = RegistryClient::new(ClientOptions {
         credentials: Arc::new(Anonymous),

@@ -11,6 +11,7 @@ use super::context::{Context, Source, WalkKind};
 use super::error::BuildError;
 use super::layer::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, TrackedReader, normalize};
 use super::spool::Spool;
+use crate::digest::{Digest, HashingReader};
 
 /// One COPY or ADD instruction with local sources.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -30,10 +31,20 @@ pub struct CopySpec {
 
 /// What one planned entry is.
 #[derive(Debug, Clone)]
-enum Planned {
+pub(crate) enum Planned {
     Dir,
     File { path: PathBuf, size: u64 },
     Symlink { target: String },
+}
+
+/// Every entry a COPY/ADD layer will hold (sorted by layer path), and the archives ADD
+/// extracts after them: all a layer's content depends on, besides file contents.
+#[derive(Debug, Clone)]
+pub(crate) struct CopyPlan {
+    pub(crate) entries: BTreeMap<Vec<String>, (Planned, EntryMeta)>,
+    pub(crate) archives: Vec<(PathBuf, archive::ArchiveFormat)>,
+    pub(crate) dest: Vec<String>,
+    pub(crate) chown: Option<(u32, u32)>,
 }
 
 /// Build the layer for `spec`.
@@ -43,6 +54,12 @@ pub fn build_copy_layer(
     spool: &Spool,
     opts: &LayerOptions,
 ) -> Result<LayerBlob, BuildError> {
+    let plan = plan_copy(ctx, spec)?;
+    write_copy(&plan, spool, opts, None)
+}
+
+/// Resolve `spec` in the context into a [`CopyPlan`] (no file is read).
+pub(crate) fn plan_copy(ctx: &Context, spec: &CopySpec) -> Result<CopyPlan, BuildError> {
     let dest_is_dir = spec.dest.ends_with('/')
         || spec.dest.ends_with("/.")
         || spec.dest == "."
@@ -127,28 +144,50 @@ pub fn build_copy_layer(
         );
     }
 
+    Ok(CopyPlan {
+        entries: planned,
+        archives,
+        dest,
+        chown: spec.chown,
+    })
+}
+
+/// Write the layer `plan` describes. With `hashes`, the sha256 of each regular file's content
+/// as written (in plan order) is pushed onto it.
+pub(crate) fn write_copy(
+    plan: &CopyPlan,
+    spool: &Spool,
+    opts: &LayerOptions,
+    mut hashes: Option<&mut Vec<Digest>>,
+) -> Result<LayerBlob, BuildError> {
     let mut w = LayerWriter::new(spool, opts)?;
-    for (key, (entry, meta)) in planned {
+    for (key, (entry, meta)) in &plan.entries {
         let path = key.join("/");
         match entry {
-            Planned::Dir => w.add_dir(&path, meta)?,
-            Planned::Symlink { target } => w.add_symlink(&path, &target, meta)?,
-            Planned::File { path: src, size } => copy_file(&mut w, &path, meta, &src, size)?,
+            Planned::Dir => w.add_dir(&path, *meta)?,
+            Planned::Symlink { target } => w.add_symlink(&path, target, *meta)?,
+            Planned::File { path: src, size } => {
+                let h = copy_file(&mut w, &path, *meta, src, *size)?;
+                if let Some(hashes) = hashes.as_deref_mut() {
+                    hashes.push(h);
+                }
+            }
         }
     }
-    for (path, format) in archives {
-        archive::extract_archive(&mut w, &path, format, &dest, spec.chown)?;
+    for (path, format) in &plan.archives {
+        archive::extract_archive(&mut w, path, *format, &plan.dest, plan.chown)?;
     }
     w.finish()
 }
 
+/// Copy one file into the layer; returns the sha256 of the bytes written.
 fn copy_file(
     w: &mut LayerWriter,
     dest: &str,
     meta: EntryMeta,
     src: &PathBuf,
     size: u64,
-) -> Result<(), BuildError> {
+) -> Result<Digest, BuildError> {
     let file = File::open(src).map_err(BuildError::io("open", src))?;
     let now = file.metadata().map_err(BuildError::io("read", src))?;
     if !now.is_file() {
@@ -158,7 +197,7 @@ fn copy_file(
             actual: 0,
         });
     }
-    let mut reader = TrackedReader::new(file);
+    let mut reader = TrackedReader::new(HashingReader::new(file));
     let copied = match w.add_file_counted(dest, meta, size, &mut reader) {
         Ok(n) => n,
         Err(e) => {
@@ -179,7 +218,7 @@ fn copy_file(
             actual: copied.max(now.len()),
         });
     }
-    Ok(())
+    Ok(reader.inner.finish().1)
 }
 
 #[cfg(test)]

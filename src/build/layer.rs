@@ -89,7 +89,9 @@ impl LayerWriter {
     pub fn new(spool: &Spool, opts: &LayerOptions) -> Result<LayerWriter, BuildError> {
         let out = spool.writer()?;
         let temp = out.temp_path().to_path_buf();
-        let tar = TarWriter::new(HashingWriter::new(Encoder::new(opts.compression, out)));
+        let encoder = Encoder::new(opts.compression, out)
+            .map_err(BuildError::io("start compressing", &temp))?;
+        let tar = TarWriter::new(HashingWriter::new(encoder));
         Ok(LayerWriter {
             tar,
             compression: opts.compression,

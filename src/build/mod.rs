@@ -12,14 +12,19 @@ mod dockerignore;
 mod error;
 pub(crate) mod glob;
 mod layer;
+mod pgzip;
 mod spool;
 mod tar_writer;
 
 pub use archive::{ArchiveFormat, detect_archive};
-pub use compress::Compression;
+pub use compress::{Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, set_threads, threads};
 pub use context::{Context, Source, WalkEntry, WalkKind};
+pub(crate) use copy::{
+    CopyPlan, Planned, plan_copy as plan_copy_layer, write_copy as write_copy_layer,
+};
 pub use copy::{CopySpec, build_copy_layer};
 pub use dockerignore::DockerIgnore;
 pub use error::BuildError;
 pub use layer::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, SpecialKind, build_dirs_layer};
+pub use pgzip::BLOCK_SIZE as GZIP_BLOCK_SIZE;
 pub use spool::{Spool, SpoolWriter, SpooledBlob};

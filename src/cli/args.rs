@@ -167,7 +167,7 @@ pub struct BuildArgs {
     /// A containers-registries.conf(5) file mapping registries to other locations.
     #[arg(long = "registries-conf", value_name = "FILE")]
     pub registries_conf: Option<PathBuf>,
-    /// Layer compression: gzip[:level] or none.
+    /// Layer compression: gzip[:level] (0-9), zstd[:level] (1-22) or none.
     #[arg(long, default_value = "gzip", value_name = "ALGO[:LEVEL]")]
     pub compression: String,
     /// Blob uploads in flight at once.
@@ -180,6 +180,9 @@ pub struct BuildArgs {
     /// Retries, timeouts and TLS roots.
     #[command(flatten)]
     pub reliability: ReliabilityArgs,
+    /// Speed: compression threads and the layer cache.
+    #[command(flatten)]
+    pub perf: PerfArgs,
 }
 
 /// How hard to try, how long to wait, whom to trust (reliability block).
@@ -196,6 +199,22 @@ pub struct ReliabilityArgs {
     /// Also trust the CA certificates in this PEM file (repeatable), besides the system roots.
     #[arg(long = "ca-cert", value_name = "FILE")]
     pub ca_certs: Vec<PathBuf>,
+}
+
+// ---- Performance options (layer cache, compression threads) ----
+
+/// Speed options of a build: compression threads and the local layer cache.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PerfArgs {
+    /// Threads compressing each layer [default: one per core]; the output does not depend on it.
+    #[arg(long = "compress-threads", default_value_t = 0, value_name = "N", hide_default_value = true, value_parser = clap::value_parser!(u64).range(0..=256))]
+    pub compress_threads: u64,
+    /// The layer cache directory [default: $XDG_CACHE_HOME/ocipush, else ~/.cache/ocipush].
+    #[arg(long = "cache-dir", value_name = "DIR", env = "OCIPUSH_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Build every layer afresh: neither read nor fill the layer cache.
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
 }
 
 /// `--format`.

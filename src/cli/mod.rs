@@ -104,6 +104,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         .map_err(|e| Failure::usage(format!("invalid destination {destination:?}: {e}")))?;
     let platforms = parse_platforms(build.platform.as_deref()).map_err(Failure::usage)?;
     let compression = parse_compression(&build.compression).map_err(Failure::usage)?;
+    if build.perf.compress_threads > 0 {
+        ocipush::build::set_threads(build.perf.compress_threads as usize);
+    }
     let build_args =
         BuildArgs::parse(build.build_args.iter().map(String::as_str)).map_err(Failure::usage)?;
     for t in &build.tags {
@@ -171,6 +174,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         compression,
         spool_dir: spool.path().to_path_buf(),
         target: build.target.clone(),
+        cache_dir: if build.perf.no_cache {
+            None
+        } else {
+            build
+                .perf
+                .cache_dir
+                .clone()
+                .or_else(ocipush::cache::LayerCache::default_dir)
+        },
     };
     let events = progress::reporter(quiet);
     let pushed = build_and_push_platforms(
@@ -227,15 +239,22 @@ fn parse_compression(s: &str) -> Result<Compression, String> {
     };
     match algo {
         "gzip" => {
-            let level = level.unwrap_or(6);
+            let level = level.unwrap_or(ocipush::build::DEFAULT_GZIP_LEVEL);
             if level > 9 {
                 return Err(format!("invalid gzip level {level}: expected 0-9"));
             }
             Ok(Compression::Gzip { level })
         }
+        "zstd" => {
+            let level = level.map_or(ocipush::build::DEFAULT_ZSTD_LEVEL, |l| l as i32);
+            if !(1..=22).contains(&level) {
+                return Err(format!("invalid zstd level {level}: expected 1-22"));
+            }
+            Ok(Compression::Zstd { level })
+        }
         "none" if level.is_none() => Ok(Compression::None),
         _ => Err(format!(
-            "invalid --compression {s:?}: expected gzip[:level] or none"
+            "invalid --compression {s:?}: expected gzip[:level], zstd[:level] or none"
         )),
     }
 }

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Compare ocipush with buildah, skopeo and plain pipelines on the same context and registry.
+#
+#   benches/compare.sh [CONTEXT_DIR]
+#
+# Without CONTEXT_DIR, a context of SIZE_MB (default 470) MiB of real shared libraries is
+# copied from /usr/lib/x86_64-linux-gnu. Every tool pushes to one local CNCF registry
+# (/usr/bin/docker-registry) and runs under /usr/bin/time -v; the table gives wall time,
+# peak RSS and the ratio to ocipush's build+push. Needs: docker-registry, GNU time; optional:
+# buildah (vfs storage), skopeo, pigz, zstd. OCIPUSH defaults to target/release/ocipush.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OCIPUSH=${OCIPUSH:-$ROOT/target/release/ocipush}
+SIZE_MB=${SIZE_MB:-470}
+# A free loopback port (another registry may already own a fixed one).
+PORT=${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ocipush-compare.XXXXXX")
+REG=127.0.0.1:$PORT
+RESULTS=$WORK/results.tsv
+REG_PID=
+
+cleanup() {
+  if [ -n "$REG_PID" ]; then kill "$REG_PID" 2>/dev/null || true; wait "$REG_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+[ -x "$OCIPUSH" ] || { echo "build ocipush first: cargo build --release" >&2; exit 1; }
+command -v docker-registry >/dev/null || { echo "needs docker-registry" >&2; exit 1; }
+
+# ---- context ----
+if [ $# -ge 1 ]; then
+  CTX=$(cd "$1" && pwd)
+else
+  CTX=$WORK/ctx
+  mkdir -p "$CTX/lib"
+  # Distinct files only (Debian hard-links some large libraries under several names).
+  (cd /usr/lib/x86_64-linux-gnu && find . -type f -printf '%i %s %P\n' | sort -k3 |
+    awk -v max=$((SIZE_MB * 1024 * 1024)) '!seen[$1]++ { t += $2; if (t > max) exit; print $3 }') \
+    > "$WORK/files" || true
+  tar -C /usr/lib/x86_64-linux-gnu -cf - -T "$WORK/files" | tar -C "$CTX/lib" -xf -
+  printf 'FROM scratch\nCOPY lib /usr/lib/x86_64-linux-gnu/\n' > "$CTX/Dockerfile"
+fi
+CTX_BYTES=$(du -sb "$CTX" | cut -f1)
+echo "context: $CTX ($((CTX_BYTES / 1024 / 1024)) MiB, $(find "$CTX" -type f | wc -l) files), $(nproc) cores"
+
+# ---- registry ----
+mkdir -p "$WORK/registry"
+cat > "$WORK/registry.yml" <<YML
+version: 0.1
+log: { level: error, accesslog: { disabled: true } }
+storage: { filesystem: { rootdirectory: $WORK/registry }, delete: { enabled: true } }
+http: { addr: $REG }
+YML
+docker-registry serve "$WORK/registry.yml" > "$WORK/registry.log" 2>&1 &
+REG_PID=$!
+for _ in $(seq 1 100); do
+  curl -sf "http://$REG/v2/" >/dev/null 2>&1 && break
+  sleep 0.1 # waiting for an external server to listen, not synchronising our own code
+done
+kill -0 "$REG_PID" 2>/dev/null || { echo "registry did not start:" >&2; cat "$WORK/registry.log" >&2; exit 1; }
+
+# run NAME CMD...: REPS timed runs ("{r}" in CMD becomes the run number, so each run can use a
+# fresh repository or cache); the fastest run's wall time and peak RSS go to $RESULTS.
+REPS=${REPS:-3}
+run() {
+  local name=$1; shift
+  local best= best_rss= r wall rss
+  for r in $(seq 1 "$REPS"); do
+    local cmd=("${@//\{r\}/$r}")
+    sync
+    if ! /usr/bin/time -v -o "$WORK/time.txt" "${cmd[@]}" > "$WORK/out.txt" 2> "$WORK/err.txt"; then
+      echo "FAILED: $name" >&2; tail -5 "$WORK/err.txt" >&2; return 0
+    fi
+    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0;
+          for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$WORK/time.txt")
+    rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$WORK/time.txt")
+    if [ -z "$best" ] || awk -v a="$wall" -v b="$best" 'BEGIN { exit !(a < b) }'; then
+      best=$wall; best_rss=$rss
+    fi
+  done
+  printf '%s\t%s\t%s\n' "$name" "$best" "$best_rss" >> "$RESULTS"
+  printf '%-46s %8.2f s %8d MiB\n' "$name" "$best" $((best_rss / 1024))
+}
+
+DF=$CTX/Dockerfile
+OP="$OCIPUSH -q --context $CTX"
+C=$WORK/cache
+
+# ocipush: build + push with a cold cache; re-push unchanged; cached layers to a new repo
+run "ocipush build+push (default gzip:2)"          $OP --cache-dir "$C{r}" "$DF" "$REG/bench/ocipush{r}:1"
+run "ocipush re-push unchanged"                    $OP --cache-dir "${C}1" "$DF" "$REG/bench/ocipush1:1"
+run "ocipush push-only (cached layers, new repo)"  $OP --cache-dir "${C}1" "$DF" "$REG/bench/push{r}:1"
+run "ocipush build+push gzip:6"                    $OP --no-cache --compression gzip:6 "$DF" "$REG/bench/g6-{r}:1"
+run "ocipush build+push zstd:3"                    $OP --no-cache --compression zstd "$DF" "$REG/bench/zstd{r}:1"
+run "ocipush build+push gzip:2, 1 thread"          $OP --no-cache --compress-threads 1 "$DF" "$REG/bench/t1-{r}:1"
+run "ocipush build to OCI layout (+layout copy)"         $OP --no-cache "$DF" "oci:$WORK/layout{r}:1"
+
+if command -v skopeo >/dev/null; then
+  # One run each: a second push of the same blobs lets skopeo/buildah mount them from the
+  # first repository (their blob-info cache), which is no longer a push.
+  REPS=1 run "skopeo copy (push-only from OCI layout)" skopeo copy -q --dest-tls-verify=false \
+    "oci:$WORK/layout1:1" "docker://$REG/bench/skopeo{r}:1"
+fi
+if command -v buildah >/dev/null; then
+  BA="buildah --storage-driver vfs --root $WORK/buildah/root --runroot $WORK/buildah/run"
+  run "buildah bud (vfs)"  $BA bud -q --layers=false -f "$DF" -t "bench/buildah{r}:1" "$CTX"
+  REPS=1 run "buildah push" $BA push -q --tls-verify=false "bench/buildah{r}:1" "docker://$REG/bench/buildah{r}:1"
+  awk -F'\t' '$1 ~ /^buildah/ { w += $2; if ($3 > r) r = $3 } END { printf "buildah bud + push\t%s\t%s\n", w, r }' \
+    "$RESULTS" >> "$RESULTS"
+fi
+
+# Pipelines on the same data (tar → compress → sha256, nothing written)
+if command -v pigz >/dev/null; then
+  run "tar | pigz -p2 -6 | sha256sum" bash -c "tar -C '$CTX' -cf - . | pigz -p2 -6 | sha256sum"
+  run "tar | pigz -p2 -1 | sha256sum" bash -c "tar -C '$CTX' -cf - . | pigz -p2 -1 | sha256sum"
+fi
+if command -v zstd >/dev/null; then
+  run "tar | zstd -T2 -3 | sha256sum" bash -c "tar -C '$CTX' -cf - . | zstd -q -T2 -3 | sha256sum"
+fi
+echo
+echo "layer sizes:"
+for f in "$WORK"/layout1/blobs/sha256/*; do
+  s=$(stat -c %s "$f"); [ "$s" -gt 1000000 ] && echo "  ocipush gzip:2 layer: $((s / 1024 / 1024)) MiB"
+done
+echo
+echo "ratios (tool wall time / ocipush build+push):"
+awk -F'\t' 'NR == 1 { base = $2 } { printf "  %-46s %6.2fx  (%s MiB RSS)\n", $1, $2 / base, int($3 / 1024) }' "$RESULTS"
+awk -F'\t' -v b="$CTX_BYTES" '{ printf "  %-44s %7.1f MB/s of context\n", $1, b / 1e6 / $2 }' "$RESULTS" | grep -E 'pigz|zstd|layout' || true
