@@ -28,11 +28,6 @@ const CAPPED: &[&str] = &[
     "aws_sdk_sts",
     "aws_sdk_sso",
     "aws_sdk_ssooidc",
-    "hyper",
-    "hyper_util",
-    "h2",
-    "reqwest",
-    "rustls",
 ];
 
 /// Environment variables holding secrets, registered for scrubbing.

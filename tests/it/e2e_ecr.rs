@@ -33,7 +33,7 @@ use crate::common::fixtures::{alpine_base_registry, copy_and_unpack, seed_alpine
 use crate::common::ocipush::{
     Sandbox, assert_failed, assert_no_panic, assert_pushed, describe, stderr, stdout,
 };
-use crate::common::registry::{AccessLogEntry, RegistryServer, summarize};
+use crate::common::registry::{RegistryServer, assert_push_did_not_read_back, summarize};
 use crate::common::testdata;
 use crate::common::tools::{TOOL_TIMEOUT_SECS, run_image, skopeo_inspect, skopeo_inspect_raw};
 use ecr_support::{
@@ -270,31 +270,6 @@ fn assert_pusher_never_read(moto: &Moto) {
     assert!(read.is_empty(), "the push read the target: {calls:#?}");
 }
 
-/// The registry-endpoint push never read the target: no manifest GET/HEAD, no blob GET.
-fn assert_registry_not_read(log: &[AccessLogEntry]) {
-    let bad: Vec<&AccessLogEntry> = log
-        .iter()
-        .filter(|e| {
-            let p = e.path();
-            ((e.method == "GET" || e.method == "HEAD")
-                && p.starts_with("/v2/ec2-ecr-test/manifests/"))
-                || (e.method == "GET" && p.starts_with("/v2/ec2-ecr-test/blobs/"))
-        })
-        .collect();
-    assert!(
-        bad.is_empty(),
-        "the push read back from the destination: {bad:#?}\nall requests: {:#?}",
-        summarize(log)
-    );
-    assert!(
-        log.iter().any(|e| e.method == "PUT"
-            && e.path() == "/v2/ec2-ecr-test/manifests/v1"
-            && e.status == 201),
-        "no successful manifest PUT for tag v1: {:#?}",
-        summarize(log)
-    );
-}
-
 /// A sandbox whose registries.conf maps `docker.io/library/alpine` to a local registry seeded
 /// with the umoci-built Alpine and, with `ecr`, the ECR host to that registry.
 fn sandbox_with(alpine: &RegistryServer, ecr: Option<&RegistryServer>) -> Sandbox {
@@ -331,7 +306,7 @@ fn instance_role_pushes_over_the_registry_endpoint() {
     let out = instance_push(&sb, &moto, &moto.info.imds, &format!("{REPO}:v1"), &[]);
     // The name as the user wrote it, not the registries.conf location.
     let digest = assert_pushed(&out, REPO);
-    assert_registry_not_read(&ecr.access_log());
+    assert_push_did_not_read_back(&ecr.access_log(), "ec2-ecr-test", "v1");
 
     // The token came from moto through the credential chain, as the instance's role.
     // moto's token "expired" in 2015: it must still be fetched once, not in a loop (at most

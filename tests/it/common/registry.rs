@@ -403,3 +403,30 @@ pub fn closed_port_addr() -> String {
 pub fn registry_binary() -> &'static Path {
     Path::new("/usr/bin/docker-registry")
 }
+
+/// A push must not read back what it writes (a push-only identity may not read): no manifest
+/// GET/HEAD and no blob GET on `repo`; and the manifest was put under `tag`.
+pub fn assert_push_did_not_read_back(log: &[AccessLogEntry], repo: &str, tag: &str) {
+    let manifests = format!("/v2/{repo}/manifests/");
+    let blobs = format!("/v2/{repo}/blobs/");
+    let bad: Vec<&AccessLogEntry> = log
+        .iter()
+        .filter(|e| {
+            let p = e.path();
+            ((e.method == "GET" || e.method == "HEAD") && p.starts_with(&manifests))
+                || (e.method == "GET" && p.starts_with(&blobs))
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "the push read back from the destination: {bad:#?}\nall requests: {:#?}",
+        summarize(log)
+    );
+    assert!(
+        log.iter().any(|e| e.method == "PUT"
+            && e.path() == format!("{manifests}{tag}")
+            && e.status == 201),
+        "no successful manifest PUT for tag {tag}: {:#?}",
+        summarize(log)
+    );
+}
