@@ -7,10 +7,10 @@ use ocipush::ecr::{AwsOptions, EcrRepository};
 use ocipush::job_ecr::EcrSettings;
 
 use super::Failure;
-use super::args::{EcrArgs, IamPolicyArgs};
+use super::args::{EcrArgs, IamPolicyArgs, ReliabilityArgs};
 
 /// The library settings for the ECR flags of a push.
-pub fn settings(a: &EcrArgs) -> EcrSettings {
+pub fn settings(a: &EcrArgs, r: &ReliabilityArgs) -> EcrSettings {
     EcrSettings {
         aws: AwsOptions {
             profile: a.profile.clone(),
@@ -18,6 +18,9 @@ pub fn settings(a: &EcrArgs) -> EcrSettings {
             external_id: a.external_id.clone(),
             role_session_name: a.role_session_name.clone(),
             role_duration: a.role_duration.map(std::time::Duration::from_secs),
+            // --retries / --timeout apply to the AWS calls too (the ECR API transport, tokens).
+            max_attempts: Some(r.retries.saturating_add(1)),
+            timeout: Some(std::time::Duration::from_secs(r.timeout)),
         },
         api: a.ecr_api,
         create_repository: a.create_repository.then(|| CreateRepositoryOptions {

@@ -138,7 +138,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         .map_err(|e| Failure::failed(e.to_string()))?
         .with_insecure(build.insecure);
     #[cfg(feature = "ecr")]
-    let ecr_settings = ecr::settings(&build.ecr);
+    let ecr_settings = ecr::settings(&build.ecr, &build.reliability);
     #[cfg(feature = "ecr")]
     let credentials = ocipush::job::credentials_with_aws(&ecr_settings.aws);
     #[cfg(not(feature = "ecr"))]

@@ -33,6 +33,11 @@ pub struct AwsOptions {
     pub role_session_name: Option<String>,
     /// The assumed-role session length (default: STS's, one hour).
     pub role_duration: Option<Duration>,
+    /// Attempts per AWS call, first included (`--retries` + 1): throttling, 5xx and connection
+    /// errors are retried with exponential backoff and jitter. Default: the SDK's (3).
+    pub max_attempts: Option<u32>,
+    /// Connect and read timeout of each AWS call (`--timeout`). Default: the SDK's.
+    pub timeout: Option<Duration>,
 }
 
 impl AwsOptions {
@@ -68,6 +73,23 @@ pub async fn load_sdk_config(options: &AwsOptions, fallback_region: Option<&str>
         region = region.or_else(Region::new(r.to_string()));
     }
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+    if let Some(attempts) = options.max_attempts {
+        // The same shape as the registry client's policy: 0.5 s base, exponential, jittered.
+        loader = loader.retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(attempts.max(1))
+                .with_initial_backoff(Duration::from_millis(500))
+                .with_max_backoff(Duration::from_secs(30)),
+        );
+    }
+    if let Some(t) = options.timeout {
+        loader = loader.timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(t.min(Duration::from_secs(30)))
+                .read_timeout(t)
+                .build(),
+        );
+    }
     if let Some(profile) = &options.profile {
         loader = loader.profile_name(profile);
     }

@@ -149,3 +149,76 @@ fn aws_keys_never_appear_on_the_way_to_ecr() {
     // The access key id is an identifier, not a secret, but it is not printed either.
     assert_no_secret(&out, &[key]);
 }
+
+/// A stand-in AWS endpoint that answers every request with 503 and counts the requests (the
+/// SDK retries 5xx): `--retries` must bound the AWS calls as it bounds the registry's.
+#[test]
+fn retries_bound_the_ecr_api_calls_too() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            // Read the request head and body (Content-Length) before answering.
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body_len = loop {
+                let Ok(n) = s.read(&mut chunk) else {
+                    break None;
+                };
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    break Some((end + 4, len));
+                }
+            };
+            if let Some((start, len)) = body_len {
+                while buf.len() < start + len {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                seen.fetch_add(1, Ordering::SeqCst);
+                let _ = s.write_all(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+                );
+            }
+        }
+    });
+    let sb = Sandbox::new();
+    let _a = alpine_base_registry(&sb);
+    let endpoint = format!("http://{addr}");
+    let out = push_with(
+        &sb,
+        &["--ecr-api", "--retries", "1"],
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/retry:v1",
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIAOCIPUSHRETRY0001"),
+            ("AWS_SECRET_ACCESS_KEY", "retry-secret"),
+            ("AWS_ENDPOINT_URL", &endpoint),
+        ],
+    );
+    assert_failed(&out, 1);
+    // The process has exited, so every request it made has been counted.
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        2,
+        "--retries 1 means 2 attempts of the first ECR API call (the SDK's default is 3):\n{}",
+        describe(&out)
+    );
+}
