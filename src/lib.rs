@@ -5,8 +5,9 @@
 //! `dockerfile` (parse) → `plan` (expand, stages) → `build` (layers) → `image` (config, manifest)
 //! → `push` (orchestration) → `dest` (registry | ECR API | OCI layout) ← `auth`.
 //! `source` resolves base images and feeds `build`; `layerfs` reads files out of image layers
-//! (`COPY --from`); `copy` moves images between registries and OCI layouts (`ocipush copy`),
-//! and `verified` checks blobs streamed from a source before their last byte is released.
+//! (`COPY --from`); `copy` moves images between registries and OCI layouts (`ocipush copy`).
+//! Blobs streamed from a source registry are checked against their digest before their last
+//! byte is released (`registry::RemoteBlob`).
 //! The library entry points are `job::build_and_push`, `job::build_and_push_platforms` and
 //! `copy::copy_image`.
 //!
@@ -37,7 +38,6 @@ pub mod reference;
 pub mod registries_conf;
 pub mod registry;
 pub mod source;
-pub mod verified;
 
 /// The User-Agent sent with every request: `ocipush/<version>`.
 pub const USER_AGENT: &str = concat!("ocipush/", env!("CARGO_PKG_VERSION"));

@@ -191,18 +191,11 @@ async fn push_one(
             sent,
         })
     };
-    match blob.source.mount_from() {
-        Some((host, repo)) => {
-            let verified = crate::verified::Verified {
-                inner: blob.source.as_ref(),
-                descriptor: d,
-                label: format!("{host}/{repo}"),
-            };
-            dest.put_blob(d, &verified, &progress).await
-        }
-        None => dest.put_blob(d, blob.source.as_ref(), &progress).await,
-    }
-    .map_err(fail)?;
+    // A blob streamed from a source registry is verified by that stream before its last byte
+    // is released (`registry::RemoteBlob`).
+    dest.put_blob(d, blob.source.as_ref(), &progress)
+        .await
+        .map_err(fail)?;
     events(Event::BlobUploaded {
         digest: d.digest.clone(),
     });

@@ -122,8 +122,8 @@ impl Repository {
         })
     }
 
-    /// Stream the blob `desc`; the stream fails (at the end, or as soon as it is too long) when
-    /// the bytes do not match the descriptor's digest and size.
+    /// Stream the blob `desc`; the stream fails when the bytes do not match the descriptor's
+    /// digest and size, before the last byte of a mismatching blob is released.
     pub async fn get_blob(&self, desc: &Descriptor) -> Result<ByteStream, RegistryError> {
         let digest = &desc.digest;
         let op = Op {
@@ -186,6 +186,8 @@ impl Repository {
         Ok(Box::pin(Verifying {
             inner: Box::pin(inner),
             hasher: Some(Hasher::new()),
+            seen: 0,
+            done: false,
             expected: desc.digest.clone(),
             size: desc.size,
             label,
@@ -239,13 +241,42 @@ impl Repository {
     }
 }
 
-/// A stream checked against a digest and size while it flows.
+/// A stream checked against a digest and size while it flows. The digest is checked when the
+/// declared size is reached, before the last chunk is released, so a consumer that stops
+/// reading at the declared size (an upload with `Content-Length`) never passes on a blob whose
+/// bytes do not match; bytes past the size, and a short stream, are errors too.
 struct Verifying {
     inner: ByteStream,
     hasher: Option<Hasher>,
+    seen: u64,
+    done: bool,
     expected: Digest,
     size: u64,
     label: String,
+}
+
+impl Verifying {
+    fn fail(&mut self, kind: io::ErrorKind, why: String) -> Poll<Option<io::Result<Bytes>>> {
+        self.done = true;
+        Poll::Ready(Some(Err(io::Error::new(
+            kind,
+            format!(
+                "{} {why}; the source serves corrupt or tampered data",
+                self.label
+            ),
+        ))))
+    }
+
+    /// Finish the hash and compare; `Some(error)` on a mismatch.
+    fn check_digest(&mut self) -> Option<Poll<Option<io::Result<Bytes>>>> {
+        let (digest, _) = self.hasher.take()?.finish();
+        (digest != self.expected).then(|| {
+            self.fail(
+                io::ErrorKind::InvalidData,
+                format!("does not match its digest: got {digest}"),
+            )
+        })
+    }
 }
 
 impl Stream for Verifying {
@@ -253,49 +284,50 @@ impl Stream for Verifying {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        let Some(hasher) = this.hasher.as_mut() else {
+        if this.done {
             return Poll::Ready(None);
-        };
+        }
         match this.inner.as_mut().poll_next(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Err(e))) => {
-                this.hasher = None;
+                this.done = true;
                 Poll::Ready(Some(Err(io::Error::new(
                     e.kind(),
                     format!("reading {}: {e}", this.label),
                 ))))
             }
             Poll::Ready(Some(Ok(b))) => {
-                hasher.update(&b);
-                if hasher.len() > this.size {
-                    this.hasher = None;
-                    return Poll::Ready(Some(Err(io::Error::new(
+                this.seen += b.len() as u64;
+                if this.seen > this.size {
+                    let size = this.size;
+                    return this.fail(
                         io::ErrorKind::InvalidData,
-                        format!(
-                            "{} is larger than its descriptor's {} bytes",
-                            this.label, this.size
-                        ),
-                    ))));
+                        format!("is larger than its descriptor's {size} bytes"),
+                    );
+                }
+                if let Some(h) = this.hasher.as_mut() {
+                    h.update(&b);
+                }
+                if this.seen == this.size
+                    && let Some(err) = this.check_digest()
+                {
+                    return err;
                 }
                 Poll::Ready(Some(Ok(b)))
             }
             Poll::Ready(None) => {
-                let Some(hasher) = this.hasher.take() else {
-                    return Poll::Ready(None);
-                };
-                let (digest, len) = hasher.finish();
-                if len != this.size {
-                    return Poll::Ready(Some(Err(io::Error::new(
+                if this.seen != this.size {
+                    let (seen, size) = (this.seen, this.size);
+                    return this.fail(
                         io::ErrorKind::UnexpectedEof,
-                        format!("{} ended after {len} of {} bytes", this.label, this.size),
-                    ))));
+                        format!("ended after {seen} of {size} bytes"),
+                    );
                 }
-                if digest != this.expected {
-                    return Poll::Ready(Some(Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("{} does not match its digest: got {digest}", this.label),
-                    ))));
+                // An empty blob reaches its size without a chunk: check it here.
+                if let Some(err) = this.check_digest() {
+                    return err;
                 }
+                this.done = true;
                 Poll::Ready(None)
             }
         }
