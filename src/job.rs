@@ -102,12 +102,17 @@ impl Session {
             insecure,
             ..ClientOptions::default()
         })?;
-        Ok(Session {
+        Ok(Session::with_client(registries, client))
+    }
+
+    /// A session over an already configured client (retry policy, timeouts, extra CA roots).
+    pub fn with_client(registries: RegistriesConf, client: RegistryClient) -> Session {
+        Session {
             registries,
             client,
             #[cfg(feature = "ecr")]
             ecr: Default::default(),
-        })
+        }
     }
 
     /// The destination for a target.

@@ -144,10 +144,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     #[cfg(not(feature = "ecr"))]
     let credentials = ocipush::job::default_credentials();
     let credentials = credentials.map_err(|e| Failure::failed(e.to_string()))?;
+    let client = reliability::client(&build.reliability, credentials, build.insecure)?;
     #[allow(unused_mut)]
-    let mut session = Session::new(registries, credentials.clone(), build.insecure)
-        .map_err(|e| Failure::failed(e.to_string()))?;
-    session.client = reliability::client(&build.reliability, credentials, build.insecure)?;
+    let mut session = Session::with_client(registries, client);
     #[cfg(feature = "ecr")]
     {
         session.ecr = ecr_settings;
