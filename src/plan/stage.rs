@@ -637,19 +637,9 @@ fn join(base: &str, p: &str) -> String {
     }
 }
 
-/// `path.Clean` for absolute paths.
+/// `path.Clean`, rooted: WORKDIR paths are always absolute.
 fn clean_path(p: &str) -> String {
-    let mut out: Vec<&str> = vec![];
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            x => out.push(x),
-        }
-    }
-    format!("/{}", out.join("/"))
+    crate::build::glob::clean(&format!("/{p}"))
 }
 
 /// Go's `%q` of a string slice: `["sh" "-c" "echo hello"]`, as BuildKit writes history.
@@ -722,6 +712,9 @@ mod tests {
     #[test]
     fn paths() {
         assert_eq!(clean_path("/a/./b/../c/"), "/a/c");
+        assert_eq!(clean_path("/../a"), "/a");
+        assert_eq!(clean_path("a/../.."), "/");
+        assert_eq!(clean_path("/"), "/");
         assert_eq!(join("/app", "x"), "/app/x");
         assert_eq!(join("/", "x"), "/x");
         assert_eq!(
