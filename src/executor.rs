@@ -421,21 +421,18 @@ pub async fn build_image(
         opts.format,
         config.descriptor(),
         result.layers.iter().map(|b| b.descriptor.clone()).collect(),
-    )
-    .encode();
+    );
+    // The manifest's layer descriptors carry the media types converted to the format.
     let layers = result
         .layers
         .into_iter()
-        .zip(
-            serde_json::from_slice::<Manifest>(&manifest.bytes)
-                .map(|m| m.layers)
-                .unwrap_or_default(),
-        )
-        .map(|(b, d)| Blob {
-            descriptor: d,
+        .zip(manifest.layers.iter().cloned())
+        .map(|(b, descriptor)| Blob {
+            descriptor,
             source: b.source,
         })
         .collect();
+    let manifest = manifest.encode();
     Ok(BuiltImage {
         layers,
         config,
