@@ -272,6 +272,7 @@ pub async fn copy_image(
     let push_opts = PushOptions {
         jobs: opts.jobs.max(1),
         registry,
+        ..PushOptions::default()
     };
     push_blobs(destination.as_ref(), &blobs, &push_opts, events).await?;
     for m in &images {

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use crate::blob::BlobSource;
 use crate::digest::Digest;
+use crate::growing::GrowingBlob;
 use crate::image::Descriptor;
 
 /// An error from a destination. Each destination has its own typed error; this carries it
@@ -78,6 +79,19 @@ pub trait Destination: Send + Sync {
         source: &dyn BlobSource,
         progress: Progress<'_>,
     ) -> Result<(), DestError>;
+
+    /// Upload a blob that is still being written (a layer being built), sending its bytes as
+    /// they appear so the upload overlaps the build. When the blob is finished and the
+    /// destination turns out to have it already, the rest need not be sent. Returns the blob's
+    /// digest and size once it is in; `Ok(None)` from a destination that does not stream (the
+    /// default): the caller then pushes the finished blob with [`Destination::put_blob`].
+    async fn put_growing_blob(
+        &self,
+        _blob: &GrowingBlob,
+        _progress: Progress<'_>,
+    ) -> Result<Option<(Digest, u64)>, DestError> {
+        Ok(None)
+    }
 
     /// Put a manifest (or index) under `reference` (a tag, or its digest). The bytes are put exactly
     /// as given. Returns the digest the destination reports, when it reports one.

@@ -63,6 +63,14 @@ pub enum Event {
         /// The blob.
         digest: Digest,
     },
+    /// A layer was uploaded while it was being built (or found in the destination when it was
+    /// finished).
+    BlobStreamed {
+        /// The blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+    },
     /// A manifest was put under a tag or digest.
     ManifestPut {
         /// The tag or digest.

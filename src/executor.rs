@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::blob::{Blob, BlobSource, FileBlob};
 use crate::build::{self, Compression, Context, CopySpec, LayerBlob, LayerOptions, Spool};
 use crate::events::{Event, EventSink};
+use crate::growing::LayerTap;
 use crate::image::{Encoded, Format, ImageConfig, Manifest, Platform};
 use crate::layerfs;
 use crate::plan::{
@@ -135,6 +136,10 @@ struct Builder<'a> {
     auto: &'a BTreeMap<String, String>,
     context: Arc<Context>,
     spool: Arc<Spool>,
+    /// The stage whose layers are published to `tap`: the target (only its own new layers end
+    /// up in the image; a stage read by `COPY --from` never does).
+    target: usize,
+    tap: Option<LayerTap>,
     done: BTreeMap<usize, StageResult>,
     used_args: BTreeSet<String>,
 }
@@ -187,25 +192,26 @@ impl Builder<'_> {
                 (self.events)(Event::Warning(w.clone()));
             }
             let mut config = planned.config;
+            let tap = self.tap.clone().filter(|_| index == self.target);
+            let spool = match &tap {
+                Some(_) => Arc::new((*self.spool).clone().with_tap(tap.clone())),
+                None => self.spool.clone(),
+            };
             for step in planned.layers {
                 let layer = match &step {
                     LayerStep::Copy {
                         from: Some(from), ..
                     } => {
                         let (name, src_layers) = self.source_layers(from, step.line()).await?;
-                        build_from_layer(
-                            &step,
-                            name,
-                            src_layers,
-                            &self.spool,
-                            self.opts,
-                            self.events,
-                        )
-                        .await?
+                        build_from_layer(&step, name, src_layers, &spool, self.opts, self.events)
+                            .await?
                     }
                     _ => {
-                        build_layer(&step, &self.context, &self.spool, self.opts, self.events)
-                            .await?
+                        let at = LayerAt {
+                            spool: &spool,
+                            tap: tap.as_ref(),
+                        };
+                        build_layer(&step, &self.context, at, self.opts, self.events).await?
                     }
                 };
                 config.rootfs.diff_ids.push(layer.diff_id.clone());
@@ -367,6 +373,19 @@ pub async fn build_image(
     registries: &RegistriesConf,
     events: &EventSink,
 ) -> Result<BuiltImage, BuildImageError> {
+    build_image_tapped(opts, client, registries, events, None).await
+}
+
+/// Like [`build_image`], publishing each new layer of the target stage to `tap` as its
+/// writing starts, so it can be uploaded while it is built. Layers served from the layer
+/// cache are not published: they are finished blobs already.
+pub async fn build_image_tapped(
+    opts: &BuildOptions,
+    client: &RegistryClient,
+    registries: &RegistriesConf,
+    events: &EventSink,
+    tap: Option<LayerTap>,
+) -> Result<BuiltImage, BuildImageError> {
     let text = read_dockerfile(&opts.dockerfile).await?;
     let df = crate::dockerfile::parse(&text).map_err(PlanError::from)?;
     for w in &df.warnings {
@@ -397,6 +416,8 @@ pub async fn build_image(
         auto: &auto,
         context,
         spool,
+        target,
+        tap,
         done: BTreeMap::new(),
         used_args: BTreeSet::new(),
     };
@@ -440,10 +461,16 @@ pub async fn build_image(
     })
 }
 
+/// Where a layer is written: the spool (tapped or not), and the tap for the layer cache.
+struct LayerAt<'a> {
+    spool: &'a Arc<Spool>,
+    tap: Option<&'a LayerTap>,
+}
+
 async fn build_layer(
     step: &LayerStep,
     context: &Arc<Context>,
-    spool: &Arc<Spool>,
+    at: LayerAt<'_>,
     opts: &BuildOptions,
     events: &EventSink,
 ) -> Result<LayerBlob, BuildImageError> {
@@ -473,8 +500,9 @@ async fn build_layer(
         ),
     };
     events(Event::LayerStarted { line, step: what });
-    let (context, spool, step2) = (context.clone(), spool.clone(), step.clone());
+    let (context, spool, step2) = (context.clone(), at.spool.clone(), step.clone());
     let cache_dir = opts.cache_dir.clone();
+    let tap = at.tap.cloned();
     let blob = tokio::task::spawn_blocking(move || match step2 {
         LayerStep::Copy {
             srcs,
@@ -493,6 +521,7 @@ async fn build_layer(
             };
             match cache_dir {
                 Some(dir) => crate::cache::LayerCache::open(dir)?
+                    .with_tap(tap)
                     .copy_layer(&context, &spec, &layer_opts)
                     .map(|(blob, _)| blob),
                 None => build::build_copy_layer(&context, &spec, &spool, &layer_opts),

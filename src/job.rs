@@ -9,7 +9,7 @@ use crate::blob::{Blob, BytesBlob};
 use crate::dest::Destination;
 use crate::digest::Digest;
 use crate::events::EventSink;
-use crate::executor::{BuildImageError, BuildOptions, BuiltImage, build_image};
+use crate::executor::{BuildImageError, BuildOptions, BuiltImage};
 use crate::image::{Encoded, Format, ImageConfig, Index, Platform};
 use crate::layout::OciLayout;
 use crate::push::{PushError, PushOptions, push, push_blobs, put_manifest};
@@ -251,28 +251,41 @@ pub async fn build_and_push_platforms(
     jobs: usize,
     events: &EventSink,
 ) -> Result<Pushed, JobError> {
-    let mut images = Vec::with_capacity(platforms.len());
-    for p in platforms {
-        let opts = BuildOptions {
-            platform: p.clone(),
-            ..build.clone()
-        };
-        let image = build_image(&opts, &session.client, &session.registries, events).await?;
-        images.push((p.clone(), image));
-    }
-    let (dest, registry) = session.destination(target).await?;
+    // A registry is set up before the build (a blocked one fails at once) and gets each new
+    // layer while it is built; a layout is written only once the build succeeded.
+    let early = match target {
+        Target::Registry(_) => Some(session.destination(target).await?),
+        Target::Layout { .. } => None,
+    };
     let refs = target.references(extra_tags);
-    #[cfg(feature = "ecr")]
-    if let Target::Registry(r) = target
-        && crate::job_ecr::EcrSettings::applies_to(r)
-    {
-        session
-            .ecr
-            .before_push(r)
+    // The destination's one-time preparation (ECR: `--create-repository`), before the first
+    // upload — which may come while the image is still being built.
+    let ready = tokio::sync::OnceCell::new();
+    let prepare = || async {
+        ready
+            .get_or_try_init(|| prepare_destination(session, target))
             .await
-            .map_err(|e| JobError::Destination(Box::new(e)))?;
-    }
-    let opts = PushOptions { jobs, registry };
+            .map(|_| ())
+    };
+    let (images, uploaded) = crate::job_stream::build_streaming(
+        session,
+        build,
+        platforms,
+        early.as_ref().map(|(d, _)| d.as_ref()),
+        prepare,
+        events,
+    )
+    .await?;
+    let (dest, registry) = match early {
+        Some(d) => d,
+        None => session.destination(target).await?,
+    };
+    prepare().await?;
+    let opts = PushOptions {
+        jobs,
+        registry,
+        uploaded,
+    };
     let index = (images.len() > 1).then(|| index_of(build.format, &images));
     let pushed = push_all(dest.as_ref(), &images, index.as_ref(), &refs, &opts, events).await;
     #[cfg(feature = "ecr")]
@@ -297,6 +310,24 @@ pub async fn build_and_push_platforms(
         index,
         digest,
     })
+}
+
+/// Make the destination ready for uploads: for Amazon ECR, the optional repository steps.
+async fn prepare_destination(
+    #[allow(unused_variables)] session: &Session,
+    #[allow(unused_variables)] target: &Target,
+) -> Result<(), JobError> {
+    #[cfg(feature = "ecr")]
+    if let Target::Registry(r) = target
+        && crate::job_ecr::EcrSettings::applies_to(r)
+    {
+        session
+            .ecr
+            .before_push(r)
+            .await
+            .map_err(|e| JobError::Destination(Box::new(e)))?;
+    }
+    Ok(())
 }
 
 /// The index over per-platform images; each entry's platform is what its config says.

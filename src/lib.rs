@@ -26,10 +26,12 @@ pub mod dockerfile;
 pub mod ecr;
 pub mod events;
 pub mod executor;
+pub mod growing;
 pub mod image;
 pub mod job;
 #[cfg(feature = "ecr")]
 pub mod job_ecr;
+mod job_stream;
 pub mod layerfs;
 pub mod layout;
 pub mod plan;

@@ -20,6 +20,9 @@ pub struct PushOptions {
     pub jobs: usize,
     /// The destination registry host as contacted (to decide whether a source blob can be mounted).
     pub registry: Option<String>,
+    /// Blobs known to be in the destination already (uploaded while they were built): neither
+    /// checked nor uploaded again.
+    pub uploaded: BTreeSet<Digest>,
 }
 
 impl Default for PushOptions {
@@ -27,6 +30,7 @@ impl Default for PushOptions {
         PushOptions {
             jobs: 4,
             registry: None,
+            uploaded: BTreeSet::new(),
         }
     }
 }
@@ -127,6 +131,10 @@ pub async fn push_blobs(
     opts: &PushOptions,
     events: &EventSink,
 ) -> Result<(), PushError> {
+    let blobs: Vec<&Blob> = blobs
+        .iter()
+        .filter(|b| !opts.uploaded.contains(&b.descriptor.digest))
+        .collect();
     let descs: Vec<_> = blobs.iter().map(|b| b.descriptor.clone()).collect();
     let exists = dest
         .blobs_exist(&descs)
@@ -136,7 +144,7 @@ pub async fn push_blobs(
             source,
         })?;
     let missing: Vec<&Blob> = blobs
-        .iter()
+        .into_iter()
         .zip(exists)
         .filter_map(|(b, e)| {
             if e {

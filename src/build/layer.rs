@@ -87,7 +87,7 @@ pub struct LayerWriter {
 impl LayerWriter {
     /// Start a layer in `spool`.
     pub fn new(spool: &Spool, opts: &LayerOptions) -> Result<LayerWriter, BuildError> {
-        let out = spool.writer()?;
+        let out = spool.layer_writer()?;
         let temp = out.temp_path().to_path_buf();
         let encoder = Encoder::new(opts.compression, out)
             .map_err(BuildError::io("start compressing", &temp))?;

@@ -2,7 +2,7 @@
 //! `<dir>/blobs/sha256/`, hashed while written, and renamed to `<hex>` when complete, so a
 //! blob file under its digest name is always whole. Several processes may share one spool.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -10,12 +10,14 @@ use tempfile::NamedTempFile;
 
 use super::error::BuildError;
 use crate::digest::{Digest, HashingWriter};
+use crate::growing::{GrowingFile, LayerTap};
 
 /// A content-addressed directory of blobs (`<dir>/blobs/sha256/<hex>`).
 #[derive(Debug, Clone)]
 pub struct Spool {
     dir: PathBuf,
     blobs: PathBuf,
+    tap: Option<LayerTap>,
 }
 
 /// A blob that was committed to a [`Spool`].
@@ -35,7 +37,18 @@ impl Spool {
         let dir = dir.into();
         let blobs = dir.join("blobs").join("sha256");
         fs::create_dir_all(&blobs).map_err(BuildError::io("create spool directory", &blobs))?;
-        Ok(Spool { dir, blobs })
+        Ok(Spool {
+            dir,
+            blobs,
+            tap: None,
+        })
+    }
+
+    /// This spool, publishing every layer blob to `tap` as its writing starts (so it can be
+    /// uploaded while it is built). Other blobs are not published.
+    pub fn with_tap(mut self, tap: Option<LayerTap>) -> Spool {
+        self.tap = tap;
+        self
     }
 
     /// The spool's root directory.
@@ -56,6 +69,15 @@ impl Spool {
     /// A writer for a new blob; nothing is visible under a digest name until
     /// [`SpoolWriter::commit`].
     pub fn writer(&self) -> Result<SpoolWriter, BuildError> {
+        self.new_writer(None)
+    }
+
+    /// A writer for a new layer blob, published to the spool's tap if it has one.
+    pub fn layer_writer(&self) -> Result<SpoolWriter, BuildError> {
+        self.new_writer(self.tap.as_ref())
+    }
+
+    fn new_writer(&self, tap: Option<&LayerTap>) -> Result<SpoolWriter, BuildError> {
         let tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(&self.blobs)
@@ -64,6 +86,12 @@ impl Spool {
             .as_file()
             .try_clone()
             .map_err(BuildError::io("open", tmp.path()))?;
+        let file = match tap {
+            Some(tap) => tap
+                .publish(file)
+                .map_err(BuildError::io("open", tmp.path()))?,
+            None => GrowingFile::untapped(file),
+        };
         Ok(SpoolWriter {
             out: HashingWriter::new(BufWriter::with_capacity(256 * 1024, file)),
             tmp,
@@ -75,7 +103,7 @@ impl Spool {
 /// A blob being written to a [`Spool`]: hashed as it is written, committed by rename.
 /// Dropping it without committing removes the temporary file.
 pub struct SpoolWriter {
-    out: HashingWriter<BufWriter<File>>,
+    out: HashingWriter<BufWriter<GrowingFile>>,
     tmp: NamedTempFile,
     spool: Spool,
 }
@@ -91,12 +119,15 @@ impl SpoolWriter {
     pub fn commit(self) -> Result<SpooledBlob, BuildError> {
         let SpoolWriter { out, tmp, spool } = self;
         let (buf, digest, size) = out.finish();
-        let file = buf.into_inner().map_err(|e| BuildError::Io {
+        let mut file = buf.into_inner().map_err(|e| BuildError::Io {
             action: "write",
             path: tmp.path().to_path_buf(),
             source: e.into_error(),
         })?;
-        file.sync_all()
+        // Every byte is in the file: a reader uploading it can finish while it is synced.
+        file.finish(&digest, size);
+        file.file()
+            .sync_all()
             .map_err(BuildError::io("sync", tmp.path()))?;
         drop(file);
         let path = spool.blob_path(&digest);

@@ -64,6 +64,13 @@ impl LayerCache {
         })
     }
 
+    /// This cache, publishing each layer it builds to `tap` as its writing starts (see
+    /// [`Spool::with_tap`]); a layer served from the cache is not published.
+    pub fn with_tap(mut self, tap: Option<crate::growing::LayerTap>) -> LayerCache {
+        self.spool = self.spool.with_tap(tap);
+        self
+    }
+
     /// `$XDG_CACHE_HOME/ocipush`, else `$HOME/.cache/ocipush`.
     pub fn default_dir() -> Option<PathBuf> {
         let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());

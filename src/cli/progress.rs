@@ -79,6 +79,11 @@ pub fn reporter(quiet: bool) -> EventSink {
                 }
                 line(format!("uploaded {}", digest.short()));
             }
+            Event::BlobStreamed { digest, size } => line(format!(
+                "uploaded {} ({}) while it was built",
+                digest.short(),
+                human(size)
+            )),
             Event::ManifestPut { reference, digest } => {
                 line(format!("pushed manifest {} as {reference}", digest.short()))
             }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::auth::AuthError;
-use crate::digest::Digest;
 
 /// One entry of the OCI error envelope `{"errors":[{"code","message"}]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -376,10 +375,10 @@ pub enum RegistryError {
         last: Box<RegistryError>,
     },
     /// The blob's local source could not be read.
-    #[error("cannot read blob {digest} to upload it to {registry}/{repository}: {source}")]
+    #[error("cannot read blob {blob} to upload it to {registry}/{repository}: {source}")]
     Source {
-        /// The blob.
-        digest: Digest,
+        /// The blob (its digest, or what it is when its digest is not known yet).
+        blob: String,
         /// The registry.
         registry: String,
         /// The repository.

@@ -13,6 +13,7 @@ mod http;
 mod pull;
 mod repository;
 mod retry;
+mod sending;
 mod token;
 mod upload;
 
@@ -21,5 +22,6 @@ pub use client::{CaCert, ClientOptions, MIN_CHUNK_SIZE, RegistryClient};
 pub use error::{ErrorDetail, OciError, RegistryError, RequestKind};
 pub use pull::{MAX_MANIFEST_SIZE, Manifest, RemoteBlob};
 pub use repository::Repository;
+pub(crate) use repository::Subject;
 pub use retry::RetryPolicy;
 pub use token::MAX_TOKEN_RESPONSE;

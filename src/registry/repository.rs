@@ -41,6 +41,8 @@ pub struct Repository {
 pub(crate) enum Subject<'a> {
     Blob(&'a Digest),
     Manifest(&'a str),
+    /// An upload whose digest is not known yet (a layer being built).
+    Upload,
 }
 
 /// One operation: its description, the token scopes it needs, and its subject.
@@ -390,6 +392,7 @@ impl Repository {
         let reference = match op.subject {
             Subject::Manifest(r) => r.to_string(),
             Subject::Blob(d) => d.to_string(),
+            Subject::Upload => "(the layer being built)".to_string(),
         };
         if status == 429 || detail.has_code("TOOMANYREQUESTS") {
             return RegistryError::TooManyRequests {

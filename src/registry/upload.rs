@@ -14,15 +14,17 @@ use url::Url;
 use super::body::{Shared, counted, take, take_error, with_progress};
 use super::error::RegistryError;
 use super::repository::{Op, Repository, Subject};
+use super::sending::Sending;
 use crate::blob::BlobSource;
 use crate::dest::{DestError, Destination, Progress};
 use crate::digest::Digest;
+use crate::growing::GrowingBlob;
 use crate::image::Descriptor;
 
 const OCTET: &str = "application/octet-stream";
 
 /// The session of a chunked upload that was cut, kept between attempts.
-type ResumeSlot = std::sync::Mutex<Option<Url>>;
+pub(super) type ResumeSlot = std::sync::Mutex<Option<Url>>;
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
 impl Repository {
@@ -116,40 +118,47 @@ impl Repository {
             .inner
             .opts
             .retry
-            .run(&what, || self.upload_once(blob, source, progress, &resume))
+            .run(&what, || {
+                self.upload_once(Sending::Known(blob, source), progress, &resume)
+            })
             .await
     }
 
-    async fn upload_once(
+    /// One attempt at an upload (a finished blob, or a growing one: always chunked).
+    pub(super) async fn upload_once(
         &self,
-        blob: &Descriptor,
-        source: &dyn BlobSource,
+        sending: Sending<'_>,
         progress: Progress<'_>,
         resume: &ResumeSlot,
     ) -> Result<(), RegistryError> {
+        let label = sending.label();
         let op = Op {
-            what: format!("uploading blob {}", blob.digest),
+            what: format!("uploading blob {label}"),
             scopes: self.push_scopes(),
-            subject: Subject::Blob(&blob.digest),
+            subject: sending.subject(),
         };
-        let chunked = blob.size > self.client.inner.opts.monolithic_threshold;
+        let known = match sending {
+            Sending::Known(d, _) => Some(d),
+            Sending::Growing(_) => None,
+        };
+        let chunked = known.is_none_or(|d| d.size > self.client.inner.opts.monolithic_threshold);
         let interrupted = resume.lock().ok().and_then(|mut r| r.take());
         if chunked && let Some(location) = interrupted {
             match self.upload_status(&op, &location).await {
-                Some((location, offset)) if offset <= blob.size => {
+                Some((location, offset)) if known.is_none_or(|d| offset <= d.size) => {
                     tracing::info!(
-                        digest = %blob.digest,
+                        blob = %label,
                         offset,
                         "resuming the interrupted upload where the registry has it"
                     );
                     match self
-                        .put_chunked(&op, blob, source, location, offset, progress, resume)
+                        .put_chunked(&op, sending, location, offset, progress, resume)
                         .await
                     {
                         // The registry will not continue this session (ECR answers 416):
                         // start afresh below.
                         Err(e) if matches!(e.status(), Some(416) | Some(404)) => {
-                            tracing::info!(digest = %blob.digest, error = %e, "resume refused; starting a fresh upload");
+                            tracing::info!(blob = %label, error = %e, "resume refused; starting a fresh upload");
                             if let Ok(mut r) = resume.lock() {
                                 *r = None;
                             }
@@ -158,25 +167,30 @@ impl Repository {
                     }
                 }
                 _ => {
-                    tracing::info!(digest = %blob.digest, "the interrupted upload cannot be resumed; starting a fresh upload");
+                    tracing::info!(blob = %label, "the interrupted upload cannot be resumed; starting a fresh upload");
                 }
             }
         }
-        let session = self
-            .sessions
-            .lock()
-            .ok()
-            .and_then(|mut s| s.remove(&blob.digest));
+        // A session a mount attempt opened for this blob.
+        let session = known.and_then(|d| {
+            self.sessions
+                .lock()
+                .ok()
+                .and_then(|mut s| s.remove(&d.digest))
+        });
         let location = match session {
             Some(l) => l,
             None => self.start_upload(&op).await?,
         };
-        if chunked {
-            self.put_chunked(&op, blob, source, location, 0, progress, resume)
-                .await
-        } else {
-            self.put_monolithic(&op, blob, source, location, progress)
-                .await
+        match (known, chunked) {
+            (Some(blob), false) => {
+                self.put_monolithic(&op, blob, sending.source(), location, progress)
+                    .await
+            }
+            _ => {
+                self.put_chunked(&op, sending, location, 0, progress, resume)
+                    .await
+            }
         }
     }
 
@@ -247,15 +261,6 @@ impl Repository {
         u
     }
 
-    fn source_error(&self, blob: &Descriptor, source: std::io::Error) -> RegistryError {
-        RegistryError::Source {
-            digest: blob.digest.clone(),
-            registry: self.registry_label(),
-            repository: self.endpoint.repository.clone(),
-            source,
-        }
-    }
-
     async fn put_monolithic(
         &self,
         op: &Op<'_>,
@@ -265,6 +270,7 @@ impl Repository {
         progress: Progress<'_>,
     ) -> Result<(), RegistryError> {
         let url = Self::with_digest(&location, &blob.digest);
+        let sending = Sending::Known(blob, source);
         let (tx, rx) = watch::channel(0u64);
         let tx = Arc::new(tx);
         let slot = super::body::ErrorSlot::default();
@@ -276,7 +282,7 @@ impl Repository {
                 let stream = source
                     .open()
                     .await
-                    .map_err(|e| self.source_error(blob, e))?;
+                    .map_err(|e| self.source_error(&sending, e))?;
                 let body = reqwest::Body::wrap_stream(counted(stream, blob.size, 0, tx, slot));
                 Ok(http
                     .put(url)
@@ -287,20 +293,18 @@ impl Repository {
         });
         let resp = with_progress(sent, rx, progress).await;
         if let Some(e) = take_error(&slot) {
-            return Err(self.source_error(blob, e));
+            return Err(self.source_error(&sending, e));
         }
-        self.finish_upload(op, blob, resp?).await
+        self.finish_upload(op, &blob.digest, resp?).await
     }
 
-    /// PATCH `blob` from `start` in chunks to the session at `location`, then close it with a
-    /// PUT. After each confirmed chunk the session is left in `resume`, so a later attempt can
-    /// continue it.
-    #[allow(clippy::too_many_arguments)]
+    /// PATCH the blob from `start` in chunks to the session at `location` (a growing blob as
+    /// its chunks are written), then close it with a PUT. After each confirmed chunk the
+    /// session is left in `resume`, so a later attempt can continue it.
     async fn put_chunked(
         &self,
         op: &Op<'_>,
-        blob: &Descriptor,
-        source: &dyn BlobSource,
+        sending: Sending<'_>,
         mut location: Url,
         start: u64,
         progress: Progress<'_>,
@@ -314,10 +318,11 @@ impl Repository {
             }
         };
         remember(&location);
+        let source = sending.source();
         let stream = source
             .open_at(start)
             .await
-            .map_err(|e| self.source_error(blob, e))?;
+            .map_err(|e| self.source_error(&sending, e))?;
         let shared = Arc::new(tokio::sync::Mutex::new(Shared {
             stream,
             leftover: None,
@@ -326,8 +331,18 @@ impl Repository {
         let (tx, rx) = watch::channel(0u64);
         let tx = Arc::new(tx);
         let mut offset = start;
-        while offset < blob.size {
-            let len = chunk.min(blob.size - offset);
+        let mut checked = false;
+        while let Some(len) = sending
+            .next_chunk(offset, chunk)
+            .await
+            .map_err(|e| self.source_error(&sending, e))?
+        {
+            if self.already_there(&sending, offset, &mut checked).await? {
+                if let Ok(mut r) = resume.lock() {
+                    *r = None;
+                }
+                return Ok(());
+            }
             let end = offset + len - 1;
             let mut first = true;
             let request_url = location.clone();
@@ -346,7 +361,7 @@ impl Repository {
                         let stream = source
                             .open_at(offset)
                             .await
-                            .map_err(|e| self.source_error(blob, e))?;
+                            .map_err(|e| self.source_error(&sending, e))?;
                         *shared.lock().await = Shared {
                             stream,
                             leftover: None,
@@ -369,7 +384,7 @@ impl Repository {
             });
             let resp = with_progress(sent, rx.clone(), progress).await;
             if let Some(e) = take_error(&slot) {
-                return Err(self.source_error(blob, e));
+                return Err(self.source_error(&sending, e));
             }
             let resp = resp?;
             if !matches!(
@@ -384,7 +399,11 @@ impl Repository {
             offset += len;
             remember(&location);
         }
-        let url = Self::with_digest(&location, &blob.digest);
+        let (digest, _) = sending
+            .finished()
+            .await
+            .map_err(|e| self.source_error(&sending, e))?;
+        let url = Self::with_digest(&location, &digest);
         let resp = self
             .send(op, || async {
                 Ok(http
@@ -393,7 +412,7 @@ impl Repository {
                     .header(CONTENT_TYPE, OCTET))
             })
             .await?;
-        let done = self.finish_upload(op, blob, resp).await;
+        let done = self.finish_upload(op, &digest, resp).await;
         if done.is_ok()
             && let Ok(mut r) = resume.lock()
         {
@@ -405,18 +424,13 @@ impl Repository {
     async fn finish_upload(
         &self,
         op: &Op<'_>,
-        blob: &Descriptor,
+        digest: &Digest,
         resp: Response,
     ) -> Result<(), RegistryError> {
         if !resp.status().is_success() {
             return Err(self.error_from(op, resp).await);
         }
-        self.check_digest_header(
-            op,
-            &resp,
-            &blob.digest,
-            &format!("uploaded blob {}", blob.digest),
-        )
+        self.check_digest_header(op, &resp, digest, &format!("uploaded blob {digest}"))
     }
 
     fn check_digest_header(
@@ -533,6 +547,17 @@ impl Destination for Repository {
     ) -> Result<(), DestError> {
         self.upload(blob, source, progress)
             .await
+            .map_err(DestError::new)
+    }
+
+    async fn put_growing_blob(
+        &self,
+        blob: &GrowingBlob,
+        progress: Progress<'_>,
+    ) -> Result<Option<(Digest, u64)>, DestError> {
+        self.upload_growing(blob, progress)
+            .await
+            .map(Some)
             .map_err(DestError::new)
     }
 

@@ -18,4 +18,5 @@ mod e2e_platforms;
 mod e2e_reference;
 mod e2e_secrets;
 mod e2e_stages;
+mod e2e_stream;
 mod harness_selftest;

@@ -1,0 +1,124 @@
+//! Building while uploading: each new layer of the image is published by the build as its
+//! writing starts ([`LayerTap`]) and uploaded by the destination while it grows
+//! ([`Destination::put_growing_blob`]), so a layer's upload overlaps its own compression and
+//! the building of the next layers. What was uploaded this way is skipped by the push that
+//! follows; a layer whose streamed upload failed (or a destination that does not stream) is
+//! pushed after the build the usual way, with that path's own retries and error messages.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+
+use crate::dest::Destination;
+use crate::digest::Digest;
+use crate::events::{Event, EventSink};
+use crate::executor::{BuildOptions, BuiltImage, build_image_tapped};
+use crate::growing::{GrowingBlob, LayerTap};
+use crate::image::Platform;
+use crate::job::{JobError, Session};
+
+/// The images built, one per platform, and the blobs uploaded while they were built.
+pub(crate) type Streamed = (Vec<(Platform, BuiltImage)>, BTreeSet<Digest>);
+
+/// Build `build` once per platform, uploading each new layer to `dest` (if any) as it is
+/// written. `prepare` runs (once; it is shared with the push) before the first upload.
+pub(crate) async fn build_streaming<P, F>(
+    session: &Session,
+    build: &BuildOptions,
+    platforms: &[Platform],
+    dest: Option<&dyn Destination>,
+    prepare: P,
+    events: &EventSink,
+) -> Result<Streamed, JobError>
+where
+    P: Fn() -> F,
+    F: Future<Output = Result<(), JobError>>,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<GrowingBlob>();
+    let tap = dest.map(|_| {
+        LayerTap::new(move |blob| {
+            // The receiver outlives the build; a send can only fail once it has been closed.
+            let _ = tx.send(blob);
+        })
+    });
+    let building = async move {
+        let mut images = Vec::with_capacity(platforms.len());
+        for p in platforms {
+            let opts = BuildOptions {
+                platform: p.clone(),
+                ..build.clone()
+            };
+            let image = build_image_tapped(
+                &opts,
+                &session.client,
+                &session.registries,
+                events,
+                tap.clone(),
+            )
+            .await?;
+            images.push((p.clone(), image));
+        }
+        Ok::<_, JobError>(images)
+    };
+    tokio::pin!(building);
+    let prepare = &prepare;
+    let mut uploads = FuturesUnordered::new();
+    let mut uploaded = BTreeSet::new();
+    let mut images = None;
+    loop {
+        tokio::select! {
+            built = &mut building, if images.is_none() => {
+                images = Some(built?);
+                // No layer starts after the build; take those already published, then stop.
+                rx.close();
+            }
+            Some(blob) = rx.recv(), if dest.is_some() => {
+                if let Some(dest) = dest {
+                    uploads.push(upload(dest, blob, prepare, events));
+                }
+            }
+            Some(done) = uploads.next(), if !uploads.is_empty() => uploaded.extend(done),
+            else => break,
+        }
+    }
+    let images = images.ok_or_else(|| JobError::Destination("no image was built".into()))?;
+    Ok((images, uploaded))
+}
+
+/// Upload one growing layer; its digest when it is in the destination. Failures are not
+/// errors here: the push after the build sends the layer again and reports what fails then.
+async fn upload<P, F>(
+    dest: &dyn Destination,
+    blob: GrowingBlob,
+    prepare: &P,
+    events: &EventSink,
+) -> Option<Digest>
+where
+    P: Fn() -> F,
+    F: Future<Output = Result<(), JobError>>,
+{
+    if let Err(e) = prepare().await {
+        tracing::debug!(error = %e, "destination not ready; the layer is pushed after the build");
+        return None;
+    }
+    let progress = |_sent: u64| {};
+    match dest.put_growing_blob(&blob, &progress).await {
+        Ok(Some((digest, size))) => {
+            events(Event::BlobStreamed {
+                digest: digest.clone(),
+                size,
+            });
+            Some(digest)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::info!(
+                error = %e,
+                "uploading a layer while it was built failed; it is pushed after the build"
+            );
+            None
+        }
+    }
+}

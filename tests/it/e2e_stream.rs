@@ -1,0 +1,235 @@
+//! Layers uploaded while they are built: the library's growing upload against the real
+//! registry (chunks sent before the blob is finished; a finished blob the registry has is not
+//! sent again; a build that stops fails the upload), and the CLI streaming a new layer.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ocipush::digest::Digest;
+use ocipush::growing::{GrowingBlob, GrowingFile, LayerTap};
+use ocipush::image::{Descriptor, media_types};
+use ocipush::reference::Reference;
+use ocipush::registries_conf::RegistriesConf;
+use ocipush::registry::{ClientOptions, RegistryClient, Repository, RetryPolicy};
+
+use crate::common::fixtures::{alpine_base_registry, copy_and_unpack};
+use crate::common::ocipush::{Sandbox, assert_pushed};
+use crate::common::registry::{AccessLogEntry, RegistryServer};
+use crate::common::tools::run_image;
+
+const MIB: usize = 1024 * 1024;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn repository(reg: &RegistryServer, name: &str) -> Repository {
+    let r = Reference::parse(&format!("{}/{name}", reg.addr())).unwrap();
+    let endpoint = RegistriesConf::default().resolve(&r).unwrap();
+    RegistryClient::new(ClientOptions {
+        retry: RetryPolicy::none(),
+        ..ClientOptions::default()
+    })
+    .unwrap()
+    .repository(&endpoint)
+}
+
+/// Incompressible bytes.
+fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// A file being written, and the blob a tap published for it.
+fn growing() -> (GrowingFile, GrowingBlob, tempfile::NamedTempFile) {
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    let slot = Arc::new(Mutex::new(None));
+    let s = slot.clone();
+    let tap = LayerTap::new(move |b| *s.lock().unwrap() = Some(b));
+    let file = tap.publish(tmp.as_file().try_clone().unwrap()).unwrap();
+    let blob = slot.lock().unwrap().take().unwrap();
+    (file, blob, tmp)
+}
+
+fn blob_requests(log: &[AccessLogEntry]) -> Vec<String> {
+    log.iter()
+        .filter(|e| e.path().contains("/blobs/"))
+        .map(|e| {
+            let what = if e.path().contains("/uploads/") {
+                if e.uri.contains("digest=") {
+                    "close"
+                } else {
+                    "upload"
+                }
+            } else {
+                "blob"
+            };
+            format!("{} {what} {}", e.method, e.status)
+        })
+        .collect()
+}
+
+#[test]
+fn chunks_are_sent_while_the_blob_is_still_being_written() {
+    let reg = RegistryServer::start();
+    let repo = repository(&reg, "stream/grow");
+    let data = noise(20 * MIB, 7);
+    let (mut file, blob, _tmp) = growing();
+    // More than one 16 MiB chunk is written; the rest only once the first chunk went out.
+    file.write_all(&data[..17 * MIB]).unwrap();
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel::<()>();
+    let rt = rt();
+    let upload = rt.spawn(async move {
+        let sent_tx = Mutex::new(Some(sent_tx));
+        let progress = move |n: u64| {
+            if n >= 16 * MIB as u64
+                && let Some(tx) = sent_tx.lock().unwrap().take()
+            {
+                let _ = tx.send(());
+            }
+        };
+        repo.upload_growing(&blob, &progress).await
+    });
+    // A hang guard, not a timing assertion: an upload that waited for the end never gets here.
+    sent_rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("no chunk was sent before the blob was finished");
+    file.write_all(&data[17 * MIB..]).unwrap();
+    let digest = Digest::of(&data);
+    file.finish(&digest, data.len() as u64);
+    let (got, size) = rt.block_on(upload).unwrap().unwrap();
+    assert_eq!((got, size), (digest.clone(), data.len() as u64));
+
+    let log = reg.access_log();
+    assert_eq!(
+        blob_requests(&log),
+        [
+            "POST upload 202",
+            "PATCH upload 202",
+            // Finished with 4 MiB unsent: asked whether the registry has it (no).
+            "HEAD blob 404",
+            "PATCH upload 202",
+            "PUT close 201"
+        ],
+        "{log:#?}"
+    );
+    let stored = std::fs::read(
+        reg.storage_dir()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&digest.hex()[..2])
+            .join(digest.hex())
+            .join("data"),
+    )
+    .unwrap();
+    assert!(stored == data, "the registry stored other bytes");
+}
+
+#[test]
+fn a_finished_blob_the_registry_has_is_not_sent_again() {
+    let reg = RegistryServer::start();
+    let repo = repository(&reg, "stream/again");
+    let data = noise(3 * MIB, 11);
+    let digest = Digest::of(&data);
+    let rt = rt();
+    rt.block_on(async {
+        use ocipush::dest::Destination;
+        let d = Descriptor::new(
+            media_types::OCI_LAYER_TAR,
+            digest.clone(),
+            data.len() as u64,
+        );
+        let src = ocipush::blob::BytesBlob(bytes::Bytes::from(data.clone()));
+        repo.put_blob(&d, &src, &|_| {}).await.unwrap();
+    });
+    let mark = reg.log_mark();
+    let (mut file, blob, _tmp) = growing();
+    file.write_all(&data).unwrap();
+    file.finish(&digest, data.len() as u64);
+    let got = rt.block_on(repo.upload_growing(&blob, &|_| {})).unwrap();
+    assert_eq!(got, (digest, data.len() as u64));
+    let log = reg.access_log_since(mark);
+    assert_eq!(
+        blob_requests(&log),
+        ["POST upload 202", "HEAD blob 200"],
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn a_layer_that_stops_being_built_fails_its_upload_and_is_never_closed() {
+    let reg = RegistryServer::start();
+    let repo = repository(&reg, "stream/stopped");
+    let (mut file, blob, _tmp) = growing();
+    file.write_all(&noise(17 * MIB, 3)).unwrap();
+    let rt = rt();
+    let upload = rt.spawn(async move { repo.upload_growing(&blob, &|_| {}).await });
+    drop(file);
+    let err = rt.block_on(upload).unwrap().unwrap_err();
+    assert!(err.to_string().contains("stopped being built"), "{err}");
+    let log = reg.access_log();
+    assert!(
+        !blob_requests(&log).iter().any(|r| r.contains("close")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn the_cli_uploads_a_new_layer_while_building_it_and_the_image_runs() {
+    let sb = Sandbox::new();
+    let _a = alpine_base_registry(&sb);
+    let b = RegistryServer::start();
+    let ctx = sb.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("big.bin"), noise(40 * MIB, 5)).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM alpine:latest\nCOPY big.bin /big.bin\nCMD [\"sh\", \"-c\", \"echo hello\"]\n",
+    )
+    .unwrap();
+    let out = sb
+        .command()
+        .arg("--no-cache")
+        .arg("--registries-conf")
+        .arg(sb.registries_conf())
+        .arg(ctx.join("Dockerfile"))
+        .arg(format!("{}/stream:v1", b.addr()))
+        .output()
+        .unwrap();
+    let digest = assert_pushed(&out, &format!("{}/stream", b.addr()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("while it was built"), "{stderr}");
+    // The layer went up in chunks before its digest was known: no HEAD of it came first, and
+    // its session was closed once (with its digest).
+    let log = b.access_log();
+    let layer_close = log
+        .iter()
+        .filter(|e| e.method == "PUT" && e.uri.contains("digest=") && e.status == 201)
+        .count();
+    // The base layer (copied from the other registry), the new layer, the config.
+    assert_eq!(layer_close, 3, "{log:#?}");
+    assert!(
+        log.iter()
+            .filter(|e| e.method == "PATCH" && e.status == 202)
+            .count()
+            >= 3,
+        "{log:#?}"
+    );
+    let img = copy_and_unpack(&format!("docker://{}/stream@{digest}", b.addr()), None);
+    assert_eq!(
+        std::fs::metadata(img.rootfs.join("big.bin")).unwrap().len(),
+        40 * MIB as u64
+    );
+    assert_eq!(run_image(&img.rootfs, &img.config).stdout, "hello\n");
+}
