@@ -27,6 +27,7 @@ pub fn settings(a: &EcrArgs, r: &ReliabilityArgs) -> EcrSettings {
             scan_on_push: a.scan_on_push.then_some(true),
         }),
         scan: a.scan,
+        ..EcrSettings::default()
     }
 }
 
