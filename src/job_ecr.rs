@@ -5,14 +5,15 @@
 use crate::dest::Destination;
 use crate::ecr::repo_admin::{CreateRepositoryOptions, create_repository, start_image_scan};
 use crate::ecr::{
-    AwsOptions, EcrApiDestination, EcrError, EcrHost, EcrRepository, ecr_client, load_sdk_config,
+    AwsOptions, EcrApiDestination, EcrCredentialProvider, EcrError, EcrHost, EcrRepository,
+    SdkConfigCache, ecr_client,
 };
 use crate::ecr::{RegistryStep, registry_denied};
 use crate::push::PushError;
 use crate::reference::Reference;
 use crate::registry::{RegistryError, RequestKind};
 
-/// ECR settings of a job.
+/// ECR settings of a job. Clones share [`sdk_configs`](Self::sdk_configs).
 #[derive(Debug, Clone, Default)]
 pub struct EcrSettings {
     /// The AWS identity (`--profile`, `--role-arn`, ...).
@@ -23,6 +24,10 @@ pub struct EcrSettings {
     pub create_repository: Option<CreateRepositoryOptions>,
     /// `--scan`: start an image scan after the push.
     pub scan: bool,
+    /// The AWS SDK configurations of this job, loaded on first use (per region) and reused by
+    /// every step: credentials are resolved, and `--role-arn` assumed, once per job, not once
+    /// per step. [`credential_provider`](Self::credential_provider) shares them too.
+    pub sdk_configs: SdkConfigCache,
 }
 
 impl EcrSettings {
@@ -36,9 +41,20 @@ impl EcrSettings {
             .map_err(|e| Box::new(EcrError::from(e)))
     }
 
+    async fn sdk_config(&self, repo: &EcrRepository) -> aws_config::SdkConfig {
+        self.sdk_configs
+            .get(&self.aws, Some(&repo.host.region))
+            .await
+    }
+
     async fn client(&self, repo: &EcrRepository) -> aws_sdk_ecr::Client {
-        let config = load_sdk_config(&self.aws, Some(&repo.host.region)).await;
-        ecr_client(&config, &repo.host)
+        ecr_client(&self.sdk_config(repo).await, &repo.host)
+    }
+
+    /// Registry credentials (ECR tokens) for this job's AWS identity, from the same SDK
+    /// configurations as the other ECR steps.
+    pub fn credential_provider(&self) -> EcrCredentialProvider {
+        EcrCredentialProvider::with_config_cache(self.aws.clone(), self.sdk_configs.clone())
     }
 
     /// The ECR API destination for `r`, when `--ecr-api` was asked for.
@@ -49,10 +65,9 @@ impl EcrSettings {
         if !self.api {
             return Ok(None);
         }
-        let dest =
-            EcrApiDestination::connect(&format!("{}/{}", r.registry, r.repository), &self.aws)
-                .await
-                .map_err(Box::new)?;
+        let repo = Self::repository(r)?;
+        let config = self.sdk_config(&repo).await;
+        let dest = EcrApiDestination::with_identity(&config, repo, &self.aws);
         Ok(Some(Box::new(dest)))
     }
 

@@ -92,6 +92,9 @@ pub struct CopyArgs {
     /// Blob transfers in flight at once.
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
     pub jobs: u64,
+    /// Retries, timeouts and TLS roots (the same flags as a build's).
+    #[command(flatten)]
+    pub reliability: ReliabilityArgs,
 }
 
 // ---- end `ocipush copy` ----

@@ -5,7 +5,7 @@ use ocipush::job::{Session, Target};
 use ocipush::registries_conf::RegistriesConf;
 
 use super::args::CopyArgs;
-use super::{Failure, parse_platforms, progress};
+use super::{Failure, parse_platforms, progress, reliability};
 
 /// Run `ocipush copy`.
 pub(crate) async fn run(a: &CopyArgs, quiet: bool) -> Result<(), Failure> {
@@ -21,10 +21,9 @@ pub(crate) async fn run(a: &CopyArgs, quiet: bool) -> Result<(), Failure> {
     let registries = RegistriesConf::load(a.registries_conf.as_deref())
         .map_err(|e| Failure::failed(e.to_string()))?
         .with_insecure(a.insecure);
-    let credentials =
-        ocipush::job::default_credentials().map_err(|e| Failure::failed(e.to_string()))?;
-    let session = Session::new(registries, credentials, a.insecure)
-        .map_err(|e| Failure::failed(e.to_string()))?;
+    let credentials = reliability::credentials(&a.reliability)?;
+    let client = reliability::client(&a.reliability, credentials, a.insecure)?;
+    let session = Session::with_client(registries, client);
     let opts = CopyOptions {
         platforms,
         jobs: a.jobs as usize,

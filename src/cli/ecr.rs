@@ -19,8 +19,7 @@ pub fn settings(a: &EcrArgs, r: &ReliabilityArgs) -> EcrSettings {
             role_session_name: a.role_session_name.clone(),
             role_duration: a.role_duration.map(std::time::Duration::from_secs),
             // --retries / --timeout apply to the AWS calls too (the ECR API transport, tokens).
-            max_attempts: Some(r.retries.saturating_add(1)),
-            timeout: Some(std::time::Duration::from_secs(r.timeout)),
+            ..super::reliability::aws_options(r)
         },
         api: a.ecr_api,
         create_repository: a.create_repository.then(|| CreateRepositoryOptions {
@@ -28,6 +27,7 @@ pub fn settings(a: &EcrArgs, r: &ReliabilityArgs) -> EcrSettings {
             scan_on_push: a.scan_on_push.then_some(true),
         }),
         scan: a.scan,
+        ..EcrSettings::default()
     }
 }
 

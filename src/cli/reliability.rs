@@ -1,5 +1,6 @@
 //! `--retries`, `--timeout` and `--ca-cert`: the registry client's retry policy, stall timeout
-//! and extra TLS roots.
+//! and extra TLS roots, and (with ECR) the same retry and timeout for the AWS calls. Shared by
+//! the build and `ocipush copy`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,4 +39,29 @@ pub(crate) fn client(
         ..ClientOptions::default()
     })
     .map_err(|e| Failure::failed(e.to_string()))
+}
+
+/// The AWS options these flags ask for (the ECR API transport and ECR tokens): attempts per
+/// call and the per-call timeout; the identity fields are left at their defaults.
+#[cfg(feature = "ecr")]
+pub(crate) fn aws_options(args: &ReliabilityArgs) -> ocipush::ecr::AwsOptions {
+    ocipush::ecr::AwsOptions {
+        max_attempts: Some(args.retries.saturating_add(1)),
+        timeout: Some(Duration::from_secs(args.timeout)),
+        ..Default::default()
+    }
+}
+
+/// Registry credentials for a command without identity flags (`ocipush copy`): docker
+/// `config.json`, then (with ECR) tokens from the default AWS chain, fetched with these flags'
+/// retries and timeout.
+pub(crate) fn credentials(args: &ReliabilityArgs) -> Result<Arc<dyn CredentialProvider>, Failure> {
+    #[cfg(feature = "ecr")]
+    let credentials = ocipush::job::credentials_with_aws(&aws_options(args));
+    #[cfg(not(feature = "ecr"))]
+    let credentials = {
+        let _ = args;
+        ocipush::job::default_credentials()
+    };
+    credentials.map_err(|e| Failure::failed(e.to_string()))
 }

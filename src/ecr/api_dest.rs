@@ -58,9 +58,21 @@ impl EcrApiDestination {
     pub async fn connect(reference: &str, options: &AwsOptions) -> Result<Self, EcrError> {
         let repository = EcrRepository::parse(reference)?;
         let config = load_sdk_config(options, Some(&repository.host.region)).await;
-        let mut d = EcrApiDestination::new(&config, repository);
+        Ok(EcrApiDestination::with_identity(
+            &config, repository, options,
+        ))
+    }
+
+    /// A destination for `repository` with a configuration already loaded for `options`
+    /// (e.g. from an [`SdkConfigCache`](super::SdkConfigCache)); errors name that identity.
+    pub fn with_identity(
+        config: &aws_config::SdkConfig,
+        repository: EcrRepository,
+        options: &AwsOptions,
+    ) -> Self {
+        let mut d = EcrApiDestination::new(config, repository);
         d.identity = options.identity();
-        Ok(d)
+        d
     }
 
     /// The repository.

@@ -7,6 +7,8 @@
 //! `AWS_ENDPOINT_URL` (every service), `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_STS`
 //! (or `endpoint_url` in the profile); the IMDS endpoint from `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::meta::region::RegionProviderChain;
@@ -21,7 +23,7 @@ pub const DEFAULT_SESSION_NAME: &str = "ocipush";
 
 /// How to get AWS credentials (`--profile`, `--role-arn`, `--external-id`, ...). All optional:
 /// the default is aws-config's default chain, unchanged.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct AwsOptions {
     /// A named profile of `~/.aws/config` / `~/.aws/credentials` (`--profile`).
     pub profile: Option<String>,
@@ -97,6 +99,47 @@ pub async fn load_sdk_config(options: &AwsOptions, fallback_region: Option<&str>
     match &options.role_arn {
         None => config,
         Some(role) => with_assumed_role(config, role, options).await,
+    }
+}
+
+/// SDK configurations loaded once per (options, fallback region) and shared by every clone:
+/// the steps of one job (ECR API destination, repository creation, scan, tokens) use one
+/// configuration, so its credentials are resolved (and a `--role-arn` assumed) once, and the
+/// SDK's credential cache refreshes them for all.
+#[derive(Clone, Default)]
+pub struct SdkConfigCache {
+    loaded: Arc<Mutex<HashMap<ConfigKey, Arc<tokio::sync::OnceCell<SdkConfig>>>>>,
+}
+
+type ConfigKey = (AwsOptions, Option<String>);
+
+impl SdkConfigCache {
+    /// The configuration [`load_sdk_config`] gives for `options` and `fallback_region`, loaded
+    /// on the first call for them (concurrent first calls wait for one load).
+    pub async fn get(&self, options: &AwsOptions, fallback_region: Option<&str>) -> SdkConfig {
+        let cell = {
+            // A poisoned lock only means another thread panicked while inserting: the map
+            // itself is still consistent.
+            let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+            loaded
+                .entry((options.clone(), fallback_region.map(str::to_string)))
+                .or_default()
+                .clone()
+        };
+        cell.get_or_init(|| load_sdk_config(options, fallback_region))
+            .await
+            .clone()
+    }
+}
+
+impl std::fmt::Debug for SdkConfigCache {
+    // Not derived: an SdkConfig's Debug may show credentials. The regions are enough.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        let regions: Vec<_> = loaded.keys().map(|(_, region)| region.clone()).collect();
+        f.debug_struct("SdkConfigCache")
+            .field("fallback_regions", &regions)
+            .finish()
     }
 }
 

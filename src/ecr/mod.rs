@@ -16,7 +16,9 @@ mod token;
 pub use api_dest::{
     CHECK_BATCH, DEFAULT_PART_SIZE, EcrApiDestination, MAX_PART_SIZE, MIN_PART_SIZE,
 };
-pub use credentials::{AwsOptions, DEFAULT_SESSION_NAME, ecr_client, load_sdk_config};
+pub use credentials::{
+    AwsOptions, DEFAULT_SESSION_NAME, SdkConfigCache, ecr_client, load_sdk_config,
+};
 pub use errors::{CREDENTIAL_SOURCES, EcrError};
 pub use host::{EcrHost, EcrHostError, EcrRepository};
 pub use registry_step::{RegistryStep, registry_denied};

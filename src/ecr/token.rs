@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 
-use super::credentials::{AwsOptions, ecr_client, load_sdk_config};
+use super::credentials::{AwsOptions, SdkConfigCache, ecr_client};
 use super::errors::{CallContext, EcrError, from_sdk};
 use super::host::EcrHost;
 use crate::auth::{AuthError, Credential, CredentialProvider, RegistryHost, Secret};
@@ -24,10 +24,19 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// Registry credentials for ECR hosts, from the AWS credential chain. Non-ECR hosts get `None`.
 pub struct EcrCredentialProvider {
     options: AwsOptions,
-    config: tokio::sync::OnceCell<aws_config::SdkConfig>,
+    config: ConfigSource,
     cache: Mutex<HashMap<String, CachedToken>>,
     /// One fetch at a time: parallel blob pushes asking at once share one GetAuthorizationToken.
     fetching: tokio::sync::Mutex<()>,
+}
+
+/// Where the provider's SDK configuration comes from.
+enum ConfigSource {
+    /// One the caller built.
+    Fixed(Box<aws_config::SdkConfig>),
+    /// Loaded with the provider's options on first use (per ECR host region), possibly shared
+    /// with the other ECR steps of a job.
+    Cached(SdkConfigCache),
 }
 
 #[derive(Clone)]
@@ -53,12 +62,19 @@ impl fmt::Debug for EcrCredentialProvider {
 }
 
 impl EcrCredentialProvider {
-    /// A provider that loads the AWS configuration (with `options`) on first use, with the first
-    /// ECR host's region as the fallback region.
+    /// A provider that loads the AWS configuration (with `options`) on first use, with the ECR
+    /// host's region as the fallback region.
     pub fn new(options: AwsOptions) -> Self {
+        EcrCredentialProvider::with_config_cache(options, SdkConfigCache::default())
+    }
+
+    /// Like [`new`](Self::new), taking the configuration from `configs`, which the caller may
+    /// share (e.g. with [`EcrSettings`](crate::job_ecr::EcrSettings)): one job then resolves
+    /// its AWS credentials, and assumes `--role-arn`, once.
+    pub fn with_config_cache(options: AwsOptions, configs: SdkConfigCache) -> Self {
         EcrCredentialProvider {
             options,
-            config: tokio::sync::OnceCell::new(),
+            config: ConfigSource::Cached(configs),
             cache: Mutex::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
         }
@@ -66,10 +82,10 @@ impl EcrCredentialProvider {
 
     /// A provider using an SDK configuration the caller built.
     pub fn with_sdk_config(config: aws_config::SdkConfig) -> Self {
-        let p = EcrCredentialProvider::new(AwsOptions::default());
-        // A fresh OnceCell: setting cannot fail.
-        let _ = p.config.set(config);
-        p
+        EcrCredentialProvider {
+            config: ConfigSource::Fixed(Box::new(config)),
+            ..EcrCredentialProvider::new(AwsOptions::default())
+        }
     }
 
     /// The token for `host`, from the cache or ECR.
@@ -106,10 +122,10 @@ impl EcrCredentialProvider {
     }
 
     async fn fetch(&self, host: &EcrHost) -> Result<CachedToken, EcrError> {
-        let config = self
-            .config
-            .get_or_init(|| load_sdk_config(&self.options, Some(&host.region)))
-            .await;
+        let config = match &self.config {
+            ConfigSource::Fixed(c) => c.as_ref().clone(),
+            ConfigSource::Cached(configs) => configs.get(&self.options, Some(&host.region)).await,
+        };
         let registry = host.hostname();
         let ctx = CallContext {
             operation: "GetAuthorizationToken",
@@ -126,7 +142,7 @@ impl EcrCredentialProvider {
         // registryIds is deprecated (a token opens every registry the identity may use) but
         // still honoured; it makes the token explicitly this registry's.
         #[allow(deprecated)]
-        let out = ecr_client(config, host)
+        let out = ecr_client(&config, host)
             .get_authorization_token()
             .registry_ids(&host.account)
             .send()

@@ -3,13 +3,17 @@
 //! registry → registry (streamed) and within one registry (mounted), checked
 //! with skopeo; a multi-platform build into a layout read by skopeo; a source
 //! registry serving a blob that does not match its digest (a stand-in server
-//! speaking the registry protocol) fails the copy and the build, tagging nothing.
+//! speaking the registry protocol) fails the copy and the build, tagging nothing;
+//! `--retries`, `--timeout` and `--ca-cert` shape a copy as they do a build (through the
+//! fault proxy).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
 use serde_json::{Value, json};
 
+use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
+use crate::common::fixtures::seed_alpine;
 use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed};
 use crate::common::registry::{RegistryServer, summarize};
 use crate::common::tools::{image_arg, skopeo_inspect_raw, skopeo_inspect_raw_bytes, umoci_unpack};
@@ -234,4 +238,79 @@ fn a_source_blob_that_does_not_match_its_digest_fails_and_tags_nothing() {
         "nothing tagged: {:#?}",
         summarize(&b.access_log())
     );
+}
+
+/// `ocipush copy [extra…] SRC DEST`.
+fn copy_with(sb: &Sandbox, extra: &[&str], src: &str, dest: &str) -> std::process::Output {
+    sb.ocipush(
+        std::iter::once("copy")
+            .chain(extra.iter().copied())
+            .chain([src, dest]),
+    )
+}
+
+#[test]
+fn copy_honours_retries_timeout_and_ca_cert() {
+    let sb = Sandbox::new();
+    let a = RegistryServer::start();
+    let src = seed_alpine(&a, "library/alpine:latest");
+    let b = RegistryServer::start();
+    let proxy = FaultProxy::start(b.port());
+    let dest = format!("{}/copied:v1", proxy.addr());
+    // 503s injected since log entry `mark`.
+    let injected = |mark: usize| {
+        proxy.log()[mark..]
+            .iter()
+            .filter(|e| e.fault.as_deref() == Some("status 503"))
+            .count()
+    };
+
+    // --retries 2: the manifest PUT is tried exactly three times, then the copy fails saying so.
+    proxy.add(Rule::new(
+        "PUT",
+        "/manifests/",
+        usize::MAX,
+        Fault::unavailable(),
+    ));
+    let out = copy_with(&sb, &["--retries", "2"], &src, &dest);
+    let err = assert_failed(&out, 1);
+    assert!(err.contains("after 3 attempts"), "{err}");
+    assert_eq!(injected(0), 3, "{:#?}", proxy.log());
+
+    // --retries 0: one 503 fails the copy; the default (4 retries) gets through two.
+    proxy.clear();
+    proxy.add(Rule::new("PUT", "/manifests/", 1, Fault::unavailable()));
+    let mark = proxy.log().len();
+    let err = assert_failed(&copy_with(&sb, &["--retries", "0"], &src, &dest), 1);
+    assert!(err.contains("503"), "{err}");
+    assert_eq!(injected(mark), 1, "{:#?}", proxy.log());
+    proxy.clear();
+    proxy.add(Rule::new("PUT", "/manifests/", 2, Fault::unavailable()));
+    let mark = proxy.log().len();
+    let out = copy_with(&sb, &[], &src, &dest);
+    assert_pushed(&out, &format!("{}/copied", proxy.addr()));
+    assert_eq!(injected(mark), 2, "{:#?}", proxy.log());
+
+    // --timeout 1: a registry that never answers fails the copy with that stall limit.
+    proxy.clear();
+    proxy.add(Rule::new("", "/v2/", usize::MAX, Fault::Stall));
+    let out = copy_with(&sb, &["--retries", "0", "--timeout", "1"], &src, &dest);
+    let err = assert_failed(&out, 1);
+    assert!(err.contains("no data moved for 1 s"), "{err}");
+
+    // --ca-cert is read (and refused when missing or not PEM), before anything is copied.
+    std::fs::write(sb.path().join("junk.pem"), "not a certificate").unwrap();
+    for (file, expected) in [
+        ("missing.pem", "cannot read --ca-cert"),
+        ("junk.pem", "junk.pem"),
+    ] {
+        let ca = sb.path().join(file);
+        let ca = ca.to_str().unwrap();
+        let err = assert_failed(&copy_with(&sb, &["--ca-cert", ca], &src, &dest), 1);
+        assert!(err.contains(expected), "{err}");
+    }
+    // Bad values are usage errors, as for a build.
+    for bad in [["--retries", "many"], ["--timeout", "0"]] {
+        assert_failed(&copy_with(&sb, &bad, &src, &dest), 2);
+    }
 }

@@ -20,7 +20,7 @@
 //! different policies share one moto with one role (and IMDS stand-in) per policy.
 
 #[path = "../ecr_support/mod.rs"]
-mod ecr_support;
+pub(crate) mod ecr_support;
 
 use std::collections::BTreeSet;
 use std::process::{Command, Output};

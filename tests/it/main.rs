@@ -8,6 +8,8 @@ mod e2e_auth;
 mod e2e_copy;
 #[cfg(feature = "ecr")]
 mod e2e_ecr;
+#[cfg(feature = "ecr")]
+mod e2e_ecr_steps;
 mod e2e_errors;
 mod e2e_faults;
 mod e2e_hostile;
