@@ -170,6 +170,18 @@ pub fn credentials_with_aws(
     Ok(docker_then_ecr(DockerConfigProvider::from_env()?, aws))
 }
 
+/// Like [`credentials_with_aws`], with ECR tokens got from the same (cached) AWS
+/// configuration as the job's other ECR steps, so a role is assumed once per job.
+#[cfg(feature = "ecr")]
+pub fn credentials_for(
+    ecr: &crate::job_ecr::EcrSettings,
+) -> Result<Arc<dyn CredentialProvider>, AuthError> {
+    Ok(Arc::new(Chain(vec![
+        Arc::new(DockerConfigProvider::from_env()?),
+        Arc::new(ecr.credential_provider()),
+    ])))
+}
+
 /// docker `config.json` first (an explicit entry wins), then ECR tokens.
 #[cfg(feature = "ecr")]
 fn docker_then_ecr(

@@ -140,7 +140,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     #[cfg(feature = "ecr")]
     let ecr_settings = ecr::settings(&build.ecr, &build.reliability);
     #[cfg(feature = "ecr")]
-    let credentials = ocipush::job::credentials_with_aws(&ecr_settings.aws);
+    let credentials = ocipush::job::credentials_for(&ecr_settings);
     #[cfg(not(feature = "ecr"))]
     let credentials = ocipush::job::default_credentials();
     let credentials = credentials.map_err(|e| Failure::failed(e.to_string()))?;
