@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::Read;
 use std::path::PathBuf;
 
 use super::archive;
@@ -166,12 +167,16 @@ pub(crate) fn write_copy(
         match entry {
             Planned::Dir => w.add_dir(&path, *meta)?,
             Planned::Symlink { target } => w.add_symlink(&path, target, *meta)?,
-            Planned::File { path: src, size } => {
-                let h = copy_file(&mut w, &path, *meta, src, *size)?;
-                if let Some(hashes) = hashes.as_deref_mut() {
-                    hashes.push(h);
+            Planned::File { path: src, size } => match hashes.as_deref_mut() {
+                Some(hashes) => {
+                    let file = HashingReader::new(open_file(src, *size)?);
+                    let file = copy_file(&mut w, &path, *meta, src, *size, file)?;
+                    hashes.push(file.finish().1);
                 }
-            }
+                None => {
+                    copy_file(&mut w, &path, *meta, src, *size, open_file(src, *size)?)?;
+                }
+            },
         }
     }
     for (path, format) in &plan.archives {
@@ -180,24 +185,31 @@ pub(crate) fn write_copy(
     w.finish()
 }
 
-/// Copy one file into the layer; returns the sha256 of the bytes written.
-fn copy_file(
+/// Open a regular file of the context that the plan saw with `size` bytes.
+fn open_file(src: &PathBuf, size: u64) -> Result<File, BuildError> {
+    let file = File::open(src).map_err(BuildError::io("open", src))?;
+    let now = file.metadata().map_err(BuildError::io("read", src))?;
+    if !now.is_file() || now.len() != size {
+        return Err(BuildError::FileChanged {
+            path: src.clone(),
+            expected: size,
+            actual: if now.is_file() { now.len() } else { 0 },
+        });
+    }
+    Ok(file)
+}
+
+/// Copy one file (read from `file`, opened by [`open_file`]) into the layer; returns the reader
+/// (a [`HashingReader`] holds the sha256 of the bytes written).
+fn copy_file<R: Read>(
     w: &mut LayerWriter,
     dest: &str,
     meta: EntryMeta,
     src: &PathBuf,
     size: u64,
-) -> Result<Digest, BuildError> {
-    let file = File::open(src).map_err(BuildError::io("open", src))?;
-    let now = file.metadata().map_err(BuildError::io("read", src))?;
-    if !now.is_file() {
-        return Err(BuildError::FileChanged {
-            path: src.clone(),
-            expected: size,
-            actual: 0,
-        });
-    }
-    let mut reader = TrackedReader::new(HashingReader::new(file));
+    file: R,
+) -> Result<R, BuildError> {
+    let mut reader = TrackedReader::new(file);
     let copied = match w.add_file_counted(dest, meta, size, &mut reader) {
         Ok(n) => n,
         Err(e) => {
@@ -211,14 +223,14 @@ fn copy_file(
             });
         }
     };
-    if copied != size || now.len() != size {
+    if copied != size {
         return Err(BuildError::FileChanged {
             path: src.clone(),
             expected: size,
-            actual: copied.max(now.len()),
+            actual: copied,
         });
     }
-    Ok(reader.inner.finish().1)
+    Ok(reader.inner)
 }
 
 #[cfg(test)]
