@@ -209,7 +209,8 @@ fn push(c: &mut Criterion) {
         registry: None,
     };
     let events = ocipush::events::ignore();
-    g.throughput(Throughput::Bytes((SMALL * SMALL_COUNT) as u64));
+    g.throughput(Throughput::Bytes((SMALL * SMALL_COUNT) as u64))
+        .measurement_time(Duration::from_secs(8));
     g.bench_function("configs_100x4KiB_jobs4", |b| {
         b.iter(|| {
             let repo = chunked.repository(&endpoint(&reg.host, next_repo("small")));
