@@ -6,8 +6,11 @@
 # Without CONTEXT_DIR, a context of SIZE_MB (default 470) MiB of real shared libraries is
 # copied from /usr/lib/x86_64-linux-gnu. Every tool pushes to one local CNCF registry
 # (/usr/bin/docker-registry) and runs under /usr/bin/time -v; the table gives wall time,
-# peak RSS and the ratio to ocipush's build+push. Needs: docker-registry, GNU time; optional:
-# buildah (vfs storage), skopeo, pigz, zstd. OCIPUSH defaults to target/release/ocipush.
+# peak RSS and the ratio to ocipush's build+push; the push-only rows (an OCI layout pushed by
+# `ocipush copy`, `skopeo copy` and the oci-client crate) also get their ratio to skopeo.
+# Needs: docker-registry, GNU time; optional: buildah (vfs storage), skopeo, pigz, zstd, cargo
+# (to build benches/oci_client_push.rs; or set OCI_CLIENT_PUSH to its executable).
+# OCIPUSH defaults to target/release/ocipush.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,6 +46,20 @@ else
   printf 'FROM scratch\nCOPY lib /usr/lib/x86_64-linux-gnu/\n' > "$CTX/Dockerfile"
 fi
 CTX_BYTES=$(du -sb "$CTX" | cut -f1)
+
+# ---- the oci-client peer (benches/oci_client_push.rs), built before anything is timed ----
+OCI_CLIENT_PUSH=${OCI_CLIENT_PUSH:-}
+if [ -z "$OCI_CLIENT_PUSH" ] && command -v cargo >/dev/null; then
+  echo "building benches/oci_client_push.rs (cargo bench --no-run) ..."
+  OCI_CLIENT_PUSH=$(cd "$ROOT" && cargo bench --bench oci_client_push --no-run --message-format=json 2> "$WORK/cargo.log" |
+    python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "oci_client_push" and m.get("executable"):
+        print(m["executable"])') || { tail -5 "$WORK/cargo.log" >&2; OCI_CLIENT_PUSH=; }
+fi
+[ -n "$OCI_CLIENT_PUSH" ] && [ -x "$OCI_CLIENT_PUSH" ] ||
+  { echo "note: no oci-client push (cargo unavailable or the build failed); its row is skipped"; OCI_CLIENT_PUSH=; }
 echo "context: $CTX ($((CTX_BYTES / 1024 / 1024)) MiB, $(find "$CTX" -type f | wc -l) files), $(nproc) cores"
 
 # ---- registry ----
@@ -62,13 +79,15 @@ done
 kill -0 "$REG_PID" 2>/dev/null || { echo "registry did not start:" >&2; cat "$WORK/registry.log" >&2; exit 1; }
 
 # run NAME CMD...: REPS timed runs ("{r}" in CMD becomes the run number, so each run can use a
-# fresh repository or cache); the fastest run's wall time and peak RSS go to $RESULTS.
+# fresh repository or cache); the fastest run's wall time and peak RSS go to $RESULTS. With
+# BEFORE=FUNCTION, FUNCTION RUN_NUMBER is called (untimed) before each run.
 REPS=${REPS:-3}
 run() {
   local name=$1; shift
   local best= best_rss= r wall rss
   for r in $(seq 1 "$REPS"); do
     local cmd=("${@//\{r\}/$r}")
+    if [ -n "${BEFORE:-}" ]; then "$BEFORE" "$r"; fi
     sync
     if ! /usr/bin/time -v -o "$WORK/time.txt" "${cmd[@]}" > "$WORK/out.txt" 2> "$WORK/err.txt"; then
       echo "FAILED: $name" >&2; tail -5 "$WORK/err.txt" >&2; return 0
@@ -97,13 +116,31 @@ run "ocipush build+push zstd:3"                    $OP --no-cache --compression 
 run "ocipush build+push gzip:2, 1 thread"          $OP --no-cache --compress-threads 1 "$DF" "$REG/bench/t1-{r}:1"
 run "ocipush build to OCI layout (+layout copy)"         $OP --no-cache "$DF" "oci:$WORK/layout{r}:1"
 
+# Push-only: the same OCI layout, each run to a fresh repository (nothing exists there yet).
+# (`-q` goes after `copy`: `ocipush -q copy ...` is refused, top-level flags conflict with subcommands.)
+run "ocipush copy (push-only from OCI layout)"     $OCIPUSH copy -q "oci:$WORK/layout1:1" "$REG/bench/copy{r}:1"
 if command -v skopeo >/dev/null; then
-  # One run each: a second push of the same blobs lets skopeo/buildah mount them from the
-  # first repository (their blob-info cache), which is no longer a push.
-  REPS=1 run "skopeo copy (push-only from OCI layout)" skopeo copy -q --dest-tls-verify=false \
+  # skopeo remembers where it pushed each blob (its blob-info cache) and would mount it from
+  # the previous run's repository instead of uploading it: before each run the blobs are
+  # unlinked from the earlier skopeo repositories, so each run is a full upload again.
+  unlink_skopeo() {
+    local p f
+    for ((p = 1; p < $1; p++)); do
+      for f in "$WORK"/layout1/blobs/sha256/*; do
+        curl -s -o /dev/null -X DELETE "http://$REG/v2/bench/skopeo$p/blobs/sha256:${f##*/}" || true
+      done
+    done
+  }
+  BEFORE=unlink_skopeo run "skopeo copy (push-only from OCI layout)" skopeo copy -q --dest-tls-verify=false \
     "oci:$WORK/layout1:1" "docker://$REG/bench/skopeo{r}:1"
 fi
+if [ -n "$OCI_CLIENT_PUSH" ]; then
+  # oci-client reads every layer whole into memory before pushing (its ImageLayer design).
+  run "oci-client push (push-only from OCI layout)" "$OCI_CLIENT_PUSH" "$WORK/layout1" 1 "$REG/bench/ociclient{r}:1"
+fi
 if command -v buildah >/dev/null; then
+  # One push: a second push of the same blobs lets buildah mount them from the first
+  # repository (its blob-info cache), which is no longer a push.
   BA="buildah --storage-driver vfs --root $WORK/buildah/root --runroot $WORK/buildah/run"
   run "buildah bud (vfs)"  $BA bud -q --layers=false -f "$DF" -t "bench/buildah{r}:1" "$CTX"
   REPS=1 run "buildah push" $BA push -q --tls-verify=false "bench/buildah{r}:1" "docker://$REG/bench/buildah{r}:1"
@@ -119,6 +156,7 @@ fi
 if command -v zstd >/dev/null; then
   run "tar | zstd -T2 -3 | sha256sum" bash -c "tar -C '$CTX' -cf - . | zstd -q -T2 -3 | sha256sum"
 fi
+LAYOUT_BYTES=$(du -sb "$WORK/layout1/blobs" 2>/dev/null | cut -f1 || echo 0)
 echo
 echo "layer sizes:"
 for f in "$WORK"/layout1/blobs/sha256/*; do
@@ -127,4 +165,12 @@ done
 echo
 echo "ratios (tool wall time / ocipush build+push):"
 awk -F'\t' 'NR == 1 { base = $2 } { printf "  %-46s %6.2fx  (%s MiB RSS)\n", $1, $2 / base, int($3 / 1024) }' "$RESULTS"
-awk -F'\t' -v b="$CTX_BYTES" '{ printf "  %-44s %7.1f MB/s of context\n", $1, b / 1e6 / $2 }' "$RESULTS" | grep -E 'pigz|zstd|layout' || true
+awk -F'\t' -v b="$CTX_BYTES" '$1 !~ /push-only/ { printf "  %-44s %7.1f MB/s of context\n", $1, b / 1e6 / $2 }' "$RESULTS" |
+  grep -E 'pigz|zstd|layout' || true
+if grep -q '^skopeo copy' "$RESULTS"; then
+  echo
+  echo "push-only ratios (wall time and peak RSS / skopeo copy; layout blobs: $((LAYOUT_BYTES / 1024 / 1024)) MiB):"
+  awk -F'\t' -v b="$LAYOUT_BYTES" '$1 ~ /^skopeo copy/ { sw = $2; sr = $3 } { n[NR] = $1; w[NR] = $2; r[NR] = $3 }
+    END { for (i = 1; i <= NR; i++) if (n[i] ~ /push-only/)
+      printf "  %-46s %6.2fx wall  %6.2fx RSS  %7.1f MB/s\n", n[i], w[i] / sw, r[i] / sr, b / 1e6 / w[i] }' "$RESULTS"
+fi
