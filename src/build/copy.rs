@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::archive;
 use super::context::{Context, Source, WalkKind};
@@ -186,12 +186,12 @@ pub(crate) fn write_copy(
 }
 
 /// Open a regular file of the context that the plan saw with `size` bytes.
-fn open_file(src: &PathBuf, size: u64) -> Result<File, BuildError> {
+fn open_file(src: &Path, size: u64) -> Result<File, BuildError> {
     let file = File::open(src).map_err(BuildError::io("open", src))?;
     let now = file.metadata().map_err(BuildError::io("read", src))?;
     if !now.is_file() || now.len() != size {
         return Err(BuildError::FileChanged {
-            path: src.clone(),
+            path: src.to_path_buf(),
             expected: size,
             actual: if now.is_file() { now.len() } else { 0 },
         });
@@ -205,7 +205,7 @@ fn copy_file<R: Read>(
     w: &mut LayerWriter,
     dest: &str,
     meta: EntryMeta,
-    src: &PathBuf,
+    src: &Path,
     size: u64,
     file: R,
 ) -> Result<R, BuildError> {
@@ -216,7 +216,7 @@ fn copy_file<R: Read>(
             return Err(match reader.failed.take() {
                 Some(source) => BuildError::Io {
                     action: "read",
-                    path: src.clone(),
+                    path: src.to_path_buf(),
                     source,
                 },
                 None => e,
@@ -225,7 +225,7 @@ fn copy_file<R: Read>(
     };
     if copied != size {
         return Err(BuildError::FileChanged {
-            path: src.clone(),
+            path: src.to_path_buf(),
             expected: size,
             actual: copied,
         });
