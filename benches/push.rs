@@ -207,6 +207,7 @@ fn push(c: &mut Criterion) {
     let opts = PushOptions {
         jobs: 4,
         registry: None,
+        ..PushOptions::default()
     };
     let events = ocipush::events::ignore();
     g.throughput(Throughput::Bytes((SMALL * SMALL_COUNT) as u64))

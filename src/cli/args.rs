@@ -11,8 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "ocipush",
     version,
     about,
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    override_usage = "ocipush [OPTIONS] <DOCKERFILE> <DESTINATION>\n       ocipush [-v|-q] <COMMAND> [ARGS]"
 )]
 pub struct Cli {
     /// Subcommands; without one, build DOCKERFILE and push it to DESTINATION.

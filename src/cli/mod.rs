@@ -12,7 +12,6 @@ mod reliability;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
 use ocipush::build::Compression;
 use ocipush::executor::BuildOptions;
 use ocipush::image::{Format, Platform};
@@ -43,9 +42,38 @@ impl Failure {
     }
 }
 
+/// Parse the command line. The global `-v`/`-q` may come before a subcommand; the build's own
+/// options may not (they would be ignored).
+fn parse() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut cmd = Cli::command();
+    let matches = cmd.try_get_matches_from_mut(std::env::args_os())?;
+    if let Some((sub, _)) = matches.subcommand() {
+        let global = ["verbose", "quiet"];
+        if let Some(id) = matches.ids().find(|id| {
+            !global.contains(&id.as_str())
+                && matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
+        }) {
+            let name = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .map(|a| match a.get_long() {
+                    Some(l) => format!("--{l}"),
+                    None => a.get_id().to_string().to_uppercase(),
+                })
+                .unwrap_or_else(|| id.to_string());
+            return Err(cmd.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("{name} is an option of the build; it cannot be used with `{sub}`"),
+            ));
+        }
+    }
+    Cli::from_arg_matches(&matches)
+}
+
 /// Run the command line and return the process exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };

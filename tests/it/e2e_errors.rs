@@ -318,3 +318,31 @@ fn unparsable_json_form_is_shell_form_with_a_warning() {
         "{config:#}"
     );
 }
+
+#[test]
+fn global_flags_go_before_a_subcommand_but_build_options_do_not() {
+    let sb = Sandbox::new();
+    let missing = format!("oci:{}:1", sb.path().join("none").display());
+    let dest = format!("oci:{}", sb.path().join("out").display());
+    // `-q` before `copy` is taken: the copy itself runs (and fails: no such layout, exit 1).
+    let out = sb
+        .command()
+        .args(["-q", "copy", &missing, &dest])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no OCI image layout"), "{err}");
+    // A build option before `copy` would be ignored: a usage error naming it.
+    let out = sb
+        .command()
+        .args(["--compression", "zstd", "copy", &missing, &dest])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--compression is an option of the build"),
+        "{err}"
+    );
+}
