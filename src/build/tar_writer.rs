@@ -65,11 +65,40 @@ pub struct TarHeader {
 /// Writes tar entries to `W`; [`TarWriter::finish`] writes the end-of-archive blocks.
 pub(crate) struct TarWriter<W: Write> {
     out: W,
+    /// File content is copied through this buffer: one read and one write per 256 KiB rather
+    /// than per 8 KiB (`io::copy`'s stack buffer).
+    buf: Vec<u8>,
 }
+
+/// The size of [`TarWriter`]'s copy buffer.
+const COPY_BUF: usize = 256 * 1024;
 
 impl<W: Write> TarWriter<W> {
     pub(crate) fn new(out: W) -> Self {
-        TarWriter { out }
+        TarWriter {
+            out,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Copy up to `size` bytes from `data` to the output; returns how many `data` gave.
+    fn copy_content(&mut self, data: &mut dyn Read, size: u64) -> io::Result<u64> {
+        if self.buf.is_empty() {
+            self.buf = vec![0; COPY_BUF];
+        }
+        let mut copied = 0u64;
+        while copied < size {
+            let want = (size - copied).min(COPY_BUF as u64) as usize;
+            let n = match data.read(&mut self.buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.out.write_all(&self.buf[..n])?;
+            copied += n as u64;
+        }
+        Ok(copied)
     }
 
     /// Write one entry; for a regular file, exactly `header.size` bytes are copied from `data`.
@@ -141,7 +170,7 @@ impl<W: Write> TarWriter<W> {
                 "regular file entry without content",
             )
         })?;
-        let copied = io::copy(&mut data.take(size), &mut self.out)?;
+        let copied = self.copy_content(data, size)?;
         if copied < size {
             io::copy(&mut io::repeat(0).take(size - copied), &mut self.out)?;
         }
