@@ -1,7 +1,8 @@
 //! [`EcrApiDestination`]: pushes through the ECR API (aws-sdk-ecr) instead of the registry
 //! endpoint: `BatchCheckLayerAvailability` (≤ 100 digests a call), `InitiateLayerUpload` →
 //! `UploadLayerPart` (contiguous parts streamed from the blob source, one part held at a time) →
-//! `CompleteLayerUpload`, then `PutImage`. It never reads the repository (no `BatchGetImage`,
+//! `CompleteLayerUpload`, then `PutImage`. A layer still being built is sent the same way, part
+//! by part as it is written. It never reads the repository (no `BatchGetImage`,
 //! no `GetDownloadUrlForLayer`): a push-only role suffices.
 
 use bytes::{Bytes, BytesMut};
@@ -13,6 +14,7 @@ use super::host::EcrRepository;
 use crate::blob::BlobSource;
 use crate::dest::{DestError, Destination, Progress};
 use crate::digest::{Digest, Hasher};
+use crate::growing::GrowingBlob;
 use crate::image::Descriptor;
 
 const MIB: u64 = 1024 * 1024;
@@ -128,9 +130,30 @@ impl EcrApiDestination {
         source: &dyn BlobSource,
         progress: Progress<'_>,
     ) -> Result<(), EcrError> {
-        let digest = &blob.digest;
-        let item = || Some(format!("blob {digest}"));
-        tracing::debug!(repository = %self.repository, %digest, size = blob.size, "ECR InitiateLayerUpload");
+        self.upload_parts(Uploading::Known(blob, source), progress)
+            .await
+            .map(|_| ())
+    }
+
+    /// Upload a layer while it is being built (see [`Destination::put_growing_blob`]): parts
+    /// go up as they are written. Once the layer is finished with at least a part still unsent,
+    /// `BatchCheckLayerAvailability` is asked first; a layer the repository has is not sent.
+    pub async fn upload_growing(
+        &self,
+        blob: &GrowingBlob,
+        progress: Progress<'_>,
+    ) -> Result<(Digest, u64), EcrError> {
+        self.upload_parts(Uploading::Growing(blob), progress).await
+    }
+
+    async fn upload_parts(
+        &self,
+        uploading: Uploading<'_>,
+        progress: Progress<'_>,
+    ) -> Result<(Digest, u64), EcrError> {
+        let label = uploading.label();
+        let item = || Some(format!("blob {label}"));
+        tracing::debug!(repository = %self.repository, blob = %label, "ECR InitiateLayerUpload");
         let init = self
             .client
             .initiate_layer_upload()
@@ -150,13 +173,14 @@ impl EcrApiDestination {
         let part_size = part_size(init.part_size());
         let read_err = |source| EcrError::BlobRead {
             repository: self.repository.to_string(),
-            digest: digest.clone(),
+            blob: label.clone(),
             source,
         };
-        let mut stream = source.open().await.map_err(read_err)?;
+        let mut stream = uploading.source().open().await.map_err(read_err)?;
         let mut hasher = Hasher::new();
         let mut buf = BytesMut::new();
         let mut sent: u64 = 0;
+        let mut checked = false;
         loop {
             let chunk = stream.next().await.transpose().map_err(read_err)?;
             let done = chunk.is_none();
@@ -164,10 +188,22 @@ impl EcrApiDestination {
                 hasher.update(&c);
                 buf.extend_from_slice(&c);
             }
+            if let Uploading::Growing(g) = uploading
+                && !checked
+                && let Some((digest, size)) = g.finished_now()
+            {
+                checked = true;
+                if size - sent >= part_size
+                    && self.check_layers(std::slice::from_ref(&digest)).await?[0]
+                {
+                    tracing::info!(%digest, sent, size, "ECR has the layer already; the rest is not sent");
+                    return Ok((digest, size));
+                }
+            }
             while buf.len() as u64 >= part_size || (done && !buf.is_empty()) {
                 let take = (buf.len() as u64).min(part_size) as usize;
                 let part = buf.split_to(take).freeze();
-                self.upload_part(digest, &upload_id, sent, part).await?;
+                self.upload_part(&label, &upload_id, sent, part).await?;
                 sent += take as u64;
                 progress(sent);
             }
@@ -176,11 +212,12 @@ impl EcrApiDestination {
             }
         }
         let (found, found_size) = hasher.finish();
-        if found != *digest || found_size != blob.size {
+        let (digest, size) = uploading.finished().await.map_err(read_err)?;
+        if found != digest || found_size != size {
             return Err(EcrError::BlobMismatch {
                 repository: self.repository.to_string(),
-                expected: digest.clone(),
-                expected_size: blob.size,
+                expected: digest,
+                expected_size: size,
                 found,
                 found_size,
             });
@@ -196,12 +233,12 @@ impl EcrApiDestination {
             .send()
             .await;
         match done {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok((digest, size)),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_layer_already_exists_exception()) =>
             {
-                Ok(())
+                Ok((digest, size))
             }
             Err(e)
                 if e.as_service_error()
@@ -209,7 +246,7 @@ impl EcrApiDestination {
             {
                 Err(EcrError::LayerPartTooSmall {
                     repository: self.repository.to_string(),
-                    digest: digest.clone(),
+                    blob: digest.to_string(),
                     part_size,
                     message: e
                         .as_service_error()
@@ -218,20 +255,23 @@ impl EcrApiDestination {
                         .to_string(),
                 })
             }
-            Err(e) => Err(from_sdk(e, &self.ctx("CompleteLayerUpload", item()))),
+            Err(e) => Err(from_sdk(
+                e,
+                &self.ctx("CompleteLayerUpload", Some(format!("blob {digest}"))),
+            )),
         }
     }
 
     async fn upload_part(
         &self,
-        digest: &Digest,
+        blob: &str,
         upload_id: &str,
         first: u64,
         part: Bytes,
     ) -> Result<(), EcrError> {
         let len = part.len() as u64;
         let last = first + len - 1;
-        tracing::debug!(repository = %self.repository, %digest, first, last, "ECR UploadLayerPart");
+        tracing::debug!(repository = %self.repository, blob, first, last, "ECR UploadLayerPart");
         let resp = self
             .client
             .upload_layer_part()
@@ -249,7 +289,7 @@ impl EcrApiDestination {
                 e,
                 &self.ctx(
                     "UploadLayerPart",
-                    Some(format!("blob {digest}, bytes {first}-{last}")),
+                    Some(format!("blob {blob}, bytes {first}-{last}")),
                 ),
             )),
         }
@@ -317,6 +357,36 @@ fn digest_in_message(message: &str) -> Option<&str> {
     rest.split_once('\'').map(|(d, _)| d)
 }
 
+/// The blob an upload sends: finished, or a layer still being built.
+#[derive(Clone, Copy)]
+enum Uploading<'a> {
+    Known(&'a Descriptor, &'a dyn BlobSource),
+    Growing(&'a GrowingBlob),
+}
+
+impl<'a> Uploading<'a> {
+    fn source(&self) -> &'a dyn BlobSource {
+        match *self {
+            Uploading::Known(_, s) => s,
+            Uploading::Growing(g) => g,
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Uploading::Known(d, _) => d.digest.to_string(),
+            Uploading::Growing(_) => "(the layer being built)".into(),
+        }
+    }
+
+    async fn finished(&self) -> std::io::Result<(Digest, u64)> {
+        match self {
+            Uploading::Known(d, _) => Ok((d.digest.clone(), d.size)),
+            Uploading::Growing(g) => g.finished().await,
+        }
+    }
+}
+
 /// The part size to use for ECR's suggestion, clamped to [`MIN_PART_SIZE`]..=[`MAX_PART_SIZE`].
 fn part_size(suggested: Option<i64>) -> u64 {
     match suggested {
@@ -344,6 +414,17 @@ impl Destination for EcrApiDestination {
     ) -> Result<(), DestError> {
         self.upload_blob(blob, source, progress)
             .await
+            .map_err(DestError::new)
+    }
+
+    async fn put_growing_blob(
+        &self,
+        blob: &GrowingBlob,
+        progress: Progress<'_>,
+    ) -> Result<Option<(Digest, u64)>, DestError> {
+        self.upload_growing(blob, progress)
+            .await
+            .map(Some)
             .map_err(DestError::new)
     }
 

@@ -71,14 +71,14 @@ pub enum EcrError {
     },
     /// A layer part was below ECR's minimum part size.
     #[error(
-        "uploading blob {digest} to {repository}: ECR rejected a part (part size {part_size} bytes) as too small ({message}); \
+        "uploading blob {blob} to {repository}: ECR rejected a part (part size {part_size} bytes) as too small ({message}); \
          every part but the last must be at least 5 MiB: this is a bug in ocipush's part sizing, please report it"
     )]
     LayerPartTooSmall {
         /// The repository.
         repository: String,
-        /// The blob.
-        digest: Digest,
+        /// The blob (its digest, or what it is when the digest is not known yet).
+        blob: String,
         /// The part size used.
         part_size: u64,
         /// What AWS said.
@@ -127,12 +127,12 @@ pub enum EcrError {
         message: String,
     },
     /// A blob's bytes could not be read.
-    #[error("reading blob {digest} to upload to {repository}: {source}")]
+    #[error("reading blob {blob} to upload to {repository}: {source}")]
     BlobRead {
         /// The repository.
         repository: String,
-        /// The blob.
-        digest: Digest,
+        /// The blob (its digest, or what it is when the digest is not known yet).
+        blob: String,
         /// The cause.
         #[source]
         source: io::Error,

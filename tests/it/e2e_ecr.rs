@@ -84,6 +84,25 @@ fn instance_push(
     destination: &str,
     extra: &[&str],
 ) -> Output {
+    instance_push_file(
+        sb,
+        moto,
+        imds,
+        &testdata("hello/Dockerfile"),
+        destination,
+        extra,
+    )
+}
+
+/// Like [`instance_push`], building `dockerfile` (its directory is the context).
+fn instance_push_file(
+    sb: &Sandbox,
+    moto: &Moto,
+    imds: &str,
+    dockerfile: &std::path::Path,
+    destination: &str,
+    extra: &[&str],
+) -> Output {
     let mut cmd = sb.command();
     cmd.env_remove("AWS_EC2_METADATA_DISABLED")
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds)
@@ -91,7 +110,7 @@ fn instance_push(
         .arg("--registries-conf")
         .arg(sb.registries_conf())
         .args(extra)
-        .arg(testdata("hello/Dockerfile"))
+        .arg(dockerfile)
         .arg(destination);
     run(cmd)
 }
@@ -412,6 +431,71 @@ fn instance_role_pushes_over_the_ecr_api() {
         "--registries-conf".as_ref(),
         sb.registries_conf().as_os_str(),
         testdata("hello/Dockerfile").as_os_str(),
+        format!("{plain}:v1").as_ref(),
+    ]);
+    assert_eq!(assert_pushed(&out, &plain), digest);
+}
+
+#[test]
+fn the_ecr_api_takes_a_new_layer_part_by_part_while_it_is_built() {
+    let moto = Moto::start(ECR_CONTAINERISE);
+    let alpine = alpine_registry();
+    let sb = sandbox_with(&alpine, None);
+    let ctx = sb.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    // 25 MiB that do not compress: three parts of ECR's (moto's) part size.
+    let mut x: u32 = 0x9e37_79b9;
+    let big: Vec<u8> = (0..25 * 1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    std::fs::write(ctx.join("big.bin"), &big).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM alpine:latest\nCOPY big.bin /big.bin\nCMD [\"sh\", \"-c\", \"echo hello\"]\n",
+    )
+    .unwrap();
+    let dockerfile = ctx.join("Dockerfile");
+    let out = instance_push_file(
+        &sb,
+        &moto,
+        &moto.info.imds,
+        &dockerfile,
+        &format!("{REPO}:big"),
+        &["--ecr-api", "--no-cache"],
+    );
+    let digest = assert_pushed(&out, REPO);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("while it was built"), "{err}");
+
+    let manifest = ecr_manifest(&moto, "ec2-ecr-test", "big").expect("tag big in ECR");
+    assert_eq!(sha256_digest(manifest.as_bytes()), digest);
+    let manifest: Value = serde_json::from_str(&manifest).unwrap();
+    let blobs = assert_blobs_in_ecr(&moto, "ec2-ecr-test", &manifest);
+    assert_eq!(
+        blobs.len(),
+        3,
+        "config, Alpine layer, new layer: {manifest:#}"
+    );
+    let calls = rt().block_on(moto.calls_with_status());
+    assert_pusher_never_read(&moto);
+    let parts = assert_parts_valid(&calls);
+    assert!(
+        parts.iter().any(|&n| n >= 3),
+        "the new layer went up in parts: {parts:?}"
+    );
+
+    // The same image as a plain registry build.
+    let plain = format!("{}/big-check", alpine.addr());
+    let out = sb.ocipush([
+        "--no-cache".as_ref(),
+        "--registries-conf".as_ref(),
+        sb.registries_conf().as_os_str(),
+        dockerfile.as_os_str(),
         format!("{plain}:v1").as_ref(),
     ]);
     assert_eq!(assert_pushed(&out, &plain), digest);
