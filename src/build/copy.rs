@@ -12,7 +12,7 @@ use super::context::{Context, Source, WalkKind};
 use super::error::BuildError;
 use super::layer::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, TrackedReader, normalize};
 use super::spool::Spool;
-use crate::digest::{Digest, HashingReader};
+use crate::digest::Digest;
 
 /// One COPY or ADD instruction with local sources.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -56,7 +56,7 @@ pub fn build_copy_layer(
     opts: &LayerOptions,
 ) -> Result<LayerBlob, BuildError> {
     let plan = plan_copy(ctx, spec)?;
-    write_copy(&plan, spool, opts, None)
+    write_copy(&plan, spool, opts)
 }
 
 /// Resolve `spec` in the context into a [`CopyPlan`] (no file is read).
@@ -153,36 +153,39 @@ pub(crate) fn plan_copy(ctx: &Context, spec: &CopySpec) -> Result<CopyPlan, Buil
     })
 }
 
-/// Write the layer `plan` describes. With `hashes`, the sha256 of each regular file's content
-/// as written (in plan order) is pushed onto it.
+/// Write the layer `plan` describes.
 pub(crate) fn write_copy(
     plan: &CopyPlan,
     spool: &Spool,
     opts: &LayerOptions,
-    mut hashes: Option<&mut Vec<Digest>>,
 ) -> Result<LayerBlob, BuildError> {
     let mut w = LayerWriter::new(spool, opts)?;
+    write_entries(&mut w, plan)?;
+    w.finish()
+}
+
+/// The diff_id of the layer `plan` describes, without compressing or storing it.
+pub(crate) fn copy_diff_id(plan: &CopyPlan, opts: &LayerOptions) -> Result<Digest, BuildError> {
+    let mut w = LayerWriter::diff_id_only(opts);
+    write_entries(&mut w, plan)?;
+    w.finish_diff_id()
+}
+
+fn write_entries(w: &mut LayerWriter, plan: &CopyPlan) -> Result<(), BuildError> {
     for (key, (entry, meta)) in &plan.entries {
         let path = key.join("/");
         match entry {
             Planned::Dir => w.add_dir(&path, *meta)?,
             Planned::Symlink { target } => w.add_symlink(&path, target, *meta)?,
-            Planned::File { path: src, size } => match hashes.as_deref_mut() {
-                Some(hashes) => {
-                    let file = HashingReader::new(open_file(src, *size)?);
-                    let file = copy_file(&mut w, &path, *meta, src, *size, file)?;
-                    hashes.push(file.finish().1);
-                }
-                None => {
-                    copy_file(&mut w, &path, *meta, src, *size, open_file(src, *size)?)?;
-                }
-            },
+            Planned::File { path: src, size } => {
+                copy_file(w, &path, *meta, src, *size, open_file(src, *size)?)?;
+            }
         }
     }
     for (path, format) in &plan.archives {
-        archive::extract_archive(&mut w, path, *format, &plan.dest, plan.chown)?;
+        archive::extract_archive(w, path, *format, &plan.dest, plan.chown)?;
     }
-    w.finish()
+    Ok(())
 }
 
 /// Open a regular file of the context that the plan saw with `size` bytes.
@@ -199,8 +202,7 @@ fn open_file(src: &Path, size: u64) -> Result<File, BuildError> {
     Ok(file)
 }
 
-/// Copy one file (read from `file`, opened by [`open_file`]) into the layer; returns the reader
-/// (a [`HashingReader`] holds the sha256 of the bytes written).
+/// Copy one file (read from `file`, opened by [`open_file`]) into the layer; returns the reader.
 fn copy_file<R: Read>(
     w: &mut LayerWriter,
     dest: &str,

@@ -77,7 +77,7 @@ impl EntryMeta {
 /// entry are added (0755, root) so the tar is self-contained; callers wanting a deterministic
 /// layer add entries in a deterministic order.
 pub struct LayerWriter {
-    tar: TarWriter<HashingWriter<Encoder<SpoolWriter>>>,
+    tar: TarWriter<HashingWriter<Encoder<LayerOut>>>,
     compression: Compression,
     epoch: u64,
     dirs: HashSet<String>,
@@ -89,7 +89,7 @@ impl LayerWriter {
     pub fn new(spool: &Spool, opts: &LayerOptions) -> Result<LayerWriter, BuildError> {
         let out = spool.layer_writer()?;
         let temp = out.temp_path().to_path_buf();
-        let encoder = Encoder::new(opts.compression, out)
+        let encoder = Encoder::new(opts.compression, LayerOut::Spool(Box::new(out)))
             .map_err(BuildError::io("start compressing", &temp))?;
         let tar = TarWriter::new(HashingWriter::new(encoder));
         Ok(LayerWriter {
@@ -99,6 +99,18 @@ impl LayerWriter {
             dirs: HashSet::new(),
             temp,
         })
+    }
+
+    /// A writer that only computes the layer's diff_id: nothing is compressed or stored
+    /// ([`LayerWriter::finish_diff_id`]).
+    pub(crate) fn diff_id_only(opts: &LayerOptions) -> LayerWriter {
+        LayerWriter {
+            tar: TarWriter::new(HashingWriter::new(Encoder::None(LayerOut::Discard))),
+            compression: Compression::None,
+            epoch: opts.epoch,
+            dirs: HashSet::new(),
+            temp: PathBuf::from("(layer hashed, not stored)"),
+        }
     }
 
     /// Add a directory.
@@ -228,10 +240,17 @@ impl LayerWriter {
             .finish()
             .map_err(BuildError::io("write layer", &temp))?;
         let (encoder, diff_id, _) = hashing.finish();
-        let spool_writer = encoder
+        let out = encoder
             .finish()
             .map_err(BuildError::io("write layer", &temp))?;
-        let blob = spool_writer.commit()?;
+        let LayerOut::Spool(spool_writer) = out else {
+            return Err(BuildError::Io {
+                action: "store a layer that was only hashed",
+                path: temp,
+                source: io::Error::other("no spool"),
+            });
+        };
+        let blob = (*spool_writer).commit()?;
         Ok(LayerBlob {
             diff_id,
             digest: blob.digest,
@@ -239,6 +258,15 @@ impl LayerWriter {
             path: blob.path,
             compression: self.compression,
         })
+    }
+
+    /// End the tar of a [`LayerWriter::diff_id_only`] writer: the layer's diff_id.
+    pub(crate) fn finish_diff_id(self) -> Result<Digest, BuildError> {
+        let hashing = self
+            .tar
+            .finish()
+            .map_err(BuildError::io("write layer", &self.temp))?;
+        Ok(hashing.finish().1)
     }
 
     /// Normalise `path` and add its missing parents; `None` for the root itself.
@@ -296,6 +324,27 @@ impl LayerWriter {
         self.tar
             .append(&header, data)
             .map_err(BuildError::io("write layer", &self.temp))
+    }
+}
+
+/// Where a layer's bytes go: a spool file, or nowhere (only its diff_id is wanted).
+enum LayerOut {
+    Spool(Box<SpoolWriter>),
+    Discard,
+}
+
+impl io::Write for LayerOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            LayerOut::Spool(w) => w.write(buf),
+            LayerOut::Discard => Ok(buf.len()),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            LayerOut::Spool(w) => w.flush(),
+            LayerOut::Discard => Ok(()),
+        }
     }
 }
 

@@ -1,7 +1,10 @@
 //! Cache keys of a COPY/ADD layer. All three hash one canonical description of the layer's
 //! options and entries (layer paths, modes, ownership, sizes, symlink targets, archive formats):
 //! the shape key hashes only that; the stat key adds each source file's identity and times (the
-//! fast path); the content key adds each file's and archive's sha256 (what a hit really means).
+//! fast path); the content key adds the layer's diff_id — the sha256 of its whole uncompressed
+//! tar, so of every byte the layer holds (what a hit really means). A first build gets the
+//! diff_id for free; files are read for it again only when a layer of the same shape was built
+//! before and the stats differ.
 
 use std::fmt::Write as _;
 use std::fs::{File, Metadata};
@@ -17,7 +20,7 @@ use crate::build::{BuildError, CopyPlan, CopySpec, LayerOptions, Planned};
 use crate::digest::{Digest, Hasher};
 
 /// Bumped whenever the layer format or the key description changes.
-const VERSION: &str = "ocipush layer cache v1";
+const VERSION: &str = "ocipush layer cache v2";
 
 /// What identifies a file's state without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -116,13 +119,11 @@ impl Keys {
         })
     }
 
-    /// Plus the sha256 of every regular file (plan order) and of every ADD archive.
-    pub(crate) fn content_key(&self, files: &[Digest], archives: &[Digest]) -> String {
+    /// Plus the layer's diff_id.
+    pub(crate) fn content_key(&self, diff_id: &Digest) -> String {
         self.key("content", |h| {
-            for d in files.iter().chain(archives) {
-                h.update(d.as_str().as_bytes());
-                h.update(b"\n");
-            }
+            h.update(diff_id.as_str().as_bytes());
+            h.update(b"\n");
         })
     }
 }
@@ -159,23 +160,4 @@ pub(crate) fn hash_file(path: &Path) -> Result<(Digest, u64), BuildError> {
         h.update(&buf[..n]);
     }
     Ok(h.finish())
-}
-
-/// The sha256 of every regular file of the plan, in plan order.
-pub(crate) fn hash_files(plan: &CopyPlan) -> Result<Vec<Digest>, BuildError> {
-    plan.entries
-        .values()
-        .filter_map(|(e, _)| match e {
-            Planned::File { path, .. } => Some(hash_file(path).map(|(d, _)| d)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The sha256 of every ADD archive of the plan.
-pub(crate) fn hash_archives(plan: &CopyPlan) -> Result<Vec<Digest>, BuildError> {
-    plan.archives
-        .iter()
-        .map(|(p, _)| hash_file(p).map(|(d, _)| d))
-        .collect()
 }

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::build::{BuildError, Context, CopySpec, LayerBlob, LayerOptions, Spool};
-use crate::build::{plan_copy_layer, write_copy_layer};
+use crate::build::{copy_diff_id, plan_copy_layer, write_copy_layer};
 use keys::{FileStat, Keys};
 use record::Record;
 
@@ -104,16 +104,17 @@ impl LayerCache {
         }
         let shape = self.dir.join("shape").join(keys.shape_key());
         if shape.is_file() {
-            let hashes = keys::hash_files(&plan)?;
-            let content_key = keys.content_key(&hashes, &keys::hash_archives(&plan)?);
+            // A layer of this shape was built before: the files may be the same ones with
+            // other stats (a fresh checkout). The tar's hash tells, at the cost of reading
+            // them once; nothing is compressed.
+            let content_key = keys.content_key(&copy_diff_id(&plan, opts)?);
             if let Some(blob) = self.lookup(&content_key, opts)? {
                 self.record_stat(&plan, &stats, &stat_key, &content_key);
                 return Ok((blob, CacheOutcome::Hit));
             }
         }
-        let mut hashes = Vec::new();
-        let blob = write_copy_layer(&plan, &self.spool, opts, Some(&mut hashes))?;
-        let content_key = keys.content_key(&hashes, &keys::hash_archives(&plan)?);
+        let blob = write_copy_layer(&plan, &self.spool, opts)?;
+        let content_key = keys.content_key(&blob.diff_id);
         if let Ok(rec) = Record::of(&blob) {
             self.write_small(&self.layer_path(&content_key), &rec.to_json());
         }
