@@ -134,20 +134,7 @@ impl Repository {
         let url = self.url(&format!("blobs/{digest}"))?;
         let http = &self.client.inner.http;
         let resp = self
-            .client
-            .inner
-            .opts
-            .retry
-            .run(&op.what, || async {
-                let resp = self
-                    .send(&op, || async { Ok(http.get(url.clone())) })
-                    .await?;
-                if resp.status().is_success() {
-                    Ok(resp)
-                } else {
-                    Err(self.error_from(&op, resp).await)
-                }
-            })
+            .call(&op, || async { Ok(http.get(url.clone())) }, Self::success)
             .await?;
         let label = format!(
             "blob {digest} from {}/{}",

@@ -45,6 +45,14 @@ pub(crate) enum Subject<'a> {
     Upload,
 }
 
+/// What [`Repository::call`]'s `accept` makes of a response.
+pub(crate) enum Reply<T> {
+    /// The call's result.
+    Done(Result<T, RegistryError>),
+    /// A status that is the registry's error.
+    Refused(Response),
+}
+
 /// One operation: its description, the token scopes it needs, and its subject.
 #[derive(Debug)]
 pub(crate) struct Op<'a> {
@@ -152,6 +160,44 @@ impl Repository {
     }
 
     /// Send the request `make` builds (called again for each retry after a 401), authenticated.
+    /// One request under the retry policy: `make` builds it (again for each attempt and after
+    /// a 401); `accept` turns a response into the result ([`Reply::Done`]), or gives it back
+    /// ([`Reply::Refused`]) when its status is the registry's error, which is then read and
+    /// typed.
+    pub(crate) async fn call<T, F, Fut, A>(
+        &self,
+        op: &Op<'_>,
+        make: F,
+        accept: A,
+    ) -> Result<T, RegistryError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<RequestBuilder, RegistryError>>,
+        A: Fn(Response) -> Reply<T>,
+    {
+        self.client
+            .inner
+            .opts
+            .retry
+            .run(&op.what, || async {
+                let resp = self.send(op, &make).await?;
+                match accept(resp) {
+                    Reply::Done(result) => result,
+                    Reply::Refused(resp) => Err(self.error_from(op, resp).await),
+                }
+            })
+            .await
+    }
+
+    /// `accept` for [`Repository::call`]: any 2xx response.
+    pub(crate) fn success(resp: Response) -> Reply<Response> {
+        if resp.status().is_success() {
+            Reply::Done(Ok(resp))
+        } else {
+            Reply::Refused(resp)
+        }
+    }
+
     pub(crate) async fn send<F, Fut>(&self, op: &Op<'_>, make: F) -> Result<Response, RegistryError>
     where
         F: FnMut() -> Fut,

@@ -13,7 +13,7 @@ use url::Url;
 
 use super::body::{Shared, counted, take, take_error, with_progress};
 use super::error::RegistryError;
-use super::repository::{Op, Repository, Subject};
+use super::repository::{Op, Reply, Repository, Subject};
 use super::sending::Sending;
 use crate::blob::BlobSource;
 use crate::dest::{DestError, Destination, Progress};
@@ -37,21 +37,16 @@ impl Repository {
         };
         let url = self.url(&format!("blobs/{digest}"))?;
         let http = &self.client.inner.http;
-        self.client
-            .inner
-            .opts
-            .retry
-            .run(&op.what, || async {
-                let resp = self
-                    .send(&op, || async { Ok(http.head(url.clone())) })
-                    .await?;
-                match resp.status() {
-                    s if s.is_success() => Ok(true),
-                    StatusCode::NOT_FOUND => Ok(false),
-                    _ => Err(self.error_from(&op, resp).await),
-                }
-            })
-            .await
+        self.call(
+            &op,
+            || async { Ok(http.head(url.clone())) },
+            |resp| match resp.status() {
+                s if s.is_success() => Reply::Done(Ok(true)),
+                StatusCode::NOT_FOUND => Reply::Done(Ok(false)),
+                _ => Reply::Refused(resp),
+            },
+        )
+        .await
     }
 
     /// Mount `blob` from `from_repository` of the same registry. `true` when mounted; `false`
@@ -76,29 +71,24 @@ impl Repository {
             .append_pair("mount", digest.as_str())
             .append_pair("from", from_repository);
         let http = &self.client.inner.http;
-        self.client
-            .inner
-            .opts
-            .retry
-            .run(&op.what, || async {
-                let resp = self
-                    .send(&op, || async {
-                        Ok(http.post(url.clone()).header(CONTENT_LENGTH, "0"))
-                    })
-                    .await?;
-                match resp.status() {
-                    StatusCode::CREATED => Ok(true),
-                    StatusCode::ACCEPTED => {
-                        let location = self.location(&op, &resp, &url)?;
+        self.call(
+            &op,
+            || async { Ok(http.post(url.clone()).header(CONTENT_LENGTH, "0")) },
+            |resp| match resp.status() {
+                StatusCode::CREATED => Reply::Done(Ok(true)),
+                // The registry opened an upload session instead: kept for the upload.
+                StatusCode::ACCEPTED => {
+                    Reply::Done(self.location(&op, &resp, &url).map(|location| {
                         if let Ok(mut s) = self.sessions.lock() {
                             s.insert(digest.clone(), location);
                         }
-                        Ok(false)
-                    }
-                    _ => Err(self.error_from(&op, resp).await),
+                        false
+                    }))
                 }
-            })
-            .await
+                _ => Reply::Refused(resp),
+            },
+        )
+        .await
     }
 
     /// Upload `blob` from `source`, retrying on transient errors. A chunked upload cut part-way
@@ -475,25 +465,16 @@ impl Repository {
         let ours = Digest::of(&bytes);
         let http = &self.client.inner.http;
         let resp = self
-            .client
-            .inner
-            .opts
-            .retry
-            .run(&op.what, || async {
-                let resp = self
-                    .send(&op, || async {
-                        Ok(http
-                            .put(url.clone())
-                            .header(CONTENT_TYPE, media_type)
-                            .body(bytes.clone()))
-                    })
-                    .await?;
-                if resp.status().is_success() {
-                    Ok(resp)
-                } else {
-                    Err(self.error_from(&op, resp).await)
-                }
-            })
+            .call(
+                &op,
+                || async {
+                    Ok(http
+                        .put(url.clone())
+                        .header(CONTENT_TYPE, media_type)
+                        .body(bytes.clone()))
+                },
+                Self::success,
+            )
             .await?;
         self.check_digest_header(&op, &resp, &ours, &format!("manifest {reference} ({ours})"))?;
         Ok(resp
