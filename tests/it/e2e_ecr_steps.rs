@@ -75,11 +75,7 @@ fn a_role_is_assumed_once_for_every_ecr_step_of_a_push() {
         );
     }
     // And the role was assumed once for all of them.
-    let assumed = calls
-        .iter()
-        .filter(|c| c.action == "sts:AssumeRole")
-        .count();
-    assert_eq!(assumed, 1, "{calls:#?}");
+    assert_assumed_once(&calls);
     assert_eq!(served(&calls, "sts:AssumeRole", "builder"), 1, "{calls:#?}");
 }
 
@@ -120,6 +116,11 @@ fn the_token_provider_shares_the_settings_sdk_configuration() {
             "{action}: {calls:#?}"
         );
     }
+    assert_assumed_once(&calls);
+}
+
+/// `sts:AssumeRole` was called exactly once.
+fn assert_assumed_once(calls: &[Call]) {
     let assumed = calls
         .iter()
         .filter(|c| c.action == "sts:AssumeRole")
