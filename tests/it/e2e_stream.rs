@@ -233,3 +233,63 @@ fn the_cli_uploads_a_new_layer_while_building_it_and_the_image_runs() {
     );
     assert_eq!(run_image(&img.rootfs, &img.config).stdout, "hello\n");
 }
+
+#[test]
+fn only_the_target_stage_layers_are_streamed() {
+    let sb = Sandbox::new();
+    let b = RegistryServer::start();
+    let ctx = sb.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("big.bin"), noise(20 * MIB, 9)).unwrap();
+    std::fs::write(ctx.join("small.txt"), "small\n").unwrap();
+    // The builder stage's 20 MiB layer is only read by COPY --from: it never reaches the registry.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch AS builder\nCOPY big.bin small.txt /src/\n\
+         FROM scratch\nCOPY --from=builder /src/small.txt /small.txt\nCOPY small.txt /again.txt\n",
+    )
+    .unwrap();
+    let out = sb
+        .command()
+        .arg("--no-cache")
+        .arg(ctx.join("Dockerfile"))
+        .arg(format!("{}/stages:v1", b.addr()))
+        .output()
+        .unwrap();
+    assert_pushed(&out, &format!("{}/stages", b.addr()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("while it was built").count(),
+        2,
+        "the two layers of the target stage: {stderr}"
+    );
+    let log = b.access_log();
+    let started = log
+        .iter()
+        .filter(|e| e.method == "POST" && e.path().ends_with("/blobs/uploads/"))
+        .count();
+    let closed = log
+        .iter()
+        .filter(|e| e.method == "PUT" && e.uri.contains("digest=") && e.status == 201)
+        .count();
+    // Two layers and the config; no session for the builder's layer.
+    assert_eq!((started, closed), (3, 3), "{log:#?}");
+    let stored: u64 = walk_sizes(&b.storage_dir().join("docker/registry/v2/blobs"));
+    assert!(stored < MIB as u64, "{stored} bytes stored");
+}
+
+/// The total size of the files under `dir`.
+fn walk_sizes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                walk_sizes(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}
