@@ -2,7 +2,7 @@
 //! (and count) the bytes flowing through them, so a blob is digested while it is written.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -180,35 +180,6 @@ impl<W: Write> Write for HashingWriter<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
-    }
-}
-
-/// A reader that hashes and counts everything read through it.
-pub struct HashingReader<R> {
-    inner: R,
-    hasher: Hasher,
-}
-
-impl<R: Read> HashingReader<R> {
-    /// Wrap `inner`.
-    pub fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: Hasher::new(),
-        }
-    }
-    /// The digest and byte count of what was read.
-    pub fn finish(self) -> (R, Digest, u64) {
-        let (d, n) = self.hasher.finish();
-        (self.inner, d, n)
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::archive;
@@ -178,7 +177,7 @@ fn write_entries(w: &mut LayerWriter, plan: &CopyPlan) -> Result<(), BuildError>
             Planned::Dir => w.add_dir(&path, *meta)?,
             Planned::Symlink { target } => w.add_symlink(&path, target, *meta)?,
             Planned::File { path: src, size } => {
-                copy_file(w, &path, *meta, src, *size, open_file(src, *size)?)?;
+                copy_file(w, &path, *meta, src, *size)?;
             }
         }
     }
@@ -188,8 +187,14 @@ fn write_entries(w: &mut LayerWriter, plan: &CopyPlan) -> Result<(), BuildError>
     Ok(())
 }
 
-/// Open a regular file of the context that the plan saw with `size` bytes.
-fn open_file(src: &Path, size: u64) -> Result<File, BuildError> {
+/// Copy one regular file of the context, which the plan saw with `size` bytes, into the layer.
+fn copy_file(
+    w: &mut LayerWriter,
+    dest: &str,
+    meta: EntryMeta,
+    src: &Path,
+    size: u64,
+) -> Result<(), BuildError> {
     let file = File::open(src).map_err(BuildError::io("open", src))?;
     let now = file.metadata().map_err(BuildError::io("read", src))?;
     if !now.is_file() || now.len() != size {
@@ -199,18 +204,6 @@ fn open_file(src: &Path, size: u64) -> Result<File, BuildError> {
             actual: if now.is_file() { now.len() } else { 0 },
         });
     }
-    Ok(file)
-}
-
-/// Copy one file (read from `file`, opened by [`open_file`]) into the layer; returns the reader.
-fn copy_file<R: Read>(
-    w: &mut LayerWriter,
-    dest: &str,
-    meta: EntryMeta,
-    src: &Path,
-    size: u64,
-    file: R,
-) -> Result<R, BuildError> {
     let mut reader = TrackedReader::new(file);
     let copied = match w.add_file_counted(dest, meta, size, &mut reader) {
         Ok(n) => n,
@@ -232,7 +225,7 @@ fn copy_file<R: Read>(
             actual: copied,
         });
     }
-    Ok(reader.inner)
+    Ok(())
 }
 
 #[cfg(test)]
