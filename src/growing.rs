@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::blob::{BlobSource, ByteStream};
 use crate::digest::Digest;
+use crate::image::Descriptor;
 
 /// How far a growing blob has got.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +181,45 @@ impl GrowingBlob {
         match &*self.state.borrow() {
             State::Finished(d, s) => Some((d.clone(), *s)),
             _ => None,
+        }
+    }
+}
+
+/// The blob an upload sends: a finished one, or one still being written. Shared by the
+/// destinations that stream ([`crate::registry`], the ECR API).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Sending<'a> {
+    /// A finished blob.
+    Known(&'a Descriptor, &'a dyn BlobSource),
+    /// A blob still being written.
+    Growing(&'a GrowingBlob),
+}
+
+impl<'a> Sending<'a> {
+    /// Where its bytes are read from.
+    pub(crate) fn source(&self) -> &'a dyn BlobSource {
+        match *self {
+            Sending::Known(_, s) => s,
+            Sending::Growing(g) => g,
+        }
+    }
+
+    /// The blob for messages: its digest, or "the layer being built".
+    pub(crate) fn label(&self) -> String {
+        match self {
+            Sending::Known(d, _) => d.digest.to_string(),
+            Sending::Growing(g) => match g.finished_now() {
+                Some((d, _)) => d.to_string(),
+                None => "(the layer being built)".into(),
+            },
+        }
+    }
+
+    /// The digest and size, once the blob is finished.
+    pub(crate) async fn finished(&self) -> io::Result<(Digest, u64)> {
+        match self {
+            Sending::Known(d, _) => Ok((d.digest.clone(), d.size)),
+            Sending::Growing(g) => g.finished().await,
         }
     }
 }

@@ -167,7 +167,10 @@ pub fn default_credentials() -> Result<Arc<dyn CredentialProvider>, AuthError> {
 pub fn credentials_with_aws(
     aws: &crate::ecr::AwsOptions,
 ) -> Result<Arc<dyn CredentialProvider>, AuthError> {
-    Ok(docker_then_ecr(DockerConfigProvider::from_env()?, aws))
+    Ok(docker_then_ecr(
+        DockerConfigProvider::from_env()?,
+        crate::ecr::EcrCredentialProvider::new(aws.clone()),
+    ))
 }
 
 /// Like [`credentials_with_aws`], with ECR tokens got from the same (cached) AWS
@@ -176,22 +179,19 @@ pub fn credentials_with_aws(
 pub fn credentials_for(
     ecr: &crate::job_ecr::EcrSettings,
 ) -> Result<Arc<dyn CredentialProvider>, AuthError> {
-    Ok(Arc::new(Chain(vec![
-        Arc::new(DockerConfigProvider::from_env()?),
-        Arc::new(ecr.credential_provider()),
-    ])))
+    Ok(docker_then_ecr(
+        DockerConfigProvider::from_env()?,
+        ecr.credential_provider(),
+    ))
 }
 
 /// docker `config.json` first (an explicit entry wins), then ECR tokens.
 #[cfg(feature = "ecr")]
 fn docker_then_ecr(
     docker: DockerConfigProvider,
-    aws: &crate::ecr::AwsOptions,
+    ecr: crate::ecr::EcrCredentialProvider,
 ) -> Arc<dyn CredentialProvider> {
-    Arc::new(Chain(vec![
-        Arc::new(docker),
-        Arc::new(crate::ecr::EcrCredentialProvider::new(aws.clone())),
-    ]))
+    Arc::new(Chain(vec![Arc::new(docker), Arc::new(ecr)]))
 }
 
 /// Why the job failed.
@@ -426,7 +426,10 @@ mod tests {
             r#"{{"auths":{{"{host}":{{"auth":"Y2ktdXNlcjpmcm9tLWRvY2tlci1jb25maWc="}}}}}}"#
         );
         let docker = DockerConfigProvider::from_json(&json).unwrap();
-        let chain = docker_then_ecr(docker, &crate::ecr::AwsOptions::default());
+        let chain = docker_then_ecr(
+            docker,
+            crate::ecr::EcrCredentialProvider::new(crate::ecr::AwsOptions::default()),
+        );
         let got = chain
             .credentials(&RegistryHost {
                 logical: host,

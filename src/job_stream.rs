@@ -74,7 +74,8 @@ where
                 // No layer starts after the build; take those already published, then stop.
                 rx.close();
             }
-            Some(blob) = rx.recv(), if dest.is_some() => {
+            // Without a destination there is no tap: the channel is closed from the start.
+            Some(blob) = rx.recv() => {
                 if let Some(dest) = dest {
                     uploads.push(upload(dest, blob, prepare, events));
                 }

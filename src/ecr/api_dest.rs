@@ -14,7 +14,7 @@ use super::host::EcrRepository;
 use crate::blob::BlobSource;
 use crate::dest::{DestError, Destination, Progress};
 use crate::digest::{Digest, Hasher};
-use crate::growing::GrowingBlob;
+use crate::growing::{GrowingBlob, Sending};
 use crate::image::Descriptor;
 
 const MIB: u64 = 1024 * 1024;
@@ -130,7 +130,7 @@ impl EcrApiDestination {
         source: &dyn BlobSource,
         progress: Progress<'_>,
     ) -> Result<(), EcrError> {
-        self.upload_parts(Uploading::Known(blob, source), progress)
+        self.upload_parts(Sending::Known(blob, source), progress)
             .await
             .map(|_| ())
     }
@@ -143,15 +143,15 @@ impl EcrApiDestination {
         blob: &GrowingBlob,
         progress: Progress<'_>,
     ) -> Result<(Digest, u64), EcrError> {
-        self.upload_parts(Uploading::Growing(blob), progress).await
+        self.upload_parts(Sending::Growing(blob), progress).await
     }
 
     async fn upload_parts(
         &self,
-        uploading: Uploading<'_>,
+        sending: Sending<'_>,
         progress: Progress<'_>,
     ) -> Result<(Digest, u64), EcrError> {
-        let label = uploading.label();
+        let label = sending.label();
         let item = || Some(format!("blob {label}"));
         tracing::debug!(repository = %self.repository, blob = %label, "ECR InitiateLayerUpload");
         let init = self
@@ -176,7 +176,7 @@ impl EcrApiDestination {
             blob: label.clone(),
             source,
         };
-        let mut stream = uploading.source().open().await.map_err(read_err)?;
+        let mut stream = sending.source().open().await.map_err(read_err)?;
         let mut hasher = Hasher::new();
         let mut buf = BytesMut::new();
         let mut sent: u64 = 0;
@@ -188,7 +188,7 @@ impl EcrApiDestination {
                 hasher.update(&c);
                 buf.extend_from_slice(&c);
             }
-            if let Uploading::Growing(g) = uploading
+            if let Sending::Growing(g) = sending
                 && !checked
                 && let Some((digest, size)) = g.finished_now()
             {
@@ -212,7 +212,7 @@ impl EcrApiDestination {
             }
         }
         let (found, found_size) = hasher.finish();
-        let (digest, size) = uploading.finished().await.map_err(read_err)?;
+        let (digest, size) = sending.finished().await.map_err(read_err)?;
         if found != digest || found_size != size {
             return Err(EcrError::BlobMismatch {
                 repository: self.repository.to_string(),
@@ -355,36 +355,6 @@ impl EcrApiDestination {
 fn digest_in_message(message: &str) -> Option<&str> {
     let (_, rest) = message.split_once("digest '")?;
     rest.split_once('\'').map(|(d, _)| d)
-}
-
-/// The blob an upload sends: finished, or a layer still being built.
-#[derive(Clone, Copy)]
-enum Uploading<'a> {
-    Known(&'a Descriptor, &'a dyn BlobSource),
-    Growing(&'a GrowingBlob),
-}
-
-impl<'a> Uploading<'a> {
-    fn source(&self) -> &'a dyn BlobSource {
-        match *self {
-            Uploading::Known(_, s) => s,
-            Uploading::Growing(g) => g,
-        }
-    }
-
-    fn label(&self) -> String {
-        match self {
-            Uploading::Known(d, _) => d.digest.to_string(),
-            Uploading::Growing(_) => "(the layer being built)".into(),
-        }
-    }
-
-    async fn finished(&self) -> std::io::Result<(Digest, u64)> {
-        match self {
-            Uploading::Known(d, _) => Ok((d.digest.clone(), d.size)),
-            Uploading::Growing(g) => g.finished().await,
-        }
-    }
 }
 
 /// The part size to use for ECR's suggestion, clamped to [`MIN_PART_SIZE`]..=[`MAX_PART_SIZE`].

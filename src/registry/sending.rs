@@ -1,50 +1,22 @@
-//! What an upload sends: a finished blob of known digest and size, or a layer still being
-//! built ([`GrowingBlob`]), whose chunks are sent as they are written so the upload overlaps
-//! the build. [`Repository::upload_growing`] is the growing upload's entry point.
+//! Chunked uploads of a [`Sending`] blob: a finished blob of known digest and size, or a layer
+//! still being built ([`GrowingBlob`]), whose chunks are sent as they are written so the upload
+//! overlaps the build. [`Repository::upload_growing`] is the growing upload's entry point.
 
 use std::io;
 
 use super::error::RegistryError;
 use super::upload::ResumeSlot;
 use super::{Repository, Subject};
-use crate::blob::BlobSource;
 use crate::dest::Progress;
 use crate::digest::Digest;
-use crate::growing::GrowingBlob;
-use crate::image::Descriptor;
+use crate::growing::{GrowingBlob, Sending};
 
 /// When a growing blob is finished with at least this much of it still unsent, the registry is
 /// asked whether it has the blob already (`HEAD`) before the rest is sent.
 pub(super) const EXISTS_CHECK_MIN: u64 = 1 << 20;
 
-/// The blob an upload sends.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Sending<'a> {
-    /// A finished blob.
-    Known(&'a Descriptor, &'a dyn BlobSource),
-    /// A blob still being written.
-    Growing(&'a GrowingBlob),
-}
-
+/// What only the registry's chunked upload needs to know of the blob it sends.
 impl<'a> Sending<'a> {
-    pub(super) fn source(&self) -> &'a dyn BlobSource {
-        match *self {
-            Sending::Known(_, s) => s,
-            Sending::Growing(g) => g,
-        }
-    }
-
-    /// The blob for messages: its digest, or "the layer being built".
-    pub(super) fn label(&self) -> String {
-        match self {
-            Sending::Known(d, _) => d.digest.to_string(),
-            Sending::Growing(g) => match g.finished_now() {
-                Some((d, _)) => d.to_string(),
-                None => "(the layer being built)".into(),
-            },
-        }
-    }
-
     pub(super) fn subject(&self) -> Subject<'a> {
         match *self {
             Sending::Known(d, _) => Subject::Blob(&d.digest),
@@ -63,14 +35,6 @@ impl<'a> Sending<'a> {
             },
         };
         Ok((offset < size).then(|| chunk.min(size - offset)))
-    }
-
-    /// The digest and size, once the blob is finished.
-    pub(super) async fn finished(&self) -> io::Result<(Digest, u64)> {
-        match self {
-            Sending::Known(d, _) => Ok((d.digest.clone(), d.size)),
-            Sending::Growing(g) => g.finished().await,
-        }
     }
 }
 

@@ -14,11 +14,10 @@ use url::Url;
 use super::body::{Shared, counted, take, take_error, with_progress};
 use super::error::RegistryError;
 use super::repository::{Op, Reply, Repository, Subject};
-use super::sending::Sending;
 use crate::blob::BlobSource;
 use crate::dest::{DestError, Destination, Progress};
 use crate::digest::Digest;
-use crate::growing::GrowingBlob;
+use crate::growing::{GrowingBlob, Sending};
 use crate::image::Descriptor;
 
 const OCTET: &str = "application/octet-stream";
