@@ -288,32 +288,27 @@ pub(crate) fn parse_maybe_json(rest: &str) -> Result<Parsed, LineError> {
     if rest.is_empty() {
         return Ok(Parsed::default());
     }
-    match parse_json(rest)? {
-        Json::Array(args) => Ok(Parsed {
-            args,
-            json: true,
-            invalid_json: None,
-        }),
-        Json::NotArray => Ok(parse_string(rest)),
-        Json::Invalid(e) => Ok(Parsed {
-            invalid_json: Some(e),
-            ..parse_string(rest)
-        }),
-    }
+    json_or(rest, parse_string)
 }
 
 /// `parseMaybeJSONToList` (ADD, COPY, VOLUME): a JSON array, else whitespace-split words.
 pub(crate) fn parse_maybe_json_to_list(rest: &str) -> Result<Parsed, LineError> {
+    json_or(rest, parse_whitespace_delimited)
+}
+
+/// A JSON array, else `fallback` of the text (remembering why JSON failed, if it looked like
+/// JSON).
+fn json_or(rest: &str, fallback: fn(&str) -> Parsed) -> Result<Parsed, LineError> {
     match parse_json(rest)? {
         Json::Array(args) => Ok(Parsed {
             args,
             json: true,
             invalid_json: None,
         }),
-        Json::NotArray => Ok(parse_whitespace_delimited(rest)),
+        Json::NotArray => Ok(fallback(rest)),
         Json::Invalid(e) => Ok(Parsed {
             invalid_json: Some(e),
-            ..parse_whitespace_delimited(rest)
+            ..fallback(rest)
         }),
     }
 }
