@@ -18,6 +18,7 @@ use crate::plan::{
 };
 use crate::registries_conf::RegistriesConf;
 use crate::registry::RegistryClient;
+use crate::rootfs::RootFs;
 use crate::source::{self, SourceError};
 
 /// What to build.
@@ -103,6 +104,24 @@ pub enum BuildImageError {
         #[source]
         source: build::BuildError,
     },
+    /// The base's filesystem could not be read (for placing a layer on it).
+    #[error("Dockerfile:{line}: reading the base image's filesystem: {source}")]
+    BaseFs {
+        /// The instruction's line.
+        line: usize,
+        /// Why.
+        #[source]
+        source: layerfs::LayerFsError,
+    },
+    /// A `--chown` or `USER` name is not in the stage's files.
+    #[error("Dockerfile:{line}: {source}")]
+    Owner {
+        /// The instruction's line.
+        line: usize,
+        /// Why.
+        #[source]
+        source: crate::rootfs::users::UserError,
+    },
     /// `COPY --from` could not read its sources.
     #[error("Dockerfile:{line}: {source}")]
     CopyFrom {
@@ -123,6 +142,43 @@ pub enum BuildImageError {
 struct StageResult {
     config: ImageConfig,
     layers: Vec<Blob>,
+    fs: StageFs,
+}
+
+/// A stage's filesystem ([`RootFs`]), read from its layers' headers only once an instruction
+/// needs it: a Dockerfile with no COPY, ADD or WORKDIR never reads its base.
+#[derive(Clone)]
+enum StageFs {
+    /// Not read yet: these layers (bottom first) of this image.
+    Pending { layers: Vec<Blob>, image: String },
+    /// Read and up to date.
+    Ready(RootFs),
+}
+
+impl StageFs {
+    /// The filesystem, reading the pending layers (on a blocking thread) first.
+    fn materialize(
+        self,
+        rt: &tokio::runtime::Handle,
+        cache_dir: Option<&std::path::Path>,
+    ) -> Result<RootFs, layerfs::LayerFsError> {
+        match self {
+            StageFs::Ready(fs) => Ok(fs),
+            StageFs::Pending { layers, image } => {
+                let mut fs = RootFs::empty();
+                let index_dir = cache_dir.map(|d| d.join("rootfs"));
+                crate::rootfs::index::apply_layers(
+                    &mut fs,
+                    rt,
+                    &layers,
+                    &image,
+                    index_dir.as_deref(),
+                )?;
+                tracing::debug!("{image}: {} paths in the base's filesystem", fs.len());
+                Ok(fs)
+            }
+        }
+    }
 }
 
 /// Builds stages on demand: a stage first builds the stages its `FROM` and `COPY --from` name,
@@ -155,12 +211,12 @@ impl Builder<'_> {
             }
             let stages = self.stages;
             let stage = &stages.stages[index];
-            let (base_config, mut layers) = match &stage.base {
-                BaseSpec::Scratch => (None, vec![]),
+            let (base_config, mut layers, mut fs) = match &stage.base {
+                BaseSpec::Scratch => (None, vec![], StageFs::Ready(RootFs::empty())),
                 BaseSpec::Stage(i) if *i < index => {
                     self.stage(*i).await?;
                     let r = &self.done[i];
-                    (Some(r.config.clone()), r.layers.clone())
+                    (Some(r.config.clone()), r.layers.clone(), r.fs.clone())
                 }
                 BaseSpec::Stage(i) => {
                     return Err(PlanError::UnknownStage {
@@ -176,7 +232,11 @@ impl Builder<'_> {
                         .unwrap_or_else(|| self.opts.platform.clone());
                     let base = self.resolve(image, &platform, stage.line).await?;
                     let blobs = base_blobs(&base);
-                    (Some(base.config), blobs)
+                    let fs = StageFs::Pending {
+                        layers: blobs.clone(),
+                        image: base.reference.clone(),
+                    };
+                    (Some(base.config), blobs, fs)
                 }
             };
             let sctx = StageContext {
@@ -203,15 +263,29 @@ impl Builder<'_> {
                         from: Some(from), ..
                     } => {
                         let (name, src_layers) = self.source_layers(from, step.line()).await?;
-                        build_from_layer(&step, name, src_layers, &spool, self.opts, self.events)
-                            .await?
+                        let (layer, next) = build_from_layer(
+                            &step,
+                            name,
+                            src_layers,
+                            fs,
+                            &spool,
+                            self.opts,
+                            self.events,
+                        )
+                        .await?;
+                        fs = StageFs::Ready(next);
+                        layer
                     }
                     _ => {
                         let at = LayerAt {
                             spool: &spool,
                             tap: tap.as_ref(),
                         };
-                        build_layer(&step, &self.context, at, self.opts, self.events).await?
+                        let (layer, next) =
+                            build_layer(&step, &self.context, at, fs, self.opts, self.events)
+                                .await?;
+                        fs = StageFs::Ready(next);
+                        layer
                     }
                 };
                 config.rootfs.diff_ids.push(layer.diff_id.clone());
@@ -229,7 +303,7 @@ impl Builder<'_> {
                     }) as Arc<dyn BlobSource>,
                 });
             }
-            self.done.insert(index, StageResult { config, layers });
+            self.done.insert(index, StageResult { config, layers, fs });
             Ok(())
         })
     }
@@ -289,10 +363,11 @@ async fn build_from_layer(
     step: &LayerStep,
     image: String,
     layers: Vec<Blob>,
+    fs: StageFs,
     spool: &Arc<Spool>,
     opts: &BuildOptions,
     events: &EventSink,
-) -> Result<LayerBlob, BuildImageError> {
+) -> Result<(LayerBlob, RootFs), BuildImageError> {
     let LayerStep::Copy {
         line,
         srcs,
@@ -312,26 +387,51 @@ async fn build_from_layer(
         compression: opts.compression,
         epoch: opts.epoch,
     };
-    let spec = layerfs::FromSpec {
-        srcs,
-        dest,
-        chown,
-        chmod,
-    };
     let rt = tokio::runtime::Handle::current();
     let spool = spool.clone();
-    let blob = tokio::task::spawn_blocking(move || {
-        layerfs::copy_from_layers(&rt, &layers, &image, &spec, &spool, &layer_opts)
+    let cache_dir = opts.cache_dir.clone();
+    let (blob, fs) = tokio::task::spawn_blocking(move || {
+        let mut fs = fs
+            .materialize(&rt, cache_dir.as_deref())
+            .map_err(|source| BuildImageError::BaseFs { line, source })?;
+        let chown = match &chown {
+            Some(c) => Some(
+                crate::rootfs::users::resolve_owner(&fs, c)
+                    .map_err(|source| BuildImageError::Owner { line, source })?,
+            ),
+            None => None,
+        };
+        let spec = layerfs::FromSpec {
+            srcs,
+            dest,
+            chown,
+            chmod,
+        };
+        let blob = layerfs::copy_from_layers(&rt, &layers, &image, &spec, &spool, &layer_opts)
+            .map_err(|source| BuildImageError::CopyFrom { line, source })?;
+        // The stage's filesystem learns what the layer wrote from the layer itself.
+        let written = Blob {
+            descriptor: crate::image::Descriptor::new(
+                blob.media_type(true),
+                blob.digest.clone(),
+                blob.size,
+            ),
+            source: Arc::new(FileBlob {
+                path: blob.path.clone(),
+            }) as Arc<dyn BlobSource>,
+        };
+        crate::rootfs::index::apply_layers(&mut fs, &rt, &[written], "the new layer", None)
+            .map_err(|source| BuildImageError::CopyFrom { line, source })?;
+        Ok::<_, BuildImageError>((blob, fs))
     })
     .await
-    .map_err(|e| BuildImageError::Join(e.to_string()))?
-    .map_err(|source| BuildImageError::CopyFrom { line, source })?;
+    .map_err(|e| BuildImageError::Join(e.to_string()))??;
     events(Event::LayerBuilt {
         line,
         digest: blob.digest.clone(),
         size: blob.size,
     });
-    Ok(blob)
+    Ok((blob, fs))
 }
 
 /// The largest Dockerfile read (real ones are kilobytes).
@@ -471,9 +571,10 @@ async fn build_layer(
     step: &LayerStep,
     context: &Arc<Context>,
     at: LayerAt<'_>,
+    fs: StageFs,
     opts: &BuildOptions,
     events: &EventSink,
-) -> Result<LayerBlob, BuildImageError> {
+) -> Result<(LayerBlob, RootFs), BuildImageError> {
     let layer_opts = LayerOptions {
         compression: opts.compression,
         epoch: opts.epoch,
@@ -494,7 +595,7 @@ async fn build_layer(
                 dest
             ),
         ),
-        LayerStep::Mkdir { line, dirs } => (
+        LayerStep::Mkdir { line, dirs, .. } => (
             *line,
             format!("WORKDIR {}", dirs.last().cloned().unwrap_or_default()),
         ),
@@ -503,15 +604,63 @@ async fn build_layer(
     let (context, spool, step2) = (context.clone(), at.spool.clone(), step.clone());
     let cache_dir = opts.cache_dir.clone();
     let tap = at.tap.cloned();
-    let blob = tokio::task::spawn_blocking(move || match step2 {
+    let rt = tokio::runtime::Handle::current();
+    let (blob, fs) = tokio::task::spawn_blocking(move || {
+        let mut fs = fs
+            .materialize(&rt, cache_dir.as_deref())
+            .map_err(|source| BuildImageError::BaseFs { line, source })?;
+        let blob = build_on(
+            step2,
+            &context,
+            &mut fs,
+            &spool,
+            tap,
+            cache_dir,
+            &layer_opts,
+        )?;
+        Ok::<_, BuildImageError>((blob, fs))
+    })
+    .await
+    .map_err(|e| BuildImageError::Join(e.to_string()))??;
+    events(Event::LayerBuilt {
+        line,
+        digest: blob.digest.clone(),
+        size: blob.size,
+    });
+    Ok((blob, fs))
+}
+
+/// Build one COPY/ADD/WORKDIR layer on the stage's filesystem `fs` (updated), on a blocking
+/// thread.
+fn build_on(
+    step: LayerStep,
+    context: &Context,
+    fs: &mut RootFs,
+    spool: &Spool,
+    tap: Option<LayerTap>,
+    cache_dir: Option<PathBuf>,
+    layer_opts: &LayerOptions,
+) -> Result<LayerBlob, BuildImageError> {
+    let line = step.line();
+    let owner = |fs: &RootFs, spec: &str| {
+        crate::rootfs::users::resolve_owner(fs, spec)
+            .map_err(|source| BuildImageError::Owner { line, source })
+    };
+    let layer_err = |source| BuildImageError::Layer { line, source };
+    match step {
         LayerStep::Copy {
             srcs,
             dest,
             chown,
             chmod,
             extract,
+            link,
             ..
         } => {
+            let chown = match &chown {
+                Some(c) => Some(owner(fs, c)?),
+                None => None,
+            };
             let spec = CopySpec {
                 srcs,
                 dest,
@@ -519,25 +668,35 @@ async fn build_layer(
                 chmod,
                 extract_archives: extract,
             };
-            match cache_dir {
-                Some(dir) => crate::cache::LayerCache::open(dir)?
+            // BuildKit's `COPY --link` (without --chmod) copies onto scratch and merges the
+            // result over the stage (dockerfile2llb `convert_copy.go`): the layer does not
+            // depend on what is below it.
+            let link = link && spec.chmod.is_none();
+            let mut scratch = RootFs::empty();
+            let target: &mut RootFs = if link { &mut scratch } else { fs };
+            let blob = match cache_dir {
+                Some(dir) => crate::cache::LayerCache::open(dir)
+                    .map_err(layer_err)?
                     .with_tap(tap)
-                    .copy_layer(&context, &spec, &layer_opts)
+                    .copy_layer_on(context, &spec, layer_opts, target)
                     .map(|(blob, _)| blob),
-                None => build::build_copy_layer(&context, &spec, &spool, &layer_opts),
+                None => build::build_copy_layer_on(context, &spec, target, spool, layer_opts),
             }
+            .map_err(layer_err)?;
+            if link {
+                fs.overlay(&scratch);
+            }
+            Ok(blob)
         }
-        LayerStep::Mkdir { dirs, .. } => build::build_dirs_layer(&dirs, &spool, &layer_opts),
-    })
-    .await
-    .map_err(|e| BuildImageError::Join(e.to_string()))?
-    .map_err(|source| BuildImageError::Layer { line, source })?;
-    events(Event::LayerBuilt {
-        line,
-        digest: blob.digest.clone(),
-        size: blob.size,
-    });
-    Ok(blob)
+        LayerStep::Mkdir { dirs, user, .. } => {
+            let owner = match &user {
+                Some(u) => owner(fs, u)?,
+                None => (0, 0),
+            };
+            let dir = dirs.last().cloned().unwrap_or_else(|| "/".into());
+            build::build_mkdir_layer(&dir, owner, fs, spool, layer_opts).map_err(layer_err)
+        }
+    }
 }
 
 /// The platform of the machine running ocipush.

@@ -39,6 +39,7 @@ pub mod push;
 pub mod reference;
 pub mod registries_conf;
 pub mod registry;
+mod rootfs;
 pub mod source;
 
 /// The User-Agent sent with every request: `ocipush/<version>`.

@@ -12,6 +12,8 @@ use super::error::BuildError;
 use super::layer::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, TrackedReader, normalize};
 use super::spool::Spool;
 use crate::digest::Digest;
+use crate::rootfs::place::{Payload, Placement};
+use crate::rootfs::{Kind, RootFs};
 
 /// One COPY or ADD instruction with local sources.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -47,27 +49,85 @@ pub(crate) struct CopyPlan {
     pub(crate) chown: Option<(u32, u32)>,
 }
 
-/// Build the layer for `spec`.
+/// Build the layer for `spec` on an empty filesystem (`scratch`).
 pub fn build_copy_layer(
     ctx: &Context,
     spec: &CopySpec,
     spool: &Spool,
     opts: &LayerOptions,
 ) -> Result<LayerBlob, BuildError> {
-    let plan = plan_copy(ctx, spec)?;
+    let plan = plan_copy(ctx, spec, &mut RootFs::empty())?;
     write_copy(&plan, spool, opts)
 }
 
-/// Resolve `spec` in the context into a [`CopyPlan`] (no file is read).
-pub(crate) fn plan_copy(ctx: &Context, spec: &CopySpec) -> Result<CopyPlan, BuildError> {
+/// Build the layer for `spec` on the stage's filesystem `fs` (updated with the copy).
+pub(crate) fn build_copy_layer_on(
+    ctx: &Context,
+    spec: &CopySpec,
+    fs: &mut RootFs,
+    spool: &Spool,
+    opts: &LayerOptions,
+) -> Result<LayerBlob, BuildError> {
+    let plan = plan_copy(ctx, spec, fs)?;
+    write_copy(&plan, spool, opts)
+}
+
+/// WORKDIR's layer: `dir` and its missing parents created on `fs` (updated) as BuildKit's
+/// `Mkdir` with parents does, owned by `owner`; existing ancestors keep their metadata.
+pub(crate) fn build_mkdir_layer(
+    dir: &str,
+    owner: (u32, u32),
+    fs: &mut RootFs,
+    spool: &Spool,
+    opts: &LayerOptions,
+) -> Result<LayerBlob, BuildError> {
+    let entries = crate::rootfs::place::mkdir::<Planned>(fs, dir, owner).map_err(|source| {
+        BuildError::Dest {
+            dest: dir.to_string(),
+            source,
+        }
+    })?;
+    let plan = CopyPlan {
+        entries,
+        archives: Vec::new(),
+        dest: Vec::new(),
+        chown: None,
+    };
+    write_copy(&plan, spool, opts)
+}
+
+impl Payload for Planned {
+    fn dir() -> Self {
+        Planned::Dir
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            Planned::Dir => Kind::Dir,
+            Planned::File { .. } => Kind::File,
+            Planned::Symlink { target } => Kind::Symlink(target.as_str().into()),
+        }
+    }
+
+    fn source_file(&self) -> Option<PathBuf> {
+        match self {
+            Planned::File { path, .. } => Some(path.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Resolve `spec` in the context and place it on `fs` (the stage's filesystem, updated) into
+/// a [`CopyPlan`]; no file is read.
+pub(crate) fn plan_copy(
+    ctx: &Context,
+    spec: &CopySpec,
+    fs: &mut RootFs,
+) -> Result<CopyPlan, BuildError> {
     let dest_is_dir = spec.dest.ends_with('/')
         || spec.dest.ends_with("/.")
         || spec.dest == "."
         || normalize(&spec.dest)?.is_none();
-    let dest: Vec<String> = match normalize(&spec.dest)? {
-        Some(d) => d.split('/').map(str::to_string).collect(),
-        None => Vec::new(),
-    };
     if spec.srcs.is_empty() {
         return Err(BuildError::InvalidPath {
             path: spec.dest.clone(),
@@ -84,25 +144,29 @@ pub(crate) fn plan_copy(ctx: &Context, spec: &CopySpec) -> Result<CopyPlan, Buil
         });
     }
     let (uid, gid) = spec.chown.unwrap_or((0, 0));
-    let mut planned: BTreeMap<Vec<String>, (Planned, EntryMeta)> = BTreeMap::new();
-    let mut archives: Vec<(PathBuf, archive::ArchiveFormat)> = Vec::new();
     let meta = |mode: u32| EntryMeta {
         mode: spec.chmod.unwrap_or(mode),
         uid,
         gid,
     };
+    let dest_err = |source| BuildError::Dest {
+        dest: spec.dest.clone(),
+        source,
+    };
+    // fsutil's MkdirAll: created directories get the numeric --chmod, else 0755.
+    let mut place = Placement::new(fs, &spec.dest, meta(0o755));
+    let mut archives: Vec<(PathBuf, archive::ArchiveFormat)> = Vec::new();
+    let mut archive_dest = Vec::new();
 
     for src in &sources {
         if src.is_dir {
-            if !dest.is_empty() {
-                planned.insert(dest.clone(), (Planned::Dir, meta(src.mode)));
-            }
+            let mut children = Vec::new();
             for entry in ctx.walk(&src.rel)? {
-                let mut key = dest.clone();
-                key.extend(entry.rel.split('/').map(str::to_string));
-                let value = match entry.kind {
-                    WalkKind::Dir { mode } => (Planned::Dir, meta(mode)),
+                let rel: Vec<String> = entry.rel.split('/').map(str::to_string).collect();
+                children.push(match entry.kind {
+                    WalkKind::Dir { mode } => (rel, Planned::Dir, meta(mode)),
                     WalkKind::File { mode, size } => (
+                        rel,
                         Planned::File {
                             path: entry.path,
                             size,
@@ -110,6 +174,7 @@ pub(crate) fn plan_copy(ctx: &Context, spec: &CopySpec) -> Result<CopyPlan, Buil
                         meta(mode),
                     ),
                     WalkKind::Symlink { target } => (
+                        rel,
                         Planned::Symlink { target },
                         EntryMeta {
                             mode: 0o777,
@@ -117,37 +182,34 @@ pub(crate) fn plan_copy(ctx: &Context, spec: &CopySpec) -> Result<CopyPlan, Buil
                             gid,
                         },
                     ),
-                };
-                planned.insert(key, value);
+                });
             }
+            place.add_dir(children).map_err(dest_err)?;
             continue;
         }
         if spec.extract_archives
             && let Some(format) = archive::detect_archive(&src.path)?
         {
+            archive_dest = place.dest_dir().map_err(dest_err)?;
             archives.push((src.path.clone(), format));
             continue;
         }
-        let mut key = dest.clone();
-        if dest_is_dir {
-            key.push(src.name.clone());
-        }
-        planned.insert(
-            key,
-            (
+        place
+            .add_file(
+                &src.name,
                 Planned::File {
                     path: src.path.clone(),
                     size: src.size,
                 },
                 meta(src.mode),
-            ),
-        );
+            )
+            .map_err(dest_err)?;
     }
 
     Ok(CopyPlan {
-        entries: planned,
+        entries: place.finish(),
         archives,
-        dest,
+        dest: archive_dest,
         chown: spec.chown,
     })
 }

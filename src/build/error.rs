@@ -80,6 +80,15 @@ pub enum BuildError {
         /// The destination as given.
         dest: String,
     },
+    /// The destination does not fit the stage's filesystem.
+    #[error("COPY to '{dest}': {source}")]
+    Dest {
+        /// The destination as given.
+        dest: String,
+        /// Why.
+        #[source]
+        source: crate::rootfs::RootFsError,
+    },
     /// A destination or entry path that is not a usable path in the image.
     #[error("invalid path '{path}' in the image: {reason}")]
     InvalidPath {

@@ -20,7 +20,8 @@ pub use archive::{ArchiveFormat, detect_archive};
 pub use compress::{Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, set_threads, threads};
 pub use context::{Context, Source, WalkEntry, WalkKind};
 pub(crate) use copy::{
-    CopyPlan, Planned, copy_diff_id, plan_copy as plan_copy_layer, write_copy as write_copy_layer,
+    CopyPlan, Planned, build_copy_layer_on, build_mkdir_layer, copy_diff_id,
+    plan_copy as plan_copy_layer, write_copy as write_copy_layer,
 };
 pub use copy::{CopySpec, build_copy_layer};
 pub use dockerignore::DockerIgnore;

@@ -93,7 +93,18 @@ impl LayerCache {
         spec: &CopySpec,
         opts: &LayerOptions,
     ) -> Result<(LayerBlob, CacheOutcome), BuildError> {
-        let plan = plan_copy_layer(ctx, spec)?;
+        self.copy_layer_on(ctx, spec, opts, &mut crate::rootfs::RootFs::empty())
+    }
+
+    /// [`LayerCache::copy_layer`] on the stage's filesystem `fs` (updated with the copy).
+    pub(crate) fn copy_layer_on(
+        &self,
+        ctx: &Context,
+        spec: &CopySpec,
+        opts: &LayerOptions,
+        fs: &mut crate::rootfs::RootFs,
+    ) -> Result<(LayerBlob, CacheOutcome), BuildError> {
+        let plan = plan_copy_layer(ctx, spec, fs)?;
         let keys = Keys::new(spec, opts, &plan);
         let stats = keys::file_stats(&plan)?;
         let stat_key = keys.stat_key(&stats);

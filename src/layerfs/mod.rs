@@ -13,6 +13,8 @@ mod reader;
 mod select;
 
 pub use error::LayerFsError;
+pub(crate) use merged::clean as clean_path;
+pub(crate) use reader::open as open_layer;
 pub use select::{FromSpec, copy_from_layers};
 
 #[cfg(test)]

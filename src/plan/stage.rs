@@ -30,14 +30,17 @@ pub enum LayerStep {
         srcs: Vec<String>,
         /// Absolute destination in the image (trailing `/` kept).
         dest: String,
-        /// `--chown` as numeric ids.
-        chown: Option<(u32, u32)>,
+        /// `--chown=user[:group]`, expanded; names resolve against the stage's own
+        /// `/etc/passwd` and `/etc/group` when the layer is built.
+        chown: Option<String>,
         /// `--chmod`.
         chmod: Option<u32>,
         /// `ADD`: extract local tar archives.
         extract: bool,
         /// `COPY --from`: the sources are absolute paths in that stage or image.
         from: Option<CopyFrom>,
+        /// `--link`: placed on an empty filesystem, independent of the layers below.
+        link: bool,
     },
     /// `WORKDIR`: create these directories (each parent listed).
     Mkdir {
@@ -45,6 +48,8 @@ pub enum LayerStep {
         line: usize,
         /// Absolute paths, parents first.
         dirs: Vec<String>,
+        /// The stage's `USER` at that point: BuildKit creates the directories as that user.
+        user: Option<String>,
     },
 }
 
@@ -296,9 +301,11 @@ impl Planner<'_> {
                         acc.push_str(part);
                         dirs.push(acc.clone());
                     }
+                    let user = self.config.config.as_ref().and_then(|c| c.user.clone());
                     self.layers.push(LayerStep::Mkdir {
                         line: l.start_line,
                         dirs,
+                        user: user.filter(|u| !u.is_empty()),
                     });
                     self.history(format!("WORKDIR {dir}"), false);
                 } else {
@@ -506,7 +513,7 @@ impl Planner<'_> {
             dest.push('/');
         }
         let chown = match &a.chown {
-            Some(c) => Some(parse_chown(&self.expand(l, c)?).map_err(|m| Self::invalid(l, m))?),
+            Some(c) => Some(self.expand(l, c)?),
             None => None,
         };
         let chmod = match &a.chmod {
@@ -532,6 +539,7 @@ impl Planner<'_> {
             chmod,
             extract: add,
             from,
+            link: a.link,
         });
         self.history(created_by, false);
         Ok(())
@@ -589,30 +597,6 @@ fn is_remote(s: &str) -> bool {
         || lower.starts_with("https://")
         || lower.starts_with("git@")
         || lower.starts_with("git://")
-}
-
-/// `--chown` values: numeric `uid[:gid]`; `root` is 0. Names need the base image's `/etc/passwd`.
-fn parse_chown(s: &str) -> Result<(u32, u32), String> {
-    let (u, g) = match s.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (s, None),
-    };
-    let id = |name: &str, what: &str| -> Result<u32, String> {
-        if name == "root" {
-            return Ok(0);
-        }
-        name.parse::<u32>().map_err(|_| {
-            format!(
-                "--chown={s}: {what} {name:?} is not a number; ocipush does not read user names from the base image yet, so use numeric ids (e.g. --chown=1000:1000)"
-            )
-        })
-    };
-    let uid = id(u, "user")?;
-    let gid = match g {
-        Some(g) => id(g, "group")?,
-        None => uid,
-    };
-    Ok((uid, gid))
 }
 
 fn valid_signal(s: &str) -> bool {
@@ -699,14 +683,6 @@ mod tests {
         assert!(matches!(e, PlanError::UnknownStage { line: 2, .. }), "{e}");
         let e = copy_froms("FROM scratch AS x\nCOPY --from=x /a /b\n").unwrap_err();
         assert!(e.to_string().contains("stage \"x\" is not defined"), "{e}");
-    }
-
-    #[test]
-    fn chown_forms() {
-        assert_eq!(parse_chown("1000:1000"), Ok((1000, 1000)));
-        assert_eq!(parse_chown("5"), Ok((5, 5)));
-        assert_eq!(parse_chown("root:0"), Ok((0, 0)));
-        assert!(parse_chown("app:app").unwrap_err().contains("numeric"));
     }
 
     #[test]
