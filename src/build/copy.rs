@@ -69,7 +69,7 @@ pub(crate) fn build_copy_layer_on(
     opts: &LayerOptions,
 ) -> Result<LayerBlob, BuildError> {
     let plan = plan_copy(ctx, spec, fs)?;
-    write_copy(&plan, spool, opts)
+    write_copy_on(&plan, spool, opts, fs)
 }
 
 /// WORKDIR's layer: `dir` and its missing parents created on `fs` (updated) as BuildKit's
@@ -223,6 +223,84 @@ pub(crate) fn write_copy(
     let mut w = LayerWriter::new(spool, opts)?;
     write_entries(&mut w, plan)?;
     w.finish()
+}
+
+/// [`write_copy`], and what ADD extracted from archives applied to `fs` (the plan's own
+/// entries were placed on it already).
+pub(crate) fn write_copy_on(
+    plan: &CopyPlan,
+    spool: &Spool,
+    opts: &LayerOptions,
+    fs: &mut RootFs,
+) -> Result<LayerBlob, BuildError> {
+    let mut w = LayerWriter::new(spool, opts)?;
+    write_entries_recording(&mut w, plan, fs)?;
+    w.finish()
+}
+
+/// Apply what the plan's archives hold to `fs`, without storing anything (a layer served
+/// from the cache still changes the stage's filesystem).
+pub(crate) fn replay_archives(
+    plan: &CopyPlan,
+    opts: &LayerOptions,
+    fs: &mut RootFs,
+) -> Result<(), BuildError> {
+    if plan.archives.is_empty() {
+        return Ok(());
+    }
+    let mut w = LayerWriter::diff_id_only(opts);
+    w.record();
+    for (path, format) in &plan.archives {
+        archive::extract_archive(&mut w, path, *format, &plan.dest, plan.chown)?;
+    }
+    apply_written(fs, w.take_record());
+    Ok(())
+}
+
+fn write_entries_recording(
+    w: &mut LayerWriter,
+    plan: &CopyPlan,
+    fs: &mut RootFs,
+) -> Result<(), BuildError> {
+    if plan.archives.is_empty() {
+        return write_entries(w, plan);
+    }
+    let archives = CopyPlan {
+        entries: BTreeMap::new(),
+        ..plan.clone()
+    };
+    let entries = CopyPlan {
+        archives: Vec::new(),
+        ..plan.clone()
+    };
+    write_entries(w, &entries)?;
+    w.record();
+    write_entries(w, &archives)?;
+    apply_written(fs, w.take_record());
+    Ok(())
+}
+
+fn apply_written(fs: &mut RootFs, written: Vec<super::layer::Written>) {
+    use super::tar_writer::EntryType;
+    for e in written {
+        let kind = match e.entry_type {
+            EntryType::Dir => Kind::Dir,
+            EntryType::File | EntryType::Hardlink => Kind::File,
+            EntryType::Symlink => Kind::Symlink(e.link.as_str().into()),
+            _ => Kind::Special,
+        };
+        let comps: Vec<&str> = e.path.split('/').filter(|c| !c.is_empty()).collect();
+        fs.set(
+            &comps,
+            crate::rootfs::Meta {
+                kind,
+                mode: e.meta.mode,
+                uid: e.meta.uid,
+                gid: e.meta.gid,
+            },
+            None,
+        );
+    }
 }
 
 /// The diff_id of the layer `plan` describes, without compressing or storing it.

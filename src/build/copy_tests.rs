@@ -9,6 +9,7 @@ use std::path::Path;
 use super::*;
 use crate::build::compress::Compression;
 use crate::build::tar_writer::{EntryType, TarHeader, TarWriter};
+use crate::rootfs::RootFs;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct E {
@@ -660,4 +661,39 @@ fn long_paths_round_trip() {
     let file = es.iter().find(|e| e.path == deep).expect("long path entry");
     assert_eq!(file.data, b"deep");
     assert!(es.iter().any(|e| e.path == "longlink" && e.link == deep));
+}
+
+#[test]
+fn later_copies_see_what_earlier_ones_and_add_archives_wrote() {
+    let f = fixture();
+    sample(&f.ctx_dir);
+    let tar = tar_bytes(&[
+        (th("top/", EntryType::Dir, 0, ""), b""),
+        (th("top/f", EntryType::File, 2, ""), b"hi"),
+    ]);
+    fs::write(f.ctx_dir.join("a.tar"), &tar).unwrap();
+    let ctx = Context::open(&f.ctx_dir).unwrap();
+    let opts = LayerOptions::default();
+    let mut root = RootFs::empty();
+    let mut add = spec(&["a.tar"], "/x/");
+    add.extract_archives = true;
+    build_copy_layer_on(&ctx, &add, &mut root, &f.spool, &opts).unwrap();
+    // The extracted directory (0640, 7:8) is an existing parent for the next copy, which keeps
+    // it as it is; the directory the first copy created (/x, 0755) too.
+    let mut chowned = spec(&["a.txt"], "/x/top/");
+    chowned.chown = Some((1, 1));
+    let blob = build_copy_layer_on(&ctx, &chowned, &mut root, &f.spool, &opts).unwrap();
+    let es = entries(&blob);
+    let got: Vec<_> = es
+        .iter()
+        .map(|e| (e.path.as_str(), e.mode, e.uid))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("x/", 0o755, 0),
+            ("x/top/", 0o640, 7),
+            ("x/top/a.txt", 0o644, 1)
+        ]
+    );
 }

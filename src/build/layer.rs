@@ -82,6 +82,17 @@ pub struct LayerWriter {
     epoch: u64,
     dirs: HashSet<String>,
     temp: PathBuf,
+    /// Every entry written, when asked for ([`LayerWriter::record`]).
+    record: Option<Vec<Written>>,
+}
+
+/// One entry a [`LayerWriter`] wrote: its path, type, metadata and link target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Written {
+    pub(crate) path: String,
+    pub(crate) entry_type: EntryType,
+    pub(crate) meta: EntryMeta,
+    pub(crate) link: String,
 }
 
 impl LayerWriter {
@@ -98,6 +109,7 @@ impl LayerWriter {
             epoch: opts.epoch,
             dirs: HashSet::new(),
             temp,
+            record: None,
         })
     }
 
@@ -110,7 +122,18 @@ impl LayerWriter {
             epoch: opts.epoch,
             dirs: HashSet::new(),
             temp: PathBuf::from("(layer hashed, not stored)"),
+            record: None,
         }
+    }
+
+    /// Record every entry written from now on ([`LayerWriter::take_record`]).
+    pub(crate) fn record(&mut self) {
+        self.record = Some(Vec::new());
+    }
+
+    /// The entries recorded since [`LayerWriter::record`].
+    pub(crate) fn take_record(&mut self) -> Vec<Written> {
+        self.record.take().unwrap_or_default()
     }
 
     /// Add a directory.
@@ -226,6 +249,14 @@ impl LayerWriter {
             link: String::new(),
             device,
         };
+        if let Some(r) = &mut self.record {
+            r.push(Written {
+                path: header.path.clone(),
+                entry_type: t,
+                meta,
+                link: String::new(),
+            });
+        }
         self.tar
             .append(&header, None)
             .map_err(BuildError::io("write layer", &self.temp))?;
@@ -310,6 +341,14 @@ impl LayerWriter {
         link: String,
         data: Option<&mut dyn Read>,
     ) -> Result<u64, BuildError> {
+        if let Some(r) = &mut self.record {
+            r.push(Written {
+                path: path.to_string(),
+                entry_type,
+                meta,
+                link: link.clone(),
+            });
+        }
         let header = TarHeader {
             path: path.to_string(),
             entry_type,

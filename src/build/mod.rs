@@ -21,7 +21,7 @@ pub use compress::{Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, set_thre
 pub use context::{Context, Source, WalkEntry, WalkKind};
 pub(crate) use copy::{
     CopyPlan, Planned, build_copy_layer_on, build_mkdir_layer, copy_diff_id,
-    plan_copy as plan_copy_layer, write_copy as write_copy_layer,
+    plan_copy as plan_copy_layer, replay_archives, write_copy_on,
 };
 pub use copy::{CopySpec, build_copy_layer};
 pub use dockerignore::DockerIgnore;

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::build::{BuildError, Context, CopySpec, LayerBlob, LayerOptions, Spool};
-use crate::build::{copy_diff_id, plan_copy_layer, write_copy_layer};
+use crate::build::{copy_diff_id, plan_copy_layer, replay_archives, write_copy_on};
 use keys::{FileStat, Keys};
 use record::Record;
 
@@ -111,6 +111,7 @@ impl LayerCache {
         if let Some(content_key) = self.read_small(&self.stat_path(&stat_key))
             && let Some(blob) = self.lookup(&content_key, opts)?
         {
+            replay_archives(&plan, opts, fs)?;
             return Ok((blob, CacheOutcome::Hit));
         }
         let shape = self.dir.join("shape").join(keys.shape_key());
@@ -121,10 +122,11 @@ impl LayerCache {
             let content_key = keys.content_key(&copy_diff_id(&plan, opts)?);
             if let Some(blob) = self.lookup(&content_key, opts)? {
                 self.record_stat(&plan, &stats, &stat_key, &content_key);
+                replay_archives(&plan, opts, fs)?;
                 return Ok((blob, CacheOutcome::Hit));
             }
         }
-        let blob = write_copy_layer(&plan, &self.spool, opts)?;
+        let blob = write_copy_on(&plan, &self.spool, opts, fs)?;
         let content_key = keys.content_key(&blob.diff_id);
         if let Ok(rec) = Record::of(&blob) {
             self.write_small(&self.layer_path(&content_key), &rec.to_json());
