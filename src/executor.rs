@@ -93,7 +93,7 @@ pub enum BuildImageError {
         line: usize,
         /// Why.
         #[source]
-        source: SourceError,
+        source: Box<SourceError>,
     },
     /// A layer could not be built.
     #[error("Dockerfile:{line}: {source}")]
@@ -316,7 +316,10 @@ impl Builder<'_> {
     ) -> Result<source::BaseImage, BuildImageError> {
         let base = source::resolve(self.client, self.registries, image, platform)
             .await
-            .map_err(|source| BuildImageError::Base { line, source })?;
+            .map_err(|source| BuildImageError::Base {
+                line,
+                source: Box::new(source),
+            })?;
         (self.events)(Event::BaseResolved {
             image: base.reference.clone(),
             digest: base.digest.clone(),
