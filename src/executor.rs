@@ -136,6 +136,8 @@ struct Builder<'a> {
     auto: &'a BTreeMap<String, String>,
     context: Arc<Context>,
     spool: Arc<Spool>,
+    /// The layers `COPY --from` reads, each fetched once per build.
+    sources: Arc<layerfs::LayerStore>,
     /// The stage whose layers are published to `tap`: the target (only its own new layers end
     /// up in the image; a stage read by `COPY --from` never does).
     target: usize,
@@ -203,7 +205,11 @@ impl Builder<'_> {
                         from: Some(from), ..
                     } => {
                         let (name, src_layers) = self.source_layers(from, step.line()).await?;
-                        build_from_layer(&step, name, src_layers, &spool, self.opts, self.events)
+                        let at = FromAt {
+                            spool: &spool,
+                            sources: &self.sources,
+                        };
+                        build_from_layer(&step, name, src_layers, at, self.opts, self.events)
                             .await?
                     }
                     _ => {
@@ -284,12 +290,18 @@ fn base_blobs(base: &source::BaseImage) -> Vec<Blob> {
         .collect()
 }
 
+/// Where `COPY --from` writes its layer, and the build's source layers.
+struct FromAt<'a> {
+    spool: &'a Arc<Spool>,
+    sources: &'a Arc<layerfs::LayerStore>,
+}
+
 /// `COPY --from`: read the sources out of `layers` on a blocking thread.
 async fn build_from_layer(
     step: &LayerStep,
     image: String,
     layers: Vec<Blob>,
-    spool: &Arc<Spool>,
+    at: FromAt<'_>,
     opts: &BuildOptions,
     events: &EventSink,
 ) -> Result<LayerBlob, BuildImageError> {
@@ -317,11 +329,12 @@ async fn build_from_layer(
         dest,
         chown,
         chmod,
+        exclude: Vec::new(),
     };
     let rt = tokio::runtime::Handle::current();
-    let spool = spool.clone();
+    let (spool, sources) = (at.spool.clone(), at.sources.clone());
     let blob = tokio::task::spawn_blocking(move || {
-        layerfs::copy_from_layers(&rt, &layers, &image, &spec, &spool, &layer_opts)
+        layerfs::copy_from_layers(&rt, &sources, &layers, &image, &spec, &spool, &layer_opts)
     })
     .await
     .map_err(|e| BuildImageError::Join(e.to_string()))?
@@ -406,6 +419,10 @@ pub async fn build_image_tapped(
         .map_err(BuildImageError::Context)?;
     let context = Arc::new(context);
     let spool = Arc::new(Spool::new(&opts.spool_dir).map_err(BuildImageError::Context)?);
+    // Source layers are kept with the layer cache when there is one, so later builds reuse them.
+    let sources_dir = opts.cache_dir.as_deref().unwrap_or(&opts.spool_dir);
+    let sources =
+        Arc::new(layerfs::LayerStore::new(sources_dir).map_err(BuildImageError::Context)?);
 
     let mut b = Builder {
         opts,
@@ -416,6 +433,7 @@ pub async fn build_image_tapped(
         auto: &auto,
         context,
         spool,
+        sources,
         target,
         tap,
         done: BTreeMap::new(),

@@ -1,24 +1,29 @@
-//! `COPY --from`: resolve the sources in the merged view (a source that is a symlink is
-//! followed, as BuildKit does), map them to destination paths as Docker does, spool the
-//! selected files' contents in a second pass, and write the new layer sorted by path.
+//! `COPY --from`: resolve the sources in the merged view ([`super::resolve`]: symlinks anywhere
+//! on a source path followed inside the source root, wildcards expanded), map them to
+//! destination paths as Docker does, drop what `--exclude` excludes, spool the selected files'
+//! contents from the local layer files in a second pass (stopping in each layer after its last
+//! needed entry), and write the new layer sorted by path, so its digest depends only on what is
+//! copied.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tokio::runtime::Handle;
 
-use super::merged::{self, Kind, Merged, Node, clean};
+use super::merged::{Kind, LocalLayer, Node, View};
+use super::resolve::{self, ResolveError};
+use super::store::LayerStore;
 use super::{LayerFsError, reader};
 use crate::blob::Blob;
-use crate::build::glob;
-use crate::build::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, SpecialKind, Spool};
+use crate::build::Spool;
+use crate::build::{DockerIgnore, EntryMeta, LayerBlob, LayerOptions, LayerWriter, SpecialKind};
 
 /// One `COPY --from` instruction.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FromSpec {
-    /// Absolute paths in the source image.
+    /// Absolute paths in the source image (wildcards allowed).
     pub srcs: Vec<String>,
     /// Absolute destination (a trailing `/` means "into this directory").
     pub dest: String,
@@ -26,15 +31,24 @@ pub struct FromSpec {
     pub chown: Option<(u32, u32)>,
     /// `--chmod` for files and directories.
     pub chmod: Option<u32>,
+    /// `--exclude` patterns (patternmatcher rules, `!` exceptions), matched against paths
+    /// relative to each source directory, as BuildKit's copier does; a source that is not a
+    /// directory is never excluded.
+    pub exclude: Vec<String>,
 }
 
-/// Most symlink hops followed for one source.
-const MAX_HOPS: usize = 16;
+/// One resolved source: the name it is copied under and its path in the view.
+struct Source {
+    name: String,
+    path: String,
+}
 
 /// Build the layer copying `spec.srcs` out of `layers` (bottom first) of `image` (its name, for
-/// messages). Runs on a blocking thread; `rt` pulls the layers' byte streams.
-pub fn copy_from_layers(
+/// messages), reading the layers through `store`. Runs on a blocking thread; `rt` pulls remote
+/// layers' byte streams.
+pub(crate) fn copy_from_layers(
     rt: &Handle,
+    store: &LayerStore,
     layers: &[Blob],
     image: &str,
     spec: &FromSpec,
@@ -45,118 +59,94 @@ pub fn copy_from_layers(
         image: image.to_string(),
         path: path.to_string(),
     };
+    let dest_not_dir = || LayerFsError::DestNotDir {
+        image: image.to_string(),
+        dest: spec.dest.clone(),
+    };
     let dest_is_dir = spec.dest.ends_with('/') || spec.dest.ends_with("/.");
     if spec.srcs.len() > 1 && !dest_is_dir {
-        return Err(LayerFsError::DestNotDir {
-            image: image.to_string(),
-            dest: spec.dest.clone(),
-        });
+        return Err(dest_not_dir());
     }
-    let dest: Vec<String> = clean(&spec.dest)
-        .ok_or_else(|| not_found(&spec.dest))?
-        .split('/')
-        .filter(|c| !c.is_empty())
+    let dest: Vec<String> = resolve::components(&spec.dest)
+        .into_iter()
         .map(str::to_string)
         .collect();
-    let mut roots: Vec<String> = Vec::new();
-    let mut patterns: Vec<(String, Vec<glob::Tok>)> = Vec::new();
-    for s in &spec.srcs {
-        let c = clean(s).ok_or_else(|| not_found(s))?;
-        if glob::has_meta(&c) {
-            let toks = glob::compile(&c, false).map_err(|_| not_found(s))?;
-            // Read everything below the last directory without wildcards.
-            let fixed: Vec<&str> = c.split('/').take_while(|p| !glob::has_meta(p)).collect();
-            roots.push(fixed.join("/"));
-            patterns.push((s.clone(), toks));
-        } else {
-            roots.push(c);
+    let excludes = DockerIgnore::from_patterns(&spec.exclude).map_err(|(pattern, reason)| {
+        LayerFsError::BadExclude {
+            image: image.to_string(),
+            pattern,
+            reason,
         }
-    }
-    let mut srcs: Vec<String> = roots
-        .iter()
-        .zip(&spec.srcs)
-        .filter(|(_, s)| !glob::has_meta(&clean(s).unwrap_or_default()))
-        .map(|(r, _)| r.clone())
-        .collect();
-    if !patterns.is_empty() {
-        // Expand the wildcards against the merged view, like Docker: each match is a source.
-        let view = merged::build(rt, layers, &roots, image)?;
-        for (raw, toks) in &patterns {
-            let matched: Vec<String> = view
-                .keys()
-                .filter(|k| glob::matches(toks, k))
-                .cloned()
-                .collect();
-            if matched.is_empty() {
-                return Err(not_found(raw));
-            }
-            srcs.extend(matched);
-        }
-        if srcs.len() > 1 && !dest_is_dir {
-            return Err(LayerFsError::DestNotDir {
-                image: image.to_string(),
-                dest: spec.dest.clone(),
-            });
-        }
-    }
-    // Build the merged view; a source symlink pointing outside the roots adds its target.
-    let (view, resolved) = 'outer: loop {
-        let view = merged::build(rt, layers, &roots, image)?;
-        let mut resolved = Vec::new();
-        for src in &srcs {
-            match follow(&view, src) {
-                Ok(Some(r)) => resolved.push((src.clone(), r)),
-                Ok(None) => return Err(not_found(&format!("/{src}"))),
-                Err(missing) if roots.len() < spec.srcs.len() + MAX_HOPS => {
-                    roots.push(missing);
-                    continue 'outer;
-                }
-                Err(_) => return Err(not_found(&format!("/{src}"))),
-            }
-        }
-        break (view, resolved);
-    };
+    })?;
+    let (view, local) = store.view(rt, layers, image)?;
 
-    // Destination components → (node, source path).
+    let mut sources: Vec<Source> = Vec::new();
+    for s in &spec.srcs {
+        let matches = if resolve::has_wildcards(s) {
+            let m = resolve::expand(&view, s).map_err(|reason| LayerFsError::Uncopyable {
+                image: image.to_string(),
+                path: s.clone(),
+                reason,
+            })?;
+            if m.is_empty() {
+                return Err(not_found(s));
+            }
+            m
+        } else {
+            vec![resolve::components(s).join("/")]
+        };
+        for m in matches {
+            let path = resolve::root_path(&view, &m).map_err(|e| match e {
+                ResolveError::TooManyLinks => LayerFsError::Uncopyable {
+                    image: image.to_string(),
+                    path: format!("/{m}"),
+                    reason: format!(
+                        "more than {} symbolic links on the way (a loop?)",
+                        resolve::MAX_LINKS
+                    ),
+                },
+            })?;
+            if !view.exists(&path) {
+                return Err(not_found(&format!("/{m}")));
+            }
+            let name = m.rsplit('/').next().unwrap_or_default().to_string();
+            sources.push(Source { name, path });
+        }
+    }
+    if sources.len() > 1 && !dest_is_dir {
+        return Err(dest_not_dir());
+    }
+
+    // Destination components → (node, path in the view).
     let mut planned: BTreeMap<Vec<String>, (Node, String)> = BTreeMap::new();
-    for (src, path) in &resolved {
-        let node = node_at(&view, path);
-        if node.kind == Kind::Dir {
-            if !dest.is_empty() {
-                planned.insert(dest.clone(), (node.clone(), path.clone()));
-            }
-            for (k, n) in view
-                .range(path.clone()..)
-                .take_while(|(k, _)| k.starts_with(path.as_str()))
-            {
-                let rel = if path.is_empty() {
-                    k.as_str()
-                } else if k.len() > path.len() && k.as_bytes()[path.len()] == b'/' {
-                    &k[path.len() + 1..]
-                } else {
-                    continue;
-                };
-                let mut key = dest.clone();
-                key.extend(rel.split('/').map(str::to_string));
-                planned.insert(key, (n.clone(), k.clone()));
-            }
+    for src in &sources {
+        if view.is_dir(&src.path) {
+            plan_dir(&view, &src.path, &dest, &excludes, &mut planned);
         } else {
             let mut key = dest.clone();
             if dest_is_dir || dest.is_empty() {
-                key.push(src.rsplit('/').next().unwrap_or(src).to_string());
+                key.push(src.name.clone());
             }
-            planned.insert(key, (node, path.clone()));
+            planned.insert(key, (node_at(&view, &src.path), src.path.clone()));
         }
     }
 
-    // Which contents each layer must give.
-    let mut needs: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    // Which entries each layer must give.
+    let mut needs: BTreeMap<usize, BTreeSet<u64>> = BTreeMap::new();
     for (node, path) in planned.values() {
         match &node.kind {
-            Kind::File => needs.entry(node.layer).or_default().insert(path.clone()),
-            Kind::Hardlink(t) => needs.entry(node.layer).or_default().insert(t.clone()),
-            _ => false,
-        };
+            Kind::File | Kind::Hardlink(_) => {
+                needs.entry(node.layer).or_default().insert(node.entry);
+            }
+            Kind::Uncopyable(reason) => {
+                return Err(LayerFsError::Uncopyable {
+                    image: image.to_string(),
+                    path: format!("/{path}"),
+                    reason: reason.clone(),
+                });
+            }
+            _ => {}
+        }
     }
     let tmp = tempfile::Builder::new()
         .prefix("copy-from-")
@@ -166,14 +156,13 @@ pub fn copy_from_layers(
             path: spool.dir().display().to_string(),
             source,
         })?;
-    let mut contents: HashMap<(usize, String), PathBuf> = HashMap::new();
-    for (layer, paths) in &needs {
+    let mut contents: HashMap<(usize, u64), PathBuf> = HashMap::new();
+    for (layer, entries) in &needs {
         spool_contents(
-            rt,
-            &layers[*layer],
+            &local[*layer],
             image,
             *layer,
-            paths,
+            entries,
             tmp.path(),
             &mut contents,
         )?;
@@ -191,13 +180,9 @@ pub fn copy_from_layers(
         match &node.kind {
             Kind::Dir => w.add_dir(&out, meta)?,
             Kind::File | Kind::Hardlink(_) => {
-                let from = match &node.kind {
-                    Kind::Hardlink(t) => t,
-                    _ => path,
-                };
                 let file = contents
-                    .get(&(node.layer, from.clone()))
-                    .ok_or_else(|| not_found(&format!("/{from}")))?;
+                    .get(&(node.layer, node.entry))
+                    .ok_or_else(|| not_found(&format!("/{path}")))?;
                 let io = |action| {
                     let p = file.display().to_string();
                     move |source| LayerFsError::Io {
@@ -222,15 +207,66 @@ pub fn copy_from_layers(
             Kind::Char(a, b) => w.add_special(&out, SpecialKind::CharDevice, (*a, *b), meta)?,
             Kind::Block(a, b) => w.add_special(&out, SpecialKind::BlockDevice, (*a, *b), meta)?,
             Kind::Fifo => w.add_special(&out, SpecialKind::Fifo, (0, 0), meta)?,
+            Kind::Uncopyable(_) => unreachable!("refused above"),
         }
     }
     Ok(w.finish()?)
 }
 
-/// The node at `path`; the root is a directory even when no layer lists it.
-fn node_at(view: &Merged, path: &str) -> Node {
+/// Plan copying the directory `dir`'s contents to `dest`, as BuildKit's copier with
+/// `CopyDirContentsOnly`: `dest` takes the directory's own metadata; a path whose path relative
+/// to `dir` is excluded is skipped, and an excluded directory is kept only when something below
+/// it is re-included by a `!` exception.
+fn plan_dir(
+    view: &View,
+    dir: &str,
+    dest: &[String],
+    excludes: &DockerIgnore,
+    planned: &mut BTreeMap<Vec<String>, (Node, String)>,
+) {
+    if !dest.is_empty() {
+        planned.insert(dest.to_vec(), (node_at(view, dir), dir.to_string()));
+    }
+    let key = |rel: &str| {
+        let mut k = dest.to_vec();
+        k.extend(rel.split('/').map(str::to_string));
+        k
+    };
+    // Excluded directories that may hold re-included paths: rel → (node, path).
+    let mut held: BTreeMap<&str, (&Node, &String)> = BTreeMap::new();
+    let mut skip_below: Option<String> = None;
+    for (rel, full, node) in view.below(dir) {
+        if let Some(s) = &skip_below {
+            if rel.starts_with(s.as_str()) {
+                continue;
+            }
+            skip_below = None;
+        }
+        if !excludes.is_empty() && excludes.is_excluded(rel) {
+            if node.kind == Kind::Dir {
+                if excludes.may_include_below(rel) {
+                    held.insert(rel, (node, full));
+                } else {
+                    skip_below = Some(format!("{rel}/"));
+                }
+            }
+            continue;
+        }
+        // Re-create excluded parents of a re-included path with their own metadata.
+        for (at, _) in rel.match_indices('/') {
+            if let Some((n, f)) = held.remove(&rel[..at]) {
+                planned.insert(key(&rel[..at]), ((*n).clone(), f.clone()));
+            }
+        }
+        planned.insert(key(rel), (node.clone(), full.clone()));
+    }
+}
+
+/// The node at `path`; a directory only implied by its entries (or the root) is `0755 root`.
+fn node_at(view: &View, path: &str) -> Node {
     view.get(path).cloned().unwrap_or(Node {
         layer: 0,
+        entry: 0,
         kind: Kind::Dir,
         mode: 0o755,
         uid: 0,
@@ -239,87 +275,51 @@ fn node_at(view: &Merged, path: &str) -> Node {
     })
 }
 
-/// Whether the view holds entries below `dir`.
-fn has_children(view: &Merged, dir: &str) -> bool {
-    let prefix = format!("{dir}/");
-    view.range(prefix.clone()..)
-        .next()
-        .is_some_and(|(k, _)| k.starts_with(&prefix))
-}
-
-/// Follow `src` through symlinks: `Ok(Some(path))` of a non-symlink, `Ok(None)` when missing,
-/// `Err(target)` when a symlink points at a path the view does not cover.
-fn follow(view: &Merged, src: &str) -> Result<Option<String>, String> {
-    let mut cur = src.to_string();
-    for _ in 0..MAX_HOPS {
-        if cur.is_empty() {
-            return Ok(Some(cur));
-        }
-        let Some(node) = view.get(&cur) else {
-            if has_children(view, &cur) {
-                return Ok(Some(cur)); // a directory only implied by its entries
-            }
-            return if cur == src { Ok(None) } else { Err(cur) };
-        };
-        let Kind::Symlink(target) = &node.kind else {
-            return Ok(Some(cur));
-        };
-        let joined = if target.starts_with('/') {
-            target.clone()
-        } else {
-            match cur.rsplit_once('/') {
-                Some((dir, _)) => format!("{dir}/{target}"),
-                None => target.clone(),
-            }
-        };
-        cur = clean(&joined).ok_or_else(|| src.to_string())?;
-    }
-    Ok(None)
-}
-
-/// Second pass over one layer: spool the contents of `paths` into `dir`.
+/// The content pass over one local layer: spool entries `wanted` (by position) into `dir`.
 fn spool_contents(
-    rt: &Handle,
-    layer: &Blob,
+    layer: &LocalLayer,
     image: &str,
     index: usize,
-    paths: &BTreeSet<String>,
-    dir: &std::path::Path,
-    out: &mut HashMap<(usize, String), PathBuf>,
+    wanted: &BTreeSet<u64>,
+    dir: &Path,
+    out: &mut HashMap<(usize, u64), PathBuf>,
 ) -> Result<(), LayerFsError> {
     let read_err = |source| LayerFsError::Read {
         image: image.to_string(),
-        layer: layer.descriptor.digest.clone(),
+        layer: layer.digest.clone(),
         source,
     };
-    let mut r = reader::open(rt, layer, image)?;
-    {
-        let mut ar = tar::Archive::new(&mut r as &mut dyn Read);
-        for entry in ar.entries().map_err(read_err)? {
-            let mut entry = entry.map_err(read_err)?;
-            let t = entry.header().entry_type();
-            if !(t.is_file() || t.is_contiguous()) {
-                continue;
-            }
-            let Some(path) = std::str::from_utf8(&entry.path_bytes())
-                .ok()
-                .and_then(clean)
-            else {
-                continue;
-            };
-            if !paths.contains(&path) {
-                continue;
-            }
-            let file = dir.join(format!("{index}-{}", out.len()));
+    let Some(&last) = wanted.last() else {
+        return Ok(());
+    };
+    let mut tar = reader::open(&layer.path, &layer.media_type, image, &layer.digest)?;
+    let mut ar = tar::Archive::new(&mut tar as &mut dyn Read);
+    for (ordinal, entry) in ar.entries().map_err(read_err)?.enumerate() {
+        let ordinal = ordinal as u64;
+        let mut entry = entry.map_err(read_err)?;
+        if wanted.contains(&ordinal) {
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let file = dir.join(format!("{index}-{ordinal}"));
             let mut f = File::create(&file).map_err(|source| LayerFsError::Io {
                 action: "create",
                 path: file.display().to_string(),
                 source,
             })?;
-            std::io::copy(&mut entry, &mut f).map_err(read_err)?;
-            out.insert((index, path), file);
+            let size = entry.size();
+            let copied = std::io::copy(&mut entry, &mut f).map_err(read_err)?;
+            if copied != size {
+                return Err(LayerFsError::Entry {
+                    image: image.to_string(),
+                    layer: layer.digest.clone(),
+                    path: name,
+                    reason: format!("is truncated ({copied} of {size} bytes)"),
+                });
+            }
+            out.insert((index, ordinal), file);
+        }
+        if ordinal >= last {
+            break; // the file was verified when stored: no need to read on
         }
     }
-    r.drain().map_err(read_err)?;
     Ok(())
 }
