@@ -23,7 +23,7 @@ use super::LayerFsError;
 use super::merged::{self, LocalLayer, View};
 use crate::blob::{Blob, ByteStream};
 use crate::build::Spool;
-use crate::digest::{Digest, Hasher};
+use crate::digest::{Digest, Hasher, HashingWriter};
 
 /// One slot per layer digest: its local file once fetched or verified in this build.
 type Slot = Arc<Mutex<Option<PathBuf>>>;
@@ -115,22 +115,35 @@ impl LayerStore {
             stream,
             cur: Bytes::new(),
         };
-        let mut w = self.spool.writer()?;
-        io::copy(&mut src, &mut w).map_err(read_err)?;
-        let blob = w.commit()?;
-        if &blob.digest != digest || blob.size != layer.descriptor.size {
-            // A source that does not check digests itself: drop what it sent.
-            let _ = std::fs::remove_file(&blob.path);
+        let (got, size) = self.fetch_into(&mut src, &path).map_err(read_err)?;
+        if &got != digest || size != layer.descriptor.size {
+            // A source that does not check digests itself sent something else: nothing kept.
             return Err(read_err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "the source sent {} bytes with digest {}, not the {} bytes of {digest}",
-                    blob.size, blob.digest, layer.descriptor.size
+                    "the source sent {size} bytes with digest {got}, not the {} bytes of {digest}",
+                    layer.descriptor.size
                 ),
             )));
         }
-        *slot = Some(blob.path.clone());
-        Ok(blob.path)
+        *slot = Some(path.clone());
+        Ok(path)
+    }
+
+    /// Copy `src` into a temporary file next to `path`, hashing it; rename it to `path` only when
+    /// its digest is the one `path` is named for. Not synced: a file damaged by a crash is caught
+    /// by the re-hash of the next build that uses it.
+    fn fetch_into(&self, src: &mut dyn Read, path: &Path) -> io::Result<(Digest, u64)> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+        let mut w = HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, tmp));
+        io::copy(src, &mut w)?;
+        let (buf, digest, size) = w.finish();
+        let tmp = buf.into_inner().map_err(io::IntoInnerError::into_error)?;
+        if path.file_name().and_then(|n| n.to_str()) == Some(digest.hex()) {
+            tmp.persist(path).map_err(|e| e.error)?;
+        }
+        Ok((digest, size))
     }
 }
 
