@@ -48,6 +48,12 @@ pub trait BlobSource: Send + Sync + fmt::Debug {
     fn mount_from(&self) -> Option<(String, String)> {
         None
     }
+
+    /// The whole blob as a local file, when it is one already (a spooled layer): readers
+    /// that need it on disk (`COPY --from`) use it in place instead of copying it.
+    fn local_path(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// A blob in a local file (a spooled layer, a config written to disk).
@@ -73,6 +79,10 @@ impl BlobSource for FileBlob {
             f,
             256 * 1024,
         )))
+    }
+
+    fn local_path(&self) -> Option<&std::path::Path> {
+        Some(&self.path)
     }
 }
 

@@ -13,6 +13,7 @@ use crate::events::{Event, EventSink};
 use crate::growing::LayerTap;
 use crate::image::{Encoded, Format, ImageConfig, Manifest, Platform};
 use crate::layerfs;
+use crate::layerfs::LayerStore;
 use crate::plan::{
     self, BaseSpec, BuildArgs, CopyFrom, LayerStep, PlanError, StageContext, Stages,
 };
@@ -160,6 +161,7 @@ impl StageFs {
     fn materialize(
         self,
         rt: &tokio::runtime::Handle,
+        store: &LayerStore,
         cache_dir: Option<&std::path::Path>,
     ) -> Result<RootFs, layerfs::LayerFsError> {
         match self {
@@ -170,6 +172,7 @@ impl StageFs {
                 crate::rootfs::index::apply_layers(
                     &mut fs,
                     rt,
+                    store,
                     &layers,
                     &image,
                     index_dir.as_deref(),
@@ -192,6 +195,8 @@ struct Builder<'a> {
     auto: &'a BTreeMap<String, String>,
     context: Arc<Context>,
     spool: Arc<Spool>,
+    /// The layers `COPY --from` reads, each fetched once per build.
+    sources: Arc<layerfs::LayerStore>,
     /// The stage whose layers are published to `tap`: the target (only its own new layers end
     /// up in the image; a stage read by `COPY --from` never does).
     target: usize,
@@ -263,12 +268,16 @@ impl Builder<'_> {
                         from: Some(from), ..
                     } => {
                         let (name, src_layers) = self.source_layers(from, step.line()).await?;
+                        let at = FromAt {
+                            spool: &spool,
+                            sources: &self.sources,
+                        };
                         let (layer, next) = build_from_layer(
                             &step,
                             name,
                             src_layers,
                             fs,
-                            &spool,
+                            at,
                             self.opts,
                             self.events,
                         )
@@ -280,6 +289,7 @@ impl Builder<'_> {
                         let at = LayerAt {
                             spool: &spool,
                             tap: tap.as_ref(),
+                            sources: &self.sources,
                         };
                         let (layer, next) =
                             build_layer(&step, &self.context, at, fs, self.opts, self.events)
@@ -361,13 +371,19 @@ fn base_blobs(base: &source::BaseImage) -> Vec<Blob> {
         .collect()
 }
 
+/// Where `COPY --from` writes its layer, and the build's source layers.
+struct FromAt<'a> {
+    spool: &'a Arc<Spool>,
+    sources: &'a Arc<layerfs::LayerStore>,
+}
+
 /// `COPY --from`: read the sources out of `layers` on a blocking thread.
 async fn build_from_layer(
     step: &LayerStep,
     image: String,
     layers: Vec<Blob>,
     fs: StageFs,
-    spool: &Arc<Spool>,
+    at: FromAt<'_>,
     opts: &BuildOptions,
     events: &EventSink,
 ) -> Result<(LayerBlob, RootFs), BuildImageError> {
@@ -377,6 +393,7 @@ async fn build_from_layer(
         dest,
         chown,
         chmod,
+        link,
         ..
     } = step.clone()
     else {
@@ -391,11 +408,11 @@ async fn build_from_layer(
         epoch: opts.epoch,
     };
     let rt = tokio::runtime::Handle::current();
-    let spool = spool.clone();
+    let (spool, sources) = (at.spool.clone(), at.sources.clone());
     let cache_dir = opts.cache_dir.clone();
     let (blob, fs) = tokio::task::spawn_blocking(move || {
         let mut fs = fs
-            .materialize(&rt, cache_dir.as_deref())
+            .materialize(&rt, &sources, cache_dir.as_deref())
             .map_err(|source| BuildImageError::BaseFs { line, source })?;
         let chown = match &chown {
             Some(c) => Some(
@@ -409,22 +426,26 @@ async fn build_from_layer(
             dest,
             chown,
             chmod,
+            exclude: Vec::new(),
         };
-        let blob = layerfs::copy_from_layers(&rt, &layers, &image, &spec, &spool, &layer_opts)
-            .map_err(|source| BuildImageError::CopyFrom { line, source })?;
-        // The stage's filesystem learns what the layer wrote from the layer itself.
-        let written = Blob {
-            descriptor: crate::image::Descriptor::new(
-                blob.media_type(true),
-                blob.digest.clone(),
-                blob.size,
-            ),
-            source: Arc::new(FileBlob {
-                path: blob.path.clone(),
-            }) as Arc<dyn BlobSource>,
-        };
-        crate::rootfs::index::apply_layers(&mut fs, &rt, &[written], "the new layer", None)
-            .map_err(|source| BuildImageError::CopyFrom { line, source })?;
+        // `--link` (without --chmod): placed on scratch, merged over the stage.
+        let link = link && spec.chmod.is_none();
+        let mut scratch = RootFs::empty();
+        let target: &mut RootFs = if link { &mut scratch } else { &mut fs };
+        let blob = layerfs::copy_from_layers(
+            &rt,
+            target,
+            &sources,
+            &layers,
+            &image,
+            &spec,
+            &spool,
+            &layer_opts,
+        )
+        .map_err(|source| BuildImageError::CopyFrom { line, source })?;
+        if link {
+            fs.overlay(&scratch);
+        }
         Ok::<_, BuildImageError>((blob, fs))
     })
     .await
@@ -509,6 +530,10 @@ pub async fn build_image_tapped(
         .map_err(BuildImageError::Context)?;
     let context = Arc::new(context);
     let spool = Arc::new(Spool::new(&opts.spool_dir).map_err(BuildImageError::Context)?);
+    // Source layers are kept with the layer cache when there is one, so later builds reuse them.
+    let sources_dir = opts.cache_dir.as_deref().unwrap_or(&opts.spool_dir);
+    let sources =
+        Arc::new(layerfs::LayerStore::new(sources_dir).map_err(BuildImageError::Context)?);
 
     let mut b = Builder {
         opts,
@@ -519,6 +544,7 @@ pub async fn build_image_tapped(
         auto: &auto,
         context,
         spool,
+        sources,
         target,
         tap,
         done: BTreeMap::new(),
@@ -568,6 +594,8 @@ pub async fn build_image_tapped(
 struct LayerAt<'a> {
     spool: &'a Arc<Spool>,
     tap: Option<&'a LayerTap>,
+    /// Where the base's layers are read from (for the stage's filesystem).
+    sources: &'a Arc<layerfs::LayerStore>,
 }
 
 async fn build_layer(
@@ -607,10 +635,11 @@ async fn build_layer(
     let (context, spool, step2) = (context.clone(), at.spool.clone(), step.clone());
     let cache_dir = opts.cache_dir.clone();
     let tap = at.tap.cloned();
+    let sources = at.sources.clone();
     let rt = tokio::runtime::Handle::current();
     let (blob, fs) = tokio::task::spawn_blocking(move || {
         let mut fs = fs
-            .materialize(&rt, cache_dir.as_deref())
+            .materialize(&rt, &sources, cache_dir.as_deref())
             .map_err(|source| BuildImageError::BaseFs { line, source })?;
         let blob = build_on(
             step2,

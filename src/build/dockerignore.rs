@@ -131,6 +131,33 @@ impl DockerIgnore {
         Ok(out)
     }
 
+    /// `--exclude` patterns as patternmatcher's `New` takes them (each trimmed and cleaned, a
+    /// leading `!` an exception; no comments, and a leading `/` kept). `Err((pattern, why))`.
+    pub fn from_patterns(patterns: &[String]) -> Result<DockerIgnore, (String, String)> {
+        let mut out = DockerIgnore::default();
+        for raw in patterns {
+            let p = raw.trim();
+            if p.is_empty() {
+                continue;
+            }
+            let cleaned = glob::clean(p);
+            let (exclusion, rest) = match cleaned.strip_prefix('!') {
+                Some("") => {
+                    return Err((
+                        raw.clone(),
+                        "an exception '!' must be followed by a pattern".into(),
+                    ));
+                }
+                Some(rest) => (true, rest.to_string()),
+                None => (false, cleaned),
+            };
+            out.has_exceptions |= exclusion;
+            out.patterns
+                .push(Pattern::new(rest, exclusion).map_err(|why| (raw.clone(), why))?);
+        }
+        Ok(out)
+    }
+
     /// Read `<root>/.dockerignore` (nothing excluded when there is none).
     pub fn load(root: &Path) -> Result<DockerIgnore, BuildError> {
         let path = root.join(".dockerignore");

@@ -14,6 +14,7 @@ pub(crate) mod glob;
 mod layer;
 mod pgzip;
 mod spool;
+pub(crate) mod tar_guard;
 mod tar_writer;
 
 pub use archive::{ArchiveFormat, detect_archive};

@@ -1,24 +1,31 @@
-//! `COPY --from`: resolve the sources in the merged view (a source that is a symlink is
-//! followed, as BuildKit does), map them to destination paths as Docker does, spool the
-//! selected files' contents in a second pass, and write the new layer sorted by path.
+//! `COPY --from`: resolve the sources in the merged view ([`super::resolve`]: symlinks anywhere
+//! on a source path followed inside the source root, wildcards expanded), map them to
+//! destination paths as Docker does, drop what `--exclude` excludes, spool the selected files'
+//! contents from the local layer files in a second pass (stopping in each layer after its last
+//! needed entry), and write the new layer sorted by path, so its digest depends only on what is
+//! copied.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tokio::runtime::Handle;
 
-use super::merged::{self, Kind, Merged, Node, clean};
+use super::merged::{Kind, LocalLayer, Node, View};
+use super::resolve::{self, ResolveError};
+use super::store::LayerStore;
 use super::{LayerFsError, reader};
 use crate::blob::Blob;
-use crate::build::glob;
-use crate::build::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, SpecialKind, Spool};
+use crate::build::Spool;
+use crate::build::{DockerIgnore, EntryMeta, LayerBlob, LayerOptions, LayerWriter, SpecialKind};
+use crate::rootfs::place::{Payload, Placement};
+use crate::rootfs::{Kind as RootKind, RootFs};
 
 /// One `COPY --from` instruction.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FromSpec {
-    /// Absolute paths in the source image.
+    /// Absolute paths in the source image (wildcards allowed).
     pub srcs: Vec<String>,
     /// Absolute destination (a trailing `/` means "into this directory").
     pub dest: String,
@@ -26,15 +33,25 @@ pub struct FromSpec {
     pub chown: Option<(u32, u32)>,
     /// `--chmod` for files and directories.
     pub chmod: Option<u32>,
+    /// `--exclude` patterns (patternmatcher rules, `!` exceptions), matched against paths
+    /// relative to each source directory, as BuildKit's copier does; a source that is not a
+    /// directory is never excluded.
+    pub exclude: Vec<String>,
 }
 
-/// Most symlink hops followed for one source.
-const MAX_HOPS: usize = 16;
+/// One resolved source: the name it is copied under and its path in the view.
+struct Source {
+    name: String,
+    path: String,
+}
 
 /// Build the layer copying `spec.srcs` out of `layers` (bottom first) of `image` (its name, for
-/// messages). Runs on a blocking thread; `rt` pulls the layers' byte streams.
-pub fn copy_from_layers(
+/// messages), reading the layers through `store`. Runs on a blocking thread; `rt` pulls remote
+/// layers' byte streams.
+pub(crate) fn copy_from_layers(
     rt: &Handle,
+    fs: &mut RootFs,
+    store: &LayerStore,
     layers: &[Blob],
     image: &str,
     spec: &FromSpec,
@@ -45,118 +62,121 @@ pub fn copy_from_layers(
         image: image.to_string(),
         path: path.to_string(),
     };
+    let dest_not_dir = || LayerFsError::DestNotDir {
+        image: image.to_string(),
+        dest: spec.dest.clone(),
+    };
     let dest_is_dir = spec.dest.ends_with('/') || spec.dest.ends_with("/.");
     if spec.srcs.len() > 1 && !dest_is_dir {
-        return Err(LayerFsError::DestNotDir {
+        return Err(dest_not_dir());
+    }
+    let excludes = DockerIgnore::from_patterns(&spec.exclude).map_err(|(pattern, reason)| {
+        LayerFsError::BadExclude {
             image: image.to_string(),
-            dest: spec.dest.clone(),
-        });
-    }
-    let dest: Vec<String> = clean(&spec.dest)
-        .ok_or_else(|| not_found(&spec.dest))?
-        .split('/')
-        .filter(|c| !c.is_empty())
-        .map(str::to_string)
-        .collect();
-    let mut roots: Vec<String> = Vec::new();
-    let mut patterns: Vec<(String, Vec<glob::Tok>)> = Vec::new();
+            pattern,
+            reason,
+        }
+    })?;
+    let (view, local) = store.view(rt, layers, image)?;
+
+    let mut sources: Vec<Source> = Vec::new();
     for s in &spec.srcs {
-        let c = clean(s).ok_or_else(|| not_found(s))?;
-        if glob::has_meta(&c) {
-            let toks = glob::compile(&c, false).map_err(|_| not_found(s))?;
-            // Read everything below the last directory without wildcards.
-            let fixed: Vec<&str> = c.split('/').take_while(|p| !glob::has_meta(p)).collect();
-            roots.push(fixed.join("/"));
-            patterns.push((s.clone(), toks));
-        } else {
-            roots.push(c);
-        }
-    }
-    let mut srcs: Vec<String> = roots
-        .iter()
-        .zip(&spec.srcs)
-        .filter(|(_, s)| !glob::has_meta(&clean(s).unwrap_or_default()))
-        .map(|(r, _)| r.clone())
-        .collect();
-    if !patterns.is_empty() {
-        // Expand the wildcards against the merged view, like Docker: each match is a source.
-        let view = merged::build(rt, layers, &roots, image)?;
-        for (raw, toks) in &patterns {
-            let matched: Vec<String> = view
-                .keys()
-                .filter(|k| glob::matches(toks, k))
-                .cloned()
-                .collect();
-            if matched.is_empty() {
-                return Err(not_found(raw));
-            }
-            srcs.extend(matched);
-        }
-        if srcs.len() > 1 && !dest_is_dir {
-            return Err(LayerFsError::DestNotDir {
+        let matches = if resolve::has_wildcards(s) {
+            let m = resolve::expand(&view, s).map_err(|reason| LayerFsError::Uncopyable {
                 image: image.to_string(),
-                dest: spec.dest.clone(),
-            });
-        }
-    }
-    // Build the merged view; a source symlink pointing outside the roots adds its target.
-    let (view, resolved) = 'outer: loop {
-        let view = merged::build(rt, layers, &roots, image)?;
-        let mut resolved = Vec::new();
-        for src in &srcs {
-            match follow(&view, src) {
-                Ok(Some(r)) => resolved.push((src.clone(), r)),
-                Ok(None) => return Err(not_found(&format!("/{src}"))),
-                Err(missing) if roots.len() < spec.srcs.len() + MAX_HOPS => {
-                    roots.push(missing);
-                    continue 'outer;
-                }
-                Err(_) => return Err(not_found(&format!("/{src}"))),
+                path: s.clone(),
+                reason,
+            })?;
+            if m.is_empty() {
+                return Err(not_found(s));
             }
-        }
-        break (view, resolved);
-    };
-
-    // Destination components → (node, source path).
-    let mut planned: BTreeMap<Vec<String>, (Node, String)> = BTreeMap::new();
-    for (src, path) in &resolved {
-        let node = node_at(&view, path);
-        if node.kind == Kind::Dir {
-            if !dest.is_empty() {
-                planned.insert(dest.clone(), (node.clone(), path.clone()));
-            }
-            for (k, n) in view
-                .range(path.clone()..)
-                .take_while(|(k, _)| k.starts_with(path.as_str()))
-            {
-                let rel = if path.is_empty() {
-                    k.as_str()
-                } else if k.len() > path.len() && k.as_bytes()[path.len()] == b'/' {
-                    &k[path.len() + 1..]
-                } else {
-                    continue;
-                };
-                let mut key = dest.clone();
-                key.extend(rel.split('/').map(str::to_string));
-                planned.insert(key, (n.clone(), k.clone()));
-            }
+            m
         } else {
-            let mut key = dest.clone();
-            if dest_is_dir || dest.is_empty() {
-                key.push(src.rsplit('/').next().unwrap_or(src).to_string());
+            vec![resolve::components(s).join("/")]
+        };
+        for m in matches {
+            let path = resolve::root_path(&view, &m).map_err(|e| match e {
+                ResolveError::TooManyLinks => LayerFsError::Uncopyable {
+                    image: image.to_string(),
+                    path: format!("/{m}"),
+                    reason: format!(
+                        "more than {} symbolic links on the way (a loop?)",
+                        resolve::MAX_LINKS
+                    ),
+                },
+            })?;
+            if !view.exists(&path) {
+                return Err(not_found(&format!("/{m}")));
             }
-            planned.insert(key, (node, path.clone()));
+            let name = m.rsplit('/').next().unwrap_or_default().to_string();
+            sources.push(Source { name, path });
         }
     }
+    if sources.len() > 1 && !dest_is_dir {
+        return Err(dest_not_dir());
+    }
 
-    // Which contents each layer must give.
-    let mut needs: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
-    for (node, path) in planned.values() {
-        match &node.kind {
-            Kind::File => needs.entry(node.layer).or_default().insert(path.clone()),
-            Kind::Hardlink(t) => needs.entry(node.layer).or_default().insert(t.clone()),
-            _ => false,
+    // Placed on the stage's filesystem as BuildKit's copier does (see `rootfs::place`).
+    let (cuid, cgid) = spec.chown.unwrap_or((0, 0));
+    let created = EntryMeta {
+        mode: spec.chmod.unwrap_or(0o755),
+        uid: cuid,
+        gid: cgid,
+    };
+    let meta = |node: &Node| {
+        let (uid, gid) = spec.chown.unwrap_or((node.uid, node.gid));
+        let mode = match node.kind {
+            Kind::Symlink(_) => 0o777,
+            _ => spec.chmod.unwrap_or(node.mode),
         };
+        EntryMeta { mode, uid, gid }
+    };
+    let dest_err = |source| LayerFsError::Dest {
+        image: image.to_string(),
+        dest: spec.dest.clone(),
+        source,
+    };
+    let mut place = Placement::new(fs, &spec.dest, created);
+    for src in &sources {
+        if view.is_dir(&src.path) {
+            let children = plan_dir(&view, &src.path, &excludes)
+                .into_iter()
+                .map(|(rel, e)| {
+                    let m = meta(&e.node);
+                    (rel, e, m)
+                });
+            place.add_dir(children).map_err(dest_err)?;
+        } else {
+            let node = node_at(&view, &src.path);
+            let m = meta(&node);
+            let e = FromEntry {
+                node,
+                path: src.path.clone(),
+            };
+            place.add_file(&src.name, e, m).map_err(dest_err)?;
+        }
+    }
+    let planned = place.finish();
+
+    // Which entries each layer must give.
+    let mut needs: BTreeMap<usize, BTreeSet<u64>> = BTreeMap::new();
+    for (FromEntry { node, path }, _) in planned.values() {
+        if path.is_empty() {
+            continue; // a directory the copy created or kept
+        }
+        match &node.kind {
+            Kind::File | Kind::Hardlink(_) => {
+                needs.entry(node.layer).or_default().insert(node.entry);
+            }
+            Kind::Uncopyable(reason) => {
+                return Err(LayerFsError::Uncopyable {
+                    image: image.to_string(),
+                    path: format!("/{path}"),
+                    reason: reason.clone(),
+                });
+            }
+            _ => {}
+        }
     }
     let tmp = tempfile::Builder::new()
         .prefix("copy-from-")
@@ -166,38 +186,32 @@ pub fn copy_from_layers(
             path: spool.dir().display().to_string(),
             source,
         })?;
-    let mut contents: HashMap<(usize, String), PathBuf> = HashMap::new();
-    for (layer, paths) in &needs {
+    let mut contents: HashMap<(usize, u64), PathBuf> = HashMap::new();
+    for (layer, entries) in &needs {
         spool_contents(
-            rt,
-            &layers[*layer],
+            &local[*layer],
             image,
             *layer,
-            paths,
+            entries,
             tmp.path(),
             &mut contents,
         )?;
     }
 
     let mut w = LayerWriter::new(spool, opts)?;
-    for (key, (node, path)) in &planned {
+    for (key, (FromEntry { node, path }, meta)) in &planned {
         let out = key.join("/");
-        let (uid, gid) = spec.chown.unwrap_or((node.uid, node.gid));
-        let meta = EntryMeta {
-            mode: spec.chmod.unwrap_or(node.mode),
-            uid,
-            gid,
-        };
+        let meta = *meta;
+        if path.is_empty() {
+            w.add_dir(&out, meta)?;
+            continue;
+        }
         match &node.kind {
             Kind::Dir => w.add_dir(&out, meta)?,
             Kind::File | Kind::Hardlink(_) => {
-                let from = match &node.kind {
-                    Kind::Hardlink(t) => t,
-                    _ => path,
-                };
                 let file = contents
-                    .get(&(node.layer, from.clone()))
-                    .ok_or_else(|| not_found(&format!("/{from}")))?;
+                    .get(&(node.layer, node.entry))
+                    .ok_or_else(|| not_found(&format!("/{path}")))?;
                 let io = |action| {
                     let p = file.display().to_string();
                     move |source| LayerFsError::Io {
@@ -208,29 +222,99 @@ pub fn copy_from_layers(
                 };
                 let mut f = File::open(file).map_err(io("open"))?;
                 let size = f.metadata().map_err(io("read"))?.len();
+                if crate::rootfs::is_user_file(key) {
+                    fs.set_user_file(key, file).map_err(io("read"))?;
+                }
                 w.add_file(&out, meta, size, &mut f)?;
             }
-            Kind::Symlink(t) => w.add_symlink(
-                &out,
-                t,
-                EntryMeta {
-                    mode: 0o777,
-                    uid,
-                    gid,
-                },
-            )?,
+            Kind::Symlink(t) => w.add_symlink(&out, t, meta)?,
             Kind::Char(a, b) => w.add_special(&out, SpecialKind::CharDevice, (*a, *b), meta)?,
             Kind::Block(a, b) => w.add_special(&out, SpecialKind::BlockDevice, (*a, *b), meta)?,
             Kind::Fifo => w.add_special(&out, SpecialKind::Fifo, (0, 0), meta)?,
+            Kind::Uncopyable(_) => unreachable!("refused above"),
         }
     }
     Ok(w.finish()?)
 }
 
-/// The node at `path`; the root is a directory even when no layer lists it.
-fn node_at(view: &Merged, path: &str) -> Node {
+/// A `COPY --from` entry: the source node and its path in the view (empty for a directory the
+/// copy creates).
+#[derive(Debug, Clone)]
+struct FromEntry {
+    node: Node,
+    path: String,
+}
+
+impl Payload for FromEntry {
+    fn dir() -> Self {
+        FromEntry {
+            node: node_at(&View::default(), ""),
+            path: String::new(),
+        }
+    }
+
+    fn kind(&self) -> RootKind {
+        match &self.node.kind {
+            _ if self.path.is_empty() => RootKind::Dir,
+            Kind::Dir => RootKind::Dir,
+            Kind::File | Kind::Hardlink(_) => RootKind::File,
+            Kind::Symlink(t) => RootKind::Symlink(t.as_str().into()),
+            _ => RootKind::Special,
+        }
+    }
+
+    fn source_file(&self) -> Option<PathBuf> {
+        None // user files are read once their contents are spooled
+    }
+}
+
+/// The entries below the directory `dir`, relative to it, parents first, as BuildKit's copier
+/// with `CopyDirContentsOnly` walks them: a path whose path relative to `dir` is excluded is
+/// skipped, and an excluded directory is kept only when something below it is re-included by
+/// a `!` exception.
+fn plan_dir(view: &View, dir: &str, excludes: &DockerIgnore) -> Vec<(Vec<String>, FromEntry)> {
+    let mut out = Vec::new();
+    let key = |rel: &str| rel.split('/').map(str::to_string).collect::<Vec<_>>();
+    let entry = |n: &Node, f: &String| FromEntry {
+        node: n.clone(),
+        path: f.clone(),
+    };
+    // Excluded directories that may hold re-included paths: rel → (node, path).
+    let mut held: BTreeMap<&str, (&Node, &String)> = BTreeMap::new();
+    let mut skip_below: Option<String> = None;
+    for (rel, full, node) in view.below(dir) {
+        if let Some(s) = &skip_below {
+            if rel.starts_with(s.as_str()) {
+                continue;
+            }
+            skip_below = None;
+        }
+        if !excludes.is_empty() && excludes.is_excluded(rel) {
+            if node.kind == Kind::Dir {
+                if excludes.may_include_below(rel) {
+                    held.insert(rel, (node, full));
+                } else {
+                    skip_below = Some(format!("{rel}/"));
+                }
+            }
+            continue;
+        }
+        // Re-create excluded parents of a re-included path with their own metadata.
+        for (at, _) in rel.match_indices('/') {
+            if let Some((n, f)) = held.remove(&rel[..at]) {
+                out.push((key(&rel[..at]), entry(n, f)));
+            }
+        }
+        out.push((key(rel), entry(node, full)));
+    }
+    out
+}
+
+/// The node at `path`; a directory only implied by its entries (or the root) is `0755 root`.
+fn node_at(view: &View, path: &str) -> Node {
     view.get(path).cloned().unwrap_or(Node {
         layer: 0,
+        entry: 0,
         kind: Kind::Dir,
         mode: 0o755,
         uid: 0,
@@ -239,87 +323,51 @@ fn node_at(view: &Merged, path: &str) -> Node {
     })
 }
 
-/// Whether the view holds entries below `dir`.
-fn has_children(view: &Merged, dir: &str) -> bool {
-    let prefix = format!("{dir}/");
-    view.range(prefix.clone()..)
-        .next()
-        .is_some_and(|(k, _)| k.starts_with(&prefix))
-}
-
-/// Follow `src` through symlinks: `Ok(Some(path))` of a non-symlink, `Ok(None)` when missing,
-/// `Err(target)` when a symlink points at a path the view does not cover.
-fn follow(view: &Merged, src: &str) -> Result<Option<String>, String> {
-    let mut cur = src.to_string();
-    for _ in 0..MAX_HOPS {
-        if cur.is_empty() {
-            return Ok(Some(cur));
-        }
-        let Some(node) = view.get(&cur) else {
-            if has_children(view, &cur) {
-                return Ok(Some(cur)); // a directory only implied by its entries
-            }
-            return if cur == src { Ok(None) } else { Err(cur) };
-        };
-        let Kind::Symlink(target) = &node.kind else {
-            return Ok(Some(cur));
-        };
-        let joined = if target.starts_with('/') {
-            target.clone()
-        } else {
-            match cur.rsplit_once('/') {
-                Some((dir, _)) => format!("{dir}/{target}"),
-                None => target.clone(),
-            }
-        };
-        cur = clean(&joined).ok_or_else(|| src.to_string())?;
-    }
-    Ok(None)
-}
-
-/// Second pass over one layer: spool the contents of `paths` into `dir`.
+/// The content pass over one local layer: spool entries `wanted` (by position) into `dir`.
 fn spool_contents(
-    rt: &Handle,
-    layer: &Blob,
+    layer: &LocalLayer,
     image: &str,
     index: usize,
-    paths: &BTreeSet<String>,
-    dir: &std::path::Path,
-    out: &mut HashMap<(usize, String), PathBuf>,
+    wanted: &BTreeSet<u64>,
+    dir: &Path,
+    out: &mut HashMap<(usize, u64), PathBuf>,
 ) -> Result<(), LayerFsError> {
     let read_err = |source| LayerFsError::Read {
         image: image.to_string(),
-        layer: layer.descriptor.digest.clone(),
+        layer: layer.digest.clone(),
         source,
     };
-    let mut r = reader::open(rt, layer, image)?;
-    {
-        let mut ar = tar::Archive::new(&mut r as &mut dyn Read);
-        for entry in ar.entries().map_err(read_err)? {
-            let mut entry = entry.map_err(read_err)?;
-            let t = entry.header().entry_type();
-            if !(t.is_file() || t.is_contiguous()) {
-                continue;
-            }
-            let Some(path) = std::str::from_utf8(&entry.path_bytes())
-                .ok()
-                .and_then(clean)
-            else {
-                continue;
-            };
-            if !paths.contains(&path) {
-                continue;
-            }
-            let file = dir.join(format!("{index}-{}", out.len()));
+    let Some(&last) = wanted.last() else {
+        return Ok(());
+    };
+    let mut tar = reader::open(&layer.path, &layer.media_type, image, &layer.digest)?;
+    let mut ar = tar::Archive::new(&mut tar as &mut dyn Read);
+    for (ordinal, entry) in ar.entries().map_err(read_err)?.enumerate() {
+        let ordinal = ordinal as u64;
+        let mut entry = entry.map_err(read_err)?;
+        if wanted.contains(&ordinal) {
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let file = dir.join(format!("{index}-{ordinal}"));
             let mut f = File::create(&file).map_err(|source| LayerFsError::Io {
                 action: "create",
                 path: file.display().to_string(),
                 source,
             })?;
-            std::io::copy(&mut entry, &mut f).map_err(read_err)?;
-            out.insert((index, path), file);
+            let size = entry.size();
+            let copied = std::io::copy(&mut entry, &mut f).map_err(read_err)?;
+            if copied != size {
+                return Err(LayerFsError::Entry {
+                    image: image.to_string(),
+                    layer: layer.digest.clone(),
+                    path: name,
+                    reason: format!("is truncated ({copied} of {size} bytes)"),
+                });
+            }
+            out.insert((index, ordinal), file);
+        }
+        if ordinal >= last {
+            break; // the file was verified when stored: no need to read on
         }
     }
-    r.drain().map_err(read_err)?;
     Ok(())
 }

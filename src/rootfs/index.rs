@@ -15,7 +15,7 @@ use tokio::runtime::Handle;
 
 use super::{Kind, MAX_USER_FILE, Meta, RootFs, USER_FILES, UserFile};
 use crate::blob::Blob;
-use crate::layerfs::LayerFsError;
+use crate::layerfs::{LayerFsError, LayerStore, LayerTar};
 
 /// Bumped when the record format changes (older files are then ignored).
 const VERSION: &str = "v1";
@@ -46,6 +46,7 @@ struct Record {
 pub(crate) fn apply_layers(
     fs: &mut RootFs,
     rt: &Handle,
+    store: &LayerStore,
     layers: &[Blob],
     image: &str,
     cache: Option<&Path>,
@@ -62,7 +63,7 @@ pub(crate) fn apply_layers(
         {
             continue;
         }
-        apply_read(fs, rt, layer, image, file.as_deref())?;
+        apply_read(fs, rt, store, layer, image, file.as_deref())?;
     }
     Ok(())
 }
@@ -93,6 +94,7 @@ fn apply_cached(fs: &mut RootFs, file: &Path) -> std::io::Result<()> {
 fn apply_read(
     fs: &mut RootFs,
     rt: &Handle,
+    store: &LayerStore,
     layer: &Blob,
     image: &str,
     file: Option<&Path>,
@@ -111,21 +113,20 @@ fn apply_read(
         None => None,
     };
     fs.begin_layer();
-    let mut r = crate::layerfs::open_layer(rt, layer, image)?;
-    {
-        let mut ar = tar::Archive::new(&mut r as &mut dyn Read);
-        for entry in ar.entries().map_err(read_err)? {
-            let mut entry = entry.map_err(read_err)?;
-            let Some(rec) = record(&mut entry).map_err(read_err)? else {
-                continue;
-            };
-            if let Some(o) = &mut out {
-                o.line(&rec);
-            }
-            apply(fs, rec);
+    let path = store.local(rt, layer, image)?;
+    let d = &layer.descriptor;
+    let mut r: LayerTar = crate::layerfs::open_layer(&path, &d.media_type, image, &d.digest)?;
+    let mut ar = tar::Archive::new(&mut r as &mut dyn Read);
+    for entry in ar.entries().map_err(read_err)? {
+        let mut entry = entry.map_err(read_err)?;
+        let Some(rec) = record(&mut entry).map_err(read_err)? else {
+            continue;
+        };
+        if let Some(o) = &mut out {
+            o.line(&rec);
         }
+        apply(fs, rec);
     }
-    r.drain().map_err(read_err)?;
     if let Some(o) = out {
         o.commit();
     }

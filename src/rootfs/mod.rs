@@ -164,6 +164,25 @@ impl RootFs {
             .retain(|p, _| tree.lookup(&p.split('/').collect::<Vec<_>>()).is_some());
     }
 
+    /// Keep the bytes of the user file at `comps` (read now from `file`: it may not outlive
+    /// the instruction).
+    pub(crate) fn set_user_file<S: AsRef<str>>(
+        &mut self,
+        comps: &[S],
+        file: &std::path::Path,
+    ) -> std::io::Result<()> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        std::fs::File::open(file)?
+            .take(MAX_USER_FILE + 1)
+            .read_to_end(&mut bytes)?;
+        if is_user_file(comps) && bytes.len() as u64 <= MAX_USER_FILE {
+            self.user_files
+                .insert(join(comps), UserFile::Bytes(Arc::from(bytes)));
+        }
+        Ok(())
+    }
+
     /// The content source of the user file at `path` (resolved), if the stage has it.
     pub(crate) fn user_file(&self, path: &str) -> Option<&UserFile> {
         self.user_files.get(path)
