@@ -245,13 +245,20 @@ impl Planner<'_> {
                 self.history(format!("ARG {}", shown.join(" ")), true);
             }
             Instruction::Env(pairs) => {
-                let mut shown = vec![];
+                // Every word is expanded against the environment as it was before this ENV
+                // (BuildKit's dispatch expands the whole command, then dispatchEnv sets it):
+                // `ENV A=1 B=$A` does not see the new A.
+                let mut expanded = vec![];
                 for (k, v) in pairs {
                     let v = self.expand(l, v)?;
                     let k = self.expand(l, k)?;
                     if k.is_empty() {
                         return Err(Self::invalid(l, "empty variable name"));
                     }
+                    expanded.push((k, v));
+                }
+                let mut shown = vec![];
+                for (k, v) in expanded {
                     self.config.env_set(&k, &v);
                     shown.push(format!("{k}={v}"));
                 }
