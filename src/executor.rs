@@ -299,11 +299,25 @@ async fn build_from_layer(
         dest,
         chown,
         chmod,
+        exclude,
+        parents,
         ..
     } = step.clone()
     else {
         return Err(BuildImageError::Join("COPY --from without sources".into()));
     };
+    // --exclude and --parents are carried in the plan for COPY --from, but reading them out
+    // of image layers is not implemented yet: refuse rather than copy too much.
+    if !exclude.is_empty() || parents {
+        let flag = if parents { "--parents" } else { "--exclude" };
+        return Err(PlanError::Unsupported {
+            line,
+            what: format!("COPY --from with {flag}"),
+            why: "reading these from another stage or image is not implemented yet".into(),
+            fix: format!("Copy without {flag}, or COPY the selected files from the build context"),
+        }
+        .into());
+    }
     events(Event::LayerStarted {
         line,
         step: format!("COPY --from={image} {} {dest}", srcs.join(" ")),
@@ -510,6 +524,9 @@ async fn build_layer(
             chown,
             chmod,
             extract,
+            inline,
+            exclude,
+            parents,
             ..
         } => {
             let spec = CopySpec {
@@ -518,6 +535,9 @@ async fn build_layer(
                 chown,
                 chmod,
                 extract_archives: extract,
+                inline,
+                exclude,
+                parents,
             };
             match cache_dir {
                 Some(dir) => crate::cache::LayerCache::open(dir)?

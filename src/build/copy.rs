@@ -1,15 +1,18 @@
 //! COPY and ADD (local sources) as one layer: resolve the sources in the context, map them to
-//! destination paths as Docker does, and write every entry sorted by path, so the layer's
-//! digests depend only on the files' paths, contents, modes and the options.
+//! destination paths as Docker does ([`super::sources`] owns the source side), and write every
+//! entry sorted by path, so the layer's digests depend only on the files' paths, contents,
+//! modes and the options.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::archive;
-use super::context::{Context, Source, WalkKind};
+use super::chmod::Chmod;
+use super::context::Context;
 use super::error::BuildError;
 use super::layer::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, TrackedReader, normalize};
+use super::sources::{self, InlineFile};
 use super::spool::Spool;
 use crate::digest::Digest;
 
@@ -23,18 +26,38 @@ pub struct CopySpec {
     pub dest: String,
     /// `--chown=uid:gid` (numeric): owner of every copied entry; root when `None`.
     pub chown: Option<(u32, u32)>,
-    /// `--chmod`: mode of every copied file and directory (not symlinks).
-    pub chmod: Option<u32>,
+    /// `--chmod`: changes the mode of every copied file and directory (not symlinks).
+    pub chmod: Option<Chmod>,
     /// ADD: extract local tar archives (plain, gzip, bzip2, xz) into the destination.
     pub extract_archives: bool,
+    /// Heredoc sources (`COPY <<EOF /x`), copied after `srcs`.
+    pub inline: Vec<InlineFile>,
+    /// `--exclude` patterns, matched against paths relative to each source directory.
+    pub exclude: Vec<String>,
+    /// `--parents`: keep each source's path (below an optional `/./` pivot) under `dest`.
+    pub parents: bool,
 }
 
 /// What one planned entry is.
 #[derive(Debug, Clone)]
 pub(crate) enum Planned {
     Dir,
-    File { path: PathBuf, size: u64 },
-    Symlink { target: String },
+    File {
+        path: PathBuf,
+        size: u64,
+    },
+    Symlink {
+        target: String,
+    },
+    /// A hard link to the earlier entry at `target` (a layer path): a context file linked to
+    /// another file of the same source.
+    Hardlink {
+        target: String,
+    },
+    /// A heredoc: a file with this content.
+    Inline {
+        data: String,
+    },
 }
 
 /// Every entry a COPY/ADD layer will hold (sorted by layer path), and the archives ADD
@@ -68,81 +91,16 @@ pub(crate) fn plan_copy(ctx: &Context, spec: &CopySpec) -> Result<CopyPlan, Buil
         Some(d) => d.split('/').map(str::to_string).collect(),
         None => Vec::new(),
     };
-    if spec.srcs.is_empty() {
+    if spec.srcs.is_empty() && spec.inline.is_empty() {
         return Err(BuildError::InvalidPath {
             path: spec.dest.clone(),
             reason: "COPY needs at least one source".into(),
         });
     }
-    let mut sources: Vec<Source> = Vec::new();
-    for src in &spec.srcs {
-        sources.extend(ctx.resolve(src)?.0);
-    }
-    if (spec.srcs.len() > 1 || sources.len() > 1) && !dest_is_dir {
-        return Err(BuildError::DestNotDir {
-            dest: spec.dest.clone(),
-        });
-    }
-    let (uid, gid) = spec.chown.unwrap_or((0, 0));
-    let mut planned: BTreeMap<Vec<String>, (Planned, EntryMeta)> = BTreeMap::new();
-    let mut archives: Vec<(PathBuf, archive::ArchiveFormat)> = Vec::new();
-    let meta = |mode: u32| EntryMeta {
-        mode: spec.chmod.unwrap_or(mode),
-        uid,
-        gid,
-    };
-
-    for src in &sources {
-        if src.is_dir {
-            if !dest.is_empty() {
-                planned.insert(dest.clone(), (Planned::Dir, meta(src.mode)));
-            }
-            for entry in ctx.walk(&src.rel)? {
-                let mut key = dest.clone();
-                key.extend(entry.rel.split('/').map(str::to_string));
-                let value = match entry.kind {
-                    WalkKind::Dir { mode } => (Planned::Dir, meta(mode)),
-                    WalkKind::File { mode, size } => (
-                        Planned::File {
-                            path: entry.path,
-                            size,
-                        },
-                        meta(mode),
-                    ),
-                    WalkKind::Symlink { target } => (
-                        Planned::Symlink { target },
-                        EntryMeta {
-                            mode: 0o777,
-                            uid,
-                            gid,
-                        },
-                    ),
-                };
-                planned.insert(key, value);
-            }
-            continue;
-        }
-        if spec.extract_archives
-            && let Some(format) = archive::detect_archive(&src.path)?
-        {
-            archives.push((src.path.clone(), format));
-            continue;
-        }
-        let mut key = dest.clone();
-        if dest_is_dir {
-            key.push(src.name.clone());
-        }
-        planned.insert(
-            key,
-            (
-                Planned::File {
-                    path: src.path.clone(),
-                    size: src.size,
-                },
-                meta(src.mode),
-            ),
-        );
-    }
+    let sources::Mapped {
+        entries: planned,
+        archives,
+    } = sources::map_sources(ctx, spec, &dest, dest_is_dir)?;
 
     Ok(CopyPlan {
         entries: planned,
@@ -178,6 +136,10 @@ fn write_entries(w: &mut LayerWriter, plan: &CopyPlan) -> Result<(), BuildError>
             Planned::Symlink { target } => w.add_symlink(&path, target, *meta)?,
             Planned::File { path: src, size } => {
                 copy_file(w, &path, *meta, src, *size)?;
+            }
+            Planned::Hardlink { target } => w.add_hardlink(&path, target, *meta)?,
+            Planned::Inline { data } => {
+                w.add_file(&path, *meta, data.len() as u64, &mut data.as_bytes())?;
             }
         }
     }

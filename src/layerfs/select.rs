@@ -24,8 +24,8 @@ pub struct FromSpec {
     pub dest: String,
     /// `--chown` (numeric); the source's owners are kept when `None`.
     pub chown: Option<(u32, u32)>,
-    /// `--chmod` for files and directories.
-    pub chmod: Option<u32>,
+    /// `--chmod` for files and directories (octal, or symbolic applied to each entry's mode).
+    pub chmod: Option<crate::build::Chmod>,
 }
 
 /// Most symlink hops followed for one source.
@@ -184,7 +184,9 @@ pub fn copy_from_layers(
         let out = key.join("/");
         let (uid, gid) = spec.chown.unwrap_or((node.uid, node.gid));
         let meta = EntryMeta {
-            mode: spec.chmod.unwrap_or(node.mode),
+            mode: spec.chmod.as_ref().map_or(node.mode, |c| {
+                c.apply(node.mode, matches!(node.kind, Kind::Dir))
+            }),
             uid,
             gid,
         };

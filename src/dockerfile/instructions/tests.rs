@@ -222,9 +222,18 @@ fn copy_and_add() {
             .to_string()
             .contains("requires at least two arguments")
     );
+    assert!(matches!(
+        one("COPY --chmod=u+x,g-w a b"),
+        Instruction::Copy(CopyArgs { chmod: Some(_), .. })
+    ));
     assert_eq!(
-        fail("COPY --chmod=u+x a b").to_string(),
-        "invalid --chmod mode \"u+x\" (Dockerfile:2): expected an octal mode such as 755 or 0644"
+        fail("COPY --chmod=u!x a b").to_string(),
+        "invalid --chmod mode \"u!x\" (Dockerfile:2): invalid symbolic mode: expected [ugoa...][+-=][rwxXst...|ugo][,...] as chmod(1) reads it (e.g. u+x,g-w or a=rX), or an octal mode such as 755"
+    );
+    assert!(
+        fail("COPY --chmod=8 a b")
+            .to_string()
+            .contains("expected an octal mode between 0 and 7777")
     );
     assert_eq!(
         fail("COPY --from=a --from=b x y").to_string(),
