@@ -3,7 +3,7 @@
 //! still quoted): expansion needs build-time ARG/ENV state and happens in the planner.
 //! What can be checked without that state is checked here: instruction names, flags,
 //! argument counts, `FROM … AS name`, HEALTHCHECK durations and retries, and literal
-//! `--chmod` modes.
+//! `--chmod` modes. `COPY`/`ADD` heredoc words become [`InlineSource`]s with their bodies.
 
 use std::time::Duration;
 
