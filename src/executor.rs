@@ -394,11 +394,24 @@ async fn build_from_layer(
         chown,
         chmod,
         link,
+        exclude,
+        parents,
         ..
     } = step.clone()
     else {
         return Err(BuildImageError::Join("COPY --from without sources".into()));
     };
+    // --parents is carried in the plan for COPY --from, but reading it out of image layers is
+    // not implemented yet: refuse rather than copy the wrong paths.
+    if parents {
+        return Err(PlanError::Unsupported {
+            line,
+            what: "COPY --from with --parents".into(),
+            why: "keeping source parents when reading from another stage or image is not implemented yet".into(),
+            fix: "Copy each directory to its full destination path, or COPY --parents from the build context".into(),
+        }
+        .into());
+    }
     events(Event::LayerStarted {
         line,
         step: format!("COPY --from={image} {} {dest}", srcs.join(" ")),
@@ -426,7 +439,7 @@ async fn build_from_layer(
             dest,
             chown,
             chmod,
-            exclude: Vec::new(),
+            exclude,
         };
         // `--link` (without --chmod): placed on scratch, merged over the stage.
         let link = link && spec.chmod.is_none();
@@ -687,6 +700,9 @@ fn build_on(
             chmod,
             extract,
             link,
+            inline,
+            exclude,
+            parents,
             ..
         } => {
             let chown = match &chown {
@@ -699,6 +715,9 @@ fn build_on(
                 chown,
                 chmod,
                 extract_archives: extract,
+                inline,
+                exclude,
+                parents,
             };
             // BuildKit's `COPY --link` (without --chmod) copies onto scratch and merges the
             // result over the stage (dockerfile2llb `convert_copy.go`): the layer does not

@@ -1,10 +1,12 @@
 //! A build context: a directory and its `.dockerignore`. Resolves COPY/ADD sources as
 //! BuildKit does (relative to the root, a leading `/` meaning the root, `filepath.Match`
-//! wildcards per path segment, top-level symlinks followed while they stay inside the context)
-//! and walks source directories, with excluded files invisible.
+//! wildcards per path segment, a wildcard matching nothing giving no source, top-level
+//! symlinks followed while they stay inside the context) and walks source directories, with
+//! `.dockerignore`d files invisible and, per walk, `--exclude` / `--parents` patterns applied
+//! relative to the walked source (fsutil's copy/copy.go include and exclude matchers).
 
 use std::fs::{self, Metadata};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::dockerignore::DockerIgnore;
@@ -48,6 +50,20 @@ pub struct WalkEntry {
     pub path: PathBuf,
     /// What it is.
     pub kind: WalkKind,
+    /// `(device, inode)` of a regular file with more than one hard link, so the links found in
+    /// one walk can be stored once (fsutil's `getLinkSource`); `None` otherwise.
+    pub hardlink: Option<(u64, u64)>,
+}
+
+/// Patterns applied below a walked source directory, matched against paths relative to it
+/// (patternmatcher rules: `**`, `!` exceptions, a match on a directory covers its contents).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WalkFilter<'a> {
+    /// `--parents`: only entries these patterns match, and the directories above them.
+    pub include: Option<&'a DockerIgnore>,
+    /// `--exclude`: entries these patterns match are left out (a directory is still entered
+    /// when an exception may re-include something below it).
+    pub exclude: Option<&'a DockerIgnore>,
 }
 
 /// What a [`WalkEntry`] is.
@@ -58,7 +74,7 @@ pub enum WalkKind {
         /// Permission bits.
         mode: u32,
     },
-    /// A regular file (hard links are copied as separate files).
+    /// A regular file ([`WalkEntry::hardlink`] tells its hard links apart).
     File {
         /// Permission bits.
         mode: u32,
@@ -109,7 +125,8 @@ impl Context {
     }
 
     /// Resolve one COPY/ADD source as written. Returns the matches (one unless it is a
-    /// wildcard) and whether it was a wildcard.
+    /// wildcard) and whether it was a wildcard. A wildcard matching nothing gives no match
+    /// (BuildKit's `AllowEmptyWildcard`); a missing literal path is an error.
     pub fn resolve(&self, src: &str) -> Result<(Vec<Source>, bool), BuildError> {
         let trimmed = src.trim_start_matches('/');
         let cleaned = glob::clean(trimmed);
@@ -169,12 +186,6 @@ impl Context {
             if let Some(s) = self.resolve_literal(src, &c)? {
                 out.push(s);
             }
-        }
-        if out.is_empty() {
-            return Err(BuildError::NoMatch {
-                src: src.to_string(),
-                context: self.root.clone(),
-            });
         }
         Ok((out, true))
     }
@@ -326,39 +337,63 @@ impl Context {
     /// Every entry below the source directory `dir_rel` (real path relative to the root),
     /// `.dockerignore` applied, symlinks not followed, sorted by path components.
     pub fn walk(&self, dir_rel: &str) -> Result<Vec<WalkEntry>, BuildError> {
+        self.walk_filtered(dir_rel, WalkFilter::default())
+    }
+
+    /// [`Context::walk`] with `--parents` / `--exclude` patterns relative to `dir_rel`. A
+    /// directory that is not itself selected is listed only when something below it is (fsutil
+    /// creates such parents lazily), and is entered only when that is possible.
+    pub fn walk_filtered(
+        &self,
+        dir_rel: &str,
+        filter: WalkFilter<'_>,
+    ) -> Result<Vec<WalkEntry>, BuildError> {
         let mut out = Vec::new();
-        self.walk_into(dir_rel, "", &mut out)?;
+        self.walk_into(dir_rel, "", filter, &mut out)?;
         Ok(out)
     }
 
-    fn walk_into(&self, base: &str, sub: &str, out: &mut Vec<WalkEntry>) -> Result<(), BuildError> {
+    fn walk_into(
+        &self,
+        base: &str,
+        sub: &str,
+        filter: WalkFilter<'_>,
+        out: &mut Vec<WalkEntry>,
+    ) -> Result<(), BuildError> {
         let dir = self.root.join(join(base, sub));
         for name in read_dir_sorted(&dir)? {
             let rel = join(sub, &name);
             let ctx_rel = join(base, &rel);
             let path = self.root.join(&ctx_rel);
             let meta = fs::symlink_metadata(&path).map_err(BuildError::io("read", &path))?;
-            let excluded = self.is_excluded(&ctx_rel);
+            let ignored = self.is_excluded(&ctx_rel);
+            let excluded = filter.exclude.is_some_and(|m| m.is_excluded(&rel));
+            let included = filter.include.is_none_or(|m| m.is_excluded(&rel));
+            let wanted = !ignored && !excluded && included;
             let ft = meta.file_type();
             if ft.is_dir() {
-                if excluded && !self.ignore.may_include_below(&ctx_rel) {
+                let enter = (!ignored || self.ignore.may_include_below(&ctx_rel))
+                    && (!excluded || filter.exclude.is_some_and(DockerIgnore::has_exceptions))
+                    && (included || filter.include.is_some_and(|m| m.may_match_below(&rel)));
+                if !enter {
                     continue;
                 }
                 let mut children = Vec::new();
-                self.walk_into(base, &rel, &mut children)?;
-                if !excluded || !children.is_empty() {
+                self.walk_into(base, &rel, filter, &mut children)?;
+                if wanted || !children.is_empty() {
                     out.push(WalkEntry {
                         rel,
                         path,
                         kind: WalkKind::Dir {
                             mode: meta.permissions().mode() & 0o7777,
                         },
+                        hardlink: None,
                     });
                     out.append(&mut children);
                 }
                 continue;
             }
-            if excluded || ft.is_socket() {
+            if !wanted || ft.is_socket() {
                 continue;
             }
             let kind = if ft.is_symlink() {
@@ -375,7 +410,14 @@ impl Context {
                     size: meta.len(),
                 }
             };
-            out.push(WalkEntry { rel, path, kind });
+            let hardlink = (matches!(kind, WalkKind::File { .. }) && meta.nlink() > 1)
+                .then(|| (meta.dev(), meta.ino()));
+            out.push(WalkEntry {
+                rel,
+                path,
+                kind,
+                hardlink,
+            });
         }
         Ok(())
     }

@@ -1,19 +1,22 @@
 //! COPY and ADD (local sources) as one layer: resolve the sources in the context, map them to
-//! destination paths as Docker does, and write every entry sorted by path, so the layer's
-//! digests depend only on the files' paths, contents, modes and the options.
+//! destination paths as Docker does ([`super::sources`] owns the source side), and write every
+//! entry sorted by path, so the layer's digests depend only on the files' paths, contents,
+//! modes and the options.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::archive;
-use super::context::{Context, Source, WalkKind};
+use super::chmod::Chmod;
+use super::context::Context;
 use super::error::BuildError;
 use super::layer::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, TrackedReader, normalize};
+use super::sources::{self, InlineFile};
 use super::spool::Spool;
 use crate::digest::Digest;
 use crate::rootfs::place::{Payload, Placement};
-use crate::rootfs::{Kind, RootFs};
+use crate::rootfs::{Kind, RootFs, UserFile};
 
 /// One COPY or ADD instruction with local sources.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -25,18 +28,38 @@ pub struct CopySpec {
     pub dest: String,
     /// `--chown=uid:gid` (numeric): owner of every copied entry; root when `None`.
     pub chown: Option<(u32, u32)>,
-    /// `--chmod`: mode of every copied file and directory (not symlinks).
-    pub chmod: Option<u32>,
+    /// `--chmod`: changes the mode of every copied file and directory (not symlinks).
+    pub chmod: Option<Chmod>,
     /// ADD: extract local tar archives (plain, gzip, bzip2, xz) into the destination.
     pub extract_archives: bool,
+    /// Heredoc sources (`COPY <<EOF /x`), copied after `srcs`.
+    pub inline: Vec<InlineFile>,
+    /// `--exclude` patterns, matched against paths relative to each source directory.
+    pub exclude: Vec<String>,
+    /// `--parents`: keep each source's path (below an optional `/./` pivot) under `dest`.
+    pub parents: bool,
 }
 
 /// What one planned entry is.
 #[derive(Debug, Clone)]
 pub(crate) enum Planned {
     Dir,
-    File { path: PathBuf, size: u64 },
-    Symlink { target: String },
+    File {
+        path: PathBuf,
+        size: u64,
+    },
+    Symlink {
+        target: String,
+    },
+    /// A hard link to the earlier entry at `target` (a layer path): a context file linked to
+    /// another file of the same source.
+    Hardlink {
+        target: String,
+    },
+    /// A heredoc: a file with this content.
+    Inline {
+        data: String,
+    },
 }
 
 /// Every entry a COPY/ADD layer will hold (sorted by layer path), and the archives ADD
@@ -104,14 +127,15 @@ impl Payload for Planned {
     fn kind(&self) -> Kind {
         match self {
             Planned::Dir => Kind::Dir,
-            Planned::File { .. } => Kind::File,
+            Planned::File { .. } | Planned::Hardlink { .. } | Planned::Inline { .. } => Kind::File,
             Planned::Symlink { target } => Kind::Symlink(target.as_str().into()),
         }
     }
 
-    fn source_file(&self) -> Option<PathBuf> {
+    fn user_file(&self) -> Option<UserFile> {
         match self {
-            Planned::File { path, .. } => Some(path.clone()),
+            Planned::File { path, .. } => Some(UserFile::Path(path.clone())),
+            Planned::Inline { data } => Some(UserFile::Bytes(data.as_bytes().into())),
             _ => None,
         }
     }
@@ -128,88 +152,26 @@ pub(crate) fn plan_copy(
         || spec.dest.ends_with("/.")
         || spec.dest == "."
         || normalize(&spec.dest)?.is_none();
-    if spec.srcs.is_empty() {
+    if spec.srcs.is_empty() && spec.inline.is_empty() {
         return Err(BuildError::InvalidPath {
             path: spec.dest.clone(),
             reason: "COPY needs at least one source".into(),
         });
     }
-    let mut sources: Vec<Source> = Vec::new();
-    for src in &spec.srcs {
-        sources.extend(ctx.resolve(src)?.0);
-    }
-    if (spec.srcs.len() > 1 || sources.len() > 1) && !dest_is_dir {
-        return Err(BuildError::DestNotDir {
-            dest: spec.dest.clone(),
-        });
-    }
     let (uid, gid) = spec.chown.unwrap_or((0, 0));
-    let meta = |mode: u32| EntryMeta {
-        mode: spec.chmod.unwrap_or(mode),
+    // fsutil's MkdirAll: created directories get the numeric --chmod, else 0755.
+    let created = EntryMeta {
+        mode: spec.chmod.as_ref().map_or(0o755, Chmod::dir_mode),
         uid,
         gid,
     };
-    let dest_err = |source| BuildError::Dest {
-        dest: spec.dest.clone(),
-        source,
-    };
-    // fsutil's MkdirAll: created directories get the numeric --chmod, else 0755.
-    let mut place = Placement::new(fs, &spec.dest, meta(0o755));
-    let mut archives: Vec<(PathBuf, archive::ArchiveFormat)> = Vec::new();
-    let mut archive_dest = Vec::new();
-
-    for src in &sources {
-        if src.is_dir {
-            let mut children = Vec::new();
-            for entry in ctx.walk(&src.rel)? {
-                let rel: Vec<String> = entry.rel.split('/').map(str::to_string).collect();
-                children.push(match entry.kind {
-                    WalkKind::Dir { mode } => (rel, Planned::Dir, meta(mode)),
-                    WalkKind::File { mode, size } => (
-                        rel,
-                        Planned::File {
-                            path: entry.path,
-                            size,
-                        },
-                        meta(mode),
-                    ),
-                    WalkKind::Symlink { target } => (
-                        rel,
-                        Planned::Symlink { target },
-                        EntryMeta {
-                            mode: 0o777,
-                            uid,
-                            gid,
-                        },
-                    ),
-                });
-            }
-            place.add_dir(children).map_err(dest_err)?;
-            continue;
-        }
-        if spec.extract_archives
-            && let Some(format) = archive::detect_archive(&src.path)?
-        {
-            archive_dest = place.dest_dir().map_err(dest_err)?;
-            archives.push((src.path.clone(), format));
-            continue;
-        }
-        place
-            .add_file(
-                &src.name,
-                Planned::File {
-                    path: src.path.clone(),
-                    size: src.size,
-                },
-                meta(src.mode),
-            )
-            .map_err(dest_err)?;
-    }
-
+    let mut place = Placement::new(fs, &spec.dest, created);
+    let sources::Mapped { archives, dest } =
+        sources::map_sources(ctx, spec, &mut place, dest_is_dir)?;
     Ok(CopyPlan {
         entries: place.finish(),
         archives,
-        dest: archive_dest,
+        dest,
         chown: spec.chown,
     })
 }
@@ -318,6 +280,10 @@ fn write_entries(w: &mut LayerWriter, plan: &CopyPlan) -> Result<(), BuildError>
             Planned::Symlink { target } => w.add_symlink(&path, target, *meta)?,
             Planned::File { path: src, size } => {
                 copy_file(w, &path, *meta, src, *size)?;
+            }
+            Planned::Hardlink { target } => w.add_hardlink(&path, target, *meta)?,
+            Planned::Inline { data } => {
+                w.add_file(&path, *meta, data.len() as u64, &mut data.as_bytes())?;
             }
         }
     }

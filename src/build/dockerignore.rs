@@ -131,20 +131,24 @@ impl DockerIgnore {
         Ok(out)
     }
 
-    /// `--exclude` patterns as patternmatcher's `New` takes them (each trimmed and cleaned, a
-    /// leading `!` an exception; no comments, and a leading `/` kept). `Err((pattern, why))`.
-    pub fn from_patterns(patterns: &[String]) -> Result<DockerIgnore, (String, String)> {
+    /// A matcher for patterns given one by one, as moby/patternmatcher's `New` reads them
+    /// (BuildKit passes `COPY --exclude` patterns and the `--parents` pattern to fsutil this
+    /// way): surrounding space trimmed, empty ones skipped, each cleaned like Go's
+    /// `filepath.Clean` *before* a leading `!` makes it an exception, and no leading `/`
+    /// removed. On an invalid pattern: the pattern and why.
+    pub fn from_patterns<S: AsRef<str>>(patterns: &[S]) -> Result<DockerIgnore, (String, String)> {
         let mut out = DockerIgnore::default();
         for raw in patterns {
-            let p = raw.trim();
-            if p.is_empty() {
+            let raw = raw.as_ref();
+            let trimmed = raw.trim();
+            if trimmed.is_empty() {
                 continue;
             }
-            let cleaned = glob::clean(p);
+            let cleaned = glob::clean(trimmed);
             let (exclusion, rest) = match cleaned.strip_prefix('!') {
                 Some("") => {
                     return Err((
-                        raw.clone(),
+                        raw.to_string(),
                         "an exception '!' must be followed by a pattern".into(),
                     ));
                 }
@@ -153,9 +157,25 @@ impl DockerIgnore {
             };
             out.has_exceptions |= exclusion;
             out.patterns
-                .push(Pattern::new(rest, exclusion).map_err(|why| (raw.clone(), why))?);
+                .push(Pattern::new(rest, exclusion).map_err(|e| (raw.to_string(), e))?);
         }
         Ok(out)
+    }
+
+    /// Whether some pattern is an exception (`!pattern`): patternmatcher's `Exclusions`.
+    pub fn has_exceptions(&self) -> bool {
+        self.has_exceptions
+    }
+
+    /// Whether a (non-exception) pattern could match `dir` or something below it: when false,
+    /// nothing below `dir` can match and a walk need not enter it. Conservative (may say yes
+    /// needlessly).
+    pub fn may_match_below(&self, dir: &str) -> bool {
+        let dir_slash = format!("{dir}/");
+        self.patterns.iter().filter(|p| !p.exclusion).any(|p| {
+            let prefix = p.literal_prefix();
+            dir_slash.starts_with(prefix) || prefix.starts_with(&dir_slash)
+        })
     }
 
     /// Read `<root>/.dockerignore` (nothing excluded when there is none).
@@ -324,6 +344,37 @@ mod tests {
         let d = di("*\n!*/keep\n");
         assert!(d.may_include_below("x"));
         assert!(!d.is_excluded("x/keep"));
+    }
+
+    #[test]
+    fn patterns_given_one_by_one() {
+        let m = DockerIgnore::from_patterns(&["*.png", " dir/**/x ", "", "!keep.png"]).unwrap();
+        assert!(m.is_excluded("a.png"));
+        assert!(!m.is_excluded("keep.png"));
+        assert!(!m.is_excluded("sub/a.png"));
+        assert!(m.is_excluded("dir/x"));
+        assert!(m.is_excluded("dir/a/b/x/inner"));
+        assert!(m.has_exceptions());
+        // No leading '/' is removed: such a pattern never matches a relative path.
+        let m = DockerIgnore::from_patterns(&["/a"]).unwrap();
+        assert!(!m.is_excluded("a"));
+        let m = DockerIgnore::from_patterns(&["*/*.txt"]).unwrap();
+        assert!(m.is_excluded("d/a.txt"));
+        assert!(!m.is_excluded("a.txt"));
+        assert!(!m.has_exceptions());
+        assert!(DockerIgnore::from_patterns(&["!"]).is_err());
+        assert_eq!(DockerIgnore::from_patterns(&["[z-"]).unwrap_err().0, "[z-");
+        // An empty pattern list (or only blanks) matches nothing.
+        let m = DockerIgnore::from_patterns(&[""]).unwrap();
+        assert!(!m.is_excluded("a") && !m.may_match_below("a"));
+        let m = DockerIgnore::from_patterns(&["a/b/c.txt"]).unwrap();
+        assert!(m.may_match_below("a") && m.may_match_below("a/b"));
+        assert!(!m.may_match_below("x") && !m.may_match_below("a/c"));
+        assert!(
+            DockerIgnore::from_patterns(&["**/*.json"])
+                .unwrap()
+                .may_match_below("x/y")
+        );
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub enum BuildError {
         /// The context root.
         context: PathBuf,
     },
-    /// A wildcard COPY/ADD source matched nothing.
+    /// A wildcard COPY/ADD source matched nothing. No longer returned by COPY/ADD itself: as in
+    /// BuildKit, such a source just gives no files.
     #[error(
         "COPY source '{src}' matched no files in build context {}: check the pattern, and that .dockerignore does not exclude the files",
         context.display()
@@ -50,6 +51,16 @@ pub enum BuildError {
         src: String,
         /// The context root.
         context: PathBuf,
+    },
+    /// An `--exclude` pattern of COPY/ADD is not a valid pattern.
+    #[error(
+        "invalid --exclude pattern {pattern:?}: {reason}; fix the pattern (e.g. *.log, dir/**, !keep.txt)"
+    )]
+    BadExcludePattern {
+        /// The pattern as written.
+        pattern: String,
+        /// Why it is invalid.
+        reason: String,
     },
     /// A COPY/ADD source is not a valid pattern.
     #[error("invalid COPY source pattern '{src}': {reason}")]

@@ -1,10 +1,12 @@
-//! Building layers from a build context: `.dockerignore`, COPY/ADD source resolution,
+//! Building layers from a build context: `.dockerignore`, COPY/ADD source resolution (wildcards,
+//! `--exclude`, `--parents`, heredocs, hard links, `--chmod` modes),
 //! deterministic tar layers written in one streaming pass (tar → diff_id hash → compressor →
 //! digest hash → spool file), and ADD's archive extraction.
 //!
 //! All of it is synchronous `std::fs` code; async callers run it under `spawn_blocking`.
 
 mod archive;
+mod chmod;
 mod compress;
 mod context;
 mod copy;
@@ -13,13 +15,15 @@ mod error;
 pub(crate) mod glob;
 mod layer;
 mod pgzip;
+mod sources;
 mod spool;
 pub(crate) mod tar_guard;
 mod tar_writer;
 
 pub use archive::{ArchiveFormat, detect_archive};
+pub use chmod::{Chmod, ChmodError, SymbolicMode};
 pub use compress::{Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, set_threads, threads};
-pub use context::{Context, Source, WalkEntry, WalkKind};
+pub use context::{Context, Source, WalkEntry, WalkFilter, WalkKind};
 pub(crate) use copy::{
     CopyPlan, Planned, build_copy_layer_on, build_mkdir_layer, copy_diff_id,
     plan_copy as plan_copy_layer, replay_archives, write_copy_on,
@@ -29,4 +33,6 @@ pub use dockerignore::DockerIgnore;
 pub use error::BuildError;
 pub use layer::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, SpecialKind, build_dirs_layer};
 pub use pgzip::BLOCK_SIZE as GZIP_BLOCK_SIZE;
+pub use sources::InlineFile;
+pub(crate) use sources::exclude_matcher;
 pub use spool::{Spool, SpoolWriter, SpooledBlob};

@@ -1,5 +1,6 @@
 //! Cache keys of a COPY/ADD layer. All three hash one canonical description of the layer's
-//! options and entries (layer paths, modes, ownership, sizes, symlink targets, archive formats):
+//! options and entries (layer paths, modes, ownership, sizes, symlink and hard link targets,
+//! heredoc contents, archive formats):
 //! the shape key hashes only that; the stat key adds each source file's identity and times (the
 //! fast path); the content key adds the layer's diff_id — the sha256 of its whole uncompressed
 //! tar, so of every byte the layer holds (what a hit really means). A first build gets the
@@ -20,7 +21,7 @@ use crate::build::{BuildError, CopyPlan, CopySpec, LayerOptions, Planned};
 use crate::digest::{Digest, Hasher};
 
 /// Bumped whenever the layer format or the key description changes.
-const VERSION: &str = "ocipush layer cache v2";
+const VERSION: &str = "ocipush layer cache v3";
 
 /// What identifies a file's state without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -66,8 +67,14 @@ impl Keys {
         let _ = writeln!(base, "epoch {}", opts.epoch);
         let _ = writeln!(
             base,
-            "spec {:?} {:?} {:?} {:?} {}",
-            spec.srcs, spec.dest, spec.chown, spec.chmod, spec.extract_archives
+            "spec {:?} {:?} {:?} {:?} {} {:?} {}",
+            spec.srcs,
+            spec.dest,
+            spec.chown,
+            spec.chmod,
+            spec.extract_archives,
+            spec.exclude,
+            spec.parents
         );
         for (key, (entry, meta)) in &plan.entries {
             let _ = write!(
@@ -82,6 +89,11 @@ impl Keys {
                 Planned::Dir => writeln!(base, "dir"),
                 Planned::File { size, .. } => writeln!(base, "file {size}"),
                 Planned::Symlink { target } => writeln!(base, "symlink {target:?}"),
+                Planned::Hardlink { target } => writeln!(base, "hardlink {target:?}"),
+                Planned::Inline { data } => {
+                    let digest = Digest::of(data.as_bytes());
+                    writeln!(base, "inline {} {digest}", data.len())
+                }
             };
         }
         for (_, format) in &plan.archives {

@@ -91,6 +91,45 @@ pub struct Node {
     pub end_line: usize,
     /// The instruction an `ONBUILD` wraps.
     pub next: Option<Box<Node>>,
+    /// The here-documents read after the instruction (`COPY <<EOF /x` … `EOF`), in the order
+    /// their `<<NAME` words appear. Only `ADD`, `COPY` and `RUN` in shell form (also under
+    /// `ONBUILD`) read them, as BuildKit's parser does.
+    pub heredocs: Vec<Heredoc>,
+}
+
+/// One here-document: BuildKit's `parser.Heredoc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heredoc {
+    /// The delimiter with its quotes removed (`EOF` for `<<'EOF'`): also the file name a
+    /// `COPY`/`ADD` heredoc gets.
+    pub name: String,
+    /// The file descriptor written before `<<` (`3<<EOF`), 0 when none.
+    pub file_descriptor: u32,
+    /// Whether variables in the body are expanded: no part of the delimiter was quoted.
+    pub expand: bool,
+    /// `<<-NAME`: leading tabs are stripped from the body's lines (and from the terminator).
+    pub chomp: bool,
+    /// The body as written, every line with its line ending, the terminator line excluded.
+    /// Leading tabs are still there when `chomp` (strip them with [`Heredoc::chomped`]).
+    pub content: String,
+}
+
+impl Heredoc {
+    /// The body as an instruction uses it: with `<<-`, leading tabs removed from every line
+    /// (BuildKit's `ChompHeredocContent`).
+    pub fn chomped(&self) -> String {
+        if !self.chomp {
+            return self.content.clone();
+        }
+        chomp(&self.content)
+    }
+}
+
+/// Remove the leading tabs of every line (`(?m)^\t+`).
+pub(crate) fn chomp(text: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|line| line.trim_start_matches('\t'))
+        .collect()
 }
 
 impl Node {

@@ -31,9 +31,9 @@ pub enum ParseError {
         /// What is wrong, and what to do.
         message: String,
     },
-    /// Heredocs (`<<EOF`) are not supported.
+    /// `RUN` heredocs (`RUN <<EOF`) are not supported: ocipush runs no commands.
     #[error(
-        "heredocs are not supported (Dockerfile:{line}): write the content to a file in the build context and COPY it"
+        "RUN heredocs are not supported (Dockerfile:{line}): ocipush does not run commands; produce the files before the build and COPY them, or write a file with COPY <<EOF"
     )]
     Heredoc {
         /// Line where the instruction starts.

@@ -3,15 +3,16 @@
 //! still quoted): expansion needs build-time ARG/ENV state and happens in the planner.
 //! What can be checked without that state is checked here: instruction names, flags,
 //! argument counts, `FROM … AS name`, HEALTHCHECK durations and retries, and literal
-//! `--chmod` modes.
+//! `--chmod` modes. `COPY`/`ADD` heredoc words become [`InlineSource`]s with their bodies.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::ast::{Dockerfile, Node};
+use super::ast::{Dockerfile, Node, chomp};
 use super::error::ParseError;
 use super::flags::{Flags, Kind};
+use super::heredoc::parse_heredoc;
 use super::values::{parse_chmod, parse_duration};
 
 /// Every instruction name, upper case.
@@ -61,8 +62,11 @@ pub enum CommandForm {
 /// Arguments of `COPY` and `ADD`. Paths and flag values are unexpanded words.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CopyArgs {
-    /// Sources (at least one).
+    /// Path sources, in order (may be empty when every source is a heredoc).
     pub srcs: Vec<String>,
+    /// Heredoc sources (`COPY <<EOF /x`), in order, after the path sources as BuildKit
+    /// copies them.
+    pub inline: Vec<InlineSource>,
     /// Destination.
     pub dest: String,
     /// Whether the paths were given as a JSON array (then they are not whitespace-split).
@@ -81,10 +85,23 @@ pub struct CopyArgs {
     pub exclude: Vec<String>,
     /// `--checksum=<digest>` (ADD only).
     pub checksum: Option<String>,
-    /// `--keep-git-dir` (ADD only).
-    pub keep_git_dir: bool,
+    /// `--keep-git-dir[=bool]` (ADD only); `None` when not given.
+    pub keep_git_dir: Option<bool>,
     /// `--unpack[=bool]` (ADD only); `None` when not given.
     pub unpack: Option<bool>,
+}
+
+/// A heredoc source of `COPY`/`ADD` (BuildKit's `instructions.SourceContent`): a file named
+/// after the delimiter holding the body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InlineSource {
+    /// The delimiter, quotes removed: the file's name.
+    pub name: String,
+    /// The body (leading tabs already removed for `<<-`), not yet expanded.
+    pub data: String,
+    /// Whether the body is expanded with the stage's ARG/ENV ([`expand_heredoc`](super::expand_heredoc)):
+    /// the delimiter was not quoted.
+    pub expand: bool,
 }
 
 /// `HEALTHCHECK`.
@@ -351,6 +368,11 @@ fn instruction(node: &Node) -> Result<Located<Instruction>, ParseError> {
         "healthcheck" => Instruction::Healthcheck(healthcheck(node, &name, line)?),
         "onbuild" => {
             no_flags()?;
+            if !node.heredocs.is_empty() {
+                return Err(args_err(
+                    "heredocs are not supported in ONBUILD triggers: the trigger keeps only its first line, so the content would be lost; COPY a file from the build context in the trigger instead".into(),
+                ));
+            }
             let Some(inner) = &node.next else {
                 return Err(args_err(
                     "ONBUILD requires at least one argument: ONBUILD <instruction>".into(),
@@ -449,19 +471,55 @@ fn copy_args(node: &Node, name: &str, line: usize) -> Result<Instruction, ParseE
             ("exclude", Kind::Strings),
         ]
     };
-    let [srcs @ .., dest] = node.args.as_slice() else {
+    let [all_srcs @ .., dest] = node.args.as_slice() else {
         return Err(no_dest(name, line));
     };
-    if srcs.is_empty() {
+    if all_srcs.is_empty() {
         return Err(no_dest(name, line));
     }
     let flags = Flags::parse(&node.flags, allowed, name, line)?;
     let chmod = flags.string("chmod");
-    if let Some(mode) = chmod.as_deref().filter(|m| !m.contains('$')) {
+    if let Some(mode) = chmod
+        .as_deref()
+        .filter(|m| !m.contains('$') && !m.is_empty())
+    {
         parse_chmod(mode).map_err(|e| e.at_line(line))?;
     }
+    // BuildKit's parseSourcesAndDest (frontend/dockerfile/instructions/parse.go): a source
+    // word that reads as `<<NAME` is the heredoc of that name (empty when the line read none,
+    // e.g. in JSON form); the destination cannot be one.
+    if matches!(parse_heredoc(dest), Ok(Some(_))) {
+        return Err(ParseError::Arguments {
+            line,
+            instruction: name.to_string(),
+            message: format!(
+                "{name} cannot accept a heredoc as a destination: write {name} <<EOF <dest>, with the destination path last"
+            ),
+        });
+    }
+    let mut srcs = Vec::new();
+    let mut inline = Vec::new();
+    for src in all_srcs {
+        match parse_heredoc(src) {
+            Ok(Some(word)) => {
+                let body = node.heredocs.iter().rev().find(|h| h.name == word.name);
+                let content = body.map(|h| h.content.as_str()).unwrap_or("");
+                inline.push(InlineSource {
+                    data: if word.chomp {
+                        chomp(content)
+                    } else {
+                        content.to_string()
+                    },
+                    name: word.name,
+                    expand: word.expand,
+                });
+            }
+            _ => srcs.push(src.clone()),
+        }
+    }
     let args = CopyArgs {
-        srcs: srcs.to_vec(),
+        srcs,
+        inline,
         dest: dest.clone(),
         json: node.json,
         from: flags.string("from"),
@@ -471,7 +529,7 @@ fn copy_args(node: &Node, name: &str, line: usize) -> Result<Instruction, ParseE
         parents: flags.bool("parents"),
         exclude: flags.strings("exclude"),
         checksum: flags.string("checksum"),
-        keep_git_dir: flags.bool("keep-git-dir"),
+        keep_git_dir: flags.opt_bool("keep-git-dir"),
         unpack: flags.opt_bool("unpack"),
     };
     Ok(if is_add {

@@ -1,6 +1,7 @@
 //! Physical lines → logical lines, as BuildKit's `parser.Parse` reads them: BOM and CRLF
 //! handling, parser directives at the top, comments, blank lines, and line continuations
-//! with the escape character (comment and blank lines inside a continuation are skipped).
+//! with the escape character (comment and blank lines inside a continuation are skipped),
+//! and here-document bodies, read raw when the parser asks for them.
 
 use super::ast::{Directives, Warning};
 use super::error::ParseError;
@@ -14,16 +15,6 @@ pub(crate) struct LogicalLine {
     pub start: usize,
     /// 1-based last line.
     pub end: usize,
-}
-
-/// The result of splitting a Dockerfile into logical lines.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Lexed {
-    pub directives: Directives,
-    pub lines: Vec<LogicalLine>,
-    pub warnings: Vec<Warning>,
-    /// Number of physical lines.
-    pub line_count: usize,
 }
 
 /// Go's regexp `\s`: `[\t\n\f\r ]`.
@@ -131,74 +122,162 @@ fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
     }
 }
 
-/// Split `text` into logical lines.
-pub(crate) fn lex(text: &str) -> Result<Lexed, ParseError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut physical = text
-        .split_inclusive('\n')
-        .map(|l| l.trim_end_matches(['\r', '\n']));
-    let mut state = DirectiveState {
-        directives: Directives::default(),
-        done: false,
-        seen: Vec::new(),
-    };
-    let mut lines = Vec::new();
-    let mut warnings = Vec::new();
-    let mut current = 0usize;
+/// Reads a Dockerfile's physical lines into logical lines, one instruction at a time, and the
+/// here-documents that follow an instruction when the parser asks for them (BuildKit reads
+/// both from one scanner: a heredoc body is never taken for instructions).
+pub(crate) struct Lexer<'a> {
+    /// Physical lines, each with its line ending (the last one may have none).
+    physical: std::str::SplitInclusive<'a, char>,
+    state: DirectiveState,
+    /// Lines read so far.
+    current: usize,
+    warnings: Vec<Warning>,
+}
 
-    while let Some(raw) = physical.next() {
-        let first = raw.trim_start();
-        state.check(first, current + 1)?;
-        current += 1;
-        let start = current;
-        let escape = state.directives.escape;
-        let (joined, mut end_of_instruction) = trim_continuation(trim_comment(first), escape);
-        if end_of_instruction && joined.is_empty() {
-            continue;
+impl<'a> Lexer<'a> {
+    pub(crate) fn new(text: &'a str) -> Lexer<'a> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        Lexer {
+            physical: text.split_inclusive('\n'),
+            state: DirectiveState {
+                directives: Directives::default(),
+                done: false,
+                seen: Vec::new(),
+            },
+            current: 0,
+            warnings: Vec::new(),
         }
-        let mut joined = joined.to_string();
-        let mut empty_continuation = false;
-        while !end_of_instruction {
-            let Some(raw) = physical.next() else { break };
-            state.check(raw, current + 1)?;
-            current += 1;
-            if is_comment(raw) {
-                continue;
-            }
-            let stripped = trim_comment(raw);
-            if stripped.trim_start().is_empty() {
-                empty_continuation = true;
-                continue;
-            }
-            let (part, end) = trim_continuation(stripped, state.directives.escape);
-            joined.push_str(part);
-            end_of_instruction = end;
-        }
-        if empty_continuation {
-            warnings.push(Warning {
-                line: start,
-                message: format!(
-                    "empty continuation line found in: {joined}: empty continuation lines will become errors in a future release; remove them"
-                ),
-            });
-        }
-        lines.push(LogicalLine {
-            text: joined,
-            start,
-            end: current,
-        });
     }
-    Ok(Lexed {
-        directives: state.directives,
-        lines,
-        warnings,
-        line_count: current,
-    })
+
+    /// The next instruction's logical line, `None` at the end of the file.
+    pub(crate) fn next_line(&mut self) -> Result<Option<LogicalLine>, ParseError> {
+        while let Some(raw) = self.physical.next() {
+            let raw = raw.trim_end_matches(['\r', '\n']);
+            let first = raw.trim_start();
+            self.state.check(first, self.current + 1)?;
+            self.current += 1;
+            let start = self.current;
+            let escape = self.state.directives.escape;
+            let (joined, mut end_of_instruction) = trim_continuation(trim_comment(first), escape);
+            if end_of_instruction && joined.is_empty() {
+                continue;
+            }
+            let mut joined = joined.to_string();
+            let mut empty_continuation = false;
+            while !end_of_instruction {
+                let Some(raw) = self.physical.next() else {
+                    break;
+                };
+                let raw = raw.trim_end_matches(['\r', '\n']);
+                self.state.check(raw, self.current + 1)?;
+                self.current += 1;
+                if is_comment(raw) {
+                    continue;
+                }
+                let stripped = trim_comment(raw);
+                if stripped.trim_start().is_empty() {
+                    empty_continuation = true;
+                    continue;
+                }
+                let (part, end) = trim_continuation(stripped, self.state.directives.escape);
+                joined.push_str(part);
+                end_of_instruction = end;
+            }
+            if empty_continuation {
+                self.warnings.push(Warning {
+                    line: start,
+                    message: format!(
+                        "empty continuation line found in: {joined}: empty continuation lines will become errors in a future release; remove them"
+                    ),
+                });
+            }
+            return Ok(Some(LogicalLine {
+                text: joined,
+                start,
+                end: self.current,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Read a here-document body up to its terminator line (`name`, after the line ending
+    /// is trimmed and, with `chomp`, leading tabs too), as BuildKit's `Parse` does: the body
+    /// lines are kept raw, line endings included. `None` when the file ends first.
+    pub(crate) fn heredoc_body(&mut self, name: &str, chomp: bool) -> Option<String> {
+        let mut content = String::new();
+        for raw in self.physical.by_ref() {
+            self.current += 1;
+            let mut candidate = raw.trim_end_matches(['\r', '\n']);
+            if chomp {
+                candidate = candidate.trim_start_matches('\t');
+            }
+            if candidate == name {
+                return Some(content);
+            }
+            content.push_str(raw);
+        }
+        None
+    }
+
+    /// The escape character in effect (`# escape=`).
+    pub(crate) fn escape(&self) -> char {
+        self.state.directives.escape
+    }
+
+    /// The number of physical lines read so far (the last line of what was read).
+    pub(crate) fn line(&self) -> usize {
+        self.current
+    }
+
+    /// The directives found, and the warnings, once every line has been read.
+    pub(crate) fn finish(self) -> (Directives, Vec<Warning>) {
+        (self.state.directives, self.warnings)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Lexed {
+        directives: Directives,
+        lines: Vec<LogicalLine>,
+        warnings: Vec<Warning>,
+    }
+
+    fn lex(text: &str) -> Result<Lexed, ParseError> {
+        let mut lexer = Lexer::new(text);
+        let mut lines = Vec::new();
+        while let Some(line) = lexer.next_line()? {
+            lines.push(line);
+        }
+        let (directives, warnings) = lexer.finish();
+        Ok(Lexed {
+            directives,
+            lines,
+            warnings,
+        })
+    }
+
+    #[test]
+    fn heredoc_bodies_are_raw_lines() {
+        let mut l = Lexer::new("COPY <<A <<-B /x\n# not a comment\r\n\\\nA\n\tb\n\tB\nFROM c\n");
+        let first = l.next_line().unwrap().unwrap();
+        assert_eq!((first.start, first.end), (1, 1));
+        assert_eq!(
+            l.heredoc_body("A", false).as_deref(),
+            Some("# not a comment\r\n\\\n")
+        );
+        assert_eq!(l.heredoc_body("B", true).as_deref(), Some("\tb\n"));
+        assert_eq!(l.line(), 6);
+        let next = l.next_line().unwrap().unwrap();
+        assert_eq!((next.text.as_str(), next.start), ("FROM c", 7));
+        let mut l = Lexer::new("RUN <<EOF\nx\n");
+        l.next_line().unwrap();
+        assert_eq!(l.heredoc_body("EOF", false), None);
+        assert_eq!(l.line(), 2);
+    }
 
     #[test]
     fn directive_regexp() {

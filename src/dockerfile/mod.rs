@@ -12,8 +12,12 @@
 //!   [`parse_expose`], [`parse_duration`].
 //!
 //! Conformance: BuildKit's own parser corpus passes exactly (`tests/dockerfile_corpus.rs`).
+//! Heredocs are read as BuildKit reads them ([`Node::heredocs`]); `COPY`/`ADD` turn them into
+//! files ([`CopyArgs::inline`], bodies expanded by [`expand_heredoc`]).
+//!
 //! Known, deliberate differences from BuildKit:
-//! - heredocs (`RUN <<EOF`, `COPY <<EOF /x`) are rejected with a clear error;
+//! - `RUN` heredocs are rejected with a clear error (ocipush runs no commands), and so are
+//!   heredocs in `ONBUILD` triggers (BuildKit would store a trigger without its body);
 //! - an array-looking but invalid JSON argument also records a [`Warning`];
 //! - flags and the `HEALTHCHECK` type are split on Unicode characters, not bytes (Go reads
 //!   those byte-wise, so a UTF-8 byte 0x85/0xA0 counts as a space there);
@@ -30,6 +34,7 @@ mod dump;
 mod error;
 mod expand;
 mod flags;
+mod heredoc;
 mod instructions;
 mod json;
 mod lexer;
@@ -37,12 +42,13 @@ mod line_parsers;
 mod parser;
 mod values;
 
-pub use ast::{Directives, Dockerfile, Node, Warning};
+pub use ast::{Directives, Dockerfile, Heredoc, Node, Warning};
 pub use dump::go_quote;
 pub use error::ParseError;
-pub use expand::{expand_word, expand_words, expands};
+pub use expand::{expand_heredoc, expand_word, expand_words, expands};
 pub use instructions::{
-    CommandForm, CopyArgs, Healthcheck, INSTRUCTION_NAMES, Instruction, Located, Run, instructions,
+    CommandForm, CopyArgs, Healthcheck, INSTRUCTION_NAMES, InlineSource, Instruction, Located, Run,
+    instructions,
 };
 pub use parser::parse;
 pub use values::{parse_chmod, parse_duration, parse_expose};

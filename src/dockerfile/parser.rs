@@ -1,45 +1,84 @@
 //! [`parse`]: Dockerfile text → [`Dockerfile`] (directives, one [`Node`] per instruction,
 //! warnings), following BuildKit's `parser.Parse` and its dispatch table.
 
-use super::ast::{Dockerfile, Node, Warning};
+use super::ast::{Dockerfile, Heredoc, Node, Warning};
 use super::error::ParseError;
-use super::lexer::lex;
+use super::heredoc::{can_contain_heredoc, heredocs_from_line};
+use super::lexer::Lexer;
 use super::line_parsers::{
     LineError, Parsed, parse_health_config, parse_maybe_json, parse_maybe_json_to_list,
-    parse_name_or_name_val, parse_name_val, parse_string, parse_whitespace_delimited, parse_words,
+    parse_name_or_name_val, parse_name_val, parse_string, parse_whitespace_delimited,
     split_command,
 };
 
 /// Parse a Dockerfile into its syntax tree, exactly as BuildKit's parser does.
 ///
 /// Fails on what BuildKit's parser rejects (no instruction at all, a bad or repeated
-/// directive, `ENV`/`LABEL` without a value, a JSON array of non-strings) and on heredocs,
-/// which ocipush does not support. Instruction names are not checked here: see
+/// directive, `ENV`/`LABEL` without a value, a JSON array of non-strings, a heredoc without its
+/// terminator) and on `RUN` heredocs, which ocipush does not support. `ADD`/`COPY` heredocs are
+/// read into [`Node::heredocs`]. Instruction names are not checked here: see
 /// [`instructions`](super::instructions).
 pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
-    let lexed = lex(text)?;
-    let escape = lexed.directives.escape;
-    let mut warnings = lexed.warnings;
-    let mut nodes = Vec::with_capacity(lexed.lines.len());
-    for line in &lexed.lines {
+    let mut lexer = Lexer::new(text);
+    let mut warnings = Vec::new();
+    let mut nodes = Vec::new();
+    while let Some(line) = lexer.next_line()? {
+        let escape = lexer.escape();
         let mut node = node_from_line(&line.text, escape, line.start, line.end, &mut warnings)?;
         node.start_line = line.start;
         node.end_line = line.end;
-        if has_heredoc(&node, escape) {
-            return Err(ParseError::Heredoc { line: line.start });
+        if can_contain_heredoc(&node) && line.text.contains("<<") {
+            read_heredocs(&mut lexer, &mut node, &line.text)?;
         }
         nodes.push(node);
     }
+    let line_count = lexer.line();
+    let (directives, mut all_warnings) = lexer.finish();
+    all_warnings.append(&mut warnings);
     if nodes.is_empty() {
         return Err(ParseError::NoInstructions {
-            line: lexed.line_count.max(1),
+            line: line_count.max(1),
         });
     }
     Ok(Dockerfile {
-        directives: lexed.directives,
+        directives,
         nodes,
-        warnings,
+        warnings: all_warnings,
     })
+}
+
+/// Read the bodies of the heredocs `text` (the node's logical line) opens, in order, from
+/// the lines after it; the node then ends at the last terminator.
+fn read_heredocs(lexer: &mut Lexer<'_>, node: &mut Node, text: &str) -> Result<(), ParseError> {
+    let line = node.start_line;
+    let words = heredocs_from_line(text).map_err(|message| ParseError::Syntax { line, message })?;
+    for word in words {
+        let Some(content) = lexer.heredoc_body(&word.name, word.chomp) else {
+            return Err(ParseError::Syntax {
+                line,
+                message: format!(
+                    "unterminated heredoc: the file ends before a line '{}' closes the here-document; add that line after its content",
+                    word.name
+                ),
+            });
+        };
+        node.heredocs.push(Heredoc {
+            name: word.name,
+            file_descriptor: word.file_descriptor,
+            expand: word.expand,
+            chomp: word.chomp,
+            content,
+        });
+    }
+    node.end_line = lexer.line();
+    let effective = match (&node.next, node.instruction.as_str()) {
+        (Some(inner), "onbuild") => inner.instruction.as_str(),
+        (_, name) => name,
+    };
+    if effective == "run" && !node.heredocs.is_empty() {
+        return Err(ParseError::Heredoc { line });
+    }
+    Ok(())
 }
 
 /// `newNodeFromLine`: split off name and flags, then dispatch on the name.
@@ -98,32 +137,8 @@ fn node_from_line(
         start_line: start,
         end_line: end,
         next,
+        heredocs: Vec::new(),
     })
-}
-
-/// Whether BuildKit would read a heredoc for this node: a shell-form `ADD`, `COPY` or `RUN`
-/// (possibly under `ONBUILD`) with a word `[n]<<[-]NAME`.
-fn has_heredoc(node: &Node, escape: char) -> bool {
-    let node = match (&node.next, node.instruction.as_str()) {
-        (Some(inner), "onbuild") => inner.as_ref(),
-        _ => node,
-    };
-    if !matches!(node.instruction.as_str(), "add" | "copy" | "run") || node.json {
-        return false;
-    }
-    parse_words(&node.original, escape)
-        .iter()
-        .any(|w| is_heredoc_word(w))
-}
-
-/// `^(\d*)<<(-?)([^<]*)$` with a non-empty name.
-fn is_heredoc_word(word: &str) -> bool {
-    let rest = word.trim_start_matches(|c: char| c.is_ascii_digit());
-    let Some(rest) = rest.strip_prefix("<<") else {
-        return false;
-    };
-    let name = rest.strip_prefix('-').unwrap_or(rest);
-    !name.is_empty() && !name.contains('<')
 }
 
 #[cfg(test)]
@@ -195,17 +210,57 @@ mod tests {
     }
 
     #[test]
-    fn heredocs_rejected() {
+    fn run_heredocs_rejected() {
         let e = parse("FROM a\nRUN <<EOF\necho\nEOF\n").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "heredocs are not supported (Dockerfile:2): write the content to a file in the build context and COPY it"
+            "RUN heredocs are not supported (Dockerfile:2): ocipush does not run commands; produce the files before the build and COPY them, or write a file with COPY <<EOF"
         );
-        let e = parse("FROM a\nCOPY <<-EOT /x\nEOT\n").unwrap_err();
+        let e = parse("FROM a\nONBUILD RUN <<EOF\nx\nEOF\n").unwrap_err();
+        assert!(matches!(e, ParseError::Heredoc { line: 2 }), "{e}");
+        let df = parse("FROM a\nRUN [\"a<<b\"]\nRUN echo a<<b\nENV A <<B\nRUN \"<<X\"\n").unwrap();
+        assert!(df.nodes.iter().all(|n| n.heredocs.is_empty()));
+    }
+
+    #[test]
+    fn heredocs_read_like_buildkit() {
+        let text = "FROM a\nCOPY <<FILE1 <<-FILE2 /dest\ncontent 1\nFILE1\n\tcontent 2\n\tFILE2\nCOPY [\"<<J\", \"/j\"]\nJ\nONBUILD ADD <<'E' /e\n$x\nE\n";
+        let df = parse(text).unwrap();
+        let copy = &df.nodes[1];
+        assert_eq!((copy.start_line, copy.end_line), (2, 6));
+        assert_eq!(copy.dump(), "copy \"<<FILE1\" \"<<-FILE2\" \"/dest\"");
+        let docs: Vec<(&str, &str, bool, bool)> = copy
+            .heredocs
+            .iter()
+            .map(|h| (h.name.as_str(), h.content.as_str(), h.expand, h.chomp))
+            .collect();
+        assert_eq!(
+            docs,
+            [
+                ("FILE1", "content 1\n", true, false),
+                ("FILE2", "\tcontent 2\n", true, true)
+            ]
+        );
+        assert_eq!(copy.heredocs[1].chomped(), "content 2\n");
+        // JSON form reads no heredoc: `J` is the next instruction.
+        assert!(df.nodes[2].heredocs.is_empty());
+        assert_eq!(df.nodes[3].instruction, "j");
+        let onbuild = &df.nodes[4];
+        assert_eq!(onbuild.heredocs.len(), 1);
+        assert!(!onbuild.heredocs[0].expand);
+        assert_eq!(onbuild.end_line, 11);
+
+        // BuildKit's TestParseExtractsHeredoc: X and Y terminate each other's bodies.
+        let df = parse("FROM a\nCOPY <<X <<Y /dest\nY\nX\nX\nY\n").unwrap();
+        let h = &df.nodes[1].heredocs;
+        assert_eq!(
+            (h[0].content.as_str(), h[1].content.as_str()),
+            ("Y\n", "X\n")
+        );
+
+        let e = parse("FROM scratch\nCOPY <<EOF /x\nhello\n").unwrap_err();
         assert_eq!(e.line(), Some(2));
-        assert!(parse("FROM a\nRUN [\"a<<b\"]\nRUN echo a<<b\nENV A <<B\n").is_ok());
-        assert!(is_heredoc_word("2<<EOF"));
-        assert!(!is_heredoc_word("<<"));
+        assert!(e.to_string().contains("unterminated heredoc"), "{e}");
     }
 
     #[test]

@@ -1,27 +1,14 @@
-//! Value helpers for what can only be validated after expansion: `--chmod` modes,
-//! `EXPOSE` ports, and Go durations (`HEALTHCHECK --interval=1m30s`).
+//! Value helpers for what can only be validated after expansion: `--chmod` modes (octal or
+//! symbolic), `EXPOSE` ports, and Go durations (`HEALTHCHECK --interval=1m30s`).
 
 use std::time::Duration;
 
 use super::error::ParseError;
 
-/// Parse a `--chmod` mode: octal digits only (`755`, `0644`), at most `7777`.
-pub fn parse_chmod(s: &str) -> Result<u32, ParseError> {
-    let bad = || {
-        ParseError::value(
-            "--chmod mode",
-            s,
-            "expected an octal mode such as 755 or 0644",
-        )
-    };
-    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        return Err(bad());
-    }
-    let mode = u32::from_str_radix(s, 8).map_err(|_| bad())?;
-    if mode > 0o7777 {
-        return Err(bad());
-    }
-    Ok(mode)
+/// Parse a `--chmod` mode as BuildKit does: octal (`755`, `0644`, at most `7777`) or symbolic
+/// (`u+x,g-w`, `a=rX`); see [`Chmod`](crate::build::Chmod).
+pub fn parse_chmod(s: &str) -> Result<crate::build::Chmod, ParseError> {
+    crate::build::Chmod::parse(s).map_err(|e| ParseError::value("--chmod mode", s, &e.0))
 }
 
 /// Parse one `EXPOSE` word, `port[-port][/tcp|udp|sctp]`, into `"port/proto"` strings
@@ -138,15 +125,17 @@ mod tests {
 
     #[test]
     fn chmod() {
-        assert_eq!(parse_chmod("755").unwrap(), 0o755);
-        assert_eq!(parse_chmod("0644").unwrap(), 0o644);
-        assert_eq!(parse_chmod("4755").unwrap(), 0o4755);
-        for bad in ["", "8", "u+x", "75a", "-1", "77777", "010000"] {
+        use crate::build::Chmod;
+        assert_eq!(parse_chmod("755").unwrap(), Chmod::Octal(0o755));
+        assert_eq!(parse_chmod("0644").unwrap(), Chmod::Octal(0o644));
+        assert_eq!(parse_chmod("4755").unwrap(), Chmod::Octal(0o4755));
+        assert!(matches!(parse_chmod("u+x").unwrap(), Chmod::Symbolic(_)));
+        for bad in ["", "8", "u", "75a", "-1", "77777", "010000", "u!x"] {
             assert!(parse_chmod(bad).is_err(), "{bad}");
         }
         assert_eq!(
             parse_chmod("9").unwrap_err().at_line(4).to_string(),
-            "invalid --chmod mode \"9\" (Dockerfile:4): expected an octal mode such as 755 or 0644"
+            "invalid --chmod mode \"9\" (Dockerfile:4): expected an octal mode between 0 and 7777 (e.g. 755 or 0644), or a symbolic mode such as u+x,g-w or a=rX"
         );
     }
 

@@ -17,6 +17,7 @@ use super::resolve::{self, ResolveError};
 use super::store::LayerStore;
 use super::{LayerFsError, reader};
 use crate::blob::Blob;
+use crate::build::Chmod;
 use crate::build::Spool;
 use crate::build::{DockerIgnore, EntryMeta, LayerBlob, LayerOptions, LayerWriter, SpecialKind};
 use crate::rootfs::place::{Payload, Placement};
@@ -31,8 +32,8 @@ pub struct FromSpec {
     pub dest: String,
     /// `--chown` (numeric); the source's owners are kept when `None`.
     pub chown: Option<(u32, u32)>,
-    /// `--chmod` for files and directories.
-    pub chmod: Option<u32>,
+    /// `--chmod` for files and directories (octal, or symbolic applied to each entry's mode).
+    pub chmod: Option<crate::build::Chmod>,
     /// `--exclude` patterns (patternmatcher rules, `!` exceptions), matched against paths
     /// relative to each source directory, as BuildKit's copier does; a source that is not a
     /// directory is never excluded.
@@ -119,7 +120,7 @@ pub(crate) fn copy_from_layers(
     // Placed on the stage's filesystem as BuildKit's copier does (see `rootfs::place`).
     let (cuid, cgid) = spec.chown.unwrap_or((0, 0));
     let created = EntryMeta {
-        mode: spec.chmod.unwrap_or(0o755),
+        mode: spec.chmod.as_ref().map_or(0o755, Chmod::dir_mode),
         uid: cuid,
         gid: cgid,
     };
@@ -127,7 +128,10 @@ pub(crate) fn copy_from_layers(
         let (uid, gid) = spec.chown.unwrap_or((node.uid, node.gid));
         let mode = match node.kind {
             Kind::Symlink(_) => 0o777,
-            _ => spec.chmod.unwrap_or(node.mode),
+            _ => spec
+                .chmod
+                .as_ref()
+                .map_or(node.mode, |c| c.apply(node.mode, node.kind == Kind::Dir)),
         };
         EntryMeta { mode, uid, gid }
     };
@@ -263,7 +267,7 @@ impl Payload for FromEntry {
         }
     }
 
-    fn source_file(&self) -> Option<PathBuf> {
+    fn user_file(&self) -> Option<crate::rootfs::UserFile> {
         None // user files are read once their contents are spooled
     }
 }

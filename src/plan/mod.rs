@@ -4,9 +4,11 @@
 
 mod args;
 mod error;
+mod remote;
 mod stage;
 mod stages;
 
+pub use crate::build::{Chmod, InlineFile};
 pub use args::{BuildArgs, platform_args};
 pub use error::PlanError;
 pub use stage::{CopyFrom, LayerStep, StageContext, StagePlan, plan_stage};

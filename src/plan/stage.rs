@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::remote::{Remote, remote_kind};
 use super::{PlanError, Stages};
+use crate::build::{Chmod, InlineFile};
 use crate::dockerfile::{self, CommandForm, CopyArgs, Healthcheck, Instruction, expand_word};
 
 type Located = dockerfile::Located<Instruction>;
@@ -33,12 +35,20 @@ pub enum LayerStep {
         /// `--chown=user[:group]`, expanded; names resolve against the stage's own
         /// `/etc/passwd` and `/etc/group` when the layer is built.
         chown: Option<String>,
-        /// `--chmod`.
-        chmod: Option<u32>,
-        /// `ADD`: extract local tar archives.
+        /// `--chmod`, octal or symbolic (applied to each entry's own mode).
+        chmod: Option<Chmod>,
+        /// `ADD`: extract local tar archives (`--unpack`, true unless `--unpack=false`).
         extract: bool,
         /// `COPY --from`: the sources are absolute paths in that stage or image.
         from: Option<CopyFrom>,
+        /// Heredoc sources (`COPY <<EOF /x`): files named after their delimiter, copied after
+        /// `srcs` (never with `from`).
+        inline: Vec<InlineFile>,
+        /// `--exclude` patterns, unexpanded as in BuildKit, matched against paths relative to
+        /// each source (patternmatcher rules: `**`, `!` exceptions).
+        exclude: Vec<String>,
+        /// `--parents`: each source keeps its path (below an optional `/./` pivot) under `dest`.
+        parents: bool,
         /// `--link`: placed on an empty filesystem, independent of the layers below.
         link: bool,
     },
@@ -250,13 +260,20 @@ impl Planner<'_> {
                 self.history(format!("ARG {}", shown.join(" ")), true);
             }
             Instruction::Env(pairs) => {
-                let mut shown = vec![];
+                // Every word is expanded against the environment as it was before this ENV
+                // (BuildKit's dispatch expands the whole command, then dispatchEnv sets it):
+                // `ENV A=1 B=$A` does not see the new A.
+                let mut expanded = vec![];
                 for (k, v) in pairs {
                     let v = self.expand(l, v)?;
                     let k = self.expand(l, k)?;
                     if k.is_empty() {
                         return Err(Self::invalid(l, "empty variable name"));
                     }
+                    expanded.push((k, v));
+                }
+                let mut shown = vec![];
+                for (k, v) in expanded {
                     self.config.env_set(&k, &v);
                     shown.push(format!("{k}={v}"));
                 }
@@ -468,6 +485,11 @@ impl Planner<'_> {
         Ok(())
     }
 
+    /// `COPY` / `ADD`, following BuildKit's `dispatchCopy`
+    /// (frontend/dockerfile/dockerfile2llb/convert_copy.go): `--chown`, `--chmod`, the
+    /// sources and the destination are expanded (`--exclude` patterns are not), `--chmod` and
+    /// `--checksum` are checked first, network sources are refused, heredoc bodies are expanded
+    /// unless their delimiter was quoted, and the history reads as BuildKit writes it.
     fn copy(&mut self, l: &Located, a: &CopyArgs, add: bool) -> Result<(), PlanError> {
         let name = if add { "ADD" } else { "COPY" };
         let from = match &a.from {
@@ -482,21 +504,45 @@ impl Planner<'_> {
             Some(f) => Some(self.copy_from(l, f)?),
             None => None,
         };
-        let mut srcs = vec![];
-        for s in &a.srcs {
-            let s = self.expand(l, s)?;
-            if add && is_remote(&s) {
-                return Err(PlanError::Unsupported {
-                    line: l.start_line,
-                    what: format!("ADD {s}"),
-                    why: "ocipush does not download URLs or git repositories during a build".into(),
-                    fix: "Download the file into the build context first, then ADD or COPY it from there".into(),
-                });
+        let chown_text = match &a.chown {
+            Some(c) => Some(self.expand(l, c)?),
+            None => None,
+        };
+        // An empty --chmod (after expansion) is no --chmod, as in BuildKit.
+        let chmod_text = match &a.chmod {
+            Some(c) => Some(self.expand(l, c)?).filter(|c| !c.is_empty()),
+            None => None,
+        };
+        let chmod = match &chmod_text {
+            Some(c) => {
+                Some(dockerfile::parse_chmod(c).map_err(|e| Self::invalid(l, e.to_string()))?)
             }
+            None => None,
+        };
+        let mut written = vec![];
+        for s in &a.srcs {
+            written.push(self.expand(l, s)?);
+        }
+        if let Some(c) = &a.checksum
+            && !self.expand(l, c)?.is_empty()
+        {
+            self.check_checksum(l, &written)?;
+        }
+        if a.keep_git_dir.is_some() {
+            return Err(PlanError::Unsupported {
+                line: l.start_line,
+                what: "ADD --keep-git-dir".into(),
+                why: "the flag only applies to git sources, and ocipush does not clone git repositories".into(),
+                fix: "Clone the repository into the build context first (keeping .git if you need it), ADD or COPY it from there, and remove --keep-git-dir".into(),
+            });
+        }
+        let mut srcs = vec![];
+        for s in &written {
+            self.refuse_remote(l, name, s)?;
             srcs.push(if from.is_some() && !s.starts_with('/') {
                 format!("/{s}")
             } else {
-                s
+                s.clone()
             });
         }
         let dest_raw = self.expand(l, &a.dest)?;
@@ -512,37 +558,135 @@ impl Planner<'_> {
         {
             dest.push('/');
         }
-        let chown = match &a.chown {
-            Some(c) => Some(self.expand(l, c)?),
-            None => None,
-        };
-        let chmod = match &a.chmod {
-            Some(c) => Some(
-                dockerfile::parse_chmod(&self.expand(l, c)?)
-                    .map_err(|e| Self::invalid(l, e.to_string()))?,
-            ),
-            None => None,
-        };
+        let chown = chown_text.clone();
+        let inline = self.inline_files(l, a)?;
+        if from.is_some() && !inline.is_empty() {
+            return Err(PlanError::Unsupported {
+                line: l.start_line,
+                what: "COPY --from with a heredoc source".into(),
+                why: "a heredoc is not read from another stage or image".into(),
+                fix: "Write the heredoc in a COPY without --from".into(),
+            });
+        }
+        crate::build::exclude_matcher(&a.exclude).map_err(|e| Self::invalid(l, e.to_string()))?;
+        // History: BuildKit's commit message (flags it prints, expanded sources as written,
+        // heredocs by name, the destination as written).
         let mut created_by = String::from(name);
-        if let Some(c) = &a.chown {
+        if a.parents {
+            created_by.push_str(" --parents");
+        }
+        if let Some(c) = &chown_text {
             created_by.push_str(&format!(" --chown={c}"));
         }
-        if let Some(c) = &a.chmod {
+        if let Some(c) = &chmod_text {
             created_by.push_str(&format!(" --chmod={c}"));
         }
-        created_by.push_str(&format!(" {} {} # buildkit", srcs.join(" "), dest_raw));
+        for s in &written {
+            created_by.push_str(&format!(" {s}"));
+        }
+        for f in &inline {
+            created_by.push_str(&format!(" <<{}", f.name));
+        }
+        created_by.push_str(&format!(" {dest_raw} # buildkit"));
         self.layers.push(LayerStep::Copy {
             line: l.start_line,
             srcs,
             dest,
             chown,
             chmod,
-            extract: add,
+            extract: add && a.unpack.unwrap_or(true),
             from,
+            inline,
+            exclude: a.exclude.clone(),
+            parents: a.parents,
             link: a.link,
         });
         self.history(created_by, false);
         Ok(())
+    }
+
+    /// `ADD --checksum`: BuildKit accepts it only for one HTTP(S) or git source; ocipush
+    /// downloads neither, so a valid use is refused as a remote source afterwards.
+    fn check_checksum(&self, l: &Located, srcs: &[String]) -> Result<(), PlanError> {
+        let [src] = srcs else {
+            return Err(Self::invalid(
+                l,
+                "--checksum can't be specified for multiple sources: give each checked source its own ADD",
+            ));
+        };
+        if remote_kind(src).is_none() {
+            return Err(Self::invalid(
+                l,
+                format!(
+                    "--checksum requires HTTP(S) or Git sources, and {src:?} is a path in the build context: remove --checksum (the context's files are used as they are)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// URLs and git repositories: BuildKit refuses them in COPY and fetches them in ADD;
+    /// ocipush fetches nothing.
+    fn refuse_remote(&self, l: &Located, name: &str, src: &str) -> Result<(), PlanError> {
+        let Some(kind) = remote_kind(src) else {
+            return Ok(());
+        };
+        let (why, fix) = match (kind, name) {
+            (Remote::Http, "ADD") => (
+                "ocipush does not download URLs during a build",
+                "Download the file into the build context first, then ADD or COPY it from there",
+            ),
+            (Remote::Git, "ADD") => (
+                "ocipush does not clone git repositories during a build",
+                "Clone the repository into the build context first, then ADD or COPY it from there",
+            ),
+            (Remote::Http, _) => (
+                "COPY cannot read a URL (BuildKit refuses it too: source can't be a URL for COPY)",
+                "Download the file into the build context first and COPY it from there",
+            ),
+            (Remote::Git, _) => (
+                "COPY cannot read a git repository (BuildKit refuses it too: source can't be a git ref for COPY)",
+                "Clone the repository into the build context first and COPY it from there",
+            ),
+        };
+        Err(PlanError::Unsupported {
+            line: l.start_line,
+            what: format!("{name} {src}"),
+            why: why.into(),
+            fix: fix.into(),
+        })
+    }
+
+    /// The heredoc sources as files: bodies expanded with the stage's ARG/ENV unless the
+    /// delimiter was quoted (BuildKit's `SourcesAndDest.ExpandRaw`).
+    fn inline_files(&self, l: &Located, a: &CopyArgs) -> Result<Vec<InlineFile>, PlanError> {
+        let mut out = vec![];
+        for src in &a.inline {
+            if src.name.contains('/') || src.name == "." || src.name == ".." {
+                return Err(Self::invalid(
+                    l,
+                    format!(
+                        "heredoc name {:?} cannot be a file name: it must be one path component (put directories in the destination)",
+                        src.name
+                    ),
+                ));
+            }
+            let data = if src.expand {
+                let lookup = |n: &str| self.lookup(n);
+                dockerfile::expand_heredoc(&src.data, &lookup).map_err(|e| PlanError::Expand {
+                    line: l.start_line,
+                    instruction: keyword(l),
+                    message: e.to_string(),
+                })?
+            } else {
+                src.data.clone()
+            };
+            out.push(InlineFile {
+                name: src.name.clone(),
+                data,
+            });
+        }
+        Ok(out)
     }
 
     /// `--from=<stage name|index|image>`: an earlier stage, else an image. A number or a stage
@@ -591,14 +735,6 @@ fn original_args(l: &Located) -> &str {
         .map_or("", |(_, rest)| rest.trim_start())
 }
 
-fn is_remote(s: &str) -> bool {
-    let lower = s.to_ascii_lowercase();
-    lower.starts_with("http://")
-        || lower.starts_with("https://")
-        || lower.starts_with("git@")
-        || lower.starts_with("git://")
-}
-
 fn valid_signal(s: &str) -> bool {
     if let Ok(n) = s.parse::<u32>() {
         return (1..=64).contains(&n);
@@ -634,6 +770,10 @@ fn go_quote_list(v: &[String]) -> String {
         .collect();
     format!("[{}]", items.join(" "))
 }
+
+#[cfg(test)]
+#[path = "stage_flags_tests.rs"]
+mod flags_tests;
 
 #[cfg(test)]
 mod tests {

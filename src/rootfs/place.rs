@@ -19,7 +19,6 @@
 //! directory copies them up as they are. That is what keeps `/tmp` 1777 under `COPY f /tmp/`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use super::{Kind, Meta, RootFs, RootFsError, UserFile};
 use crate::build::EntryMeta;
@@ -30,8 +29,8 @@ pub(crate) trait Payload: Clone {
     fn dir() -> Self;
     /// The type it gives the path.
     fn kind(&self) -> Kind;
-    /// A file on disk holding its bytes (for `/etc/passwd` and `/etc/group`).
-    fn source_file(&self) -> Option<PathBuf>;
+    /// Where its bytes are (for `/etc/passwd` and `/etc/group`), if known when placed.
+    fn user_file(&self) -> Option<UserFile>;
 }
 
 /// The entries of a layer, by path components from the root, parents before children.
@@ -127,7 +126,7 @@ impl<'a, T: Payload> Placement<'a, T> {
     fn put(&mut self, comps: Vec<String>, payload: T, meta: EntryMeta) {
         let kind = payload.kind();
         let content = super::is_user_file(&comps)
-            .then(|| payload.source_file().map(UserFile::Path))
+            .then(|| payload.user_file())
             .flatten();
         self.fs.set(
             &comps,
@@ -200,6 +199,11 @@ impl<'a, T: Payload> Placement<'a, T> {
             }
         }
         Ok(())
+    }
+
+    /// The entry placed at `comps`, to amend its payload.
+    pub(crate) fn entry_mut(&mut self, comps: &[String]) -> Option<&mut (T, EntryMeta)> {
+        self.entries.get_mut(comps)
     }
 
     /// The layer's entries: what was placed, and every existing ancestor of it with the

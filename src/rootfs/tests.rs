@@ -90,7 +90,8 @@ fn show(entries: &Entries<Planned>) -> Vec<String> {
         .map(|(k, (p, m))| {
             let kind = match p {
                 Planned::Dir => "d",
-                Planned::File { .. } => "f",
+                Planned::File { .. } | Planned::Inline { .. } => "f",
+                Planned::Hardlink { .. } => "h",
                 Planned::Symlink { .. } => "l",
             };
             format!("{} {kind} {:o} {}", k.join("/"), m.mode, m.uid)

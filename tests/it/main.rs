@@ -6,6 +6,7 @@
 mod common;
 mod e2e_auth;
 mod e2e_copy;
+mod e2e_copy_flags;
 mod e2e_copy_from;
 #[cfg(feature = "ecr")]
 mod e2e_ecr;

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use super::super::{
-    CommandForm, CopyArgs, Healthcheck, Instruction, Located, ParseError, Run, instructions, parse,
+    CommandForm, CopyArgs, Healthcheck, InlineSource, Instruction, Located, ParseError, Run,
+    instructions, parse,
 };
 
 fn typed(text: &str) -> Vec<Located<Instruction>> {
@@ -196,7 +197,7 @@ fn copy_and_add() {
             srcs: s(&["https://x/y.tgz"]),
             dest: "/".into(),
             checksum: Some("sha256:abc".into()),
-            keep_git_dir: true,
+            keep_git_dir: Some(true),
             unpack: Some(false),
             ..CopyArgs::default()
         })
@@ -221,9 +222,18 @@ fn copy_and_add() {
             .to_string()
             .contains("requires at least two arguments")
     );
+    assert!(matches!(
+        one("COPY --chmod=u+x,g-w a b"),
+        Instruction::Copy(CopyArgs { chmod: Some(_), .. })
+    ));
     assert_eq!(
-        fail("COPY --chmod=u+x a b").to_string(),
-        "invalid --chmod mode \"u+x\" (Dockerfile:2): expected an octal mode such as 755 or 0644"
+        fail("COPY --chmod=u!x a b").to_string(),
+        "invalid --chmod mode \"u!x\" (Dockerfile:2): invalid symbolic mode: expected [ugoa...][+-=][rwxXst...|ugo][,...] as chmod(1) reads it (e.g. u+x,g-w or a=rX), or an octal mode such as 755"
+    );
+    assert!(
+        fail("COPY --chmod=8 a b")
+            .to_string()
+            .contains("expected an octal mode between 0 and 7777")
     );
     assert_eq!(
         fail("COPY --from=a --from=b x y").to_string(),
@@ -459,4 +469,50 @@ fn located_lines_and_original() {
     assert_eq!(copy.original, "COPY x   y");
     let names: Vec<&str> = all.iter().map(|l| l.instruction.name()).collect();
     assert_eq!(names, vec!["FROM", "COPY"]);
+}
+
+#[test]
+fn copy_heredocs() {
+    let typed = typed(
+        "FROM a\nCOPY a <<EOF <<-'TABS' b /d/\nx $V\nEOF\n\tt\n\tTABS\nADD [\"<<J\", \"/j\"]\n",
+    );
+    let Instruction::Copy(args) = &typed[1].instruction else {
+        panic!("{typed:?}")
+    };
+    assert_eq!((typed[1].start_line, typed[1].end_line), (2, 6));
+    assert_eq!(args.srcs, s(&["a", "b"]));
+    assert_eq!(
+        args.inline,
+        [
+            InlineSource {
+                name: "EOF".into(),
+                data: "x $V\n".into(),
+                expand: true
+            },
+            InlineSource {
+                name: "TABS".into(),
+                data: "t\n".into(),
+                expand: false
+            }
+        ]
+    );
+    // JSON form reads no body, but the word is still a (then empty) heredoc, as in BuildKit.
+    let Instruction::Add(args) = &typed[2].instruction else {
+        panic!("{typed:?}")
+    };
+    assert!(args.srcs.is_empty());
+    assert_eq!(args.inline[0].name, "J");
+    assert_eq!(args.inline[0].data, "");
+
+    let e = instructions(&parse("FROM a\nCOPY a <<EOF\nx\nEOF\n").unwrap()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "COPY cannot accept a heredoc as a destination: write COPY <<EOF <dest>, with the destination path last (Dockerfile:2)"
+    );
+    let e = instructions(&parse("FROM a\nONBUILD COPY <<EOF /x\nx\nEOF\n").unwrap()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("heredocs are not supported in ONBUILD"),
+        "{e}"
+    );
 }
