@@ -445,17 +445,13 @@ async fn build_from_layer(
         let link = link && spec.chmod.is_none();
         let mut scratch = RootFs::empty();
         let target: &mut RootFs = if link { &mut scratch } else { &mut fs };
-        let blob = layerfs::copy_from_layers(
-            &rt,
-            target,
-            &sources,
-            &layers,
-            &image,
-            &spec,
-            &spool,
-            &layer_opts,
-        )
-        .map_err(|source| BuildImageError::CopyFrom { line, source })?;
+        let onto = layerfs::Onto {
+            fs: target,
+            spool: &spool,
+            opts: &layer_opts,
+        };
+        let blob = layerfs::copy_from_layers(&rt, &sources, &layers, &image, &spec, onto)
+            .map_err(|source| BuildImageError::CopyFrom { line, source })?;
         if link {
             fs.overlay(&scratch);
         }

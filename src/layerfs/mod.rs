@@ -29,7 +29,7 @@ pub(crate) use merged::clean as clean_path;
 pub(crate) use reader::LayerTar;
 pub(crate) use reader::open as open_layer;
 pub use select::FromSpec;
-pub(crate) use select::copy_from_layers;
+pub(crate) use select::{Onto, copy_from_layers};
 pub(crate) use store::LayerStore;
 
 #[cfg(test)]

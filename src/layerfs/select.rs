@@ -40,6 +40,14 @@ pub struct FromSpec {
     pub exclude: Vec<String>,
 }
 
+/// Where a `COPY --from` layer goes: the stage's filesystem it is placed on (updated), the
+/// spool it is written to and the layer options.
+pub(crate) struct Onto<'a> {
+    pub(crate) fs: &'a mut RootFs,
+    pub(crate) spool: &'a Spool,
+    pub(crate) opts: &'a LayerOptions,
+}
+
 /// One resolved source: the name it is copied under and its path in the view.
 struct Source {
     name: String,
@@ -51,14 +59,13 @@ struct Source {
 /// layers' byte streams.
 pub(crate) fn copy_from_layers(
     rt: &Handle,
-    fs: &mut RootFs,
     store: &LayerStore,
     layers: &[Blob],
     image: &str,
     spec: &FromSpec,
-    spool: &Spool,
-    opts: &LayerOptions,
+    to: Onto<'_>,
 ) -> Result<LayerBlob, LayerFsError> {
+    let Onto { fs, spool, opts } = to;
     let not_found = |path: &str| LayerFsError::NotFound {
         image: image.to_string(),
         path: path.to_string(),

@@ -220,13 +220,15 @@ fn run_with(
     let spool = Spool::new(dir.join("spool")).unwrap();
     copy_from_layers(
         rt.handle(),
-        &mut crate::rootfs::RootFs::empty(),
         store,
         layers,
         "test",
         spec,
-        &spool,
-        &opts(),
+        super::Onto {
+            fs: &mut crate::rootfs::RootFs::empty(),
+            spool: &spool,
+            opts: &opts(),
+        },
     )
     .map(|b| b.path)
 }
@@ -653,13 +655,15 @@ fn mutated_layers_never_panic() {
         let s = spec(&["/etc", "/lib/x.so", "/etc/*"], "/o/");
         match copy_from_layers(
             rt.handle(),
-            &mut crate::rootfs::RootFs::empty(),
             &store,
             &[l],
             "fuzz",
             &s,
-            &spool,
-            &opts(),
+            super::Onto {
+                fs: &mut crate::rootfs::RootFs::empty(),
+                spool: &spool,
+                opts: &opts(),
+            },
         ) {
             Ok(_) => ok += 1,
             Err(e) => {
