@@ -186,8 +186,8 @@ fn flags_ocipush_cannot_honour_name_their_line() {
             "does not clone git repositories",
         ),
         (
-            "FROM scratch AS s\nCOPY a.txt /a\nFROM scratch\nCOPY --from=s --exclude=x /a /b\n",
-            "Dockerfile:4: COPY --from with --exclude is not supported",
+            "FROM scratch AS s\nCOPY a.txt /a\nFROM scratch\nCOPY --from=s --parents /a /b\n",
+            "Dockerfile:4: COPY --from with --parents is not supported",
         ),
         (
             "FROM scratch\nRUN <<EOF\ntrue\nEOF\n",
