@@ -6,6 +6,7 @@
 mod common;
 mod e2e_auth;
 mod e2e_copy;
+mod e2e_differential;
 #[cfg(feature = "ecr")]
 mod e2e_ecr;
 #[cfg(feature = "ecr")]
