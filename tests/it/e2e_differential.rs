@@ -25,7 +25,8 @@
 //!
 //! `OCIPUSH_DIFF_CASES=a,b` runs only those cases (the PENDING check then
 //! covers only them), `OCIPUSH_DIFF_JOBS=N` sets the parallelism (default
-//! 2). The full report is printed and written to
+//! 2), `OCIPUSH_DIFF_VERBOSE=1` shows what every case expects to change in
+//! its base (shown anyway when ocipush cannot build the case). The full report is printed and written to
 //! `$CARGO_TARGET_TMPDIR/differential-report.txt`.
 
 use std::collections::BTreeMap;
@@ -142,6 +143,14 @@ const PENDING: &[(&str, &str)] = &[
         "/lib/… not found in the usrmerge stage",
     ),
     (
+        "absolute_symlink_parents",
+        "/var/run and /var/spool/mail replaced by directories",
+    ),
+    (
+        "copy_over_symlink_dest",
+        "the dest symlink is replaced instead of followed",
+    ),
+    (
         "run_usrmerge_nonroot",
         "/bin replaced: /bin/sh is gone, the image does not run",
     ),
@@ -225,6 +234,8 @@ enum Fix {
     Dir(&'static str, u32, u64, u64),
     /// `path` is a regular file with the content of context file `ctx`.
     CtxFile(&'static str, &'static str, u32, u64, u64),
+    /// `path` is a symlink to `target` (mode 0777, root), replacing whatever was there.
+    Symlink(&'static str, &'static str),
     /// A config key's normalised value (`None`: unset).
     Config(&'static str, Option<Value>),
 }
@@ -622,6 +633,47 @@ fn cases() -> Vec<Case> {
             "usrmerge_workdir_under_symlink",
             "WORKDIR /lib/work on usrmerge: /usr/lib/work created",
             &["FROM {USRMERGE}", "WORKDIR /lib/work"],
+        ),
+        case(
+            "absolute_symlink_parents",
+            "COPY through Alpine's absolute symlinks /var/run -> /run and \
+             /var/spool/mail -> /var/mail: resolved inside the rootfs",
+            &[
+                "FROM {ALPINE}",
+                "COPY f.txt /var/run/app/x",
+                "COPY f.txt /var/spool/mail/",
+            ],
+        )
+        .file("f.txt", HELLO),
+        case(
+            "copy_over_symlink_dest",
+            "COPY onto an existing symlink to a file: the symlink stays, its target is \
+             replaced",
+            &[
+                "FROM {ALPINE}",
+                "COPY key.pub /usr/share/apk/keys/x86/alpine-devel@lists.alpinelinux.org-5243ef4b.rsa.pub",
+            ],
+        )
+        .file("key.pub", "not a key\n")
+        .buildkit(
+            "buildah (like ocipush) replaces the symlink with a regular file. BuildKit: fsutil \
+             copy.go Copy() resolves the whole dest with continuity fs.RootPath, which follows \
+             a symlink in the last component too; prepareTargetDir then finds a file and \
+             copy() replaces that file: the symlink stays, the key it points to gets the new \
+             content and the source's mode",
+            vec![
+                Fix::Symlink(
+                    "/usr/share/apk/keys/x86/alpine-devel@lists.alpinelinux.org-5243ef4b.rsa.pub",
+                    "../alpine-devel@lists.alpinelinux.org-5243ef4b.rsa.pub",
+                ),
+                Fix::CtxFile(
+                    "/usr/share/apk/keys/alpine-devel@lists.alpinelinux.org-5243ef4b.rsa.pub",
+                    "key.pub",
+                    0o644,
+                    0,
+                    0,
+                ),
+            ],
         ),
         // ------------------------------------------------ WORKDIR
         case(
@@ -1474,6 +1526,20 @@ fn apply_fixes(
                     },
                 );
             }
+            Fix::Symlink(path, target) => {
+                tree.remove_tree(path);
+                let ino = tree.new_ino();
+                tree.nodes.insert(
+                    (*path).to_owned(),
+                    Node {
+                        kind: Kind::Symlink((*target).to_owned()),
+                        mode: 0o777,
+                        uid: 0,
+                        gid: 0,
+                        ino,
+                    },
+                );
+            }
             Fix::Config(key, value) => {
                 let key = CONFIG_KEYS
                     .iter()
@@ -1511,6 +1577,9 @@ struct Outcome {
     /// base (`actual` = expected value, `expected` = the base's).
     expected_changes: Vec<Difference>,
     secs: f64,
+    /// Time of buildah's build and of ocipush's build alone.
+    buildah_secs: f64,
+    ocipush_secs: f64,
 }
 
 impl Outcome {
@@ -1534,6 +1603,8 @@ fn run_case(env: &Env, c: &Case) -> Outcome {
         run_failures: Vec::new(),
         expected_changes: Vec::new(),
         secs: 0.0,
+        buildah_secs: 0.0,
+        ocipush_secs: 0.0,
     };
     let sb = Sandbox::new();
     let root = sb.path().join("case");
@@ -1557,6 +1628,7 @@ fn run_case(env: &Env, c: &Case) -> Outcome {
 
     // The oracle.
     let bdir = root.join("buildah-out");
+    let t = Instant::now();
     let bout = env
         .buildah
         .bud(&oracle_dockerfile, &octx, &bdir, c.target, &c.build_args);
@@ -1569,6 +1641,7 @@ fn run_case(env: &Env, c: &Case) -> Outcome {
         out.secs = started.elapsed().as_secs_f64();
         return out;
     }
+    out.buildah_secs = t.elapsed().as_secs_f64();
     let bimg = read_dir_transport(&bdir);
 
     // ocipush.
@@ -1584,7 +1657,9 @@ fn run_case(env: &Env, c: &Case) -> Outcome {
     }
     args.push(dockerfile.clone().into());
     args.push(format!("oci:{}:t", olayout.display()).into());
+    let t = Instant::now();
     let o = sb.ocipush_env(&args, &[("SOURCE_DATE_EPOCH", EPOCH)]);
+    out.ocipush_secs = t.elapsed().as_secs_f64();
     if !o.status.success() {
         out.build_error = Some(format!("ocipush failed: {}", describe(&o)));
     }
@@ -1595,7 +1670,7 @@ fn run_case(env: &Env, c: &Case) -> Outcome {
     let mut expected_config = buildah_config.clone();
     apply_fixes(&mut expected_tree, &mut expected_config, &c.fixes, &ctx);
 
-    if out.build_error.is_some() {
+    if out.build_error.is_some() || std::env::var_os("OCIPUSH_DIFF_VERBOSE").is_some() {
         out.expected_changes = env
             .base_trees
             .iter()
@@ -1705,15 +1780,20 @@ fn chroot_run(rootfs: &Path, r: &RunCheck) -> Result<String, String> {
 fn report(outcomes: &[Outcome], pending: &BTreeMap<&str, &str>, secs: f64) -> String {
     let mut s = String::new();
     let passed = outcomes.iter().filter(|o| o.passed()).count();
+    let sum = |f: fn(&Outcome) -> f64| outcomes.iter().map(f).sum::<f64>();
     writeln!(
         s,
-        "differential: {} cases, {passed} pass, {} fail ({} listed in PENDING), {secs:.1} s",
+        "differential: {} cases, {passed} pass, {} fail ({} listed in PENDING), {secs:.1} s \
+         (summed over cases: {:.1} s in buildah bud, {:.1} s in ocipush, {:.1} s in all)",
         outcomes.len(),
         outcomes.len() - passed,
         outcomes
             .iter()
             .filter(|o| !o.passed() && pending.contains_key(o.name))
-            .count()
+            .count(),
+        sum(|o| o.buildah_secs),
+        sum(|o| o.ocipush_secs),
+        sum(|o| o.secs),
     )
     .unwrap();
     for o in outcomes {
