@@ -3,11 +3,14 @@
 //! binary in a clean environment ([`ocipush`]) and fixtures ([`fixtures`]).
 #![allow(dead_code)]
 
+pub mod buildah;
 pub mod fault_proxy;
 pub mod fixtures;
+pub mod flatten;
 pub mod ocipush;
 pub mod registry;
 pub mod tools;
+pub mod usrmerge;
 
 use std::path::{Path, PathBuf};
 
