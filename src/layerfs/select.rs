@@ -210,12 +210,22 @@ pub(crate) fn copy_from_layers(
     }
 
     let mut w = LayerWriter::new(spool, opts)?;
+    // Files sharing content in the source (hard links: one layer entry) stay hard links to
+    // the first of them by destination path, as fsutil's copier keeps links (`getLinkSource`).
+    let mut linked: HashMap<(usize, u64), String> = HashMap::new();
     for (key, (FromEntry { node, path }, meta)) in &planned {
         let out = key.join("/");
         let meta = *meta;
         if path.is_empty() {
             w.add_dir(&out, meta)?;
             continue;
+        }
+        if matches!(node.kind, Kind::File | Kind::Hardlink(_)) {
+            if let Some(first) = linked.get(&(node.layer, node.entry)) {
+                w.add_hardlink(&out, first, meta)?;
+                continue;
+            }
+            linked.insert((node.layer, node.entry), out.clone());
         }
         match &node.kind {
             Kind::Dir => w.add_dir(&out, meta)?,
