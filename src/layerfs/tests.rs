@@ -674,3 +674,77 @@ fn mutated_layers_never_panic() {
     }
     assert!(ok > 0 && err > 0, "ok {ok}, err {err}");
 }
+
+// ---- the stage's filesystem (rootfs) read from a base's layers -------------------------------
+
+#[test]
+fn a_base_is_indexed_once_and_its_index_reused_without_the_layers() {
+    use crate::rootfs::{Kind, RootFs, index::apply_layers, users::resolve_owner};
+    let tmp = tempfile::tempdir().unwrap();
+    let opens = Arc::new(AtomicUsize::new(0));
+    let bottom = layer_z(
+        tmp.path(),
+        "l0",
+        Z::Zstd,
+        &[
+            E::Dir("etc/"),
+            E::File(
+                "etc/passwd",
+                "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/:/bin/sh\n",
+            ),
+            E::Dir("usr/"),
+            E::Dir("usr/bin/"),
+            E::Link("bin", "usr/bin"),
+            E::Dir("gone/"),
+            E::File("gone/x", "x"),
+        ],
+    );
+    let top = layer_z(
+        tmp.path(),
+        "l1",
+        Z::Gzip,
+        &[
+            E::File(".wh.gone", ""),
+            E::Hard("usr/bin/sh2", "etc/passwd"),
+        ],
+    );
+    let layers = [remote(&bottom, &opens), remote(&top, &opens)];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let index = tmp.path().join("cache/rootfs");
+    let read = |store_dir: &str| {
+        let store = LayerStore::new(&tmp.path().join(store_dir)).unwrap();
+        let mut fs = RootFs::empty();
+        apply_layers(&mut fs, rt.handle(), &store, &layers, "base", Some(&index)).unwrap();
+        (fs, store.fetches())
+    };
+    let (first, fetched) = read("store-a");
+    assert_eq!(fetched, 2);
+    assert!(first.get(&["gone"]).is_none(), "whiteout applied");
+    assert_eq!(
+        first.get(&["bin"]).unwrap().kind,
+        Kind::Symlink("usr/bin".into())
+    );
+    assert_eq!(
+        first.resolve("/bin/sh2", true).unwrap().comps,
+        ["usr", "bin", "sh2"]
+    );
+    assert_eq!(resolve_owner(&first, "app").unwrap(), (1000, 1001));
+    // A later build (another store: nothing local) takes everything from the index.
+    let (again, fetched) = read("store-b");
+    assert_eq!(fetched, 0, "no layer read");
+    assert_eq!(opens.load(Ordering::SeqCst), 2);
+    assert_eq!(again.len(), first.len());
+    assert_eq!(resolve_owner(&again, "app").unwrap(), (1000, 1001));
+    // A damaged index is read again from the layers.
+    for f in std::fs::read_dir(&index).unwrap() {
+        let f = f.unwrap().path();
+        let text = std::fs::read_to_string(&f).unwrap();
+        std::fs::write(&f, &text[..text.len() / 2]).unwrap();
+    }
+    let (fixed, fetched) = read("store-c");
+    assert_eq!(fetched, 2);
+    assert_eq!(fixed.len(), first.len());
+}
