@@ -7,6 +7,7 @@ pub mod buildah;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod flatten;
+pub mod http_server;
 pub mod ocipush;
 pub mod registry;
 pub mod tools;
