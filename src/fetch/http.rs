@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
 use reqwest::StatusCode;
 use reqwest::header::{LOCATION, RETRY_AFTER};
 use url::Url;
@@ -58,11 +59,12 @@ impl Target {
             None
         } else {
             let user = percent_decode(url.username());
-            let password = url.password().map(|p| {
-                let p = percent_decode(p);
-                register(&p);
-                Secret::new(p)
-            });
+            let password = url.password().map(|p| Secret::new(percent_decode(p)));
+            // The Basic header reqwest writes, should a trace log show it.
+            register(&base64::engine::general_purpose::STANDARD.encode(format!(
+                "{user}:{}",
+                password.as_ref().map_or("", Secret::expose)
+            )));
             let _ = url.set_username("");
             let _ = url.set_password(None);
             Some((user, password))
