@@ -123,7 +123,8 @@ impl Fetcher {
                 return Ok((resp, shown));
             }
             if is_redirect(status) {
-                url = next_url(&url, &resp, &shown)?;
+                let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok());
+                url = next_url(&url, status.as_u16(), location, &shown)?;
                 continue;
             }
             return Err(FetchError::Status {
@@ -146,21 +147,21 @@ fn is_redirect(s: StatusCode) -> bool {
 
 /// Where a redirect from `from` goes: its `Location`, resolved against `from`, without
 /// userinfo; `https` → `http` is refused.
-fn next_url(from: &Url, resp: &reqwest::Response, shown: &str) -> Result<Url, FetchError> {
+fn next_url(
+    from: &Url,
+    status: u16,
+    location: Option<&str>,
+    shown: &str,
+) -> Result<Url, FetchError> {
     let bad = |reason: String| FetchError::BadRedirect {
         url: shown.to_string(),
         reason,
     };
-    let location = resp
-        .headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            bad(format!(
-                "the server answered HTTP {} without a Location to follow",
-                resp.status().as_u16()
-            ))
-        })?;
+    let location = location.ok_or_else(|| {
+        bad(format!(
+            "the server answered HTTP {status} without a Location to follow"
+        ))
+    })?;
     let mut next = from
         .join(location)
         .map_err(|e| bad(format!("its redirect Location does not parse: {e}")))?;
@@ -209,5 +210,29 @@ mod tests {
         assert!(e.to_string().contains("only http:// and https://"), "{e}");
         let e = Target::parse("https://[::1/x").unwrap_err();
         assert!(matches!(e, FetchError::InvalidUrl { .. }), "{e}");
+    }
+
+    #[test]
+    fn redirects_resolve_and_never_downgrade() {
+        let from = Url::parse("https://example.com/a/b").unwrap();
+        let next = |loc: Option<&str>| next_url(&from, 302, loc, "shown");
+        assert_eq!(next(Some("c")).unwrap().as_str(), "https://example.com/a/c");
+        assert_eq!(
+            next(Some("https://u:p@cdn.example.org/x?sig=1"))
+                .unwrap()
+                .as_str(),
+            "https://cdn.example.org/x?sig=1",
+            "userinfo in a Location is dropped"
+        );
+        let e = next(Some("http://example.com/a/c"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("refusing to downgrade"), "{e}");
+        let e = next(Some("ftp://example.com/x")).unwrap_err().to_string();
+        assert!(e.contains("only http and https"), "{e}");
+        let e = next(None).unwrap_err().to_string();
+        assert!(e.contains("HTTP 302 without a Location"), "{e}");
+        let plain = Url::parse("http://example.com/").unwrap();
+        assert!(next_url(&plain, 301, Some("https://example.com/"), "s").is_ok());
     }
 }
