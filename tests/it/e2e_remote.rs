@@ -15,6 +15,7 @@ use crate::common::http_server::{HttpServer, Reply};
 use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed, stderr};
 use crate::common::registry::RegistryServer;
 use crate::common::tempdir;
+use crate::common::tls_server::TlsServer;
 use crate::common::tools::skopeo_inspect_config;
 
 /// 2023-11-14T22:13:20Z
@@ -255,7 +256,8 @@ fn named_contexts_stand_in_for_images_stages_and_directories() {
                       FROM base\n\
                       COPY --from=src /hello.txt /hello.txt\n\
                       COPY --from=tools /hello.txt /tools-hello.txt\n\
-                      COPY --from=Alpine:latest /bin/busybox /remapped-busybox\n";
+                      COPY --from=Alpine:latest /bin/busybox /remapped-busybox\n\
+                      COPY --from=base /etc/alpine-release /from-layout-release\n";
     let dest = format!("{}/contexts:v1", reg.addr());
     let out = build(
         &sb,
@@ -298,6 +300,11 @@ fn named_contexts_stand_in_for_images_stages_and_directories() {
         std::fs::read_to_string(root.join("tools-hello.txt")).unwrap(),
         "from a named context\n"
     );
+    // COPY --from an oci-layout context.
+    assert_eq!(
+        std::fs::read(root.join("from-layout-release")).unwrap(),
+        std::fs::read(root.join("etc/alpine-release")).unwrap()
+    );
     // docker-image:// remaps an image (no registries.conf entry for docker.io here).
     assert_eq!(
         std::fs::read(root.join("remapped-busybox")).unwrap(),
@@ -336,4 +343,33 @@ fn named_contexts_stand_in_for_images_stages_and_directories() {
     ]);
     let err = assert_failed(&out, 2);
     assert!(err.contains("does not download build contexts"), "{err}");
+}
+
+#[test]
+fn add_https_trusts_the_ca_given_with_ca_cert() {
+    let sb = Sandbox::new();
+    let reg = RegistryServer::start();
+    let files = sb.path().join("www");
+    write_files(&files, &[("tool.txt", "over tls\n")]);
+    let work = sb.path().join("tls");
+    std::fs::create_dir_all(&work).unwrap();
+    let tls = TlsServer::start(&files, &work);
+    let dockerfile = format!("FROM scratch\nADD {} /opt/\n", tls.url("tool.txt"));
+    let dest = format!("{}/remote-tls:v1", reg.addr());
+
+    // Without the CA: the system roots do not know it.
+    let out = build(&sb, &dockerfile, &dest, &["--retries", "0"]);
+    let err = assert_failed(&out, 1);
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(err.contains("cannot download https://127.0.0.1"), "{err}");
+    assert!(err.contains("--ca-cert"), "{err}");
+
+    let ca = tls.ca_cert.display().to_string();
+    let out = build(&sb, &dockerfile, &dest, &["--ca-cert", &ca]);
+    assert_pushed(&out, &format!("{}/remote-tls", reg.addr()));
+    let img = copy_and_unpack(&format!("docker://{dest}"), None);
+    assert_eq!(
+        std::fs::read_to_string(img.rootfs.join("opt/tool.txt")).unwrap(),
+        "over tls\n"
+    );
 }

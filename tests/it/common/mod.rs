@@ -10,6 +10,7 @@ pub mod flatten;
 pub mod http_server;
 pub mod ocipush;
 pub mod registry;
+pub mod tls_server;
 pub mod tools;
 pub mod usrmerge;
 
