@@ -125,10 +125,11 @@ impl NamedContexts {
 
     /// The context `name` (a FROM image, a stage name, a `--from` value) refers to.
     pub fn get(&self, name: &str) -> Option<&NamedContext> {
-        if self.list.is_empty() || name.eq_ignore_ascii_case("scratch") {
-            return None;
-        }
-        if name.eq_ignore_ascii_case("context") {
+        // dockerfile2llb never looks these two up (convert.go `namedContextFunc`).
+        if self.list.is_empty()
+            || name.eq_ignore_ascii_case("scratch")
+            || name.eq_ignore_ascii_case("context")
+        {
             return None;
         }
         let key = normalize_name(name)?;

@@ -48,21 +48,19 @@ pub async fn resolve_base(
                 source: Box::new(source),
             }),
         ContextSource::Layout { dir, reference } => {
-            let (name, dir, reference, platform) = (
+            let (name, d, reference, platform) = (
                 nc.given.clone(),
                 dir.clone(),
                 reference.clone(),
                 platform.clone(),
             );
-            tokio::task::spawn_blocking(move || {
-                read_layout_image(&name, &dir, &reference, &platform)
-            })
-            .await
-            .map_err(|e| ContextError::LayoutImage {
-                name: nc.given.clone(),
-                dir: Default::default(),
-                message: format!("internal error: a read task stopped: {e}"),
-            })?
+            tokio::task::spawn_blocking(move || read_layout_image(&name, &d, &reference, &platform))
+                .await
+                .map_err(|e| ContextError::LayoutImage {
+                    name: nc.given.clone(),
+                    dir: dir.clone(),
+                    message: format!("internal error: a read task stopped: {e}"),
+                })?
         }
         ContextSource::Dir(dir) => {
             let (spool, opts, d) = (env.spool.clone(), env.layer, dir.clone());

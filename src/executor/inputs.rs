@@ -119,14 +119,16 @@ impl Builder<'_> {
         }
         let line = *line;
         let fetch_err = |source| BuildImageError::Fetch { line, source };
-        if self.downloads.fetcher.is_none() {
-            self.downloads.fetcher = Some(Fetcher::new(self.client.options()).map_err(fetch_err)?);
-        }
-        let Some(fetcher) = &self.downloads.fetcher else {
-            return Ok(Vec::new());
+        let fetcher = match &self.downloads.fetcher {
+            Some(f) => f.clone(),
+            None => {
+                let f = Fetcher::new(self.client.options()).map_err(fetch_err)?;
+                self.downloads.fetcher = Some(f.clone());
+                f
+            }
         };
         let events = self.events;
-        fetch_sources(fetcher, remote, &self.downloads.stores, |src, f| {
+        fetch_sources(&fetcher, remote, &self.downloads.stores, |src, f| {
             events(Event::Downloaded {
                 line,
                 url: crate::auth::redact::redact_url(&src.url),
