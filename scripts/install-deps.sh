@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the tools ocipush's tests and example need, only those missing:
 #   docker-registry (CNCF distribution), skopeo, umoci, htpasswd (apache2-utils),
-#   pigz and zstd (the codec tests decode our streams with them), buildah (the
+#   pigz and zstd (the codec tests decode our streams with them), openssl (a CA and
+#   an HTTPS server for the ADD-from-URL tests), buildah (the
 #   reference builder of tests/it/e2e_differential.rs)
 #   and, with --moto, moto_server (moto[server]==5.2.5, for the ECR tests).
 # Idempotent and silent when everything is present. Debian, as root (or sudo).
@@ -29,6 +30,7 @@ declare -A pkg_of=(
   [timeout]=coreutils
   [tar]=tar
   [python3]=python3
+  [openssl]=openssl
 )
 missing=()
 for tool in "${!pkg_of[@]}"; do

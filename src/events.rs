@@ -23,6 +23,19 @@ pub enum Event {
         /// The instruction (`COPY app /app`).
         step: String,
     },
+    /// An `ADD <url>` source was downloaded (or found already downloaded: `reused`).
+    Downloaded {
+        /// The ADD line.
+        line: usize,
+        /// The URL, without credentials.
+        url: String,
+        /// The sha256 of the file.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+        /// Whether a pinned download was taken from the store without fetching it.
+        reused: bool,
+    },
     /// A layer was built.
     LayerBuilt {
         /// The Dockerfile line.

@@ -1,5 +1,8 @@
 //! Runs a build: parse the Dockerfile, plan its stages, resolve base images, build the new
 //! layers (on blocking threads, streamed to the spool), and assemble config and manifest.
+//! [`inputs`] adds named contexts (`--build-context`) and `ADD <url>` downloads.
+
+mod inputs;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -46,6 +49,9 @@ pub struct BuildOptions {
     pub target: Option<String>,
     /// The layer cache directory (`None`: no cache, layers go to the spool).
     pub cache_dir: Option<PathBuf>,
+    /// `--build-context NAME=VALUE`s: what FROM, stage names and `COPY --from` resolve to
+    /// instead ([`crate::contexts`]).
+    pub build_contexts: crate::contexts::NamedContexts,
 }
 
 /// A built image, ready to push: its blobs (base layers stay remote) and its documents.
@@ -135,6 +141,24 @@ pub enum BuildImageError {
     /// The build context could not be opened.
     #[error(transparent)]
     Context(build::BuildError),
+    /// An `ADD <url>` source could not be downloaded.
+    #[error("Dockerfile:{line}: ADD: {source}")]
+    Fetch {
+        /// The ADD line.
+        line: usize,
+        /// Why.
+        #[source]
+        source: crate::fetch::FetchError,
+    },
+    /// A named context (`--build-context`) could not be used.
+    #[error("Dockerfile:{line}: {source}")]
+    NamedContext {
+        /// The line that used it.
+        line: usize,
+        /// Why.
+        #[source]
+        source: Box<crate::contexts::ContextError>,
+    },
     /// A blocking task failed.
     #[error("internal error: a build task stopped: {0}")]
     Join(String),
@@ -203,6 +227,9 @@ struct Builder<'a> {
     tap: Option<LayerTap>,
     done: BTreeMap<usize, StageResult>,
     used_args: BTreeSet<String>,
+    /// Named contexts looked up so far.
+    used_contexts: BTreeSet<String>,
+    downloads: inputs::Downloads,
 }
 
 type StageFuture<'b> = Pin<Box<dyn Future<Output = Result<(), BuildImageError>> + Send + 'b>>;
@@ -216,6 +243,28 @@ impl Builder<'_> {
             }
             let stages = self.stages;
             let stage = &stages.stages[index];
+            // A named context named like the stage replaces it (dockerfile2llb convert.go).
+            if let Some(nc) = stage.name.as_deref().and_then(|n| self.named_context(n)) {
+                let platform = stage
+                    .platform
+                    .clone()
+                    .unwrap_or_else(|| self.opts.platform.clone());
+                let base = self.resolve_context(&nc, &platform, stage.line).await?;
+                let layers = base_blobs(&base);
+                let fs = StageFs::Pending {
+                    layers: layers.clone(),
+                    image: base.reference.clone(),
+                };
+                self.done.insert(
+                    index,
+                    StageResult {
+                        config: base.config,
+                        layers,
+                        fs,
+                    },
+                );
+                return Ok(());
+            }
             let (base_config, mut layers, mut fs) = match &stage.base {
                 BaseSpec::Scratch => (None, vec![], StageFs::Ready(RootFs::empty())),
                 BaseSpec::Stage(i) if *i < index => {
@@ -263,6 +312,12 @@ impl Builder<'_> {
                 None => self.spool.clone(),
             };
             for step in planned.layers {
+                // `COPY --from=<directory context>` copies out of that directory.
+                let dir_ctx = self.copy_dir_context(&step)?;
+                let step = match &dir_ctx {
+                    Some(_) => inputs::without_from(&step),
+                    None => step,
+                };
                 let layer = match &step {
                     LayerStep::Copy {
                         from: Some(from), ..
@@ -286,14 +341,16 @@ impl Builder<'_> {
                         layer
                     }
                     _ => {
+                        let fetched = self.fetch_remote(&step).await?;
                         let at = LayerAt {
                             spool: &spool,
                             tap: tap.as_ref(),
                             sources: &self.sources,
+                            fetched,
                         };
+                        let context = dir_ctx.unwrap_or_else(|| self.context.clone());
                         let (layer, next) =
-                            build_layer(&step, &self.context, at, fs, self.opts, self.events)
-                                .await?;
+                            build_layer(&step, &context, at, fs, self.opts, self.events).await?;
                         fs = StageFs::Ready(next);
                         layer
                     }
@@ -319,11 +376,14 @@ impl Builder<'_> {
     }
 
     async fn resolve(
-        &self,
+        &mut self,
         image: &str,
         platform: &Platform,
         line: usize,
     ) -> Result<source::BaseImage, BuildImageError> {
+        if let Some(nc) = self.named_context(image) {
+            return self.resolve_context(&nc, platform, line).await;
+        }
         let base = source::resolve(self.client, self.registries, image, platform)
             .await
             .map_err(|source| BuildImageError::Base {
@@ -558,13 +618,19 @@ pub async fn build_image_tapped(
         tap,
         done: BTreeMap::new(),
         used_args: BTreeSet::new(),
+        used_contexts: BTreeSet::new(),
+        downloads: inputs::Downloads::new(&opts.spool_dir, opts.cache_dir.as_deref()),
     };
     b.stage(target).await?;
     let Builder {
         mut done,
         used_args,
+        used_contexts,
         ..
     } = b;
+    for w in inputs::unused_contexts(&opts.build_contexts, &stages, &used_contexts) {
+        events(Event::Warning(w));
+    }
     for k in opts.build_args.0.keys() {
         if !used_args.contains(k) && !stages.global_args.contains_key(k) {
             events(Event::Warning(format!(
@@ -605,6 +671,8 @@ struct LayerAt<'a> {
     tap: Option<&'a LayerTap>,
     /// Where the base's layers are read from (for the stage's filesystem).
     sources: &'a Arc<layerfs::LayerStore>,
+    /// `ADD <url>` downloads of the step.
+    fetched: Vec<build::FetchedFile>,
 }
 
 async fn build_layer(
@@ -645,6 +713,7 @@ async fn build_layer(
     let cache_dir = opts.cache_dir.clone();
     let tap = at.tap.cloned();
     let sources = at.sources.clone();
+    let fetched = at.fetched;
     let rt = tokio::runtime::Handle::current();
     let (blob, fs) = tokio::task::spawn_blocking(move || {
         let mut fs = fs
@@ -658,6 +727,7 @@ async fn build_layer(
             tap,
             cache_dir,
             &layer_opts,
+            fetched,
         )?;
         Ok::<_, BuildImageError>((blob, fs))
     })
@@ -673,6 +743,7 @@ async fn build_layer(
 
 /// Build one COPY/ADD/WORKDIR layer on the stage's filesystem `fs` (updated), on a blocking
 /// thread.
+#[allow(clippy::too_many_arguments)]
 fn build_on(
     step: LayerStep,
     context: &Context,
@@ -681,6 +752,7 @@ fn build_on(
     tap: Option<LayerTap>,
     cache_dir: Option<PathBuf>,
     layer_opts: &LayerOptions,
+    fetched: Vec<build::FetchedFile>,
 ) -> Result<LayerBlob, BuildImageError> {
     let line = step.line();
     let owner = |fs: &RootFs, spec: &str| {
@@ -714,6 +786,7 @@ fn build_on(
                 inline,
                 exclude,
                 parents,
+                fetched,
             };
             // BuildKit's `COPY --link` (without --chmod) copies onto scratch and merges the
             // result over the stage (dockerfile2llb `convert_copy.go`): the layer does not

@@ -6,6 +6,9 @@
 //! → `push` (orchestration) → `dest` (registry | ECR API | OCI layout) ← `auth`.
 //! `source` resolves base images and feeds `build`; `layerfs` reads files out of image layers
 //! (`COPY --from`); `copy` moves images between registries and OCI layouts (`ocipush copy`).
+//! `fetch` downloads `ADD <url>` sources (through the registry client's HTTP options) for
+//! `build`; `contexts` resolves named build contexts (`--build-context`: directories, images,
+//! OCI layouts) that stand in for FROM images, stages and `COPY --from` sources.
 //! Blobs streamed from a source registry are checked against their digest before their last
 //! byte is released (`registry::RemoteBlob`).
 //! The library entry points are `job::build_and_push`, `job::build_and_push_platforms` and
@@ -18,6 +21,7 @@ pub mod auth;
 pub mod blob;
 pub mod build;
 pub mod cache;
+pub mod contexts;
 pub mod copy;
 pub mod dest;
 pub mod digest;
@@ -26,6 +30,7 @@ pub mod dockerfile;
 pub mod ecr;
 pub mod events;
 pub mod executor;
+pub mod fetch;
 pub mod growing;
 pub mod image;
 pub mod job;

@@ -32,6 +32,7 @@ async fn build(context: &Path, format: Format, epoch: u64) -> BuiltImage {
         spool_dir: spool.path().to_path_buf(),
         target: None,
         cache_dir: None,
+        build_contexts: Default::default(),
     };
     let client = RegistryClient::new(ClientOptions {
         credentials: Arc::new(Anonymous),

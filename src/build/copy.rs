@@ -11,6 +11,7 @@ use super::archive;
 use super::chmod::Chmod;
 use super::context::Context;
 use super::error::BuildError;
+use super::fetched::FetchedFile;
 use super::layer::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, TrackedReader, normalize};
 use super::sources::{self, InlineFile};
 use super::spool::Spool;
@@ -38,6 +39,8 @@ pub struct CopySpec {
     pub exclude: Vec<String>,
     /// `--parents`: keep each source's path (below an optional `/./` pivot) under `dest`.
     pub parents: bool,
+    /// `ADD <url>`: downloaded files, placed after the heredocs ([`super::fetched`]).
+    pub fetched: Vec<FetchedFile>,
 }
 
 /// What one planned entry is.
@@ -152,7 +155,7 @@ pub(crate) fn plan_copy(
         || spec.dest.ends_with("/.")
         || spec.dest == "."
         || normalize(&spec.dest)?.is_none();
-    if spec.srcs.is_empty() && spec.inline.is_empty() {
+    if spec.srcs.is_empty() && spec.inline.is_empty() && spec.fetched.is_empty() {
         return Err(BuildError::InvalidPath {
             path: spec.dest.clone(),
             reason: "COPY needs at least one source".into(),

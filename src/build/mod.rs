@@ -12,6 +12,7 @@ mod context;
 mod copy;
 mod dockerignore;
 mod error;
+mod fetched;
 pub(crate) mod glob;
 mod layer;
 mod pgzip;
@@ -31,6 +32,7 @@ pub(crate) use copy::{
 pub use copy::{CopySpec, build_copy_layer};
 pub use dockerignore::DockerIgnore;
 pub use error::BuildError;
+pub use fetched::{DOWNLOAD_MODE, FetchedFile};
 pub use layer::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, SpecialKind, build_dirs_layer};
 pub use pgzip::BLOCK_SIZE as GZIP_BLOCK_SIZE;
 pub use sources::InlineFile;

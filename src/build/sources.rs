@@ -25,6 +25,7 @@ use super::context::{Context, Source, WalkFilter, WalkKind};
 use super::copy::{CopySpec, Planned};
 use super::dockerignore::DockerIgnore;
 use super::error::BuildError;
+use super::fetched::{DOWNLOAD_MODE, FetchedFile};
 use super::layer::EntryMeta;
 use crate::rootfs::place::Placement;
 
@@ -186,6 +187,26 @@ impl Mapper<'_, '_> {
         }
     }
 
+    /// A downloaded file ([`super::fetched`]): extracted with `--unpack=true` when it is an
+    /// archive, else one file, 0600 before `--chmod`.
+    fn add_fetched(&mut self, file: &FetchedFile) -> Result<(), BuildError> {
+        if file.unpack
+            && let Some(format) = archive::detect_archive(&file.path)?
+        {
+            self.archive_dest = self.place.dest_dir().map_err(|e| self.dest_err(e))?;
+            self.archives.push((file.path.clone(), format));
+            return Ok(());
+        }
+        let meta = self.meta(DOWNLOAD_MODE, false);
+        let planned = Planned::File {
+            path: file.path.clone(),
+            size: file.size,
+        };
+        self.place
+            .add_file(&file.name, planned, meta)
+            .map_err(|e| self.dest_err(e))
+    }
+
     /// A file source: extracted (ADD archives) or one file.
     fn add_file(&mut self, src: &Source) -> Result<(), BuildError> {
         if self.spec.extract_archives
@@ -289,7 +310,8 @@ pub(crate) fn map_sources(
             }
         }
     }
-    let many = spec.srcs.len() + spec.inline.len() > 1 || resolved.len() + spec.inline.len() > 1;
+    let others = spec.inline.len() + spec.fetched.len();
+    let many = spec.srcs.len() + others > 1 || resolved.len() + others > 1;
     if many && !dest_is_dir {
         return Err(BuildError::DestNotDir {
             dest: spec.dest.clone(),
@@ -315,6 +337,9 @@ pub(crate) fn map_sources(
         m.place
             .add_file(&file.name, planned, meta)
             .map_err(|e| m.dest_err(e))?;
+    }
+    for file in &spec.fetched {
+        m.add_fetched(file)?;
     }
     m.relink();
     Ok(Mapped {

@@ -154,6 +154,10 @@ pub struct BuildArgs {
     /// An extra tag for the pushed image (repeatable).
     #[arg(short = 't', long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
+    /// A named build context, NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG|@DIGEST]
+    /// (repeatable): what `FROM NAME`, a stage `AS NAME` and `COPY --from=NAME` use instead.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
     /// Manifest and config media types.
     #[arg(long, value_enum, default_value_t = FormatArg::Oci)]
     pub format: FormatArg,

@@ -145,6 +145,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     let epoch = source_date_epoch().map_err(Failure::usage)?;
+    let build_contexts = ocipush::contexts::NamedContexts::parse(&build.build_contexts)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let context = build
         .context
         .clone()
@@ -210,6 +212,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .clone()
                 .or_else(ocipush::cache::LayerCache::default_dir)
         },
+        build_contexts,
     };
     let events = progress::reporter(quiet);
     let pushed = build_and_push_platforms(

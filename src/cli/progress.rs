@@ -40,6 +40,22 @@ pub fn reporter(quiet: bool) -> EventSink {
             Event::LayerStarted { line: l, step } => {
                 line(format!("building layer for Dockerfile:{l}: {step}"))
             }
+            Event::Downloaded {
+                line: l,
+                url,
+                digest,
+                size,
+                reused,
+            } => line(format!(
+                "{} {url} for Dockerfile:{l} ({}, {})",
+                if reused {
+                    "reusing download of"
+                } else {
+                    "downloaded"
+                },
+                human(size),
+                digest.short()
+            )),
             Event::LayerBuilt { digest, size, .. } => {
                 line(format!("built layer {} ({})", digest.short(), human(size)))
             }

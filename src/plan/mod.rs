@@ -5,11 +5,13 @@
 mod args;
 mod error;
 mod remote;
+mod remote_add;
 mod stage;
 mod stages;
 
 pub use crate::build::{Chmod, InlineFile};
 pub use args::{BuildArgs, platform_args};
 pub use error::PlanError;
+pub use remote_add::RemoteSource;
 pub use stage::{CopyFrom, LayerStep, StageContext, StagePlan, plan_stage};
 pub use stages::{BaseSpec, Stage, Stages, plan_stages};

@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::remote::{Remote, remote_kind};
+use super::remote_add::{RemoteSource, parse_checksum};
 use super::{PlanError, Stages};
+use crate::auth::redact::redact_url;
 use crate::build::{Chmod, InlineFile};
 use crate::dockerfile::{self, CommandForm, CopyArgs, Healthcheck, Instruction, expand_word};
 
@@ -51,6 +53,8 @@ pub enum LayerStep {
         parents: bool,
         /// `--link`: placed on an empty filesystem, independent of the layers below.
         link: bool,
+        /// `ADD <url>`: downloads, placed after the other sources ([`super::remote_add`]).
+        remote: Vec<RemoteSource>,
     },
     /// `WORKDIR`: create these directories (each parent listed).
     Mkdir {
@@ -523,10 +527,13 @@ impl Planner<'_> {
         for s in &a.srcs {
             written.push(self.expand(l, s)?);
         }
-        if let Some(c) = &a.checksum
-            && !self.expand(l, c)?.is_empty()
-        {
-            self.check_checksum(l, &written)?;
+        let mut checksum = None;
+        if let Some(c) = &a.checksum {
+            let c = self.expand(l, c)?;
+            if !c.is_empty() {
+                self.check_checksum(l, &written)?;
+                checksum = Some(parse_checksum(&c).map_err(|m| Self::invalid(l, m))?);
+            }
         }
         if a.keep_git_dir.is_some() {
             return Err(PlanError::Unsupported {
@@ -537,7 +544,16 @@ impl Planner<'_> {
             });
         }
         let mut srcs = vec![];
+        let mut remote = vec![];
         for s in &written {
+            if add && remote_kind(s) == Some(Remote::Http) {
+                remote.push(RemoteSource {
+                    url: s.clone(),
+                    checksum: checksum.clone(),
+                    unpack: a.unpack == Some(true),
+                });
+                continue;
+            }
             self.refuse_remote(l, name, s)?;
             srcs.push(if from.is_some() && !s.starts_with('/') {
                 format!("/{s}")
@@ -582,7 +598,8 @@ impl Planner<'_> {
             created_by.push_str(&format!(" --chmod={c}"));
         }
         for s in &written {
-            created_by.push_str(&format!(" {s}"));
+            // A URL's credentials never reach the image's history.
+            created_by.push_str(&format!(" {}", redact_url(s)));
         }
         for f in &inline {
             created_by.push_str(&format!(" <<{}", f.name));
@@ -600,13 +617,14 @@ impl Planner<'_> {
             exclude: a.exclude.clone(),
             parents: a.parents,
             link: a.link,
+            remote,
         });
         self.history(created_by, false);
         Ok(())
     }
 
     /// `ADD --checksum`: BuildKit accepts it only for one HTTP(S) or git source; ocipush
-    /// downloads neither, so a valid use is refused as a remote source afterwards.
+    /// verifies an HTTP(S) download against it, and refuses a git source afterwards.
     fn check_checksum(&self, l: &Located, srcs: &[String]) -> Result<(), PlanError> {
         let [src] = srcs else {
             return Err(Self::invalid(
@@ -626,16 +644,12 @@ impl Planner<'_> {
     }
 
     /// URLs and git repositories: BuildKit refuses them in COPY and fetches them in ADD;
-    /// ocipush fetches nothing.
+    /// ocipush downloads ADD's URLs (see `copy`) and clones nothing.
     fn refuse_remote(&self, l: &Located, name: &str, src: &str) -> Result<(), PlanError> {
         let Some(kind) = remote_kind(src) else {
             return Ok(());
         };
         let (why, fix) = match (kind, name) {
-            (Remote::Http, "ADD") => (
-                "ocipush does not download URLs during a build",
-                "Download the file into the build context first, then ADD or COPY it from there",
-            ),
             (Remote::Git, "ADD") => (
                 "ocipush does not clone git repositories during a build",
                 "Clone the repository into the build context first, then ADD or COPY it from there",
@@ -651,7 +665,7 @@ impl Planner<'_> {
         };
         Err(PlanError::Unsupported {
             line: l.start_line,
-            what: format!("{name} {src}"),
+            what: format!("{name} {}", redact_url(src)),
             why: why.into(),
             fix: fix.into(),
         })

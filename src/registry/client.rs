@@ -91,27 +91,7 @@ pub(crate) struct Inner {
 impl RegistryClient {
     /// Build a client.
     pub fn new(opts: ClientOptions) -> Result<RegistryClient, RegistryError> {
-        let mut roots = Vec::new();
-        for ca in &opts.ca_certs {
-            let certs = reqwest::Certificate::from_pem_bundle(&ca.pem).map_err(|e| {
-                RegistryError::Client(format!(
-                    "cannot read CA certificate {}: {}; expected PEM",
-                    ca.origin,
-                    super::http::cause_chain(&e)
-                ))
-            })?;
-            if certs.is_empty() {
-                return Err(RegistryError::Client(format!(
-                    "CA certificate file {} holds no PEM certificate",
-                    ca.origin
-                )));
-            }
-            roots.extend(certs);
-        }
-        let http = reqwest::Client::builder()
-            .user_agent(opts.user_agent.clone())
-            .connect_timeout(opts.connect_timeout.min(opts.stall_timeout))
-            .tls_certs_merge(roots)
+        let http = http_client_builder(&opts)?
             .build()
             .map_err(|e| RegistryError::Client(super::http::cause_chain(&e)))?;
         Ok(RegistryClient {
@@ -143,4 +123,33 @@ impl RegistryClient {
     pub(crate) fn chunk_size(&self) -> usize {
         self.inner.opts.chunk_size.max(MIN_CHUNK_SIZE)
     }
+}
+
+/// A reqwest client builder with `opts`' User-Agent, connect timeout and extra CA roots (added
+/// to the system's): the registry client's, and the one `ADD <url>` downloads use
+/// ([`crate::fetch`]).
+pub(crate) fn http_client_builder(
+    opts: &ClientOptions,
+) -> Result<reqwest::ClientBuilder, RegistryError> {
+    let mut roots = Vec::new();
+    for ca in &opts.ca_certs {
+        let certs = reqwest::Certificate::from_pem_bundle(&ca.pem).map_err(|e| {
+            RegistryError::Client(format!(
+                "cannot read CA certificate {}: {}; expected PEM",
+                ca.origin,
+                super::http::cause_chain(&e)
+            ))
+        })?;
+        if certs.is_empty() {
+            return Err(RegistryError::Client(format!(
+                "CA certificate file {} holds no PEM certificate",
+                ca.origin
+            )));
+        }
+        roots.extend(certs);
+    }
+    Ok(reqwest::Client::builder()
+        .user_agent(opts.user_agent.clone())
+        .connect_timeout(opts.connect_timeout.min(opts.stall_timeout))
+        .tls_certs_merge(roots))
 }

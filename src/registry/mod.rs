@@ -9,15 +9,16 @@ mod body;
 mod challenge;
 mod client;
 mod error;
-mod http;
+pub(crate) mod http;
 mod pull;
 mod repository;
-mod retry;
+pub(crate) mod retry;
 mod sending;
 mod token;
 mod upload;
 
 pub use challenge::{Challenge, parse_challenges};
+pub(crate) use client::http_client_builder;
 pub use client::{CaCert, ClientOptions, MIN_CHUNK_SIZE, RegistryClient};
 pub use error::{ErrorDetail, OciError, RegistryError, RequestKind};
 pub use pull::{MAX_MANIFEST_SIZE, Manifest, RemoteBlob};

@@ -21,6 +21,7 @@ mod e2e_oci_layout;
 mod e2e_options;
 mod e2e_platforms;
 mod e2e_reference;
+mod e2e_remote;
 mod e2e_secrets;
 mod e2e_stages;
 mod e2e_stream;

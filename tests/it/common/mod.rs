@@ -7,8 +7,10 @@ pub mod buildah;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod flatten;
+pub mod http_server;
 pub mod ocipush;
 pub mod registry;
+pub mod tls_server;
 pub mod tools;
 pub mod usrmerge;
 
