@@ -212,6 +212,13 @@ pub(crate) fn copy_from_layers(
     let mut w = LayerWriter::new(spool, opts)?;
     // Files sharing content in the source (hard links: one layer entry) stay hard links to
     // the first of them by destination path, as fsutil's copier keeps links (`getLinkSource`).
+    // Only content that has several names in the source is a link there (`Nlink > 1`); the
+    // same file reached again through a followed symlink is copied again.
+    let hard: std::collections::HashSet<(usize, u64)> = planned
+        .values()
+        .filter(|(e, _)| matches!(e.node.kind, Kind::Hardlink(_)))
+        .map(|(e, _)| (e.node.layer, e.node.entry))
+        .collect();
     let mut linked: HashMap<(usize, u64), String> = HashMap::new();
     for (key, (FromEntry { node, path }, meta)) in &planned {
         let out = key.join("/");
@@ -220,7 +227,9 @@ pub(crate) fn copy_from_layers(
             w.add_dir(&out, meta)?;
             continue;
         }
-        if matches!(node.kind, Kind::File | Kind::Hardlink(_)) {
+        if matches!(node.kind, Kind::File | Kind::Hardlink(_))
+            && hard.contains(&(node.layer, node.entry))
+        {
             if let Some(first) = linked.get(&(node.layer, node.entry)) {
                 w.add_hardlink(&out, first, meta)?;
                 continue;
