@@ -11,7 +11,7 @@ use crate::build::{self, Context, CopySpec, LayerBlob, LayerOptions, Spool};
 use crate::events::{Event, EventSink};
 use crate::growing::LayerTap;
 use crate::layerfs::{self, LayerStore};
-use crate::plan::{LayerStep, PlanError};
+use crate::plan::LayerStep;
 use crate::rootfs::RootFs;
 
 /// A stage's filesystem ([`RootFs`]), read from its layers' headers only once an instruction
@@ -82,17 +82,6 @@ pub(super) async fn build_from_layer(
     else {
         return Err(BuildImageError::Join("COPY --from without sources".into()));
     };
-    // --parents is carried in the plan for COPY --from, but reading it out of image layers is
-    // not implemented yet: refuse rather than copy the wrong paths.
-    if parents {
-        return Err(PlanError::Unsupported {
-            line,
-            what: "COPY --from with --parents".into(),
-            why: "keeping source parents when reading from another stage or image is not implemented yet".into(),
-            fix: "Copy each directory to its full destination path, or COPY --parents from the build context".into(),
-        }
-        .into());
-    }
     events(Event::LayerStarted {
         line,
         step: format!("COPY --from={image} {} {dest}", srcs.join(" ")),
@@ -121,6 +110,7 @@ pub(super) async fn build_from_layer(
             chown,
             chmod,
             exclude,
+            parents,
         };
         // `--link` (without --chmod): placed on scratch, merged over the stage.
         let link = link && spec.chmod.is_none();

@@ -38,6 +38,10 @@ pub struct FromSpec {
     /// relative to each source directory, as BuildKit's copier does; a source that is not a
     /// directory is never excluded.
     pub exclude: Vec<String>,
+    /// `--parents`: each source keeps its path (below an optional `/./` pivot) under the
+    /// destination, with the directories above it (BuildKit's `IncludePatterns` on the pivot
+    /// directory, `RequiredPaths` for a literal source).
+    pub parents: bool,
 }
 
 /// Where a `COPY --from` layer goes: the stage's filesystem it is placed on (updated), the
@@ -48,10 +52,12 @@ pub(crate) struct Onto<'a> {
     pub(crate) opts: &'a LayerOptions,
 }
 
-/// One resolved source: the name it is copied under and its path in the view.
+/// One resolved source: the name it is copied under and its path in the view; with
+/// `--parents`, the pattern selecting below that directory.
 struct Source {
     name: String,
     path: String,
+    include: Option<DockerIgnore>,
 }
 
 /// Build the layer copying `spec.srcs` out of `layers` (bottom first) of `image` (its name, for
@@ -87,37 +93,74 @@ pub(crate) fn copy_from_layers(
     })?;
     let (view, local) = store.view(rt, layers, image)?;
 
+    let root_path = |m: &str| {
+        resolve::root_path(&view, m).map_err(|e| match e {
+            ResolveError::TooManyLinks => LayerFsError::Uncopyable {
+                image: image.to_string(),
+                path: format!("/{m}"),
+                reason: format!(
+                    "more than {} symbolic links on the way (a loop?)",
+                    resolve::MAX_LINKS
+                ),
+            },
+        })
+    };
     let mut sources: Vec<Source> = Vec::new();
     for s in &spec.srcs {
+        if spec.parents {
+            // BuildKit's `dispatchCopy` with --parents: copy from the part before a `/./`
+            // pivot (else the root) what the rest matches, keeping its path.
+            let (base, pattern) = match s.split_once("/./") {
+                Some((b, p)) => (b.to_string(), p.to_string()),
+                None => ("/".to_string(), s.clone()),
+            };
+            let pattern = resolve::components(&pattern).join("/");
+            if !resolve::has_wildcards(&base) && !resolve::has_wildcards(&pattern) {
+                let required = format!("{}/{pattern}", resolve::components(&base).join("/"));
+                if !view.exists(&root_path(&required)?) {
+                    return Err(not_found(s));
+                }
+            }
+            let include =
+                DockerIgnore::from_patterns(&[pattern]).map_err(|(pattern, reason)| {
+                    LayerFsError::BadExclude {
+                        image: image.to_string(),
+                        pattern,
+                        reason,
+                    }
+                })?;
+            let path = root_path(&resolve::components(&base).join("/"))?;
+            if !view.is_dir(&path) {
+                return Err(not_found(&base));
+            }
+            sources.push(Source {
+                name: String::new(),
+                path,
+                include: Some(include),
+            });
+            continue;
+        }
         let matches = if resolve::has_wildcards(s) {
-            let m = resolve::expand(&view, s).map_err(|reason| LayerFsError::Uncopyable {
+            // A wildcard matching nothing copies nothing (BuildKit's `AllowEmptyWildcard`).
+            resolve::expand(&view, s).map_err(|reason| LayerFsError::Uncopyable {
                 image: image.to_string(),
                 path: s.clone(),
                 reason,
-            })?;
-            if m.is_empty() {
-                return Err(not_found(s));
-            }
-            m
+            })?
         } else {
             vec![resolve::components(s).join("/")]
         };
         for m in matches {
-            let path = resolve::root_path(&view, &m).map_err(|e| match e {
-                ResolveError::TooManyLinks => LayerFsError::Uncopyable {
-                    image: image.to_string(),
-                    path: format!("/{m}"),
-                    reason: format!(
-                        "more than {} symbolic links on the way (a loop?)",
-                        resolve::MAX_LINKS
-                    ),
-                },
-            })?;
+            let path = root_path(&m)?;
             if !view.exists(&path) {
                 return Err(not_found(&format!("/{m}")));
             }
             let name = m.rsplit('/').next().unwrap_or_default().to_string();
-            sources.push(Source { name, path });
+            sources.push(Source {
+                name,
+                path,
+                include: None,
+            });
         }
     }
     if sources.len() > 1 && !dest_is_dir {
@@ -149,8 +192,8 @@ pub(crate) fn copy_from_layers(
     };
     let mut place = Placement::new(fs, &spec.dest, created);
     for src in &sources {
-        if view.is_dir(&src.path) {
-            let children = plan_dir(&view, &src.path, &excludes)
+        if src.include.is_some() || view.is_dir(&src.path) {
+            let children = plan_dir(&view, &src.path, &excludes, src.include.as_ref())
                 .into_iter()
                 .map(|(rel, e)| {
                     let m = meta(&e.node);
@@ -301,8 +344,14 @@ impl Payload for FromEntry {
 /// The entries below the directory `dir`, relative to it, parents first, as BuildKit's copier
 /// with `CopyDirContentsOnly` walks them: a path whose path relative to `dir` is excluded is
 /// skipped, and an excluded directory is kept only when something below it is re-included by
-/// a `!` exception.
-fn plan_dir(view: &View, dir: &str, excludes: &DockerIgnore) -> Vec<(Vec<String>, FromEntry)> {
+/// a `!` exception. With `include` (`--parents`), only what it matches is copied, with the
+/// directories above it (fsutil's `createParentDirs`, their own metadata).
+fn plan_dir(
+    view: &View,
+    dir: &str,
+    excludes: &DockerIgnore,
+    include: Option<&DockerIgnore>,
+) -> Vec<(Vec<String>, FromEntry)> {
     let mut out = Vec::new();
     let key = |rel: &str| rel.split('/').map(str::to_string).collect::<Vec<_>>();
     let entry = |n: &Node, f: &String| FromEntry {
@@ -318,6 +367,18 @@ fn plan_dir(view: &View, dir: &str, excludes: &DockerIgnore) -> Vec<(Vec<String>
                 continue;
             }
             skip_below = None;
+        }
+        if let Some(inc) = include
+            && !inc.is_excluded(rel)
+        {
+            if node.kind == Kind::Dir {
+                if inc.may_match_below(rel) {
+                    held.insert(rel, (node, full));
+                } else {
+                    skip_below = Some(format!("{rel}/"));
+                }
+            }
+            continue;
         }
         if !excludes.is_empty() && excludes.is_excluded(rel) {
             if node.kind == Kind::Dir {

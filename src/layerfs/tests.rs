@@ -332,8 +332,10 @@ fn wildcards_match_in_the_merged_view_and_through_symlinks() {
     assert_eq!(got["w/b"].3, "b1");
     let out = run(tmp.path(), &["/opt/d/?"], "/o/").unwrap();
     assert_eq!(list(&out).keys().collect::<Vec<_>>(), ["o", "o/z"]);
-    let e = run(tmp.path(), &["/etc/*.conf"], "/w/").unwrap_err();
-    assert!(matches!(e, LayerFsError::NotFound { .. }), "{e}");
+    // A wildcard matching nothing copies nothing, not even the destination (BuildKit's
+    // `AllowEmptyWildcard`: `docopy` returns before fsutil creates anything).
+    let out = run(tmp.path(), &["/etc/*.conf"], "/w/").unwrap();
+    assert!(list(&out).is_empty());
     // `/lib` is a symlink: its wildcard matches are in `/usr/lib`, each followed.
     let out = run(tmp.path(), &["/lib/*.so*"], "/y/").unwrap();
     let got = list(&out);
@@ -747,4 +749,45 @@ fn a_base_is_indexed_once_and_its_index_reused_without_the_layers() {
     let (fixed, fetched) = read("store-c");
     assert_eq!(fetched, 2);
     assert_eq!(fixed.len(), first.len());
+}
+
+#[test]
+fn parents_keep_source_paths_below_the_pivot_and_empty_wildcards_copy_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = spec(
+        &[
+            "/var/log/./sub/b.log",
+            "/usr/lib/libz.so",
+            "/var/./log/*.log",
+        ],
+        "/p/",
+    );
+    s.parents = true;
+    let got = list(&run_spec(tmp.path(), &s).unwrap());
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        [
+            "p",
+            "p/log",
+            "p/log/a.log",
+            "p/log/keep.log",
+            "p/sub",
+            "p/sub/b.log",
+            "p/usr",
+            "p/usr/lib",
+            "p/usr/lib/libz.so"
+        ]
+    );
+    // The directories above a match keep their own metadata (var/log is 0750 7:8).
+    assert_eq!((got["p/log"].1, got["p/log"].2), (0o750, 7));
+    // A literal path must exist (BuildKit's RequiredPaths).
+    let mut s = spec(&["/var/./nope.log"], "/p/");
+    s.parents = true;
+    assert!(matches!(
+        run_spec(tmp.path(), &s),
+        Err(LayerFsError::NotFound { .. })
+    ));
+    // A wildcard matching nothing is no error when another source matches.
+    let got = list(&run(tmp.path(), &["/etc/*.conf", "/etc/b"], "/w/").unwrap());
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["w", "w/b"]);
 }

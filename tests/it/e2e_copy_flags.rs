@@ -186,10 +186,6 @@ fn flags_ocipush_cannot_honour_name_their_line() {
             "does not clone git repositories",
         ),
         (
-            "FROM scratch AS s\nCOPY a.txt /a\nFROM scratch\nCOPY --from=s --parents /a /b\n",
-            "Dockerfile:4: COPY --from with --parents is not supported",
-        ),
-        (
             "FROM scratch\nRUN <<EOF\ntrue\nEOF\n",
             "RUN heredocs are not supported (Dockerfile:2)",
         ),

@@ -852,6 +852,36 @@ fn cases() -> Vec<Case> {
         .file("f.txt", HELLO)
         .file_mode("run.sh", SCRIPT, 0o755),
         case(
+            "from_stage_parents",
+            "COPY --from=stage --parents with a /./ pivot and without one: paths kept",
+            &[
+                "FROM {ALPINE} AS s",
+                "COPY tree/ /src/",
+                "FROM {ALPINE}",
+                "COPY --from=s --parents /src/./a/b/f.txt /src/x/run.sh /p/",
+            ],
+        )
+        .file("tree/a/b/f.txt", HELLO)
+        .file_mode("tree/x/run.sh", SCRIPT, 0o755)
+        .dir("tree/a", 0o750)
+        .oracle(
+            "buildah 1.28 has no --parents. BuildKit convert_copy.go copies the pivot \
+             directory (/src, else /) with IncludePatterns [a/b/f.txt] / [src/x/run.sh]; \
+             fsutil createParentDirs creates the directories above each match from the \
+             source's own (copyDirectoryOnly + copyFileInfo: /src/a is 0750)",
+            &[
+                "FROM {ALPINE} AS s",
+                "COPY tree/ /src/",
+                "FROM {ALPINE}",
+                "COPY --from=s /src/a/b/f.txt /p/a/b/",
+                "COPY --from=s /src/x/run.sh /p/src/x/",
+            ],
+        )
+        .buildkit(
+            "fsutil copy.go createParentDirs: parents copied from the source keep its mode",
+            vec![Fix::Set("/p/a", "mode", "0750")],
+        ),
+        case(
             "from_stage_hardlinks",
             "COPY --from=stage a dir with hard links and foreign owners: both kept",
             &[
