@@ -118,23 +118,14 @@ pub async fn resolve(
     if media_types::is_index(&fetched.media_type) {
         let index: Index = serde_json::from_slice(&fetched.bytes)
             .map_err(|e| invalid(format!("index does not parse: {e}")))?;
-        let chosen = index
-            .manifests
-            .iter()
-            .find(|d| {
-                d.platform.as_ref().is_some_and(|p| platform.matches(p))
-                    && media_types::is_manifest(&d.media_type)
-            })
-            .ok_or_else(|| SourceError::PlatformMissing {
-                image: name.clone(),
-                platform: platform.to_string(),
-                available: index
-                    .manifests
-                    .iter()
-                    .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
+        let chosen =
+            index
+                .manifest_for(platform)
+                .map_err(|available| SourceError::PlatformMissing {
+                    image: name.clone(),
+                    platform: platform.to_string(),
+                    available: available.join(", "),
+                })?;
         fetched = repo
             .get_manifest(chosen.digest.as_str())
             .await

@@ -55,24 +55,12 @@ pub(crate) fn read_layout_image(
     if media_types::is_index(&desc.media_type) {
         let index: Index = serde_json::from_slice(&bytes)
             .map_err(|e| bad(format!("index {} does not parse: {e}", desc.digest)))?;
-        let chosen = index
-            .manifests
-            .iter()
-            .find(|d| {
-                d.platform.as_ref().is_some_and(|p| platform.matches(p))
-                    && media_types::is_manifest(&d.media_type)
-            })
-            .ok_or_else(|| {
-                let available: Vec<String> = index
-                    .manifests
-                    .iter()
-                    .filter_map(|d| d.platform.as_ref().map(Platform::to_string))
-                    .collect();
-                bad(format!(
-                    "the index has no {platform} image; it has: {}. Choose one with --platform",
-                    available.join(", ")
-                ))
-            })?;
+        let chosen = index.manifest_for(platform).map_err(|available| {
+            bad(format!(
+                "the index has no {platform} image; it has: {}. Choose one with --platform",
+                available.join(", ")
+            ))
+        })?;
         (desc, bytes) = read_document(&layout, chosen).map_err(lerr)?;
     }
     if !media_types::is_manifest(&desc.media_type) {

@@ -90,18 +90,16 @@ pub(super) async fn build_from_layer(
         compression: opts.compression,
         epoch: opts.epoch,
     };
-    let rt = tokio::runtime::Handle::current();
-    let (spool, sources) = (at.spool.clone(), at.sources.clone());
-    let cache_dir = opts.cache_dir.clone();
-    let (blob, fs) = tokio::task::spawn_blocking(move || {
-        let mut fs = fs
-            .materialize(&rt, &sources, cache_dir.as_deref())
-            .map_err(|source| BuildImageError::BaseFs { line, source })?;
+    let spool = at.spool.clone();
+    let on = OnFs {
+        fs,
+        sources: at.sources.clone(),
+        cache_dir: opts.cache_dir.clone(),
+        line,
+    };
+    on.run(events, move |rt, sources, fs| {
         let chown = match &chown {
-            Some(c) => Some(
-                crate::rootfs::users::resolve_owner(&fs, c)
-                    .map_err(|source| BuildImageError::Owner { line, source })?,
-            ),
+            Some(c) => Some(owner(fs, c, line)?),
             None => None,
         };
         let spec = layerfs::FromSpec {
@@ -112,30 +110,86 @@ pub(super) async fn build_from_layer(
             exclude,
             parents,
         };
-        // `--link` (without --chmod): placed on scratch, merged over the stage.
-        let link = link && spec.chmod.is_none();
-        let mut scratch = RootFs::empty();
-        let target: &mut RootFs = if link { &mut scratch } else { &mut fs };
-        let onto = layerfs::Onto {
-            fs: target,
-            spool: &spool,
-            opts: &layer_opts,
-        };
-        let blob = layerfs::copy_from_layers(&rt, &sources, &layers, &image, &spec, onto)
-            .map_err(|source| BuildImageError::CopyFrom { line, source })?;
-        if link {
-            fs.overlay(&scratch);
-        }
-        Ok::<_, BuildImageError>((blob, fs))
+        linked(fs, link && spec.chmod.is_none(), |target| {
+            let onto = layerfs::Onto {
+                fs: target,
+                spool: &spool,
+                opts: &layer_opts,
+            };
+            layerfs::copy_from_layers(rt, sources, &layers, &image, &spec, onto)
+                .map_err(|source| BuildImageError::CopyFrom { line, source })
+        })
     })
     .await
-    .map_err(|e| BuildImageError::Join(e.to_string()))??;
-    events(Event::LayerBuilt {
-        line,
-        digest: blob.digest.clone(),
-        size: blob.size,
-    });
-    Ok((blob, fs))
+}
+
+/// The stage's filesystem a layer is built on, on a blocking thread.
+struct OnFs {
+    fs: StageFs,
+    sources: Arc<LayerStore>,
+    cache_dir: Option<PathBuf>,
+    line: usize,
+}
+
+impl OnFs {
+    /// Run `work` on the filesystem (its base read first when pending) on a blocking thread,
+    /// then report the layer it built.
+    async fn run<F>(
+        self,
+        events: &EventSink,
+        work: F,
+    ) -> Result<(LayerBlob, RootFs), BuildImageError>
+    where
+        F: FnOnce(
+                &tokio::runtime::Handle,
+                &LayerStore,
+                &mut RootFs,
+            ) -> Result<LayerBlob, BuildImageError>
+            + Send
+            + 'static,
+    {
+        let OnFs {
+            fs,
+            sources,
+            cache_dir,
+            line,
+        } = self;
+        let rt = tokio::runtime::Handle::current();
+        let (blob, fs) = tokio::task::spawn_blocking(move || {
+            let mut fs = fs
+                .materialize(&rt, &sources, cache_dir.as_deref())
+                .map_err(|source| BuildImageError::BaseFs { line, source })?;
+            let blob = work(&rt, &sources, &mut fs)?;
+            Ok::<_, BuildImageError>((blob, fs))
+        })
+        .await
+        .map_err(|e| BuildImageError::Join(e.to_string()))??;
+        events(Event::LayerBuilt {
+            line,
+            digest: blob.digest.clone(),
+            size: blob.size,
+        });
+        Ok((blob, fs))
+    }
+}
+
+/// `--link` (without `--chmod`): BuildKit copies onto scratch and merges the result over the
+/// stage (dockerfile2llb `convert_copy.go`), so the layer does not depend on what is below
+/// it. `work` places the layer on the filesystem it is given.
+fn linked<R>(fs: &mut RootFs, link: bool, work: impl FnOnce(&mut RootFs) -> R) -> R {
+    if !link {
+        return work(fs);
+    }
+    let mut scratch = RootFs::empty();
+    let out = work(&mut scratch);
+    fs.overlay(&scratch);
+    out
+}
+
+/// `--chown`/`USER` resolved against the stage's own files.
+fn owner(fs: &RootFs, spec: &str, line: usize) -> Result<(u32, u32), BuildImageError> {
+    crate::rootfs::users::resolve_owner(fs, spec)
+        .map_err(|source| BuildImageError::Owner { line, source })
 }
 
 /// Where a layer is written: the spool (tapped or not), and the tap for the layer cache.
@@ -185,33 +239,26 @@ pub(super) async fn build_layer(
     let (context, spool, step2) = (context.clone(), at.spool.clone(), step.clone());
     let cache_dir = opts.cache_dir.clone();
     let tap = at.tap.cloned();
-    let sources = at.sources.clone();
     let fetched = at.fetched;
-    let rt = tokio::runtime::Handle::current();
-    let (blob, fs) = tokio::task::spawn_blocking(move || {
-        let mut fs = fs
-            .materialize(&rt, &sources, cache_dir.as_deref())
-            .map_err(|source| BuildImageError::BaseFs { line, source })?;
-        let blob = build_on(
+    let on = OnFs {
+        fs,
+        sources: at.sources.clone(),
+        cache_dir: cache_dir.clone(),
+        line,
+    };
+    on.run(events, move |_, _, fs| {
+        build_on(
             step2,
             &context,
-            &mut fs,
+            fs,
             &spool,
             tap,
             cache_dir,
             &layer_opts,
             fetched,
-        )?;
-        Ok::<_, BuildImageError>((blob, fs))
+        )
     })
     .await
-    .map_err(|e| BuildImageError::Join(e.to_string()))??;
-    events(Event::LayerBuilt {
-        line,
-        digest: blob.digest.clone(),
-        size: blob.size,
-    });
-    Ok((blob, fs))
 }
 
 /// Build one COPY/ADD/WORKDIR layer on the stage's filesystem `fs` (updated), on a blocking
@@ -228,10 +275,6 @@ fn build_on(
     fetched: Vec<build::FetchedFile>,
 ) -> Result<LayerBlob, BuildImageError> {
     let line = step.line();
-    let owner = |fs: &RootFs, spec: &str| {
-        crate::rootfs::users::resolve_owner(fs, spec)
-            .map_err(|source| BuildImageError::Owner { line, source })
-    };
     let layer_err = |source| BuildImageError::Layer { line, source };
     match step {
         LayerStep::Copy {
@@ -247,7 +290,7 @@ fn build_on(
             ..
         } => {
             let chown = match &chown {
-                Some(c) => Some(owner(fs, c)?),
+                Some(c) => Some(owner(fs, c, line)?),
                 None => None,
             };
             let spec = CopySpec {
@@ -261,29 +304,18 @@ fn build_on(
                 parents,
                 fetched,
             };
-            // BuildKit's `COPY --link` (without --chmod) copies onto scratch and merges the
-            // result over the stage (dockerfile2llb `convert_copy.go`): the layer does not
-            // depend on what is below it.
-            let link = link && spec.chmod.is_none();
-            let mut scratch = RootFs::empty();
-            let target: &mut RootFs = if link { &mut scratch } else { fs };
-            let blob = match cache_dir {
-                Some(dir) => crate::cache::LayerCache::open(dir)
-                    .map_err(layer_err)?
+            linked(fs, link && spec.chmod.is_none(), |target| match cache_dir {
+                Some(dir) => crate::cache::LayerCache::open(dir)?
                     .with_tap(tap)
                     .copy_layer_on(context, &spec, layer_opts, target)
                     .map(|(blob, _)| blob),
                 None => build::build_copy_layer_on(context, &spec, target, spool, layer_opts),
-            }
-            .map_err(layer_err)?;
-            if link {
-                fs.overlay(&scratch);
-            }
-            Ok(blob)
+            })
+            .map_err(layer_err)
         }
         LayerStep::Mkdir { dirs, user, .. } => {
             let owner = match &user {
-                Some(u) => owner(fs, u)?,
+                Some(u) => owner(fs, u, line)?,
                 None => (0, 0),
             };
             let dir = dirs.last().cloned().unwrap_or_else(|| "/".into());

@@ -97,6 +97,25 @@ pub struct Index {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl Index {
+    /// The image manifest for `platform` (the first that matches), or else the platforms the
+    /// index has, to say what could be chosen instead.
+    pub fn manifest_for(&self, platform: &super::Platform) -> Result<&Descriptor, Vec<String>> {
+        self.manifests
+            .iter()
+            .find(|d| {
+                d.platform.as_ref().is_some_and(|p| platform.matches(p))
+                    && media_types::is_manifest(&d.media_type)
+            })
+            .ok_or_else(|| {
+                self.manifests
+                    .iter()
+                    .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
+                    .collect()
+            })
+    }
+}
+
 /// A serialised document: its exact bytes, media type and digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
