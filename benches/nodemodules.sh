@@ -17,6 +17,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=benches/common.sh
+. "$ROOT/benches/common.sh"
 OCIPUSH=${OCIPUSH:-$ROOT/target/release/ocipush}
 FILES=${FILES:-100000}
 MB=${MB:-400}
@@ -86,43 +88,10 @@ printf 'FROM scratch\nCOPY small /app/small\n' > "$WORK/scratch.Dockerfile"
 echo x > "$CTX/small"
 
 # ---- registry ----
-mkdir -p "$WORK/registry"
-cat > "$WORK/registry.yml" <<YML
-version: 0.1
-log: { level: error, accesslog: { disabled: true } }
-storage: { filesystem: { rootdirectory: $WORK/registry }, delete: { enabled: true } }
-http: { addr: $REG }
-YML
-docker-registry serve "$WORK/registry.yml" > "$WORK/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 1 100); do
-  curl -sf "http://$REG/v2/" >/dev/null 2>&1 && break
-  sleep 0.1 # waiting for an external server to listen, not synchronising our own code
-done
-kill -0 "$REG_PID" 2>/dev/null || { echo "registry did not start:" >&2; cat "$WORK/registry.log" >&2; exit 1; }
+start_registry
 "$OCIPUSH" -q --no-cache --context "$WORK/base" "$WORK/base/Dockerfile" "$REG/bench/base:1" > /dev/null
 echo "context: $((CTX_BYTES / 1024 / 1024)) MiB in $CTX_FILES files; base: $BASE_PATHS paths; $(nproc) cores"
 
-# run NAME CMD...: REPS timed runs ("{r}" in CMD becomes the run number); best wall + its RSS.
-run() {
-  local name=$1; shift
-  local best= best_rss= r wall rss
-  for r in $(seq 1 "$REPS"); do
-    local cmd=("${@//\{r\}/$r}")
-    sync
-    if ! /usr/bin/time -v -o "$WORK/time.txt" "${cmd[@]}" > "$WORK/out.txt" 2> "$WORK/err.txt"; then
-      echo "FAILED: $name" >&2; tail -5 "$WORK/err.txt" >&2; return 0
-    fi
-    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0;
-          for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$WORK/time.txt")
-    rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$WORK/time.txt")
-    if [ -z "$best" ] || awk -v a="$wall" -v b="$best" 'BEGIN { exit !(a < b) }'; then
-      best=$wall; best_rss=$rss
-    fi
-  done
-  printf '%s\t%s\t%s\n' "$name" "$best" "$best_rss" >> "$RESULTS"
-  printf '%-52s %8.2f s %8d MiB\n' "$name" "$best" $((best_rss / 1024))
-}
 
 OP="$OCIPUSH -q --context $CTX"
 C=$WORK/cache

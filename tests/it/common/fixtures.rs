@@ -67,17 +67,23 @@ pub fn alpine_oci_layout() -> &'static Path {
             .unwrap();
         let layout = staging.path().join("layout");
         build_alpine_layout_with_umoci(&layout, "latest", "x86_64");
-        match std::fs::rename(&layout, &final_dir) {
-            Ok(()) => {}
-            Err(_) if final_dir.join("index.json").is_file() => {}
-            Err(e) => panic!(
-                "rename {} -> {}: {e}",
-                layout.display(),
-                final_dir.display()
-            ),
-        }
+        publish_layout(&layout, &final_dir);
         final_dir
     })
+}
+
+/// Moves a layout built in a staging directory to `final_dir`, where other tests look for it;
+/// another test having published it first is fine (the rename then fails on a full directory).
+pub fn publish_layout(layout: &Path, final_dir: &Path) {
+    match std::fs::rename(layout, final_dir) {
+        Ok(()) => {}
+        Err(_) if final_dir.join("index.json").is_file() => {}
+        Err(e) => panic!(
+            "rename {} -> {}: {e}",
+            layout.display(),
+            final_dir.display()
+        ),
+    }
 }
 
 /// Pushes the umoci-built Alpine (see [`alpine_oci_layout`]) to `reg` as

@@ -11,7 +11,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::fixtures::alpine_oci_layout;
+use super::fixtures::{alpine_oci_layout, publish_layout};
 use super::tools::{check, image_arg, run_bounded, umoci, umoci_unpack};
 
 /// Tag of the usrmerge image in its layout.
@@ -62,15 +62,7 @@ pub fn usrmerge_oci_layout() -> &'static Path {
             bundle.as_os_str(),
         ]);
         umoci(&["gc".as_ref(), "--layout".as_ref(), layout.as_os_str()]);
-        match std::fs::rename(&layout, &final_dir) {
-            Ok(()) => {}
-            Err(_) if final_dir.join("index.json").is_file() => {}
-            Err(e) => panic!(
-                "rename {} -> {}: {e}",
-                layout.display(),
-                final_dir.display()
-            ),
-        }
+        publish_layout(&layout, &final_dir);
         final_dir
     })
 }
