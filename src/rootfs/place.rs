@@ -84,8 +84,7 @@ impl<'a, T: Payload> Placement<'a, T> {
         Ok(dst)
     }
 
-    /// The destination (resolved) as the instruction created or found it; `None` before any
-    /// source was placed.
+    /// The destination (resolved) as a directory: prepared, and created when missing.
     pub(crate) fn dest_dir(&mut self) -> Result<Vec<String>, RootFsError> {
         let dst = self.prepare()?;
         self.mkdir_all(&dst)?;
@@ -98,16 +97,8 @@ impl<'a, T: Payload> Placement<'a, T> {
             let prefix = &comps[..i];
             match self.fs.get(prefix) {
                 Some(m) if m.is_dir() => {}
-                Some(Meta {
-                    kind: Kind::Symlink(_),
-                    ..
-                }) => {
-                    // Resolved paths hold no symlink but a dangling last one: MkdirAll's
-                    // os.Mkdir fails on it as on any existing non-directory.
-                    return Err(RootFsError::NotADirectory {
-                        path: prefix.join("/"),
-                    });
-                }
+                // Any other existing entry, a dangling last symlink included (resolved paths
+                // hold no other): MkdirAll's os.Mkdir fails on it.
                 Some(_) => {
                     return Err(RootFsError::NotADirectory {
                         path: prefix.join("/"),
