@@ -122,9 +122,7 @@ fn compress_block(
         if out.len() == out.capacity() {
             out.reserve(out.capacity().max(64 * 1024));
         }
-        let status = c
-            .compress_vec(&[], out, flush)
-            .map_err(io::Error::other)?;
+        let status = c.compress_vec(&[], out, flush).map_err(io::Error::other)?;
         match status {
             Status::StreamEnd => break,
             // A flush is complete once deflate returns with output space left.
