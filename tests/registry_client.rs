@@ -269,14 +269,14 @@ async fn anonymous_push_and_pull_round_trip() {
 async fn chunked_upload_of_a_large_blob() {
     let reg = TestRegistry::start(None);
     let opts = ClientOptions {
-        chunk_size: 1,
+        chunk_size: Some(5 * 1024 * 1024),
         monolithic_threshold: 1024,
         ..options()
     };
     let r = repo(&reg, "big", opts);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("layer");
-    // 11 MiB + a bit: three PATCH chunks of at least 5 MiB (the minimum chunk size).
+    // 11 MiB + a bit: three PATCH chunks of 5 MiB.
     let data: Vec<u8> = (0..(11 * 1024 * 1024 + 12345u32))
         .map(|i| (i % 251) as u8)
         .collect();
@@ -871,7 +871,7 @@ async fn upload_follows_locations_and_checks_digests() {
     });
     let (addr, log) = fake_server(handler).await;
     let opts = ClientOptions {
-        chunk_size: 5 * 1024 * 1024,
+        chunk_size: Some(5 * 1024 * 1024),
         monolithic_threshold: 0,
         ..options()
     };
@@ -1084,7 +1084,7 @@ async fn a_cut_chunked_upload_resumes_or_starts_afresh_on_416() {
     for refuse in [false, true] {
         let (addr, log) = fake_server(cut_upload_registry(refuse)).await;
         let opts = ClientOptions {
-            chunk_size: 5 * 1024 * 1024,
+            chunk_size: Some(5 * 1024 * 1024),
             monolithic_threshold: 0,
             retry: RetryPolicy {
                 max_attempts: 3,
