@@ -139,6 +139,7 @@ fn ghcr_s_4_mib_cap_shrinks_the_chunks_and_the_same_session_goes_on() {
     let (_, digest) = push(&sb, &proxy, &dockerfile, &[]);
     let log = proxy.log();
     let all = summary(&log);
+    eprintln!("upload requests: {all:#?}");
     let refused: Vec<_> = log.iter().filter(|e| e.status == Some(416)).collect();
     assert_eq!(refused.len(), 1, "one refusal, then 4 MiB chunks: {all:#?}");
     assert_eq!(refused[0].method, "PATCH", "{all:#?}");
@@ -187,6 +188,7 @@ fn a_4_mib_chunk_size_streams_the_layer_without_a_refusal() {
     let (_, digest) = push(&sb, &proxy, &dockerfile, &["--chunk-size", "4MiB"]);
     let log = proxy.log();
     let all = summary(&log);
+    eprintln!("upload requests: {all:#?}");
     assert_eq!(proxy.faults_applied(), 0, "{all:#?}");
     let session = layer_session(&log);
     let sent = session_of(&log, &session);
@@ -219,6 +221,7 @@ fn oci_chunk_min_length_raises_every_chunk_but_the_last() {
     let (_, digest) = push(&sb, &proxy, &dockerfile, &["--chunk-size", "1MiB"]);
     let log = proxy.log();
     let all = summary(&log);
+    eprintln!("upload requests: {all:#?}");
     let session = layer_session(&log);
     let sent = session_of(&log, &session);
     assert!(sent.len() >= 2, "{all:#?}");
@@ -248,6 +251,7 @@ fn a_patch_cut_before_its_first_byte_twice_resumes_from_0_not_1() {
     let (_, digest) = push(&sb, &proxy, &dockerfile, &[]);
     let log = proxy.log();
     let all = summary(&log);
+    eprintln!("upload requests: {all:#?}");
     let cuts: Vec<usize> = log
         .iter()
         .enumerate()
@@ -281,4 +285,66 @@ fn a_patch_cut_before_its_first_byte_twice_resumes_from_0_not_1() {
         "{all:#?}"
     );
     assert_read_back(&b, &digest, &data);
+}
+
+#[test]
+fn a_blob_refused_whole_as_too_large_is_sent_again_in_chunks() {
+    // The image is built into B directly, then copied through GHCR's cap to C: the copy
+    // knows the 12 MiB layer, so it tries one PUT first.
+    let sb = Sandbox::new();
+    let _a = alpine_base_registry(&sb);
+    let b = RegistryServer::start();
+    let (dockerfile, data) = big_context(&sb);
+    let mut cmd = sb.command();
+    cmd.arg("--registries-conf")
+        .arg(sb.registries_conf())
+        .arg(&dockerfile)
+        .arg(format!("{}/sizing:v1", b.addr()));
+    assert_pushed(&cmd.output().unwrap(), &format!("{}/sizing", b.addr()));
+    let c = RegistryServer::start();
+    let proxy = FaultProxy::start(c.port());
+    proxy.add(Rule::new("", "/v2/", usize::MAX, Fault::ghcr_too_large()).larger_than(4 * MIB));
+    let out = sb.ocipush([
+        "-v",
+        "copy",
+        &format!("{}/sizing:v1", b.addr()),
+        &format!("{}/sizing:v1", proxy.addr()),
+    ]);
+    let digest = assert_pushed(&out, &format!("{}/sizing", proxy.addr()));
+    let log = proxy.log();
+    let all = summary(&log);
+    eprintln!("upload requests: {all:#?}");
+    let refused: Vec<_> = log.iter().filter(|e| e.status == Some(416)).collect();
+    assert_eq!(refused.len(), 1, "{all:#?}");
+    assert_eq!(refused[0].method, "PUT", "{all:#?}");
+    assert!(refused[0].content_length > 4 * MIB, "{all:#?}");
+    let session = layer_session(&log);
+    let sent = session_of(&log, &session);
+    assert!(sent.len() >= 3, "{all:#?}");
+    assert!(
+        sent.iter()
+            .all(|e| e.content_length <= 4 * MIB && e.status == Some(202)),
+        "{all:#?}"
+    );
+    assert_read_back(&c, &digest, &data);
+}
+
+#[test]
+fn chunk_sizes_out_of_range_are_usage_errors() {
+    let sb = Sandbox::new();
+    for (size, says) in [
+        ("512KiB", "below the smallest chunk size"),
+        ("8GiB", "above the largest chunk size"),
+        ("big", "is not a size"),
+    ] {
+        let out = sb.ocipush(["--chunk-size", size, "Dockerfile", "127.0.0.1:1/x:v1"]);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{}",
+            describe(&out)
+        );
+    }
+    let out = sb.ocipush(["copy", "--chunk-size", "3", "a", "b"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
 }
