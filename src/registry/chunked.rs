@@ -60,6 +60,13 @@ impl Repository {
         learned.into_iter().chain(host_limits(host).max).min()
     }
 
+    /// Whether this repository's host takes no chunked uploads (known, or it answered a `PATCH`
+    /// with 405): every blob goes in one `PUT`.
+    pub(crate) fn monolithic_only(&self) -> bool {
+        let host = &self.endpoint.host;
+        host_limits(host).monolithic || self.client.inner.chunks.monolithic(host)
+    }
+
     /// PATCH the blob from `start` in chunks to `session` (a growing blob as its chunks are
     /// written), then close it with a PUT. After each confirmed chunk the session is left in
     /// `resume`, so a later attempt can continue it. A chunk refused as too large (413, or 416
@@ -175,6 +182,11 @@ impl Repository {
                 continue;
             }
             let err = self.error_from(op, resp).await;
+            if err.status() == Some(405) {
+                // No chunked uploads here (Google Artifact Registry): one PUT from now on.
+                self.client.inner.chunks.set_monolithic(&self.endpoint.host);
+                return Err(err);
+            }
             if too_large(&err) {
                 let Some(smaller) = shrink(chunk, &err, floor) else {
                     return Err(err);

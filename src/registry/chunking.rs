@@ -11,6 +11,12 @@
 //!   the session (distribution-spec v1.1, "Pushing a blob in chunks":
 //!   <https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-a-blob-in-chunks>).
 //! - A proxy in front of a registry may refuse a large body with `413 Payload Too Large`.
+//! - **Google Artifact Registry** (`<location>-docker.pkg.dev`) takes no chunked uploads at all:
+//!   "You must use monolithic uploads" (<https://cloud.google.com/artifact-registry/docs/reference/docker-api>;
+//!   a `PATCH` answers `405 Method Not Allowed`: <https://github.com/brainhivenl/steiger/pull/28>,
+//!   also <https://github.com/dotnet/sdk-container-builds/pull/287>). Such a host gets one `PUT`
+//!   per blob, and a layer is uploaded once it is built; any host answering a `PATCH` with 405
+//!   is treated the same from then on.
 //!
 //! The size of one session's chunks ([`chunk_size`]): the configured size (`--chunk-size`,
 //! [`ClientOptions::chunk_size`](super::ClientOptions::chunk_size)) or the host's default,
@@ -18,7 +24,7 @@
 //! session's minimum. A "too large" answer ([`too_large`]) shrinks it ([`shrink`]) and the
 //! upload resumes where the registry has it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use reqwest::Response;
@@ -46,6 +52,8 @@ pub(crate) struct HostLimits {
     pub min: Option<u64>,
     /// No chunk (no request body) larger than this.
     pub max: Option<u64>,
+    /// No chunked upload at all: one `PUT` per blob.
+    pub monolithic: bool,
 }
 
 /// The known limits of `host` (the host actually contacted, port excluded or not).
@@ -58,17 +66,20 @@ pub(crate) fn host_limits(host: &str) -> HostLimits {
         .to_ascii_lowercase();
     if name == "ghcr.io" {
         return HostLimits {
-            min: None,
             max: Some(GHCR_MAX_CHUNK),
+            ..HostLimits::default()
         };
     }
     if is_ecr_host(&name) {
         return HostLimits {
             min: Some(ECR_MIN_CHUNK),
-            max: None,
+            ..HostLimits::default()
         };
     }
-    HostLimits::default()
+    HostLimits {
+        monolithic: name.ends_with("-docker.pkg.dev"),
+        ..HostLimits::default()
+    }
 }
 
 /// `<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]` and the dual-stack
@@ -273,22 +284,38 @@ pub fn parse_chunk_size(text: &str) -> Result<u64, String> {
     Ok(n)
 }
 
-/// The largest chunk each registry host was seen to accept, learned from "too large" answers
-/// and used by every later upload session to that host.
+/// What each registry host's answers taught: the largest chunk it was seen to accept (from
+/// "too large" answers), and whether it refuses chunked uploads (405 to a `PATCH`); used by
+/// every later upload to that host.
 #[derive(Debug, Default)]
-pub(crate) struct Learned(Mutex<HashMap<String, u64>>);
+pub(crate) struct Learned {
+    max: Mutex<HashMap<String, u64>>,
+    monolithic: Mutex<HashSet<String>>,
+}
 
 impl Learned {
     /// What `host` was seen to accept, if it ever refused a chunk as too large.
     pub fn max(&self, host: &str) -> Option<u64> {
-        self.0.lock().ok()?.get(host).copied()
+        self.max.lock().ok()?.get(host).copied()
     }
 
     /// `host` refused a larger chunk: at most `max` from now on.
     pub fn lower(&self, host: &str, max: u64) {
-        if let Ok(mut m) = self.0.lock() {
+        if let Ok(mut m) = self.max.lock() {
             let e = m.entry(host.to_string()).or_insert(max);
             *e = (*e).min(max);
+        }
+    }
+
+    /// Whether `host` refused a chunked upload.
+    pub fn monolithic(&self, host: &str) -> bool {
+        self.monolithic.lock().is_ok_and(|m| m.contains(host))
+    }
+
+    /// `host` refused a chunked upload: one `PUT` per blob from now on.
+    pub fn set_monolithic(&self, host: &str) {
+        if let Ok(mut m) = self.monolithic.lock() {
+            m.insert(host.to_string());
         }
     }
 }

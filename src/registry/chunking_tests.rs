@@ -128,6 +128,10 @@ fn learned_limits_only_go_down() {
     l.lower("ghcr.io", 8 * MIB);
     assert_eq!(l.max("ghcr.io"), Some(4 * MIB));
     assert_eq!(l.max("other"), None);
+    assert!(!l.monolithic("gar"));
+    l.set_monolithic("gar");
+    assert!(l.monolithic("gar"));
+    assert!(!l.monolithic("ghcr.io"));
 }
 
 #[test]

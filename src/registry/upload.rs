@@ -143,7 +143,8 @@ impl Repository {
             .map_or(self.client.inner.opts.monolithic_threshold, |max| {
                 max.min(self.client.inner.opts.monolithic_threshold)
             });
-        let chunked = known.is_none_or(|d| d.size > threshold);
+        let monolithic_only = self.monolithic_only();
+        let chunked = known.is_none_or(|d| !monolithic_only && d.size > threshold);
         let interrupted = resume.lock().ok().and_then(|mut r| r.take());
         if chunked && let Some(session) = interrupted {
             match self.upload_status(&op, &session.location).await {
@@ -197,7 +198,7 @@ impl Repository {
                 .put_monolithic(&op, blob, sending.source(), session.location, progress)
                 .await
             {
-                Err(e) if too_large(&e) => {
+                Err(e) if too_large(&e) && !monolithic_only => {
                     let floor = floor(host_limits(&self.endpoint.host), None);
                     let max = shrink(blob.size, &e, floor).unwrap_or(floor);
                     self.client.inner.chunks.lower(&self.endpoint.host, max);
@@ -212,18 +213,30 @@ impl Repository {
             ambiguous: false,
         };
         let mut resumed = Resumed::default();
-        let done = self
+        let mut done = self
             .put_chunked(&op, sending, session, fresh, progress, resume, &mut resumed)
             .await;
-        match done {
-            Err(e) if resumed.0 && digest_invalid(&e) => {
-                tracing::info!(blob = %label, error = %e, "the resumed upload does not have the blob's digest; redoing it from a fresh session");
+        if let Err(e) = &done
+            && resumed.0
+            && digest_invalid(e)
+        {
+            tracing::info!(blob = %label, error = %e, "the resumed upload does not have the blob's digest; redoing it from a fresh session");
+            clear(resume);
+            let session = self.start_upload(&op).await?;
+            done = self
+                .put_chunked(&op, sending, session, fresh, progress, resume, &mut resumed)
+                .await;
+        }
+        match (done, known) {
+            // No chunked uploads here (a PATCH answered 405): the known blob in one PUT.
+            (Err(e), Some(blob)) if e.status() == Some(405) && self.monolithic_only() => {
+                tracing::info!(blob = %label, error = %e, "the registry takes no chunked uploads; sending the blob in one request");
                 clear(resume);
                 let session = self.start_upload(&op).await?;
-                self.put_chunked(&op, sending, session, fresh, progress, resume, &mut resumed)
+                self.put_monolithic(&op, blob, sending.source(), session.location, progress)
                     .await
             }
-            other => other,
+            (done, _) => done,
         }
     }
 
@@ -455,6 +468,11 @@ impl Destination for Repository {
         blob: &GrowingBlob,
         progress: Progress<'_>,
     ) -> Result<Option<(Digest, u64)>, DestError> {
+        if self.monolithic_only() {
+            // One PUT per blob: the layer is pushed once it is finished.
+            tracing::debug!(registry = %self.registry_label(), "the registry takes no chunked uploads; the layer is uploaded once built");
+            return Ok(None);
+        }
         self.upload_growing(blob, progress)
             .await
             .map(Some)

@@ -34,9 +34,14 @@ fn noise(len: usize) -> Vec<u8> {
 
 /// A context copying a random 12 MiB file onto alpine; returns the Dockerfile and the bytes.
 fn big_context(sb: &Sandbox) -> (PathBuf, Vec<u8>) {
+    context_of(sb, BIG)
+}
+
+/// A context copying a random file of `len` bytes onto alpine.
+fn context_of(sb: &Sandbox, len: usize) -> (PathBuf, Vec<u8>) {
     let ctx = sb.path().join("big");
     std::fs::create_dir(&ctx).unwrap();
-    let data = noise(BIG);
+    let data = noise(len);
     std::fs::write(ctx.join("big.bin"), &data).unwrap();
     std::fs::write(
         ctx.join("Dockerfile"),
@@ -347,4 +352,43 @@ fn chunk_sizes_out_of_range_are_usage_errors() {
     }
     let out = sb.ocipush(["copy", "--chunk-size", "3", "a", "b"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}
+
+#[test]
+fn a_registry_without_chunked_uploads_gets_each_blob_in_one_put() {
+    let sb = Sandbox::new();
+    let _a = alpine_base_registry(&sb);
+    let b = RegistryServer::start();
+    let proxy = FaultProxy::start(b.port());
+    // Google Artifact Registry: every PATCH is refused with 405.
+    proxy.add(Rule::new(
+        "PATCH",
+        UPLOADS,
+        usize::MAX,
+        Fault::chunks_unsupported(),
+    ));
+    let (dockerfile, data) = big_context(&sb);
+    let mut cmd = sb.command();
+    cmd.arg("-v")
+        .arg("--registries-conf")
+        .arg(sb.registries_conf())
+        .arg(&dockerfile)
+        .arg(format!("{}/sizing:v1", proxy.addr()));
+    let out = cmd.output().unwrap();
+    let digest = assert_pushed(&out, &format!("{}/sizing", proxy.addr()));
+    let log = proxy.log();
+    let all = summary(&log);
+    eprintln!("upload requests: {all:#?}");
+    // The streamed upload's first PATCH was refused; nothing was PATCHed again, and the layer
+    // went in one PUT once it was built.
+    assert_eq!(patches(&log).len(), 1, "{all:#?}");
+    assert_eq!(patches(&log)[0].status, Some(405), "{all:#?}");
+    let whole = log.iter().find(|e| {
+        e.method == "PUT" && e.path().contains(UPLOADS) && e.content_length >= big as u64
+    });
+    assert!(
+        whole.is_some_and(|e| e.status == Some(201)),
+        "the layer was not sent in one PUT: {all:#?}"
+    );
+    assert_read_back(&b, &digest, &data);
 }

@@ -4,7 +4,8 @@
 //! Each request is matched against [`Rule`]s (method, a substring of the path, which
 //! occurrences); a matching rule applies its [`Fault`] instead of (or while) forwarding:
 //! an HTTP status of our choosing (503, 429 with `Retry-After`, 401 with a challenge, GHCR's
-//! 416 for a body over 4 MiB — [`Fault::ghcr_too_large`] with [`Rule::larger_than`]), a header
+//! 416 for a body over 4 MiB — [`Fault::ghcr_too_large`] with [`Rule::larger_than`], a 405 to
+//! any `PATCH` from a registry without chunked uploads — [`Fault::chunks_unsupported`]), a header
 //! added to the registry's answer ([`Fault::AddHeader`], e.g. `OCI-Chunk-Min-Length`), a
 //! request body cut half-way (the registry receives part of it, the client a closed
 //! connection) or before its first byte, an answer cut mid-body (a download broken off), a stall (the request is read and never answered), a dropped connection, or a
@@ -116,6 +117,20 @@ impl Fault {
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: r#"{"errors":[{"code":"REQUESTED_RANGE_NOT_SATISFIABLE","message":"the request body is too large and exceeds the maximum permissible limit of 4.00MiB"}]}"#
                 .into(),
+        }
+    }
+
+    /// A registry that takes no chunked uploads (Google Artifact Registry: "You must use
+    /// monolithic uploads", https://cloud.google.com/artifact-registry/docs/reference/docker-api)
+    /// answering a `PATCH`: `405 Method Not Allowed` (brainhivenl/steiger#28). Its body is not
+    /// documented; this one is distribution's `UNSUPPORTED` envelope.
+    pub fn chunks_unsupported() -> Fault {
+        Fault::Status {
+            status: 405,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body:
+                r#"{"errors":[{"code":"UNSUPPORTED","message":"The operation is unsupported."}]}"#
+                    .into(),
         }
     }
 
