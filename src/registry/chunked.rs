@@ -188,7 +188,7 @@ impl Repository {
                 return Err(err);
             }
             if too_large(&err) {
-                let Some(smaller) = shrink(chunk, &err, floor) else {
+                let Some(smaller) = shrink(len, &err, floor) else {
                     return Err(err);
                 };
                 self.client.inner.chunks.lower(&self.endpoint.host, smaller);
