@@ -1,5 +1,6 @@
 //! Pushing: blob existence (`HEAD`), cross-repository mounts, uploads (one streamed `PUT`, or
-//! `PATCH` chunks then a closing `PUT`), manifests; and `impl Destination for Repository`.
+//! `PATCH` chunks then a closing `PUT` — the loop is in `chunked.rs`, the sizes per registry in
+//! `chunking.rs`), manifests; and `impl Destination for Repository`.
 //! Nothing here reads the target repository's manifests or blobs.
 
 use std::sync::Arc;
