@@ -5,14 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::auth::AuthState;
+use super::chunking::Learned;
 use super::error::RegistryError;
 use super::repository::Repository;
 use super::retry::RetryPolicy;
 use crate::auth::{Anonymous, CredentialProvider};
 use crate::registries_conf::Endpoint;
-
-/// The smallest PATCH chunk (all but the last chunk must be at least this, as ECR requires).
-pub const MIN_CHUNK_SIZE: usize = 5 * 1024 * 1024;
 
 /// How a [`RegistryClient`] behaves.
 #[derive(Debug, Clone)]
@@ -23,8 +21,11 @@ pub struct ClientOptions {
     pub insecure: bool,
     /// The User-Agent header.
     pub user_agent: String,
-    /// The PATCH chunk size for chunked uploads; values below 5 MiB are raised to 5 MiB.
-    pub chunk_size: usize,
+    /// The PATCH chunk size for chunked uploads (`--chunk-size`); `None`: per registry host
+    /// (ghcr.io 4 MiB, others 16 MiB). Either way raised to [`MIN_CHUNK_SIZE`](super::MIN_CHUNK_SIZE), to 5 MiB on
+    /// Amazon ECR and to the session's `OCI-Chunk-Min-Length`, and lowered for a host that
+    /// answered a chunk with "too large" (see `registry/chunking.rs`).
+    pub chunk_size: Option<u64>,
     /// Blobs of at most this many bytes are uploaded with one PUT; larger ones in PATCH chunks.
     pub monolithic_threshold: u64,
     /// How many blob existence checks run at once.
@@ -64,7 +65,7 @@ impl Default for ClientOptions {
             credentials: Arc::new(Anonymous),
             insecure: false,
             user_agent: crate::USER_AGENT.to_string(),
-            chunk_size: 16 * 1024 * 1024,
+            chunk_size: None,
             monolithic_threshold: 32 * 1024 * 1024,
             max_concurrency: 4,
             retry: RetryPolicy::default(),
@@ -86,6 +87,8 @@ pub(crate) struct Inner {
     pub http: reqwest::Client,
     pub opts: ClientOptions,
     pub auth: AuthState,
+    /// The largest chunk each host was seen to accept.
+    pub chunks: Learned,
 }
 
 impl RegistryClient {
@@ -99,6 +102,7 @@ impl RegistryClient {
                 http,
                 opts,
                 auth: AuthState::default(),
+                chunks: Learned::default(),
             }),
         })
     }
@@ -118,10 +122,6 @@ impl RegistryClient {
             .opts
             .stall_timeout
             .max(Duration::from_millis(100))
-    }
-
-    pub(crate) fn chunk_size(&self) -> usize {
-        self.inner.opts.chunk_size.max(MIN_CHUNK_SIZE)
     }
 }
 
