@@ -288,6 +288,19 @@ pub async fn build_and_push_platforms(
         events,
     )
     .await?;
+    // ECR cannot store an image without layers: refuse it before the config and manifest go up
+    // (no layer went up while it was built: it has none).
+    #[cfg(feature = "ecr")]
+    if let Target::Registry(r) = target
+        && crate::job_ecr::EcrSettings::applies_to(r)
+    {
+        let counts: Vec<(String, usize)> = images
+            .iter()
+            .map(|(p, i)| (p.to_string(), i.layers.len()))
+            .collect();
+        crate::job_ecr::EcrSettings::check_image(r, &counts)
+            .map_err(|e| JobError::Destination(e))?;
+    }
     let (dest, registry) = match early {
         Some(d) => d,
         None => session.destination(target).await?,

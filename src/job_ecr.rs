@@ -93,6 +93,28 @@ impl EcrSettings {
         Ok(())
     }
 
+    /// Refuse, before any upload, an image ECR cannot store: one without layers (a `FROM scratch`
+    /// stage with only metadata). `images` are `(platform, layer count)`; the platform is named
+    /// when there is more than one.
+    ///
+    /// Refused rather than made acceptable with an added empty layer: that layer would change
+    /// the image (its digest, `rootfs.diff_ids`) from what the same Dockerfile gives for any other
+    /// registry, and builds here are reproducible across destinations.
+    pub fn check_image(r: &Reference, images: &[(String, usize)]) -> Result<(), Box<EcrError>> {
+        let Some((platform, _)) = images.iter().find(|(_, layers)| *layers == 0) else {
+            return Ok(());
+        };
+        let repo = Self::repository(r)?;
+        Err(Box::new(EcrError::NoLayers {
+            repository: repo.to_string(),
+            platform: if images.len() > 1 {
+                format!(" (platform {platform})")
+            } else {
+                String::new()
+            },
+        }))
+    }
+
     /// A registry-endpoint refusal during a push to ECR, explained in IAM terms: the action
     /// the refused request needed and the resource it is needed on. `None` for other errors.
     pub fn explain_denied(r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
@@ -179,6 +201,22 @@ mod tests {
         }
         let other = Reference::parse("127.0.0.1:5000/app:v1").unwrap();
         assert!(EcrSettings::explain_denied(&other, &denied(RequestKind::PatchUpload)).is_none());
+    }
+
+    #[test]
+    fn an_image_without_layers_is_refused_for_ecr() {
+        let r = Reference::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/app:v1").unwrap();
+        let e = EcrSettings::check_image(&r, &[("linux/amd64".into(), 0)]).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("has no layers") && s.contains("nothing was uploaded"), "{s}");
+        assert!(!s.contains("platform"), "{s}");
+        let e = EcrSettings::check_image(
+            &r,
+            &[("linux/amd64".into(), 1), ("linux/arm64".into(), 0)],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("(platform linux/arm64)"), "{e}");
+        assert!(EcrSettings::check_image(&r, &[("linux/amd64".into(), 2)]).is_ok());
     }
 
     #[test]

@@ -92,6 +92,19 @@ pub enum EcrError {
         /// What AWS said.
         message: String,
     },
+    /// The image has no layers, which ECR refuses (405 `UNSUPPORTED` on the manifest; "Image has
+    /// to have at least 1 layer", werf/werf#2558): refused before anything is uploaded.
+    #[error(
+        "the image for {repository}{platform} has no layers (a `FROM scratch` stage with only metadata \
+         instructions such as LABEL, ENV or CMD): Amazon ECR refuses an image without layers (405 UNSUPPORTED), \
+         so nothing was uploaded. Give it a layer (e.g. `COPY` a file into it), or push it to another registry"
+    )]
+    NoLayers {
+        /// The repository.
+        repository: String,
+        /// `" (platform linux/arm64)"` for a multi-platform build, else empty.
+        platform: String,
+    },
     /// A layer part was below ECR's minimum part size.
     #[error(
         "uploading blob {blob} to {repository}: ECR rejected a part (part size {part_size} bytes) as too small ({message}); \
