@@ -272,6 +272,10 @@ pub async fn copy_image(
     let push_opts = PushOptions {
         jobs: opts.jobs.max(1),
         registry,
+        logical_registry: match dest {
+            Target::Registry(r) => Some(r.registry.clone()),
+            Target::Layout { .. } => None,
+        },
         ..PushOptions::default()
     };
     push_blobs(destination.as_ref(), &blobs, &push_opts, events).await?;

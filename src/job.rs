@@ -310,6 +310,10 @@ pub async fn build_and_push_platforms(
         jobs,
         registry,
         uploaded,
+        logical_registry: match target {
+            Target::Registry(r) => Some(r.registry.clone()),
+            Target::Layout { .. } => None,
+        },
     };
     let index = (images.len() > 1).then(|| index_of(build.format, &images));
     let pushed = push_all(dest.as_ref(), &images, index.as_ref(), &refs, &opts, events).await;
