@@ -120,6 +120,19 @@ pub enum EcrError {
         /// What AWS said.
         message: String,
     },
+    /// A layer being built grew past what 4,200 parts can carry.
+    #[error(
+        "uploading blob {blob} to {repository}: the layer needs more than ECR's 4,200 parts per upload \
+         ({sent} bytes sent so far); ECR's largest layer is 52,000 MiB: split the content over more layers"
+    )]
+    TooManyParts {
+        /// The repository.
+        repository: String,
+        /// The blob.
+        blob: String,
+        /// Bytes sent when the limit was reached.
+        sent: u64,
+    },
     /// ECR throttled the call (after the SDK's own retries).
     #[error(
         "{operation} on {target} was throttled by ECR ({message}); retry in a moment, or push fewer blobs at once"
