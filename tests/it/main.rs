@@ -13,6 +13,8 @@ mod e2e_differential;
 mod e2e_ecr;
 #[cfg(feature = "ecr")]
 mod e2e_ecr_steps;
+#[cfg(feature = "ecr")]
+mod e2e_ecr_faults;
 mod e2e_errors;
 mod e2e_faults;
 mod e2e_hostile;
