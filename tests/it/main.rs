@@ -15,6 +15,8 @@ mod e2e_ecr;
 mod e2e_ecr_steps;
 #[cfg(feature = "ecr")]
 mod e2e_ecr_faults;
+#[cfg(feature = "ecr")]
+mod e2e_ecr_policy;
 mod e2e_errors;
 mod e2e_faults;
 mod e2e_hostile;
