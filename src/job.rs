@@ -320,6 +320,7 @@ pub async fn build_and_push_platforms(
     #[cfg(feature = "ecr")]
     if let (Err(e), Target::Registry(r)) = (&pushed, target)
         && let Some(explained) = crate::job_ecr::EcrSettings::explain_denied(r, e)
+            .or_else(|| crate::job_ecr::EcrSettings::explain_public(r, e))
     {
         return Err(JobError::Destination(explained));
     }

@@ -115,6 +115,30 @@ impl EcrSettings {
         }))
     }
 
+    /// A push to Amazon ECR Public (`public.ecr.aws`) that found no credentials, explained:
+    /// ocipush gets no ECR Public token itself, and says how to log in. `None` otherwise.
+    pub fn explain_public(r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
+        if !r.registry.eq_ignore_ascii_case(crate::ecr::PUBLIC_HOST) {
+            return None;
+        }
+        let source = match err {
+            PushError::Blob { source, .. }
+            | PushError::Manifest { source, .. }
+            | PushError::Check { source, .. } => source,
+            _ => return None,
+        };
+        let RegistryError::AuthRequired { what, detail, .. } =
+            source.downcast_ref::<RegistryError>()?.last_attempt()
+        else {
+            return None;
+        };
+        Some(Box::new(EcrError::PublicNeedsLogin {
+            what: what.clone(),
+            repository: format!("{}/{}", r.registry, r.repository),
+            detail: detail.clone(),
+        }))
+    }
+
     /// A registry-endpoint refusal during a push to ECR, explained in IAM terms: the action
     /// the refused request needed and the resource it is needed on. `None` for other errors.
     pub fn explain_denied(r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
@@ -208,13 +232,14 @@ mod tests {
         let r = Reference::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/app:v1").unwrap();
         let e = EcrSettings::check_image(&r, &[("linux/amd64".into(), 0)]).unwrap_err();
         let s = e.to_string();
-        assert!(s.contains("has no layers") && s.contains("nothing was uploaded"), "{s}");
+        assert!(
+            s.contains("has no layers") && s.contains("nothing was uploaded"),
+            "{s}"
+        );
         assert!(!s.contains("platform"), "{s}");
-        let e = EcrSettings::check_image(
-            &r,
-            &[("linux/amd64".into(), 1), ("linux/arm64".into(), 0)],
-        )
-        .unwrap_err();
+        let e =
+            EcrSettings::check_image(&r, &[("linux/amd64".into(), 1), ("linux/arm64".into(), 0)])
+                .unwrap_err();
         assert!(e.to_string().contains("(platform linux/arm64)"), "{e}");
         assert!(EcrSettings::check_image(&r, &[("linux/amd64".into(), 2)]).is_ok());
     }

@@ -535,7 +535,10 @@ mod tests {
         let p = part_size(Some(10 * MIB as i64), Some(big));
         assert!(p > 10 * MIB && p <= MAX_PART_SIZE, "{p}");
         assert!(big.div_ceil(p) <= MAX_PARTS);
-        assert_eq!(part_size(Some(10 * MIB as i64), Some(42 * 1024 * MIB)), 42 * 1024 * MIB / 4200 + 1);
+        assert_eq!(
+            part_size(Some(10 * MIB as i64), Some(42 * 1024 * MIB)),
+            42 * 1024 * MIB / 4200 + 1
+        );
         // A layer being built: 10 MiB parts, then 20 MiB ones for the second half of the budget.
         assert_eq!(growing_part_size(10 * MIB, 0), 10 * MIB);
         assert_eq!(growing_part_size(10 * MIB, MAX_PARTS / 2 - 1), 10 * MIB);

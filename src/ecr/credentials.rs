@@ -215,11 +215,10 @@ mod tests {
             .use_dual_stack(dual_stack)
             .build()
             .unwrap();
-        let endpoint = futures_util::FutureExt::now_or_never(
-            DefaultResolver::new().resolve_endpoint(&params),
-        )
-        .expect("the default resolver is synchronous")
-        .unwrap();
+        let endpoint =
+            futures_util::FutureExt::now_or_never(DefaultResolver::new().resolve_endpoint(&params))
+                .expect("the default resolver is synchronous")
+                .unwrap();
         endpoint.url().to_string()
     }
 

@@ -9,7 +9,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ecr::config::http::HttpResponse;
 use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 
-use super::host::{EcrHostError, EcrRepository};
+use super::host::{EcrHostError, EcrRepository, PUBLIC_HINT};
 use crate::digest::Digest;
 
 /// Where the default credential chain looks, for "no credentials" messages.
@@ -104,6 +104,20 @@ pub enum EcrError {
         repository: String,
         /// `" (platform linux/arm64)"` for a multi-platform build, else empty.
         platform: String,
+    },
+    /// Amazon ECR Public asked for credentials ocipush does not have: it gets no ECR Public token
+    /// itself (see [`PUBLIC_HINT`]).
+    #[error(
+        "{what} on {repository}: Amazon ECR Public asked for credentials and none were found ({detail}); \
+         ocipush does not get ECR Public tokens itself: {PUBLIC_HINT}"
+    )]
+    PublicNeedsLogin {
+        /// The step.
+        what: String,
+        /// The repository.
+        repository: String,
+        /// The registry's answer.
+        detail: String,
     },
     /// A layer part was below ECR's minimum part size.
     #[error(
@@ -621,12 +635,18 @@ mod tests {
             Some("ecr:PutImage")
         );
         assert_eq!(action_in_message("nope"), None);
-        assert_eq!(action_in_message("not authorized to perform: nothing"), None);
+        assert_eq!(
+            action_in_message("not authorized to perform: nothing"),
+            None
+        );
         assert_eq!(action_in_message("not authorized to perform: ecr:"), None);
         let m = "User: arn:aws:sts::123456789012:assumed-role/containerise/i-0 is not authorized to perform: \
                  ecr:InitiateLayerUpload on resource: arn:aws:ecr:us-east-1:123456789012:repository/ec2-ecr-test \
                  because no identity-based policy allows the ecr:InitiateLayerUpload action";
-        assert_eq!(action_in_message(m).as_deref(), Some("ecr:InitiateLayerUpload"));
+        assert_eq!(
+            action_in_message(m).as_deref(),
+            Some("ecr:InitiateLayerUpload")
+        );
         assert_eq!(
             resource_in_message(m).as_deref(),
             Some("arn:aws:ecr:us-east-1:123456789012:repository/ec2-ecr-test")

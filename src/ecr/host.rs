@@ -300,7 +300,10 @@ mod tests {
     #[test]
     fn sovereign_and_isolated_partitions() {
         let e = EcrHost::parse("123456789012.dkr.ecr.eusc-de-east-1.amazonaws.eu").unwrap();
-        assert_eq!((e.partition, e.region.as_str()), ("aws-eusc", "eusc-de-east-1"));
+        assert_eq!(
+            (e.partition, e.region.as_str()),
+            ("aws-eusc", "eusc-de-east-1")
+        );
         assert_eq!(
             e.repository_arn("app"),
             "arn:aws-eusc:ecr:eusc-de-east-1:123456789012:repository/app"
@@ -310,9 +313,18 @@ mod tests {
             "123456789012.dkr.ecr.eusc-de-east-1.amazonaws.eu"
         );
         for (host, partition) in [
-            ("123456789012.dkr.ecr.us-isob-east-1.sc2s.sgov.gov", "aws-iso-b"),
-            ("123456789012.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk", "aws-iso-e"),
-            ("123456789012.dkr.ecr.us-isof-south-1.csp.hci.ic.gov", "aws-iso-f"),
+            (
+                "123456789012.dkr.ecr.us-isob-east-1.sc2s.sgov.gov",
+                "aws-iso-b",
+            ),
+            (
+                "123456789012.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk",
+                "aws-iso-e",
+            ),
+            (
+                "123456789012.dkr.ecr.us-isof-south-1.csp.hci.ic.gov",
+                "aws-iso-f",
+            ),
         ] {
             let h = EcrHost::parse(host).unwrap();
             assert_eq!(h.partition, partition, "{host}");
@@ -365,6 +377,9 @@ mod tests {
         );
         // ECR Public is named as such, with what to do.
         let e = EcrRepository::parse("public.ecr.aws/alias/app:v1").unwrap_err();
-        assert!(e.to_string().contains("ecr-public get-login-password"), "{e}");
+        assert!(
+            e.to_string().contains("ecr-public get-login-password"),
+            "{e}"
+        );
     }
 }

@@ -21,6 +21,6 @@ pub use credentials::{
     AwsOptions, DEFAULT_SESSION_NAME, SdkConfigCache, ecr_client, load_sdk_config,
 };
 pub use errors::{CREDENTIAL_SOURCES, EcrError};
-pub use host::{EcrHost, EcrHostError, EcrRepository};
+pub use host::{EcrHost, EcrHostError, EcrRepository, PUBLIC_HINT, PUBLIC_HOST};
 pub use registry_step::{RegistryStep, registry_denied};
 pub use token::{EcrCredentialProvider, PROVIDER_NAME};

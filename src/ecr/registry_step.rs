@@ -177,7 +177,10 @@ mod tests {
         // Nothing named: the step's action, said to be a guess from the request.
         let e = registry_denied(RegistryStep::PatchUpload, &repo, None, "HTTP 403 Forbidden");
         assert_eq!(e.missing_action(), Some("ecr:UploadLayerPart"));
-        assert!(e.to_string().contains("checked as ecr:UploadLayerPart"), "{e}");
+        assert!(
+            e.to_string().contains("checked as ecr:UploadLayerPart"),
+            "{e}"
+        );
     }
 
     #[test]

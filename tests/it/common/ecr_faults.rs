@@ -8,7 +8,10 @@ use super::fault_proxy::Fault;
 fn oci_error(status: u16, code: &str, message: &str) -> Fault {
     Fault::Status {
         status,
-        headers: vec![("Content-Type".into(), "application/json; charset=utf-8".into())],
+        headers: vec![(
+            "Content-Type".into(),
+            "application/json; charset=utf-8".into(),
+        )],
         body: serde_json::json!({ "errors": [{ "code": code, "message": message }] }).to_string(),
     }
 }
