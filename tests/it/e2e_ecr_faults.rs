@@ -114,7 +114,7 @@ impl Ecr {
     }
 }
 
-fn injected<'a>(log: &'a [ProxyLogEntry], status: u16) -> Vec<&'a ProxyLogEntry> {
+fn injected(log: &[ProxyLogEntry], status: u16) -> Vec<&ProxyLogEntry> {
     log.iter()
         .filter(|e| e.fault.as_deref() == Some(&format!("status {status}")))
         .collect()
