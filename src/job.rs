@@ -319,8 +319,7 @@ pub async fn build_and_push_platforms(
     let pushed = push_all(dest.as_ref(), &images, index.as_ref(), &refs, &opts, events).await;
     #[cfg(feature = "ecr")]
     if let (Err(e), Target::Registry(r)) = (&pushed, target)
-        && let Some(explained) = crate::job_ecr::EcrSettings::explain_denied(r, e)
-            .or_else(|| crate::job_ecr::EcrSettings::explain_public(r, e))
+        && let Some(explained) = crate::job_ecr::EcrSettings::explain(r, e)
     {
         return Err(JobError::Destination(explained));
     }

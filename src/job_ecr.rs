@@ -115,6 +115,45 @@ impl EcrSettings {
         }))
     }
 
+    /// A failed push to ECR (or ECR Public) explained in ECR's terms: a refusal as the IAM action
+    /// it needed ([`explain_denied`](Self::explain_denied)), an immutable tag with the
+    /// identical-image case ([`explain_tag`](Self::explain_tag)), ECR Public without a login
+    /// ([`explain_public`](Self::explain_public)). `None` when there is nothing to add.
+    pub fn explain(r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
+        Self::explain_denied(r, err)
+            .or_else(|| Self::explain_tag(r, err))
+            .or_else(|| Self::explain_public(r, err))
+    }
+
+    /// An ECR `TAG_INVALID` on a manifest put: the repository's tags are immutable, and ECR
+    /// refuses even a re-push of the very image the tag already names ("The image tag 'v1'
+    /// already exists in the 'app' repository and cannot be overwritten because the tag is
+    /// immutable.", osscontainertools/kaniko#204, moby/buildkit#3776).
+    pub fn explain_tag(r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
+        let PushError::Manifest {
+            source,
+            reference,
+            digest,
+            ..
+        } = err
+        else {
+            return None;
+        };
+        let RegistryError::TagInvalid { detail, .. } = source.downcast_ref::<RegistryError>()?
+        else {
+            return None;
+        };
+        let repo = Self::repository(r).ok()?;
+        Some(Box::new(EcrError::ImmutableTag {
+            repository: repo.to_string(),
+            name: repo.name.clone(),
+            region: repo.host.region.clone(),
+            tag: reference.clone(),
+            ours: Some(digest.to_string()),
+            message: detail.to_string(),
+        }))
+    }
+
     /// A push to Amazon ECR Public (`public.ecr.aws`) that found no credentials, explained:
     /// ocipush gets no ECR Public token itself, and says how to log in. `None` otherwise.
     pub fn explain_public(r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
@@ -225,6 +264,31 @@ mod tests {
         }
         let other = Reference::parse("127.0.0.1:5000/app:v1").unwrap();
         assert!(EcrSettings::explain_denied(&other, &denied(RequestKind::PatchUpload)).is_none());
+    }
+
+    #[test]
+    fn an_immutable_tag_says_it_may_be_this_image() {
+        let r = Reference::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/app:v1").unwrap();
+        let e = RegistryError::TagInvalid {
+            registry: "r".into(),
+            repository: "app".into(),
+            reference: "v1".into(),
+            detail: Box::new(ErrorDetail::new(
+                400,
+                br#"{"errors":[{"code":"TAG_INVALID","message":"The image tag 'v1' already exists in the 'app' repository and cannot be overwritten because the tag is immutable."}]}"#,
+            )),
+        };
+        let err = PushError::Manifest {
+            dest: "x".into(),
+            reference: "v1".into(),
+            digest: Digest::of(b"m"),
+            source: DestError::new(e),
+        };
+        let s = EcrSettings::explain(&r, &err).unwrap().to_string();
+        assert!(s.contains("may already be this very image"), "{s}");
+        assert!(s.contains("cannot be overwritten"), "{s}");
+        let other = Reference::parse("127.0.0.1:5000/app:v1").unwrap();
+        assert!(EcrSettings::explain(&other, &err).is_none());
     }
 
     #[test]

@@ -410,17 +410,23 @@ impl EcrApiDestination {
                     Some(existing) if is_tag && existing != digest.as_str() => {
                         Err(EcrError::ImmutableTag {
                             repository: self.repository.to_string(),
+                            name: self.repository.name.clone(),
+                            region: self.repository.host.region.clone(),
                             tag: reference.to_string(),
+                            ours: Some(digest.to_string()),
                             message: message.to_string(),
                         })
                     }
                     _ => Ok(digest),
                 }
             }
-            Err(e) => Err(from_sdk(
-                e,
-                &self.ctx("PutImage", Some(reference.to_string())),
-            )),
+            Err(e) => {
+                let mut err = from_sdk(e, &self.ctx("PutImage", Some(reference.to_string())));
+                if let EcrError::ImmutableTag { ours, .. } = &mut err {
+                    *ours = Some(digest.to_string());
+                }
+                Err(err)
+            }
         }
     }
 }

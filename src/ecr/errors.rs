@@ -61,16 +61,23 @@ pub enum EcrError {
     /// <https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-tag-mutability.html>).
     #[error(
         "tag {tag:?} already exists in {repository}, whose tags are immutable ({message}); ECR refuses \
-         even an identical re-push, so the tag may already be this very image: compare the digest printed \
-         above with `aws ecr describe-images --repository-name <name> --image-ids imageTag={tag}`. Otherwise \
-         push under a new tag, or make its tags mutable (`aws ecr put-image-tag-mutability \
-         --image-tag-mutability MUTABLE`)"
+         even an identical re-push, so the tag may already be this very image{}: check with `aws ecr \
+         describe-images --repository-name {name} --region {region} --image-ids imageTag={tag}`. If it is \
+         another image, push under a new tag, or make the repository's tags mutable (`aws ecr \
+         put-image-tag-mutability --repository-name {name} --region {region} --image-tag-mutability MUTABLE`)",
+        ours.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
     )]
     ImmutableTag {
         /// The repository.
         repository: String,
+        /// The repository name.
+        name: String,
+        /// The region.
+        region: String,
         /// The tag.
         tag: String,
+        /// This push's manifest digest, when known.
+        ours: Option<String>,
         /// What AWS said.
         message: String,
     },
@@ -421,7 +428,13 @@ where
         },
         Some("ImageTagAlreadyExistsException") => EcrError::ImmutableTag {
             repository: repo_name(),
+            name: ctx.repository.map(|r| r.name.clone()).unwrap_or_default(),
+            region: ctx
+                .repository
+                .map(|r| r.host.region.clone())
+                .unwrap_or_default(),
             tag: ctx.item.clone().unwrap_or_default(),
+            ours: None,
             message,
         },
         Some("LimitExceededException") => EcrError::QuotaExceeded {

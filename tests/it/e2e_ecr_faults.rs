@@ -7,7 +7,8 @@
 //! * an image without layers: refused before anything is uploaded;
 //! * a cross-repository mount refused: the push completes by uploading the blob;
 //! * a `DENIED` naming the action and resource: those are what the error names;
-//! * a full repository (image-count quota): named as a quota, not as a missing `ecr:PutImage`.
+//! * a full repository (image-count quota): named as a quota, not as a missing `ecr:PutImage`;
+//! * an immutable tag: the message says the tag may already be this very image.
 //!
 //! And `--ecr-api` against real moto (IAM enforced), with an `UploadLayerPart` whose answer is
 //! lost after the part landed: the layer is sent again in a new upload session, and every
@@ -279,6 +280,38 @@ fn a_full_repository_is_named_as_a_quota_not_a_missing_permission() {
         "not a missing permission: {err}"
     );
     assert!(!ecr.has_tag("app", "v1"));
+}
+
+#[test]
+fn an_immutable_tag_refusal_says_the_tag_may_already_be_this_image() {
+    let ecr = Ecr::start();
+    // The first push tags v1; the repository is then "made immutable": the same push again
+    // (a reproducible build: the very same image) is refused as ECR refuses it.
+    let first = ecr.push(&testdata("hello/Dockerfile"), "app:v1", &[]);
+    let digest = assert_pushed(&first, &format!("{HOST}/app"));
+    ecr.proxy.add(Rule::new(
+        "PUT",
+        "/manifests/v1",
+        usize::MAX,
+        Fault::ecr_immutable_tag("v1", "app"),
+    ));
+    let out = ecr.push(&testdata("hello/Dockerfile"), "app:v1", &[]);
+    let err = assert_failed(&out, 1);
+    eprintln!("immutable tag:\n{err}");
+    assert!(err.contains("immutable"), "{err}");
+    assert!(err.contains("may already be this very image"), "{err}");
+    assert!(
+        err.contains(&format!("this very image ({digest})")),
+        "the message names this push's digest: {err}"
+    );
+    assert!(
+        err.contains(
+            "describe-images --repository-name app --region us-east-1 --image-ids imageTag=v1"
+        ),
+        "{err}"
+    );
+    assert_eq!(injected(&ecr.proxy.log(), 400).len(), 1);
+    ecr.assert_runs_hello("app", &digest);
 }
 
 #[test]

@@ -55,4 +55,18 @@ impl Fault {
             ),
         )
     }
+
+    /// ECR's answer to a manifest put under a tag that exists in a repository with immutable
+    /// tags, even when it names the very same image: 400 `TAG_INVALID` (the message as quoted in
+    /// osscontainertools/kaniko#204; the identical-image case in moby/buildkit#3776).
+    pub fn ecr_immutable_tag(tag: &str, repository: &str) -> Fault {
+        oci_error(
+            400,
+            "TAG_INVALID",
+            &format!(
+                "The image tag '{tag}' already exists in the '{repository}' repository and cannot be \
+                 overwritten because the tag is immutable."
+            ),
+        )
+    }
 }
