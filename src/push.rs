@@ -193,7 +193,12 @@ async fn push_one(
                 });
                 return Ok(());
             }
-            Ok(false) => {}
+            Ok(false) => tracing::debug!(
+                digest = %d.digest,
+                from = %repo,
+                "the registry did not mount the blob (it opened an upload session); uploading it{}",
+                mount_note(opts.logical_registry.as_deref())
+            ),
             Err(e) => tracing::debug!(
                 digest = %d.digest,
                 from = %repo,
