@@ -14,6 +14,8 @@ mod e2e_ecr;
 #[cfg(feature = "ecr")]
 mod e2e_ecr_faults;
 #[cfg(feature = "ecr")]
+mod e2e_ecr_hosts;
+#[cfg(feature = "ecr")]
 mod e2e_ecr_policy;
 #[cfg(feature = "ecr")]
 mod e2e_ecr_steps;
