@@ -255,7 +255,10 @@ impl EcrApiDestination {
                 }
             }
             loop {
-                let part_size = growing_part_size(base_part_size, parts);
+                let part_size = match known_size {
+                    Some(_) => base_part_size,
+                    None => growing_part_size(base_part_size, parts),
+                };
                 if !(buf.len() as u64 >= part_size || (done && !buf.is_empty())) {
                     break;
                 }
