@@ -280,6 +280,21 @@ fn a_full_repository_is_named_as_a_quota_not_a_missing_permission() {
         "not a missing permission: {err}"
     );
     assert!(!ecr.has_tag("app", "v1"));
+
+    // `ocipush copy` into the full repository says the same.
+    let mut cmd = ecr.sb.command();
+    cmd.arg("copy")
+        .arg("--registries-conf")
+        .arg(ecr.sb.registries_conf())
+        .arg("docker.io/library/alpine:latest")
+        .arg(format!("{HOST}/app:copied"));
+    let err = assert_failed(&cmd.output().unwrap(), 1);
+    eprintln!("quota (copy):\n{err}");
+    assert!(
+        err.contains("quota") && !err.contains("ecr:PutImage"),
+        "{err}"
+    );
+    assert!(!ecr.has_tag("app", "copied"));
 }
 
 #[test]
