@@ -1,5 +1,21 @@
-//! ECR registry host names: `<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]` (and the
-//! isolated partitions), parsed into [`EcrHost`]; repository references into [`EcrRepository`].
+//! ECR registry host names, parsed into [`EcrHost`]; repository references into [`EcrRepository`].
+//!
+//! The host forms (AWS General Reference, "Amazon ECR endpoints and quotas",
+//! <https://docs.aws.amazon.com/general/latest/gr/ecr.html>, and "Making requests to Amazon ECR
+//! registries", <https://docs.aws.amazon.com/AmazonECR/latest/userguide/ecr-requests.html>):
+//!
+//! | form | what |
+//! |---|---|
+//! | `<account>.dkr.ecr.<region>.amazonaws.com` | IPv4 (commercial, GovCloud by its `us-gov-` region) |
+//! | `<account>.dkr.ecr-fips.<region>.amazonaws.com` | FIPS |
+//! | `<account>.dkr-ecr.<region>.on.aws` | dual-stack (IPv4 and IPv6) |
+//! | `<account>.dkr-ecr-fips.<region>.on.aws` | dual-stack FIPS |
+//! | `<account>.dkr.ecr.<region>.amazonaws.com.cn` | China (`aws-cn`) |
+//! | `<account>.dkr.ecr.<region>.amazonaws.eu` | European Sovereign Cloud (`aws-eusc`) |
+//! | `… .c2s.ic.gov`, `.sc2s.sgov.gov`, `.cloud.adc-e.uk`, `.csp.hci.ic.gov` | the isolated partitions |
+//!
+//! The partition names and DNS suffixes are those of the AWS SDKs' partition table (aws-sdk-ecr's
+//! `endpoint_lib.rs`: `aws-eusc` → `amazonaws.eu`, regions `eusc-de-*`).
 
 use std::fmt;
 
@@ -10,7 +26,12 @@ pub enum EcrHostError {
     /// The host is not an ECR registry host.
     #[error(
         "{host:?} is not an Amazon ECR registry host: expected <12-digit account>.dkr.ecr.<region>.amazonaws.com \
-         (or .amazonaws.com.cn, or dkr.ecr-fips.)"
+         (or dkr.ecr-fips., .amazonaws.com.cn, .amazonaws.eu, or the dual-stack <account>.dkr-ecr[-fips].<region>.on.aws){}",
+        if host.eq_ignore_ascii_case(PUBLIC_HOST) {
+            format!("; Amazon ECR Public ({PUBLIC_HOST}) is not supported by ocipush's AWS integration: {PUBLIC_HINT}")
+        } else {
+            String::new()
+        }
     )]
     NotEcr {
         /// The host given.
@@ -26,25 +47,45 @@ pub enum EcrHostError {
     },
 }
 
-/// An ECR registry: account, region, partition.
+/// The Amazon ECR Public registry host.
+pub const PUBLIC_HOST: &str = "public.ecr.aws";
+
+/// What to do for ECR Public, which ocipush gets no token for itself.
+pub const PUBLIC_HINT: &str = "log in first with `aws ecr-public get-login-password --region us-east-1 | \
+     docker login --username AWS --password-stdin public.ecr.aws` (the identity needs \
+     `ecr-public:GetAuthorizationToken` and `sts:GetServiceBearerToken`, in us-east-1), then push over \
+     the registry endpoint; ocipush does not call the ECR Public API itself (see the README, \"Amazon ECR Public\")";
+
+/// An ECR registry: account, region, partition, endpoint kind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EcrHost {
     /// The 12-digit account id (the registry id).
     pub account: String,
     /// The region, e.g. `us-east-1`.
     pub region: String,
-    /// The partition: `aws`, `aws-cn`, `aws-us-gov`, `aws-iso`, `aws-iso-b`.
+    /// The partition: `aws`, `aws-cn`, `aws-us-gov`, `aws-eusc`, `aws-iso`, `aws-iso-b`,
+    /// `aws-iso-e`, `aws-iso-f`.
     pub partition: &'static str,
-    /// Whether the host is a FIPS endpoint (`dkr.ecr-fips.`).
+    /// Whether the host is a FIPS endpoint (`dkr.ecr-fips.`, `dkr-ecr-fips.`).
     pub fips: bool,
+    /// Whether the host is a dual-stack (IPv4 and IPv6) endpoint (`dkr-ecr[-fips].<region>.on.aws`):
+    /// the ECR API is then reached over its dual-stack endpoint too (`ecr.<region>.api.aws`).
+    pub dual_stack: bool,
 }
 
+/// The IPv4 suffixes and their partitions (the SDK partition table's `dnsSuffix`).
 const SUFFIXES: &[(&str, &str)] = &[
     (".amazonaws.com.cn", "aws-cn"),
     (".amazonaws.com", "aws"),
+    (".amazonaws.eu", "aws-eusc"),
     (".c2s.ic.gov", "aws-iso"),
     (".sc2s.sgov.gov", "aws-iso-b"),
+    (".cloud.adc-e.uk", "aws-iso-e"),
+    (".csp.hci.ic.gov", "aws-iso-f"),
 ];
+
+/// The dual-stack registry suffix (`<account>.dkr-ecr.<region>.on.aws`).
+const DUAL_STACK_SUFFIX: &str = ".on.aws";
 
 impl EcrHost {
     /// Parse a registry host (a `:port` suffix is not ECR). Case-insensitive.
@@ -53,24 +94,33 @@ impl EcrHost {
             host: host.to_string(),
         };
         let lower = host.to_ascii_lowercase();
-        let (rest, mut partition) = SUFFIXES
-            .iter()
-            .find_map(|(suffix, partition)| {
-                lower.strip_suffix(suffix).map(|rest| (rest, *partition))
-            })
-            .ok_or_else(not)?;
-        let mut labels = rest.split('.');
-        let account = labels.next().ok_or_else(not)?;
-        let (dkr, ecr, region) = (labels.next(), labels.next(), labels.next());
-        if labels.next().is_some() || dkr != Some("dkr") {
+        let (labels, mut partition, dual_stack) =
+            if let Some(rest) = lower.strip_suffix(DUAL_STACK_SUFFIX) {
+                // <account>.dkr-ecr[-fips].<region>
+                (rest.split('.').collect::<Vec<_>>(), "aws", true)
+            } else {
+                let (rest, partition) = SUFFIXES
+                    .iter()
+                    .find_map(|(suffix, partition)| {
+                        lower.strip_suffix(suffix).map(|rest| (rest, *partition))
+                    })
+                    .ok_or_else(not)?;
+                // <account>.dkr.ecr[-fips].<region>: join "dkr" and "ecr" into one label.
+                let mut l: Vec<&str> = rest.split('.').collect();
+                if l.len() != 4 || l[1] != "dkr" {
+                    return Err(not());
+                }
+                l.remove(1);
+                (l, partition, false)
+            };
+        let [account, service, region] = labels[..] else {
             return Err(not());
-        }
-        let fips = match ecr {
-            Some("ecr") => false,
-            Some("ecr-fips") => true,
+        };
+        let fips = match (dual_stack, service) {
+            (false, "ecr") | (true, "dkr-ecr") => false,
+            (false, "ecr-fips") | (true, "dkr-ecr-fips") => true,
             _ => return Err(not()),
         };
-        let region = region.ok_or_else(not)?;
         if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
             return Err(not());
         }
@@ -89,6 +139,7 @@ impl EcrHost {
             region: region.to_string(),
             partition,
             fips,
+            dual_stack,
         })
     }
 
@@ -107,14 +158,16 @@ impl EcrHost {
 
     /// The registry host name, canonical (lower case).
     pub fn hostname(&self) -> String {
-        let suffix = match self.partition {
-            "aws-cn" => "amazonaws.com.cn",
-            "aws-iso" => "c2s.ic.gov",
-            "aws-iso-b" => "sc2s.sgov.gov",
-            _ => "amazonaws.com",
-        };
+        if self.dual_stack {
+            let ecr = if self.fips { "dkr-ecr-fips" } else { "dkr-ecr" };
+            return format!("{}.{ecr}.{}{DUAL_STACK_SUFFIX}", self.account, self.region);
+        }
+        let suffix = SUFFIXES
+            .iter()
+            .find(|(_, p)| *p == self.partition)
+            .map_or(".amazonaws.com", |(s, _)| *s);
         let ecr = if self.fips { "ecr-fips" } else { "ecr" };
-        format!("{}.dkr.{ecr}.{}.{suffix}", self.account, self.region)
+        format!("{}.dkr.{ecr}.{}{suffix}", self.account, self.region)
     }
 }
 
@@ -183,7 +236,8 @@ mod tests {
                 account: "123456789012".into(),
                 region: "us-east-1".into(),
                 partition: "aws",
-                fips: false
+                fips: false,
+                dual_stack: false,
             }
         );
         assert_eq!(
@@ -224,6 +278,61 @@ mod tests {
     }
 
     #[test]
+    fn dual_stack_hosts() {
+        // https://docs.aws.amazon.com/AmazonECR/latest/userguide/ecr-requests.html
+        let h = EcrHost::parse("123456789012.dkr-ecr.us-east-2.on.aws").unwrap();
+        assert_eq!(
+            (h.partition, h.region.as_str(), h.fips, h.dual_stack),
+            ("aws", "us-east-2", false, true)
+        );
+        assert_eq!(h.hostname(), "123456789012.dkr-ecr.us-east-2.on.aws");
+        assert_eq!(
+            h.repository_arn("app"),
+            "arn:aws:ecr:us-east-2:123456789012:repository/app"
+        );
+        let f = EcrHost::parse("123456789012.DKR-ECR-FIPS.us-east-1.on.aws").unwrap();
+        assert_eq!((f.fips, f.dual_stack), (true, true));
+        assert_eq!(f.hostname(), "123456789012.dkr-ecr-fips.us-east-1.on.aws");
+        let g = EcrHost::parse("123456789012.dkr-ecr.us-gov-west-1.on.aws").unwrap();
+        assert_eq!(g.partition, "aws-us-gov");
+    }
+
+    #[test]
+    fn sovereign_and_isolated_partitions() {
+        let e = EcrHost::parse("123456789012.dkr.ecr.eusc-de-east-1.amazonaws.eu").unwrap();
+        assert_eq!(
+            (e.partition, e.region.as_str()),
+            ("aws-eusc", "eusc-de-east-1")
+        );
+        assert_eq!(
+            e.repository_arn("app"),
+            "arn:aws-eusc:ecr:eusc-de-east-1:123456789012:repository/app"
+        );
+        assert_eq!(
+            e.hostname(),
+            "123456789012.dkr.ecr.eusc-de-east-1.amazonaws.eu"
+        );
+        for (host, partition) in [
+            (
+                "123456789012.dkr.ecr.us-isob-east-1.sc2s.sgov.gov",
+                "aws-iso-b",
+            ),
+            (
+                "123456789012.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk",
+                "aws-iso-e",
+            ),
+            (
+                "123456789012.dkr.ecr.us-isof-south-1.csp.hci.ic.gov",
+                "aws-iso-f",
+            ),
+        ] {
+            let h = EcrHost::parse(host).unwrap();
+            assert_eq!(h.partition, partition, "{host}");
+            assert_eq!(h.hostname(), host);
+        }
+    }
+
+    #[test]
     fn not_ecr() {
         for h in [
             "docker.io",
@@ -234,6 +343,11 @@ mod tests {
             "123456789012.ecr.us-east-1.amazonaws.com",
             "x.123456789012.dkr.ecr.us-east-1.amazonaws.com",
             "public.ecr.aws",
+            "123456789012.dkr.ecr.us-east-1.on.aws",
+            "123456789012.dkr-ecr.us-east-1.amazonaws.com",
+            "123456789012.dkr-ecr.on.aws",
+            "123456789012.dkr.ecr-fips.us-east-1.on.aws",
+            "123456789012.dkr.dkr.ecr.us-east-1.amazonaws.com",
             "",
         ] {
             assert!(EcrHost::parse(h).is_err(), "{h}");
@@ -256,5 +370,16 @@ mod tests {
         assert_eq!(EcrRepository::parse(&d).unwrap().name, "app");
         assert!(EcrRepository::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com").is_err());
         assert!(EcrRepository::parse("docker.io/library/alpine").is_err());
+        let d = EcrRepository::parse("123456789012.dkr-ecr.eu-west-1.on.aws/team/app:v1").unwrap();
+        assert_eq!(
+            d.arn(),
+            "arn:aws:ecr:eu-west-1:123456789012:repository/team/app"
+        );
+        // ECR Public is named as such, with what to do.
+        let e = EcrRepository::parse("public.ecr.aws/alias/app:v1").unwrap_err();
+        assert!(
+            e.to_string().contains("ecr-public get-login-password"),
+            "{e}"
+        );
     }
 }

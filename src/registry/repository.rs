@@ -491,6 +491,21 @@ impl Repository {
                     detail,
                 };
             }
+            // Amazon ECR refuses a manifest it cannot store with 405 UNSUPPORTED and its reason
+            // ("Invalid parameter at 'ImageManifest' failed to satisfy constraint: 'Invalid JSON
+            // syntax'": opcr-io/policy#149, chainguard-dev/apko#450; an image with no layers:
+            // werf/werf#2558): a rejected manifest, not a read-only registry.
+            if detail.has_code("UNSUPPORTED") || status == 405 {
+                return RegistryError::ManifestInvalid {
+                    hint: "the registry does not accept this manifest (Amazon ECR answers 405 UNSUPPORTED for an \
+                           image without layers, a media type or OCI 1.1 field it does not support, or a manifest \
+                           it cannot parse); its reason is given above",
+                    registry,
+                    repository,
+                    reference,
+                    detail,
+                };
+            }
             if manifest_codes.iter().any(|c| detail.has_code(c))
                 || detail.has_code("DIGEST_INVALID")
                 || status == 400
