@@ -19,10 +19,10 @@ use futures_util::StreamExt;
 
 use super::credentials::{AwsOptions, ecr_client, load_sdk_config};
 use super::errors::{CallContext, EcrError, from_sdk};
-use super::host::EcrRepository;
 use crate::blob::BlobSource;
 use crate::dest::{DestError, Destination, Progress};
 use crate::digest::{Digest, Hasher};
+use crate::ecr_host::EcrRepository;
 use crate::growing::{GrowingBlob, Sending};
 use crate::image::Descriptor;
 

@@ -16,7 +16,7 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 
-use super::host::EcrHost;
+use crate::ecr_host::EcrHost;
 
 /// The session name used for AssumeRole when none is given.
 pub const DEFAULT_SESSION_NAME: &str = "ocipush";

@@ -9,8 +9,8 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ecr::config::http::HttpResponse;
 use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 
-use super::host::{EcrHostError, EcrRepository, PUBLIC_HINT};
 use crate::digest::Digest;
+use crate::ecr_host::{EcrHostError, EcrRepository, PUBLIC_HINT};
 
 /// Where the default credential chain looks, for "no credentials" messages.
 pub const CREDENTIAL_SOURCES: &str = "environment variables (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), \

@@ -18,7 +18,7 @@ use std::str::FromStr;
 
 use serde_json::{Value, json};
 
-use super::host::{EcrHost, EcrHostError, EcrRepository};
+use crate::ecr_host::{EcrHost, EcrHostError, EcrRepository};
 
 /// The actions on the repository every push needs.
 pub const PUSH_ACTIONS: &[&str] = &[

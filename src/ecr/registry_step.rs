@@ -4,7 +4,7 @@
 //! names one, else the step's; a full repository (image-count quota, also a 403 `DENIED`) as such.
 
 use super::errors::{EcrError, action_in_message, is_quota_message, resource_in_message};
-use super::host::EcrRepository;
+use crate::ecr_host::EcrRepository;
 
 /// A step of a push over the registry endpoint (OCI distribution API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

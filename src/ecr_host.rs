@@ -17,6 +17,9 @@
 //! The partition names and DNS suffixes are those of the AWS SDKs' partition table (aws-sdk-ecr's
 //! `endpoint_lib.rs`: `aws-eusc` → `amazonaws.eu`, regions `eusc-de-*`).
 
+// Without the `ecr` feature only the host test (upload sizing) is used.
+#![cfg_attr(not(feature = "ecr"), allow(dead_code))]
+
 use std::fmt;
 
 /// Why a string is not an ECR host or repository reference.
