@@ -4,6 +4,8 @@
 pub mod config;
 mod descriptor;
 mod manifest;
+#[cfg(feature = "oci-spec")]
+pub mod oci_spec;
 
 pub use config::{
     DEFAULT_LINUX_PATH, HealthConfig, History, ImageConfig, RootFs, RuntimeConfig, rfc3339,

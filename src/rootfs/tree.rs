@@ -84,6 +84,9 @@ struct Node {
 /// No slot: a node written without one, or by an earlier layer.
 pub(crate) const NO_SLOT: u32 = u32::MAX;
 
+/// A visitor of paths: `f(components, node)`.
+type Visit<'f, E> = dyn FnMut(&[&str], &Node) -> Result<(), E> + 'f;
+
 /// Nodes per arena chunk: the arena grows a chunk at a time, never by copying itself.
 const CHUNK: usize = 4096;
 
@@ -328,17 +331,13 @@ impl Tree {
     }
 
     /// Depth first below the root through the nodes touched at `generation` or later.
-    fn walk_where<E>(
-        &self,
-        generation: u32,
-        f: &mut dyn FnMut(&[&str], &Node) -> Result<(), E>,
-    ) -> Result<(), E> {
+    fn walk_where<E>(&self, generation: u32, f: &mut Visit<'_, E>) -> Result<(), E> {
         fn go<'a, E>(
             t: &'a Tree,
             id: NodeId,
             generation: u32,
             path: &mut Vec<&'a str>,
-            f: &mut dyn FnMut(&[&str], &Node) -> Result<(), E>,
+            f: &mut Visit<'_, E>,
         ) -> Result<(), E> {
             for c in &t.node(id).children {
                 let node = t.node(*c);

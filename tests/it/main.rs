@@ -24,6 +24,8 @@ mod e2e_faults;
 mod e2e_hostile;
 mod e2e_instructions;
 mod e2e_oci_layout;
+#[cfg(feature = "oci-spec")]
+mod e2e_oci_spec;
 mod e2e_options;
 mod e2e_platforms;
 mod e2e_reference;
