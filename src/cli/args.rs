@@ -40,6 +40,12 @@ pub enum Command {
     /// the role's trust policy).
     #[cfg(feature = "ecr")]
     IamPolicy(IamPolicyArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `ocipush iam-policy`.
@@ -159,6 +165,11 @@ pub struct BuildArgs {
     /// An extra tag for the pushed image (repeatable).
     #[arg(short = 't', long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
+    /// Write what was pushed as JSON to FILE (buildx's keys: containerimage.digest,
+    /// containerimage.descriptor, containerimage.config.digest, image.name; plus
+    /// ocipush.platforms).
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
     /// A named build context, NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG|@DIGEST]
     /// (repeatable): what `FROM NAME`, a stage `AS NAME` and `COPY --from=NAME` use instead.
     #[arg(long = "build-context", value_name = "NAME=VALUE")]

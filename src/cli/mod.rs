@@ -5,6 +5,7 @@ mod args;
 mod copy;
 #[cfg(feature = "ecr")]
 mod ecr;
+mod metadata;
 mod progress;
 mod redacted_log;
 mod reliability;
@@ -118,6 +119,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Some(Command::Copy(a)) => return copy::run(&a, cli.quiet).await,
         #[cfg(feature = "ecr")]
         Some(Command::IamPolicy(a)) => return ecr::iam_policy(&a),
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "ocipush", &mut std::io::stdout());
+            return Ok(());
+        }
         None => cli.build,
     };
     let quiet = cli.quiet;
@@ -226,6 +233,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     )
     .await
     .map_err(|e| Failure::failed(e.to_string()))?;
+    if let Some(path) = &build.metadata_file {
+        let doc = metadata::document(&pushed, &target, &target.references(&build.tags));
+        metadata::write(path, &doc).map_err(|e| {
+            Failure::failed(format!(
+                "{e} (the image was pushed: {})",
+                target.pushed_name(&pushed.digest)
+            ))
+        })?;
+    }
     println!("{}", target.pushed_name(&pushed.digest));
     Ok(())
 }

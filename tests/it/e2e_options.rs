@@ -136,3 +136,48 @@ fn platform_arm64_from_scratch() {
     let config = skopeo_inspect_config(&format!("docker://{dest64}"), false, None);
     assert_eq!(config["architecture"], "amd64", "{config:#}");
 }
+
+/// `--metadata-file`: buildx's keys, naming what the registry holds.
+#[test]
+fn metadata_file_names_the_pushed_manifest_its_config_and_every_tag() {
+    let dir = crate::common::tempdir("metadata");
+    let file = dir.path().join("meta.json");
+    let file_arg = file.to_string_lossy().into_owned();
+    let (b, digest, raw, bytes) = push_hello(&["--metadata-file", &file_arg, "-t", "extra"]);
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(meta["containerimage.digest"], digest.as_str(), "{meta:#}");
+    assert_eq!(meta["containerimage.descriptor"]["digest"], digest.as_str());
+    assert_eq!(meta["containerimage.descriptor"]["mediaType"], OCI_MANIFEST);
+    assert_eq!(meta["containerimage.descriptor"]["size"], bytes.len());
+    assert_eq!(
+        meta["containerimage.config.digest"],
+        raw["config"]["digest"]
+    );
+    assert_eq!(
+        meta["image.name"],
+        format!("{0}/fmt:v1,{0}/fmt:extra", b.addr()).as_str()
+    );
+    let platforms = meta["ocipush.platforms"].as_object().unwrap();
+    assert_eq!(platforms.len(), 1, "{meta:#}");
+    let (_, one) = platforms.iter().next().unwrap();
+    assert_eq!(one["digest"], digest.as_str());
+    // Nothing but the file is left next to it (written to a temporary name, then renamed).
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    let sb = Sandbox::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = sb.ocipush(["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("metadata-file"), "{shell}: {text}");
+    }
+    let out = sb.ocipush(["completions", "tcsh"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+}
