@@ -18,13 +18,23 @@ use crate::layout::{LayoutError, OciLayout};
 use crate::push::{PushError, PushOptions, push_blobs, put_manifest};
 use crate::registry::{MAX_MANIFEST_SIZE, RegistryError, RemoteBlob, Repository};
 
-/// How to copy.
-#[derive(Debug, Clone, Default)]
+/// How to copy. The default is the CLI's: every platform, 4 transfers at once.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CopyOptions {
     /// Only these platforms of an index (all when empty).
     pub platforms: Vec<Platform>,
-    /// Blob transfers in flight at once.
+    /// Blob transfers in flight at once (0 counts as 1).
     pub jobs: usize,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            platforms: Vec::new(),
+            jobs: 4,
+        }
+    }
 }
 
 /// Why a copy failed. Nothing was tagged at the destination when this is returned.

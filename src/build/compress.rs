@@ -55,9 +55,12 @@ const ZSTD_JOB_SIZE: u32 = 4 << 20;
 /// The zstd level of `--compression zstd` without a level.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 
+/// gzip at [`DEFAULT_GZIP_LEVEL`], as the CLI's `--compression` default.
 impl Default for Compression {
     fn default() -> Self {
-        Compression::Gzip { level: 6 }
+        Compression::Gzip {
+            level: DEFAULT_GZIP_LEVEL,
+        }
     }
 }
 

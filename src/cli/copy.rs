@@ -24,10 +24,9 @@ pub(crate) async fn run(a: &CopyArgs, quiet: bool) -> Result<(), Failure> {
     let credentials = reliability::credentials(&a.reliability)?;
     let client = reliability::client(&a.reliability, credentials, a.insecure)?;
     let session = Session::with_client(registries, client);
-    let opts = CopyOptions {
-        platforms,
-        jobs: a.jobs as usize,
-    };
+    let mut opts = CopyOptions::default();
+    opts.platforms = platforms;
+    opts.jobs = a.jobs as usize;
     let events = progress::reporter(quiet);
     let digest = copy_image(&session, &src, &dest, &opts, &events)
         .await
