@@ -1224,6 +1224,7 @@ async fn tls_with_an_extra_ca_certificate() {
         host: reg.addr.clone(),
         repository: "tls/app".into(),
         scheme: Scheme::Https,
+        insecure: false,
     };
     // Without the CA: the certificate is not trusted, and the error says so.
     let plain = RegistryClient::new(options())

@@ -1,13 +1,44 @@
 //! [`Chain`]: several credential providers tried in order, and [`StaticCredentials`]: fixed
 //! credentials (`--username`/`--password`, library use, tests).
+//!
+//! A chain falls back past a stale credential: one already past its known end (an ECR token
+//! in docker's config.json, whose expiry is inside the token), or one the registry rejected
+//! ([`CredentialProvider::invalidate`]), is passed over for the next provider that has one
+//! for that registry — so an old `docker login` to ECR gives way to a fresh token from the AWS
+//! credential chain (<https://docs.aws.amazon.com/AmazonECR/latest/userguide/registry_auth.html>:
+//! "an authorization token is valid for 12 hours"). When no later provider has one, the stale
+//! one is still used (the registry then says what is wrong).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
-use super::{AuthError, Credential, CredentialProvider, RegistryHost};
+use super::{AuthError, Credential, CredentialProvider, Lease, RegistryHost};
 
-/// Providers tried in order; the first that has credentials wins.
+/// Providers tried in order; the first that has a live credential wins.
 #[derive(Debug, Clone, Default)]
-pub struct Chain(pub Vec<Arc<dyn CredentialProvider>>);
+pub struct Chain(pub Vec<Arc<dyn CredentialProvider>>, ChainState);
+
+/// Which provider answered last for a registry, and which were rejected, by registry.
+#[derive(Debug, Clone, Default)]
+struct ChainState(Arc<Mutex<HashMap<String, Sources>>>);
+
+#[derive(Debug, Default)]
+struct Sources {
+    last: Option<usize>,
+    rejected: Vec<usize>,
+}
+
+impl Chain {
+    /// A chain of `providers`.
+    pub fn new(providers: Vec<Arc<dyn CredentialProvider>>) -> Chain {
+        Chain(providers, ChainState::default())
+    }
+
+    fn key(registry: &RegistryHost<'_>) -> String {
+        format!("{} {}", registry.logical, registry.endpoint)
+    }
+}
 
 #[async_trait::async_trait]
 impl CredentialProvider for Chain {
@@ -15,15 +46,52 @@ impl CredentialProvider for Chain {
         &self,
         registry: &RegistryHost<'_>,
     ) -> Result<Option<Credential>, AuthError> {
-        for p in &self.0 {
-            if let Some(c) = p.credentials(registry).await? {
-                return Ok(Some(c));
+        Ok(self.lease(registry).await?.map(|l| l.credential))
+    }
+
+    async fn lease(&self, registry: &RegistryHost<'_>) -> Result<Option<Lease>, AuthError> {
+        let key = Chain::key(registry);
+        let rejected = {
+            let m = self.1.0.lock().unwrap_or_else(|e| e.into_inner());
+            m.get(&key).map(|s| s.rejected.clone()).unwrap_or_default()
+        };
+        let now = SystemTime::now();
+        let mut stale: Option<(usize, Lease)> = None;
+        let mut found: Option<(usize, Lease)> = None;
+        for (i, p) in self.0.iter().enumerate() {
+            let Some(lease) = p.lease(registry).await? else {
+                continue;
+            };
+            if rejected.contains(&i) || lease.expired_at(now) {
+                tracing::debug!(
+                    registry = registry.logical,
+                    provider = i,
+                    "passing over a stale or rejected credential"
+                );
+                stale.get_or_insert((i, lease));
+                continue;
             }
+            found = Some((i, lease));
+            break;
         }
-        Ok(None)
+        let Some((i, lease)) = found.or(stale) else {
+            return Ok(None);
+        };
+        let mut m = self.1.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(key).or_default().last = Some(i);
+        Ok(Some(lease))
     }
 
     fn invalidate(&self, registry: &RegistryHost<'_>) {
+        {
+            let mut m = self.1.0.lock().unwrap_or_else(|e| e.into_inner());
+            let s = m.entry(Chain::key(registry)).or_default();
+            if let Some(i) = s.last
+                && !s.rejected.contains(&i)
+            {
+                s.rejected.push(i);
+            }
+        }
         for p in &self.0 {
             p.invalidate(registry);
         }
@@ -70,5 +138,74 @@ impl CredentialProvider for StaticCredentials {
                 Some(r) => r == registry.logical || r == registry.endpoint,
             })
             .map(|(_, c)| c.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Secret;
+    use std::time::Duration;
+
+    #[derive(Debug)]
+    struct Fixed(&'static str, Option<SystemTime>);
+
+    #[async_trait::async_trait]
+    impl CredentialProvider for Fixed {
+        async fn credentials(
+            &self,
+            _registry: &RegistryHost<'_>,
+        ) -> Result<Option<Credential>, AuthError> {
+            unreachable!("the chain asks for leases")
+        }
+        async fn lease(&self, _registry: &RegistryHost<'_>) -> Result<Option<Lease>, AuthError> {
+            Ok(Some(Lease {
+                credential: Credential::Basic {
+                    username: self.0.into(),
+                    password: Secret::new("chain-test-password"),
+                },
+                expires: self.1,
+            }))
+        }
+    }
+
+    fn user(l: Option<Lease>) -> String {
+        match l.map(|l| l.credential) {
+            Some(Credential::Basic { username, .. }) => username,
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn stale_and_rejected_credentials_give_way() {
+        let rh = RegistryHost {
+            logical: "1.dkr.ecr.us-east-1.amazonaws.com",
+            endpoint: "1.dkr.ecr.us-east-1.amazonaws.com",
+        };
+        let past = SystemTime::now() - Duration::from_secs(60);
+        // An expired config.json entry gives way to the next provider.
+        let c = Chain::new(vec![
+            Arc::new(Fixed("config", Some(past))),
+            Arc::new(Fixed("aws", None)),
+        ]);
+        assert_eq!(user(c.lease(&rh).await.unwrap()), "aws");
+        // A rejected one too, for that registry only.
+        let c = Chain::new(vec![
+            Arc::new(Fixed("config", None)),
+            Arc::new(Fixed("aws", None)),
+        ]);
+        assert_eq!(user(c.lease(&rh).await.unwrap()), "config");
+        c.invalidate(&rh);
+        assert_eq!(user(c.lease(&rh).await.unwrap()), "aws");
+        let other = RegistryHost {
+            logical: "other.example",
+            endpoint: "other.example",
+        };
+        assert_eq!(user(c.lease(&other).await.unwrap()), "config");
+        // With nothing after it, the stale one is still used.
+        let c = Chain::new(vec![Arc::new(Fixed("only", Some(past)))]);
+        assert_eq!(user(c.lease(&rh).await.unwrap()), "only");
+        c.invalidate(&rh);
+        assert_eq!(user(c.lease(&rh).await.unwrap()), "only");
     }
 }

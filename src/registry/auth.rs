@@ -1,16 +1,18 @@
 //! The client's authentication state: the challenge each host answered with, credentials from
-//! the provider (cached until invalidated), and bearer tokens per (host, scope); and turning
-//! them into an `Authorization` header (marked sensitive, so never logged).
+//! the provider (cached until invalidated or past their lease), and bearer tokens per (host,
+//! scope); and turning them into an `Authorization` header (marked sensitive, so never logged).
+//! Credentials are asked for the host actually contacted ([`RegistryHost::for_lookup`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use reqwest::header::HeaderValue;
 
 use super::challenge::Challenge;
 use super::token::{TokenCache, TokenFailure, fetch_token};
-use crate::auth::{AuthError, Credential, CredentialProvider, RegistryHost};
+use crate::auth::{AuthError, Credential, CredentialProvider, Lease, RegistryHost};
 
 /// Serialises token fetches for one (host, scope).
 type FetchLock = std::sync::Arc<tokio::sync::Mutex<()>>;
@@ -19,9 +21,11 @@ type FetchLock = std::sync::Arc<tokio::sync::Mutex<()>>;
 #[derive(Debug, Default)]
 pub(crate) struct AuthState {
     challenges: Mutex<HashMap<String, Challenge>>,
-    creds: Mutex<HashMap<(String, String), Option<Credential>>>,
+    creds: Mutex<HashMap<(String, String), Option<Lease>>>,
     tokens: TokenCache,
     fetch_locks: Mutex<HashMap<(String, String), FetchLock>>,
+    /// Hosts where a denial already triggered a credential refresh.
+    denial_refreshed: Mutex<HashSet<String>>,
 }
 
 /// What to send.
@@ -33,6 +37,8 @@ pub(crate) struct Authz {
     pub who: String,
     /// Whether a credential was used.
     pub has_credential: bool,
+    /// Whether that credential came from this client's cache (got before this request).
+    pub cached: bool,
 }
 
 /// Why no header could be made.
@@ -89,33 +95,59 @@ impl AuthState {
         }
     }
 
+    /// The credential for `rh` (asked for the host contacted), and whether it came from the
+    /// cache. A cached lease past its end is asked for again.
     async fn credential(
         &self,
         provider: &dyn CredentialProvider,
         rh: &RegistryHost<'_>,
-    ) -> Result<Option<Credential>, AuthError> {
-        let key = (rh.logical.to_string(), rh.endpoint.to_string());
-        if let Some(c) = self.creds.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return Ok(c);
+    ) -> Result<(Option<Credential>, bool), AuthError> {
+        let lookup = rh.for_lookup();
+        let key = (lookup.logical.to_string(), lookup.endpoint.to_string());
+        let now = SystemTime::now();
+        let cached = self.creds.lock().ok().and_then(|m| m.get(&key).cloned());
+        match cached {
+            Some(Some(l)) if !l.expired_at(now) => return Ok((Some(l.credential), true)),
+            Some(None) => return Ok((None, true)),
+            Some(Some(_)) => {
+                tracing::debug!(
+                    registry = lookup.logical,
+                    "the credential reached its end; refreshing"
+                );
+                self.tokens.clear_host(rh.endpoint);
+            }
+            None => {}
         }
-        let c = provider.credentials(rh).await?;
+        let lease = provider.lease(&lookup).await?;
         if let Ok(mut m) = self.creds.lock() {
-            m.insert(key, c.clone());
+            m.insert(key, lease.clone());
         }
-        Ok(c)
+        Ok((lease.map(|l| l.credential), false))
     }
 
     /// Forget everything about `rh` and tell the provider its credentials were rejected.
     pub fn invalidate(&self, provider: &dyn CredentialProvider, rh: &RegistryHost<'_>) {
-        provider.invalidate(rh);
+        let lookup = rh.for_lookup();
+        provider.invalidate(&lookup);
         if let Ok(mut m) = self.creds.lock() {
-            m.remove(&(rh.logical.to_string(), rh.endpoint.to_string()));
+            m.remove(&(lookup.logical.to_string(), lookup.endpoint.to_string()));
         }
         self.tokens.clear_host(rh.endpoint);
     }
 
+    /// Whether a denial answered to a cached credential for `host` should refresh it: the
+    /// first time only (a denial that a fresh credential does not cure is a real one).
+    pub fn first_denial_refresh(&self, host: &str) -> bool {
+        self.denial_refreshed
+            .lock()
+            .map(|mut s| s.insert(host.to_string()))
+            .unwrap_or(false)
+    }
+
     /// The header for a request to `rh.endpoint` needing `scopes`; a cached token equal to
-    /// `rejected` (the header a 401 just refused) is dropped and a new one fetched.
+    /// `rejected` (the header a 401 just refused) is dropped and a new one fetched. A token
+    /// realm may be plain `http` only when `http_realm_ok` (the registry is HTTP or insecure).
+    #[allow(clippy::too_many_arguments)]
     pub async fn authorize(
         &self,
         http: &reqwest::Client,
@@ -124,6 +156,7 @@ impl AuthState {
         scopes: &[String],
         rejected: Option<&HeaderValue>,
         stall: std::time::Duration,
+        http_realm_ok: bool,
     ) -> Result<Authz, AuthzFailure> {
         let Some(ch) = self
             .challenges
@@ -136,7 +169,7 @@ impl AuthState {
                 ..Authz::default()
             });
         };
-        let cred = self
+        let (cred, cached) = self
             .credential(provider, rh)
             .await
             .map_err(AuthzFailure::Provider)?;
@@ -147,6 +180,7 @@ impl AuthState {
                 header: sensitive(format!("Bearer {}", t.expose())),
                 who,
                 has_credential,
+                cached,
             });
         }
         if ch.is_basic() {
@@ -163,6 +197,7 @@ impl AuthState {
                 header,
                 who,
                 has_credential,
+                cached,
             });
         }
         if !ch.is_bearer() {
@@ -170,6 +205,7 @@ impl AuthState {
                 header: None,
                 who,
                 has_credential,
+                cached,
             });
         }
         let scope_key = scopes.join(" ");
@@ -183,11 +219,12 @@ impl AuthState {
                     header,
                     who,
                     has_credential,
+                    cached,
                 });
             }
             self.tokens.remove(rh.endpoint, &scope_key);
         }
-        let token = fetch_token(http, &ch, scopes, cred.as_ref(), stall)
+        let token = fetch_token(http, &ch, scopes, cred.as_ref(), stall, http_realm_ok)
             .await
             .map_err(|f| match f {
                 TokenFailure::Rejected(detail) => AuthzFailure::Rejected {
@@ -205,6 +242,7 @@ impl AuthState {
             header,
             who,
             has_credential,
+            cached,
         })
     }
 }
@@ -219,6 +257,7 @@ mod tests {
             header: sensitive("Bearer tok-very-secret-123".into()),
             who: "bob".into(),
             has_credential: true,
+            cached: false,
         };
         let t = super::super::token::Token {
             value: crate::auth::Secret::new("tok-very-secret-456"),

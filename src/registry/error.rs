@@ -117,10 +117,27 @@ pub enum RegistryError {
         /// Why.
         reason: String,
     },
+    /// The registry sent an `https` client to a plain `http` URL (an upload `Location` or a
+    /// redirect): refused, so nothing travels in clear.
+    #[error(
+        "refused to follow {registry} from https to plain http ({target}) during {what} for repository \
+         {repository}: the data and the upload session would travel unencrypted; fix the registry's \
+         (or its proxy's) external URL, or mark it insecure (--insecure) if plain HTTP is intended"
+    )]
+    Downgrade {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The operation.
+        what: String,
+        /// `http://host[:port]` it pointed at (no path: it may be a capability).
+        target: String,
+    },
     /// Connection refused, DNS failure, TLS failure.
     #[error(
         "cannot reach registry {host} ({url}): {cause}; is it running, is the name right, \
-         and is --insecure needed (plain HTTP)?"
+         and is --insecure needed (plain HTTP, or a certificate no CA vouches for; or --ca-cert)?"
     )]
     Unreachable {
         /// The `host[:port]`.

@@ -1,7 +1,9 @@
 //! [`Repository`]: one repository on one registry endpoint, and the request loop every
-//! operation goes through: attach cached auth, answer a 401 challenge (fresh credentials or
-//! token, then once more after invalidating the provider), and turn failures into
-//! [`RegistryError`]s that name the registry, repository and operation.
+//! operation goes through: attach cached auth (only to the registry's own origin, see
+//! [`origin`](super::origin)), answer a 401 challenge (fresh credentials or token, then once
+//! more after invalidating the provider), refresh a credential a 403 says has expired, and
+//! turn failures into [`RegistryError`]s that name the registry, repository and operation.
+//! An insecure endpoint is reached over TLS (unverified) first, then plain HTTP.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,6 +20,7 @@ use super::client::RegistryClient;
 use super::error::RequestKind;
 use super::error::{ErrorDetail, RegistryError};
 use super::http::{BodyError, cause_chain, read_limited, redact_url, stalled, watch_stall};
+use super::origin::{Target, classify, origin_label, same_origin};
 use super::retry::parse_retry_after;
 use crate::auth::RegistryHost;
 use crate::digest::Digest;
@@ -63,14 +66,9 @@ pub(crate) struct Op<'a> {
 
 impl Repository {
     pub(crate) fn new(client: RegistryClient, endpoint: Endpoint) -> Repository {
-        let scheme = if client.inner.opts.insecure {
-            Scheme::Http
-        } else {
-            endpoint.scheme
-        };
         let base = Url::parse(&format!(
             "{}://{}/v2/{}/",
-            scheme.as_str(),
+            endpoint.scheme.as_str(),
             endpoint.host,
             endpoint.repository
         ))
@@ -90,6 +88,71 @@ impl Repository {
     /// The endpoint.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// Whether plain HTTP and unverified TLS are allowed (registries.conf or `--insecure`).
+    pub(crate) fn insecure(&self) -> bool {
+        self.endpoint.insecure || self.client.inner.opts.insecure
+    }
+
+    /// The HTTP client for this endpoint: the one accepting any certificate when insecure.
+    fn http(&self) -> &reqwest::Client {
+        if self.insecure() {
+            &self.client.inner.unverified
+        } else {
+            &self.client.inner.http
+        }
+    }
+
+    /// The base URL with the scheme the registry answers on: an insecure `https` endpoint is
+    /// asked once per host (`GET /v2/` over TLS, then over plain HTTP when TLS fails), as
+    /// containers/image's `detectPropertiesHelper` does.
+    async fn effective_base(&self, op: &Op<'_>) -> Result<Url, RegistryError> {
+        let base = self.url("")?;
+        if !self.insecure() || base.scheme() != "https" {
+            return Ok(base);
+        }
+        let cell = self.client.scheme_cell(&self.endpoint.host);
+        let scheme = cell.get_or_try_init(|| self.probe(op, &base)).await?;
+        let mut out = base;
+        if *scheme == Scheme::Http {
+            // https → http of a special scheme always succeeds.
+            let _ = out.set_scheme("http");
+        }
+        Ok(out)
+    }
+
+    async fn probe(&self, op: &Op<'_>, base: &Url) -> Result<Scheme, RegistryError> {
+        let stall = self.client.stall();
+        let ping = |scheme: &'static str| {
+            let mut u = base.clone();
+            let _ = u.set_scheme(scheme);
+            u.set_path("/v2/");
+            async move {
+                let sent = watch_stall(self.http().get(u.clone()).send(), stall, None).await;
+                match sent {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err((u, cause_chain(&e))),
+                    Err(()) => Err((u, stalled(stall))),
+                }
+            }
+        };
+        let tls = match ping("https").await {
+            Ok(()) => return Ok(Scheme::Https),
+            Err(e) => e,
+        };
+        tracing::info!(host = %self.endpoint.host, cause = %tls.1, "TLS failed; the registry is insecure, trying plain HTTP");
+        match ping("http").await {
+            Ok(()) => Ok(Scheme::Http),
+            Err((url, cause)) => {
+                let _ = op;
+                Err(RegistryError::Unreachable {
+                    host: self.endpoint.host.clone(),
+                    url: redact_url(&url),
+                    cause: format!("over TLS: {}; over plain HTTP: {cause}", tls.1),
+                })
+            }
+        }
     }
 
     /// The registry for messages: the logical name, with the host contacted when different.
@@ -222,6 +285,10 @@ impl Repository {
         let inner = &self.client.inner;
         let provider = inner.opts.credentials.as_ref();
         let rh = self.registry_host();
+        let base = self.effective_base(op).await?;
+        let declared = self.url("")?;
+        let http = self.http();
+        let http_realm_ok = base.scheme() == "http" || self.insecure();
         // 0: cached auth; 1: fresh token/credentials after a 401; 2: after invalidating the provider.
         let mut round = 0u8;
         // The Authorization header the last 401 refused (a stale token is then not reused).
@@ -230,12 +297,13 @@ impl Repository {
             let authz = match inner
                 .auth
                 .authorize(
-                    &inner.http,
+                    http,
                     provider,
                     &rh,
                     &op.scopes,
                     rejected.as_ref(),
                     stall,
+                    http_realm_ok,
                 )
                 .await
             {
@@ -270,23 +338,55 @@ impl Repository {
                     continue;
                 }
             };
-            let mut rb = make().await?;
-            if let Some(h) = &authz.header {
-                rb = rb.header(AUTHORIZATION, h.clone());
-            }
-            let req = rb
+            let mut req = make()
+                .await?
                 .build()
                 .map_err(|e| RegistryError::Client(cause_chain(&e)))?;
+            // URLs made from the endpoint follow the scheme the registry answered on.
+            if base.scheme() != declared.scheme() && same_origin(req.url(), &declared) {
+                let _ = req.url_mut().set_scheme(base.scheme());
+            }
             let url = req.url().clone();
+            let target = classify(&base, &url);
+            match target {
+                Target::Downgrade => {
+                    return Err(RegistryError::Downgrade {
+                        registry: self.registry_label(),
+                        repository: self.endpoint.repository.clone(),
+                        what: op.what.clone(),
+                        target: origin_label(&url),
+                    });
+                }
+                Target::Registry => {
+                    if let Some(h) = &authz.header {
+                        req.headers_mut().insert(AUTHORIZATION, h.clone());
+                    }
+                }
+                Target::Foreign => {
+                    tracing::debug!(to = %origin_label(&url), "another origin: sent without credentials");
+                }
+            }
+            let attached = target == Target::Registry && authz.header.is_some();
             tracing::debug!(method = %req.method(), url = %redact_url(&url), who = %authz.who, "registry request");
-            let sent = watch_stall(inner.http.execute(req), stall, activity.cloned()).await;
+            let sent = watch_stall(http.execute(req), stall, activity.cloned()).await;
             let resp = match sent {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => return Err(self.transport_error(op, &url, &e)),
                 Err(()) => return Err(self.stalled(op)),
             };
             tracing::debug!(status = resp.status().as_u16(), url = %redact_url(&url), "registry response");
-            if resp.status() != StatusCode::UNAUTHORIZED {
+            if resp.status() == StatusCode::FORBIDDEN && attached && round < 2 {
+                match self.refresh_on_denial(resp, authz.cached).await {
+                    Ok(resp) => return Ok(resp),
+                    Err(()) => {
+                        inner.auth.invalidate(provider, &rh);
+                        rejected = authz.header.clone();
+                        round = 2;
+                        continue;
+                    }
+                }
+            }
+            if resp.status() != StatusCode::UNAUTHORIZED || target == Target::Foreign {
                 return Ok(resp);
             }
             let challenges: Vec<_> = resp
@@ -344,6 +444,40 @@ impl Repository {
             rejected = authz.header.clone();
             round += 1;
         }
+    }
+
+    /// A 403 answered to a credential: `Err(())` when the credential should be refreshed and
+    /// the request retried once — the registry says the token expired (Amazon ECR answers an
+    /// expired token, or one of another region, with 403 DENIED "Your authorization token has
+    /// expired. Reauthenticate and try again.",
+    /// <https://docs.aws.amazon.com/AmazonECR/latest/userguide/common-errors-docker.html>), or
+    /// it is the first denial of a credential cached earlier; otherwise the response, whole.
+    async fn refresh_on_denial(&self, resp: Response, cached: bool) -> Result<Response, ()> {
+        let status = resp.status();
+        let url = resp.url().clone();
+        let headers = resp.headers().clone();
+        let version = resp.version();
+        let (body, _) = read_limited(resp, MAX_ERROR_BODY, self.client.stall())
+            .await
+            .unwrap_or_default();
+        let detail = ErrorDetail::new(status.as_u16(), &body);
+        let expired = super::expiry::says_expired(&detail);
+        if expired
+            || (cached
+                && self
+                    .client
+                    .inner
+                    .auth
+                    .first_denial_refresh(&self.endpoint.host))
+        {
+            tracing::info!(
+                registry = %self.registry_label(),
+                expired,
+                "the registry refused the credential ({detail}); refreshing it and retrying once"
+            );
+            return Err(());
+        }
+        Ok(super::expiry::rebuild(status, version, headers, url, body))
     }
 
     fn auth_required(&self, op: &Op<'_>, detail: String) -> RegistryError {
