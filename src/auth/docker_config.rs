@@ -464,6 +464,32 @@ esac
         assert!(e.contains("docker-credential-nosuch"), "{e}");
     }
 
+    #[tokio::test]
+    async fn a_hanging_helper_is_stopped_at_its_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("docker-credential-hang");
+        // Never answers (a keyring waiting for an unlock nobody sees).
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 3600\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = std::env::join_paths(std::iter::once(dir.path().to_path_buf()).chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+        ))
+        .unwrap();
+        let p = DockerConfigProvider::from_json(r#"{"credsStore": "hang"}"#)
+            .unwrap()
+            .with_helper_path(path)
+            .with_helper_timeout(Duration::from_millis(300));
+        let e = p
+            .credentials(&host("slow.example", "slow.example"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("docker-credential-hang") && e.contains("did not answer within 1 s"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn ecr_passwords_carry_their_expiry() {
         let json = r#"{"payload":"abcdefghijklmnopqrstuvwxyz0123456789","datakey":"AQIDAHhx","version":"2","type":"DATA_KEY","expiration":1600000000}"#;

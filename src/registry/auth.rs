@@ -39,6 +39,8 @@ pub(crate) struct Authz {
     pub has_credential: bool,
     /// Whether that credential came from this client's cache (got before this request).
     pub cached: bool,
+    /// The credential itself (redacted in `Debug`), to invalidate exactly it.
+    pub credential: Option<Credential>,
 }
 
 /// Why no header could be made.
@@ -135,6 +137,30 @@ impl AuthState {
         self.tokens.clear_host(rh.endpoint);
     }
 
+    /// [`invalidate`](Self::invalidate), unless the cached credential is no longer `used` (a
+    /// concurrent request refreshed it already: the provider must not be told the new one
+    /// was rejected).
+    pub fn invalidate_used(
+        &self,
+        provider: &dyn CredentialProvider,
+        rh: &RegistryHost<'_>,
+        used: Option<&Credential>,
+    ) {
+        let lookup = rh.for_lookup();
+        let key = (lookup.logical.to_string(), lookup.endpoint.to_string());
+        let current = self.creds.lock().ok().and_then(|m| m.get(&key).cloned());
+        let refreshed = match current {
+            Some(Some(l)) => Some(&l.credential) != used,
+            Some(None) => used.is_some(),
+            None => true,
+        };
+        if refreshed {
+            self.tokens.clear_host(rh.endpoint);
+            return;
+        }
+        self.invalidate(provider, rh);
+    }
+
     /// Whether a denial answered to a cached credential for `host` should refresh it: the
     /// first time only (a denial that a fresh credential does not cure is a real one).
     pub fn first_denial_refresh(&self, host: &str) -> bool {
@@ -181,6 +207,7 @@ impl AuthState {
                 who,
                 has_credential,
                 cached,
+                credential: cred.clone(),
             });
         }
         if ch.is_basic() {
@@ -198,6 +225,7 @@ impl AuthState {
                 who,
                 has_credential,
                 cached,
+                credential: cred.clone(),
             });
         }
         if !ch.is_bearer() {
@@ -206,6 +234,7 @@ impl AuthState {
                 who,
                 has_credential,
                 cached,
+                credential: cred.clone(),
             });
         }
         let scope_key = scopes.join(" ");
@@ -220,6 +249,7 @@ impl AuthState {
                     who,
                     has_credential,
                     cached,
+                    credential: cred.clone(),
                 });
             }
             self.tokens.remove(rh.endpoint, &scope_key);
@@ -243,6 +273,7 @@ impl AuthState {
             who,
             has_credential,
             cached,
+            credential: cred,
         })
     }
 }
@@ -258,6 +289,7 @@ mod tests {
             who: "bob".into(),
             has_credential: true,
             cached: false,
+            credential: None,
         };
         let t = super::super::token::Token {
             value: crate::auth::Secret::new("tok-very-secret-456"),

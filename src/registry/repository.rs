@@ -379,7 +379,9 @@ impl Repository {
                 match self.refresh_on_denial(resp, authz.cached).await {
                     Ok(resp) => return Ok(resp),
                     Err(()) => {
-                        inner.auth.invalidate(provider, &rh);
+                        inner
+                            .auth
+                            .invalidate_used(provider, &rh, authz.credential.as_ref());
                         rejected = authz.header.clone();
                         round = 2;
                         continue;
@@ -439,7 +441,9 @@ impl Repository {
                 return Err(self.auth_failed(op, authz.who, detail));
             }
             if round == 1 {
-                inner.auth.invalidate(provider, &rh);
+                inner
+                    .auth
+                    .invalidate_used(provider, &rh, authz.credential.as_ref());
             }
             rejected = authz.header.clone();
             round += 1;

@@ -14,6 +14,13 @@
 //! token protocol) in front of an anonymous registry; its token answers and 401s are logged
 //! like injected faults.
 //!
+//! Credential-safety behaviours (issue 11), kept apart from the fault rules: a proxy can listen
+//! on another loopback address ([`FaultProxy::start_on`], a second host), point every upload
+//! `Location` the registry answers at another origin ([`FaultProxy::send_uploads_to`], as
+//! registries that hand blob uploads to a storage host do), and answer requests carrying a
+//! given `Authorization` with Amazon ECR's 403 for an expired token
+//! ([`FaultProxy::expire_credential`]).
+//!
 //! Every request is logged with what was done to it ([`ProxyLogEntry`]); tests wait for
 //! events on a condition variable ([`FaultProxy::wait_for`]), never with sleeps. Threads
 //! serving connections end when their connection ends; stalled connections are kept open
@@ -97,6 +104,20 @@ impl Fault {
                 ("Content-Type".into(), "application/json".into()),
             ],
             body: r#"{"errors":[{"code":"UNAUTHORIZED","message":"injected: authentication required"}]}"#
+                .into(),
+        }
+    }
+
+    /// Amazon ECR's answer to an expired authorization token (also to a token of another
+    /// region): `403 Forbidden` with the OCI error `DENIED` "Your authorization token has
+    /// expired. Reauthenticate and try again."
+    /// (<https://docs.aws.amazon.com/AmazonECR/latest/userguide/common-errors-docker.html>;
+    /// awslabs/amazon-ecr-credential-helper#27).
+    pub fn ecr_token_expired() -> Fault {
+        Fault::Status {
+            status: 403,
+            headers: vec![("Content-Type".into(), "application/json; charset=utf-8".into())],
+            body: r#"{"errors":[{"code":"DENIED","message":"Your authorization token has expired. Reauthenticate and try again."}]}"#
                 .into(),
         }
     }
@@ -192,6 +213,10 @@ struct BearerGate {
 #[derive(Default)]
 struct State {
     gate: Option<BearerGate>,
+    /// `scheme://host:port` replacing the origin of every upstream `Location`.
+    location_origin: Option<String>,
+    /// `Authorization` values answered with ECR's 403 "token has expired".
+    expired_credentials: Vec<String>,
     rules: Vec<Rule>,
     log: Vec<ProxyLogEntry>,
     held: usize,
@@ -208,6 +233,7 @@ struct Shared {
 
 /// The proxy, listening on `127.0.0.1:<port>`; stops (and closes every connection) on drop.
 pub struct FaultProxy {
+    host: String,
     port: u16,
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
@@ -216,7 +242,13 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// A proxy on a free loopback port forwarding to `127.0.0.1:upstream_port`.
     pub fn start(upstream_port: u16) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
+        Self::start_on("127.0.0.1", upstream_port)
+    }
+
+    /// A proxy listening on `ip` (another loopback address such as `127.0.0.2`: another host
+    /// as far as origins go) forwarding to `127.0.0.1:upstream_port`.
+    pub fn start_on(ip: &str, upstream_port: u16) -> FaultProxy {
+        let listener = TcpListener::bind((ip, 0)).expect("bind the fault proxy");
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -236,15 +268,36 @@ impl FaultProxy {
             }
         });
         FaultProxy {
+            host: ip.to_string(),
             port,
             shared,
             acceptor: Some(acceptor),
         }
     }
 
-    /// `127.0.0.1:PORT`, to use in image references.
+    /// `IP:PORT` (`127.0.0.1:PORT` unless started elsewhere), to use in image references.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// From now on, every `Location` the registry answers points at `origin`
+    /// (`http://127.0.0.2:PORT`) instead: the upload continues on another host, as with
+    /// registries that hand uploads to a storage service (distribution's `storage.redirect`;
+    /// GCR/Artifact Registry and Quay send blob traffic to their storage hosts).
+    pub fn send_uploads_to(&self, origin: &str) {
+        self.shared.state.lock().unwrap().location_origin =
+            Some(origin.trim_end_matches('/').to_string());
+    }
+
+    /// Answer every request whose `Authorization` is exactly `authorization` as Amazon ECR
+    /// answers a token past its 12 hours (or one of another region): [`Fault::ecr_token_expired`].
+    pub fn expire_credential(&self, authorization: &str) {
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .expired_credentials
+            .push(authorization.to_string());
     }
 
     /// Add a rule (rules are tried in order; the first matching, still active one applies).
@@ -350,7 +403,7 @@ impl Drop for FaultProxy {
             self.shared.changed.notify_all();
         }
         // Wake the acceptor so it sees `stopping`.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect((self.host.as_str(), self.port));
         if let Some(a) = self.acceptor.take() {
             let _ = a.join();
         }
@@ -441,7 +494,9 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
         chosen
     };
     let port = client.local_addr().map(|a| a.port()).unwrap_or(0);
-    let fault = fault.or_else(|| gate(s, &head, port));
+    let fault = fault
+        .or_else(|| expired_credential(s, &head))
+        .or_else(|| gate(s, &head, port));
     let idx = {
         let mut st = s.state.lock().unwrap();
         st.log.push(ProxyLogEntry {
@@ -548,6 +603,35 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
     }
 }
 
+/// ECR's 403 for a request carrying a credential marked expired.
+fn expired_credential(s: &Shared, head: &Head) -> Option<Fault> {
+    let st = s.state.lock().unwrap();
+    let a = head.authorization.as_deref()?;
+    st.expired_credentials
+        .iter()
+        .any(|e| e == a)
+        .then(Fault::ecr_token_expired)
+}
+
+/// `head` (an HTTP response head, lines without CRLF) with the origin of its `Location`
+/// replaced by `origin`.
+fn rewrite_location(head: &str, origin: &str) -> String {
+    head.split("\r\n")
+        .map(|line| match line.split_once(':') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("location") => {
+                let v = v.trim();
+                let path = match v.split_once("://") {
+                    Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+                    None => v,
+                };
+                format!("{k}: {origin}{path}")
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
 fn bearer_challenge(port: u16) -> String {
     format!(
         "Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fault-proxy\",scope=\"repository:faults:pull,push\""
@@ -643,6 +727,32 @@ fn forward_limited(
     if cut.is_some() || !matches!(copied, Ok(n) if n == send) {
         let _ = up.flush();
         let _ = up.shutdown(Shutdown::Both);
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    }
+    let location_origin = s.state.lock().unwrap().location_origin.clone();
+    if let Some(origin) = location_origin {
+        // Read the whole head, rewrite its Location, then stream the body.
+        let mut r = BufReader::new(up);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            match r.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let end = line == "\r\n";
+            head.push_str(&line);
+            if end {
+                break;
+            }
+        }
+        set_status(head.get(9..12).and_then(|c| c.parse::<u16>().ok()));
+        let head = rewrite_location(&head, &origin);
+        if client.write_all(head.as_bytes()).is_ok() {
+            let _ = io::copy(&mut r, client);
+        }
+        let _ = client.flush();
         let _ = client.shutdown(Shutdown::Both);
         return;
     }
