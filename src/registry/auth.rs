@@ -161,13 +161,44 @@ impl AuthState {
         self.invalidate(provider, rh);
     }
 
-    /// Whether a denial answered to a cached credential for `host` should refresh it: the
-    /// first time only (a denial that a fresh credential does not cure is a real one).
-    pub fn first_denial_refresh(&self, host: &str) -> bool {
-        self.denial_refreshed
-            .lock()
-            .map(|mut s| s.insert(host.to_string()))
-            .unwrap_or(false)
+    /// What to do about a 403 answered to `used`: retry with the credential cached now when a
+    /// concurrent request already refreshed it; refresh (invalidate) and retry when the registry
+    /// said the credential `expired`; when it `may_be_stale` (a denial that cannot say why, a
+    /// HEAD's empty body, or a credential cached earlier), refresh once per host — a denial a
+    /// fresh credential does not cure is a real one; otherwise give the 403 back. Decided
+    /// under one lock, so concurrent denials refresh once.
+    pub fn on_denial(
+        &self,
+        provider: &dyn CredentialProvider,
+        rh: &RegistryHost<'_>,
+        used: Option<&Credential>,
+        expired: bool,
+        may_be_stale: bool,
+    ) -> bool {
+        let lookup = rh.for_lookup();
+        let key = (lookup.logical.to_string(), lookup.endpoint.to_string());
+        let Ok(mut creds) = self.creds.lock() else {
+            return false;
+        };
+        let current = creds.get(&key).map(|l| l.as_ref().map(|l| &l.credential));
+        if current.flatten() != used {
+            // Refreshed (or being refreshed) by another request meanwhile.
+            return true;
+        }
+        let refresh = expired
+            || (may_be_stale
+                && self
+                    .denial_refreshed
+                    .lock()
+                    .map(|mut s| s.insert(rh.endpoint.to_string()))
+                    .unwrap_or(false));
+        if refresh {
+            creds.remove(&key);
+            drop(creds);
+            provider.invalidate(&lookup);
+            self.tokens.clear_host(rh.endpoint);
+        }
+        refresh
     }
 
     /// The header for a request to `rh.endpoint` needing `scopes`; a cached token equal to

@@ -376,12 +376,9 @@ impl Repository {
             };
             tracing::debug!(status = resp.status().as_u16(), url = %redact_url(&url), "registry response");
             if resp.status() == StatusCode::FORBIDDEN && attached && round < 2 {
-                match self.refresh_on_denial(resp, authz.cached).await {
+                match self.refresh_on_denial(resp, &authz).await {
                     Ok(resp) => return Ok(resp),
                     Err(()) => {
-                        inner
-                            .auth
-                            .invalidate_used(provider, &rh, authz.credential.as_ref());
                         rejected = authz.header.clone();
                         round = 2;
                         continue;
@@ -450,13 +447,19 @@ impl Repository {
         }
     }
 
-    /// A 403 answered to a credential: `Err(())` when the credential should be refreshed and
-    /// the request retried once — the registry says the token expired (Amazon ECR answers an
-    /// expired token, or one of another region, with 403 DENIED "Your authorization token has
-    /// expired. Reauthenticate and try again.",
+    /// A 403 answered to a credential: `Err(())` when the credential was refreshed and the
+    /// request is to be retried once — the registry says the token expired (Amazon ECR
+    /// answers an expired token, or one of another region, with 403 DENIED "Your authorization
+    /// token has expired. Reauthenticate and try again.",
     /// <https://docs.aws.amazon.com/AmazonECR/latest/userguide/common-errors-docker.html>), or
-    /// it is the first denial of a credential cached earlier; otherwise the response, whole.
-    async fn refresh_on_denial(&self, resp: Response, cached: bool) -> Result<Response, ()> {
+    /// it cannot say why (a HEAD has no body) or the credential was cached earlier (then once
+    /// per host; see [`AuthState::on_denial`](super::auth::AuthState::on_denial)); otherwise
+    /// the response, whole.
+    async fn refresh_on_denial(
+        &self,
+        resp: Response,
+        authz: &super::auth::Authz,
+    ) -> Result<Response, ()> {
         let status = resp.status();
         let url = resp.url().clone();
         let headers = resp.headers().clone();
@@ -466,18 +469,20 @@ impl Repository {
             .unwrap_or_default();
         let detail = ErrorDetail::new(status.as_u16(), &body);
         let expired = super::expiry::says_expired(&detail);
-        if expired
-            || (cached
-                && self
-                    .client
-                    .inner
-                    .auth
-                    .first_denial_refresh(&self.endpoint.host))
-        {
+        let mute = detail.errors.is_empty() && detail.body.is_none();
+        let inner = &self.client.inner;
+        let retry = inner.auth.on_denial(
+            inner.opts.credentials.as_ref(),
+            &self.registry_host(),
+            authz.credential.as_ref(),
+            expired,
+            mute || authz.cached,
+        );
+        if retry {
             tracing::info!(
                 registry = %self.registry_label(),
                 expired,
-                "the registry refused the credential ({detail}); refreshing it and retrying once"
+                "the registry refused the credential ({detail}); retrying once with a fresh one"
             );
             return Err(());
         }
