@@ -1390,3 +1390,44 @@ async fn an_http_token_realm_under_an_https_registry_is_refused() {
         other => panic!("the http realm was contacted: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn an_upload_location_downgraded_to_http_is_refused() {
+    // The real registry over TLS, with its external URL (`http.host`) misconfigured to plain
+    // http, as behind a TLS-terminating proxy that does not say so: every upload `Location`
+    // it answers is `http://…`. Following it would send the blob (and the session URL) in
+    // clear; the push stops with an error that says so.
+    let pki = tempfile::tempdir().unwrap();
+    let d = pki.path();
+    make_pki(d);
+    // `extra` continues the `http:` section written last (indented under it).
+    let reg = TestRegistry::start_configured(
+        None,
+        Some((&d.join("srv.pem"), &d.join("srv.key"))),
+        "  host: http://127.0.0.1:9\n",
+    );
+    let ca = ocipush::registry::CaCert {
+        origin: "ca.pem".into(),
+        pem: std::fs::read(d.join("ca.pem")).unwrap(),
+    };
+    let client = RegistryClient::new(ClientOptions {
+        ca_certs: vec![ca],
+        ..options()
+    })
+    .unwrap();
+    let r = client.repository(&https_endpoint(&reg, "downgrade/app", false));
+    let d = desc(media_types::OCI_CONFIG, CONFIG);
+    let e = r
+        .put_blob(&d, &BytesBlob(Bytes::from_static(CONFIG)), &|_| {})
+        .await
+        .unwrap_err();
+    let e = e.downcast_ref::<RegistryError>().unwrap();
+    assert!(matches!(e, RegistryError::Downgrade { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("https to plain http") && msg.contains("http://127.0.0.1:9"),
+        "{msg}"
+    );
+    // Nothing was stored.
+    assert!(!r.blob_exists(&d.digest).await.unwrap());
+}

@@ -13,18 +13,12 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use base64::Engine as _;
-
 use crate::common::fault_proxy::FaultProxy;
 use crate::common::fixtures::{alpine_base_registry, copy_and_unpack};
-use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed, describe, stderr};
+use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed, describe};
 use crate::common::registry::RegistryServer;
 use crate::common::testdata;
 use crate::common::tools::run_image;
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
 
 fn run(mut cmd: Command) -> Output {
     let out = cmd.output().expect("run ocipush");
@@ -147,8 +141,15 @@ mod ecr {
     //! `AWS` with moto's token password stands in for the ECR registry endpoint, behind the
     //! fault proxy answering an expired login as ECR does.
 
+    use base64::Engine as _;
+
     use super::*;
+    use crate::common::ocipush::stderr;
     use crate::e2e_ecr::ecr_support::{ECR_CONTAINERISE, Moto};
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
 
     const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
     const REPO: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ec2-ecr-test";
