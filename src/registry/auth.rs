@@ -312,6 +312,102 @@ impl AuthState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Secret;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// Leases ending `ttl` from now (negative: already ended), counting the calls.
+    #[derive(Debug)]
+    struct Leasing {
+        ended: bool,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl CredentialProvider for Leasing {
+        async fn credentials(
+            &self,
+            _rh: &RegistryHost<'_>,
+        ) -> Result<Option<Credential>, AuthError> {
+            unreachable!("the client asks for leases")
+        }
+        async fn lease(&self, _rh: &RegistryHost<'_>) -> Result<Option<Lease>, AuthError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            let now = SystemTime::now();
+            Ok(Some(Lease {
+                credential: Credential::Basic {
+                    username: format!("AWS{n}"),
+                    password: Secret::new("lease-test-password"),
+                },
+                expires: Some(if self.ended {
+                    now - Duration::from_secs(1)
+                } else {
+                    now + Duration::from_secs(12 * 3600)
+                }),
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn credentials_are_asked_again_past_their_lease() {
+        let rh = RegistryHost {
+            logical: "1.dkr.ecr.us-east-1.amazonaws.com",
+            endpoint: "1.dkr.ecr.us-east-1.amazonaws.com",
+        };
+        for (ended, expect_calls) in [(false, 1), (true, 3)] {
+            let p = Leasing {
+                ended,
+                calls: AtomicUsize::new(0),
+            };
+            let st = AuthState::default();
+            let (_, cached) = st.credential(&p, &rh).await.unwrap();
+            assert!(!cached);
+            st.credential(&p, &rh).await.unwrap();
+            st.credential(&p, &rh).await.unwrap();
+            assert_eq!(
+                p.calls.load(Ordering::SeqCst),
+                expect_calls,
+                "ended={ended}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_refresh_for_concurrent_denials() {
+        let rh = RegistryHost {
+            logical: "r.example",
+            endpoint: "r.example",
+        };
+        let p = Leasing {
+            ended: false,
+            calls: AtomicUsize::new(0),
+        };
+        let st = AuthState::default();
+        let old = Credential::Basic {
+            username: "AWS".into(),
+            password: Secret::new("old-lease-password"),
+        };
+        st.creds.lock().unwrap().insert(
+            ("r.example".into(), "r.example".into()),
+            Some(Lease::forever(old.clone())),
+        );
+        // A denial that cannot say why: refreshed once per host.
+        assert!(st.on_denial(&p, &rh, Some(&old), false, true));
+        // A second request denied with the same old credential: already refreshed, retry.
+        assert!(st.on_denial(&p, &rh, Some(&old), false, true));
+        // The fresh one denied too: a real denial, given back.
+        let fresh = Credential::Basic {
+            username: "AWS".into(),
+            password: Secret::new("fresh-lease-password"),
+        };
+        st.creds.lock().unwrap().insert(
+            ("r.example".into(), "r.example".into()),
+            Some(Lease::forever(fresh.clone())),
+        );
+        assert!(!st.on_denial(&p, &rh, Some(&fresh), false, true));
+        // Unless the registry says it expired.
+        assert!(st.on_denial(&p, &rh, Some(&fresh), true, false));
+    }
 
     #[test]
     fn headers_and_tokens_are_redacted_in_debug() {
