@@ -107,13 +107,13 @@ impl Repository {
     /// The base URL with the scheme the registry answers on: an insecure `https` endpoint is
     /// asked once per host (`GET /v2/` over TLS, then over plain HTTP when TLS fails), as
     /// containers/image's `detectPropertiesHelper` does.
-    async fn effective_base(&self, op: &Op<'_>) -> Result<Url, RegistryError> {
+    async fn effective_base(&self) -> Result<Url, RegistryError> {
         let base = self.url("")?;
         if !self.insecure() || base.scheme() != "https" {
             return Ok(base);
         }
         let cell = self.client.scheme_cell(&self.endpoint.host);
-        let scheme = cell.get_or_try_init(|| self.probe(op, &base)).await?;
+        let scheme = cell.get_or_try_init(|| self.probe(&base)).await?;
         let mut out = base;
         if *scheme == Scheme::Http {
             // https → http of a special scheme always succeeds.
@@ -122,7 +122,7 @@ impl Repository {
         Ok(out)
     }
 
-    async fn probe(&self, op: &Op<'_>, base: &Url) -> Result<Scheme, RegistryError> {
+    async fn probe(&self, base: &Url) -> Result<Scheme, RegistryError> {
         let stall = self.client.stall();
         let ping = |scheme: &'static str| {
             let mut u = base.clone();
@@ -144,14 +144,11 @@ impl Repository {
         tracing::info!(host = %self.endpoint.host, cause = %tls.1, "TLS failed; the registry is insecure, trying plain HTTP");
         match ping("http").await {
             Ok(()) => Ok(Scheme::Http),
-            Err((url, cause)) => {
-                let _ = op;
-                Err(RegistryError::Unreachable {
-                    host: self.endpoint.host.clone(),
-                    url: redact_url(&url),
-                    cause: format!("over TLS: {}; over plain HTTP: {cause}", tls.1),
-                })
-            }
+            Err((url, cause)) => Err(RegistryError::Unreachable {
+                host: self.endpoint.host.clone(),
+                url: redact_url(&url),
+                cause: format!("over TLS: {}; over plain HTTP: {cause}", tls.1),
+            }),
         }
     }
 
@@ -285,7 +282,7 @@ impl Repository {
         let inner = &self.client.inner;
         let provider = inner.opts.credentials.as_ref();
         let rh = self.registry_host();
-        let base = self.effective_base(op).await?;
+        let base = self.effective_base().await?;
         let declared = self.url("")?;
         let http = self.http();
         let http_realm_ok = base.scheme() == "http" || self.insecure();
