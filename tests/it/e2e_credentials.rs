@@ -8,7 +8,9 @@
 //!   <https://docs.aws.amazon.com/AmazonECR/latest/userguide/common-errors-docker.html>) to an
 //!   old `docker login`: one refresh, the token from the AWS chain (moto), the push completes;
 //!   an old login whose own expiry is past gives way before it is ever sent;
-//! * a docker credential helper that never answers is stopped after `--timeout`.
+//! * a docker credential helper that never answers is stopped after `--timeout`;
+//! * a registries.conf mirror of Docker Hub (not on loopback, `insecure = true`) is tried over
+//!   TLS first, then plain HTTP, and gets its own credentials, never Docker Hub's.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -127,6 +129,73 @@ fn a_credential_helper_that_never_answers_is_stopped_after_the_timeout() {
         err.contains("docker-credential-hang") && err.contains("did not answer within 2 s"),
         "{err}"
     );
+}
+
+/// This machine's non-loopback IPv4 address (the one a UDP socket would send from): a host
+/// that is not loopback, so not plain HTTP by default.
+fn non_loopback_ipv4() -> String {
+    for probe in [
+        "192.0.2.1:9",
+        "10.255.255.1:9",
+        "203.0.113.1:9",
+        "8.8.8.8:53",
+    ] {
+        if let Ok(sock) = std::net::UdpSocket::bind("0.0.0.0:0")
+            && sock.connect(probe).is_ok()
+            && let Ok(local) = sock.local_addr()
+            && !local.ip().is_loopback()
+            && !local.ip().is_unspecified()
+        {
+            return local.ip().to_string();
+        }
+    }
+    panic!(
+        "this test needs a non-loopback IPv4 address on this machine (for a registry mirror \
+         that is not on loopback); none was found"
+    );
+}
+
+#[test]
+fn an_insecure_mirror_is_tried_over_tls_first_and_gets_only_its_own_credentials() {
+    let sb = Sandbox::new();
+    let alpine = RegistryServer::start();
+    crate::common::fixtures::seed_alpine(&alpine, "library/alpine:latest");
+    // The mirror of Docker Hub's alpine: plain HTTP on a non-loopback address, with its own
+    // users (a Bearer token gate).
+    let mirror = FaultProxy::start_on(&non_loopback_ipv4(), alpine.port());
+    mirror.require_bearer("mirror-user", "mirror-Pass-1");
+    let location = format!("{}/library/alpine", mirror.addr());
+    // registries.conf: `insecure = true` for the mirror.
+    sb.set_registries(&[("docker.io/library/alpine", location.as_str())]);
+    // A Docker Hub login, and the mirror's own.
+    sb.login(&[
+        ("docker.io", "hub-user", "hub-Pass-1"),
+        (&mirror.addr(), "mirror-user", "mirror-Pass-1"),
+    ]);
+    let b = RegistryServer::start();
+    let out = push(&sb, &format!("{}/creds:v1", b.addr()), &[]);
+    let digest = assert_pushed(&out, &format!("{}/creds", b.addr()));
+    let log = mirror.log();
+    // TLS first (the proxy speaks plain HTTP only), then plain HTTP.
+    assert_eq!(
+        log.first().map(|e| e.method.as_str()),
+        Some("TLS"),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|e| e.path().starts_with("/v2/library/alpine/blobs/")
+                && e.authorized
+                && e.status == Some(200)),
+        "{log:#?}"
+    );
+    // The token server saw only the mirror's own login: Docker Hub's would have been refused.
+    let tokens: Vec<_> = log.iter().filter(|e| e.path() == "/token").collect();
+    assert!(
+        !tokens.is_empty() && tokens.iter().all(|e| e.authorized && e.status == Some(200)),
+        "{tokens:#?}"
+    );
+    assert_runs_hello(&format!("docker://{}/creds@{digest}", b.addr()), None);
 }
 
 fn write_script(path: &Path, body: &str) {

@@ -225,6 +225,8 @@ struct State {
 }
 
 struct Shared {
+    /// The address the proxy listens on (its token realm names it).
+    listen_host: String,
     state: Mutex<State>,
     changed: Condvar,
     upstream: AtomicU16,
@@ -251,6 +253,7 @@ impl FaultProxy {
         let listener = TcpListener::bind((ip, 0)).expect("bind the fault proxy");
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
+            listen_host: ip.to_string(),
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             upstream: AtomicU16::new(upstream_port),
@@ -470,6 +473,9 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
     let Ok(reader) = client.try_clone() else {
         return;
     };
+    if tls_handshake_refused(s, &client) {
+        return;
+    }
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut client = client;
     let head = match read_head(&mut reader) {
@@ -553,7 +559,7 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
             let out = format!(
                 "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\
                  WWW-Authenticate: {}\r\n\r\n",
-                bearer_challenge(port)
+                bearer_challenge(&s.listen_host, port)
             );
             let _ = client.write_all(out.as_bytes());
             set_status(Some(401));
@@ -632,15 +638,39 @@ fn rewrite_location(head: &str, origin: &str) -> String {
         .join("\r\n")
 }
 
-fn bearer_challenge(port: u16) -> String {
+fn bearer_challenge(host: &str, port: u16) -> String {
     format!(
-        "Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fault-proxy\",scope=\"repository:faults:pull,push\""
+        "Bearer realm=\"http://{host}:{port}/token\",service=\"fault-proxy\",scope=\"repository:faults:pull,push\""
     )
+}
+
+/// A plain-HTTP server given a TLS ClientHello (first byte 0x16, a handshake record): like
+/// any plain server it cannot answer in TLS; the connection is closed, and logged with the
+/// method `TLS` (a client trying TLS first, as an insecure registry is tried).
+fn tls_handshake_refused(s: &Shared, client: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    if !matches!(client.peek(&mut first), Ok(1)) || first[0] != 0x16 {
+        return false;
+    }
+    let mut st = s.state.lock().unwrap();
+    st.log.push(ProxyLogEntry {
+        method: "TLS".into(),
+        target: String::new(),
+        fault: Some("tls handshake refused".into()),
+        status: None,
+        content_range: None,
+        authorized: false,
+    });
+    s.changed.notify_all();
+    drop(st);
+    let _ = client.shutdown(Shutdown::Both);
+    true
 }
 
 /// With a Bearer gate: answer `/token` requests, and refuse `/v2/` requests without a live
 /// token (as injected faults, so they are logged and answered the same way).
 fn gate(s: &Shared, head: &Head, port: u16) -> Option<Fault> {
+    let host = s.listen_host.clone();
     let mut st = s.state.lock().unwrap();
     let g = st.gate.as_mut()?;
     if head.target.starts_with("/token") {
@@ -667,7 +697,7 @@ fn gate(s: &Shared, head: &Head, port: u16) -> Option<Fault> {
         .is_some_and(|t| g.live.iter().any(|l| l == t));
     (!ok).then(|| Fault::Status {
         status: 401,
-        headers: vec![("WWW-Authenticate".into(), bearer_challenge(port))],
+        headers: vec![("WWW-Authenticate".into(), bearer_challenge(&host, port))],
         body: r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#.into(),
     })
 }
