@@ -59,8 +59,16 @@ impl CredentialProvider for Chain {
         let mut stale: Option<(usize, Lease)> = None;
         let mut found: Option<(usize, Lease)> = None;
         for (i, p) in self.0.iter().enumerate() {
-            let Some(lease) = p.lease(registry).await? else {
-                continue;
+            let lease = match p.lease(registry).await {
+                Ok(Some(lease)) => lease,
+                Ok(None) => continue,
+                // Looking past a stale credential: a failing later provider (no AWS
+                // credentials here) leaves the stale one to the registry to judge.
+                Err(e) if stale.is_some() => {
+                    tracing::info!(registry = registry.logical, error = %e, "no fresher credential");
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             if rejected.contains(&i) || lease.expired_at(now) {
                 tracing::debug!(
@@ -169,6 +177,24 @@ mod tests {
         }
     }
 
+    #[derive(Debug)]
+    struct Failing;
+
+    #[async_trait::async_trait]
+    impl CredentialProvider for Failing {
+        async fn credentials(
+            &self,
+            registry: &RegistryHost<'_>,
+        ) -> Result<Option<Credential>, AuthError> {
+            Err(AuthError::Provider {
+                registry: registry.logical.into(),
+                provider: "failing".into(),
+                message: "no AWS credentials".into(),
+                source: None,
+            })
+        }
+    }
+
     fn user(l: Option<Lease>) -> String {
         match l.map(|l| l.credential) {
             Some(Credential::Basic { username, .. }) => username,
@@ -202,6 +228,15 @@ mod tests {
             endpoint: "other.example",
         };
         assert_eq!(user(c.lease(&other).await.unwrap()), "config");
+        // A later provider that fails leaves the stale one.
+        let c = Chain::new(vec![
+            Arc::new(Fixed("config", Some(past))),
+            Arc::new(Failing),
+        ]);
+        assert_eq!(user(c.lease(&rh).await.unwrap()), "config");
+        // Without a stale one, its error is the answer.
+        let c = Chain::new(vec![Arc::new(Failing)]);
+        assert!(c.lease(&rh).await.is_err());
         // With nothing after it, the stale one is still used.
         let c = Chain::new(vec![Arc::new(Fixed("only", Some(past)))]);
         assert_eq!(user(c.lease(&rh).await.unwrap()), "only");

@@ -41,6 +41,8 @@ pub(crate) struct Authz {
     pub cached: bool,
     /// The credential itself (redacted in `Debug`), to invalidate exactly it.
     pub credential: Option<Credential>,
+    /// Whether the credential was already past its known end when used (nothing fresher).
+    pub expired: bool,
 }
 
 /// Why no header could be made.
@@ -103,14 +105,14 @@ impl AuthState {
         &self,
         provider: &dyn CredentialProvider,
         rh: &RegistryHost<'_>,
-    ) -> Result<(Option<Credential>, bool), AuthError> {
+    ) -> Result<(Option<Credential>, bool, bool), AuthError> {
         let lookup = rh.for_lookup();
         let key = (lookup.logical.to_string(), lookup.endpoint.to_string());
         let now = SystemTime::now();
         let cached = self.creds.lock().ok().and_then(|m| m.get(&key).cloned());
         match cached {
-            Some(Some(l)) if !l.expired_at(now) => return Ok((Some(l.credential), true)),
-            Some(None) => return Ok((None, true)),
+            Some(Some(l)) if !l.expired_at(now) => return Ok((Some(l.credential), true, false)),
+            Some(None) => return Ok((None, true, false)),
             Some(Some(_)) => {
                 tracing::debug!(
                     registry = lookup.logical,
@@ -124,7 +126,8 @@ impl AuthState {
         if let Ok(mut m) = self.creds.lock() {
             m.insert(key, lease.clone());
         }
-        Ok((lease.map(|l| l.credential), false))
+        let expired = lease.as_ref().is_some_and(|l| l.expired_at(now));
+        Ok((lease.map(|l| l.credential), false, expired))
     }
 
     /// Forget everything about `rh` and tell the provider its credentials were rejected.
@@ -226,7 +229,7 @@ impl AuthState {
                 ..Authz::default()
             });
         };
-        let (cred, cached) = self
+        let (cred, cached, expired) = self
             .credential(provider, rh)
             .await
             .map_err(AuthzFailure::Provider)?;
@@ -239,6 +242,7 @@ impl AuthState {
                 has_credential,
                 cached,
                 credential: cred.clone(),
+                expired,
             });
         }
         if ch.is_basic() {
@@ -257,6 +261,7 @@ impl AuthState {
                 has_credential,
                 cached,
                 credential: cred.clone(),
+                expired,
             });
         }
         if !ch.is_bearer() {
@@ -266,6 +271,7 @@ impl AuthState {
                 has_credential,
                 cached,
                 credential: cred.clone(),
+                expired,
             });
         }
         let scope_key = scopes.join(" ");
@@ -281,6 +287,7 @@ impl AuthState {
                     has_credential,
                     cached,
                     credential: cred.clone(),
+                    expired,
                 });
             }
             self.tokens.remove(rh.endpoint, &scope_key);
@@ -305,6 +312,7 @@ impl AuthState {
             has_credential,
             cached,
             credential: cred,
+            expired,
         })
     }
 }
@@ -360,7 +368,7 @@ mod tests {
                 calls: AtomicUsize::new(0),
             };
             let st = AuthState::default();
-            let (_, cached) = st.credential(&p, &rh).await.unwrap();
+            let (_, cached, _) = st.credential(&p, &rh).await.unwrap();
             assert!(!cached);
             st.credential(&p, &rh).await.unwrap();
             st.credential(&p, &rh).await.unwrap();
@@ -417,6 +425,7 @@ mod tests {
             has_credential: true,
             cached: false,
             credential: None,
+            expired: false,
         };
         let t = super::super::token::Token {
             value: crate::auth::Secret::new("tok-very-secret-456"),

@@ -209,6 +209,27 @@ pub enum RegistryError {
         /// The registry's (or token server's) answer.
         detail: String,
     },
+    /// The registry refused the credential as expired (Amazon ECR: 403 DENIED "Your
+    /// authorization token has expired", also for a token of another region) even after one
+    /// refresh: not a permission problem.
+    #[error(
+        "{registry} refused the credential as expired during {what} for repository {repository} ({why}; {detail}); \
+         no fresher credential was accepted. For Amazon ECR the token must be this registry's region's: remove \
+         the stale `docker login` entry from config.json (ocipush then gets a token from the AWS credential \
+         chain) or log in again with `aws ecr get-login-password --region <region>`"
+    )]
+    CredentialExpired {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The operation.
+        what: String,
+        /// How it is known: the registry said so, or the credential's own expiry is past.
+        why: &'static str,
+        /// What the registry said.
+        detail: Box<ErrorDetail>,
+    },
     /// Authenticated, but not allowed.
     #[error(
         "access denied by {registry} for {what} on repository {repository} ({detail}); the credentials \
@@ -466,6 +487,7 @@ impl RegistryError {
         match self {
             RegistryError::Exhausted { last, .. } => last.status(),
             RegistryError::Denied { detail, .. }
+            | RegistryError::CredentialExpired { detail, .. }
             | RegistryError::NameUnknown { detail, .. }
             | RegistryError::BlobUnknown { detail, .. }
             | RegistryError::ManifestUnknown { detail, .. }

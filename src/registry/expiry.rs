@@ -15,6 +15,11 @@ use url::Url;
 
 use super::error::ErrorDetail;
 
+/// Marks a 403 answered to a credential already past its own known end (an ECR token whose
+/// `expiration` is over): expired, even when the answer cannot say so (a HEAD has no body).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KnownExpired;
+
 /// Whether a refusal says the credential expired (ECR's "authorization token has expired",
 /// a token server's `invalid_token` "expired").
 pub(crate) fn says_expired(detail: &ErrorDetail) -> bool {

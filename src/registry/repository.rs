@@ -372,9 +372,19 @@ impl Repository {
                 Err(()) => return Err(self.stalled(op)),
             };
             tracing::debug!(status = resp.status().as_u16(), url = %redact_url(&url), "registry response");
+            if resp.status() == StatusCode::FORBIDDEN && attached && authz.expired && round >= 2 {
+                let mut resp = resp;
+                resp.extensions_mut().insert(super::expiry::KnownExpired);
+                return Ok(resp);
+            }
             if resp.status() == StatusCode::FORBIDDEN && attached && round < 2 {
                 match self.refresh_on_denial(resp, &authz).await {
-                    Ok(resp) => return Ok(resp),
+                    Ok(mut resp) => {
+                        if authz.expired {
+                            resp.extensions_mut().insert(super::expiry::KnownExpired);
+                        }
+                        return Ok(resp);
+                    }
                     Err(()) => {
                         rejected = authz.header.clone();
                         round = 2;
@@ -566,6 +576,10 @@ impl Repository {
     /// Turn an unexpected response into the error its status and OCI codes say.
     pub(crate) async fn error_from(&self, op: &Op<'_>, resp: Response) -> RegistryError {
         let status = resp.status().as_u16();
+        let known_expired = resp
+            .extensions()
+            .get::<super::expiry::KnownExpired>()
+            .is_some();
         let resp_url = &resp.url().clone();
         let retry_after = parse_retry_after(resp.headers().get(RETRY_AFTER));
         let (body, _) = read_limited(resp, MAX_ERROR_BODY, self.client.stall())
@@ -586,6 +600,20 @@ impl Repository {
                 repository,
                 what,
                 retry_after,
+                detail,
+            };
+        }
+        if status == 403 && (known_expired || super::expiry::says_expired(&detail)) {
+            let why = if super::expiry::says_expired(&detail) {
+                "it says the token has expired"
+            } else {
+                "the expiry inside the saved token is past"
+            };
+            return RegistryError::CredentialExpired {
+                registry,
+                repository,
+                what,
+                why,
                 detail,
             };
         }

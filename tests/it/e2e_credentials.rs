@@ -350,6 +350,46 @@ mod ecr {
     }
 
     #[test]
+    fn an_expired_login_with_no_aws_credentials_says_expired_not_iam() {
+        // No AWS identity at all (the sandbox's empty environment, IMDS disabled): nothing
+        // fresher than the old login, which ECR keeps refusing as expired. The message says
+        // so and how to fix it, and does not blame an IAM action.
+        // As `aws ecr get-login-password` prints it (its `expiration` is inside): over since 2020.
+        let stale = b64(
+            r#"{"payload":"b2xkLXBheWxvYWQtYnl0ZXM=","datakey":"AQIDAHhxb2xk","version":"2","type":"DATA_KEY","expiration":1600000000}"#,
+        );
+        let stale = stale.as_str();
+        let ecr = RegistryServer::start_with_auth("AWS", "never-the-stale-one");
+        let proxy = FaultProxy::start(ecr.port());
+        let sb = Sandbox::new();
+        let _alpine = alpine_base_registry(&sb);
+        let mut map = std::fs::read_to_string(sb.registries_conf()).unwrap();
+        map.push_str(&format!(
+            "\n[[registry]]\nprefix = \"{HOST}\"\nlocation = \"{}\"\ninsecure = true\n",
+            proxy.addr()
+        ));
+        std::fs::write(sb.registries_conf(), map).unwrap();
+        sb.login(&[(HOST, "AWS", stale)]);
+        proxy.expire_credential(&format!("Basic {}", b64(&format!("AWS:{stale}"))));
+        let out = push(&sb, &format!("{REPO}:v1"), &[]);
+        let err = assert_failed(&out, 1);
+        assert!(
+            err.contains("refused the credential as expired")
+                && err.contains("the expiry inside the saved token is past")
+                && err.contains("aws ecr get-login-password"),
+            "{err}"
+        );
+        assert!(!err.contains("the identity needs"), "{err}");
+        assert!(!err.contains(stale), "{err}");
+        let refused = proxy
+            .log()
+            .iter()
+            .filter(|e| e.fault.as_deref() == Some("status 403"))
+            .count();
+        assert!(refused >= 1, "{:#?}", proxy.log());
+    }
+
+    #[test]
     fn a_docker_login_past_its_own_expiry_gives_way_before_it_is_sent() {
         // What `aws ecr get-login-password` prints: base64 of JSON carrying `expiration`;
         // this one ended in 2020.
