@@ -280,14 +280,14 @@ async fn anonymous_push_and_pull_round_trip() {
 async fn chunked_upload_of_a_large_blob() {
     let reg = TestRegistry::start(None);
     let opts = ClientOptions {
-        chunk_size: 1,
+        chunk_size: Some(5 * 1024 * 1024),
         monolithic_threshold: 1024,
         ..options()
     };
     let r = repo(&reg, "big", opts);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("layer");
-    // 11 MiB + a bit: three PATCH chunks of at least 5 MiB (the minimum chunk size).
+    // 11 MiB + a bit: three PATCH chunks of 5 MiB.
     let data: Vec<u8> = (0..(11 * 1024 * 1024 + 12345u32))
         .map(|i| (i % 251) as u8)
         .collect();
@@ -882,7 +882,7 @@ async fn upload_follows_locations_and_checks_digests() {
     });
     let (addr, log) = fake_server(handler).await;
     let opts = ClientOptions {
-        chunk_size: 5 * 1024 * 1024,
+        chunk_size: Some(5 * 1024 * 1024),
         monolithic_threshold: 0,
         ..options()
     };
@@ -1095,7 +1095,7 @@ async fn a_cut_chunked_upload_resumes_or_starts_afresh_on_416() {
     for refuse in [false, true] {
         let (addr, log) = fake_server(cut_upload_registry(refuse)).await;
         let opts = ClientOptions {
-            chunk_size: 5 * 1024 * 1024,
+            chunk_size: Some(5 * 1024 * 1024),
             monolithic_threshold: 0,
             retry: RetryPolicy {
                 max_attempts: 3,
@@ -1430,4 +1430,145 @@ async fn an_upload_location_downgraded_to_http_is_refused() {
     );
     // Nothing was stored.
     assert!(!r.blob_exists(&d.digest).await.unwrap());
+}
+
+/// A registry stand-in for what `docker-registry` cannot be brought to: an upload session that
+/// holds exactly 1 byte (the first PATCH is dropped after 1 byte arrived) while its status says
+/// `0-0`, as CNCF distribution's `blobUploadResponse` says for 0 and for 1 byte alike
+/// (`registry/handlers/blobupload.go`). With `enforce_range`, a PATCH whose Content-Range does
+/// not start at the session's size gets 416 `RANGE_INVALID` (distribution-spec: "If a chunk is
+/// uploaded out of order, a 416 … MUST be returned"); without it, the chunk is appended
+/// whatever its range, as distribution does. The closing PUT checks the digest of what the
+/// session holds (400 `DIGEST_INVALID` otherwise).
+fn one_byte_registry(enforce_range: bool) -> Handler {
+    let sessions: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    Arc::new(move |req: &Req, _addr: &str| {
+        let path = req.path().to_string();
+        let session = |p: &str| {
+            p.strip_prefix("/upload/s")
+                .and_then(|n| n.parse::<usize>().ok())
+        };
+        let mut s = sessions.lock().unwrap();
+        match (req.method.as_str(), session(&path)) {
+            ("POST", None) if path == "/v2/app/blobs/uploads/" => {
+                s.push(Vec::new());
+                reply(
+                    202,
+                    &[("Location", &format!("/upload/s{}", s.len() - 1))],
+                    "",
+                )
+            }
+            ("PATCH", Some(n)) if n < s.len() => {
+                if dropped.fetch_add(1, Ordering::SeqCst) == 0 {
+                    s[n].extend_from_slice(&req.body[..1]);
+                    return Resp::Drop;
+                }
+                let start: usize = req
+                    .header("content-range")
+                    .and_then(|r| r.split_once('-'))
+                    .and_then(|(a, _)| a.parse().ok())
+                    .unwrap_or(usize::MAX);
+                if enforce_range && start != s[n].len() {
+                    return reply(
+                        416,
+                        &[],
+                        r#"{"errors":[{"code":"RANGE_INVALID","message":"invalid content range"}]}"#,
+                    );
+                }
+                s[n].extend_from_slice(&req.body);
+                let range = format!("0-{}", s[n].len() - 1);
+                reply(202, &[("Location", &path), ("Range", &range)], "")
+            }
+            ("GET", Some(n)) if n < s.len() => {
+                let range = format!("0-{}", s[n].len().saturating_sub(1));
+                reply(204, &[("Location", &path), ("Range", &range)], "")
+            }
+            ("PUT", Some(n)) if n < s.len() => {
+                let digest = req
+                    .query()
+                    .into_iter()
+                    .find(|(k, _)| k == "digest")
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                if Digest::of(&s[n]).to_string() == digest {
+                    reply(201, &[("Docker-Content-Digest", &digest)], "")
+                } else {
+                    reply(
+                        400,
+                        &[],
+                        r#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"}]}"#,
+                    )
+                }
+            }
+            _ => reply(404, &[], ""),
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_0_0_status_is_ambiguous_416_means_the_registry_had_the_byte_and_digest_invalid_redoes() {
+    for enforce_range in [true, false] {
+        let (addr, log) = fake_server(one_byte_registry(enforce_range)).await;
+        let opts = ClientOptions {
+            chunk_size: Some(5 * 1024 * 1024),
+            monolithic_threshold: 0,
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base_delay: std::time::Duration::from_millis(1),
+                max_delay: std::time::Duration::from_millis(5),
+                max_elapsed: std::time::Duration::from_secs(60),
+            },
+            ..options()
+        };
+        let r = fake_repo(&addr, "app", opts);
+        let data: Vec<u8> = (0..(12 * 1024 * 1024u32))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let d = desc(media_types::OCI_LAYER_TAR, &data);
+        r.put_blob(&d, &BytesBlob(Bytes::from(data.clone())), &|_| {})
+            .await
+            .unwrap_or_else(|e| panic!("enforce_range={enforce_range}: {e}"));
+        let reqs = log.lock().unwrap().clone();
+        let summary: Vec<String> = reqs
+            .iter()
+            .map(|q| {
+                let range = q.header("content-range").unwrap_or("");
+                format!("{} {} {range}", q.method, q.path())
+            })
+            .collect();
+        let patches: Vec<&Req> = reqs.iter().filter(|q| q.method == "PATCH").collect();
+        // Dropped after 1 byte, then (status `0-0`) sent again from 0, not from 1.
+        assert_eq!(patches[0].header("content-range"), Some("0-5242879"));
+        assert_eq!(
+            patches[1].header("content-range"),
+            Some("0-5242879"),
+            "{summary:#?}"
+        );
+        let posts = reqs.iter().filter(|q| q.method == "POST").count();
+        if enforce_range {
+            // The 416 said the registry had the byte: on from 1, in the same session.
+            assert_eq!(
+                patches[2].header("content-range"),
+                Some("1-5242880"),
+                "{summary:#?}"
+            );
+            assert_eq!(posts, 1, "{summary:#?}");
+        } else {
+            // The registry appended the chunk to its byte: the closing PUT answered
+            // DIGEST_INVALID and the upload was redone once, from a fresh session.
+            let puts: Vec<&Req> = reqs.iter().filter(|q| q.method == "PUT").collect();
+            assert_eq!(puts.len(), 2, "{summary:#?}");
+            assert_eq!(puts[0].path(), "/upload/s0", "{summary:#?}");
+            assert_eq!(puts[1].path(), "/upload/s1", "{summary:#?}");
+            assert_eq!(posts, 2, "{summary:#?}");
+        }
+        let last_put = reqs.iter().rev().find(|q| q.method == "PUT").unwrap();
+        let sent: usize = reqs
+            .iter()
+            .filter(|q| q.method == "PATCH" && q.path() == last_put.path())
+            .map(|q| q.body.len())
+            .sum();
+        assert!(sent >= data.len(), "{summary:#?}");
+    }
 }

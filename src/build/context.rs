@@ -349,16 +349,33 @@ impl Context {
         filter: WalkFilter<'_>,
     ) -> Result<Vec<WalkEntry>, BuildError> {
         let mut out = Vec::new();
-        self.walk_into(dir_rel, "", filter, &mut out)?;
+        self.walk_each(dir_rel, filter, &mut |e| {
+            out.push(e);
+            Ok(())
+        })?;
         Ok(out)
     }
 
+    /// [`Context::walk_filtered`], handing each entry to `f` as it is found instead of
+    /// collecting them: memory stays flat however many files the directory holds.
+    pub(crate) fn walk_each(
+        &self,
+        dir_rel: &str,
+        filter: WalkFilter<'_>,
+        f: &mut dyn FnMut(WalkEntry) -> Result<(), BuildError>,
+    ) -> Result<(), BuildError> {
+        self.walk_into(dir_rel, "", filter, &mut Vec::new(), f)
+    }
+
+    /// Walk `base/sub`. `pending` holds the directories above that are listed only once
+    /// something below them is.
     fn walk_into(
         &self,
         base: &str,
         sub: &str,
         filter: WalkFilter<'_>,
-        out: &mut Vec<WalkEntry>,
+        pending: &mut Vec<WalkEntry>,
+        f: &mut dyn FnMut(WalkEntry) -> Result<(), BuildError>,
     ) -> Result<(), BuildError> {
         let dir = self.root.join(join(base, sub));
         for name in read_dir_sorted(&dir)? {
@@ -378,19 +395,23 @@ impl Context {
                 if !enter {
                     continue;
                 }
-                let mut children = Vec::new();
-                self.walk_into(base, &rel, filter, &mut children)?;
-                if wanted || !children.is_empty() {
-                    out.push(WalkEntry {
-                        rel,
-                        path,
-                        kind: WalkKind::Dir {
-                            mode: meta.permissions().mode() & 0o7777,
-                        },
-                        hardlink: None,
-                    });
-                    out.append(&mut children);
+                let entry = WalkEntry {
+                    rel: rel.clone(),
+                    path,
+                    kind: WalkKind::Dir {
+                        mode: meta.permissions().mode() & 0o7777,
+                    },
+                    hardlink: None,
+                };
+                let before = pending.len();
+                if wanted {
+                    emit(pending, f, entry)?;
+                } else {
+                    pending.push(entry);
                 }
+                self.walk_into(base, &rel, filter, pending, f)?;
+                // Nothing below was listed: neither is this directory.
+                pending.truncate(before);
                 continue;
             }
             if !wanted || ft.is_socket() {
@@ -412,15 +433,31 @@ impl Context {
             };
             let hardlink = (matches!(kind, WalkKind::File { .. }) && meta.nlink() > 1)
                 .then(|| (meta.dev(), meta.ino()));
-            out.push(WalkEntry {
-                rel,
-                path,
-                kind,
-                hardlink,
-            });
+            emit(
+                pending,
+                f,
+                WalkEntry {
+                    rel,
+                    path,
+                    kind,
+                    hardlink,
+                },
+            )?;
         }
         Ok(())
     }
+}
+
+/// Hand `e` to `f`, after the directories above it still pending.
+fn emit(
+    pending: &mut Vec<WalkEntry>,
+    f: &mut dyn FnMut(WalkEntry) -> Result<(), BuildError>,
+    e: WalkEntry,
+) -> Result<(), BuildError> {
+    for p in pending.drain(..) {
+        f(p)?;
+    }
+    f(e)
 }
 
 fn join(a: &str, b: &str) -> String {

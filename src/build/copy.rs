@@ -3,7 +3,6 @@
 //! entry sorted by path, so the layer's digests depend only on the files' paths, contents,
 //! modes and the options.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +15,7 @@ use super::layer::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, TrackedReade
 use super::sources::{self, InlineFile};
 use super::spool::Spool;
 use crate::digest::Digest;
-use crate::rootfs::place::{Payload, Placement};
+use crate::rootfs::place::{Payload, Placed, Placement};
 use crate::rootfs::{Kind, RootFs, UserFile};
 
 /// One COPY or ADD instruction with local sources.
@@ -65,11 +64,11 @@ pub(crate) enum Planned {
     },
 }
 
-/// Every entry a COPY/ADD layer will hold (sorted by layer path), and the archives ADD
-/// extracts after them: all a layer's content depends on, besides file contents.
-#[derive(Debug, Clone)]
-pub(crate) struct CopyPlan {
-    pub(crate) entries: BTreeMap<Vec<String>, (Planned, EntryMeta)>,
+/// Every entry a COPY/ADD layer will hold (read in tar order from the stage's filesystem it
+/// was placed on, borrowed meanwhile), and the archives ADD extracts after them: all a layer's
+/// content depends on, besides file contents.
+pub(crate) struct CopyPlan<'a> {
+    pub(crate) entries: Placed<'a, Planned>,
     pub(crate) archives: Vec<(PathBuf, archive::ArchiveFormat)>,
     pub(crate) dest: Vec<String>,
     pub(crate) chown: Option<(u32, u32)>,
@@ -82,7 +81,8 @@ pub fn build_copy_layer(
     spool: &Spool,
     opts: &LayerOptions,
 ) -> Result<LayerBlob, BuildError> {
-    let plan = plan_copy(ctx, spec, &mut RootFs::empty())?;
+    let mut fs = RootFs::empty();
+    let plan = plan_copy(ctx, spec, &mut fs)?;
     write_copy(&plan, spool, opts)
 }
 
@@ -95,7 +95,10 @@ pub(crate) fn build_copy_layer_on(
     opts: &LayerOptions,
 ) -> Result<LayerBlob, BuildError> {
     let plan = plan_copy(ctx, spec, fs)?;
-    write_copy_on(&plan, spool, opts, fs)
+    let (blob, extracted) = write_copy_on(&plan, spool, opts)?;
+    drop(plan);
+    apply_written(fs, extracted);
+    Ok(blob)
 }
 
 /// WORKDIR's layer: `dir` and its missing parents created on `fs` (updated) as BuildKit's
@@ -146,11 +149,11 @@ impl Payload for Planned {
 
 /// Resolve `spec` in the context and place it on `fs` (the stage's filesystem, updated) into
 /// a [`CopyPlan`]; no file is read.
-pub(crate) fn plan_copy(
+pub(crate) fn plan_copy<'a>(
     ctx: &Context,
     spec: &CopySpec,
-    fs: &mut RootFs,
-) -> Result<CopyPlan, BuildError> {
+    fs: &'a mut RootFs,
+) -> Result<CopyPlan<'a>, BuildError> {
     let dest_is_dir = spec.dest.ends_with('/')
         || spec.dest.ends_with("/.")
         || spec.dest == "."
@@ -181,7 +184,7 @@ pub(crate) fn plan_copy(
 
 /// Write the layer `plan` describes.
 pub(crate) fn write_copy(
-    plan: &CopyPlan,
+    plan: &CopyPlan<'_>,
     spool: &Spool,
     opts: &LayerOptions,
 ) -> Result<LayerBlob, BuildError> {
@@ -190,63 +193,43 @@ pub(crate) fn write_copy(
     w.finish()
 }
 
-/// [`write_copy`], and what ADD extracted from archives applied to `fs` (the plan's own
-/// entries were placed on it already).
+/// [`write_copy`], returning what ADD extracted from archives, for [`apply_written`] once
+/// the plan is done with the stage's filesystem (the plan's own entries are on it already).
 pub(crate) fn write_copy_on(
-    plan: &CopyPlan,
+    plan: &CopyPlan<'_>,
     spool: &Spool,
     opts: &LayerOptions,
-    fs: &mut RootFs,
-) -> Result<LayerBlob, BuildError> {
+) -> Result<(LayerBlob, Vec<super::layer::Written>), BuildError> {
     let mut w = LayerWriter::new(spool, opts)?;
-    write_entries_recording(&mut w, plan, fs)?;
-    w.finish()
+    write_placed(&mut w, plan)?;
+    w.record();
+    write_archives(&mut w, plan)?;
+    let extracted = w.take_record();
+    Ok((w.finish()?, extracted))
 }
 
-/// Apply what the plan's archives hold to `fs`, without storing anything (a layer served
-/// from the cache still changes the stage's filesystem).
+/// What the plan's archives hold, without storing anything (a layer served from the cache
+/// still changes the stage's filesystem: see [`apply_written`]).
 pub(crate) fn replay_archives(
-    plan: &CopyPlan,
+    plan: &CopyPlan<'_>,
     opts: &LayerOptions,
-    fs: &mut RootFs,
-) -> Result<(), BuildError> {
+) -> Result<Vec<super::layer::Written>, BuildError> {
     if plan.archives.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut w = LayerWriter::diff_id_only(opts);
     w.record();
-    for (path, format) in &plan.archives {
-        archive::extract_archive(&mut w, path, *format, &plan.dest, plan.chown)?;
-    }
-    apply_written(fs, w.take_record());
-    Ok(())
+    write_archives(&mut w, plan)?;
+    Ok(w.take_record())
 }
 
-fn write_entries_recording(
-    w: &mut LayerWriter,
-    plan: &CopyPlan,
-    fs: &mut RootFs,
-) -> Result<(), BuildError> {
-    if plan.archives.is_empty() {
-        return write_entries(w, plan);
-    }
-    let archives = CopyPlan {
-        entries: BTreeMap::new(),
-        ..plan.clone()
-    };
-    let entries = CopyPlan {
-        archives: Vec::new(),
-        ..plan.clone()
-    };
-    write_entries(w, &entries)?;
-    w.record();
-    write_entries(w, &archives)?;
-    apply_written(fs, w.take_record());
-    Ok(())
-}
-
-fn apply_written(fs: &mut RootFs, written: Vec<super::layer::Written>) {
+/// Apply entries a layer writer recorded to `fs`.
+pub(crate) fn apply_written(fs: &mut RootFs, written: Vec<super::layer::Written>) {
     use super::tar_writer::EntryType;
+    if written.is_empty() {
+        return;
+    }
+    fs.begin_layer();
     for e in written {
         let kind = match e.entry_type {
             EntryType::Dir => Kind::Dir,
@@ -269,27 +252,32 @@ fn apply_written(fs: &mut RootFs, written: Vec<super::layer::Written>) {
 }
 
 /// The diff_id of the layer `plan` describes, without compressing or storing it.
-pub(crate) fn copy_diff_id(plan: &CopyPlan, opts: &LayerOptions) -> Result<Digest, BuildError> {
+pub(crate) fn copy_diff_id(plan: &CopyPlan<'_>, opts: &LayerOptions) -> Result<Digest, BuildError> {
     let mut w = LayerWriter::diff_id_only(opts);
     write_entries(&mut w, plan)?;
     w.finish_diff_id()
 }
 
-fn write_entries(w: &mut LayerWriter, plan: &CopyPlan) -> Result<(), BuildError> {
-    for (key, (entry, meta)) in &plan.entries {
-        let path = key.join("/");
-        match entry {
-            Planned::Dir => w.add_dir(&path, *meta)?,
-            Planned::Symlink { target } => w.add_symlink(&path, target, *meta)?,
-            Planned::File { path: src, size } => {
-                copy_file(w, &path, *meta, src, *size)?;
-            }
-            Planned::Hardlink { target } => w.add_hardlink(&path, target, *meta)?,
-            Planned::Inline { data } => {
-                w.add_file(&path, *meta, data.len() as u64, &mut data.as_bytes())?;
-            }
+fn write_entries(w: &mut LayerWriter, plan: &CopyPlan<'_>) -> Result<(), BuildError> {
+    write_placed(w, plan)?;
+    write_archives(w, plan)
+}
+
+/// The placed entries, in tar order.
+fn write_placed(w: &mut LayerWriter, plan: &CopyPlan<'_>) -> Result<(), BuildError> {
+    plan.entries.for_each(|path, entry, meta| match entry {
+        Planned::Dir => w.add_dir(path, *meta),
+        Planned::Symlink { target } => w.add_symlink(path, target, *meta),
+        Planned::File { path: src, size } => copy_file(w, path, *meta, src, *size),
+        Planned::Hardlink { target } => w.add_hardlink(path, target, *meta),
+        Planned::Inline { data } => {
+            w.add_file(path, *meta, data.len() as u64, &mut data.as_bytes())
         }
-    }
+    })
+}
+
+/// What ADD extracts from local archives, after the placed entries.
+fn write_archives(w: &mut LayerWriter, plan: &CopyPlan<'_>) -> Result<(), BuildError> {
     for (path, format) in &plan.archives {
         archive::extract_archive(w, path, *format, &plan.dest, plan.chown)?;
     }

@@ -26,13 +26,14 @@ pub use chmod::{Chmod, ChmodError, SymbolicMode};
 pub use compress::{Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, set_threads, threads};
 pub use context::{Context, Source, WalkEntry, WalkFilter, WalkKind};
 pub(crate) use copy::{
-    CopyPlan, Planned, build_copy_layer_on, build_mkdir_layer, copy_diff_id,
+    CopyPlan, Planned, apply_written, build_copy_layer_on, build_mkdir_layer, copy_diff_id,
     plan_copy as plan_copy_layer, replay_archives, write_copy_on,
 };
 pub use copy::{CopySpec, build_copy_layer};
 pub use dockerignore::DockerIgnore;
 pub use error::BuildError;
 pub use fetched::{DOWNLOAD_MODE, FetchedFile};
+pub(crate) use layer::Written;
 pub use layer::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, SpecialKind, build_dirs_layer};
 pub use pgzip::BLOCK_SIZE as GZIP_BLOCK_SIZE;
 pub use sources::InlineFile;

@@ -7,6 +7,7 @@
 //! of threads — so a layer digest is the same on every machine. With one thread the blocks are
 //! compressed inline; with more, a small worker pool compresses them while the caller keeps
 //! producing input, and at most `2 × threads` blocks are in flight (memory stays flat).
+//! Block buffers are recycled, not reallocated per block.
 //! A layer smaller than one block is a plain serial gzip stream (one deflate call sequence).
 
 use std::collections::VecDeque;
@@ -23,12 +24,19 @@ pub const BLOCK_SIZE: usize = 1 << 20;
 /// The deflate window: how much of the previous block primes the next one.
 const DICT_SIZE: usize = 32 * 1024;
 
-/// One block to compress.
+/// One block to compress, with the buffer its output goes to.
 struct Job {
+    bufs: Bufs,
+    last: bool,
+    reply: SyncSender<io::Result<Bufs>>,
+}
+
+/// A block's input, its dictionary and its compressed output.
+#[derive(Default)]
+struct Bufs {
     data: Vec<u8>,
     dict: Vec<u8>,
-    last: bool,
-    reply: SyncSender<io::Result<Vec<u8>>>,
+    out: Vec<u8>,
 }
 
 /// Worker threads compressing blocks; they stop when the job sender is dropped.
@@ -71,29 +79,35 @@ fn worker(rx: &Mutex<Receiver<Job>>, level: u32) {
             Ok(guard) => guard.recv(),
             Err(_) => return,
         };
-        let Ok(job) = job else { return };
-        let out = compress_block(&job.data, &job.dict, level, job.last);
+        let Ok(mut job) = job else { return };
+        let Bufs { data, dict, out } = &mut job.bufs;
+        let done = compress_block(level, data, dict, job.last, out).map(|()| job.bufs);
         // The encoder may have been dropped (an error upstream): nobody waits for this block.
-        let _ = job.reply.send(out);
+        let _ = job.reply.send(done);
     }
 }
 
-/// Raw-deflate `data` primed with `dict`; sync-flushed, or finished when `last`.
-pub(crate) fn compress_block(
+/// Raw-deflate `data` primed with `dict` into `out` (cleared first); sync-flushed, or finished
+/// when `last`. The deflate state is made fresh for each block: a reset one is not enough
+/// (zlib-rs's `reset` left state behind that changed later blocks' output — measured: the same
+/// 100k-file layer got a different digest on each run).
+fn compress_block(
+    level: u32,
     data: &[u8],
     dict: &[u8],
-    level: u32,
     last: bool,
-) -> io::Result<Vec<u8>> {
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
     let mut c = Compress::new(flate2::Compression::new(level.min(9)), false);
     if !dict.is_empty() {
         c.set_dictionary(dict).map_err(io::Error::other)?;
     }
-    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
+    out.clear();
+    out.reserve(data.len() / 2 + 1024);
     // All input without flushing first, then the flush alone, as a serial zlib stream does.
     while (c.total_in() as usize) < data.len() {
         let consumed = c.total_in() as usize;
-        c.compress_vec(&data[consumed..], &mut out, FlushCompress::None)
+        c.compress_vec(&data[consumed..], out, FlushCompress::None)
             .map_err(io::Error::other)?;
         if out.len() == out.capacity() {
             out.reserve(out.capacity().max(64 * 1024));
@@ -108,9 +122,7 @@ pub(crate) fn compress_block(
         if out.len() == out.capacity() {
             out.reserve(out.capacity().max(64 * 1024));
         }
-        let status = c
-            .compress_vec(&[], &mut out, flush)
-            .map_err(io::Error::other)?;
+        let status = c.compress_vec(&[], out, flush).map_err(io::Error::other)?;
         match status {
             Status::StreamEnd => break,
             // A flush is complete once deflate returns with output space left.
@@ -118,7 +130,7 @@ pub(crate) fn compress_block(
             _ => {}
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The 10-byte gzip header: no name, mtime 0, OS "unknown" (255); XFL as zlib's gzip sets it.
@@ -139,7 +151,9 @@ pub(crate) struct ParGzEncoder<W: Write> {
     dict: Vec<u8>,
     crc: Crc,
     pool: Option<Pool>,
-    pending: VecDeque<Receiver<io::Result<Vec<u8>>>>,
+    pending: VecDeque<Receiver<io::Result<Bufs>>>,
+    /// Buffers back from written blocks, for the next ones.
+    spare: Vec<Bufs>,
     max_pending: usize,
     started: bool,
 }
@@ -161,6 +175,7 @@ impl<W: Write> ParGzEncoder<W> {
             crc: Crc::new(),
             pool,
             pending: VecDeque::new(),
+            spare: Vec::new(),
             max_pending: threads * 2,
             started: false,
         })
@@ -180,25 +195,27 @@ impl<W: Write> ParGzEncoder<W> {
             self.out()?.write_all(&h)?;
             self.started = true;
         }
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK_SIZE));
-        let tail = data.len().saturating_sub(DICT_SIZE);
-        let next_dict = data[tail..].to_vec();
-        let dict = std::mem::replace(&mut self.dict, next_dict);
+        let mut bufs = self.spare.pop().unwrap_or_default();
+        bufs.data.clear();
+        std::mem::swap(&mut bufs.data, &mut self.buf);
+        self.buf.reserve(BLOCK_SIZE);
+        // This block's dictionary is the last one's tail; the next one's, this block's tail.
+        let tail = bufs.data.len().saturating_sub(DICT_SIZE);
+        bufs.dict.clear();
+        bufs.dict.extend_from_slice(&bufs.data[tail..]);
+        std::mem::swap(&mut bufs.dict, &mut self.dict);
         let sender = self.pool.as_ref().and_then(|p| p.jobs.clone());
         match sender {
             None => {
-                let block = compress_block(&data, &dict, self.level, last)?;
-                self.out()?.write_all(&block)?;
+                let Bufs { data, dict, out } = &mut bufs;
+                compress_block(self.level, data, dict, last, out)?;
+                self.out()?.write_all(&bufs.out)?;
+                self.spare.push(bufs);
             }
             Some(jobs) => {
                 let (reply, rx) = mpsc::sync_channel(1);
-                jobs.send(Job {
-                    data,
-                    dict,
-                    last,
-                    reply,
-                })
-                .map_err(|_| io::Error::other("gzip worker threads stopped"))?;
+                jobs.send(Job { bufs, last, reply })
+                    .map_err(|_| io::Error::other("gzip worker threads stopped"))?;
                 self.pending.push_back(rx);
                 let keep = if last { 0 } else { self.max_pending };
                 self.drain(keep)?;
@@ -212,10 +229,11 @@ impl<W: Write> ParGzEncoder<W> {
             let Some(rx) = self.pending.pop_front() else {
                 break;
             };
-            let block = rx
+            let bufs = rx
                 .recv()
                 .map_err(|_| io::Error::other("a gzip worker thread stopped"))??;
-            self.out()?.write_all(&block)?;
+            self.out()?.write_all(&bufs.out)?;
+            self.spare.push(bufs);
         }
         Ok(())
     }

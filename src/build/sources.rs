@@ -101,8 +101,7 @@ impl Mapper<'_, '_> {
         // Each source is its own copier, with its own hard-link table.
         let base = self.place.dest_dir().map_err(|e| self.dest_err(e))?;
         let mut groups: HashMap<(u64, u64), usize> = HashMap::new();
-        let mut children = Vec::new();
-        for entry in ctx.walk_filtered(&src.rel, filter)? {
+        ctx.walk_each(&src.rel, filter, &mut |entry| {
             let rel: Vec<String> = entry.rel.split('/').map(str::to_string).collect();
             let (planned, meta) = match entry.kind {
                 WalkKind::Dir { mode } => (Planned::Dir, self.meta(mode, true)),
@@ -150,9 +149,10 @@ impl Mapper<'_, '_> {
                     )
                 }
             };
-            children.push((rel, planned, meta));
-        }
-        self.place.add_dir(children).map_err(|e| self.dest_err(e))
+            self.place
+                .add_below(&base, rel, planned, meta)
+                .map_err(|e| self.dest_err(e))
+        })
     }
 
     /// A later source may have replaced a link group's first file: the first member still

@@ -6,6 +6,9 @@
 //! tar, so of every byte the layer holds (what a hit really means). A first build gets the
 //! diff_id for free; files are read for it again only when a layer of the same shape was built
 //! before and the stats differ.
+//!
+//! Descriptions and stats are hashed as they are read, never held: a 100k-file layer's keys
+//! cost no memory beyond the hash states.
 
 use std::fmt::Write as _;
 use std::fs::{File, Metadata};
@@ -21,7 +24,7 @@ use crate::build::{BuildError, CopyPlan, CopySpec, LayerOptions, Planned};
 use crate::digest::{Digest, Hasher};
 
 /// Bumped whenever the layer format or the key description changes.
-const VERSION: &str = "ocipush layer cache v3";
+const VERSION: &str = "ocipush layer cache v4";
 
 /// What identifies a file's state without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -43,25 +46,44 @@ impl FileStat {
             ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
         }
     }
+}
 
-    /// Whether the file was last modified (content or inode) before `t`.
+/// The stats of every source file of a layer, summed up: their hash, and the newest change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stats {
+    digest: [u8; 32],
+    newest_ns: i128,
+}
+
+impl Stats {
+    /// Whether every file was last modified (content or inode) before `t`.
     pub(crate) fn changed_before(&self, t: SystemTime) -> bool {
         let Ok(since) = t.duration_since(UNIX_EPOCH) else {
             return false;
         };
-        let t = since.as_nanos() as i128;
-        self.mtime_ns < t && self.ctime_ns < t
+        self.newest_ns < since.as_nanos() as i128
     }
 }
 
-/// The canonical description of a layer, without file contents.
+/// The canonical description of a layer, without file contents, hashed.
 pub(crate) struct Keys {
-    base: String,
+    base: Sha256,
+}
+
+/// Feeds formatted text to a hash.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::fmt::Write for HashWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
 }
 
 impl Keys {
-    pub(crate) fn new(spec: &CopySpec, opts: &LayerOptions, plan: &CopyPlan) -> Keys {
-        let mut base = String::with_capacity(64 * (plan.entries.len() + 4));
+    pub(crate) fn new(spec: &CopySpec, opts: &LayerOptions, plan: &CopyPlan<'_>) -> Keys {
+        let mut h = Sha256::new();
+        let mut base = HashWriter(&mut h);
         let _ = writeln!(base, "{VERSION}");
         let _ = writeln!(base, "compression {}", opts.compression.name());
         let _ = writeln!(base, "epoch {}", opts.epoch);
@@ -76,16 +98,13 @@ impl Keys {
             spec.exclude,
             spec.parents
         );
-        for (key, (entry, meta)) in &plan.entries {
+        let _ = plan.entries.for_each(|path, entry, meta| {
             let _ = write!(
                 base,
                 "E {:?} {:o} {} {} ",
-                key.join("/"),
-                meta.mode,
-                meta.uid,
-                meta.gid
+                path, meta.mode, meta.uid, meta.gid
             );
-            let _ = match entry {
+            match entry {
                 Planned::Dir => writeln!(base, "dir"),
                 Planned::File { size, .. } => writeln!(base, "file {size}"),
                 Planned::Symlink { target } => writeln!(base, "symlink {target:?}"),
@@ -94,19 +113,19 @@ impl Keys {
                     let digest = Digest::of(data.as_bytes());
                     writeln!(base, "inline {} {digest}", data.len())
                 }
-            };
-        }
+            }
+        });
         for (_, format) in &plan.archives {
             let _ = writeln!(base, "A {format:?}");
         }
-        Keys { base }
+        Keys { base: h }
     }
 
     fn key(&self, kind: &str, extra: impl FnOnce(&mut Sha256)) -> String {
-        let mut h = Sha256::new();
+        let mut h = self.base.clone();
+        h.update(b"key ");
         h.update(kind.as_bytes());
         h.update(b"\n");
-        h.update(self.base.as_bytes());
         extra(&mut h);
         hex::encode(h.finalize())
     }
@@ -117,18 +136,8 @@ impl Keys {
     }
 
     /// Plus every source file's device, inode, size, mtime and ctime.
-    pub(crate) fn stat_key(&self, stats: &[FileStat]) -> String {
-        self.key("stat", |h| {
-            for s in stats {
-                h.update(
-                    format!(
-                        "{} {} {} {} {}\n",
-                        s.dev, s.ino, s.size, s.mtime_ns, s.ctime_ns
-                    )
-                    .as_bytes(),
-                );
-            }
-        })
+    pub(crate) fn stat_key(&self, stats: &Stats) -> String {
+        self.key("stat", |h| h.update(stats.digest))
     }
 
     /// Plus the layer's diff_id.
@@ -140,23 +149,37 @@ impl Keys {
     }
 }
 
-fn sources(plan: &CopyPlan) -> impl Iterator<Item = &Path> {
-    let files = plan.entries.values().filter_map(|(e, _)| match e {
-        Planned::File { path, .. } => Some(path.as_path()),
-        _ => None,
-    });
-    files.chain(plan.archives.iter().map(|(p, _)| p.as_path()))
-}
-
-/// The stat of every source file and archive, in plan order.
-pub(crate) fn file_stats(plan: &CopyPlan) -> Result<Vec<FileStat>, BuildError> {
-    sources(plan)
-        .map(|p| {
-            std::fs::metadata(p)
-                .map(|m| FileStat::of(&m))
-                .map_err(BuildError::io("read", p))
-        })
-        .collect()
+/// The stats of every source file and archive, in plan order.
+pub(crate) fn file_stats(plan: &CopyPlan<'_>) -> Result<Stats, BuildError> {
+    let mut h = Sha256::new();
+    let mut newest_ns = i128::MIN;
+    let mut stat = |p: &Path| {
+        let s = std::fs::metadata(p)
+            .map(|m| FileStat::of(&m))
+            .map_err(BuildError::io("read", p))?;
+        let _ = writeln!(
+            HashWriter(&mut h),
+            "{} {} {} {} {}",
+            s.dev,
+            s.ino,
+            s.size,
+            s.mtime_ns,
+            s.ctime_ns
+        );
+        newest_ns = newest_ns.max(s.mtime_ns).max(s.ctime_ns);
+        Ok::<(), BuildError>(())
+    };
+    plan.entries.for_each(|_, e, _| match e {
+        Planned::File { path, .. } => stat(path),
+        _ => Ok(()),
+    })?;
+    for (p, _) in &plan.archives {
+        stat(p)?;
+    }
+    Ok(Stats {
+        digest: h.finalize().into(),
+        newest_ns,
+    })
 }
 
 /// The sha256 of a file's content.

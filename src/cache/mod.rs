@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::build::{BuildError, Context, CopySpec, LayerBlob, LayerOptions, Spool};
-use crate::build::{copy_diff_id, plan_copy_layer, replay_archives, write_copy_on};
+use crate::build::{
+    Written, apply_written, copy_diff_id, plan_copy_layer, replay_archives, write_copy_on,
+};
 use keys::{FileStat, Keys};
 use record::Record;
 
@@ -105,35 +107,46 @@ impl LayerCache {
         fs: &mut crate::rootfs::RootFs,
     ) -> Result<(LayerBlob, CacheOutcome), BuildError> {
         let plan = plan_copy_layer(ctx, spec, fs)?;
-        let keys = Keys::new(spec, opts, &plan);
-        let stats = keys::file_stats(&plan)?;
+        let (blob, outcome, extracted) = self.copy_planned(&plan, spec, opts)?;
+        drop(plan);
+        apply_written(fs, extracted);
+        Ok((blob, outcome))
+    }
+
+    /// The layer `plan` describes, and what its archives extract (for the stage's filesystem).
+    fn copy_planned(
+        &self,
+        plan: &crate::build::CopyPlan<'_>,
+        spec: &CopySpec,
+        opts: &LayerOptions,
+    ) -> Result<(LayerBlob, CacheOutcome, Vec<Written>), BuildError> {
+        let keys = Keys::new(spec, opts, plan);
+        let stats = keys::file_stats(plan)?;
         let stat_key = keys.stat_key(&stats);
         if let Some(content_key) = self.read_small(&self.stat_path(&stat_key))
             && let Some(blob) = self.lookup(&content_key, opts)?
         {
-            replay_archives(&plan, opts, fs)?;
-            return Ok((blob, CacheOutcome::Hit));
+            return Ok((blob, CacheOutcome::Hit, replay_archives(plan, opts)?));
         }
         let shape = self.dir.join("shape").join(keys.shape_key());
         if shape.is_file() {
             // A layer of this shape was built before: the files may be the same ones with
             // other stats (a fresh checkout). The tar's hash tells, at the cost of reading
             // them once; nothing is compressed.
-            let content_key = keys.content_key(&copy_diff_id(&plan, opts)?);
+            let content_key = keys.content_key(&copy_diff_id(plan, opts)?);
             if let Some(blob) = self.lookup(&content_key, opts)? {
-                self.record_stat(&plan, &stats, &stat_key, &content_key);
-                replay_archives(&plan, opts, fs)?;
-                return Ok((blob, CacheOutcome::Hit));
+                self.record_stat(plan, &stats, &stat_key, &content_key);
+                return Ok((blob, CacheOutcome::Hit, replay_archives(plan, opts)?));
             }
         }
-        let blob = write_copy_on(&plan, &self.spool, opts, fs)?;
+        let (blob, extracted) = write_copy_on(plan, &self.spool, opts)?;
         let content_key = keys.content_key(&blob.diff_id);
         if let Ok(rec) = Record::of(&blob) {
             self.write_small(&self.layer_path(&content_key), &rec.to_json());
         }
         self.write_small(&shape, "");
-        self.record_stat(&plan, &stats, &stat_key, &content_key);
-        Ok((blob, CacheOutcome::Built))
+        self.record_stat(plan, &stats, &stat_key, &content_key);
+        Ok((blob, CacheOutcome::Built, extracted))
     }
 
     /// The blob recorded under `content_key`, verified; `None` (and the bad blob removed) when
@@ -178,8 +191,8 @@ impl LayerCache {
 
     fn record_stat(
         &self,
-        plan: &crate::build::CopyPlan,
-        before: &[FileStat],
+        plan: &crate::build::CopyPlan<'_>,
+        before: &keys::Stats,
         stat_key: &str,
         content_key: &str,
     ) {
@@ -188,8 +201,8 @@ impl LayerCache {
         };
         let settled = SystemTime::now()
             .checked_sub(self.racy_window)
-            .is_some_and(|t| after.iter().all(|s| s.changed_before(t)));
-        if after == before && settled {
+            .is_some_and(|t| after.changed_before(t));
+        if after == *before && settled {
             self.write_small(&self.stat_path(stat_key), content_key);
         }
     }

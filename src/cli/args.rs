@@ -209,6 +209,11 @@ pub struct ReliabilityArgs {
     /// Also trust the CA certificates in this PEM file (repeatable), besides the system roots.
     #[arg(long = "ca-cert", value_name = "FILE")]
     pub ca_certs: Vec<PathBuf>,
+    /// Upload layers in PATCH chunks of this size (bytes, or e.g. 4MiB, 16MiB; 1MiB-4GiB)
+    /// [default: per registry: ghcr.io 4MiB, others 16MiB]. Raised to 5MiB on Amazon ECR and to
+    /// the registry's OCI-Chunk-Min-Length; lowered when the registry answers "too large".
+    #[arg(long = "chunk-size", value_name = "SIZE", value_parser = ocipush::registry::parse_chunk_size)]
+    pub chunk_size: Option<u64>,
 }
 
 // ---- Performance options (layer cache, compression threads) ----

@@ -1,6 +1,6 @@
-//! `--retries`, `--timeout` and `--ca-cert`: the registry client's retry policy, stall timeout
-//! and extra TLS roots, the bound on docker credential helpers, and (with ECR) the same retry
-//! and timeout for the AWS calls. Shared by
+//! `--retries`, `--timeout`, `--ca-cert` and `--chunk-size`: the registry client's retry policy,
+//! stall timeout, extra TLS roots and upload chunk size, the bound on docker credential helpers,
+//! and (with ECR) the same retry and timeout for the AWS calls. Shared by
 //! the build and `ocipush copy`.
 
 use std::sync::Arc;
@@ -37,6 +37,7 @@ pub(crate) fn client(
         connect_timeout: stall.min(Duration::from_secs(30)),
         stall_timeout: stall,
         ca_certs,
+        chunk_size: args.chunk_size,
         ..ClientOptions::default()
     })
     .map_err(|e| Failure::failed(e.to_string()))

@@ -212,15 +212,19 @@ pub(crate) fn copy_from_layers(
     }
     let planned = place.finish();
 
-    // Which entries each layer must give.
+    // Which entries each layer must give; which content has several names in the source.
     let mut needs: BTreeMap<usize, BTreeSet<u64>> = BTreeMap::new();
-    for (FromEntry { node, path }, _) in planned.values() {
+    let mut hard: std::collections::HashSet<(usize, u64)> = Default::default();
+    planned.for_each(|_, FromEntry { node, path }, _| {
         if path.is_empty() {
-            continue; // a directory the copy created or kept
+            return Ok(()); // a directory the copy created or kept
         }
         match &node.kind {
             Kind::File | Kind::Hardlink(_) => {
                 needs.entry(node.layer).or_default().insert(node.entry);
+                if matches!(node.kind, Kind::Hardlink(_)) {
+                    hard.insert((node.layer, node.entry));
+                }
             }
             Kind::Uncopyable(reason) => {
                 return Err(LayerFsError::Uncopyable {
@@ -231,7 +235,8 @@ pub(crate) fn copy_from_layers(
             }
             _ => {}
         }
-    }
+        Ok(())
+    })?;
     let tmp = tempfile::Builder::new()
         .prefix("copy-from-")
         .tempdir_in(spool.dir())
@@ -257,30 +262,24 @@ pub(crate) fn copy_from_layers(
     // the first of them by destination path, as fsutil's copier keeps links (`getLinkSource`).
     // Only content that has several names in the source is a link there (`Nlink > 1`); the
     // same file reached again through a followed symlink is copied again.
-    let hard: std::collections::HashSet<(usize, u64)> = planned
-        .values()
-        .filter(|(e, _)| matches!(e.node.kind, Kind::Hardlink(_)))
-        .map(|(e, _)| (e.node.layer, e.node.entry))
-        .collect();
     let mut linked: HashMap<(usize, u64), String> = HashMap::new();
-    for (key, (FromEntry { node, path }, meta)) in &planned {
-        let out = key.join("/");
+    // User files copied, for the stage's filesystem once the layer is written.
+    let mut user_files: Vec<(String, PathBuf)> = Vec::new();
+    planned.for_each(|out, FromEntry { node, path }, meta| {
         let meta = *meta;
         if path.is_empty() {
-            w.add_dir(&out, meta)?;
-            continue;
+            return Ok(w.add_dir(out, meta)?);
         }
         if matches!(node.kind, Kind::File | Kind::Hardlink(_))
             && hard.contains(&(node.layer, node.entry))
         {
             if let Some(first) = linked.get(&(node.layer, node.entry)) {
-                w.add_hardlink(&out, first, meta)?;
-                continue;
+                return Ok(w.add_hardlink(out, first, meta)?);
             }
-            linked.insert((node.layer, node.entry), out.clone());
+            linked.insert((node.layer, node.entry), out.to_string());
         }
         match &node.kind {
-            Kind::Dir => w.add_dir(&out, meta)?,
+            Kind::Dir => w.add_dir(out, meta)?,
             Kind::File | Kind::Hardlink(_) => {
                 let file = contents
                     .get(&(node.layer, node.entry))
@@ -295,17 +294,28 @@ pub(crate) fn copy_from_layers(
                 };
                 let mut f = File::open(file).map_err(io("open"))?;
                 let size = f.metadata().map_err(io("read"))?.len();
-                if crate::rootfs::is_user_file(key) {
-                    fs.set_user_file(key, file).map_err(io("read"))?;
+                if crate::rootfs::USER_FILES.contains(&out) {
+                    user_files.push((out.to_string(), file.clone()));
                 }
-                w.add_file(&out, meta, size, &mut f)?;
+                w.add_file(out, meta, size, &mut f)?;
             }
-            Kind::Symlink(t) => w.add_symlink(&out, t, meta)?,
-            Kind::Char(a, b) => w.add_special(&out, SpecialKind::CharDevice, (*a, *b), meta)?,
-            Kind::Block(a, b) => w.add_special(&out, SpecialKind::BlockDevice, (*a, *b), meta)?,
-            Kind::Fifo => w.add_special(&out, SpecialKind::Fifo, (0, 0), meta)?,
+            Kind::Symlink(t) => w.add_symlink(out, t, meta)?,
+            Kind::Char(a, b) => w.add_special(out, SpecialKind::CharDevice, (*a, *b), meta)?,
+            Kind::Block(a, b) => w.add_special(out, SpecialKind::BlockDevice, (*a, *b), meta)?,
+            Kind::Fifo => w.add_special(out, SpecialKind::Fifo, (0, 0), meta)?,
             Kind::Uncopyable(_) => unreachable!("refused above"),
         }
+        Ok::<(), LayerFsError>(())
+    })?;
+    drop(planned);
+    for (path, file) in user_files {
+        let comps: Vec<&str> = path.split('/').collect();
+        fs.set_user_file(&comps, &file)
+            .map_err(|source| LayerFsError::Io {
+                action: "read",
+                path: file.display().to_string(),
+                source,
+            })?;
     }
     Ok(w.finish()?)
 }

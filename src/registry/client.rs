@@ -6,14 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::auth::AuthState;
+use super::chunking::Learned;
 use super::error::RegistryError;
 use super::repository::Repository;
 use super::retry::RetryPolicy;
 use crate::auth::{Anonymous, CredentialProvider};
 use crate::registries_conf::{Endpoint, Scheme};
-
-/// The smallest PATCH chunk (all but the last chunk must be at least this, as ECR requires).
-pub const MIN_CHUNK_SIZE: usize = 5 * 1024 * 1024;
 
 /// How a [`RegistryClient`] behaves.
 #[derive(Debug, Clone)]
@@ -25,8 +23,11 @@ pub struct ClientOptions {
     pub insecure: bool,
     /// The User-Agent header.
     pub user_agent: String,
-    /// The PATCH chunk size for chunked uploads; values below 5 MiB are raised to 5 MiB.
-    pub chunk_size: usize,
+    /// The PATCH chunk size for chunked uploads (`--chunk-size`); `None`: per registry host
+    /// (ghcr.io 4 MiB, others 16 MiB). Either way raised to [`MIN_CHUNK_SIZE`](super::MIN_CHUNK_SIZE), to 5 MiB on
+    /// Amazon ECR and to the session's `OCI-Chunk-Min-Length`, and lowered for a host that
+    /// answered a chunk with "too large" (see `registry/chunking.rs`).
+    pub chunk_size: Option<u64>,
     /// Blobs of at most this many bytes are uploaded with one PUT; larger ones in PATCH chunks.
     pub monolithic_threshold: u64,
     /// How many blob existence checks run at once.
@@ -66,7 +67,7 @@ impl Default for ClientOptions {
             credentials: Arc::new(Anonymous),
             insecure: false,
             user_agent: crate::USER_AGENT.to_string(),
-            chunk_size: 16 * 1024 * 1024,
+            chunk_size: None,
             monolithic_threshold: 32 * 1024 * 1024,
             max_concurrency: 4,
             retry: RetryPolicy::default(),
@@ -92,6 +93,8 @@ pub(crate) struct Inner {
     pub auth: AuthState,
     /// The scheme each insecure host answered on (TLS first, then plain HTTP), by host.
     pub schemes: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Scheme>>>>,
+    /// The largest chunk each host was seen to accept.
+    pub chunks: Learned,
 }
 
 impl RegistryClient {
@@ -113,6 +116,7 @@ impl RegistryClient {
                 opts,
                 auth: AuthState::default(),
                 schemes: Mutex::default(),
+                chunks: Learned::default(),
             }),
         })
     }
@@ -138,10 +142,6 @@ impl RegistryClient {
     pub(crate) fn scheme_cell(&self, host: &str) -> Arc<tokio::sync::OnceCell<Scheme>> {
         let mut m = self.inner.schemes.lock().unwrap_or_else(|e| e.into_inner());
         m.entry(host.to_string()).or_default().clone()
-    }
-
-    pub(crate) fn chunk_size(&self) -> usize {
-        self.inner.opts.chunk_size.max(MIN_CHUNK_SIZE)
     }
 }
 

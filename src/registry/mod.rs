@@ -7,6 +7,8 @@
 mod auth;
 mod body;
 mod challenge;
+mod chunked;
+mod chunking;
 mod client;
 mod error;
 mod expiry;
@@ -20,8 +22,9 @@ mod token;
 mod upload;
 
 pub use challenge::{Challenge, parse_challenges};
+pub use chunking::{MIN_CHUNK_SIZE, parse_chunk_size};
 pub(crate) use client::http_client_builder;
-pub use client::{CaCert, ClientOptions, MIN_CHUNK_SIZE, RegistryClient};
+pub use client::{CaCert, ClientOptions, RegistryClient};
 pub use error::{ErrorDetail, OciError, RegistryError, RequestKind};
 pub use pull::{MAX_MANIFEST_SIZE, Manifest, RemoteBlob};
 pub use repository::Repository;

@@ -16,6 +16,7 @@ use url::Url;
 
 use super::auth::AuthzFailure;
 use super::challenge::parse_challenges;
+use super::chunked::UploadSession;
 use super::client::RegistryClient;
 use super::error::RequestKind;
 use super::error::{ErrorDetail, RegistryError};
@@ -36,7 +37,7 @@ pub struct Repository {
     pub(crate) endpoint: Arc<Endpoint>,
     base: Result<Url, String>,
     /// Upload sessions opened by a mount the registry answered with 202, by blob.
-    pub(crate) sessions: Arc<Mutex<HashMap<Digest, Url>>>,
+    pub(crate) sessions: Arc<Mutex<HashMap<Digest, UploadSession>>>,
 }
 
 /// What a request is about, for error messages.

@@ -1,17 +1,21 @@
 //! Pushing: blob existence (`HEAD`), cross-repository mounts, uploads (one streamed `PUT`, or
-//! `PATCH` chunks then a closing `PUT`), manifests; and `impl Destination for Repository`.
+//! `PATCH` chunks then a closing `PUT` — the loop is in `chunked.rs`, the sizes per registry in
+//! `chunking.rs`), manifests; and `impl Destination for Repository`.
 //! Nothing here reads the target repository's manifests or blobs.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Response, StatusCode};
 use tokio::sync::watch;
 use url::Url;
 
-use super::body::{Shared, counted, take, take_error, with_progress};
+use super::body::{counted, take_error, with_progress};
+pub(super) use super::chunked::ResumeSlot;
+use super::chunked::{Resumed, UploadSession};
+use super::chunking::{RegistryOffset, floor, host_limits, session_min, shrink, too_large};
 use super::error::RegistryError;
 use super::repository::{Op, Reply, Repository, Subject};
 use crate::blob::BlobSource;
@@ -21,9 +25,6 @@ use crate::growing::{GrowingBlob, Sending};
 use crate::image::Descriptor;
 
 const OCTET: &str = "application/octet-stream";
-
-/// The session of a chunked upload that was cut, kept between attempts.
-pub(super) type ResumeSlot = std::sync::Mutex<Option<Url>>;
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
 impl Repository {
@@ -78,8 +79,12 @@ impl Repository {
                 // The registry opened an upload session instead: kept for the upload.
                 StatusCode::ACCEPTED => {
                     Reply::Done(self.location(&op, &resp, &url).map(|location| {
+                        let session = UploadSession {
+                            location,
+                            min_chunk: session_min(&resp),
+                        };
                         if let Ok(mut s) = self.sessions.lock() {
-                            s.insert(digest.clone(), location);
+                            s.insert(digest.clone(), session);
                         }
                         false
                     }))
@@ -113,7 +118,10 @@ impl Repository {
             .await
     }
 
-    /// One attempt at an upload (a finished blob, or a growing one: always chunked).
+    /// One attempt at an upload (a finished blob, or a growing one: always chunked). A cut
+    /// chunked upload is resumed where the registry has it; a resumed upload whose closing PUT
+    /// answers `DIGEST_INVALID` (the registry's offset was wrong) is redone once from a fresh
+    /// session; a monolithic PUT refused as too large is sent again in chunks.
     pub(super) async fn upload_once(
         &self,
         sending: Sending<'_>,
@@ -130,27 +138,42 @@ impl Repository {
             Sending::Known(d, _) => Some(d),
             Sending::Growing(_) => None,
         };
-        let chunked = known.is_none_or(|d| d.size > self.client.inner.opts.monolithic_threshold);
+        // A body never larger than the host is known to accept.
+        let threshold = self
+            .max_body()
+            .map_or(self.client.inner.opts.monolithic_threshold, |max| {
+                max.min(self.client.inner.opts.monolithic_threshold)
+            });
+        let monolithic_only = self.monolithic_only();
+        let chunked = known.is_none_or(|d| !monolithic_only && d.size > threshold);
         let interrupted = resume.lock().ok().and_then(|mut r| r.take());
-        if chunked && let Some(location) = interrupted {
-            match self.upload_status(&op, &location).await {
-                Some((location, offset)) if known.is_none_or(|d| offset <= d.size) => {
+        if chunked && let Some(session) = interrupted {
+            match self.upload_status(&op, &session.location).await {
+                Some((location, there)) if known.is_none_or(|d| there.offset <= d.size) => {
                     tracing::info!(
                         blob = %label,
-                        offset,
+                        offset = there.offset,
+                        ambiguous = there.ambiguous,
                         "resuming the interrupted upload where the registry has it"
                     );
+                    let session = UploadSession {
+                        location,
+                        ..session
+                    };
+                    let mut resumed = Resumed(true);
                     match self
-                        .put_chunked(&op, sending, location, offset, progress, resume)
+                        .put_chunked(&op, sending, session, there, progress, resume, &mut resumed)
                         .await
                     {
                         // The registry will not continue this session (ECR answers 416):
                         // start afresh below.
-                        Err(e) if matches!(e.status(), Some(416) | Some(404)) => {
+                        Err(e) if refused_resume(&e) => {
                             tracing::info!(blob = %label, error = %e, "resume refused; starting a fresh upload");
-                            if let Ok(mut r) = resume.lock() {
-                                *r = None;
-                            }
+                            clear(resume);
+                        }
+                        Err(e) if digest_invalid(&e) => {
+                            tracing::info!(blob = %label, error = %e, "the resumed upload does not have the blob's digest; redoing it from a fresh session");
+                            clear(resume);
                         }
                         other => return other,
                     }
@@ -161,60 +184,66 @@ impl Repository {
             }
         }
         // A session a mount attempt opened for this blob.
-        let session = known.and_then(|d| {
+        let opened = known.and_then(|d| {
             self.sessions
                 .lock()
                 .ok()
                 .and_then(|mut s| s.remove(&d.digest))
         });
-        let location = match session {
-            Some(l) => l,
+        let mut session = match opened {
+            Some(s) => s,
             None => self.start_upload(&op).await?,
         };
-        match (known, chunked) {
-            (Some(blob), false) => {
-                self.put_monolithic(&op, blob, sending.source(), location, progress)
+        if let (Some(blob), false) = (known, chunked) {
+            match self
+                .put_monolithic(&op, blob, sending.source(), session.location, progress)
+                .await
+            {
+                Err(e) if too_large(&e) && !monolithic_only => {
+                    let floor = floor(host_limits(&self.endpoint.host), None);
+                    let max = shrink(blob.size, &e, floor).unwrap_or(floor);
+                    self.client.inner.chunks.lower(&self.endpoint.host, max);
+                    tracing::info!(blob = %label, error = %e, chunk = max, "the registry refused the blob in one request as too large; sending it in chunks");
+                    session = self.start_upload(&op).await?;
+                }
+                other => return other,
+            }
+        }
+        let fresh = RegistryOffset {
+            offset: 0,
+            ambiguous: false,
+        };
+        let mut resumed = Resumed::default();
+        let mut done = self
+            .put_chunked(&op, sending, session, fresh, progress, resume, &mut resumed)
+            .await;
+        if let Err(e) = &done
+            && resumed.0
+            && digest_invalid(e)
+        {
+            tracing::info!(blob = %label, error = %e, "the resumed upload does not have the blob's digest; redoing it from a fresh session");
+            clear(resume);
+            let session = self.start_upload(&op).await?;
+            done = self
+                .put_chunked(&op, sending, session, fresh, progress, resume, &mut resumed)
+                .await;
+        }
+        match (done, known) {
+            // No chunked uploads here (a PATCH answered 405): the known blob in one PUT.
+            (Err(e), Some(blob)) if e.status() == Some(405) && self.monolithic_only() => {
+                tracing::info!(blob = %label, error = %e, "the registry takes no chunked uploads; sending the blob in one request");
+                clear(resume);
+                let session = self.start_upload(&op).await?;
+                self.put_monolithic(&op, blob, sending.source(), session.location, progress)
                     .await
             }
-            _ => {
-                self.put_chunked(&op, sending, location, 0, progress, resume)
-                    .await
-            }
+            (done, _) => done,
         }
     }
 
-    /// Ask the registry how much of the upload session at `location` it has
-    /// (`GET <location>` → 204 with `Range: 0-<last byte>`). `None` when it cannot say.
-    async fn upload_status(&self, op: &Op<'_>, location: &Url) -> Option<(Url, u64)> {
-        let http = &self.client.inner.http;
-        let resp = self
-            .send(op, || async { Ok(http.get(location.clone())) })
-            .await
-            .ok()?;
-        if !resp.status().is_success() {
-            tracing::debug!(status = resp.status().as_u16(), "upload status refused");
-            return None;
-        }
-        let range = resp.headers().get(RANGE)?.to_str().ok()?.trim().to_string();
-        let (start, end) = range.split_once('-')?;
-        if start != "0" {
-            return None;
-        }
-        // `0-<last byte>`; distribution reports an empty session as `0--1` (or `0-0`).
-        let offset = if end == "-1" {
-            0
-        } else {
-            end.parse::<u64>().ok()?.checked_add(1)?
-        };
-        let next = if resp.headers().contains_key(LOCATION) {
-            self.location(op, &resp, location).ok()?
-        } else {
-            location.clone()
-        };
-        Some((next, offset))
-    }
-
-    async fn start_upload(&self, op: &Op<'_>) -> Result<Url, RegistryError> {
+    /// Open an upload session (`POST /blobs/uploads/`), with the minimum chunk its answer
+    /// announces (`OCI-Chunk-Min-Length`).
+    async fn start_upload(&self, op: &Op<'_>) -> Result<UploadSession, RegistryError> {
         let url = self.url("blobs/uploads/")?;
         let http = &self.client.inner.http;
         let resp = self
@@ -225,11 +254,19 @@ impl Repository {
         if resp.status() != StatusCode::ACCEPTED && !resp.status().is_success() {
             return Err(self.error_from(op, resp).await);
         }
-        self.location(op, &resp, &url)
+        Ok(UploadSession {
+            location: self.location(op, &resp, &url)?,
+            min_chunk: session_min(&resp),
+        })
     }
 
     /// The `Location` of `resp`, resolved against the request URL.
-    fn location(&self, op: &Op<'_>, resp: &Response, request: &Url) -> Result<Url, RegistryError> {
+    pub(super) fn location(
+        &self,
+        op: &Op<'_>,
+        resp: &Response,
+        request: &Url,
+    ) -> Result<Url, RegistryError> {
         let raw = resp.headers().get(LOCATION).ok_or_else(|| {
             self.bad_response(
                 op,
@@ -244,7 +281,7 @@ impl Repository {
         })
     }
 
-    fn with_digest(location: &Url, digest: &Digest) -> Url {
+    pub(super) fn with_digest(location: &Url, digest: &Digest) -> Url {
         let mut u = location.clone();
         u.query_pairs_mut().append_pair("digest", digest.as_str());
         u
@@ -287,130 +324,7 @@ impl Repository {
         self.finish_upload(op, &blob.digest, resp?).await
     }
 
-    /// PATCH the blob from `start` in chunks to the session at `location` (a growing blob as
-    /// its chunks are written), then close it with a PUT. After each confirmed chunk the
-    /// session is left in `resume`, so a later attempt can continue it.
-    async fn put_chunked(
-        &self,
-        op: &Op<'_>,
-        sending: Sending<'_>,
-        mut location: Url,
-        start: u64,
-        progress: Progress<'_>,
-        resume: &ResumeSlot,
-    ) -> Result<(), RegistryError> {
-        let chunk = self.client.chunk_size() as u64;
-        let http = &self.client.inner.http;
-        let remember = |l: &Url| {
-            if let Ok(mut r) = resume.lock() {
-                *r = Some(l.clone());
-            }
-        };
-        remember(&location);
-        let source = sending.source();
-        let stream = source
-            .open_at(start)
-            .await
-            .map_err(|e| self.source_error(&sending, e))?;
-        let shared = Arc::new(tokio::sync::Mutex::new(Shared {
-            stream,
-            leftover: None,
-        }));
-        let slot = super::body::ErrorSlot::default();
-        let (tx, rx) = watch::channel(0u64);
-        let tx = Arc::new(tx);
-        let mut offset = start;
-        let mut checked = false;
-        while let Some(len) = sending
-            .next_chunk(offset, chunk)
-            .await
-            .map_err(|e| self.source_error(&sending, e))?
-        {
-            if self.already_there(&sending, offset, &mut checked).await? {
-                if let Ok(mut r) = resume.lock() {
-                    *r = None;
-                }
-                return Ok(());
-            }
-            let end = offset + len - 1;
-            let mut first = true;
-            let request_url = location.clone();
-            let watched = rx.clone();
-            let sent = self.send_watched(op, Some(&watched), || {
-                let (tx, slot, url, shared) = (
-                    tx.clone(),
-                    slot.clone(),
-                    request_url.clone(),
-                    shared.clone(),
-                );
-                let reopen = !std::mem::replace(&mut first, false);
-                async move {
-                    if reopen {
-                        // A resend (after a 401): the shared stream is somewhere in this chunk.
-                        let stream = source
-                            .open_at(offset)
-                            .await
-                            .map_err(|e| self.source_error(&sending, e))?;
-                        *shared.lock().await = Shared {
-                            stream,
-                            leftover: None,
-                        };
-                    }
-                    let body = reqwest::Body::wrap_stream(counted(
-                        take(shared, len),
-                        len,
-                        offset,
-                        tx,
-                        slot,
-                    ));
-                    Ok(http
-                        .patch(url)
-                        .header(CONTENT_LENGTH, len.to_string())
-                        .header(CONTENT_RANGE, format!("{offset}-{end}"))
-                        .header(CONTENT_TYPE, OCTET)
-                        .body(body))
-                }
-            });
-            let resp = with_progress(sent, rx.clone(), progress).await;
-            if let Some(e) = take_error(&slot) {
-                return Err(self.source_error(&sending, e));
-            }
-            let resp = resp?;
-            if !matches!(
-                resp.status(),
-                StatusCode::ACCEPTED | StatusCode::CREATED | StatusCode::NO_CONTENT
-            ) {
-                return Err(self.error_from(op, resp).await);
-            }
-            if resp.headers().contains_key(LOCATION) {
-                location = self.location(op, &resp, &request_url)?;
-            }
-            offset += len;
-            remember(&location);
-        }
-        let (digest, _) = sending
-            .finished()
-            .await
-            .map_err(|e| self.source_error(&sending, e))?;
-        let url = Self::with_digest(&location, &digest);
-        let resp = self
-            .send(op, || async {
-                Ok(http
-                    .put(url.clone())
-                    .header(CONTENT_LENGTH, "0")
-                    .header(CONTENT_TYPE, OCTET))
-            })
-            .await?;
-        let done = self.finish_upload(op, &digest, resp).await;
-        if done.is_ok()
-            && let Ok(mut r) = resume.lock()
-        {
-            *r = None;
-        }
-        done
-    }
-
-    async fn finish_upload(
+    pub(super) async fn finish_upload(
         &self,
         op: &Op<'_>,
         digest: &Digest,
@@ -484,6 +398,26 @@ impl Repository {
     }
 }
 
+/// The registry will not continue a resumed session (ECR answers 416; distribution 404 when
+/// the session's state no longer matches): a fresh one is opened.
+fn refused_resume(e: &RegistryError) -> bool {
+    matches!(e.status(), Some(416) | Some(404)) && !too_large(e)
+}
+
+/// The registry refused the closing PUT because what it holds does not have the digest.
+fn digest_invalid(e: &RegistryError) -> bool {
+    match e.last_attempt() {
+        RegistryError::Status { detail, .. } => detail.has_code("DIGEST_INVALID"),
+        _ => false,
+    }
+}
+
+fn clear(resume: &ResumeSlot) {
+    if let Ok(mut r) = resume.lock() {
+        *r = None;
+    }
+}
+
 #[async_trait::async_trait]
 impl Destination for Repository {
     fn describe(&self) -> String {
@@ -535,6 +469,11 @@ impl Destination for Repository {
         blob: &GrowingBlob,
         progress: Progress<'_>,
     ) -> Result<Option<(Digest, u64)>, DestError> {
+        if self.monolithic_only() {
+            // One PUT per blob: the layer is pushed once it is finished.
+            tracing::debug!(registry = %self.registry_label(), "the registry takes no chunked uploads; the layer is uploaded once built");
+            return Ok(None);
+        }
         self.upload_growing(blob, progress)
             .await
             .map(Some)

@@ -112,6 +112,18 @@ impl RootFs {
         meta: Meta,
         content: Option<UserFile>,
     ) {
+        self.set_slot(comps, meta, content, tree::NO_SLOT);
+    }
+
+    /// [`RootFs::set`], filing `slot` under the path for the current layer's writer
+    /// ([`RootFs::walk_layer`]).
+    pub(crate) fn set_slot<S: AsRef<str>>(
+        &mut self,
+        comps: &[S],
+        meta: Meta,
+        content: Option<UserFile>,
+        slot: u32,
+    ) {
         if is_user_file(comps) {
             let path = join(comps);
             match (&meta.kind, content) {
@@ -125,7 +137,22 @@ impl RootFs {
         } else if comps.len() == 1 && comps[0].as_ref() == "etc" && !meta.is_dir() {
             self.user_files.clear();
         }
-        self.tree.set(comps, meta);
+        self.tree.set_slot(comps, meta, slot);
+    }
+
+    /// The slot filed at `comps` by the current layer, if it wrote one there.
+    pub(crate) fn slot<S: AsRef<str>>(&self, comps: &[S]) -> Option<u32> {
+        self.tree.slot(comps)
+    }
+
+    /// What the current layer (since [`RootFs::begin_layer`]) changed, in tar order: every
+    /// path it wrote, with its slot if it was written with one, and every directory above one
+    /// (with the metadata it has now).
+    pub(crate) fn walk_layer<E>(
+        &self,
+        f: impl FnMut(&[&str], &Meta, Option<u32>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.tree.walk_layer(f)
     }
 
     /// Write every path of `other` over this filesystem, as a merge of a layer built on

@@ -17,8 +17,10 @@
 //! A layer is the difference between the filesystem before and after, so it also holds every
 //! existing ancestor of what changed, with the metadata it already had: an overlay upper
 //! directory copies them up as they are. That is what keeps `/tmp` 1777 under `COPY f /tmp/`.
-
-use std::collections::BTreeMap;
+//!
+//! The placement writes onto the stage's [`RootFs`] as it goes and files each entry's payload
+//! in the node's slot; the layer's entries are then read back from the filesystem in tar order
+//! ([`Placed::for_each`]), so a 100k-file COPY holds its paths once, in the tree.
 
 use super::{Kind, Meta, RootFs, RootFsError, UserFile};
 use crate::build::EntryMeta;
@@ -33,15 +35,13 @@ pub(crate) trait Payload: Clone {
     fn user_file(&self) -> Option<UserFile>;
 }
 
-/// The entries of a layer, by path components from the root, parents before children.
-pub(crate) type Entries<T> = BTreeMap<Vec<String>, (T, EntryMeta)>;
-
 /// One COPY/ADD being placed.
 pub(crate) struct Placement<'a, T: Payload> {
     fs: &'a mut RootFs,
     dest: String,
     created: EntryMeta,
-    entries: Entries<T>,
+    /// Payloads, by the slot filed in their node.
+    payloads: Vec<(T, EntryMeta)>,
     /// The resolved destination, once the first source prepared it.
     dst: Option<Vec<String>>,
 }
@@ -50,11 +50,12 @@ impl<'a, T: Payload> Placement<'a, T> {
     /// Place onto `fs` at `dest` (absolute; a trailing `/`, `/.` or `/` itself means a
     /// directory). Directories the copy creates get `created`.
     pub(crate) fn new(fs: &'a mut RootFs, dest: &str, created: EntryMeta) -> Self {
+        fs.begin_layer();
         Placement {
             fs,
             dest: dest.to_string(),
             created,
-            entries: BTreeMap::new(),
+            payloads: Vec::new(),
             dst: None,
         }
     }
@@ -119,7 +120,8 @@ impl<'a, T: Payload> Placement<'a, T> {
         let content = super::is_user_file(&comps)
             .then(|| payload.user_file())
             .flatten();
-        self.fs.set(
+        let slot = self.payloads.len() as u32;
+        self.fs.set_slot(
             &comps,
             Meta {
                 kind,
@@ -128,8 +130,9 @@ impl<'a, T: Payload> Placement<'a, T> {
                 gid: meta.gid,
             },
             content,
+            slot,
         );
-        self.entries.insert(comps, (payload, meta));
+        self.payloads.push((payload, meta));
     }
 
     /// Place a source that is not a directory (a file or a symlink), named `name`.
@@ -171,74 +174,105 @@ impl<'a, T: Payload> Placement<'a, T> {
         &mut self,
         children: impl IntoIterator<Item = (Vec<String>, T, EntryMeta)>,
     ) -> Result<(), RootFsError> {
-        // An existing destination keeps its metadata; it is in the layer as a changed
-        // parent (see `finish`).
         let target = self.dest_dir()?;
         for (rel, payload, meta) in children {
-            let mut path = target.clone();
-            path.extend(rel);
-            let existing = self.fs.get(&path).cloned();
-            if payload.kind() == Kind::Dir {
-                if existing.as_ref().is_some_and(|m| !m.is_dir()) {
-                    return Err(RootFsError::NotDirTarget {
-                        path: path.join("/"),
-                    });
-                }
-                self.put(path, payload, meta);
-            } else {
-                self.file_at(path, payload, meta)?;
-            }
+            self.add_below(&target, rel, payload, meta)?;
         }
         Ok(())
     }
 
+    /// One entry of a source directory, `rel` below `target` (what [`Placement::dest_dir`]
+    /// returned): a directory source's contents go into the destination.
+    pub(crate) fn add_below(
+        &mut self,
+        target: &[String],
+        rel: Vec<String>,
+        payload: T,
+        meta: EntryMeta,
+    ) -> Result<(), RootFsError> {
+        // An existing destination keeps its metadata; it is in the layer as a changed parent.
+        let mut path = target.to_vec();
+        path.extend(rel);
+        if payload.kind() == Kind::Dir {
+            if self.fs.get(&path).is_some_and(|m| !m.is_dir()) {
+                return Err(RootFsError::NotDirTarget {
+                    path: path.join("/"),
+                });
+            }
+            self.put(path, payload, meta);
+            Ok(())
+        } else {
+            self.file_at(path, payload, meta)
+        }
+    }
+
     /// The entry placed at `comps`, to amend its payload.
     pub(crate) fn entry_mut(&mut self, comps: &[String]) -> Option<&mut (T, EntryMeta)> {
-        self.entries.get_mut(comps)
+        let slot = self.fs.slot(comps)?;
+        self.payloads.get_mut(slot as usize)
     }
 
     /// The layer's entries: what was placed, and every existing ancestor of it with the
     /// metadata it has.
-    pub(crate) fn finish(self) -> Entries<T> {
-        let Placement {
-            fs, mut entries, ..
-        } = self;
-        add_ancestors(fs, &mut entries);
-        entries
+    pub(crate) fn finish(self) -> Placed<'a, T> {
+        Placed {
+            fs: self.fs,
+            payloads: self.payloads,
+        }
     }
 }
 
-/// Add every ancestor of `entries` not in it already, as the directory `fs` has there.
-fn add_ancestors<T: Payload>(fs: &RootFs, entries: &mut Entries<T>) {
-    let mut missing: std::collections::BTreeSet<Vec<String>> = Default::default();
-    for key in entries.keys() {
-        for i in 1..key.len() {
-            if !entries.contains_key(&key[..i]) {
-                missing.insert(key[..i].to_vec());
+/// What one COPY/ADD/WORKDIR placed, read from the filesystem it was placed on (which stays
+/// borrowed until the layer is written).
+pub(crate) struct Placed<'a, T> {
+    fs: &'a RootFs,
+    payloads: Vec<(T, EntryMeta)>,
+}
+
+impl<T: Payload> Placed<'_, T> {
+    /// Every entry of the layer in tar order (parents before children, names in byte order):
+    /// `f(path, payload, metadata)` for what was placed, and for every existing directory above
+    /// it (a directory payload with the metadata it has).
+    pub(crate) fn for_each<E>(
+        &self,
+        mut f: impl FnMut(&str, &T, &EntryMeta) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let dir = T::dir();
+        let mut path = String::new();
+        self.fs.walk_layer(|comps, meta, slot| {
+            path.clear();
+            for (i, c) in comps.iter().enumerate() {
+                if i > 0 {
+                    path.push('/');
+                }
+                path.push_str(c);
             }
-        }
-    }
-    for p in missing {
-        let meta = fs
-            .get(&p)
-            .map(|m| EntryMeta {
-                mode: m.mode,
-                uid: m.uid,
-                gid: m.gid,
-            })
-            .unwrap_or(EntryMeta::root(0o755));
-        entries.insert(p, (T::dir(), meta));
+            match slot.and_then(|s| self.payloads.get(s as usize)) {
+                Some((payload, m)) => f(&path, payload, m),
+                // An ancestor, or a path this layer wrote with no payload: only directories
+                // are entries of their own.
+                None if meta.is_dir() => {
+                    let m = EntryMeta {
+                        mode: meta.mode,
+                        uid: meta.uid,
+                        gid: meta.gid,
+                    };
+                    f(&path, &dir, &m)
+                }
+                None => Ok(()),
+            }
+        })
     }
 }
 
 /// WORKDIR: BuildKit's `Mkdir` with parents, 0755, owned by the stage's `USER`
 /// (`dispatchWorkdir` in dockerfile2llb `convert.go`). Existing directories are untouched;
 /// the path is resolved through symlinks inside the root. Returns the layer's entries.
-pub(crate) fn mkdir<T: Payload>(
-    fs: &mut RootFs,
+pub(crate) fn mkdir<'a, T: Payload>(
+    fs: &'a mut RootFs,
     path: &str,
     owner: (u32, u32),
-) -> Result<Entries<T>, RootFsError> {
+) -> Result<Placed<'a, T>, RootFsError> {
     let resolved = fs.resolve(path, true)?;
     let mut p = Placement::<T>::new(
         fs,

@@ -26,4 +26,5 @@ mod e2e_remote;
 mod e2e_secrets;
 mod e2e_stages;
 mod e2e_stream;
+mod e2e_upload_sizing;
 mod harness_selftest;

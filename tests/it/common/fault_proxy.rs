@@ -3,9 +3,12 @@
 //!
 //! Each request is matched against [`Rule`]s (method, a substring of the path, which
 //! occurrences); a matching rule applies its [`Fault`] instead of (or while) forwarding:
-//! an HTTP status of our choosing (503, 429 with `Retry-After`, 401 with a challenge), a
+//! an HTTP status of our choosing (503, 429 with `Retry-After`, 401 with a challenge, GHCR's
+//! 416 for a body over 4 MiB — [`Fault::ghcr_too_large`] with [`Rule::larger_than`], a 405 to
+//! any `PATCH` from a registry without chunked uploads — [`Fault::chunks_unsupported`]), a header
+//! added to the registry's answer ([`Fault::AddHeader`], e.g. `OCI-Chunk-Min-Length`), a
 //! request body cut half-way (the registry receives part of it, the client a closed
-//! connection), an answer cut mid-body (a download broken off), a stall (the request is read and never answered), a dropped connection, or a
+//! connection) or before its first byte, an answer cut mid-body (a download broken off), a stall (the request is read and never answered), a dropped connection, or a
 //! hold (the request waits until the test releases it: "kill the registry mid-push").
 //! Anything else is forwarded unchanged to the upstream, one request per upstream
 //! connection (`Connection: close`), and the response streamed back.
@@ -17,9 +20,10 @@
 //! Credential-safety behaviours (issue 11), kept apart from the fault rules: a proxy can listen
 //! on another loopback address ([`FaultProxy::start_on`], a second host), point every upload
 //! `Location` the registry answers at another origin ([`FaultProxy::send_uploads_to`], as
-//! registries that hand blob uploads to a storage host do), and answer requests carrying a
-//! given `Authorization` with Amazon ECR's 403 for an expired token
-//! ([`FaultProxy::expire_credential`]).
+//! registries that hand blob uploads to a storage host do), answer requests carrying a given
+//! `Authorization` with Amazon ECR's 403 for an expired token
+//! ([`FaultProxy::expire_credential`]), and refuses a TLS handshake as any plain-HTTP server
+//! would (logged with the method `TLS`: a client trying TLS first).
 //!
 //! Every request is logged with what was done to it ([`ProxyLogEntry`]); tests wait for
 //! events on a condition variable ([`FaultProxy::wait_for`]), never with sleeps. Threads
@@ -51,8 +55,11 @@ pub enum Fault {
     },
     /// Forward the head and the first half of the body, then close both connections.
     CutBody,
-    /// Forward the head only, then close both connections (cut before any body byte).
+    /// Forward the head only, then close both connections (cut before any body byte: the
+    /// registry's upload status then still says what it had, `0-0` for an empty session).
     CutAfterHead,
+    /// Forward the request, and add this header to the registry's answer.
+    AddHeader(String, String),
     /// Forward the request, but pass only this many bytes of the answer (head included) back
     /// before closing (a download cut mid-body).
     CutResponse(u64),
@@ -108,6 +115,39 @@ impl Fault {
         }
     }
 
+    /// GHCR's answer to a request body over 4 MiB, status and body as GHCR sends them
+    /// (oras-project/rust-oci-client#35, ocx-sh/ocx#237):
+    /// `416 REQUESTED_RANGE_NOT_SATISFIABLE`, "the request body is too large and exceeds the
+    /// maximum permissible limit of 4.00MiB". Use with [`Rule::larger_than`]`(4 MiB)`.
+    pub fn ghcr_too_large() -> Fault {
+        Fault::Status {
+            status: 416,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: r#"{"errors":[{"code":"REQUESTED_RANGE_NOT_SATISFIABLE","message":"the request body is too large and exceeds the maximum permissible limit of 4.00MiB"}]}"#
+                .into(),
+        }
+    }
+
+    /// A registry that takes no chunked uploads (Google Artifact Registry: "You must use
+    /// monolithic uploads", https://cloud.google.com/artifact-registry/docs/reference/docker-api)
+    /// answering a `PATCH`: `405 Method Not Allowed` (brainhivenl/steiger#28). Its body is not
+    /// documented; this one is distribution's `UNSUPPORTED` envelope.
+    pub fn chunks_unsupported() -> Fault {
+        Fault::Status {
+            status: 405,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body:
+                r#"{"errors":[{"code":"UNSUPPORTED","message":"The operation is unsupported."}]}"#
+                    .into(),
+        }
+    }
+
+    /// The distribution-spec v1.1 `OCI-Chunk-Min-Length: bytes` on an answer (the registry's
+    /// minimum chunk for the session the `POST` opens).
+    pub fn chunk_min_length(bytes: u64) -> Fault {
+        Fault::AddHeader("OCI-Chunk-Min-Length".into(), bytes.to_string())
+    }
+
     /// Amazon ECR's answer to an expired authorization token (also to a token of another
     /// region): `403 Forbidden` with the OCI error `DENIED` "Your authorization token has
     /// expired. Reauthenticate and try again."
@@ -116,7 +156,10 @@ impl Fault {
     pub fn ecr_token_expired() -> Fault {
         Fault::Status {
             status: 403,
-            headers: vec![("Content-Type".into(), "application/json; charset=utf-8".into())],
+            headers: vec![(
+                "Content-Type".into(),
+                "application/json; charset=utf-8".into(),
+            )],
             body: r#"{"errors":[{"code":"DENIED","message":"Your authorization token has expired. Reauthenticate and try again."}]}"#
                 .into(),
         }
@@ -127,6 +170,7 @@ impl Fault {
             Fault::Status { status, .. } => format!("status {status}"),
             Fault::CutBody => "cut body".into(),
             Fault::CutAfterHead => "cut after head".into(),
+            Fault::AddHeader(name, _) => format!("add {name}"),
             Fault::CutResponse(_) => "cut response".into(),
             Fault::Stall => "stall".into(),
             Fault::Drop => "drop".into(),
@@ -147,6 +191,8 @@ pub struct Rule {
     pub skip: usize,
     /// How many matching requests get the fault (`usize::MAX`: all of them).
     pub times: usize,
+    /// Only requests whose `Content-Length` is above this match (`None`: any).
+    pub larger_than: Option<u64>,
     /// The fault.
     pub fault: Fault,
     seen: usize,
@@ -161,6 +207,7 @@ impl Rule {
             target_contains: target_contains.to_string(),
             skip: 0,
             times,
+            larger_than: None,
             fault,
             seen: 0,
             applied: 0,
@@ -173,13 +220,21 @@ impl Rule {
         self
     }
 
-    fn matches(&self, method: &str, target: &str) -> bool {
-        self.method.as_deref().is_none_or(|m| m == method) && target.contains(&self.target_contains)
+    /// Only requests with a body over `bytes` match (a registry's body-size cap).
+    pub fn larger_than(mut self, bytes: u64) -> Rule {
+        self.larger_than = Some(bytes);
+        self
+    }
+
+    fn matches(&self, head: &Head) -> bool {
+        self.method.as_deref().is_none_or(|m| m == head.method)
+            && head.target.contains(&self.target_contains)
+            && self.larger_than.is_none_or(|n| head.content_length > n)
     }
 }
 
 /// One request the proxy saw.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ProxyLogEntry {
     /// Method.
     pub method: String,
@@ -191,6 +246,8 @@ pub struct ProxyLogEntry {
     pub status: Option<u16>,
     /// The request's `Content-Range` header, if any.
     pub content_range: Option<String>,
+    /// The request's `Content-Length` (0 when absent).
+    pub content_length: u64,
     /// Whether an `Authorization` header was sent.
     pub authorized: bool,
 }
@@ -487,7 +544,7 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
         let mut st = s.state.lock().unwrap();
         let mut chosen = None;
         for rule in st.rules.iter_mut() {
-            if !rule.matches(&head.method, &head.target) {
+            if !rule.matches(&head) {
                 continue;
             }
             rule.seen += 1;
@@ -511,6 +568,7 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
             fault: fault.as_ref().map(Fault::label),
             status: None,
             content_range: head.content_range.clone(),
+            content_length: head.content_length,
             authorized: head.authorized,
         });
         s.changed.notify_all();
@@ -584,27 +642,52 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
                 st = s.changed.wait(st).unwrap();
             }
             drop(st);
-            forward(s, &head, &mut reader, &mut client, None, set_status);
-        }
-        Some(Fault::CutBody) => {
-            forward(s, &head, &mut reader, &mut client, Some(2), set_status);
-        }
-        Some(Fault::CutAfterHead) => {
-            forward(s, &head, &mut reader, &mut client, Some(0), set_status);
-        }
-        Some(Fault::CutResponse(n)) => {
-            forward_limited(
+            forward(
                 s,
                 &head,
                 &mut reader,
                 &mut client,
-                None,
-                Some(n),
+                Tweaks::default(),
                 set_status,
             );
         }
+        Some(Fault::CutBody) => {
+            let cut = Tweaks {
+                cut: Some(2),
+                ..Tweaks::default()
+            };
+            forward(s, &head, &mut reader, &mut client, cut, set_status);
+        }
+        Some(Fault::CutAfterHead) => {
+            let cut = Tweaks {
+                cut: Some(0),
+                ..Tweaks::default()
+            };
+            forward(s, &head, &mut reader, &mut client, cut, set_status);
+        }
+        Some(Fault::CutResponse(n)) => {
+            let limit = Tweaks {
+                answer_limit: Some(n),
+                ..Tweaks::default()
+            };
+            forward(s, &head, &mut reader, &mut client, limit, set_status);
+        }
+        Some(Fault::AddHeader(name, value)) => {
+            let add = Tweaks {
+                add_header: Some((name, value)),
+                ..Tweaks::default()
+            };
+            forward(s, &head, &mut reader, &mut client, add, set_status);
+        }
         None => {
-            forward(s, &head, &mut reader, &mut client, None, set_status);
+            forward(
+                s,
+                &head,
+                &mut reader,
+                &mut client,
+                Tweaks::default(),
+                set_status,
+            );
         }
     }
 }
@@ -619,29 +702,19 @@ fn expired_credential(s: &Shared, head: &Head) -> Option<Fault> {
         .then(Fault::ecr_token_expired)
 }
 
-/// `head` (an HTTP response head, lines without CRLF) with the origin of its `Location`
-/// replaced by `origin`.
-fn rewrite_location(head: &str, origin: &str) -> String {
-    head.split("\r\n")
-        .map(|line| match line.split_once(':') {
-            Some((k, v)) if k.trim().eq_ignore_ascii_case("location") => {
-                let v = v.trim();
-                let path = match v.split_once("://") {
-                    Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
-                    None => v,
-                };
-                format!("{k}: {origin}{path}")
-            }
-            _ => line.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\r\n")
-}
-
-fn bearer_challenge(host: &str, port: u16) -> String {
-    format!(
-        "Bearer realm=\"http://{host}:{port}/token\",service=\"fault-proxy\",scope=\"repository:faults:pull,push\""
-    )
+/// A response head line with the origin of a `Location` replaced by `origin`.
+fn rewrite_location(line: &str, origin: &str) -> String {
+    match line.split_once(':') {
+        Some((k, v)) if k.trim().eq_ignore_ascii_case("location") => {
+            let v = v.trim();
+            let path = match v.split_once("://") {
+                Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+                None => v,
+            };
+            format!("{k}: {origin}{path}\r\n")
+        }
+        _ => line.to_string(),
+    }
 }
 
 /// A plain-HTTP server given a TLS ClientHello (first byte 0x16, a handshake record): like
@@ -657,14 +730,18 @@ fn tls_handshake_refused(s: &Shared, client: &TcpStream) -> bool {
         method: "TLS".into(),
         target: String::new(),
         fault: Some("tls handshake refused".into()),
-        status: None,
-        content_range: None,
-        authorized: false,
+        ..ProxyLogEntry::default()
     });
     s.changed.notify_all();
     drop(st);
     let _ = client.shutdown(Shutdown::Both);
     true
+}
+
+fn bearer_challenge(host: &str, port: u16) -> String {
+    format!(
+        "Bearer realm=\"http://{host}:{port}/token\",service=\"fault-proxy\",scope=\"repository:faults:pull,push\""
+    )
 }
 
 /// With a Bearer gate: answer `/token` requests, and refuse `/v2/` requests without a live
@@ -702,28 +779,24 @@ fn gate(s: &Shared, head: &Head, port: u16) -> Option<Fault> {
     })
 }
 
-/// Send `head` and its body to the upstream (`Connection: close`) and stream the answer
-/// back; with `cut: Some(d)`, only 1/d of the body goes up (none for 0) and both connections
-/// are then closed.
+/// What [`forward`] changes: with `cut: Some(d)`, only 1/d of the request body goes up (none
+/// for 0) and both connections are then closed; at most `answer_limit` bytes of the answer
+/// (head included) come back; `add_header` is added to the answer's head.
+#[derive(Default)]
+struct Tweaks {
+    cut: Option<u64>,
+    answer_limit: Option<u64>,
+    add_header: Option<(String, String)>,
+}
+
+/// Send `head` and its body to the upstream (`Connection: close`) and stream the answer back,
+/// changed as `tweaks` says.
 fn forward(
     s: &Shared,
     head: &Head,
     reader: &mut BufReader<TcpStream>,
     client: &mut TcpStream,
-    cut: Option<u64>,
-    set_status: impl Fn(Option<u16>),
-) {
-    forward_limited(s, head, reader, client, cut, None, set_status);
-}
-
-/// [`forward`], passing at most `answer_limit` bytes of the answer back.
-fn forward_limited(
-    s: &Shared,
-    head: &Head,
-    reader: &mut BufReader<TcpStream>,
-    client: &mut TcpStream,
-    cut: Option<u64>,
-    answer_limit: Option<u64>,
+    tweaks: Tweaks,
     set_status: impl Fn(Option<u16>),
 ) {
     let port = s.upstream.load(Ordering::SeqCst);
@@ -748,60 +821,55 @@ fn forward_limited(
         let _ = client.shutdown(Shutdown::Both);
         return;
     }
-    let send = match cut {
+    let send = match tweaks.cut {
         Some(0) => 0,
         Some(d) => head.content_length / d,
         None => head.content_length,
     };
     let copied = io::copy(&mut reader.take(send), &mut up);
-    if cut.is_some() || !matches!(copied, Ok(n) if n == send) {
+    if tweaks.cut.is_some() || !matches!(copied, Ok(n) if n == send) {
         let _ = up.flush();
         let _ = up.shutdown(Shutdown::Both);
         let _ = client.shutdown(Shutdown::Both);
         return;
     }
-    let location_origin = s.state.lock().unwrap().location_origin.clone();
-    if let Some(origin) = location_origin {
-        // Read the whole head, rewrite its Location, then stream the body.
-        let mut r = BufReader::new(up);
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            match r.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            let end = line == "\r\n";
-            head.push_str(&line);
-            if end {
-                break;
-            }
-        }
-        set_status(head.get(9..12).and_then(|c| c.parse::<u16>().ok()));
-        let head = rewrite_location(&head, &origin);
-        if client.write_all(head.as_bytes()).is_ok() {
-            let _ = io::copy(&mut r, client);
-        }
-        let _ = client.flush();
-        let _ = client.shutdown(Shutdown::Both);
-        return;
-    }
-    // Stream the answer back; note its status.
-    let mut first = [0u8; 12];
-    let mut got = 0;
-    while got < first.len() {
-        match up.read(&mut first[got..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got += n,
-        }
-    }
-    let status = std::str::from_utf8(&first[..got])
+    // Stream the answer back; note its status (from the status line).
+    let mut up = BufReader::new(up);
+    let mut line = Vec::new();
+    let _ = up.read_until(b'\n', &mut line);
+    let status = std::str::from_utf8(&line)
         .ok()
         .and_then(|t| t.get(9..12))
         .and_then(|c| c.parse::<u16>().ok());
     set_status(status);
-    if client.write_all(&first[..got]).is_ok() {
-        let rest = answer_limit.map_or(u64::MAX, |n| n.saturating_sub(got as u64));
+    let mut first = line.clone();
+    let mut consumed = line.len() as u64;
+    if let Some((name, value)) = &tweaks.add_header
+        && status.is_some()
+    {
+        first.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    let location_origin = s.state.lock().unwrap().location_origin.clone();
+    if let Some(origin) = location_origin
+        && status.is_some()
+    {
+        // The rest of the head, its Location pointed at `origin`.
+        loop {
+            let mut l = String::new();
+            match up.read_line(&mut l) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => consumed += n as u64,
+            }
+            first.extend_from_slice(rewrite_location(&l, &origin).as_bytes());
+            if l == "\r\n" {
+                break;
+            }
+        }
+    }
+    if client.write_all(&first).is_ok() {
+        let rest = tweaks
+            .answer_limit
+            .map_or(u64::MAX, |n| n.saturating_sub(consumed));
         let _ = io::copy(&mut (&mut up).take(rest), client);
     }
     let _ = client.flush();
