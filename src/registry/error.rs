@@ -209,6 +209,24 @@ pub enum RegistryError {
         /// The registry's (or token server's) answer.
         detail: String,
     },
+    /// A request the registry sent to another host (an upload `Location`) was answered with
+    /// 401: credentials go only to the registry that asked for them.
+    #[error(
+        "{registry} sent {what} for repository {repository} to another host, {target}, which asks for \
+         credentials; ocipush sends credentials only to the registry that challenged for them \
+         ({registry}), never to another host. The registry's upload URL (its external URL setting, \
+         or a proxy in front of it) should name the registry itself"
+    )]
+    ForeignAuthRequired {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The operation.
+        what: String,
+        /// `scheme://host[:port]` of the other host (no path: it may be a capability).
+        target: String,
+    },
     /// The registry refused the credential as expired (Amazon ECR: 403 DENIED "Your
     /// authorization token has expired", also for a token of another region) even after one
     /// refresh: not a permission problem.

@@ -393,7 +393,15 @@ impl Repository {
                     }
                 }
             }
-            if resp.status() != StatusCode::UNAUTHORIZED || target == Target::Foreign {
+            if resp.status() == StatusCode::UNAUTHORIZED && target == Target::Foreign {
+                return Err(RegistryError::ForeignAuthRequired {
+                    registry: self.registry_label(),
+                    repository: self.endpoint.repository.clone(),
+                    what: op.what.clone(),
+                    target: origin_label(&url),
+                });
+            }
+            if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
             }
             let challenges: Vec<_> = resp

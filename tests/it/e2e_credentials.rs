@@ -99,6 +99,34 @@ fn an_upload_location_on_another_host_gets_no_authorization() {
 }
 
 #[test]
+fn another_host_asking_for_credentials_is_refused_them() {
+    // The upload moves to a host that wants credentials of its own (a misconfigured external
+    // URL): it is not given the registry's, and the push stops saying why.
+    let sb = Sandbox::new();
+    let _a = alpine_base_registry(&sb);
+    let b = RegistryServer::start();
+    let registry = FaultProxy::start(b.port());
+    registry.require_bearer("pusher", "s3cret-Horse");
+    let other = FaultProxy::start_on("127.0.0.2", b.port());
+    other.require_bearer("pusher", "s3cret-Horse");
+    registry.send_uploads_to(&format!("http://{}", other.addr()));
+    sb.login(&[(&registry.addr(), "pusher", "s3cret-Horse")]);
+    let out = push(&sb, &format!("{}/creds:v1", registry.addr()), &[]);
+    let err = assert_failed(&out, 1);
+    assert!(
+        err.contains(&format!("http://{}", other.addr()))
+            && err.contains("only to the registry that challenged"),
+        "{err}"
+    );
+    let asked = other.log();
+    assert!(
+        !asked.is_empty() && asked.iter().all(|e| !e.authorized),
+        "{asked:#?}"
+    );
+    assert!(other.tokens_issued().is_empty(), "{asked:#?}");
+}
+
+#[test]
 fn a_credential_helper_that_never_answers_is_stopped_after_the_timeout() {
     let sb = Sandbox::new();
     let _a = alpine_base_registry(&sb);

@@ -341,9 +341,10 @@ impl FaultProxy {
     }
 
     /// From now on, every `Location` the registry answers points at `origin`
-    /// (`http://127.0.0.2:PORT`) instead: the upload continues on another host, as with
-    /// registries that hand uploads to a storage service (distribution's `storage.redirect`;
-    /// GCR/Artifact Registry and Quay send blob traffic to their storage hosts).
+    /// (`http://127.0.0.2:PORT`) instead: the upload continues on another host. A `Location`
+    /// may be any absolute URL (distribution-spec, "Pushing blobs"), and registries hand blob
+    /// traffic to storage hosts (distribution's `storage.redirect`; Quay and GCR redirect blob
+    /// downloads to S3/GCS).
     pub fn send_uploads_to(&self, origin: &str) {
         self.shared.state.lock().unwrap().location_origin =
             Some(origin.trim_end_matches('/').to_string());
