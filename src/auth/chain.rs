@@ -2,8 +2,9 @@
 //! credentials (`--username`/`--password`, library use, tests).
 //!
 //! A chain falls back past a stale credential: one already past its known end (an ECR token
-//! in docker's config.json, whose expiry is inside the token), or one the registry rejected
-//! ([`CredentialProvider::invalidate`]), is passed over for the next provider that has one
+//! in docker's config.json, whose expiry is inside the token), or the very credential the
+//! registry rejected ([`CredentialProvider::invalidate`]; a provider that then gives a new
+//! one is not passed over), is passed over for the next provider that has one
 //! for that registry — so an old `docker login` to ECR gives way to a fresh token from the AWS
 //! credential chain (<https://docs.aws.amazon.com/AmazonECR/latest/userguide/registry_auth.html>:
 //! "an authorization token is valid for 12 hours"). When no later provider has one, the stale
@@ -19,14 +20,15 @@ use super::{AuthError, Credential, CredentialProvider, Lease, RegistryHost};
 #[derive(Debug, Clone, Default)]
 pub struct Chain(pub Vec<Arc<dyn CredentialProvider>>, ChainState);
 
-/// Which provider answered last for a registry, and which were rejected, by registry.
+/// Which provider answered last for a registry and with what, and the credentials rejected,
+/// by registry.
 #[derive(Debug, Clone, Default)]
 struct ChainState(Arc<Mutex<HashMap<String, Sources>>>);
 
 #[derive(Debug, Default)]
 struct Sources {
-    last: Option<usize>,
-    rejected: Vec<usize>,
+    last: Option<(usize, Credential)>,
+    rejected: Vec<(usize, Credential)>,
 }
 
 impl Chain {
@@ -70,7 +72,10 @@ impl CredentialProvider for Chain {
                 }
                 Err(e) => return Err(e),
             };
-            if rejected.contains(&i) || lease.expired_at(now) {
+            let was_rejected = rejected
+                .iter()
+                .any(|(j, c)| *j == i && *c == lease.credential);
+            if was_rejected || lease.expired_at(now) {
                 tracing::debug!(
                     registry = registry.logical,
                     provider = i,
@@ -86,7 +91,7 @@ impl CredentialProvider for Chain {
             return Ok(None);
         };
         let mut m = self.1.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.entry(key).or_default().last = Some(i);
+        m.entry(key).or_default().last = Some((i, lease.credential.clone()));
         Ok(Some(lease))
     }
 
@@ -94,10 +99,10 @@ impl CredentialProvider for Chain {
         {
             let mut m = self.1.0.lock().unwrap_or_else(|e| e.into_inner());
             let s = m.entry(Chain::key(registry)).or_default();
-            if let Some(i) = s.last
-                && !s.rejected.contains(&i)
+            if let Some(last) = s.last.take()
+                && !s.rejected.contains(&last)
             {
-                s.rejected.push(i);
+                s.rejected.push(last);
             }
         }
         for p in &self.0 {
@@ -177,6 +182,25 @@ mod tests {
         }
     }
 
+    /// A new credential each time (`aws-0`, `aws-1`, …), as a token provider after
+    /// invalidation.
+    #[derive(Debug)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl CredentialProvider for Counting {
+        async fn credentials(
+            &self,
+            _registry: &RegistryHost<'_>,
+        ) -> Result<Option<Credential>, AuthError> {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Some(Credential::Basic {
+                username: format!("aws-{n}"),
+                password: Secret::new("counting-password"),
+            }))
+        }
+    }
+
     #[derive(Debug)]
     struct Failing;
 
@@ -237,6 +261,21 @@ mod tests {
         // Without a stale one, its error is the answer.
         let c = Chain::new(vec![Arc::new(Failing)]);
         assert!(c.lease(&rh).await.is_err());
+        // A provider that gives a new credential after a rejection is used again.
+        let c = Chain::new(vec![
+            Arc::new(Fixed("config", None)),
+            Arc::new(Counting(std::sync::atomic::AtomicUsize::new(0))),
+        ]);
+        let first = RegistryHost {
+            logical: "x.example",
+            endpoint: "x.example",
+        };
+        // `config` rejected, then `aws-0`; `aws-1` is new.
+        assert_eq!(user(c.lease(&first).await.unwrap()), "config");
+        c.invalidate(&first);
+        assert_eq!(user(c.lease(&first).await.unwrap()), "aws-0");
+        c.invalidate(&first);
+        assert_eq!(user(c.lease(&first).await.unwrap()), "aws-1");
         // With nothing after it, the stale one is still used.
         let c = Chain::new(vec![Arc::new(Fixed("only", Some(past)))]);
         assert_eq!(user(c.lease(&rh).await.unwrap()), "only");
