@@ -272,14 +272,29 @@ pub async fn copy_image(
     let push_opts = PushOptions {
         jobs: opts.jobs.max(1),
         registry,
+        logical_registry: match dest {
+            Target::Registry(r) => Some(r.registry.clone()),
+            Target::Layout { .. } => None,
+        },
         ..PushOptions::default()
     };
-    push_blobs(destination.as_ref(), &blobs, &push_opts, events).await?;
-    for m in &images {
-        if m.digest != tagged.digest {
-            put_manifest(destination.as_ref(), m, &[m.digest.to_string()], events).await?;
+    let pushed = async {
+        push_blobs(destination.as_ref(), &blobs, &push_opts, events).await?;
+        for m in &images {
+            if m.digest != tagged.digest {
+                put_manifest(destination.as_ref(), m, &[m.digest.to_string()], events).await?;
+            }
         }
+        let refs = dest.references(&[]);
+        put_manifest(destination.as_ref(), &tagged, &refs, events).await
     }
-    let refs = dest.references(&[]);
-    Ok(put_manifest(destination.as_ref(), &tagged, &refs, events).await?)
+    .await;
+    // A refusal by Amazon ECR, in ECR's terms (as for a build's push).
+    #[cfg(feature = "ecr")]
+    if let (Err(e), Target::Registry(r)) = (&pushed, dest)
+        && let Some(explained) = crate::job_ecr::EcrSettings::explain(r, e)
+    {
+        return Err(CopyError::Destination(JobError::Destination(explained)));
+    }
+    Ok(pushed?)
 }

@@ -295,6 +295,19 @@ pub async fn build_and_push_platforms(
         events,
     )
     .await?;
+    // ECR cannot store an image without layers: refuse it before the config and manifest go up
+    // (no layer went up while it was built: it has none).
+    #[cfg(feature = "ecr")]
+    if let Target::Registry(r) = target
+        && crate::job_ecr::EcrSettings::applies_to(r)
+    {
+        let counts: Vec<(String, usize)> = images
+            .iter()
+            .map(|(p, i)| (p.to_string(), i.layers.len()))
+            .collect();
+        crate::job_ecr::EcrSettings::check_image(r, &counts)
+            .map_err(|e| JobError::Destination(e))?;
+    }
     let (dest, registry) = match early {
         Some(d) => d,
         None => session.destination(target).await?,
@@ -304,12 +317,16 @@ pub async fn build_and_push_platforms(
         jobs,
         registry,
         uploaded,
+        logical_registry: match target {
+            Target::Registry(r) => Some(r.registry.clone()),
+            Target::Layout { .. } => None,
+        },
     };
     let index = (images.len() > 1).then(|| index_of(build.format, &images));
     let pushed = push_all(dest.as_ref(), &images, index.as_ref(), &refs, &opts, events).await;
     #[cfg(feature = "ecr")]
     if let (Err(e), Target::Registry(r)) = (&pushed, target)
-        && let Some(explained) = crate::job_ecr::EcrSettings::explain_denied(r, e)
+        && let Some(explained) = crate::job_ecr::EcrSettings::explain(r, e)
     {
         return Err(JobError::Destination(explained));
     }

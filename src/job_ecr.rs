@@ -93,6 +93,91 @@ impl EcrSettings {
         Ok(())
     }
 
+    /// Refuse, before any upload, an image ECR cannot store: one without layers (a `FROM scratch`
+    /// stage with only metadata). `images` are `(platform, layer count)`; the platform is named
+    /// when there is more than one.
+    ///
+    /// Refused rather than made acceptable with an added empty layer: that layer would change
+    /// the image (its digest, `rootfs.diff_ids`) from what the same Dockerfile gives for any other
+    /// registry, and builds here are reproducible across destinations.
+    pub fn check_image(r: &Reference, images: &[(String, usize)]) -> Result<(), Box<EcrError>> {
+        let Some((platform, _)) = images.iter().find(|(_, layers)| *layers == 0) else {
+            return Ok(());
+        };
+        let repo = Self::repository(r)?;
+        Err(Box::new(EcrError::NoLayers {
+            repository: repo.to_string(),
+            platform: if images.len() > 1 {
+                format!(" (platform {platform})")
+            } else {
+                String::new()
+            },
+        }))
+    }
+
+    /// A failed push to ECR (or ECR Public) explained in ECR's terms: a refusal as the IAM action
+    /// it needed ([`explain_denied`](Self::explain_denied)), an immutable tag with the
+    /// identical-image case ([`explain_tag`](Self::explain_tag)), ECR Public without a login
+    /// ([`explain_public`](Self::explain_public)). `None` when there is nothing to add.
+    pub fn explain(r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
+        Self::explain_denied(r, err)
+            .or_else(|| Self::explain_tag(r, err))
+            .or_else(|| Self::explain_public(r, err))
+    }
+
+    /// An ECR `TAG_INVALID` on a manifest put: the repository's tags are immutable, and ECR
+    /// refuses even a re-push of the very image the tag already names ("The image tag 'v1'
+    /// already exists in the 'app' repository and cannot be overwritten because the tag is
+    /// immutable.", osscontainertools/kaniko#204, moby/buildkit#3776).
+    pub fn explain_tag(r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
+        let PushError::Manifest {
+            source,
+            reference,
+            digest,
+            ..
+        } = err
+        else {
+            return None;
+        };
+        let RegistryError::TagInvalid { detail, .. } = source.downcast_ref::<RegistryError>()?
+        else {
+            return None;
+        };
+        let repo = Self::repository(r).ok()?;
+        Some(Box::new(EcrError::ImmutableTag {
+            repository: repo.to_string(),
+            name: repo.name.clone(),
+            region: repo.host.region.clone(),
+            tag: reference.clone(),
+            ours: Some(digest.to_string()),
+            message: detail.to_string(),
+        }))
+    }
+
+    /// A push to Amazon ECR Public (`public.ecr.aws`) that found no credentials, explained:
+    /// ocipush gets no ECR Public token itself, and says how to log in. `None` otherwise.
+    pub fn explain_public(r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
+        if !r.registry.eq_ignore_ascii_case(crate::ecr::PUBLIC_HOST) {
+            return None;
+        }
+        let source = match err {
+            PushError::Blob { source, .. }
+            | PushError::Manifest { source, .. }
+            | PushError::Check { source, .. } => source,
+            _ => return None,
+        };
+        let RegistryError::AuthRequired { what, detail, .. } =
+            source.downcast_ref::<RegistryError>()?.last_attempt()
+        else {
+            return None;
+        };
+        Some(Box::new(EcrError::PublicNeedsLogin {
+            what: what.clone(),
+            repository: format!("{}/{}", r.registry, r.repository),
+            detail: detail.clone(),
+        }))
+    }
+
     /// A registry-endpoint refusal during a push to ECR, explained in IAM terms: the action
     /// the refused request needed and the resource it is needed on. `None` for other errors.
     pub fn explain_denied(r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
@@ -179,6 +264,48 @@ mod tests {
         }
         let other = Reference::parse("127.0.0.1:5000/app:v1").unwrap();
         assert!(EcrSettings::explain_denied(&other, &denied(RequestKind::PatchUpload)).is_none());
+    }
+
+    #[test]
+    fn an_immutable_tag_says_it_may_be_this_image() {
+        let r = Reference::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/app:v1").unwrap();
+        let e = RegistryError::TagInvalid {
+            registry: "r".into(),
+            repository: "app".into(),
+            reference: "v1".into(),
+            detail: Box::new(ErrorDetail::new(
+                400,
+                br#"{"errors":[{"code":"TAG_INVALID","message":"The image tag 'v1' already exists in the 'app' repository and cannot be overwritten because the tag is immutable."}]}"#,
+            )),
+        };
+        let err = PushError::Manifest {
+            dest: "x".into(),
+            reference: "v1".into(),
+            digest: Digest::of(b"m"),
+            source: DestError::new(e),
+        };
+        let s = EcrSettings::explain(&r, &err).unwrap().to_string();
+        assert!(s.contains("may already be this very image"), "{s}");
+        assert!(s.contains("cannot be overwritten"), "{s}");
+        let other = Reference::parse("127.0.0.1:5000/app:v1").unwrap();
+        assert!(EcrSettings::explain(&other, &err).is_none());
+    }
+
+    #[test]
+    fn an_image_without_layers_is_refused_for_ecr() {
+        let r = Reference::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/app:v1").unwrap();
+        let e = EcrSettings::check_image(&r, &[("linux/amd64".into(), 0)]).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains("has no layers") && s.contains("nothing was uploaded"),
+            "{s}"
+        );
+        assert!(!s.contains("platform"), "{s}");
+        let e =
+            EcrSettings::check_image(&r, &[("linux/amd64".into(), 1), ("linux/arm64".into(), 0)])
+                .unwrap_err();
+        assert!(e.to_string().contains("(platform linux/arm64)"), "{e}");
+        assert!(EcrSettings::check_image(&r, &[("linux/amd64".into(), 2)]).is_ok());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub mod digest;
 pub mod dockerfile;
 #[cfg(feature = "ecr")]
 pub mod ecr;
+/// ECR registry host names, parsed without the AWS SDK (upload sizing needs them too).
+pub(crate) mod ecr_host;
 pub mod events;
 pub mod executor;
 pub mod fetch;

@@ -23,6 +23,9 @@ pub struct PushOptions {
     /// Blobs known to be in the destination already (uploaded while they were built): neither
     /// checked nor uploaded again.
     pub uploaded: BTreeSet<Digest>,
+    /// The destination registry as the user named it (before registries.conf), to explain
+    /// registry-specific behaviour in messages (e.g. what an Amazon ECR mount needs).
+    pub logical_registry: Option<String>,
 }
 
 impl Default for PushOptions {
@@ -31,6 +34,7 @@ impl Default for PushOptions {
             jobs: 4,
             registry: None,
             uploaded: BTreeSet::new(),
+            logical_registry: None,
         }
     }
 }
@@ -179,13 +183,29 @@ async fn push_one(
     };
     if let (Some((host, repo)), Some(ours)) = (blob.source.mount_from(), opts.registry.as_deref())
         && host == ours
-        && dest.mount_blob(d, &repo).await.map_err(fail)?
     {
-        events(Event::BlobMounted {
-            digest: d.digest.clone(),
-            from: repo,
-        });
-        return Ok(());
+        // A mount is an optimisation: any refusal (403, 404, 405, …) means "upload it".
+        match dest.mount_blob(d, &repo).await {
+            Ok(true) => {
+                events(Event::BlobMounted {
+                    digest: d.digest.clone(),
+                    from: repo,
+                });
+                return Ok(());
+            }
+            Ok(false) => tracing::debug!(
+                digest = %d.digest,
+                from = %repo,
+                "the registry did not mount the blob (it opened an upload session); uploading it{}",
+                mount_note(opts.logical_registry.as_deref())
+            ),
+            Err(e) => tracing::debug!(
+                digest = %d.digest,
+                from = %repo,
+                "the registry refused to mount the blob ({e}); uploading it instead{}",
+                mount_note(opts.logical_registry.as_deref())
+            ),
+        }
     }
     events(Event::BlobUploading {
         digest: d.digest.clone(),
@@ -208,6 +228,22 @@ async fn push_one(
         digest: d.digest.clone(),
     });
     Ok(())
+}
+
+/// What a refused mount may mean on this registry, for the debug note: on Amazon ECR a
+/// cross-repository mount needs `ecr:GetDownloadUrlForLayer` on the source repository, blob
+/// mounting turned on for the registry (`BLOB_MOUNTING` account setting) and the same encryption
+/// on both repositories, and a pull-through-cache repository can never be a source
+/// (<https://docs.aws.amazon.com/AmazonECR/latest/userguide/blob-mounting.html>).
+fn mount_note(registry: Option<&str>) -> &'static str {
+    #[cfg(feature = "ecr")]
+    if registry.is_some_and(crate::ecr::EcrHost::is_ecr) {
+        return " (on Amazon ECR a mount needs ecr:GetDownloadUrlForLayer on the source repository, the \
+                 BLOB_MOUNTING account setting enabled, and the same encryption on both repositories; a \
+                 pull-through-cache repository cannot be a mount source)";
+    }
+    let _ = registry;
+    ""
 }
 
 /// Put `manifest` under each reference, in order. A digest reference must equal the manifest's.

@@ -55,10 +55,10 @@ pub struct IamPolicyArgs {
     /// The push creates the repository (--create-repository): adds ecr:CreateRepository.
     #[arg(long = "create-repository")]
     pub create_repository: bool,
-    /// The push sets tag mutability on creation: adds ecr:PutImageTagMutability.
+    /// Accepted like the push's; adds nothing: CreateRepository carries the setting.
     #[arg(long = "image-tag-mutability", value_name = "MUTABLE|IMMUTABLE")]
     pub image_tag_mutability: Option<String>,
-    /// The push sets scan-on-push on creation: adds ecr:PutImageScanningConfiguration.
+    /// Accepted like the push's; adds nothing: CreateRepository carries the setting.
     #[arg(long = "scan-on-push")]
     pub scan_on_push: bool,
     /// The push starts an image scan (--scan): adds ecr:StartImageScan.
@@ -67,6 +67,11 @@ pub struct IamPolicyArgs {
     /// A base image pulled from ECR (repeatable): adds the read actions on that repository.
     #[arg(long = "base", value_name = "ECR_IMAGE")]
     pub base_images: Vec<String>,
+    /// A base image pulled through an ECR pull-through-cache repository (repeatable): adds the
+    /// read actions, ecr:BatchImportUpstreamImage and ecr:CreateRepository (the cache's first
+    /// pull creates it) on that repository.
+    #[arg(long = "pull-through-base", value_name = "ECR_IMAGE")]
+    pub pull_through_bases: Vec<String>,
 }
 
 // ---- `ocipush copy` (platforms work) ----

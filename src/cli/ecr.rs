@@ -33,19 +33,20 @@ pub fn settings(a: &EcrArgs, r: &ReliabilityArgs) -> EcrSettings {
 
 /// `ocipush iam-policy`: the identity policy on stdout; with `--trust`, the trust policy after it.
 pub fn iam_policy(a: &IamPolicyArgs) -> Result<(), Failure> {
-    let mut base_images = vec![];
-    for b in &a.base_images {
-        base_images.push(
-            EcrRepository::parse(b)
-                .map_err(|e| Failure::usage(format!("invalid --base {b:?}: {e}")))?,
-        );
-    }
+    let parse = |flag: &str, list: &[String]| -> Result<Vec<EcrRepository>, Failure> {
+        list.iter()
+            .map(|b| {
+                EcrRepository::parse(b)
+                    .map_err(|e| Failure::usage(format!("invalid {flag} {b:?}: {e}")))
+            })
+            .collect()
+    };
+    // --image-tag-mutability / --scan-on-push add nothing: CreateRepository carries them.
     let options = PolicyOptions {
         create_repository: a.create_repository,
-        set_tag_mutability: a.image_tag_mutability.is_some(),
-        set_scan_on_push: a.scan_on_push,
         scan: a.scan,
-        base_images,
+        base_images: parse("--base", &a.base_images)?,
+        pull_through_bases: parse("--pull-through-base", &a.pull_through_bases)?,
     };
     let identity = render_identity_policy(&a.repository, &options)
         .map_err(|e| Failure::usage(e.to_string()))?;

@@ -4,26 +4,42 @@
 //! `CompleteLayerUpload`, then `PutImage`. A layer still being built is sent the same way, part
 //! by part as it is written. It never reads the repository (no `BatchGetImage`,
 //! no `GetDownloadUrlForLayer`): a push-only role suffices.
+//!
+//! Parts must be consecutive (`partFirstByte` right after the previous part's last byte), 5 MiB or
+//! more but the last, and at most 4,200 per layer
+//! (<https://docs.aws.amazon.com/AmazonECR/latest/userguide/service-quotas.html>): the part size is
+//! ECR's `partSize` answer kept within 5–10 MiB, raised for a layer that would need more parts.
+//! An `UploadLayerPart` is never retried by itself: one whose answer was lost may have landed,
+//! and sending it again breaks the consecutive-part rule. A layer whose upload fails with a
+//! transient error is instead sent again from its first byte in a new upload session
+//! (`InitiateLayerUpload`), up to the configured attempts.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
 use super::credentials::{AwsOptions, ecr_client, load_sdk_config};
 use super::errors::{CallContext, EcrError, from_sdk};
-use super::host::EcrRepository;
 use crate::blob::BlobSource;
 use crate::dest::{DestError, Destination, Progress};
 use crate::digest::{Digest, Hasher};
+use crate::ecr_host::EcrRepository;
 use crate::growing::{GrowingBlob, Sending};
 use crate::image::Descriptor;
 
 const MIB: u64 = 1024 * 1024;
 /// ECR's minimum part size (all parts but the last).
 pub const MIN_PART_SIZE: u64 = 5 * MIB;
-/// The largest part we send (the API model allows 20 MiB).
+/// The largest part size ECR's quotas page gives; ECR's `partSize` answer is kept at or below it.
+pub const MAX_SUGGESTED_PART_SIZE: u64 = 10 * MIB;
+/// The largest part we ever send (the API model allows 20 MiB): only for a layer that would
+/// otherwise need more than [`MAX_PARTS`] parts.
 pub const MAX_PART_SIZE: u64 = 20 * MIB;
 /// The part size when ECR suggests none.
 pub const DEFAULT_PART_SIZE: u64 = 10 * MIB;
+/// Parts per layer upload at most (ECR's quota).
+pub const MAX_PARTS: u64 = 4_200;
+/// Attempts per layer when none are configured (the SDK's default per call).
+const DEFAULT_LAYER_ATTEMPTS: u32 = 3;
 /// `BatchCheckLayerAvailability` takes at most this many digests.
 pub const CHECK_BATCH: usize = 100;
 
@@ -33,6 +49,8 @@ pub struct EcrApiDestination {
     client: aws_sdk_ecr::Client,
     repository: EcrRepository,
     identity: Option<String>,
+    /// Upload sessions per layer, the first included.
+    layer_attempts: u32,
 }
 
 impl std::fmt::Debug for EcrApiDestination {
@@ -41,6 +59,7 @@ impl std::fmt::Debug for EcrApiDestination {
         f.debug_struct("EcrApiDestination")
             .field("repository", &self.repository.to_string())
             .field("identity", &self.identity)
+            .field("layer_attempts", &self.layer_attempts)
             .finish_non_exhaustive()
     }
 }
@@ -52,6 +71,7 @@ impl EcrApiDestination {
             client: ecr_client(config, &repository.host),
             repository,
             identity: None,
+            layer_attempts: DEFAULT_LAYER_ATTEMPTS,
         }
     }
 
@@ -74,6 +94,9 @@ impl EcrApiDestination {
     ) -> Self {
         let mut d = EcrApiDestination::new(config, repository);
         d.identity = options.identity();
+        if let Some(n) = options.max_attempts {
+            d.layer_attempts = n.max(1);
+        }
         d
     }
 
@@ -146,9 +169,35 @@ impl EcrApiDestination {
         self.upload_parts(Sending::Growing(blob), progress).await
     }
 
+    /// Send a layer, in a new upload session per attempt: a transient failure (throttling, 5xx,
+    /// a lost answer, ECR refusing a part as not consecutive) restarts the layer from its first
+    /// byte rather than resending a part that may have landed.
     async fn upload_parts(
         &self,
         sending: Sending<'_>,
+        progress: Progress<'_>,
+    ) -> Result<(Digest, u64), EcrError> {
+        let mut attempt = 1;
+        loop {
+            match self.upload_session(&sending, progress).await {
+                Err(e) if attempt < self.layer_attempts && restartable(&e) => {
+                    tracing::warn!(
+                        repository = %self.repository,
+                        blob = %sending.label(),
+                        attempt,
+                        "the layer upload failed ({e}); sending the layer again in a new upload session"
+                    );
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One upload session: `InitiateLayerUpload`, the parts from byte 0, `CompleteLayerUpload`.
+    async fn upload_session(
+        &self,
+        sending: &Sending<'_>,
         progress: Progress<'_>,
     ) -> Result<(Digest, u64), EcrError> {
         let label = sending.label();
@@ -170,7 +219,11 @@ impl EcrApiDestination {
                     target: self.repository.to_string(),
                     message: "no uploadId".into(),
                 })?;
-        let part_size = part_size(init.part_size());
+        let known_size = match sending {
+            Sending::Known(d, _) => Some(d.size),
+            Sending::Growing(_) => None,
+        };
+        let base_part_size = part_size(init.part_size(), known_size);
         let read_err = |source| EcrError::BlobRead {
             repository: self.repository.to_string(),
             blob: label.clone(),
@@ -180,6 +233,7 @@ impl EcrApiDestination {
         let mut hasher = Hasher::new();
         let mut buf = BytesMut::new();
         let mut sent: u64 = 0;
+        let mut parts: u64 = 0;
         let mut checked = false;
         loop {
             let chunk = stream.next().await.transpose().map_err(read_err)?;
@@ -193,24 +247,40 @@ impl EcrApiDestination {
                 && let Some((digest, size)) = g.finished_now()
             {
                 checked = true;
-                if size - sent >= part_size
+                if size - sent >= base_part_size
                     && self.check_layers(std::slice::from_ref(&digest)).await?[0]
                 {
                     tracing::info!(%digest, sent, size, "ECR has the layer already; the rest is not sent");
                     return Ok((digest, size));
                 }
             }
-            while buf.len() as u64 >= part_size || (done && !buf.is_empty()) {
+            loop {
+                let part_size = match known_size {
+                    Some(_) => base_part_size,
+                    None => growing_part_size(base_part_size, parts),
+                };
+                if !(buf.len() as u64 >= part_size || (done && !buf.is_empty())) {
+                    break;
+                }
+                if parts >= MAX_PARTS {
+                    return Err(EcrError::TooManyParts {
+                        repository: self.repository.to_string(),
+                        blob: label.clone(),
+                        sent,
+                    });
+                }
                 let take = (buf.len() as u64).min(part_size) as usize;
                 let part = buf.split_to(take).freeze();
                 self.upload_part(&label, &upload_id, sent, part).await?;
                 sent += take as u64;
+                parts += 1;
                 progress(sent);
             }
             if done {
                 break;
             }
         }
+        let part_size = base_part_size;
         let (found, found_size) = hasher.finish();
         let (digest, size) = sending.finished().await.map_err(read_err)?;
         if found != digest || found_size != size {
@@ -281,6 +351,13 @@ impl EcrApiDestination {
             .part_first_byte(first as i64)
             .part_last_byte(last as i64)
             .layer_part_blob(aws_smithy_types::Blob::new(Vec::from(part)))
+            // Never retried by the SDK: a part whose answer was lost may have landed, and
+            // resending it breaks the consecutive-part rule; the layer restarts instead.
+            .customize()
+            .config_override(
+                aws_sdk_ecr::config::Builder::default()
+                    .retry_config(aws_sdk_ecr::config::retry::RetryConfig::disabled()),
+            )
             .send()
             .await;
         match resp {
@@ -336,17 +413,23 @@ impl EcrApiDestination {
                     Some(existing) if is_tag && existing != digest.as_str() => {
                         Err(EcrError::ImmutableTag {
                             repository: self.repository.to_string(),
+                            name: self.repository.name.clone(),
+                            region: self.repository.host.region.clone(),
                             tag: reference.to_string(),
+                            ours: Some(digest.to_string()),
                             message: message.to_string(),
                         })
                     }
                     _ => Ok(digest),
                 }
             }
-            Err(e) => Err(from_sdk(
-                e,
-                &self.ctx("PutImage", Some(reference.to_string())),
-            )),
+            Err(e) => {
+                let mut err = from_sdk(e, &self.ctx("PutImage", Some(reference.to_string())));
+                if let EcrError::ImmutableTag { ours, .. } = &mut err {
+                    *ours = Some(digest.to_string());
+                }
+                Err(err)
+            }
         }
     }
 }
@@ -357,12 +440,37 @@ fn digest_in_message(message: &str) -> Option<&str> {
     rest.split_once('\'').map(|(d, _)| d)
 }
 
-/// The part size to use for ECR's suggestion, clamped to [`MIN_PART_SIZE`]..=[`MAX_PART_SIZE`].
-fn part_size(suggested: Option<i64>) -> u64 {
-    match suggested {
-        Some(s) if s > 0 => (s as u64).clamp(MIN_PART_SIZE, MAX_PART_SIZE),
+/// The part size for a layer: ECR's `partSize` answer (10 MiB from ECR) kept within
+/// [`MIN_PART_SIZE`]..=[`MAX_SUGGESTED_PART_SIZE`], raised (up to [`MAX_PART_SIZE`]) when a layer of
+/// `size` bytes would need more than [`MAX_PARTS`] parts.
+fn part_size(suggested: Option<i64>, size: Option<u64>) -> u64 {
+    let base = match suggested {
+        Some(s) if s > 0 => (s as u64).clamp(MIN_PART_SIZE, MAX_SUGGESTED_PART_SIZE),
         _ => DEFAULT_PART_SIZE,
+    };
+    match size {
+        Some(n) => base.max(n.div_ceil(MAX_PARTS)).min(MAX_PART_SIZE),
+        None => base,
     }
+}
+
+/// The size of the next part of a layer whose size is not known yet (being built) after `parts`
+/// parts: `base` for the first half of the part budget, then [`MAX_PART_SIZE`], so a layer of up
+/// to 2,100 × 10 MiB + 2,100 × 20 MiB (61.5 GiB, above ECR's 52,000 MiB layer limit) fits.
+fn growing_part_size(base: u64, parts: u64) -> u64 {
+    if parts < MAX_PARTS / 2 {
+        base
+    } else {
+        MAX_PART_SIZE.max(base)
+    }
+}
+
+/// Whether a failed layer upload may succeed in a new upload session: transient failures, and
+/// ECR refusing a part (`InvalidLayerPartException`: not consecutive, e.g. after a part that
+/// landed although its answer was lost).
+fn restartable(e: &EcrError) -> bool {
+    e.is_retryable()
+        || matches!(e, EcrError::Api { code: Some(c), .. } if c == "InvalidLayerPartException")
 }
 
 #[async_trait::async_trait]
@@ -423,11 +531,47 @@ mod tests {
     }
 
     #[test]
-    fn part_sizes_are_clamped() {
-        assert_eq!(part_size(None), DEFAULT_PART_SIZE);
-        assert_eq!(part_size(Some(0)), DEFAULT_PART_SIZE);
-        assert_eq!(part_size(Some(1024)), MIN_PART_SIZE);
-        assert_eq!(part_size(Some(10 * MIB as i64)), 10 * MIB);
-        assert_eq!(part_size(Some(i64::MAX)), MAX_PART_SIZE);
+    fn part_sizes_follow_ecr_within_its_limits() {
+        assert_eq!(part_size(None, None), DEFAULT_PART_SIZE);
+        assert_eq!(part_size(Some(0), None), DEFAULT_PART_SIZE);
+        assert_eq!(part_size(Some(1024), None), MIN_PART_SIZE);
+        assert_eq!(part_size(Some(6 * MIB as i64), Some(100 * MIB)), 6 * MIB);
+        assert_eq!(part_size(Some(10 * MIB as i64), None), 10 * MIB);
+        // ECR's answer is kept within 5–10 MiB ...
+        assert_eq!(part_size(Some(i64::MAX), None), MAX_SUGGESTED_PART_SIZE);
+        // ... unless the layer would need more than 4,200 parts.
+        let big = 50 * 1024 * MIB;
+        let p = part_size(Some(10 * MIB as i64), Some(big));
+        assert!(p > 10 * MIB && p <= MAX_PART_SIZE, "{p}");
+        assert!(big.div_ceil(p) <= MAX_PARTS);
+        assert_eq!(
+            part_size(Some(10 * MIB as i64), Some(42 * 1024 * MIB)),
+            42 * 1024 * MIB / 4200 + 1
+        );
+        // A layer being built: 10 MiB parts, then 20 MiB ones for the second half of the budget.
+        assert_eq!(growing_part_size(10 * MIB, 0), 10 * MIB);
+        assert_eq!(growing_part_size(10 * MIB, MAX_PARTS / 2 - 1), 10 * MIB);
+        assert_eq!(growing_part_size(10 * MIB, MAX_PARTS / 2), MAX_PART_SIZE);
+        let capacity = (MAX_PARTS / 2) * 10 * MIB + (MAX_PARTS / 2) * MAX_PART_SIZE;
+        assert!(capacity > 52_000 * MIB);
+    }
+
+    #[test]
+    fn failed_layers_restart_on_transient_errors_and_refused_parts() {
+        let api = |code: &str, retryable| EcrError::Api {
+            operation: "UploadLayerPart".into(),
+            target: "r".into(),
+            code: Some(code.into()),
+            message: "m".into(),
+            retryable,
+        };
+        assert!(restartable(&api("ServerException", true)));
+        assert!(restartable(&api("InvalidLayerPartException", false)));
+        assert!(!restartable(&api("InvalidParameterException", false)));
+        assert!(!restartable(&EcrError::QuotaExceeded {
+            operation: "o".into(),
+            target: "t".into(),
+            message: "m".into()
+        }));
     }
 }

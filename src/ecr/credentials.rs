@@ -16,7 +16,7 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 
-use super::host::EcrHost;
+use crate::ecr_host::EcrHost;
 
 /// The session name used for AssumeRole when none is given.
 pub const DEFAULT_SESSION_NAME: &str = "ocipush";
@@ -167,17 +167,92 @@ async fn with_assumed_role(config: SdkConfig, role: &str, options: &AwsOptions) 
 }
 
 /// An ECR client for `host`'s registry: always in the host's region (a token from another region
-/// does not open this registry), FIPS when the host is a FIPS endpoint, unless an endpoint URL is
-/// configured (the SDK refuses FIPS with a custom endpoint; the custom endpoint wins).
+/// does not open this registry), FIPS and/or dual-stack as the host is (see [`endpoint_flags`]).
 pub fn ecr_client(config: &SdkConfig, host: &EcrHost) -> aws_sdk_ecr::Client {
-    let mut conf =
-        aws_sdk_ecr::config::Builder::from(config).region(Region::new(host.region.clone()));
     let custom_endpoint = config.endpoint_url().is_some()
         || ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR"]
             .iter()
             .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
-    if host.fips && !custom_endpoint {
+    let (fips, dual_stack) = endpoint_flags(host, custom_endpoint);
+    let mut conf =
+        aws_sdk_ecr::config::Builder::from(config).region(Region::new(host.region.clone()));
+    // Only ever turned on: an AWS_USE_FIPS_ENDPOINT / AWS_USE_DUALSTACK_ENDPOINT the user set
+    // for every service still applies to an IPv4 host.
+    if fips {
         conf = conf.use_fips(true);
     }
+    if dual_stack {
+        conf = conf.use_dual_stack(true);
+    }
     aws_sdk_ecr::Client::from_conf(conf.build())
+}
+
+/// `(use_fips, use_dual_stack)` for the ECR API client of `host`: a FIPS registry host
+/// (`dkr.ecr-fips.`, `dkr-ecr-fips.`) gets the FIPS API endpoint, a dual-stack one
+/// (`dkr-ecr[-fips].<region>.on.aws`) the dual-stack API endpoint (`ecr[-fips].<region>.api.aws`,
+/// <https://docs.aws.amazon.com/general/latest/gr/ecr.html>), so a host with only IPv6 reaches
+/// both. With a configured endpoint URL neither: the SDK refuses FIPS/dual-stack with a custom
+/// endpoint, and the custom endpoint wins.
+pub fn endpoint_flags(host: &EcrHost, custom_endpoint: bool) -> (bool, bool) {
+    if custom_endpoint {
+        return (false, false);
+    }
+    (host.fips, host.dual_stack)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecr::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+
+    /// The ECR API endpoint the SDK resolves for a registry host.
+    fn api_endpoint(host: &str) -> String {
+        let host = EcrHost::parse(host).unwrap();
+        let (fips, dual_stack) = endpoint_flags(&host, false);
+        let params = Params::builder()
+            .region(host.region.clone())
+            .use_fips(fips)
+            .use_dual_stack(dual_stack)
+            .build()
+            .unwrap();
+        let endpoint =
+            futures_util::FutureExt::now_or_never(DefaultResolver::new().resolve_endpoint(&params))
+                .expect("the default resolver is synchronous")
+                .unwrap();
+        endpoint.url().to_string()
+    }
+
+    #[test]
+    fn api_endpoint_follows_the_registry_host() {
+        for (registry, api) in [
+            (
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+                "https://api.ecr.us-east-1.amazonaws.com",
+            ),
+            (
+                "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com",
+                "https://ecr-fips.us-east-1.amazonaws.com",
+            ),
+            (
+                "123456789012.dkr-ecr.us-east-2.on.aws",
+                "https://ecr.us-east-2.api.aws",
+            ),
+            (
+                "123456789012.dkr-ecr-fips.us-east-2.on.aws",
+                "https://ecr-fips.us-east-2.api.aws",
+            ),
+            (
+                "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+                "https://api.ecr.cn-north-1.amazonaws.com.cn",
+            ),
+            (
+                "123456789012.dkr.ecr.eusc-de-east-1.amazonaws.eu",
+                "https://api.ecr.eusc-de-east-1.amazonaws.eu",
+            ),
+        ] {
+            assert_eq!(api_endpoint(registry), api, "{registry}");
+        }
+        let dual = EcrHost::parse("123456789012.dkr-ecr-fips.us-east-2.on.aws").unwrap();
+        assert_eq!(endpoint_flags(&dual, true), (false, false));
+    }
 }

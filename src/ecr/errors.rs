@@ -9,8 +9,8 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ecr::config::http::HttpResponse;
 use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 
-use super::host::{EcrHostError, EcrRepository};
 use crate::digest::Digest;
+use crate::ecr_host::{EcrHostError, EcrRepository, PUBLIC_HINT};
 
 /// Where the default credential chain looks, for "no credentials" messages.
 pub const CREDENTIAL_SOURCES: &str = "environment variables (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), \
@@ -56,18 +56,75 @@ pub enum EcrError {
         /// The region.
         region: String,
     },
-    /// The tag exists and the repository's tags are immutable.
+    /// The tag exists and the repository's tags are immutable. ECR refuses even a re-push of the
+    /// identical image (`ImageTagAlreadyExistsException`,
+    /// <https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-tag-mutability.html>).
     #[error(
-        "tag {tag:?} already exists in {repository}, whose tags are immutable: push under a new tag, or make \
-         its tags mutable (`aws ecr put-image-tag-mutability --image-tag-mutability MUTABLE`) ({message})"
+        "tag {tag:?} already exists in {repository}, whose tags are immutable ({message}); ECR refuses \
+         even an identical re-push, so the tag may already be this very image{}: check with `aws ecr \
+         describe-images --repository-name {name} --region {region} --image-ids imageTag={tag}`. If it is \
+         another image, push under a new tag, or make the repository's tags mutable (`aws ecr \
+         put-image-tag-mutability --repository-name {name} --region {region} --image-tag-mutability MUTABLE`)",
+        ours.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
     )]
     ImmutableTag {
         /// The repository.
         repository: String,
+        /// The repository name.
+        name: String,
+        /// The region.
+        region: String,
         /// The tag.
         tag: String,
+        /// This push's manifest digest, when known.
+        ours: Option<String>,
         /// What AWS said.
         message: String,
+    },
+    /// The repository (or account) is at an ECR service quota: most often the number of images
+    /// per repository (10,000 by default). ECR's registry endpoint answers this with 403 `DENIED`
+    /// "… already has the maximum allowed number of images which is 'N'" (aws/containers-roadmap#2159),
+    /// its API with `LimitExceededException`
+    /// (<https://docs.aws.amazon.com/AmazonECR/latest/userguide/service-quotas.html>).
+    #[error(
+        "{operation} on {target} was refused because an ECR service quota is reached ({message}): this is not \
+         a missing permission. Delete unused images (a lifecycle policy does it for you), or ask for a higher \
+         quota in Service Quotas (\"Images per repository\")"
+    )]
+    QuotaExceeded {
+        /// The API call or registry step.
+        operation: String,
+        /// What it was for.
+        target: String,
+        /// What AWS said.
+        message: String,
+    },
+    /// The image has no layers, which ECR refuses (405 `UNSUPPORTED` on the manifest; "Image has
+    /// to have at least 1 layer", werf/werf#2558): refused before anything is uploaded.
+    #[error(
+        "the image for {repository}{platform} has no layers (a `FROM scratch` stage with only metadata \
+         instructions such as LABEL, ENV or CMD): Amazon ECR refuses an image without layers (405 UNSUPPORTED), \
+         so nothing was uploaded. Give it a layer (e.g. `COPY` a file into it), or push it to another registry"
+    )]
+    NoLayers {
+        /// The repository.
+        repository: String,
+        /// `" (platform linux/arm64)"` for a multi-platform build, else empty.
+        platform: String,
+    },
+    /// Amazon ECR Public asked for credentials ocipush does not have: it gets no ECR Public token
+    /// itself (see [`PUBLIC_HINT`]).
+    #[error(
+        "{what} on {repository}: Amazon ECR Public asked for credentials and none were found ({detail}); \
+         ocipush does not get ECR Public tokens itself: {PUBLIC_HINT}"
+    )]
+    PublicNeedsLogin {
+        /// The step.
+        what: String,
+        /// The repository.
+        repository: String,
+        /// The registry's answer.
+        detail: String,
     },
     /// A layer part was below ECR's minimum part size.
     #[error(
@@ -83,6 +140,19 @@ pub enum EcrError {
         part_size: u64,
         /// What AWS said.
         message: String,
+    },
+    /// A layer being built grew past what 4,200 parts can carry.
+    #[error(
+        "uploading blob {blob} to {repository}: the layer needs more than ECR's 4,200 parts per upload \
+         ({sent} bytes sent so far); ECR's largest layer is 52,000 MiB: split the content over more layers"
+    )]
+    TooManyParts {
+        /// The repository.
+        repository: String,
+        /// The blob.
+        blob: String,
+        /// Bytes sent when the limit was reached.
+        sent: u64,
     },
     /// ECR throttled the call (after the SDK's own retries).
     #[error(
@@ -321,12 +391,17 @@ where
                 .as_deref()
                 .and_then(action_in_message)
                 .unwrap_or_else(|| action_of(ctx.operation));
-            let resource = match ctx.repository {
-                Some(r) if action != "ecr:GetAuthorizationToken" && action.starts_with("ecr:") => {
-                    r.arn()
-                }
-                _ => "*".to_string(),
-            };
+            let resource = aws_message
+                .as_deref()
+                .and_then(resource_in_message)
+                .unwrap_or_else(|| match ctx.repository {
+                    Some(r)
+                        if action != "ecr:GetAuthorizationToken" && action.starts_with("ecr:") =>
+                    {
+                        r.arn()
+                    }
+                    _ => "*".to_string(),
+                });
             EcrError::AccessDenied {
                 operation,
                 target,
@@ -353,7 +428,18 @@ where
         },
         Some("ImageTagAlreadyExistsException") => EcrError::ImmutableTag {
             repository: repo_name(),
+            name: ctx.repository.map(|r| r.name.clone()).unwrap_or_default(),
+            region: ctx
+                .repository
+                .map(|r| r.host.region.clone())
+                .unwrap_or_default(),
             tag: ctx.item.clone().unwrap_or_default(),
+            ours: None,
+            message,
+        },
+        Some("LimitExceededException") => EcrError::QuotaExceeded {
+            operation,
+            target,
             message,
         },
         Some("ThrottlingException" | "Throttling" | "TooManyRequestsException") => {
@@ -403,14 +489,37 @@ fn xml_element(body: &str, name: &str) -> Option<String> {
     Some(value.trim().to_string()).filter(|v| !v.is_empty())
 }
 
-/// The `ecr:Action` named in an AWS access-denied message ("... is not authorized to perform: ecr:PutImage ...").
-fn action_in_message(message: &str) -> Option<String> {
+/// The `service:Action` named in an AWS access-denied message ("User: arn:… is not authorized to
+/// perform: ecr:PutImage on resource: arn:… because no identity-based policy allows the
+/// ecr:PutImage action"; the ECR registry endpoint puts the same text in its `DENIED` error).
+pub(crate) fn action_in_message(message: &str) -> Option<String> {
     let (_, rest) = message.split_once("perform: ")?;
     let action: String = rest
+        .trim_start()
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == ':' || *c == '-')
         .collect();
-    action.contains(':').then_some(action)
+    let (service, name) = action.split_once(':')?;
+    (!service.is_empty() && !name.is_empty() && !name.contains(':')).then_some(action)
+}
+
+/// The resource named in an AWS access-denied message ("… on resource: arn:aws:ecr:…:repository/x …").
+pub(crate) fn resource_in_message(message: &str) -> Option<String> {
+    let (_, rest) = message.split_once("on resource: ")?;
+    let resource: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '"' && *c != ',')
+        .collect();
+    resource.starts_with("arn:").then_some(resource)
+}
+
+/// Whether an ECR message says a service quota is reached: the image-count limit ("… already has
+/// the maximum allowed number of images which is '10000'", aws/containers-roadmap#2159,
+/// vllm-project/vllm#48065) or a generic "exceeded a service limit" (`LimitExceededException`).
+pub(crate) fn is_quota_message(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("maximum allowed number of") || m.contains("exceeded a service limit")
 }
 
 fn find_in_chain<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
@@ -539,5 +648,43 @@ mod tests {
             Some("ecr:PutImage")
         );
         assert_eq!(action_in_message("nope"), None);
+        assert_eq!(
+            action_in_message("not authorized to perform: nothing"),
+            None
+        );
+        assert_eq!(action_in_message("not authorized to perform: ecr:"), None);
+        let m = "User: arn:aws:sts::123456789012:assumed-role/containerise/i-0 is not authorized to perform: \
+                 ecr:InitiateLayerUpload on resource: arn:aws:ecr:us-east-1:123456789012:repository/ec2-ecr-test \
+                 because no identity-based policy allows the ecr:InitiateLayerUpload action";
+        assert_eq!(
+            action_in_message(m).as_deref(),
+            Some("ecr:InitiateLayerUpload")
+        );
+        assert_eq!(
+            resource_in_message(m).as_deref(),
+            Some("arn:aws:ecr:us-east-1:123456789012:repository/ec2-ecr-test")
+        );
+        assert_eq!(resource_in_message("on resource: x"), None);
+    }
+
+    #[test]
+    fn quota_messages() {
+        assert!(is_quota_message(
+            "The repository with name 'app' in registry with id '123456789012' already has the maximum \
+             allowed number of images which is '10000'"
+        ));
+        assert!(is_quota_message(
+            "The operation did not succeed because it would have exceeded a service limit for your account."
+        ));
+        assert!(!is_quota_message("not authorized"));
+        let repo =
+            EcrRepository::parse("123456789012.dkr.ecr.eu-west-1.amazonaws.com/app").unwrap();
+        let e = from_sdk(
+            service_error("LimitExceededException", "exceeded a service limit", 400),
+            &repo_ctx(&repo),
+        );
+        assert!(matches!(e, EcrError::QuotaExceeded { .. }), "{e:?}");
+        assert_eq!(e.missing_action(), None);
+        assert!(e.to_string().contains("not a missing permission"), "{e}");
     }
 }

@@ -7,19 +7,19 @@
 mod api_dest;
 mod credentials;
 mod errors;
-mod host;
 pub mod policy;
 mod registry_step;
 pub mod repo_admin;
 mod token;
 
+pub use crate::ecr_host::{EcrHost, EcrHostError, EcrRepository, PUBLIC_HINT, PUBLIC_HOST};
 pub use api_dest::{
-    CHECK_BATCH, DEFAULT_PART_SIZE, EcrApiDestination, MAX_PART_SIZE, MIN_PART_SIZE,
+    CHECK_BATCH, DEFAULT_PART_SIZE, EcrApiDestination, MAX_PART_SIZE, MAX_PARTS,
+    MAX_SUGGESTED_PART_SIZE, MIN_PART_SIZE,
 };
 pub use credentials::{
     AwsOptions, DEFAULT_SESSION_NAME, SdkConfigCache, ecr_client, load_sdk_config,
 };
 pub use errors::{CREDENTIAL_SOURCES, EcrError};
-pub use host::{EcrHost, EcrHostError, EcrRepository};
 pub use registry_step::{RegistryStep, registry_denied};
 pub use token::{EcrCredentialProvider, PROVIDER_NAME};

@@ -1,12 +1,24 @@
 //! `ocipush iam-policy`: the IAM identity policy a push needs and nothing more, plus what each
 //! option adds, and the trust policy of the role (EC2, another account with an external id,
 //! GitHub Actions OIDC). Output is pretty JSON, deterministic (statements and actions in a fixed order).
+//!
+//! Each option adds exactly the actions of the calls it makes, as the Service Authorization
+//! Reference lists them
+//! (<https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerregistry.html>):
+//! `--create-repository` calls only `CreateRepository`, which carries the tag mutability and
+//! scan-on-push settings as its own parameters
+//! (<https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_CreateRepository.html>), so
+//! neither `ecr:PutImageTagMutability` nor `ecr:PutImageScanningConfiguration` is needed; `--scan`
+//! calls `StartImageScan`; a base image read from ECR needs `BatchGetImage` and
+//! `GetDownloadUrlForLayer`, and from a pull-through-cache repository also
+//! `BatchImportUpstreamImage` (and `CreateRepository` for the cache's first pull)
+//! (<https://docs.aws.amazon.com/AmazonECR/latest/userguide/pull-through-cache-iam.html>).
 
 use std::str::FromStr;
 
 use serde_json::{Value, json};
 
-use super::host::{EcrHost, EcrHostError, EcrRepository};
+use crate::ecr_host::{EcrHost, EcrHostError, EcrRepository};
 
 /// The actions on the repository every push needs.
 pub const PUSH_ACTIONS: &[&str] = &[
@@ -19,6 +31,16 @@ pub const PUSH_ACTIONS: &[&str] = &[
 
 /// The actions on a source repository that pulling a base image from ECR needs.
 pub const PULL_ACTIONS: &[&str] = &["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"];
+
+/// The actions on a pull-through-cache repository that pulling a base image through it needs:
+/// the pull actions, the import from the upstream registry, and the creation of the cache
+/// repository on its first pull.
+pub const PULL_THROUGH_CACHE_ACTIONS: &[&str] = &[
+    "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:BatchImportUpstreamImage",
+    "ecr:CreateRepository",
+];
 
 /// Why a policy could not be generated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,19 +62,19 @@ pub enum PolicyError {
     },
 }
 
-/// Options of the push that need more than the push actions.
+/// Options of the push that need more than the push actions. (The tag mutability and
+/// scan-on-push settings of `--create-repository` need nothing more: `CreateRepository` carries them.)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicyOptions {
     /// `--create-repository`: `ecr:CreateRepository`.
     pub create_repository: bool,
-    /// A tag mutability setting is applied: `ecr:PutImageTagMutability`.
-    pub set_tag_mutability: bool,
-    /// A scan-on-push setting is applied: `ecr:PutImageScanningConfiguration`.
-    pub set_scan_on_push: bool,
     /// `--scan`: `ecr:StartImageScan`.
     pub scan: bool,
-    /// Base images pulled from ECR repositories: read actions on each.
+    /// Base images pulled from ECR repositories: [`PULL_ACTIONS`] on each.
     pub base_images: Vec<EcrRepository>,
+    /// Base images pulled through ECR pull-through-cache repositories:
+    /// [`PULL_THROUGH_CACHE_ACTIONS`] on each.
+    pub pull_through_bases: Vec<EcrRepository>,
 }
 
 /// Who may assume the role (`--trust`).
@@ -152,37 +174,30 @@ pub fn identity_policy(repository: &EcrRepository, options: &PolicyOptions) -> V
     }
     statements.push(statement("PushImage", &push, &arn));
     if options.create_repository {
-        let mut admin = vec!["ecr:CreateRepository"];
-        if options.set_tag_mutability {
-            admin.push("ecr:PutImageTagMutability");
-        }
-        if options.set_scan_on_push {
-            admin.push("ecr:PutImageScanningConfiguration");
-        }
-        statements.push(statement("CreateRepository", &admin, &arn));
-    } else {
-        let mut admin = vec![];
-        if options.set_tag_mutability {
-            admin.push("ecr:PutImageTagMutability");
-        }
-        if options.set_scan_on_push {
-            admin.push("ecr:PutImageScanningConfiguration");
-        }
-        if !admin.is_empty() {
-            statements.push(statement("ConfigureRepository", &admin, &arn));
-        }
+        statements.push(statement(
+            "CreateRepository",
+            &["ecr:CreateRepository"],
+            &arn,
+        ));
     }
     let mut seen = Vec::new();
-    for base in &options.base_images {
+    // A repository named both ways gets the pull-through-cache statement (a superset).
+    let bases = options
+        .pull_through_bases
+        .iter()
+        .map(|b| (b, "PullThroughCacheBase", PULL_THROUGH_CACHE_ACTIONS))
+        .chain(
+            options
+                .base_images
+                .iter()
+                .map(|b| (b, "PullBase", PULL_ACTIONS)),
+        );
+    for (base, prefix, actions) in bases {
         let base_arn = base.arn();
         if seen.contains(&base_arn) {
             continue;
         }
-        statements.push(statement(
-            &sid_for("PullBase", base),
-            PULL_ACTIONS,
-            &base_arn,
-        ));
+        statements.push(statement(&sid_for(prefix, base), actions, &base_arn));
         seen.push(base_arn);
     }
     json!({ "Version": "2012-10-17", "Statement": statements })
@@ -268,14 +283,18 @@ mod tests {
     fn with_every_option() {
         let options = PolicyOptions {
             create_repository: true,
-            set_tag_mutability: true,
-            set_scan_on_push: true,
             scan: true,
             base_images: vec![
                 EcrRepository::parse("210987654321.dkr.ecr.eu-west-1.amazonaws.com/base/alpine")
                     .unwrap(),
                 EcrRepository::parse("210987654321.dkr.ecr.eu-west-1.amazonaws.com/base/alpine:3")
                     .unwrap(),
+            ],
+            pull_through_bases: vec![
+                EcrRepository::parse(
+                    "123456789012.dkr.ecr.us-east-1.amazonaws.com/docker-hub/library/alpine:3",
+                )
+                .unwrap(),
             ],
         };
         insta::assert_snapshot!(render_identity_policy(REPO, &options).unwrap());
@@ -291,6 +310,67 @@ mod tests {
         let text = p.to_string();
         assert!(text.contains("ecr:CreateRepository"));
         assert!(!text.contains("PutImageTagMutability") && !text.contains("BatchGetImage"));
+    }
+
+    #[test]
+    fn create_needs_no_put_settings_actions() {
+        // CreateRepository carries imageTagMutability and imageScanningConfiguration itself.
+        let options = PolicyOptions {
+            create_repository: true,
+            ..Default::default()
+        };
+        let text = identity_policy(&EcrRepository::parse(REPO).unwrap(), &options).to_string();
+        assert!(!text.contains("PutImageTagMutability"), "{text}");
+        assert!(!text.contains("PutImageScanningConfiguration"), "{text}");
+    }
+
+    #[test]
+    fn pull_through_cache_bases_may_import() {
+        let base = EcrRepository::parse(
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/ecr-public/docker/library/alpine",
+        )
+        .unwrap();
+        let options = PolicyOptions {
+            pull_through_bases: vec![base.clone()],
+            base_images: vec![base],
+            ..Default::default()
+        };
+        let p = identity_policy(&EcrRepository::parse(REPO).unwrap(), &options);
+        let statements = p["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), 3, "{p:#}");
+        assert_eq!(
+            statements[2]["Action"],
+            json!(PULL_THROUGH_CACHE_ACTIONS),
+            "{p:#}"
+        );
+        assert_eq!(
+            statements[2]["Resource"],
+            "arn:aws:ecr:us-east-1:123456789012:repository/ecr-public/docker/library/alpine"
+        );
+    }
+
+    #[test]
+    fn new_hosts_and_partitions() {
+        for (repo, arn) in [
+            (
+                "123456789012.dkr-ecr.us-east-1.on.aws/app",
+                "arn:aws:ecr:us-east-1:123456789012:repository/app",
+            ),
+            (
+                "123456789012.dkr-ecr-fips.us-gov-east-1.on.aws/app",
+                "arn:aws-us-gov:ecr:us-gov-east-1:123456789012:repository/app",
+            ),
+            (
+                "123456789012.dkr.ecr.eusc-de-east-1.amazonaws.eu/app",
+                "arn:aws-eusc:ecr:eusc-de-east-1:123456789012:repository/app",
+            ),
+        ] {
+            let s = render_identity_policy(repo, &PolicyOptions::default()).unwrap();
+            assert!(s.contains(arn), "{repo}: {s}");
+        }
+        let e = render_identity_policy("public.ecr.aws/alias/app", &PolicyOptions::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("ECR Public"), "{e}");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Registry-endpoint failures in ECR terms: [`RegistryStep`] (each HTTP call of a push over the
 //! OCI distribution API) → the IAM action ECR checks for it, and [`registry_denied`], the
-//! [`EcrError`] for a `DENIED` / 403 at that step.
+//! [`EcrError`] for a `DENIED` / 403 at that step: the action ECR names in its message when it
+//! names one, else the step's; a full repository (image-count quota, also a 403 `DENIED`) as such.
 
-use super::errors::EcrError;
-use super::host::EcrRepository;
+use super::errors::{EcrError, action_in_message, is_quota_message, resource_in_message};
+use crate::ecr_host::EcrRepository;
 
 /// A step of a push over the registry endpoint (OCI distribution API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +59,11 @@ impl RegistryStep {
 }
 
 /// The error for a registry-endpoint `DENIED` / 403 at `step` on `repository`: names the IAM
-/// action ECR checked and the resource it is needed on. `item` is the blob or tag, `message` the
+/// action and the resource it is needed on. ECR's `DENIED` message names them itself ("User: … is
+/// not authorized to perform: ecr:InitiateLayerUpload on resource: arn:…"): those win over the
+/// step's guess (a mount, for one, is checked as `ecr:GetDownloadUrlForLayer` on the *source*).
+/// A message saying the repository is full (image-count quota, aws/containers-roadmap#2159) is
+/// [`EcrError::QuotaExceeded`], not a missing permission. `item` is the blob or tag, `message` the
 /// registry's own text (never a credential).
 pub fn registry_denied(
     step: RegistryStep,
@@ -66,18 +71,35 @@ pub fn registry_denied(
     item: Option<&str>,
     message: &str,
 ) -> EcrError {
-    let action = step.iam_action().to_string();
-    let resource = if step == RegistryStep::Token {
-        "*".to_string()
-    } else {
-        repository.arn()
-    };
     let target = match item {
         Some(i) => format!("{repository} ({i})"),
         None => repository.to_string(),
     };
+    if is_quota_message(message) {
+        return EcrError::QuotaExceeded {
+            operation: step.describe().to_string(),
+            target,
+            message: message.to_string(),
+        };
+    }
+    let named = action_in_message(message);
+    let action = named
+        .clone()
+        .unwrap_or_else(|| step.iam_action().to_string());
+    let resource = resource_in_message(message).unwrap_or_else(|| {
+        if action == "ecr:GetAuthorizationToken" || !action.starts_with("ecr:") {
+            "*".to_string()
+        } else {
+            repository.arn()
+        }
+    });
+    let operation = match &named {
+        Some(_) => step.describe().to_string(),
+        // Not said by ECR: say it is the step's action.
+        None => format!("{} (checked as {})", step.describe(), step.iam_action()),
+    };
     EcrError::AccessDenied {
-        operation: step.describe().to_string(),
+        operation,
         target,
         action,
         resource,
@@ -132,5 +154,45 @@ mod tests {
             RegistryStep::StartUpload.iam_action(),
             "ecr:InitiateLayerUpload"
         );
+    }
+
+    #[test]
+    fn the_action_ecr_names_wins() {
+        let repo =
+            EcrRepository::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/app").unwrap();
+        // A blob upload start refused for the mount source: ECR names the read action on the
+        // source repository, not InitiateLayerUpload on the target.
+        let m = "HTTP 403 Forbidden, DENIED: User: arn:aws:sts::123456789012:assumed-role/r/i is not authorized \
+                 to perform: ecr:GetDownloadUrlForLayer on resource: \
+                 arn:aws:ecr:us-east-1:123456789012:repository/base because no identity-based policy allows \
+                 the ecr:GetDownloadUrlForLayer action";
+        let e = registry_denied(RegistryStep::StartUpload, &repo, Some("sha256:ab"), m);
+        assert_eq!(e.missing_action(), Some("ecr:GetDownloadUrlForLayer"));
+        let s = e.to_string();
+        assert!(
+            s.contains("on `arn:aws:ecr:us-east-1:123456789012:repository/base`"),
+            "{s}"
+        );
+        assert!(!s.contains("checked as"), "{s}");
+        // Nothing named: the step's action, said to be a guess from the request.
+        let e = registry_denied(RegistryStep::PatchUpload, &repo, None, "HTTP 403 Forbidden");
+        assert_eq!(e.missing_action(), Some("ecr:UploadLayerPart"));
+        assert!(
+            e.to_string().contains("checked as ecr:UploadLayerPart"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_full_repository_is_a_quota_not_a_permission() {
+        let repo =
+            EcrRepository::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/app").unwrap();
+        let m = "HTTP 403 Forbidden, DENIED: The repository with name 'app' in registry with id \
+                 '123456789012' already has the maximum allowed number of images which is '10000'";
+        let e = registry_denied(RegistryStep::PutManifest, &repo, Some("v1"), m);
+        assert!(matches!(e, EcrError::QuotaExceeded { .. }), "{e:?}");
+        assert_eq!(e.missing_action(), None);
+        let s = e.to_string();
+        assert!(s.contains("quota") && !s.contains("ecr:PutImage"), "{s}");
     }
 }

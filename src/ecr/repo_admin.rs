@@ -4,7 +4,7 @@
 use aws_sdk_ecr::types::{ImageIdentifier, ImageScanningConfiguration, ImageTagMutability};
 
 use super::errors::{CallContext, EcrError, from_sdk};
-use super::host::EcrRepository;
+use crate::ecr_host::EcrRepository;
 
 /// How to create a repository.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

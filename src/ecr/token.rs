@@ -12,8 +12,8 @@ use base64::Engine as _;
 
 use super::credentials::{AwsOptions, SdkConfigCache, ecr_client};
 use super::errors::{CallContext, EcrError, from_sdk};
-use super::host::EcrHost;
 use crate::auth::{AuthError, Credential, CredentialProvider, Lease, RegistryHost, Secret};
+use crate::ecr_host::EcrHost;
 
 /// The provider name in [`AuthError`]s.
 pub const PROVIDER_NAME: &str = "Amazon ECR";

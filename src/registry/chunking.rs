@@ -70,7 +70,7 @@ pub(crate) fn host_limits(host: &str) -> HostLimits {
             ..HostLimits::default()
         };
     }
-    if is_ecr_host(&name) {
+    if crate::ecr_host::EcrHost::is_ecr(&name) {
         return HostLimits {
             min: Some(ECR_MIN_CHUNK),
             ..HostLimits::default()
@@ -80,25 +80,6 @@ pub(crate) fn host_limits(host: &str) -> HostLimits {
         monolithic: name.ends_with("-docker.pkg.dev"),
         ..HostLimits::default()
     }
-}
-
-/// `<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]` and the dual-stack
-/// `<account>.dkr-ecr[-fips].<region>.on.aws` (sizing only: a false positive merely raises the
-/// chunk to 5 MiB).
-fn is_ecr_host(name: &str) -> bool {
-    let labels: Vec<&str> = name.split('.').collect();
-    let account = labels
-        .first()
-        .is_some_and(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()));
-    let service = labels.get(1).copied().unwrap_or_default();
-    let service = match service {
-        "dkr" => labels
-            .get(2)
-            .is_some_and(|l| *l == "ecr" || *l == "ecr-fips"),
-        "dkr-ecr" | "dkr-ecr-fips" => true,
-        _ => false,
-    };
-    account && service
 }
 
 /// The chunk size of one upload session: `configured` (else the host's default: its maximum, or

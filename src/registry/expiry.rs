@@ -32,6 +32,17 @@ pub(crate) fn says_expired(detail: &ErrorDetail) -> bool {
     detail.errors.iter().any(|e| said(&e.message)) || detail.body.as_deref().is_some_and(said)
 }
 
+/// Whether a refusal names the permission the identity lacks (ECR's DENIED "User: … is not
+/// authorized to perform: ecr:X on resource: …"): a real denial, which a fresh credential of
+/// the same identity does not cure.
+pub(crate) fn names_a_permission(detail: &ErrorDetail) -> bool {
+    let said = |text: &str| {
+        text.to_ascii_lowercase()
+            .contains("not authorized to perform")
+    };
+    detail.errors.iter().any(|e| said(&e.message)) || detail.body.as_deref().is_some_and(said)
+}
+
 /// A response with this status, version, headers, URL and (already read) body.
 pub(crate) fn rebuild(
     status: StatusCode,
@@ -71,6 +82,7 @@ mod tests {
             br#"{"errors":[{"code":"DENIED","message":"User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: ecr:PutImage on resource: arn:aws:ecr:us-east-1:1:repository/x"}]}"#,
         );
         assert!(!says_expired(&denied));
+        assert!(names_a_permission(&denied) && !names_a_permission(&ecr));
         assert!(says_expired(&ErrorDetail::new(403, b"Token has expired")));
         assert!(!says_expired(&ErrorDetail::new(403, b"")));
     }

@@ -468,8 +468,8 @@ impl Repository {
     /// answers an expired token, or one of another region, with 403 DENIED "Your authorization
     /// token has expired. Reauthenticate and try again.",
     /// <https://docs.aws.amazon.com/AmazonECR/latest/userguide/common-errors-docker.html>), or
-    /// it cannot say why (a HEAD has no body) or the credential was cached earlier (then once
-    /// per host; see [`AuthState::on_denial`](super::auth::AuthState::on_denial)); otherwise
+    /// it cannot say why (a HEAD has no body) or the credential was cached earlier and the
+    /// refusal names no missing permission (then once per host; see [`AuthState::on_denial`](super::auth::AuthState::on_denial)); otherwise
     /// the response, whole.
     async fn refresh_on_denial(
         &self,
@@ -492,7 +492,7 @@ impl Repository {
             &self.registry_host(),
             authz.credential.as_ref(),
             expired,
-            mute || authz.cached,
+            mute || (authz.cached && !super::expiry::names_a_permission(&detail)),
         );
         if retry {
             tracing::info!(
@@ -661,6 +661,21 @@ impl Repository {
         if let Subject::Manifest(_) = op.subject {
             if detail.has_code("MANIFEST_UNKNOWN") || status == 404 {
                 return RegistryError::ManifestUnknown {
+                    registry,
+                    repository,
+                    reference,
+                    detail,
+                };
+            }
+            // Amazon ECR refuses a manifest it cannot store with 405 UNSUPPORTED and its reason
+            // ("Invalid parameter at 'ImageManifest' failed to satisfy constraint: 'Invalid JSON
+            // syntax'": opcr-io/policy#149, chainguard-dev/apko#450; an image with no layers:
+            // werf/werf#2558): a rejected manifest, not a read-only registry.
+            if detail.has_code("UNSUPPORTED") || status == 405 {
+                return RegistryError::ManifestInvalid {
+                    hint: "the registry does not accept this manifest (Amazon ECR answers 405 UNSUPPORTED for an \
+                           image without layers, a media type or OCI 1.1 field it does not support, or a manifest \
+                           it cannot parse); its reason is given above",
                     registry,
                     repository,
                     reference,

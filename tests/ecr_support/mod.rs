@@ -98,6 +98,10 @@ pub struct Call {
     /// For `ecr:UploadLayerPart`: the part.
     #[serde(default)]
     pub part: Option<Part>,
+    /// Whether moto's answer was replaced by an injected 500 (`--fail-upload-part`): `status`
+    /// is then what moto answered, not what the client saw.
+    #[serde(default)]
+    pub injected: bool,
 }
 
 /// One `UploadLayerPart` request, as sent.
@@ -183,6 +187,17 @@ impl Moto {
     /// `(name, policy)` (each with its own IMDSv2 stand-in) and more repositories besides
     /// `ec2-ecr-test`.
     pub fn start_with(policy: &str, roles: &[(&str, &str)], repositories: &[&str]) -> Moto {
+        Moto::start_with_args(policy, roles, repositories, &[])
+    }
+
+    /// Like [`start_with`](Self::start_with), with more arguments for the script (e.g.
+    /// `--fail-upload-part N`).
+    pub fn start_with_args(
+        policy: &str,
+        roles: &[(&str, &str)],
+        repositories: &[&str],
+        args: &[&str],
+    ) -> Moto {
         let dir = tempfile::tempdir().unwrap();
         let policy_file = dir.path().join("policy.json");
         std::fs::write(&policy_file, policy).unwrap();
@@ -197,6 +212,7 @@ impl Moto {
         for r in repositories {
             cmd.arg("--repository").arg(r);
         }
+        cmd.args(args);
         // Its stderr goes to a file, shown if it does not start.
         let log_path = dir.path().join("moto.log");
         let log = std::fs::File::create(&log_path).unwrap();

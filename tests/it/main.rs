@@ -13,6 +13,12 @@ mod e2e_differential;
 #[cfg(feature = "ecr")]
 mod e2e_ecr;
 #[cfg(feature = "ecr")]
+mod e2e_ecr_faults;
+#[cfg(feature = "ecr")]
+mod e2e_ecr_hosts;
+#[cfg(feature = "ecr")]
+mod e2e_ecr_policy;
+#[cfg(feature = "ecr")]
 mod e2e_ecr_steps;
 mod e2e_errors;
 mod e2e_faults;

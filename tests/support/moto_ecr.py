@@ -26,6 +26,13 @@ GetAuthorizationToken), IAM and STS: nothing of moto is patched here. This scrip
     GET /_test/calls lists the ECR/STS actions moto served, with who called them;
   * prints one JSON line (endpoints, account, the test users' keys, the roles) and serves until
     stdin closes (the test's Drop kills it anyway).
+
+One fault, opt-in, which moto cannot produce and ECR's API can (a lost answer): with
+--fail-upload-part N, the Nth UploadLayerPart request is served by moto as usual (the part lands)
+and its answer replaced by HTTP 500 `ServerException` (recorded with `"injected": true` and the
+status moto gave). A client that sends that part again breaks ECR's consecutive-part rule
+(https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_UploadLayerPart.html: "partFirstByte
+... must follow the last byte of the previous part").
 """
 
 import argparse
@@ -51,7 +58,9 @@ REGION = "us-east-1"
 REPOSITORY = "ec2-ecr-test"
 EXTERNAL_ID = "vendor-7f3a"  # the roles' trust policy requires it
 
-CALLS = []  # [{"action": ..., "caller": ..., "status": ..., "part": ...}]
+CALLS = []  # [{"action": ..., "caller": ..., "status": ..., "part": ..., "injected": ...}]
+FAIL_UPLOAD_PART = [0]  # the UploadLayerPart (1-based) whose answer is replaced by a 500; 0: none
+UPLOAD_PARTS_SEEN = [0]
 KEYS = {}  # access key id -> label
 LOCK = threading.Lock()
 
@@ -102,16 +111,41 @@ class Recorder:
         if "Credential=" in auth:
             akid = auth.split("Credential=", 1)[1].split("/", 1)[0]
             caller = KEYS.get(akid, "assumed-role" if akid.startswith("ASIA") else "unknown")
-        call = {"action": action, "caller": caller, "status": None, "part": part}
+        call = {"action": action, "caller": caller, "status": None, "part": part, "injected": False}
+        inject = False
         with LOCK:
             CALLS.append(call)
+            if action == "ecr:UploadLayerPart":
+                UPLOAD_PARTS_SEEN[0] += 1
+                inject = UPLOAD_PARTS_SEEN[0] == FAIL_UPLOAD_PART[0]
 
         def observe(status, headers, exc_info=None):
             with LOCK:
                 call["status"] = int(status.split(" ", 1)[0])
             return start_response(status, headers, exc_info)
 
-        return self.app(environ, observe)
+        if not inject:
+            return self.app(environ, observe)
+        # Let moto take the part, then lose its answer.
+        answered = {}
+
+        def swallow(status, headers, exc_info=None):
+            answered["status"] = status
+            return lambda _data: None
+
+        served = self.app(environ, swallow)
+        try:
+            for _ in served:
+                pass
+        finally:
+            getattr(served, "close", lambda: None)()
+        with LOCK:
+            call["status"] = int(answered.get("status", "0 ?").split(" ", 1)[0])
+            call["injected"] = True
+        body = json.dumps({"__type": "ServerException", "message": "injected: the answer was lost"}).encode()
+        start_response("500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.1"),
+                                                      ("Content-Length", str(len(body)))])
+        return [body]
 
 
 # ---------------------------------------------------------------- IMDSv2 stand-in
@@ -211,7 +245,10 @@ def main():
                     help="another role like `containerise`, with the identity policy in FILE")
     ap.add_argument("--repository", action="append", default=[], metavar="NAME",
                     help="another repository to create (besides ec2-ecr-test)")
+    ap.add_argument("--fail-upload-part", type=int, default=0, metavar="N",
+                    help="serve the Nth UploadLayerPart, then answer it with a 500 (a lost answer)")
     args = ap.parse_args()
+    FAIL_UPLOAD_PART[0] = args.fail_upload_part
     roles = [("containerise", load_policy(args.policy_file))]
     for r in args.role:
         name, path = r.split("=", 1)

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod buildah;
+pub mod ecr_faults;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod flatten;
