@@ -103,6 +103,9 @@ impl Default for Tree {
     }
 }
 
+/// A visitor of [`Tree::walk_where`]: the path's names and the node.
+type Visit<'f, E> = dyn FnMut(&[&str], &Node) -> Result<(), E> + 'f;
+
 impl Tree {
     /// An empty filesystem: only `/`, 0755 root.
     pub(crate) fn new() -> Tree {
@@ -328,17 +331,13 @@ impl Tree {
     }
 
     /// Depth first below the root through the nodes touched at `generation` or later.
-    fn walk_where<E>(
-        &self,
-        generation: u32,
-        f: &mut dyn FnMut(&[&str], &Node) -> Result<(), E>,
-    ) -> Result<(), E> {
+    fn walk_where<E>(&self, generation: u32, f: &mut Visit<'_, E>) -> Result<(), E> {
         fn go<'a, E>(
             t: &'a Tree,
             id: NodeId,
             generation: u32,
             path: &mut Vec<&'a str>,
-            f: &mut dyn FnMut(&[&str], &Node) -> Result<(), E>,
+            f: &mut Visit<'_, E>,
         ) -> Result<(), E> {
             for c in &t.node(id).children {
                 let node = t.node(*c);
