@@ -135,6 +135,7 @@ fn endpoint(host: &str, repository: String) -> Endpoint {
         host: host.to_string(),
         repository,
         scheme: Scheme::Http,
+        insecure: false,
     }
 }
 

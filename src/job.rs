@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::auth::{AuthError, Chain, CredentialProvider, DockerConfigProvider};
 use crate::blob::{Blob, BytesBlob};
@@ -148,17 +149,21 @@ impl Session {
 }
 
 /// The default credentials: docker `config.json` (`auths`, `credHelpers`, `credsStore`) first,
-/// so an explicit entry always wins; then Amazon ECR tokens for ECR hosts (feature `ecr`),
-/// through the AWS default credential chain.
-pub fn default_credentials() -> Result<Arc<dyn CredentialProvider>, AuthError> {
+/// so an explicit entry always wins (unless it is stale: an expired or rejected one gives way
+/// to the next provider); then Amazon ECR tokens for ECR hosts (feature `ecr`), through the AWS
+/// default credential chain. A credential helper is stopped after `helper_timeout`.
+pub fn default_credentials(
+    helper_timeout: Duration,
+) -> Result<Arc<dyn CredentialProvider>, AuthError> {
     #[allow(unused_mut)]
-    let mut providers: Vec<Arc<dyn CredentialProvider>> =
-        vec![Arc::new(DockerConfigProvider::from_env()?)];
+    let mut providers: Vec<Arc<dyn CredentialProvider>> = vec![Arc::new(
+        DockerConfigProvider::from_env()?.with_helper_timeout(helper_timeout),
+    )];
     #[cfg(feature = "ecr")]
     providers.push(Arc::new(crate::ecr::EcrCredentialProvider::new(
         crate::ecr::AwsOptions::default(),
     )));
-    Ok(Arc::new(Chain(providers)))
+    Ok(Arc::new(Chain::new(providers)))
 }
 
 /// Like [`default_credentials`], with ECR tokens got through a chosen AWS identity
@@ -166,9 +171,10 @@ pub fn default_credentials() -> Result<Arc<dyn CredentialProvider>, AuthError> {
 #[cfg(feature = "ecr")]
 pub fn credentials_with_aws(
     aws: &crate::ecr::AwsOptions,
+    helper_timeout: Duration,
 ) -> Result<Arc<dyn CredentialProvider>, AuthError> {
     Ok(docker_then_ecr(
-        DockerConfigProvider::from_env()?,
+        DockerConfigProvider::from_env()?.with_helper_timeout(helper_timeout),
         crate::ecr::EcrCredentialProvider::new(aws.clone()),
     ))
 }
@@ -178,9 +184,10 @@ pub fn credentials_with_aws(
 #[cfg(feature = "ecr")]
 pub fn credentials_for(
     ecr: &crate::job_ecr::EcrSettings,
+    helper_timeout: Duration,
 ) -> Result<Arc<dyn CredentialProvider>, AuthError> {
     Ok(docker_then_ecr(
-        DockerConfigProvider::from_env()?,
+        DockerConfigProvider::from_env()?.with_helper_timeout(helper_timeout),
         ecr.credential_provider(),
     ))
 }
@@ -191,7 +198,7 @@ fn docker_then_ecr(
     docker: DockerConfigProvider,
     ecr: crate::ecr::EcrCredentialProvider,
 ) -> Arc<dyn CredentialProvider> {
-    Arc::new(Chain(vec![Arc::new(docker), Arc::new(ecr)]))
+    Arc::new(Chain::new(vec![Arc::new(docker), Arc::new(ecr)]))
 }
 
 /// Why the job failed.

@@ -76,7 +76,7 @@ pub enum RegistriesConfError {
 pub enum Scheme {
     /// TLS.
     Https,
-    /// Plain HTTP (loopback, `insecure = true`, `--insecure`).
+    /// Plain HTTP (loopback hosts).
     Http,
 }
 
@@ -105,25 +105,24 @@ pub struct Endpoint {
     pub host: String,
     /// The repository on that host (rewritten by a `location`).
     pub repository: String,
-    /// HTTP or HTTPS.
+    /// HTTP or HTTPS: the scheme tried first (HTTPS unless the host is a loopback one).
     pub scheme: Scheme,
+    /// `insecure = true` / `--insecure`: an unverified TLS certificate is accepted, and plain
+    /// HTTP is used when TLS fails (containers-registries.conf(5)). TLS is tried first.
+    pub insecure: bool,
 }
 
 impl Endpoint {
     /// The endpoint of `r` with no registries.conf: same host (Docker Hub's API host for
-    /// `docker.io`), plain HTTP for loopback hosts or when `insecure`.
+    /// `docker.io`), plain HTTP for loopback hosts; `insecure` allows HTTP or unverified TLS.
     pub fn direct(r: &Reference, insecure: bool) -> Endpoint {
         let host = api_host(&r.registry);
-        let scheme = if insecure || is_loopback(&host) {
-            Scheme::Http
-        } else {
-            Scheme::Https
-        };
         Endpoint {
             logical_registry: r.registry.clone(),
+            scheme: scheme_for(&host),
             host,
             repository: r.repository.clone(),
-            scheme,
+            insecure,
         }
     }
 
@@ -140,7 +139,7 @@ pub struct RegistryEntry {
     pub prefix: String,
     /// What replaces the prefix (the prefix itself when not given).
     pub location: String,
-    /// Plain HTTP for this location.
+    /// Allow plain HTTP or an unverified TLS certificate for this location (TLS is tried first).
     pub insecure: bool,
     /// Refuse references matching the prefix.
     pub blocked: bool,
@@ -271,7 +270,7 @@ impl RegistriesConf {
         Ok(RegistriesConf::default())
     }
 
-    /// Treat every registry as insecure (plain HTTP): `--insecure`.
+    /// Treat every registry as insecure (plain HTTP or unverified TLS allowed): `--insecure`.
     pub fn with_insecure(mut self, insecure: bool) -> RegistriesConf {
         self.insecure = insecure;
         self
@@ -298,8 +297,8 @@ impl RegistriesConf {
     }
 
     /// Where `r` lives: the matching entry's `location` replaces its prefix; `docker.io` is
-    /// contacted at `registry-1.docker.io`; plain HTTP for loopback hosts, `insecure = true`
-    /// entries and `--insecure`. A `blocked = true` match is an error.
+    /// contacted at `registry-1.docker.io`; plain HTTP for loopback hosts; `insecure = true`
+    /// entries and `--insecure` allow HTTP or unverified TLS. A `blocked = true` match is an error.
     pub fn resolve(&self, r: &Reference) -> Result<Endpoint, RegistriesConfError> {
         let Some(entry) = self.find(r) else {
             return Ok(Endpoint::direct(r, self.insecure));
@@ -327,17 +326,23 @@ impl RegistriesConf {
             repository
         };
         let host = api_host(&host);
-        let scheme = if self.insecure || entry.insecure || is_loopback(&host) {
-            Scheme::Http
-        } else {
-            Scheme::Https
-        };
         Ok(Endpoint {
             logical_registry: r.registry.clone(),
+            scheme: scheme_for(&host),
             host,
             repository,
-            scheme,
+            insecure: self.insecure || entry.insecure,
         })
+    }
+}
+
+/// Plain HTTP for loopback hosts (as Docker treats 127.0.0.0/8 and `localhost`), HTTPS for
+/// every other.
+fn scheme_for(host: &str) -> Scheme {
+    if is_loopback(host) {
+        Scheme::Http
+    } else {
+        Scheme::Https
     }
 }
 
@@ -421,8 +426,8 @@ location = "ignored.example"
         let c = conf();
         let e = c.resolve(&r("example.com/foo/app:1")).unwrap();
         assert_eq!(
-            (e.host.as_str(), e.repository.as_str(), e.scheme),
-            ("mirror.internal:5000", "bar/app", Scheme::Http)
+            (e.host.as_str(), e.repository.as_str(), e.scheme, e.insecure),
+            ("mirror.internal:5000", "bar/app", Scheme::Https, true)
         );
         assert_eq!(e.logical_registry, "example.com");
         let e = c.resolve(&r("example.com/foobar/app")).unwrap();
@@ -437,16 +442,16 @@ location = "ignored.example"
         );
         let e = c.resolve(&r("plain.example.org/x")).unwrap();
         assert_eq!(
-            (e.host.as_str(), e.scheme),
-            ("plain.example.org", Scheme::Http)
+            (e.host.as_str(), e.scheme, e.insecure),
+            ("plain.example.org", Scheme::Https, true)
         );
         let e = c.resolve(&r("a.wild.example/x")).unwrap();
         assert_eq!(
-            (e.host.as_str(), e.scheme),
-            ("a.wild.example", Scheme::Http)
+            (e.host.as_str(), e.scheme, e.insecure),
+            ("a.wild.example", Scheme::Https, true)
         );
         let e = c.resolve(&r("wild.example/x")).unwrap();
-        assert_eq!(e.scheme, Scheme::Https);
+        assert_eq!((e.scheme, e.insecure), (Scheme::Https, false));
         let e = c.resolve(&r("alpine")).unwrap();
         assert_eq!(
             (e.host.as_str(), e.repository.as_str()),
@@ -487,7 +492,8 @@ location = "ignored.example"
             assert_eq!(c.resolve(&r(s)).unwrap().scheme, scheme, "{s}");
         }
         let c = RegistriesConf::default().with_insecure(true);
-        assert_eq!(c.resolve(&r("example.com/a")).unwrap().scheme, Scheme::Http);
+        let e = c.resolve(&r("example.com/a")).unwrap();
+        assert_eq!((e.scheme, e.insecure), (Scheme::Https, true));
     }
 
     #[test]

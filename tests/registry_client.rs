@@ -37,6 +37,16 @@ impl TestRegistry {
         htpasswd: Option<(&str, &str)>,
         tls: Option<(&std::path::Path, &std::path::Path)>,
     ) -> TestRegistry {
+        Self::start_configured(htpasswd, tls, "")
+    }
+
+    /// [`TestRegistry::start_with`], with `extra` appended to the configuration (top-level
+    /// YAML sections such as `auth:`).
+    fn start_configured(
+        htpasswd: Option<(&str, &str)>,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+        extra: &str,
+    ) -> TestRegistry {
         let dir = tempfile::tempdir().unwrap();
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -68,6 +78,7 @@ impl TestRegistry {
                 file.display()
             ));
         }
+        config.push_str(extra);
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
         let mut child = Command::new("docker-registry")
@@ -1159,11 +1170,9 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
     );
 }
 
-#[tokio::test]
-async fn tls_with_an_extra_ca_certificate() {
-    // A throwaway CA and a server certificate for 127.0.0.1 signed by it.
-    let pki = tempfile::tempdir().unwrap();
-    let d = pki.path();
+/// A throwaway CA (`ca.pem`) and a server certificate for 127.0.0.1 signed by it
+/// (`srv.pem`, `srv.key`), in `d`.
+fn make_pki(d: &std::path::Path) {
     openssl(
         d,
         &[
@@ -1218,12 +1227,21 @@ async fn tls_with_an_extra_ca_certificate() {
             "ext.cnf",
         ],
     );
+}
+
+#[tokio::test]
+async fn tls_with_an_extra_ca_certificate() {
+    // A throwaway CA and a server certificate for 127.0.0.1 signed by it.
+    let pki = tempfile::tempdir().unwrap();
+    let d = pki.path();
+    make_pki(d);
     let reg = TestRegistry::start_with(None, Some((&d.join("srv.pem"), &d.join("srv.key"))));
     let endpoint = Endpoint {
         logical_registry: reg.addr.clone(),
         host: reg.addr.clone(),
         repository: "tls/app".into(),
         scheme: Scheme::Https,
+        insecure: false,
     };
     // Without the CA: the certificate is not trusted, and the error says so.
     let plain = RegistryClient::new(options())
@@ -1259,6 +1277,159 @@ async fn tls_with_an_extra_ca_certificate() {
     })
     .unwrap_err();
     assert!(e.to_string().contains("junk.pem"), "{e}");
+}
+
+// ---- insecure registries and token realms (issue 11) ----
+
+/// An endpoint for `reg` that tries TLS first: `insecure` as registries.conf would set it.
+fn https_endpoint(reg: &TestRegistry, repository: &str, insecure: bool) -> Endpoint {
+    Endpoint {
+        logical_registry: reg.addr.clone(),
+        host: reg.addr.clone(),
+        repository: repository.into(),
+        scheme: Scheme::Https,
+        insecure,
+    }
+}
+
+#[tokio::test]
+async fn insecure_accepts_an_unverified_certificate_and_secure_does_not() {
+    // containers-registries.conf(5): `insecure = true` allows "TLS connections with
+    // untrusted certificates". The registry's certificate is signed by a CA nobody trusts.
+    let pki = tempfile::tempdir().unwrap();
+    let d = pki.path();
+    make_pki(d);
+    let reg = TestRegistry::start_with(None, Some((&d.join("srv.pem"), &d.join("srv.key"))));
+    let secure = RegistryClient::new(options())
+        .unwrap()
+        .repository(&https_endpoint(&reg, "tls/app", false));
+    let e = secure
+        .blob_exists(&desc(media_types::OCI_CONFIG, CONFIG).digest)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    let insecure = RegistryClient::new(options())
+        .unwrap()
+        .repository(&https_endpoint(&reg, "tls/app", true));
+    let cfg = push_bytes(&insecure, media_types::OCI_CONFIG, CONFIG).await;
+    assert_eq!(collect(&insecure, &cfg).await.unwrap(), CONFIG);
+    // Still TLS: the plain-HTTP fallback was not needed (a TLS-only registry answers
+    // plain HTTP with 400, so a pull over HTTP would have failed).
+    let m = manifest_for(&cfg, &[]);
+    insecure
+        .put_manifest("v1", media_types::OCI_MANIFEST, m.clone())
+        .await
+        .unwrap();
+    assert_eq!(insecure.get_manifest("v1").await.unwrap().bytes, m);
+}
+
+#[tokio::test]
+async fn insecure_falls_back_to_plain_http_when_tls_fails() {
+    // A plain-HTTP registry: TLS is tried first (the handshake fails), then HTTP, as
+    // containers/image's detectPropertiesHelper does for insecure registries.
+    let reg = TestRegistry::start(None);
+    let secure = RegistryClient::new(options())
+        .unwrap()
+        .repository(&https_endpoint(&reg, "plain/app", false));
+    let e = secure
+        .blob_exists(&desc(media_types::OCI_CONFIG, CONFIG).digest)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::Unreachable { .. }), "{e}");
+    assert!(e.to_string().contains("--insecure"), "{e}");
+    let client = RegistryClient::new(options()).unwrap();
+    let insecure = client.repository(&https_endpoint(&reg, "plain/app", true));
+    let cfg = push_bytes(&insecure, media_types::OCI_CONFIG, CONFIG).await;
+    assert_eq!(collect(&insecure, &cfg).await.unwrap(), CONFIG);
+    // Another repository of the same host reuses what was learned.
+    let other = client.repository(&https_endpoint(&reg, "plain/other", true));
+    assert!(!other.blob_exists(&cfg.digest).await.unwrap());
+}
+
+#[tokio::test]
+async fn an_http_token_realm_under_an_https_registry_is_refused() {
+    // The real registry, over TLS, with token auth whose realm is plain http: the client
+    // must not send the user's password there (RFC 6749 §3.2: the token endpoint needs TLS).
+    let pki = tempfile::tempdir().unwrap();
+    let d = pki.path();
+    make_pki(d);
+    let realm = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    realm.set_nonblocking(true).unwrap();
+    let realm_url = format!("http://{}/token", realm.local_addr().unwrap());
+    let auth = format!(
+        "auth:\n  token:\n    realm: {realm_url}\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
+        d.join("ca.pem").display()
+    );
+    let reg =
+        TestRegistry::start_configured(None, Some((&d.join("srv.pem"), &d.join("srv.key"))), &auth);
+    let ca = ocipush::registry::CaCert {
+        origin: "ca.pem".into(),
+        pem: std::fs::read(d.join("ca.pem")).unwrap(),
+    };
+    let creds = StaticCredentials::new(Credential::Basic {
+        username: "alice".into(),
+        password: Secret::new("realm-test-password"),
+    });
+    let client = RegistryClient::new(ClientOptions {
+        ca_certs: vec![ca],
+        credentials: Arc::new(creds),
+        ..options()
+    })
+    .unwrap();
+    let r = client.repository(&https_endpoint(&reg, "realm/app", false));
+    let e = r.get_manifest("v1").await.unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("plain http") && msg.contains(&realm_url.replace("/token", "")),
+        "{msg}"
+    );
+    assert!(!msg.contains("realm-test-password"), "{msg}");
+    // Nothing ever connected to the realm.
+    match realm.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the http realm was contacted: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_upload_location_downgraded_to_http_is_refused() {
+    // The real registry over TLS, with its external URL (`http.host`) misconfigured to plain
+    // http, as behind a TLS-terminating proxy that does not say so: every upload `Location`
+    // it answers is `http://…`. Following it would send the blob (and the session URL) in
+    // clear; the push stops with an error that says so.
+    let pki = tempfile::tempdir().unwrap();
+    let d = pki.path();
+    make_pki(d);
+    // `extra` continues the `http:` section written last (indented under it).
+    let reg = TestRegistry::start_configured(
+        None,
+        Some((&d.join("srv.pem"), &d.join("srv.key"))),
+        "  host: http://127.0.0.1:9\n",
+    );
+    let ca = ocipush::registry::CaCert {
+        origin: "ca.pem".into(),
+        pem: std::fs::read(d.join("ca.pem")).unwrap(),
+    };
+    let client = RegistryClient::new(ClientOptions {
+        ca_certs: vec![ca],
+        ..options()
+    })
+    .unwrap();
+    let r = client.repository(&https_endpoint(&reg, "downgrade/app", false));
+    let d = desc(media_types::OCI_CONFIG, CONFIG);
+    let e = r
+        .put_blob(&d, &BytesBlob(Bytes::from_static(CONFIG)), &|_| {})
+        .await
+        .unwrap_err();
+    let e = e.downcast_ref::<RegistryError>().unwrap();
+    assert!(matches!(e, RegistryError::Downgrade { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("https to plain http") && msg.contains("http://127.0.0.1:9"),
+        "{msg}"
+    );
+    // Nothing was stored.
+    assert!(!r.blob_exists(&d.digest).await.unwrap());
 }
 
 /// A registry stand-in for what `docker-registry` cannot be brought to: an upload session that

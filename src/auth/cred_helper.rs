@@ -1,8 +1,11 @@
 //! The docker credential helper protocol: run `docker-credential-<name> get`, write the server
-//! URL on its stdin, read `{"ServerURL","Username","Secret"}` from its stdout.
+//! URL on its stdin, read `{"ServerURL","Username","Secret"}` from its stdout. A helper gets
+//! a bounded time (the registry timeout, `--timeout`): one that hangs (waiting for a keyring
+//! unlock prompt nobody sees, a network call) is killed and reported, never waited on forever.
 
 use std::ffi::OsString;
 use std::process::Stdio;
+use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -11,12 +14,46 @@ use super::{AuthError, Credential, Secret};
 
 /// The most a helper may print (a token is a few KiB).
 const MAX_OUTPUT: u64 = 1024 * 1024;
+/// How long a helper may run when no other bound is given (the default `--timeout`).
+pub const DEFAULT_HELPER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A `docker-credential-<name>` helper.
 #[derive(Debug, Clone)]
 pub struct CredentialHelper {
     name: String,
     path_env: Option<OsString>,
+    timeout: Duration,
+}
+
+/// Write `server_url` to the helper, read what it prints, wait for it to exit.
+async fn run(
+    child: &mut tokio::process::Child,
+    server_url: &str,
+    stdout: &mut Vec<u8>,
+    stderr: &mut Vec<u8>,
+) -> std::io::Result<std::process::ExitStatus> {
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading its stdin is not an error here.
+        let _ = stdin.write_all(server_url.as_bytes()).await;
+        drop(stdin);
+    }
+    let out = child.stdout.take();
+    let err = child.stderr.take();
+    let read_out = async {
+        if let Some(o) = out {
+            o.take(MAX_OUTPUT).read_to_end(stdout).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let read_err = async {
+        if let Some(e) = err {
+            e.take(64 * 1024).read_to_end(stderr).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let (r1, r2) = tokio::join!(read_out, read_err);
+    r1.and(r2)?;
+    child.wait().await
 }
 
 #[derive(Deserialize)]
@@ -33,7 +70,14 @@ impl CredentialHelper {
         CredentialHelper {
             name: name.into(),
             path_env: None,
+            timeout: DEFAULT_HELPER_TIMEOUT,
         }
+    }
+
+    /// Kill the helper and fail when it has not answered within `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> CredentialHelper {
+        self.timeout = timeout;
+        self
     }
 
     /// Look the helper up (and run it) with this `PATH` instead of the process's.
@@ -82,38 +126,32 @@ impl CredentialHelper {
             };
             fail(msg, Some(Box::new(e)))
         })?;
-        if let Some(mut stdin) = child.stdin.take() {
-            // A helper that exits without reading its stdin is not an error here.
-            let _ = stdin.write_all(server_url.as_bytes()).await;
-            drop(stdin);
-        }
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
-        let out = child.stdout.take();
-        let err = child.stderr.take();
-        let read_out = async {
-            if let Some(o) = out {
-                o.take(MAX_OUTPUT).read_to_end(&mut stdout).await?;
+        let ran = tokio::time::timeout(
+            self.timeout,
+            run(&mut child, server_url, &mut stdout, &mut stderr),
+        )
+        .await;
+        let status = match ran {
+            Ok(Ok(status)) => status,
+            Ok(Err(e)) => {
+                return Err(fail(format!("cannot run {binary}: {e}"), Some(Box::new(e))));
             }
-            Ok::<_, std::io::Error>(())
-        };
-        let read_err = async {
-            if let Some(e) = err {
-                e.take(64 * 1024).read_to_end(&mut stderr).await?;
+            Err(_) => {
+                // kill_on_drop ends it; kill now so it does not linger until then.
+                let _ = child.start_kill();
+                return Err(fail(
+                    format!(
+                        "{binary} get did not answer within {} s and was stopped; check the helper \
+                         (a locked keyring waiting for a password?) with `echo {server_url} | {binary} get`, \
+                         or raise --timeout",
+                        self.timeout.as_secs_f64().ceil() as u64
+                    ),
+                    None,
+                ));
             }
-            Ok::<_, std::io::Error>(())
         };
-        let (r1, r2) = tokio::join!(read_out, read_err);
-        r1.and(r2).map_err(|e| {
-            fail(
-                format!("cannot read the output of {binary}: {e}"),
-                Some(Box::new(e)),
-            )
-        })?;
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| fail(format!("{binary} failed: {e}"), Some(Box::new(e))))?;
         let stdout_text = String::from_utf8_lossy(&stdout);
         if !status.success() {
             let said = format!(

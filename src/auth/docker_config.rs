@@ -3,18 +3,24 @@
 //! `credsStore`, as `docker login` writes them.
 //!
 //! Order for each of the logical registry, then the endpoint host: a `credHelpers` entry, an
-//! `auths` entry carrying credentials, then `credsStore`.
+//! `auths` entry carrying credentials, then `credsStore`. (The registry client asks with
+//! [`RegistryHost::for_lookup`](super::RegistryHost::for_lookup): the host actually contacted.)
+//!
+//! An ECR token saved by `docker login` carries its own end (`expiration` inside the password,
+//! 12 hours after it was issued); [`DockerConfigProvider`]'s lease says when, so a chain can
+//! pass over a stale one.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::cred_helper::CredentialHelper;
-use super::{AuthError, Credential, CredentialProvider, RegistryHost, Secret};
+use super::cred_helper::{CredentialHelper, DEFAULT_HELPER_TIMEOUT};
+use super::{AuthError, Credential, CredentialProvider, Lease, RegistryHost, Secret};
 
 /// The key `docker login` uses for Docker Hub.
 pub const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
@@ -59,6 +65,7 @@ pub struct DockerConfigProvider {
     path: Option<PathBuf>,
     config: ConfigFile,
     helper_path: Option<OsString>,
+    helper_timeout: Duration,
     cache: Mutex<HashMap<String, Option<Credential>>>,
 }
 
@@ -120,6 +127,7 @@ impl DockerConfigProvider {
             path: None,
             config,
             helper_path: None,
+            helper_timeout: DEFAULT_HELPER_TIMEOUT,
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -130,6 +138,7 @@ impl DockerConfigProvider {
             path: None,
             config: ConfigFile::default(),
             helper_path: None,
+            helper_timeout: DEFAULT_HELPER_TIMEOUT,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -140,8 +149,16 @@ impl DockerConfigProvider {
         self
     }
 
+    /// Stop a credential helper that has not answered within `timeout` (`--timeout`).
+    pub fn with_helper_timeout(mut self, timeout: Duration) -> DockerConfigProvider {
+        self.helper_timeout = timeout;
+        self
+    }
+
     fn helper(&self, name: &str) -> CredentialHelper {
-        CredentialHelper::new(name).with_path(self.helper_path.clone())
+        CredentialHelper::new(name)
+            .with_path(self.helper_path.clone())
+            .with_timeout(self.helper_timeout)
     }
 
     async fn lookup(&self, host: &str) -> Result<Option<Credential>, AuthError> {
@@ -253,12 +270,45 @@ impl CredentialProvider for DockerConfigProvider {
         Ok(None)
     }
 
+    async fn lease(&self, registry: &RegistryHost<'_>) -> Result<Option<Lease>, AuthError> {
+        Ok(self.credentials(registry).await?.map(|credential| {
+            let expires = match &credential {
+                Credential::Basic { password, .. } => ecr_password_expiry(password.expose()),
+                _ => None,
+            };
+            Lease {
+                credential,
+                expires,
+            }
+        }))
+    }
+
     fn invalidate(&self, registry: &RegistryHost<'_>) {
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(&canonical_host(registry.logical));
             cache.remove(&canonical_host(registry.endpoint));
         }
     }
+}
+
+/// When an Amazon ECR registry password (what `aws ecr get-login-password` prints and
+/// `docker login` saves) stops working: it is base64 of a JSON object whose `expiration` is
+/// the Unix time of its end (12 hours after issue, as `GetAuthorizationToken`'s `expiresAt`;
+/// <https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_AuthorizationData.html>).
+/// `None` for any other password.
+pub fn ecr_password_expiry(password: &str) -> Option<SystemTime> {
+    #[derive(Deserialize)]
+    struct EcrPassword {
+        expiration: u64,
+    }
+    if password.len() < 64 {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(password.trim())
+        .ok()?;
+    let parsed: EcrPassword = serde_json::from_slice(&raw).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(parsed.expiration))
 }
 
 /// A config key or registry name reduced to its lowercase `host[:port]`, with Docker Hub's
@@ -412,6 +462,46 @@ esac
             .unwrap_err()
             .to_string();
         assert!(e.contains("docker-credential-nosuch"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_hanging_helper_is_stopped_at_its_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("docker-credential-hang");
+        // Never answers (a keyring waiting for an unlock nobody sees).
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 3600\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = std::env::join_paths(std::iter::once(dir.path().to_path_buf()).chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+        ))
+        .unwrap();
+        let p = DockerConfigProvider::from_json(r#"{"credsStore": "hang"}"#)
+            .unwrap()
+            .with_helper_path(path)
+            .with_helper_timeout(Duration::from_millis(300));
+        let e = p
+            .credentials(&host("slow.example", "slow.example"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("docker-credential-hang") && e.contains("did not answer within 1 s"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ecr_passwords_carry_their_expiry() {
+        let json = r#"{"payload":"abcdefghijklmnopqrstuvwxyz0123456789","datakey":"AQIDAHhx","version":"2","type":"DATA_KEY","expiration":1600000000}"#;
+        let pw = base64::engine::general_purpose::STANDARD.encode(json);
+        assert_eq!(
+            ecr_password_expiry(&pw),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000))
+        );
+        assert_eq!(ecr_password_expiry("hunter2"), None);
+        let other = base64::engine::general_purpose::STANDARD
+            .encode(r#"{"something":"else entirely, and long enough to be decoded"}"#);
+        assert_eq!(ecr_password_expiry(&other), None);
     }
 
     #[test]

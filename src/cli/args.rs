@@ -94,7 +94,8 @@ pub struct CopyArgs {
     /// Copy only these platforms of an index, os/arch[/variant], comma-separated [default: all].
     #[arg(long, value_name = "OS/ARCH[/VARIANT],...")]
     pub platform: Option<String>,
-    /// Allow plain HTTP to every registry (loopback registries use HTTP anyway).
+    /// Allow plain HTTP or an unverified TLS certificate for every registry (TLS is tried first;
+    /// loopback registries use HTTP anyway).
     #[arg(long)]
     pub insecure: bool,
     /// A containers-registries.conf(5) file mapping registries to other locations.
@@ -184,7 +185,8 @@ pub struct BuildArgs {
     /// The stage to build [default: the last].
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
-    /// Allow plain HTTP to every registry (loopback registries use HTTP anyway).
+    /// Allow plain HTTP or an unverified TLS certificate for every registry (TLS is tried first;
+    /// loopback registries use HTTP anyway).
     #[arg(long)]
     pub insecure: bool,
     /// A containers-registries.conf(5) file mapping registries to other locations.
@@ -216,7 +218,8 @@ pub struct ReliabilityArgs {
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
     pub retries: u32,
     /// Give up on a registry that makes no progress for this many seconds (connecting, waiting
-    /// for an answer, or moving data); a step and its retries stop after (N+1) x this.
+    /// for an answer, or moving data); a step and its retries stop after (N+1) x this. A docker
+    /// credential helper that has not answered within this time is stopped.
     #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub timeout: u64,
     /// Also trust the CA certificates in this PEM file (repeatable), besides the system roots.

@@ -177,9 +177,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     #[cfg(feature = "ecr")]
     let ecr_settings = ecr::settings(&build.ecr, &build.reliability);
     #[cfg(feature = "ecr")]
-    let credentials = ocipush::job::credentials_for(&ecr_settings);
+    let credentials = ocipush::job::credentials_for(
+        &ecr_settings,
+        reliability::helper_timeout(&build.reliability),
+    );
     #[cfg(not(feature = "ecr"))]
-    let credentials = ocipush::job::default_credentials();
+    let credentials =
+        ocipush::job::default_credentials(reliability::helper_timeout(&build.reliability));
     let credentials = credentials.map_err(|e| Failure::failed(e.to_string()))?;
     let client = reliability::client(&build.reliability, credentials, build.insecure)?;
     #[allow(unused_mut)]

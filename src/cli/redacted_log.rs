@@ -1,6 +1,6 @@
 //! Logging that never shows a secret, at any verbosity: every line goes through
 //! [`ocipush::auth::redact::scrub`] (credentials, tokens and the AWS keys from the environment
-//! are registered), and the libraries that dump whole requests at debug/trace level (the AWS
+//! and from the shared config/credentials files are registered), and the libraries that dump whole requests at debug/trace level (the AWS
 //! SDK: signed headers, session tokens, access key ids) are capped at `info` whatever
 //! `RUST_LOG` says.
 
@@ -52,6 +52,7 @@ pub(crate) fn init(default: &str) {
             ocipush::auth::redact::register(&v);
         }
     }
+    ocipush::auth::aws_profile::register_secrets();
     let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let caps = filter_fn(|meta| !capped(meta.target(), meta.level()));
     let layer = tracing_subscriber::fmt::layer()

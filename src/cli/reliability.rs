@@ -1,5 +1,6 @@
 //! `--retries`, `--timeout`, `--ca-cert` and `--chunk-size`: the registry client's retry policy,
-//! stall timeout, extra TLS roots and upload chunk size, and (with ECR) the same retry and timeout for the AWS calls. Shared by
+//! stall timeout, extra TLS roots and upload chunk size, the bound on docker credential helpers,
+//! and (with ECR) the same retry and timeout for the AWS calls. Shared by
 //! the build and `ocipush copy`.
 
 use std::sync::Arc;
@@ -42,6 +43,11 @@ pub(crate) fn client(
     .map_err(|e| Failure::failed(e.to_string()))
 }
 
+/// How long a docker credential helper may run: the registry timeout (`--timeout`).
+pub(crate) fn helper_timeout(args: &ReliabilityArgs) -> Duration {
+    Duration::from_secs(args.timeout)
+}
+
 /// The AWS options these flags ask for (the ECR API transport and ECR tokens): attempts per
 /// call and the per-call timeout; the identity fields are left at their defaults.
 #[cfg(feature = "ecr")]
@@ -58,11 +64,8 @@ pub(crate) fn aws_options(args: &ReliabilityArgs) -> ocipush::ecr::AwsOptions {
 /// retries and timeout.
 pub(crate) fn credentials(args: &ReliabilityArgs) -> Result<Arc<dyn CredentialProvider>, Failure> {
     #[cfg(feature = "ecr")]
-    let credentials = ocipush::job::credentials_with_aws(&aws_options(args));
+    let credentials = ocipush::job::credentials_with_aws(&aws_options(args), helper_timeout(args));
     #[cfg(not(feature = "ecr"))]
-    let credentials = {
-        let _ = args;
-        ocipush::job::default_credentials()
-    };
+    let credentials = ocipush::job::default_credentials(helper_timeout(args));
     credentials.map_err(|e| Failure::failed(e.to_string()))
 }

@@ -12,7 +12,7 @@ use base64::Engine as _;
 
 use super::credentials::{AwsOptions, SdkConfigCache, ecr_client};
 use super::errors::{CallContext, EcrError, from_sdk};
-use crate::auth::{AuthError, Credential, CredentialProvider, RegistryHost, Secret};
+use crate::auth::{AuthError, Credential, CredentialProvider, Lease, RegistryHost, Secret};
 use crate::ecr_host::EcrHost;
 
 /// The provider name in [`AuthError`]s.
@@ -107,6 +107,12 @@ impl EcrCredentialProvider {
             cache.insert(key, fetched);
         }
         Ok(cred)
+    }
+
+    /// When the cached token for `host` is due for refresh (`None`: kept until invalidated).
+    fn refresh_after_of(&self, host: &EcrHost) -> Option<SystemTime> {
+        let cache = self.cache.lock().ok()?;
+        cache.get(&host.hostname())?.refresh_after
     }
 
     fn cached(&self, key: &str) -> Option<Credential> {
@@ -206,6 +212,20 @@ impl CredentialProvider for EcrCredentialProvider {
                 source: Some(Box::new(e)),
             }),
         }
+    }
+
+    /// The token, due for refresh a little before its `expiresAt` (12 hours after issue).
+    async fn lease(&self, registry: &RegistryHost<'_>) -> Result<Option<Lease>, AuthError> {
+        let Some(credential) = self.credentials(registry).await? else {
+            return Ok(None);
+        };
+        let expires = EcrHost::parse(registry.logical)
+            .ok()
+            .and_then(|h| self.refresh_after_of(&h));
+        Ok(Some(Lease {
+            credential,
+            expires,
+        }))
     }
 
     fn invalidate(&self, registry: &RegistryHost<'_>) {

@@ -1,7 +1,8 @@
 //! [`ClientOptions`] and [`RegistryClient`]: one HTTP connection pool (reqwest, rustls) and one
 //! authentication cache (challenges, tokens, credentials) shared by every [`Repository`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::auth::AuthState;
@@ -10,14 +11,15 @@ use super::error::RegistryError;
 use super::repository::Repository;
 use super::retry::RetryPolicy;
 use crate::auth::{Anonymous, CredentialProvider};
-use crate::registries_conf::Endpoint;
+use crate::registries_conf::{Endpoint, Scheme};
 
 /// How a [`RegistryClient`] behaves.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Where credentials come from.
     pub credentials: Arc<dyn CredentialProvider>,
-    /// Use plain HTTP for every host (otherwise the endpoint's scheme is used).
+    /// Treat every host as insecure (`--insecure`): TLS is tried first without verifying the
+    /// certificate, then plain HTTP (as registries.conf `insecure = true` does for one).
     pub insecure: bool,
     /// The User-Agent header.
     pub user_agent: String,
@@ -85,8 +87,12 @@ pub struct RegistryClient {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub http: reqwest::Client,
+    /// The same, accepting any TLS certificate: only for insecure endpoints.
+    pub unverified: reqwest::Client,
     pub opts: ClientOptions,
     pub auth: AuthState,
+    /// The scheme each insecure host answered on (TLS first, then plain HTTP), by host.
+    pub schemes: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Scheme>>>>,
     /// The largest chunk each host was seen to accept.
     pub chunks: Learned,
 }
@@ -94,14 +100,22 @@ pub(crate) struct Inner {
 impl RegistryClient {
     /// Build a client.
     pub fn new(opts: ClientOptions) -> Result<RegistryClient, RegistryError> {
-        let http = http_client_builder(&opts)?
-            .build()
-            .map_err(|e| RegistryError::Client(super::http::cause_chain(&e)))?;
+        let build = |unverified: bool| {
+            http_client_builder(&opts)?
+                .redirect(super::origin::redirect_policy())
+                .tls_danger_accept_invalid_certs(unverified)
+                .build()
+                .map_err(|e| RegistryError::Client(super::http::cause_chain(&e)))
+        };
+        let http = build(false)?;
+        let unverified = build(true)?;
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 http,
+                unverified,
                 opts,
                 auth: AuthState::default(),
+                schemes: Mutex::default(),
                 chunks: Learned::default(),
             }),
         })
@@ -122,6 +136,12 @@ impl RegistryClient {
             .opts
             .stall_timeout
             .max(Duration::from_millis(100))
+    }
+
+    /// The per-host cell holding the scheme an insecure host answered on.
+    pub(crate) fn scheme_cell(&self, host: &str) -> Arc<tokio::sync::OnceCell<Scheme>> {
+        let mut m = self.inner.schemes.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(host.to_string()).or_default().clone()
     }
 }
 

@@ -117,10 +117,27 @@ pub enum RegistryError {
         /// Why.
         reason: String,
     },
+    /// The registry sent an `https` client to a plain `http` URL (an upload `Location` or a
+    /// redirect): refused, so nothing travels in clear.
+    #[error(
+        "refused to follow {registry} from https to plain http ({target}) during {what} for repository \
+         {repository}: the data and the upload session would travel unencrypted; fix the registry's \
+         (or its proxy's) external URL, or mark it insecure (--insecure) if plain HTTP is intended"
+    )]
+    Downgrade {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The operation.
+        what: String,
+        /// `http://host[:port]` it pointed at (no path: it may be a capability).
+        target: String,
+    },
     /// Connection refused, DNS failure, TLS failure.
     #[error(
         "cannot reach registry {host} ({url}): {cause}; is it running, is the name right, \
-         and is --insecure needed (plain HTTP)?"
+         and is --insecure needed (plain HTTP, or a certificate no CA vouches for; or --ca-cert)?"
     )]
     Unreachable {
         /// The `host[:port]`.
@@ -191,6 +208,45 @@ pub enum RegistryError {
         what: String,
         /// The registry's (or token server's) answer.
         detail: String,
+    },
+    /// A request the registry sent to another host (an upload `Location`) was answered with
+    /// 401: credentials go only to the registry that asked for them.
+    #[error(
+        "{registry} sent {what} for repository {repository} to another host, {target}, which asks for \
+         credentials; ocipush sends credentials only to the registry that challenged for them \
+         ({registry}), never to another host. The registry's upload URL (its external URL setting, \
+         or a proxy in front of it) should name the registry itself"
+    )]
+    ForeignAuthRequired {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The operation.
+        what: String,
+        /// `scheme://host[:port]` of the other host (no path: it may be a capability).
+        target: String,
+    },
+    /// The registry refused the credential as expired (Amazon ECR: 403 DENIED "Your
+    /// authorization token has expired", also for a token of another region) even after one
+    /// refresh: not a permission problem.
+    #[error(
+        "{registry} refused the credential as expired during {what} for repository {repository} ({why}; {detail}); \
+         no fresher credential was accepted. For Amazon ECR the token must be this registry's region's: remove \
+         the stale `docker login` entry from config.json (ocipush then gets a token from the AWS credential \
+         chain) or log in again with `aws ecr get-login-password --region <region>`"
+    )]
+    CredentialExpired {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The operation.
+        what: String,
+        /// How it is known: the registry said so, or the credential's own expiry is past.
+        why: &'static str,
+        /// What the registry said.
+        detail: Box<ErrorDetail>,
     },
     /// Authenticated, but not allowed.
     #[error(
@@ -449,6 +505,7 @@ impl RegistryError {
         match self {
             RegistryError::Exhausted { last, .. } => last.status(),
             RegistryError::Denied { detail, .. }
+            | RegistryError::CredentialExpired { detail, .. }
             | RegistryError::NameUnknown { detail, .. }
             | RegistryError::BlobUnknown { detail, .. }
             | RegistryError::ManifestUnknown { detail, .. }

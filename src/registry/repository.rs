@@ -1,7 +1,9 @@
 //! [`Repository`]: one repository on one registry endpoint, and the request loop every
-//! operation goes through: attach cached auth, answer a 401 challenge (fresh credentials or
-//! token, then once more after invalidating the provider), and turn failures into
-//! [`RegistryError`]s that name the registry, repository and operation.
+//! operation goes through: attach cached auth (only to the registry's own origin, see
+//! [`origin`](super::origin)), answer a 401 challenge (fresh credentials or token, then once
+//! more after invalidating the provider), refresh a credential a 403 says has expired, and
+//! turn failures into [`RegistryError`]s that name the registry, repository and operation.
+//! An insecure endpoint is reached over TLS (unverified) first, then plain HTTP.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,6 +21,7 @@ use super::client::RegistryClient;
 use super::error::RequestKind;
 use super::error::{ErrorDetail, RegistryError};
 use super::http::{BodyError, cause_chain, read_limited, redact_url, stalled, watch_stall};
+use super::origin::{Target, classify, origin_label, same_origin};
 use super::retry::parse_retry_after;
 use crate::auth::RegistryHost;
 use crate::digest::Digest;
@@ -64,14 +67,9 @@ pub(crate) struct Op<'a> {
 
 impl Repository {
     pub(crate) fn new(client: RegistryClient, endpoint: Endpoint) -> Repository {
-        let scheme = if client.inner.opts.insecure {
-            Scheme::Http
-        } else {
-            endpoint.scheme
-        };
         let base = Url::parse(&format!(
             "{}://{}/v2/{}/",
-            scheme.as_str(),
+            endpoint.scheme.as_str(),
             endpoint.host,
             endpoint.repository
         ))
@@ -91,6 +89,68 @@ impl Repository {
     /// The endpoint.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// Whether plain HTTP and unverified TLS are allowed (registries.conf or `--insecure`).
+    pub(crate) fn insecure(&self) -> bool {
+        self.endpoint.insecure || self.client.inner.opts.insecure
+    }
+
+    /// The HTTP client for this endpoint: the one accepting any certificate when insecure.
+    fn http(&self) -> &reqwest::Client {
+        if self.insecure() {
+            &self.client.inner.unverified
+        } else {
+            &self.client.inner.http
+        }
+    }
+
+    /// The base URL with the scheme the registry answers on: an insecure `https` endpoint is
+    /// asked once per host (`GET /v2/` over TLS, then over plain HTTP when TLS fails), as
+    /// containers/image's `detectPropertiesHelper` does.
+    async fn effective_base(&self) -> Result<Url, RegistryError> {
+        let base = self.url("")?;
+        if !self.insecure() || base.scheme() != "https" {
+            return Ok(base);
+        }
+        let cell = self.client.scheme_cell(&self.endpoint.host);
+        let scheme = cell.get_or_try_init(|| self.probe(&base)).await?;
+        let mut out = base;
+        if *scheme == Scheme::Http {
+            // https → http of a special scheme always succeeds.
+            let _ = out.set_scheme("http");
+        }
+        Ok(out)
+    }
+
+    async fn probe(&self, base: &Url) -> Result<Scheme, RegistryError> {
+        let stall = self.client.stall();
+        let ping = |scheme: &'static str| {
+            let mut u = base.clone();
+            let _ = u.set_scheme(scheme);
+            u.set_path("/v2/");
+            async move {
+                let sent = watch_stall(self.http().get(u.clone()).send(), stall, None).await;
+                match sent {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err((u, cause_chain(&e))),
+                    Err(()) => Err((u, stalled(stall))),
+                }
+            }
+        };
+        let tls = match ping("https").await {
+            Ok(()) => return Ok(Scheme::Https),
+            Err(e) => e,
+        };
+        tracing::info!(host = %self.endpoint.host, cause = %tls.1, "TLS failed; the registry is insecure, trying plain HTTP");
+        match ping("http").await {
+            Ok(()) => Ok(Scheme::Http),
+            Err((url, cause)) => Err(RegistryError::Unreachable {
+                host: self.endpoint.host.clone(),
+                url: redact_url(&url),
+                cause: format!("over TLS: {}; over plain HTTP: {cause}", tls.1),
+            }),
+        }
     }
 
     /// The registry for messages: the logical name, with the host contacted when different.
@@ -223,6 +283,10 @@ impl Repository {
         let inner = &self.client.inner;
         let provider = inner.opts.credentials.as_ref();
         let rh = self.registry_host();
+        let base = self.effective_base().await?;
+        let declared = self.url("")?;
+        let http = self.http();
+        let http_realm_ok = base.scheme() == "http" || self.insecure();
         // 0: cached auth; 1: fresh token/credentials after a 401; 2: after invalidating the provider.
         let mut round = 0u8;
         // The Authorization header the last 401 refused (a stale token is then not reused).
@@ -231,12 +295,13 @@ impl Repository {
             let authz = match inner
                 .auth
                 .authorize(
-                    &inner.http,
+                    http,
                     provider,
                     &rh,
                     &op.scopes,
                     rejected.as_ref(),
                     stall,
+                    http_realm_ok,
                 )
                 .await
             {
@@ -271,22 +336,71 @@ impl Repository {
                     continue;
                 }
             };
-            let mut rb = make().await?;
-            if let Some(h) = &authz.header {
-                rb = rb.header(AUTHORIZATION, h.clone());
-            }
-            let req = rb
+            let mut req = make()
+                .await?
                 .build()
                 .map_err(|e| RegistryError::Client(cause_chain(&e)))?;
+            // URLs made from the endpoint follow the scheme the registry answered on.
+            if base.scheme() != declared.scheme() && same_origin(req.url(), &declared) {
+                let _ = req.url_mut().set_scheme(base.scheme());
+            }
             let url = req.url().clone();
+            let target = classify(&base, &url);
+            match target {
+                Target::Downgrade => {
+                    return Err(RegistryError::Downgrade {
+                        registry: self.registry_label(),
+                        repository: self.endpoint.repository.clone(),
+                        what: op.what.clone(),
+                        target: origin_label(&url),
+                    });
+                }
+                Target::Registry => {
+                    if let Some(h) = &authz.header {
+                        req.headers_mut().insert(AUTHORIZATION, h.clone());
+                    }
+                }
+                Target::Foreign => {
+                    tracing::debug!(to = %origin_label(&url), "another origin: sent without credentials");
+                }
+            }
+            let attached = target == Target::Registry && authz.header.is_some();
             tracing::debug!(method = %req.method(), url = %redact_url(&url), who = %authz.who, "registry request");
-            let sent = watch_stall(inner.http.execute(req), stall, activity.cloned()).await;
+            let sent = watch_stall(http.execute(req), stall, activity.cloned()).await;
             let resp = match sent {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => return Err(self.transport_error(op, &url, &e)),
                 Err(()) => return Err(self.stalled(op)),
             };
             tracing::debug!(status = resp.status().as_u16(), url = %redact_url(&url), "registry response");
+            if resp.status() == StatusCode::FORBIDDEN && attached && authz.expired && round >= 2 {
+                let mut resp = resp;
+                resp.extensions_mut().insert(super::expiry::KnownExpired);
+                return Ok(resp);
+            }
+            if resp.status() == StatusCode::FORBIDDEN && attached && round < 2 {
+                match self.refresh_on_denial(resp, &authz).await {
+                    Ok(mut resp) => {
+                        if authz.expired {
+                            resp.extensions_mut().insert(super::expiry::KnownExpired);
+                        }
+                        return Ok(resp);
+                    }
+                    Err(()) => {
+                        rejected = authz.header.clone();
+                        round = 2;
+                        continue;
+                    }
+                }
+            }
+            if resp.status() == StatusCode::UNAUTHORIZED && target == Target::Foreign {
+                return Err(RegistryError::ForeignAuthRequired {
+                    registry: self.registry_label(),
+                    repository: self.endpoint.repository.clone(),
+                    what: op.what.clone(),
+                    target: origin_label(&url),
+                });
+            }
             if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
             }
@@ -340,11 +454,55 @@ impl Repository {
                 return Err(self.auth_failed(op, authz.who, detail));
             }
             if round == 1 {
-                inner.auth.invalidate(provider, &rh);
+                inner
+                    .auth
+                    .invalidate_used(provider, &rh, authz.credential.as_ref());
             }
             rejected = authz.header.clone();
             round += 1;
         }
+    }
+
+    /// A 403 answered to a credential: `Err(())` when the credential was refreshed and the
+    /// request is to be retried once — the registry says the token expired (Amazon ECR
+    /// answers an expired token, or one of another region, with 403 DENIED "Your authorization
+    /// token has expired. Reauthenticate and try again.",
+    /// <https://docs.aws.amazon.com/AmazonECR/latest/userguide/common-errors-docker.html>), or
+    /// it cannot say why (a HEAD has no body) or the credential was cached earlier and the
+    /// refusal names no missing permission (then once per host; see [`AuthState::on_denial`](super::auth::AuthState::on_denial)); otherwise
+    /// the response, whole.
+    async fn refresh_on_denial(
+        &self,
+        resp: Response,
+        authz: &super::auth::Authz,
+    ) -> Result<Response, ()> {
+        let status = resp.status();
+        let url = resp.url().clone();
+        let headers = resp.headers().clone();
+        let version = resp.version();
+        let (body, _) = read_limited(resp, MAX_ERROR_BODY, self.client.stall())
+            .await
+            .unwrap_or_default();
+        let detail = ErrorDetail::new(status.as_u16(), &body);
+        let expired = super::expiry::says_expired(&detail);
+        let mute = detail.errors.is_empty() && detail.body.is_none();
+        let inner = &self.client.inner;
+        let retry = inner.auth.on_denial(
+            inner.opts.credentials.as_ref(),
+            &self.registry_host(),
+            authz.credential.as_ref(),
+            expired,
+            mute || (authz.cached && !super::expiry::names_a_permission(&detail)),
+        );
+        if retry {
+            tracing::info!(
+                registry = %self.registry_label(),
+                expired,
+                "the registry refused the credential ({detail}); retrying once with a fresh one"
+            );
+            return Err(());
+        }
+        Ok(super::expiry::rebuild(status, version, headers, url, body))
     }
 
     fn auth_required(&self, op: &Op<'_>, detail: String) -> RegistryError {
@@ -427,6 +585,10 @@ impl Repository {
     /// Turn an unexpected response into the error its status and OCI codes say.
     pub(crate) async fn error_from(&self, op: &Op<'_>, resp: Response) -> RegistryError {
         let status = resp.status().as_u16();
+        let known_expired = resp
+            .extensions()
+            .get::<super::expiry::KnownExpired>()
+            .is_some();
         let resp_url = &resp.url().clone();
         let retry_after = parse_retry_after(resp.headers().get(RETRY_AFTER));
         let (body, _) = read_limited(resp, MAX_ERROR_BODY, self.client.stall())
@@ -447,6 +609,20 @@ impl Repository {
                 repository,
                 what,
                 retry_after,
+                detail,
+            };
+        }
+        if status == 403 && (known_expired || super::expiry::says_expired(&detail)) {
+            let why = if super::expiry::says_expired(&detail) {
+                "it says the token has expired"
+            } else {
+                "the expiry inside the saved token is past"
+            };
+            return RegistryError::CredentialExpired {
+                registry,
+                repository,
+                what,
+                why,
                 detail,
             };
         }

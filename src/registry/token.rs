@@ -80,6 +80,7 @@ pub(crate) async fn fetch_token(
     scopes: &[String],
     credential: Option<&Credential>,
     stall: Duration,
+    http_realm_ok: bool,
 ) -> Result<Token, TokenFailure> {
     let failed = |reason: String, retryable: bool| TokenFailure::Failed { reason, retryable };
     let realm = challenge
@@ -94,6 +95,17 @@ pub(crate) async fn fetch_token(
     if url.scheme() != "https" && url.scheme() != "http" {
         return Err(failed(
             format!("its token realm {realm:?} is not http(s)"),
+            false,
+        ));
+    }
+    if !super::origin::realm_allowed(&url, if http_realm_ok { "http" } else { "https" }, false) {
+        return Err(failed(
+            format!(
+                "its token realm {} is plain http while the registry is https: credentials are \
+                 not sent in clear; fix the registry's token service URL, or mark the registry \
+                 insecure (--insecure or registries.conf `insecure = true`) if it is trusted",
+                super::origin::origin_label(&url)
+            ),
             false,
         ));
     }

@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 
+use crate::common::fault_proxy::FaultProxy;
 use crate::common::fixtures::{alpine_oci_layout, build_alpine_layout_with_umoci, seed_alpine};
 use crate::common::ocipush::{write_docker_config, write_registries_conf};
 use crate::common::registry::{RegistryServer, count, summarize};
@@ -234,4 +235,55 @@ fn registries_conf_is_v2_toml_with_prefix_and_location() {
         Some("127.0.0.1:5000/library/alpine")
     );
     assert_eq!(regs[0]["insecure"].as_bool(), Some(true));
+}
+
+#[test]
+fn fault_proxy_hands_uploads_to_a_second_listener_and_answers_an_expired_credential() {
+    // skopeo (containers/image) pushes through proxy A, whose upload `Location`s point at
+    // proxy B on another loopback address: the uploads land through B, and the image the
+    // registry holds is whole.
+    let reg = RegistryServer::start();
+    let a = FaultProxy::start(reg.port());
+    let b = FaultProxy::start_on("127.0.0.2", reg.port());
+    assert!(b.addr().starts_with("127.0.0.2:"), "{}", b.addr());
+    a.send_uploads_to(&format!("http://{}", b.addr()));
+    let src = format!(
+        "oci:{}",
+        image_arg(alpine_oci_layout(), "latest").to_string_lossy()
+    );
+    skopeo_copy_with(
+        &src,
+        None,
+        &format!("docker://{}/selftest:v1", a.addr()),
+        None,
+    );
+    let on_b = b.log();
+    assert!(
+        on_b.iter().any(|e| e.method == "PUT"
+            && e.path().contains("/blobs/uploads/")
+            && e.status == Some(201)),
+        "no upload went through the second listener: {on_b:#?}"
+    );
+    assert!(
+        a.log()
+            .iter()
+            .all(|e| e.method != "PUT" || e.path().contains("/manifests/")),
+        "{:#?}",
+        a.log()
+    );
+    let pushed = skopeo_inspect(&format!("docker://{}/selftest:v1", reg.addr()), false, None);
+    assert!(pushed["Digest"].as_str().is_some(), "{pushed:#}");
+
+    // A request carrying a credential marked expired gets ECR's 403; others pass.
+    a.expire_credential("Basic c3RhbGU6dG9rZW4=");
+    let refused = http_get(&a.addr(), "/v2/", Some("c3RhbGU6dG9rZW4="));
+    assert!(
+        refused.starts_with("HTTP/1.1 403")
+            && refused.contains(r#""code":"DENIED""#)
+            && refused
+                .contains("Your authorization token has expired. Reauthenticate and try again."),
+        "{refused}"
+    );
+    let passed = http_get(&a.addr(), "/v2/", Some("b3RoZXI6dG9rZW4="));
+    assert!(passed.starts_with("HTTP/1.1 200"), "{passed}");
 }

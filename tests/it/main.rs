@@ -8,6 +8,7 @@ mod e2e_auth;
 mod e2e_copy;
 mod e2e_copy_flags;
 mod e2e_copy_from;
+mod e2e_credentials;
 mod e2e_differential;
 #[cfg(feature = "ecr")]
 mod e2e_ecr;

@@ -17,6 +17,14 @@
 //! token protocol) in front of an anonymous registry; its token answers and 401s are logged
 //! like injected faults.
 //!
+//! Credential-safety behaviours (issue 11), kept apart from the fault rules: a proxy can listen
+//! on another loopback address ([`FaultProxy::start_on`], a second host), point every upload
+//! `Location` the registry answers at another origin ([`FaultProxy::send_uploads_to`], as
+//! registries that hand blob uploads to a storage host do), answer requests carrying a given
+//! `Authorization` with Amazon ECR's 403 for an expired token
+//! ([`FaultProxy::expire_credential`]), and refuses a TLS handshake as any plain-HTTP server
+//! would (logged with the method `TLS`: a client trying TLS first).
+//!
 //! Every request is logged with what was done to it ([`ProxyLogEntry`]); tests wait for
 //! events on a condition variable ([`FaultProxy::wait_for`]), never with sleeps. Threads
 //! serving connections end when their connection ends; stalled connections are kept open
@@ -140,6 +148,23 @@ impl Fault {
         Fault::AddHeader("OCI-Chunk-Min-Length".into(), bytes.to_string())
     }
 
+    /// Amazon ECR's answer to an expired authorization token (also to a token of another
+    /// region): `403 Forbidden` with the OCI error `DENIED` "Your authorization token has
+    /// expired. Reauthenticate and try again."
+    /// (<https://docs.aws.amazon.com/AmazonECR/latest/userguide/common-errors-docker.html>;
+    /// awslabs/amazon-ecr-credential-helper#27).
+    pub fn ecr_token_expired() -> Fault {
+        Fault::Status {
+            status: 403,
+            headers: vec![(
+                "Content-Type".into(),
+                "application/json; charset=utf-8".into(),
+            )],
+            body: r#"{"errors":[{"code":"DENIED","message":"Your authorization token has expired. Reauthenticate and try again."}]}"#
+                .into(),
+        }
+    }
+
     fn label(&self) -> String {
         match self {
             Fault::Status { status, .. } => format!("status {status}"),
@@ -209,7 +234,7 @@ impl Rule {
 }
 
 /// One request the proxy saw.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ProxyLogEntry {
     /// Method.
     pub method: String,
@@ -245,6 +270,10 @@ struct BearerGate {
 #[derive(Default)]
 struct State {
     gate: Option<BearerGate>,
+    /// `scheme://host:port` replacing the origin of every upstream `Location`.
+    location_origin: Option<String>,
+    /// `Authorization` values answered with ECR's 403 "token has expired".
+    expired_credentials: Vec<String>,
     rules: Vec<Rule>,
     log: Vec<ProxyLogEntry>,
     held: usize,
@@ -253,6 +282,8 @@ struct State {
 }
 
 struct Shared {
+    /// The address the proxy listens on (its token realm names it).
+    listen_host: String,
     state: Mutex<State>,
     changed: Condvar,
     upstream: AtomicU16,
@@ -261,6 +292,7 @@ struct Shared {
 
 /// The proxy, listening on `127.0.0.1:<port>`; stops (and closes every connection) on drop.
 pub struct FaultProxy {
+    host: String,
     port: u16,
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
@@ -269,9 +301,16 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// A proxy on a free loopback port forwarding to `127.0.0.1:upstream_port`.
     pub fn start(upstream_port: u16) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
+        Self::start_on("127.0.0.1", upstream_port)
+    }
+
+    /// A proxy listening on `ip` (another loopback address such as `127.0.0.2`: another host
+    /// as far as origins go) forwarding to `127.0.0.1:upstream_port`.
+    pub fn start_on(ip: &str, upstream_port: u16) -> FaultProxy {
+        let listener = TcpListener::bind((ip, 0)).expect("bind the fault proxy");
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
+            listen_host: ip.to_string(),
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             upstream: AtomicU16::new(upstream_port),
@@ -289,15 +328,37 @@ impl FaultProxy {
             }
         });
         FaultProxy {
+            host: ip.to_string(),
             port,
             shared,
             acceptor: Some(acceptor),
         }
     }
 
-    /// `127.0.0.1:PORT`, to use in image references.
+    /// `IP:PORT` (`127.0.0.1:PORT` unless started elsewhere), to use in image references.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// From now on, every `Location` the registry answers points at `origin`
+    /// (`http://127.0.0.2:PORT`) instead: the upload continues on another host. A `Location`
+    /// may be any absolute URL (distribution-spec, "Pushing blobs"), and registries hand blob
+    /// traffic to storage hosts (distribution's `storage.redirect`; Quay and GCR redirect blob
+    /// downloads to S3/GCS).
+    pub fn send_uploads_to(&self, origin: &str) {
+        self.shared.state.lock().unwrap().location_origin =
+            Some(origin.trim_end_matches('/').to_string());
+    }
+
+    /// Answer every request whose `Authorization` is exactly `authorization` as Amazon ECR
+    /// answers a token past its 12 hours (or one of another region): [`Fault::ecr_token_expired`].
+    pub fn expire_credential(&self, authorization: &str) {
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .expired_credentials
+            .push(authorization.to_string());
     }
 
     /// Add a rule (rules are tried in order; the first matching, still active one applies).
@@ -403,7 +464,7 @@ impl Drop for FaultProxy {
             self.shared.changed.notify_all();
         }
         // Wake the acceptor so it sees `stopping`.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect((self.host.as_str(), self.port));
         if let Some(a) = self.acceptor.take() {
             let _ = a.join();
         }
@@ -470,6 +531,9 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
     let Ok(reader) = client.try_clone() else {
         return;
     };
+    if tls_handshake_refused(s, &client) {
+        return;
+    }
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut client = client;
     let head = match read_head(&mut reader) {
@@ -494,7 +558,9 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
         chosen
     };
     let port = client.local_addr().map(|a| a.port()).unwrap_or(0);
-    let fault = fault.or_else(|| gate(s, &head, port));
+    let fault = fault
+        .or_else(|| expired_credential(s, &head))
+        .or_else(|| gate(s, &head, port));
     let idx = {
         let mut st = s.state.lock().unwrap();
         st.log.push(ProxyLogEntry {
@@ -552,7 +618,7 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
             let out = format!(
                 "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\
                  WWW-Authenticate: {}\r\n\r\n",
-                bearer_challenge(port)
+                bearer_challenge(&s.listen_host, port)
             );
             let _ = client.write_all(out.as_bytes());
             set_status(Some(401));
@@ -627,15 +693,62 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
     }
 }
 
-fn bearer_challenge(port: u16) -> String {
+/// ECR's 403 for a request carrying a credential marked expired.
+fn expired_credential(s: &Shared, head: &Head) -> Option<Fault> {
+    let st = s.state.lock().unwrap();
+    let a = head.authorization.as_deref()?;
+    st.expired_credentials
+        .iter()
+        .any(|e| e == a)
+        .then(Fault::ecr_token_expired)
+}
+
+/// A response head line with the origin of a `Location` replaced by `origin`.
+fn rewrite_location(line: &str, origin: &str) -> String {
+    match line.split_once(':') {
+        Some((k, v)) if k.trim().eq_ignore_ascii_case("location") => {
+            let v = v.trim();
+            let path = match v.split_once("://") {
+                Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+                None => v,
+            };
+            format!("{k}: {origin}{path}\r\n")
+        }
+        _ => line.to_string(),
+    }
+}
+
+/// A plain-HTTP server given a TLS ClientHello (first byte 0x16, a handshake record): like
+/// any plain server it cannot answer in TLS; the connection is closed, and logged with the
+/// method `TLS` (a client trying TLS first, as an insecure registry is tried).
+fn tls_handshake_refused(s: &Shared, client: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    if !matches!(client.peek(&mut first), Ok(1)) || first[0] != 0x16 {
+        return false;
+    }
+    let mut st = s.state.lock().unwrap();
+    st.log.push(ProxyLogEntry {
+        method: "TLS".into(),
+        target: String::new(),
+        fault: Some("tls handshake refused".into()),
+        ..ProxyLogEntry::default()
+    });
+    s.changed.notify_all();
+    drop(st);
+    let _ = client.shutdown(Shutdown::Both);
+    true
+}
+
+fn bearer_challenge(host: &str, port: u16) -> String {
     format!(
-        "Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fault-proxy\",scope=\"repository:faults:pull,push\""
+        "Bearer realm=\"http://{host}:{port}/token\",service=\"fault-proxy\",scope=\"repository:faults:pull,push\""
     )
 }
 
 /// With a Bearer gate: answer `/token` requests, and refuse `/v2/` requests without a live
 /// token (as injected faults, so they are logged and answered the same way).
 fn gate(s: &Shared, head: &Head, port: u16) -> Option<Fault> {
+    let host = s.listen_host.clone();
     let mut st = s.state.lock().unwrap();
     let g = st.gate.as_mut()?;
     if head.target.starts_with("/token") {
@@ -662,7 +775,7 @@ fn gate(s: &Shared, head: &Head, port: u16) -> Option<Fault> {
         .is_some_and(|t| g.live.iter().any(|l| l == t));
     (!ok).then(|| Fault::Status {
         status: 401,
-        headers: vec![("WWW-Authenticate".into(), bearer_challenge(port))],
+        headers: vec![("WWW-Authenticate".into(), bearer_challenge(&host, port))],
         body: r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#.into(),
     })
 }
@@ -731,15 +844,33 @@ fn forward(
         .and_then(|c| c.parse::<u16>().ok());
     set_status(status);
     let mut first = line.clone();
+    let mut consumed = line.len() as u64;
     if let Some((name, value)) = &tweaks.add_header
         && status.is_some()
     {
         first.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
+    let location_origin = s.state.lock().unwrap().location_origin.clone();
+    if let Some(origin) = location_origin
+        && status.is_some()
+    {
+        // The rest of the head, its Location pointed at `origin`.
+        loop {
+            let mut l = String::new();
+            match up.read_line(&mut l) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => consumed += n as u64,
+            }
+            first.extend_from_slice(rewrite_location(&l, &origin).as_bytes());
+            if l == "\r\n" {
+                break;
+            }
+        }
+    }
     if client.write_all(&first).is_ok() {
         let rest = tweaks
             .answer_limit
-            .map_or(u64::MAX, |n| n.saturating_sub(line.len() as u64));
+            .map_or(u64::MAX, |n| n.saturating_sub(consumed));
         let _ = io::copy(&mut (&mut up).take(rest), client);
     }
     let _ = client.flush();
