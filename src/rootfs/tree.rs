@@ -106,9 +106,6 @@ impl Default for Tree {
     }
 }
 
-/// A visitor of [`Tree::walk_where`]: the path's names and the node.
-type Visit<'f, E> = dyn FnMut(&[&str], &Node) -> Result<(), E> + 'f;
-
 impl Tree {
     /// An empty filesystem: only `/`, 0755 root.
     pub(crate) fn new() -> Tree {
