@@ -4,6 +4,7 @@
 
 mod inputs;
 mod layers;
+mod run_step;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -160,6 +161,15 @@ pub enum BuildImageError {
         #[source]
         source: Box<crate::contexts::ContextError>,
     },
+    /// A `RUN` failed (or cannot run here).
+    #[error("Dockerfile:{line}: {source}")]
+    Run {
+        /// The RUN line.
+        line: usize,
+        /// Why.
+        #[source]
+        source: Box<crate::run::RunError>,
+    },
     /// A blocking task failed.
     #[error("internal error: a build task stopped: {0}")]
     Join(String),
@@ -282,6 +292,29 @@ impl Builder<'_> {
                     None => step,
                 };
                 let layer = match &step {
+                    LayerStep::Run(run) => {
+                        let name = match &stage.name {
+                            Some(n) => format!("stage {n:?}"),
+                            None => format!("stage {index}"),
+                        };
+                        let on = run_step::RunOn {
+                            layers: layers.clone(),
+                            diff_ids: config.rootfs.diff_ids.clone(),
+                            fs,
+                            name,
+                        };
+                        let (layer, next) = run_step::build_run_layer(
+                            run,
+                            on,
+                            &spool,
+                            &self.sources,
+                            self.opts,
+                            self.events,
+                        )
+                        .await?;
+                        fs = StageFs::Ready(next);
+                        layer
+                    }
                     LayerStep::Copy {
                         from: Some(from), ..
                     } => {

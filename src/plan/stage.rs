@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::remote::{Remote, remote_kind};
 use super::remote_add::{RemoteSource, parse_checksum};
+use super::run::{RunAt, RunEnv, RunStep, plan_run};
 use super::{PlanError, Stages};
 use crate::auth::redact::redact_url;
 use crate::build::{Chmod, InlineFile};
@@ -65,6 +66,8 @@ pub enum LayerStep {
         /// The stage's `USER` at that point: BuildKit creates the directories as that user.
         user: Option<String>,
     },
+    /// `RUN`: a command executed on the stage's filesystem ([`RunStep`]).
+    Run(RunStep),
 }
 
 impl LayerStep {
@@ -72,6 +75,7 @@ impl LayerStep {
     pub fn line(&self) -> usize {
         match self {
             LayerStep::Copy { line, .. } | LayerStep::Mkdir { line, .. } => *line,
+            LayerStep::Run(r) => r.line,
         }
     }
 }
@@ -115,6 +119,8 @@ struct Planner<'a> {
     layers: Vec<LayerStep>,
     used_args: BTreeSet<String>,
     created: String,
+    /// The environment a RUN sees ([`super::run`]).
+    run_env: RunEnv,
 }
 
 /// Plan `stage` on top of `base` (`None` for `scratch`).
@@ -144,8 +150,16 @@ pub fn plan_stage(
         .as_mut()
         .and_then(|c| c.on_build.take())
         .unwrap_or_default();
+    let run_env = RunEnv::new(
+        config
+            .config
+            .as_ref()
+            .and_then(|c| c.env.as_deref())
+            .unwrap_or_default(),
+    );
     let mut p = Planner {
         ctx,
+        run_env,
         stage_index: stage.index,
         config,
         args: BTreeMap::new(),
@@ -259,6 +273,7 @@ impl Planner<'_> {
                         Some(v) if default.is_some() => format!("{k}={v}"),
                         _ => k.clone(),
                     });
+                    self.run_env.arg(k, value.as_deref());
                     self.args.insert(k.clone(), value);
                 }
                 self.history(format!("ARG {}", shown.join(" ")), true);
@@ -279,6 +294,7 @@ impl Planner<'_> {
                 let mut shown = vec![];
                 for (k, v) in expanded {
                     self.config.env_set(&k, &v);
+                    self.run_env.set(&k, &v);
                     shown.push(format!("{k}={v}"));
                 }
                 self.history(format!("ENV {}", shown.join(" ")), true);
@@ -477,13 +493,19 @@ impl Planner<'_> {
                     .get_or_insert_with(Vec::new)
                     .push(trigger.clone());
             }
-            Instruction::Run(_) => {
-                return Err(PlanError::Unsupported {
+            Instruction::Run(run) => {
+                let user = self.config.config.as_ref().and_then(|c| c.user.clone());
+                let at = RunAt {
+                    shell: &self.shell,
+                    env: &self.run_env,
+                    user,
+                    workdir: self.workdir(),
                     line: l.start_line,
-                    what: "RUN".into(),
-                    why: "ocipush builds images without a container runtime, so it cannot execute commands".into(),
-                    fix: "Do that work before the build (for example in CI) and COPY its results, or start FROM an image that already contains what RUN would install".into(),
-                });
+                    original: &l.original,
+                };
+                let (step, history) = plan_run(run, at)?;
+                self.layers.push(LayerStep::Run(step));
+                self.history(history, false);
             }
         }
         Ok(())
@@ -811,7 +833,7 @@ mod tests {
             .into_iter()
             .map(|l| match l {
                 LayerStep::Copy { from, .. } => from,
-                LayerStep::Mkdir { .. } => None,
+                LayerStep::Mkdir { .. } | LayerStep::Run(_) => None,
             })
             .collect())
     }
