@@ -4,17 +4,22 @@
 
 use std::sync::Arc;
 
-use super::layers::{OnFs, StageFs};
+#[cfg(all(feature = "run", target_os = "linux"))]
+use super::layers::OnFs;
+use super::layers::StageFs;
 use super::{BuildImageError, BuildOptions};
 use crate::blob::Blob;
 use crate::build::{LayerBlob, Spool};
 use crate::digest::Digest;
-use crate::events::{Event, EventSink};
+#[cfg(all(feature = "run", target_os = "linux"))]
+use crate::events::Event;
+use crate::events::EventSink;
 use crate::layerfs::LayerStore;
 use crate::plan::RunStep;
 use crate::rootfs::RootFs;
 
 /// The stage a RUN runs on: its layers so far and their diff ids.
+#[cfg_attr(not(all(feature = "run", target_os = "linux")), allow(dead_code))]
 pub(super) struct RunOn {
     pub(super) layers: Vec<Blob>,
     pub(super) diff_ids: Vec<Digest>,

@@ -37,6 +37,9 @@ mod stubs;
 #[cfg(all(feature = "run", target_os = "linux"))]
 mod upper;
 
+#[cfg(all(test, feature = "run", target_os = "linux"))]
+mod tests;
+
 #[cfg(all(feature = "run", target_os = "linux"))]
 pub(crate) use exec::{RunContext, run_layer};
 
