@@ -302,6 +302,7 @@ impl Builder<'_> {
                             diff_ids: config.rootfs.diff_ids.clone(),
                             fs,
                             name,
+                            arch: config.architecture.clone(),
                         };
                         let (layer, next) = run_step::build_run_layer(
                             run,

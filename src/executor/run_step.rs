@@ -26,6 +26,8 @@ pub(super) struct RunOn {
     pub(super) fs: StageFs,
     /// The image or stage, for messages.
     pub(super) name: String,
+    /// The stage's architecture.
+    pub(super) arch: String,
 }
 
 /// Run `step` and build its layer.
@@ -57,6 +59,7 @@ pub(super) async fn build_run_layer(
         diff_ids,
         fs,
         name,
+        arch,
     } = on;
     let fs_on = OnFs {
         fs,
@@ -82,6 +85,7 @@ pub(super) async fn build_run_layer(
                 layer_opts: &layer_opts,
                 state_dir: &state_dir,
                 on_output: &on_output,
+                arch: &arch,
             };
             crate::run::run_layer(&step, fs, cx).map_err(|source| BuildImageError::Run {
                 line,

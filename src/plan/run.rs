@@ -99,6 +99,46 @@ pub(super) struct RunAt<'a> {
     pub(super) workdir: String,
     pub(super) line: usize,
     pub(super) original: &'a str,
+    /// `--build-arg`s (for the proxy variables every RUN gets).
+    pub(super) build_args: &'a std::collections::BTreeMap<String, String>,
+}
+
+/// The proxy build args BuildKit gives every RUN without an `ARG` (matched case-insensitively,
+/// set in both cases, kept out of the history: `proxyEnvFromBuildArgs` in dockerfile2llb
+/// convert.go, `proxyEnvList` in solver/llbsolver/ops/exec.go).
+const PROXY_ARGS: [&str; 5] = [
+    "http_proxy",
+    "https_proxy",
+    "ftp_proxy",
+    "no_proxy",
+    "all_proxy",
+];
+
+/// The proxy variables from `build_args`, and the build args they consumed.
+pub(super) fn proxy_env(
+    build_args: &std::collections::BTreeMap<String, String>,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let mut env = Vec::new();
+    let mut used = Vec::new();
+    for name in PROXY_ARGS {
+        // The last match in key order wins, as BuildKit's sorted loop does.
+        let Some((_, v)) = build_args
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .last()
+        else {
+            continue;
+        };
+        used.extend(
+            build_args
+                .keys()
+                .filter(|k| k.eq_ignore_ascii_case(name))
+                .cloned(),
+        );
+        env.push((name.to_ascii_uppercase(), v.clone()));
+        env.push((name.to_string(), v.clone()));
+    }
+    (env, used)
 }
 
 /// The step and its history line (`created_by`).
@@ -167,15 +207,21 @@ pub(super) fn plan_run(run: &Run, at: RunAt<'_>) -> Result<(RunStep, String), Pl
     }
     shown_args.extend(argv.iter().cloned());
     let history = format!("RUN {} # buildkit", shown_args.join(" "));
+    let mut env: Vec<String> = at
+        .env
+        .vars
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for (k, v) in proxy_env(at.build_args).0 {
+        if at.env.get(&k).is_none() {
+            env.push(format!("{k}={v}"));
+        }
+    }
     let step = RunStep {
         line: at.line,
         argv,
-        env: at
-            .env
-            .vars
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect(),
+        env,
         user: at.user.filter(|u| !u.is_empty()),
         workdir: at.workdir,
         network,
@@ -232,20 +278,29 @@ mod tests {
         let (steps, history) = runs(
             "FROM scratch\nENV A=1\nARG B=2\nARG C\nARG D\nUSER app\nWORKDIR /w\n\
              RUN echo $A $B\nENV B=3\nSHELL [\"/bin/bash\", \"-e\", \"-c\"]\nRUN [\"id\", \"-u\"]\nRUN x\n",
-            &[("D", "4")],
+            &[("D", "4"), ("HTTPS_PROXY", "http://p:3128")],
         );
         let path = format!("PATH={}", crate::image::DEFAULT_LINUX_PATH);
         assert_eq!(steps[0].argv, ["/bin/sh", "-c", "echo $A $B"]);
+        let proxy = ["HTTPS_PROXY=http://p:3128", "https_proxy=http://p:3128"].map(String::from);
         assert_eq!(
             steps[0].env,
-            [path.clone(), "A=1".into(), "B=2".into(), "D=4".into()]
+            [
+                &[path.clone(), "A=1".into(), "B=2".into(), "D=4".into()][..],
+                &proxy[..]
+            ]
+            .concat()
         );
         assert_eq!(steps[0].user.as_deref(), Some("app"));
         assert_eq!(steps[0].workdir, "/w");
         assert_eq!(steps[1].argv, ["id", "-u"]);
         assert_eq!(
             steps[1].env,
-            [path, "A=1".into(), "B=3".into(), "D=4".into()]
+            [
+                &[path, "A=1".into(), "B=3".into(), "D=4".into()][..],
+                &proxy[..]
+            ]
+            .concat()
         );
         assert_eq!(steps[2].argv, ["/bin/bash", "-e", "-c", "x"]);
         assert_eq!(

@@ -502,8 +502,11 @@ impl Planner<'_> {
                     workdir: self.workdir(),
                     line: l.start_line,
                     original: &l.original,
+                    build_args: self.ctx.build_args,
                 };
                 let (step, history) = plan_run(run, at)?;
+                self.used_args
+                    .extend(super::run::proxy_env(self.ctx.build_args).1);
                 self.layers.push(LayerStep::Run(step));
                 self.history(history, false);
             }

@@ -42,6 +42,8 @@ pub(crate) struct RunContext<'a> {
     pub(crate) state_dir: &'a Path,
     /// Each line of output, as it comes.
     pub(crate) on_output: &'a (dyn Fn(&str) + Send + Sync),
+    /// The stage's architecture (OCI name: `amd64`, `arm64`, …).
+    pub(crate) arch: &'a str,
 }
 
 /// Removes a directory when dropped.
@@ -74,6 +76,32 @@ fn check_host() -> Result<(), RunError> {
     Ok(())
 }
 
+/// A stage of another architecture runs only through qemu-user registered in binfmt_misc
+/// (the kernel then starts the emulator for each foreign binary, as BuildKit relies on).
+fn check_arch(arch: &str) -> Result<(), RunError> {
+    let host = crate::executor::host_platform().architecture;
+    if arch.is_empty() || arch == host {
+        return Ok(());
+    }
+    let qemu = match arch {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "386" => "i386",
+        other => other,
+    };
+    let entry = Path::new("/proc/sys/fs/binfmt_misc").join(format!("qemu-{qemu}"));
+    if entry.is_file() {
+        return Ok(());
+    }
+    Err(RunError::Unavailable {
+        what: format!(
+            "the stage is linux/{arch} and this host is linux/{host}, and no qemu-user emulator is registered for {qemu} ({} is missing)",
+            entry.display()
+        ),
+        fix: "Install qemu-user-static (Debian/Ubuntu: `apt-get install qemu-user-static binfmt-support`), or build for the host's platform".into(),
+    })
+}
+
 /// Run `step` on the stage whose filesystem is `fs` (updated with the layer).
 pub(crate) fn run_layer(
     step: &RunStep,
@@ -81,6 +109,7 @@ pub(crate) fn run_layer(
     cx: RunContext<'_>,
 ) -> Result<LayerBlob, RunError> {
     check_host()?;
+    check_arch(cx.arch)?;
     let (uid, gid) = match &step.user {
         Some(u) => resolve_owner(fs, u)?,
         None => (0, 0),

@@ -257,3 +257,76 @@ fn a_failing_run_fails_the_build_with_its_line_and_output() {
         "{err}"
     );
 }
+
+/// Builds `dockerfile` (context `ctx` under the sandbox) to `reg` with extra `args`.
+fn build_with(
+    sb: &Sandbox,
+    conf: &std::path::Path,
+    reg: &RegistryServer,
+    dockerfile: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let ctx = sb.path().join("ctx2");
+    write_files(&ctx, &[("Dockerfile", dockerfile)]);
+    let mut argv: Vec<std::ffi::OsString> = vec!["--registries-conf".into(), conf.into()];
+    argv.extend(args.iter().map(Into::into));
+    argv.push(ctx.join("Dockerfile").into());
+    argv.push(format!("{}/other:v1", reg.addr()).into());
+    sb.ocipush(argv)
+}
+
+#[test]
+fn network_none_has_only_loopback_and_default_shares_the_hosts() {
+    let sb = Sandbox::new();
+    let _alpine = alpine_base_registry(&sb);
+    let reg = RegistryServer::start();
+    // /proc/net/dev: two header lines, then one line per interface.
+    let host_ifaces = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .count()
+        - 2;
+    let out = build_with(
+        &sb,
+        &sb.registries_conf(),
+        &reg,
+        "FROM alpine:latest\nRUN --network=none echo none=$(tail -n +3 /proc/net/dev | wc -l)\nRUN echo default=$(tail -n +3 /proc/net/dev | wc -l)\n",
+        &[],
+    );
+    assert_pushed(&out, &format!("{}/other", reg.addr()));
+    let err = stderr(&out);
+    assert!(err.contains("Dockerfile:2 | none=1"), "{err}");
+    assert!(
+        err.contains(&format!("Dockerfile:3 | default={host_ifaces}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_foreign_stage_runs_only_through_registered_qemu() {
+    let sb = Sandbox::new();
+    let a = RegistryServer::start();
+    crate::e2e_platforms::push_two_arch_alpine(&sb, &a);
+    let conf = crate::common::fixtures::map_docker_alpine_to(&sb, &a);
+    let reg = RegistryServer::start();
+    let out = build_with(
+        &sb,
+        &conf,
+        &reg,
+        "FROM alpine:latest\nRUN uname -m\n",
+        &["--platform", "linux/arm64"],
+    );
+    if std::path::Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").is_file() {
+        assert_pushed(&out, &format!("{}/other", reg.addr()));
+        assert!(
+            stderr(&out).contains("Dockerfile:2 | aarch64"),
+            "{}",
+            stderr(&out)
+        );
+    } else {
+        let err = assert_failed(&out, 1);
+        assert!(err.contains("Dockerfile:2"), "{err}");
+        assert!(err.contains("linux/arm64") && err.contains("qemu"), "{err}");
+        assert!(err.contains("qemu-user-static"), "{err}");
+    }
+}
