@@ -168,7 +168,9 @@ pub(crate) fn run_layer(
         })?;
     }
     let overlay = format!(
-        "lowerdir={},upperdir={tmp_name}/upper,workdir={tmp_name}/work",
+        // No redirects or metadata-only copy-ups: every change is whole in the upper
+        // directory (a renamed directory is copied, not recorded as an overlay redirect).
+        "lowerdir={},upperdir={tmp_name}/upper,workdir={tmp_name}/work,redirect_dir=off,metacopy=off",
         lowers.join(":")
     );
     if overlay.len() > 4000 {

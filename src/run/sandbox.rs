@@ -33,10 +33,27 @@ pub(crate) const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urando
 /// BuildKit's sandbox hostname (`executor/oci`: `defaultHostname`).
 pub(crate) const HOSTNAME: &str = "buildkitsandbox";
 
-/// Capabilities kept (runc and containerd's default set for containers): CHOWN,
-/// DAC_OVERRIDE, FSETID, FOWNER, MKNOD, NET_RAW, SETGID, SETUID, SETFCAP, SETPCAP,
-/// NET_BIND_SERVICE, SYS_CHROOT, KILL, AUDIT_WRITE.
-const KEPT_CAPS: [u32; 14] = [0, 1, 4, 3, 27, 13, 6, 7, 31, 8, 10, 18, 5, 29];
+/// Capabilities kept: runc and containerd's default set for containers (CHOWN,
+/// DAC_OVERRIDE, FSETID, FOWNER, NET_RAW, SETGID, SETUID, SETFCAP, SETPCAP,
+/// NET_BIND_SERVICE, SYS_CHROOT, KILL, AUDIT_WRITE) *without MKNOD*: runtimes keep MKNOD
+/// because the devices cgroup stops a container from opening the nodes it makes; with no
+/// cgroup here, MKNOD would let a command make and open the host's disks.
+const KEPT_CAPS: [u32; 13] = [0, 1, 4, 3, 13, 6, 7, 31, 8, 10, 18, 5, 29];
+
+/// `/proc` entries made read-only (runc's default `readonlyPaths`): writing `/proc/sys` as
+/// root would change the host's kernel settings.
+const PROC_READONLY: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger"];
+/// `/proc` files hidden under `/dev/null` (runc's default `maskedPaths`).
+const PROC_MASKED_FILES: [&str; 6] = [
+    "kcore",
+    "keys",
+    "latency_stats",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+];
+/// `/proc` directories hidden under an empty read-only tmpfs (runc's `maskedPaths`).
+const PROC_MASKED_DIRS: [&str; 2] = ["acpi", "scsi"];
 
 /// What to run and where; paths are on the host.
 pub(crate) struct Spec {
@@ -72,7 +89,7 @@ pub(crate) enum Status {
 }
 
 /// Steps a child can fail at (reported as a byte).
-const STEPS: [&str; 22] = [
+const STEPS: [&str; 24] = [
     "create the mount, PID, IPC and UTS namespaces (unshare)",
     "fork the sandbox's first process",
     "make the mounts private",
@@ -95,6 +112,8 @@ const STEPS: [&str; 22] = [
     "switch to the image user",
     "execute the command",
     "redirect the command's standard streams",
+    "make /proc/sys and its siblings read-only",
+    "mask /proc's kernel files",
 ];
 const S_UNSHARE: u8 = 0;
 const S_FORK: u8 = 1;
@@ -118,6 +137,8 @@ const S_CAPS: u8 = 18;
 const S_USER: u8 = 19;
 const S_EXEC: u8 = 20;
 const S_STDIO: u8 = 21;
+const S_PROC_RO: u8 = 22;
+const S_PROC_MASK: u8 = 23;
 
 fn cstr(b: &[u8]) -> Result<CString, RunError> {
     CString::new(b).map_err(|_| RunError::Invalid {
@@ -138,6 +159,9 @@ struct Prepared {
     overlay_opts: CString,
     merged: CString,
     proc_dir: CString,
+    proc_readonly: Vec<CString>,
+    proc_masked_files: Vec<CString>,
+    proc_masked_dirs: Vec<CString>,
     dev_dir: CString,
     dev_opts: CString,
     devices: Vec<(CString, CString)>,
@@ -200,6 +224,12 @@ fn prepare(spec: &Spec) -> Result<Prepared, RunError> {
             )?);
         }
     }
+    let proc_paths = |names: &[&str]| -> Result<Vec<CString>, RunError> {
+        names
+            .iter()
+            .map(|n| cpath(&spec.merged.join(&spec.proc_dir).join(n)))
+            .collect()
+    };
     let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -209,6 +239,9 @@ fn prepare(spec: &Spec) -> Result<Prepared, RunError> {
         overlay_opts: cstr(spec.overlay.as_bytes())?,
         merged: cpath(&spec.merged)?,
         proc_dir: m(&spec.proc_dir)?,
+        proc_readonly: proc_paths(&PROC_READONLY)?,
+        proc_masked_files: proc_paths(&PROC_MASKED_FILES)?,
+        proc_masked_dirs: proc_paths(&PROC_MASKED_DIRS)?,
         dev_dir: m(&spec.dev_dir)?,
         dev_opts: cstr(b"mode=755,size=65536k")?,
         devices,
@@ -451,6 +484,7 @@ unsafe fn init(
     use libc::{MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC};
     let none: *const libc::c_char = std::ptr::null();
     let c = |s: &'static [u8]| s.as_ptr().cast::<libc::c_char>();
+    let p_null = || p.dev_null.as_ptr();
     // SAFETY: system calls on memory prepared before the fork.
     unsafe {
         libc::prctl(
@@ -485,6 +519,46 @@ unsafe fn init(
         ) != 0
         {
             fail(rep, S_PROC);
+        }
+        // A path this kernel's /proc lacks is skipped, as runc does.
+        for p in &p.proc_readonly {
+            if libc::mount(
+                p.as_ptr(),
+                p.as_ptr(),
+                none,
+                MS_BIND | MS_REC,
+                std::ptr::null(),
+            ) != 0
+            {
+                if errno() == libc::ENOENT {
+                    continue;
+                }
+                fail(rep, S_PROC_RO);
+            }
+            let ro = MS_BIND | libc::MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+            if libc::mount(none, p.as_ptr(), none, ro, std::ptr::null()) != 0 {
+                fail(rep, S_PROC_RO);
+            }
+        }
+        for p in &p.proc_masked_files {
+            if libc::mount(p_null(), p.as_ptr(), none, MS_BIND, std::ptr::null()) != 0
+                && errno() != libc::ENOENT
+            {
+                fail(rep, S_PROC_MASK);
+            }
+        }
+        for p in &p.proc_masked_dirs {
+            if libc::mount(
+                c(b"tmpfs\0"),
+                p.as_ptr(),
+                c(b"tmpfs\0"),
+                MS_RDONLY,
+                std::ptr::null(),
+            ) != 0
+                && errno() != libc::ENOENT
+            {
+                fail(rep, S_PROC_MASK);
+            }
         }
         if libc::mount(
             c(b"tmpfs\0"),

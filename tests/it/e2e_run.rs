@@ -28,6 +28,7 @@ WORKDIR /data
 COPY late.txt ./
 RUN ["/bin/sh", "-c", "cat late.txt > copied-seen && test -r /proc/1/cmdline && test -c /dev/null && test ! -e \"$HOSTPATH\" && grep -q buildkitsandbox /etc/hosts && echo ok > checks"]
 USER root
+RUN mv /etc/apk /etc/apk-moved && ! (cat /proc/sys/vm/swappiness > /proc/sys/vm/swappiness) 2>/dev/null && ! mknod /tmp/disk b 8 0 2>/dev/null && test ! -s /proc/kcore && echo hardened > /hardened
 CMD ["/bin/sh", "-c", "cat /greeting /tmp/uid; stat -c %U /data; test -e /etc/motd || echo motd-gone"]
 "#;
 
@@ -149,13 +150,21 @@ fn run_executes_in_a_sandbox_and_its_changes_are_layers() {
     assert!(!root.join("etc/motd").exists());
     assert!(!root.join("etc/resolv.conf").exists());
     assert!(root.join("etc/hosts").is_file());
+    // A directory of the base moved by a RUN is whole in its new place (no overlay
+    // redirect); /proc/sys was read-only, mknod refused, /proc/kcore masked.
+    assert!(!root.join("etc/apk").exists());
+    assert!(root.join("etc/apk-moved/repositories").is_file());
+    assert_eq!(
+        std::fs::read_to_string(root.join("hardened")).unwrap(),
+        "hardened\n"
+    );
 
     // The layer of `RUN rm /etc/motd` holds exactly its whiteout (and its directory).
     let layers = layout_layers(&img.layout);
     assert_eq!(
         layers.len(),
-        1 + 4 + 1 + 1 + 1,
-        "base, 4 RUNs, WORKDIR, COPY, RUN"
+        1 + 4 + 1 + 1 + 2,
+        "base, 4 RUNs, WORKDIR, COPY, 2 RUNs"
     );
     let rm = layer_entries(&layers[2]);
     let names: Vec<&str> = rm.iter().map(|e| e.0.as_str()).collect();
