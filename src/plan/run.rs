@@ -124,8 +124,8 @@ pub(super) fn proxy_env(
         // The last match in key order wins, as BuildKit's sorted loop does.
         let Some((_, v)) = build_args
             .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .last()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
         else {
             continue;
         };

@@ -6,8 +6,14 @@
 //! and `pivot_root(2)` ([`sandbox`]), the way buildah's chroot isolation and runc's init do,
 //! rather than driving an OCI runtime binary: no runc/crun needs to be installed (the point of
 //! a single daemonless binary), nothing is written as an OCI bundle, and the command starts in
-//! two forks (no runtime process, no config parsing). An OCI runtime would add seccomp and
-//! cgroups, which this sandbox does not set (yet). The sandbox has its own mount, PID, IPC and
+//! two forks (no runtime process, no config parsing). Measured on the development host
+//! (kernel 6.18, 2 cores): crun 1.x, the only runtime installed, refuses to start any
+//! container there ("cgroups in hybrid mode not supported", also with
+//! `--cgroup-manager=disabled`), while this sandbox ran 20 one-line RUNs on Alpine in 0.2 s
+//! in all (layers included, snapshots warm; 0.45 s with the base unpacked first). An OCI
+//! runtime would add seccomp and cgroups, which this sandbox does not set (yet); for want of a
+//! devices cgroup it withholds `CAP_MKNOD`, and it makes `/proc/sys` & co. read-only and masks
+//! `/proc`'s kernel files as runc does. The sandbox has its own mount, PID, IPC and
 //! UTS namespaces; the network is the host's (BuildKit's default with the host provider), or
 //! a fresh empty namespace for `--network=none`; `/proc`, `/sys` (read-only), a minimal
 //! `/dev`, `/etc/hosts`, `/etc/resolv.conf` (the host's) and the hostname are BuildKit's
