@@ -339,3 +339,27 @@ fn a_foreign_stage_runs_only_through_registered_qemu() {
         assert!(err.contains("qemu-user-static"), "{err}");
     }
 }
+
+#[test]
+fn stages_built_by_run_feed_later_stages() {
+    let sb = Sandbox::new();
+    let _alpine = alpine_base_registry(&sb);
+    let reg = RegistryServer::start();
+    let out = build_with(
+        &sb,
+        &sb.registries_conf(),
+        &reg,
+        "FROM alpine:latest AS build\nARG V=7\nRUN echo v$V > /out && rm /etc/motd\n\
+         FROM build AS more\nRUN cat /out > /again && test ! -e /etc/motd\n\
+         FROM alpine:latest\nCOPY --from=more /out /again /copied/\nRUN cat /copied/out /copied/again > /both\n",
+        &[],
+    );
+    let digest = assert_pushed(&out, &format!("{}/other", reg.addr()));
+    let img = copy_and_unpack(&format!("docker://{}/other@{digest}", reg.addr()), None);
+    assert_eq!(
+        std::fs::read_to_string(img.rootfs.join("both")).unwrap(),
+        "v7\nv7\n"
+    );
+    // The final stage starts again from Alpine: its motd is there.
+    assert!(img.rootfs.join("etc/motd").is_file());
+}
