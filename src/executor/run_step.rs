@@ -54,6 +54,7 @@ pub(super) async fn build_run_layer(
         .clone()
         .unwrap_or_else(|| opts.spool_dir.clone());
     let (spool, step, ev) = (spool.clone(), step.clone(), events.clone());
+    let cache_dir = opts.cache_dir.clone();
     let RunOn {
         layers,
         diff_ids,
@@ -86,6 +87,7 @@ pub(super) async fn build_run_layer(
                 state_dir: &state_dir,
                 on_output: &on_output,
                 arch: &arch,
+                cache_dir: cache_dir.as_deref(),
             };
             crate::run::run_layer(&step, fs, cx).map_err(|source| BuildImageError::Run {
                 line,

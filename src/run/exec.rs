@@ -4,13 +4,17 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use super::RunError;
+use super::cache::{self, RunCache};
 use super::sandbox::{self, Spec, Status};
 use super::snapshot::{self, Snapshots};
 use super::stubs::Stubs;
-use crate::blob::Blob;
+use crate::blob::{Blob, FileBlob};
 use crate::build::{LayerBlob, LayerOptions, LayerWriter, Spool};
 use crate::digest::Digest;
+use crate::image::Descriptor;
 use crate::layerfs::LayerStore;
 use crate::plan::{RunNetwork, RunStep};
 use crate::rootfs::RootFs;
@@ -44,6 +48,8 @@ pub(crate) struct RunContext<'a> {
     pub(crate) on_output: &'a (dyn Fn(&str) + Send + Sync),
     /// The stage's architecture (OCI name: `amd64`, `arm64`, …).
     pub(crate) arch: &'a str,
+    /// The layer cache directory (`None`: `--no-cache`, every RUN executes).
+    pub(crate) cache_dir: Option<&'a Path>,
 }
 
 /// Removes a directory when dropped.
@@ -108,6 +114,41 @@ pub(crate) fn run_layer(
     fs: &mut RootFs,
     cx: RunContext<'_>,
 ) -> Result<LayerBlob, RunError> {
+    let parent = snapshot::chain_ids(cx.diff_ids).last().cloned();
+    let cache = match cx.cache_dir {
+        Some(d) => Some(RunCache::open(d)?),
+        None => None,
+    };
+    let key = cache::key(step, parent.as_ref(), cx.layer_opts);
+    if let Some(hit) = cache.as_ref().and_then(|c| c.get(&key, cx.layer_opts)) {
+        // The command is not run: its layer's headers update the stage's filesystem.
+        let blob = Blob {
+            descriptor: Descriptor::new(hit.media_type(true), hit.digest.clone(), hit.size),
+            source: Arc::new(FileBlob {
+                path: hit.path.clone(),
+            }),
+        };
+        let index = cx.cache_dir.map(|d| d.join("rootfs"));
+        crate::rootfs::index::apply_layers(
+            fs,
+            cx.rt,
+            cx.store,
+            &[blob],
+            cx.image,
+            index.as_deref(),
+        )?;
+        tracing::info!("RUN served from the cache: layer {}", hit.digest);
+        return Ok(hit);
+    }
+    let blob = execute(step, fs, &cx)?;
+    if let Some(c) = &cache {
+        c.put(&key, &blob);
+    }
+    Ok(blob)
+}
+
+/// Run the command and build its layer.
+fn execute(step: &RunStep, fs: &mut RootFs, cx: &RunContext<'_>) -> Result<LayerBlob, RunError> {
     check_host()?;
     check_arch(cx.arch)?;
     let (uid, gid) = match &step.user {

@@ -25,13 +25,16 @@
 //! directory walked in a fixed order into the same layer writer as COPY (so it is compressed
 //! and uploaded while written, mtimes set to the build's epoch), whiteouts and opaque
 //! directories translated, and applied to the stage's filesystem for later instructions; it
-//! then becomes the snapshot of the new chain id by a rename. Mount points the image lacks are
+//! then becomes the snapshot of the new chain id by a rename. **Cache** ([`cache`]): a RUN
+//! whose parent chain id and inputs are unchanged is served from the layer cache unexecuted. Mount points the image lacks are
 //! made and removed again ([`stubs`]) so they never reach the layer.
 //!
 //! Not yet: rootless (a user namespace mapped with `newuidmap` from `/etc/subuid`; today RUN
 //! needs root and says so), `--mount`, seccomp and cgroup limits, extended attributes in RUN
-//! layers, RUN layer caching, foreign architectures (qemu-user), a fallback without overlayfs.
+//! layers, foreign architectures (qemu-user), a fallback without overlayfs.
 
+#[cfg(all(feature = "run", target_os = "linux"))]
+mod cache;
 #[cfg(all(feature = "run", target_os = "linux"))]
 mod exec;
 #[cfg(all(feature = "run", target_os = "linux"))]

@@ -34,24 +34,28 @@ CMD ["/bin/sh", "-c", "cat /greeting /tmp/uid; stat -c %U /data; test -e /etc/mo
 
 /// Builds `DOCKERFILE` with `GREETING=hi` and pushes it; returns the sandbox, the registry,
 /// the push output and the reference pushed by digest.
-fn build(sb: &Sandbox, reg: &RegistryServer, tag: &str) -> (std::process::Output, String) {
+fn build(
+    sb: &Sandbox,
+    reg: &RegistryServer,
+    tag: &str,
+    extra: &[&str],
+) -> (std::process::Output, String) {
     let ctx = sb.path().join("ctx");
     write_files(&ctx, &[("late.txt", "late\n"), ("Dockerfile", DOCKERFILE)]);
     let dest = format!("{}/run:{tag}", reg.addr());
     let host_path = sb.path().join("ctx").display().to_string();
-    let out = sb.ocipush_env(
-        [
-            "--registries-conf".as_ref(),
-            sb.registries_conf().as_os_str(),
-            "--build-arg".as_ref(),
-            "GREETING=hi".as_ref(),
-            "--build-arg".as_ref(),
-            format!("HOSTPATH={host_path}").as_ref(),
-            ctx.join("Dockerfile").as_os_str(),
-            dest.as_ref(),
-        ],
-        &[("SOURCE_DATE_EPOCH", &EPOCH.to_string())],
-    );
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--registries-conf".into(),
+        sb.registries_conf().into(),
+        "--build-arg".into(),
+        "GREETING=hi".into(),
+        "--build-arg".into(),
+        format!("HOSTPATH={host_path}").into(),
+    ];
+    args.extend(extra.iter().map(Into::into));
+    args.push(ctx.join("Dockerfile").into());
+    args.push(dest.clone().into());
+    let out = sb.ocipush_env(args, &[("SOURCE_DATE_EPOCH", &EPOCH.to_string())]);
     (out, dest)
 }
 
@@ -102,7 +106,7 @@ fn run_executes_in_a_sandbox_and_its_changes_are_layers() {
     let sb = Sandbox::new();
     let _alpine = alpine_base_registry(&sb);
     let reg = RegistryServer::start();
-    let (out, dest) = build(&sb, &reg, "v1");
+    let (out, dest) = build(&sb, &reg, "v1", &[]);
     let digest = assert_pushed(&out, &format!("{}/run", reg.addr()));
     let err = stderr(&out);
     // The output streams to the progress display, stdout and stderr alike.
@@ -206,10 +210,16 @@ fn run_executes_in_a_sandbox_and_its_changes_are_layers() {
     assert!(run.status.success(), "{}", run.stderr);
     assert_eq!(run.stdout, "hi world\n1000\napp\nmotd-gone\n");
 
-    // The same build again (snapshots now cached) gives the same image.
-    let (again, _) = build(&sb, &reg, "v2");
+    // The same build again, every RUN executed again (no cache): the same image.
+    let (again, _) = build(&sb, &reg, "v2", &["--no-cache"]);
     let digest2 = assert_pushed(&again, &format!("{}/run", reg.addr()));
     assert_eq!(digest, digest2, "RUN layers are deterministic");
+    assert!(stderr(&again).contains("Dockerfile:7 | built-by-run"));
+    // And with the cache: nothing executed, the same image.
+    let (cached, _) = build(&sb, &reg, "v3", &[]);
+    let digest3 = assert_pushed(&cached, &format!("{}/run", reg.addr()));
+    assert_eq!(digest, digest3);
+    assert!(!stderr(&cached).contains(" | "), "{}", stderr(&cached));
     let _ = dest;
 }
 
