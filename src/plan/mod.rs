@@ -15,5 +15,7 @@ pub use args::{BuildArgs, platform_args};
 pub use error::PlanError;
 pub use remote_add::RemoteSource;
 pub use run::{RunNetwork, RunStep};
-pub use stage::{CopyFrom, LayerStep, StageContext, StagePlan, plan_stage};
+pub use stage::{
+    CopyFrom, LayerStep, RunState, StageContext, StagePlan, plan_stage, plan_stage_on,
+};
 pub use stages::{BaseSpec, Stage, Stages, plan_stages};

@@ -48,7 +48,7 @@ pub struct RunStep {
 /// The environment a RUN sees: ordered `KEY=VALUE`, replaced in place as BuildKit's
 /// `EnvList.AddOrReplace` does.
 #[derive(Debug, Clone, Default)]
-pub(super) struct RunEnv {
+pub(crate) struct RunEnv {
     vars: Vec<(String, String)>,
     /// The stage's ARG names, in declaration order (each once).
     args: Vec<String>,

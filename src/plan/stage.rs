@@ -91,7 +91,15 @@ pub struct StagePlan {
     pub used_args: BTreeSet<String>,
     /// Warnings (e.g. a base image's ONBUILD triggers run).
     pub warnings: Vec<String>,
+    /// What a later stage `FROM` this one inherits for its RUNs (ARG values and names).
+    pub run_state: RunState,
 }
+
+/// A stage's RUN environment as a later stage built `FROM` it inherits it: BuildKit's
+/// `dispatchState.init` starts from the base stage's LLB state (its ARG values in the env)
+/// and its build args (for the history line).
+#[derive(Debug, Clone, Default)]
+pub struct RunState(RunEnv);
 
 /// Inputs shared by every stage.
 pub struct StageContext<'a> {
@@ -129,6 +137,16 @@ pub fn plan_stage(
     base: Option<ImageConfig>,
     ctx: &StageContext<'_>,
 ) -> Result<StagePlan, PlanError> {
+    plan_stage_on(stage, base, None, ctx)
+}
+
+/// [`plan_stage`] for a stage built `FROM` an earlier stage whose plan gave `base_run`.
+pub fn plan_stage_on(
+    stage: &super::Stage,
+    base: Option<ImageConfig>,
+    base_run: Option<&RunState>,
+    ctx: &StageContext<'_>,
+) -> Result<StagePlan, PlanError> {
     let created = rfc3339(ctx.epoch);
     let mut config = base.unwrap_or_default();
     if config.architecture.is_empty() {
@@ -150,13 +168,16 @@ pub fn plan_stage(
         .as_mut()
         .and_then(|c| c.on_build.take())
         .unwrap_or_default();
-    let run_env = RunEnv::new(
-        config
-            .config
-            .as_ref()
-            .and_then(|c| c.env.as_deref())
-            .unwrap_or_default(),
-    );
+    let run_env = match base_run {
+        Some(RunState(env)) => env.clone(),
+        None => RunEnv::new(
+            config
+                .config
+                .as_ref()
+                .and_then(|c| c.env.as_deref())
+                .unwrap_or_default(),
+        ),
+    };
     let mut p = Planner {
         ctx,
         run_env,
@@ -194,6 +215,7 @@ pub fn plan_stage(
         layers: p.layers,
         used_args: p.used_args,
         warnings,
+        run_state: RunState(p.run_env),
     })
 }
 

@@ -360,7 +360,7 @@ fn stages_built_by_run_feed_later_stages() {
         &sb.registries_conf(),
         &reg,
         "FROM alpine:latest AS build\nARG V=7\nRUN echo v$V > /out && rm /etc/motd\n\
-         FROM build AS more\nRUN cat /out > /again && test ! -e /etc/motd\n\
+         FROM build AS more\nRUN cat /out > /again && test ! -e /etc/motd && test \"$V\" = 7\n\
          FROM alpine:latest\nCOPY --from=more /out /again /copied/\nRUN cat /copied/out /copied/again > /both\n",
         &[],
     );
