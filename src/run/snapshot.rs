@@ -45,6 +45,7 @@ impl Snapshots {
             path: root.to_path_buf(),
             source,
         })?;
+        remove_stale(root);
         Ok(Snapshots {
             root: root.to_path_buf(),
         })
@@ -138,6 +139,28 @@ impl Snapshots {
                     source,
                 })
             }
+        }
+    }
+}
+
+/// Temporary directories older than this are what an interrupted build left (a live one is
+/// touched when its RUN starts; a RUN lasting this long would lose its work directory).
+const STALE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Remove what interrupted builds left under `root` (best effort).
+fn remove_stale(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE);
+        if old && e.file_name().as_encoded_bytes().starts_with(b".tmp-") {
+            remove_all(&e.path());
         }
     }
 }
