@@ -211,7 +211,8 @@ fn execute(step: &RunStep, fs: &mut RootFs, cx: &RunContext<'_>) -> Result<Layer
     let overlay = format!(
         // No redirects or metadata-only copy-ups: every change is whole in the upper
         // directory (a renamed directory is copied, not recorded as an overlay redirect).
-        "lowerdir={},upperdir={tmp_name}/upper,workdir={tmp_name}/work,redirect_dir=off,metacopy=off",
+        // `volatile`: no syncfs of the whole disk at unmount (see `snapshot::valid`).
+        "lowerdir={},upperdir={tmp_name}/upper,workdir={tmp_name}/work,redirect_dir=off,metacopy=off,volatile",
         lowers.join(":")
     );
     if overlay.len() > 4000 {

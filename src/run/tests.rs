@@ -179,3 +179,31 @@ fn upper_directory_becomes_a_sorted_layer_with_whiteouts() {
     write_upper(u, &mut w, &mut RootFs::empty()).unwrap();
     assert_eq!(w.finish().unwrap().diff_id, blob.diff_id);
 }
+
+#[test]
+fn snapshots_are_made_once_per_boot() {
+    let d = tempfile::tempdir().unwrap();
+    let s = snapshot::Snapshots::open(d.path()).unwrap();
+    let chain = crate::digest::Digest::of(b"layer");
+    let fill = |text: &'static str| {
+        move |dir: &Path| {
+            std::fs::write(dir.join("f"), text).unwrap();
+            Ok(())
+        }
+    };
+    s.ensure(&chain, fill("1")).unwrap();
+    // There already: not made again.
+    s.ensure(&chain, fill("2")).unwrap();
+    let snap = d.path().join(chain.hex());
+    assert_eq!(std::fs::read_to_string(snap.join("diff/f")).unwrap(), "1");
+    // Written in another boot: maybe incomplete after a crash, so made again.
+    std::fs::write(snap.join("boot-id"), "an-earlier-boot").unwrap();
+    s.ensure(&chain, fill("3")).unwrap();
+    assert_eq!(std::fs::read_to_string(snap.join("diff/f")).unwrap(), "3");
+    // Nothing temporary left behind.
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [std::ffi::OsString::from(chain.hex())]);
+}
