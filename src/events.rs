@@ -36,6 +36,13 @@ pub enum Event {
         /// Whether a pinned download was taken from the store without fetching it.
         reused: bool,
     },
+    /// A line a `RUN` command printed (stdout and stderr interleaved).
+    RunOutput {
+        /// The RUN line.
+        line: usize,
+        /// The text, without its newline.
+        text: String,
+    },
     /// A layer was built.
     LayerBuilt {
         /// The Dockerfile line.

@@ -4,6 +4,7 @@
 
 mod inputs;
 mod layers;
+mod run_step;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -160,6 +161,15 @@ pub enum BuildImageError {
         #[source]
         source: Box<crate::contexts::ContextError>,
     },
+    /// A `RUN` failed (or cannot run here).
+    #[error("Dockerfile:{line}: {source}")]
+    Run {
+        /// The RUN line.
+        line: usize,
+        /// Why.
+        #[source]
+        source: Box<crate::run::RunError>,
+    },
     /// A blocking task failed.
     #[error("internal error: a build task stopped: {0}")]
     Join(String),
@@ -169,6 +179,8 @@ struct StageResult {
     config: ImageConfig,
     layers: Vec<Blob>,
     fs: StageFs,
+    /// What a stage `FROM` this one inherits for its RUNs.
+    run_state: plan::RunState,
 }
 
 /// Builds stages on demand: a stage first builds the stages its `FROM` and `COPY --from` name,
@@ -224,15 +236,18 @@ impl Builder<'_> {
                         config: base.config,
                         layers,
                         fs,
+                        run_state: Default::default(),
                     },
                 );
                 return Ok(());
             }
+            let mut base_run = None;
             let (base_config, mut layers, mut fs) = match &stage.base {
                 BaseSpec::Scratch => (None, vec![], StageFs::Ready(RootFs::empty())),
                 BaseSpec::Stage(i) if *i < index => {
                     self.stage(*i).await?;
                     let r = &self.done[i];
+                    base_run = Some(r.run_state.clone());
                     (Some(r.config.clone()), r.layers.clone(), r.fs.clone())
                 }
                 BaseSpec::Stage(i) => {
@@ -263,12 +278,13 @@ impl Builder<'_> {
                 platform: &self.opts.platform,
                 epoch: self.opts.epoch,
             };
-            let planned = plan::plan_stage(stage, base_config, &sctx)?;
+            let planned = plan::plan_stage_on(stage, base_config, base_run.as_ref(), &sctx)?;
             self.used_args.extend(planned.used_args.iter().cloned());
             for w in &planned.warnings {
                 (self.events)(Event::Warning(w.clone()));
             }
             let mut config = planned.config;
+            let planned_run_state = planned.run_state;
             let tap = self.tap.clone().filter(|_| index == self.target);
             let spool = match &tap {
                 Some(_) => Arc::new((*self.spool).clone().with_tap(tap.clone())),
@@ -282,6 +298,30 @@ impl Builder<'_> {
                     None => step,
                 };
                 let layer = match &step {
+                    LayerStep::Run(run) => {
+                        let name = match &stage.name {
+                            Some(n) => format!("stage {n:?}"),
+                            None => format!("stage {index}"),
+                        };
+                        let on = run_step::RunOn {
+                            layers: layers.clone(),
+                            diff_ids: config.rootfs.diff_ids.clone(),
+                            fs,
+                            name,
+                            arch: config.architecture.clone(),
+                        };
+                        let (layer, next) = run_step::build_run_layer(
+                            run,
+                            on,
+                            &spool,
+                            &self.sources,
+                            self.opts,
+                            self.events,
+                        )
+                        .await?;
+                        fs = StageFs::Ready(next);
+                        layer
+                    }
                     LayerStep::Copy {
                         from: Some(from), ..
                     } => {
@@ -333,7 +373,16 @@ impl Builder<'_> {
                     }) as Arc<dyn BlobSource>,
                 });
             }
-            self.done.insert(index, StageResult { config, layers, fs });
+            let run_state = planned_run_state;
+            self.done.insert(
+                index,
+                StageResult {
+                    config,
+                    layers,
+                    fs,
+                    run_state,
+                },
+            );
             Ok(())
         })
     }

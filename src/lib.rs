@@ -47,6 +47,7 @@ pub mod reference;
 pub mod registries_conf;
 pub mod registry;
 mod rootfs;
+pub mod run;
 pub mod source;
 
 /// The User-Agent sent with every request: `ocipush/<version>`.

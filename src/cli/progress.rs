@@ -56,6 +56,7 @@ pub fn reporter(quiet: bool) -> EventSink {
                 human(size),
                 digest.short()
             )),
+            Event::RunOutput { line: l, text } => line(format!("  Dockerfile:{l} | {text}")),
             Event::LayerBuilt { digest, size, .. } => {
                 line(format!("built layer {} ({})", digest.short(), human(size)))
             }

@@ -124,17 +124,17 @@ pub(super) async fn build_from_layer(
 }
 
 /// The stage's filesystem a layer is built on, on a blocking thread.
-struct OnFs {
-    fs: StageFs,
-    sources: Arc<LayerStore>,
-    cache_dir: Option<PathBuf>,
-    line: usize,
+pub(super) struct OnFs {
+    pub(super) fs: StageFs,
+    pub(super) sources: Arc<LayerStore>,
+    pub(super) cache_dir: Option<PathBuf>,
+    pub(super) line: usize,
 }
 
 impl OnFs {
     /// Run `work` on the filesystem (its base read first when pending) on a blocking thread,
     /// then report the layer it built.
-    async fn run<F>(
+    pub(super) async fn run<F>(
         self,
         events: &EventSink,
         work: F,
@@ -234,6 +234,7 @@ pub(super) async fn build_layer(
             *line,
             format!("WORKDIR {}", dirs.last().cloned().unwrap_or_default()),
         ),
+        LayerStep::Run(r) => (r.line, r.shown.clone()),
     };
     events(Event::LayerStarted { line, step: what });
     let (context, spool, step2) = (context.clone(), at.spool.clone(), step.clone());
@@ -321,5 +322,7 @@ fn build_on(
             let dir = dirs.last().cloned().unwrap_or_else(|| "/".into());
             build::build_mkdir_layer(&dir, owner, fs, spool, layer_opts).map_err(layer_err)
         }
+        // RUN has its own path (`super::run_step`).
+        LayerStep::Run(_) => Err(BuildImageError::Join("RUN reached the COPY builder".into())),
     }
 }

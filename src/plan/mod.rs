@@ -6,6 +6,7 @@ mod args;
 mod error;
 mod remote;
 mod remote_add;
+mod run;
 mod stage;
 mod stages;
 
@@ -13,5 +14,8 @@ pub use crate::build::{Chmod, InlineFile};
 pub use args::{BuildArgs, platform_args};
 pub use error::PlanError;
 pub use remote_add::RemoteSource;
-pub use stage::{CopyFrom, LayerStep, StageContext, StagePlan, plan_stage};
+pub use run::{RunNetwork, RunStep};
+pub use stage::{
+    CopyFrom, LayerStep, RunState, StageContext, StagePlan, plan_stage, plan_stage_on,
+};
 pub use stages::{BaseSpec, Stage, Stages, plan_stages};

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::remote::{Remote, remote_kind};
 use super::remote_add::{RemoteSource, parse_checksum};
+use super::run::{RunAt, RunEnv, RunStep, plan_run};
 use super::{PlanError, Stages};
 use crate::auth::redact::redact_url;
 use crate::build::{Chmod, InlineFile};
@@ -65,6 +66,8 @@ pub enum LayerStep {
         /// The stage's `USER` at that point: BuildKit creates the directories as that user.
         user: Option<String>,
     },
+    /// `RUN`: a command executed on the stage's filesystem ([`RunStep`]).
+    Run(RunStep),
 }
 
 impl LayerStep {
@@ -72,6 +75,7 @@ impl LayerStep {
     pub fn line(&self) -> usize {
         match self {
             LayerStep::Copy { line, .. } | LayerStep::Mkdir { line, .. } => *line,
+            LayerStep::Run(r) => r.line,
         }
     }
 }
@@ -87,7 +91,15 @@ pub struct StagePlan {
     pub used_args: BTreeSet<String>,
     /// Warnings (e.g. a base image's ONBUILD triggers run).
     pub warnings: Vec<String>,
+    /// What a later stage `FROM` this one inherits for its RUNs (ARG values and names).
+    pub run_state: RunState,
 }
+
+/// A stage's RUN environment as a later stage built `FROM` it inherits it: BuildKit's
+/// `dispatchState.init` starts from the base stage's LLB state (its ARG values in the env)
+/// and its build args (for the history line).
+#[derive(Debug, Clone, Default)]
+pub struct RunState(RunEnv);
 
 /// Inputs shared by every stage.
 pub struct StageContext<'a> {
@@ -115,12 +127,24 @@ struct Planner<'a> {
     layers: Vec<LayerStep>,
     used_args: BTreeSet<String>,
     created: String,
+    /// The environment a RUN sees ([`super::run`]).
+    run_env: RunEnv,
 }
 
 /// Plan `stage` on top of `base` (`None` for `scratch`).
 pub fn plan_stage(
     stage: &super::Stage,
     base: Option<ImageConfig>,
+    ctx: &StageContext<'_>,
+) -> Result<StagePlan, PlanError> {
+    plan_stage_on(stage, base, None, ctx)
+}
+
+/// [`plan_stage`] for a stage built `FROM` an earlier stage whose plan gave `base_run`.
+pub fn plan_stage_on(
+    stage: &super::Stage,
+    base: Option<ImageConfig>,
+    base_run: Option<&RunState>,
     ctx: &StageContext<'_>,
 ) -> Result<StagePlan, PlanError> {
     let created = rfc3339(ctx.epoch);
@@ -144,8 +168,19 @@ pub fn plan_stage(
         .as_mut()
         .and_then(|c| c.on_build.take())
         .unwrap_or_default();
+    let run_env = match base_run {
+        Some(RunState(env)) => env.clone(),
+        None => RunEnv::new(
+            config
+                .config
+                .as_ref()
+                .and_then(|c| c.env.as_deref())
+                .unwrap_or_default(),
+        ),
+    };
     let mut p = Planner {
         ctx,
+        run_env,
         stage_index: stage.index,
         config,
         args: BTreeMap::new(),
@@ -180,6 +215,7 @@ pub fn plan_stage(
         layers: p.layers,
         used_args: p.used_args,
         warnings,
+        run_state: RunState(p.run_env),
     })
 }
 
@@ -259,6 +295,7 @@ impl Planner<'_> {
                         Some(v) if default.is_some() => format!("{k}={v}"),
                         _ => k.clone(),
                     });
+                    self.run_env.arg(k, value.as_deref());
                     self.args.insert(k.clone(), value);
                 }
                 self.history(format!("ARG {}", shown.join(" ")), true);
@@ -279,6 +316,7 @@ impl Planner<'_> {
                 let mut shown = vec![];
                 for (k, v) in expanded {
                     self.config.env_set(&k, &v);
+                    self.run_env.set(&k, &v);
                     shown.push(format!("{k}={v}"));
                 }
                 self.history(format!("ENV {}", shown.join(" ")), true);
@@ -477,13 +515,22 @@ impl Planner<'_> {
                     .get_or_insert_with(Vec::new)
                     .push(trigger.clone());
             }
-            Instruction::Run(_) => {
-                return Err(PlanError::Unsupported {
+            Instruction::Run(run) => {
+                let user = self.config.config.as_ref().and_then(|c| c.user.clone());
+                let at = RunAt {
+                    shell: &self.shell,
+                    env: &self.run_env,
+                    user,
+                    workdir: self.workdir(),
                     line: l.start_line,
-                    what: "RUN".into(),
-                    why: "ocipush builds images without a container runtime, so it cannot execute commands".into(),
-                    fix: "Do that work before the build (for example in CI) and COPY its results, or start FROM an image that already contains what RUN would install".into(),
-                });
+                    original: &l.original,
+                    build_args: self.ctx.build_args,
+                };
+                let (step, history) = plan_run(run, at)?;
+                self.used_args
+                    .extend(super::run::proxy_env(self.ctx.build_args).1);
+                self.layers.push(LayerStep::Run(step));
+                self.history(history, false);
             }
         }
         Ok(())
@@ -811,7 +858,7 @@ mod tests {
             .into_iter()
             .map(|l| match l {
                 LayerStep::Copy { from, .. } => from,
-                LayerStep::Mkdir { .. } => None,
+                LayerStep::Mkdir { .. } | LayerStep::Run(_) => None,
             })
             .collect())
     }

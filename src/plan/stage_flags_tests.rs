@@ -229,7 +229,7 @@ fn copy_flags_are_carried() {
 fn add_unpack_checksum_git() {
     let extract = |text: &str| match only_copy(&plan(text)) {
         LayerStep::Copy { extract, .. } => extract,
-        LayerStep::Mkdir { .. } => panic!(),
+        LayerStep::Mkdir { .. } | LayerStep::Run(_) => panic!(),
     };
     assert!(extract("FROM scratch\nADD a.tar /d/\n"));
     assert!(extract("FROM scratch\nADD --unpack a.tar /d/\n"));

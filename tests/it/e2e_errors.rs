@@ -142,16 +142,16 @@ fn invalid_image_reference_in_from() {
 }
 
 #[test]
-fn run_is_not_supported_and_says_why() {
+fn run_mount_is_not_supported_and_says_why() {
     let err = expect_error(
-        "FROM alpine:latest\n\nRUN echo hi\n",
+        "FROM alpine:latest\n\nRUN --mount=type=cache,target=/c echo hi\n",
         &[],
         Some(3),
-        &["RUN", "not supported"],
+        &["RUN --mount", "not supported"],
     );
-    // "…and why": more than a bare "RUN not supported".
+    // "…and why": more than a bare "RUN --mount not supported".
     assert!(
-        err.trim().len() > "RUN is not supported".len() + 20,
+        err.trim().len() > "RUN --mount is not supported".len() + 20,
         "{err}"
     );
 }

@@ -31,6 +31,8 @@ mod e2e_options;
 mod e2e_platforms;
 mod e2e_reference;
 mod e2e_remote;
+#[cfg(feature = "run")]
+mod e2e_run;
 mod e2e_secrets;
 mod e2e_stages;
 mod e2e_stream;

@@ -1,0 +1,156 @@
+//! `RUN` without a daemon (feature `run`, Linux): the command runs in a sandbox made of
+//! kernel namespaces over an overlay of the stage's layers, and what it changed — the
+//! overlay's upper directory — becomes the instruction's layer.
+//!
+//! **Mechanism.** ocipush forks and sets the sandbox up itself with `unshare(2)`, `mount(2)`
+//! and `pivot_root(2)` ([`sandbox`]), the way buildah's chroot isolation and runc's init do,
+//! rather than driving an OCI runtime binary: no runc/crun needs to be installed (the point of
+//! a single daemonless binary), nothing is written as an OCI bundle, and the command starts in
+//! two forks (no runtime process, no config parsing). Measured on the development host
+//! (kernel 6.18, 2 cores): crun 1.x, the only runtime installed, refuses to start any
+//! container there ("cgroups in hybrid mode not supported", also with
+//! `--cgroup-manager=disabled`), while this sandbox ran 20 one-line RUNs on Alpine in 0.2 s
+//! in all (layers included, snapshots warm; 0.45 s with the base unpacked first). An OCI
+//! runtime would add seccomp and cgroups, which this sandbox does not set (yet); for want of a
+//! devices cgroup it withholds `CAP_MKNOD`, and it makes `/proc/sys` & co. read-only and masks
+//! `/proc`'s kernel files as runc does. The sandbox has its own mount, PID, IPC and
+//! UTS namespaces; the network is the host's (BuildKit's default with the host provider), or
+//! a fresh empty namespace for `--network=none`; `/proc`, `/sys` (read-only), a minimal
+//! `/dev`, `/etc/hosts`, `/etc/resolv.conf` (the host's) and the hostname are BuildKit's
+//! defaults; the host's root is detached, so nothing of the host is reachable besides those.
+//! Root inside keeps only the OCI default capabilities.
+//!
+//! **Snapshots** ([`snapshot`]): each layer is unpacked once per cache, keyed by chain id, in
+//! overlay format, and mounted as a lower directory. **Layer** ([`upper`]): the upper
+//! directory walked in a fixed order into the same layer writer as COPY (so it is compressed
+//! and uploaded while written, mtimes set to the build's epoch), whiteouts and opaque
+//! directories translated, and applied to the stage's filesystem for later instructions; it
+//! then becomes the snapshot of the new chain id by a rename. **Cache** ([`cache`]): a RUN
+//! whose parent chain id and inputs are unchanged is served from the layer cache unexecuted. Mount points the image lacks are
+//! made and removed again ([`stubs`]) so they never reach the layer.
+//!
+//! Not yet: rootless (a user namespace mapped with `newuidmap` from `/etc/subuid`; today RUN
+//! needs root and says so), `--mount`, seccomp and cgroup limits, extended attributes in RUN
+//! layers, foreign architectures (qemu-user), a fallback without overlayfs.
+
+#[cfg(all(feature = "run", target_os = "linux"))]
+mod cache;
+#[cfg(all(feature = "run", target_os = "linux"))]
+mod exec;
+#[cfg(all(feature = "run", target_os = "linux"))]
+mod sandbox;
+#[cfg(all(feature = "run", target_os = "linux"))]
+mod snapshot;
+#[cfg(all(feature = "run", target_os = "linux"))]
+mod stubs;
+#[cfg(all(feature = "run", target_os = "linux"))]
+mod upper;
+
+#[cfg(all(test, feature = "run", target_os = "linux"))]
+mod tests;
+
+#[cfg(all(feature = "run", target_os = "linux"))]
+pub(crate) use exec::{RunContext, run_layer};
+
+use std::path::PathBuf;
+
+/// Why a `RUN` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// RUN cannot work here at all.
+    #[error("RUN cannot be executed here: {what}. {fix}")]
+    Unavailable {
+        /// What is missing.
+        what: String,
+        /// What to do.
+        fix: String,
+    },
+    /// The command ran and failed.
+    #[error("RUN {command} {status}{}", tail_text(.tail))]
+    Failed {
+        /// The instruction's command as written.
+        command: String,
+        /// "exited with code 1", "was killed by signal 9".
+        status: String,
+        /// The last lines of its output.
+        tail: String,
+    },
+    /// The sandbox could not be set up.
+    #[error("could not {step}: {source}{}", hint(.source))]
+    Setup {
+        /// The step.
+        step: &'static str,
+        /// The system's answer.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command is not in the image.
+    #[error(
+        "RUN {command}: {program} was not found in the image (looked in PATH={path}); install it in an earlier step or use its absolute path"
+    )]
+    NotFound {
+        /// The instruction's command.
+        command: String,
+        /// argv\[0\].
+        program: String,
+        /// The PATH searched.
+        path: String,
+    },
+    /// A base layer could not be unpacked.
+    #[error("unpacking layer {layer} of {image} for RUN: {source}")]
+    Unpack {
+        /// The image (or stage).
+        image: String,
+        /// The layer's digest.
+        layer: crate::digest::Digest,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A base layer could not be fetched.
+    #[error(transparent)]
+    Layers(#[from] crate::layerfs::LayerFsError),
+    /// `USER` does not resolve in the image.
+    #[error(transparent)]
+    User(#[from] crate::rootfs::users::UserError),
+    /// Writing the layer failed.
+    #[error(transparent)]
+    Layer(#[from] crate::build::BuildError),
+    /// Something the command left or asked for cannot be handled.
+    #[error("{what}")]
+    Invalid {
+        /// What.
+        what: String,
+    },
+    /// A local file operation failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn tail_text(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        "; it printed nothing".into()
+    } else {
+        format!("; the end of its output:\n{}", tail.trim_end())
+    }
+}
+
+fn hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            " (the kernel refused: inside a container, RUN needs namespaces and mounts allowed, e.g. --privileged or a seccomp/AppArmor profile permitting unshare and mount)"
+        }
+        Some(libc::ENODEV) => " (the kernel lacks this filesystem: load the overlay module)",
+        Some(libc::EINVAL) => " (the kernel does not support this here)",
+        _ => "",
+    }
+}

@@ -1,0 +1,682 @@
+//! The sandbox a `RUN` executes in: two `fork`s and raw syscalls (`libc`), no runtime binary.
+//!
+//! The first child (the *keeper*) moves its stdout/stderr to the output pipe, `unshare`s new
+//! mount, PID, IPC and UTS namespaces (and a network one for `--network=none`), and forks
+//! again; the grandchild is PID 1 of the new PID namespace. It makes every mount private,
+//! mounts the overlay (lower directories relative to the snapshot directory, so the option
+//! string stays short), a fresh `/proc`, a `/dev` tmpfs holding bind mounts of the host's
+//! `null`, `zero`, `full`, `random`, `urandom` and `tty` plus `pts`, `shm` and the usual
+//! links, a read-only `/sys`, and the generated `/etc/hosts` and `/etc/resolv.conf`; sets the
+//! hostname; `pivot_root`s into the overlay and detaches the old root (runc's
+//! `pivot_root(".", ".")` + `umount2(".", MNT_DETACH)`), so no host path stays reachable;
+//! narrows the capability bounding set to the OCI runtime default set (runc/containerd
+//! `oci.defaultUnixCaps`); switches to the image user; and `execve`s the command, looking
+//! argv\[0\] up in the image's `PATH` itself. The keeper waits for it and reports its wait
+//! status on a pipe; the kernel kills whatever the command left running when PID 1 exits,
+//! and both children die with the build (`PR_SET_PDEATHSIG`).
+//!
+//! Everything the children use is allocated before the first fork: after `fork` in a
+//! multithreaded process only async-signal-safe calls are allowed, and every call here is a
+//! plain system call. A failing step writes (step, errno) on the report pipe and exits.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::RunError;
+
+/// The devices bound from the host into `/dev` (the OCI runtime spec's default devices
+/// without `console`/`ptmx`, which come from `pts`).
+pub(crate) const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// BuildKit's sandbox hostname (`executor/oci`: `defaultHostname`).
+pub(crate) const HOSTNAME: &str = "buildkitsandbox";
+
+/// Capabilities kept: runc and containerd's default set for containers (CHOWN,
+/// DAC_OVERRIDE, FSETID, FOWNER, NET_RAW, SETGID, SETUID, SETFCAP, SETPCAP,
+/// NET_BIND_SERVICE, SYS_CHROOT, KILL, AUDIT_WRITE) *without MKNOD*: runtimes keep MKNOD
+/// because the devices cgroup stops a container from opening the nodes it makes; with no
+/// cgroup here, MKNOD would let a command make and open the host's disks.
+const KEPT_CAPS: [u32; 13] = [0, 1, 4, 3, 13, 6, 7, 31, 8, 10, 18, 5, 29];
+
+/// `/proc` entries made read-only (runc's default `readonlyPaths`): writing `/proc/sys` as
+/// root would change the host's kernel settings.
+const PROC_READONLY: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger"];
+/// `/proc` files hidden under `/dev/null` (runc's default `maskedPaths`).
+const PROC_MASKED_FILES: [&str; 6] = [
+    "kcore",
+    "keys",
+    "latency_stats",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+];
+/// `/proc` directories hidden under an empty read-only tmpfs (runc's `maskedPaths`).
+const PROC_MASKED_DIRS: [&str; 2] = ["acpi", "scsi"];
+
+/// What to run and where; paths are on the host.
+pub(crate) struct Spec {
+    /// The directory the overlay's lower directories are relative to.
+    pub(crate) base: PathBuf,
+    /// `lowerdir=…,upperdir=…,workdir=…` (relative to `base`).
+    pub(crate) overlay: String,
+    /// Where the overlay is mounted.
+    pub(crate) merged: PathBuf,
+    /// In-image paths (relative, resolved) of the mount points.
+    pub(crate) proc_dir: String,
+    pub(crate) dev_dir: String,
+    pub(crate) sys_dir: String,
+    /// Files bound over in-image paths: (host file, in-image path).
+    pub(crate) files: Vec<(PathBuf, String)>,
+    /// A new network namespace (`--network=none`).
+    pub(crate) new_net: bool,
+    /// The user.
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) groups: Vec<u32>,
+    /// Working directory in the image.
+    pub(crate) cwd: String,
+    pub(crate) argv: Vec<String>,
+    pub(crate) env: Vec<String>,
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Steps a child can fail at (reported as a byte).
+const STEPS: [&str; 24] = [
+    "create the mount, PID, IPC and UTS namespaces (unshare)",
+    "fork the sandbox's first process",
+    "make the mounts private",
+    "enter the snapshot directory",
+    "mount the overlay filesystem",
+    "mount /proc",
+    "mount the /dev tmpfs",
+    "create a device node mount point",
+    "bind a device from the host's /dev",
+    "mount /dev/pts",
+    "mount /dev/shm",
+    "create the /dev links",
+    "mount /sys",
+    "bind /etc/hosts or /etc/resolv.conf",
+    "set the hostname",
+    "pivot_root into the image",
+    "detach the host's root",
+    "enter the working directory",
+    "narrow the capability bounding set",
+    "switch to the image user",
+    "execute the command",
+    "redirect the command's standard streams",
+    "make /proc/sys and its siblings read-only",
+    "mask /proc's kernel files",
+];
+const S_UNSHARE: u8 = 0;
+const S_FORK: u8 = 1;
+const S_PRIVATE: u8 = 2;
+const S_BASE: u8 = 3;
+const S_OVERLAY: u8 = 4;
+const S_PROC: u8 = 5;
+const S_DEV: u8 = 6;
+const S_DEVNODE: u8 = 7;
+const S_DEVBIND: u8 = 8;
+const S_PTS: u8 = 9;
+const S_SHM: u8 = 10;
+const S_LINKS: u8 = 11;
+const S_SYS: u8 = 12;
+const S_FILES: u8 = 13;
+const S_HOSTNAME: u8 = 14;
+const S_PIVOT: u8 = 15;
+const S_DETACH: u8 = 16;
+const S_CWD: u8 = 17;
+const S_CAPS: u8 = 18;
+const S_USER: u8 = 19;
+const S_EXEC: u8 = 20;
+const S_STDIO: u8 = 21;
+const S_PROC_RO: u8 = 22;
+const S_PROC_MASK: u8 = 23;
+
+fn cstr(b: &[u8]) -> Result<CString, RunError> {
+    CString::new(b).map_err(|_| RunError::Invalid {
+        what: format!(
+            "{:?} contains a NUL byte",
+            String::from_utf8_lossy(b).into_owned()
+        ),
+    })
+}
+
+fn cpath(p: &Path) -> Result<CString, RunError> {
+    cstr(p.as_os_str().as_bytes())
+}
+
+/// Everything the children touch, allocated before the fork.
+struct Prepared {
+    base: CString,
+    overlay_opts: CString,
+    merged: CString,
+    proc_dir: CString,
+    proc_readonly: Vec<CString>,
+    proc_masked_files: Vec<CString>,
+    proc_masked_dirs: Vec<CString>,
+    dev_dir: CString,
+    dev_opts: CString,
+    devices: Vec<(CString, CString)>,
+    pts: CString,
+    pts_opts: CString,
+    shm: CString,
+    shm_opts: CString,
+    links: Vec<(CString, CString)>,
+    sys_dir: CString,
+    files: Vec<(CString, CString)>,
+    hostname: CString,
+    dev_null: CString,
+    cwd: CString,
+    new_net: bool,
+    uid: u32,
+    gid: u32,
+    groups: Vec<libc::gid_t>,
+    last_cap: u32,
+    candidates: Vec<CString>,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+}
+
+fn prepare(spec: &Spec) -> Result<Prepared, RunError> {
+    let m = |rel: &str| cpath(&spec.merged.join(rel));
+    let dev = spec.merged.join(&spec.dev_dir);
+    let mut devices = Vec::new();
+    for d in DEVICES {
+        devices.push((cstr(format!("/dev/{d}").as_bytes())?, cpath(&dev.join(d))?));
+    }
+    let mut links = Vec::new();
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+        ("core", "/proc/kcore"),
+    ] {
+        links.push((cstr(target.as_bytes())?, cpath(&dev.join(name))?));
+    }
+    let mut files = Vec::new();
+    for (host, inside) in &spec.files {
+        files.push((cpath(host)?, m(inside)?));
+    }
+    let path = spec
+        .env
+        .iter()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or(crate::image::DEFAULT_LINUX_PATH);
+    let prog = &spec.argv[0];
+    let mut candidates = Vec::new();
+    if prog.contains('/') {
+        candidates.push(cstr(prog.as_bytes())?);
+    } else {
+        for dir in path.split(':') {
+            let dir = if dir.is_empty() { "." } else { dir };
+            candidates.push(cstr(
+                format!("{}/{prog}", dir.trim_end_matches('/')).as_bytes(),
+            )?);
+        }
+    }
+    let proc_paths = |names: &[&str]| -> Result<Vec<CString>, RunError> {
+        names
+            .iter()
+            .map(|n| cpath(&spec.merged.join(&spec.proc_dir).join(n)))
+            .collect()
+    };
+    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    Ok(Prepared {
+        base: cpath(&spec.base)?,
+        overlay_opts: cstr(spec.overlay.as_bytes())?,
+        merged: cpath(&spec.merged)?,
+        proc_dir: m(&spec.proc_dir)?,
+        proc_readonly: proc_paths(&PROC_READONLY)?,
+        proc_masked_files: proc_paths(&PROC_MASKED_FILES)?,
+        proc_masked_dirs: proc_paths(&PROC_MASKED_DIRS)?,
+        dev_dir: m(&spec.dev_dir)?,
+        dev_opts: cstr(b"mode=755,size=65536k")?,
+        devices,
+        pts: cpath(&dev.join("pts"))?,
+        pts_opts: cstr(b"newinstance,ptmxmode=0666,mode=0620")?,
+        shm: cpath(&dev.join("shm"))?,
+        shm_opts: cstr(b"mode=1777,size=65536k")?,
+        links,
+        sys_dir: m(&spec.sys_dir)?,
+        files,
+        hostname: cstr(HOSTNAME.as_bytes())?,
+        dev_null: cstr(b"/dev/null")?,
+        cwd: cstr(spec.cwd.as_bytes())?,
+        new_net: spec.new_net,
+        uid: spec.uid,
+        gid: spec.gid,
+        groups: spec.groups.clone(),
+        last_cap,
+        candidates,
+        argv: spec
+            .argv
+            .iter()
+            .map(|a| cstr(a.as_bytes()))
+            .collect::<Result<_, _>>()?,
+        env: spec
+            .env
+            .iter()
+            .map(|a| cstr(a.as_bytes()))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// A pipe, both ends close-on-exec.
+fn pipe() -> Result<(libc::c_int, libc::c_int), RunError> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid two-int array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(RunError::Io {
+            action: "create a pipe",
+            path: PathBuf::new(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok((fds[0], fds[1]))
+}
+
+/// Run `spec`, feeding its output (stdout and stderr, interleaved) to `on_output` as it comes.
+pub(crate) fn run(spec: &Spec, on_output: &mut dyn FnMut(&[u8])) -> Result<Status, RunError> {
+    let p = prepare(spec)?;
+    let argv: Vec<*const libc::c_char> = p
+        .argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: Vec<*const libc::c_char> = p
+        .env
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let (out_r, out_w) = pipe()?;
+    let (rep_r, rep_w) = pipe()?;
+    // SAFETY: after fork the child only makes system calls on memory allocated before it
+    // (see the module doc) and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        let e = io::Error::last_os_error();
+        // SAFETY: closing descriptors this function owns.
+        unsafe {
+            for fd in [out_r, out_w, rep_r, rep_w] {
+                libc::close(fd);
+            }
+        }
+        return Err(RunError::Io {
+            action: "fork",
+            path: PathBuf::new(),
+            source: e,
+        });
+    }
+    if pid == 0 {
+        // SAFETY: see above.
+        unsafe { keeper(&p, &argv, &envp, out_w, rep_w) }
+    }
+    // SAFETY: the parent's copies of the write ends.
+    unsafe {
+        libc::close(out_w);
+        libc::close(rep_w);
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // SAFETY: `buf` is valid for its length.
+        let n = unsafe { libc::read(out_r, buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            on_output(&buf[..n as usize]);
+        } else if n == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    let mut report = Vec::new();
+    loop {
+        // SAFETY: `buf` is valid for its length.
+        let n = unsafe { libc::read(rep_r, buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            report.extend_from_slice(&buf[..n as usize]);
+        } else if n == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    // SAFETY: closing our read ends.
+    unsafe {
+        libc::close(out_r);
+        libc::close(rep_r);
+    }
+    let mut waited = None;
+    for rec in report.chunks_exact(9) {
+        let a = i32::from_ne_bytes([rec[1], rec[2], rec[3], rec[4]]);
+        let b = i32::from_ne_bytes([rec[5], rec[6], rec[7], rec[8]]);
+        match rec[0] {
+            b'E' => {
+                let step = STEPS
+                    .get(a as usize)
+                    .copied()
+                    .unwrap_or("set up the sandbox");
+                return Err(RunError::Setup {
+                    step,
+                    source: io::Error::from_raw_os_error(b),
+                });
+            }
+            b'S' => waited = Some(a),
+            _ => {}
+        }
+    }
+    let Some(st) = waited else {
+        return Err(RunError::Setup {
+            step: "wait for the command (the sandbox's keeper process ended without a report)",
+            source: io::Error::other(format!("keeper wait status {status:#x}")),
+        });
+    };
+    if libc::WIFSIGNALED(st) {
+        Ok(Status::Signaled(libc::WTERMSIG(st)))
+    } else {
+        Ok(Status::Exited(libc::WEXITSTATUS(st)))
+    }
+}
+
+fn errno() -> i32 {
+    // SAFETY: reading the thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Report (tag, a, b) on `fd`; async-signal-safe.
+unsafe fn report(fd: libc::c_int, tag: u8, a: i32, b: i32) {
+    let mut rec = [0u8; 9];
+    rec[0] = tag;
+    rec[1..5].copy_from_slice(&a.to_ne_bytes());
+    rec[5..9].copy_from_slice(&b.to_ne_bytes());
+    // SAFETY: `rec` is valid; a short write only loses the report.
+    unsafe {
+        libc::write(fd, rec.as_ptr().cast(), rec.len());
+    }
+}
+
+/// Fail `step` with errno and exit.
+unsafe fn fail(fd: libc::c_int, step: u8) -> ! {
+    let e = errno();
+    // SAFETY: async-signal-safe calls only.
+    unsafe {
+        report(fd, b'E', step as i32, e);
+        libc::_exit(127)
+    }
+}
+
+/// The first child: namespaces, then the command as PID 1 of the new PID namespace.
+unsafe fn keeper(
+    p: &Prepared,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    out_w: libc::c_int,
+    rep: libc::c_int,
+) -> ! {
+    // SAFETY: system calls on memory prepared before the fork.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        let null = libc::open(p.dev_null.as_ptr(), libc::O_RDONLY);
+        if null < 0
+            || libc::dup2(null, 0) < 0
+            || libc::dup2(out_w, 1) < 0
+            || libc::dup2(out_w, 2) < 0
+        {
+            fail(rep, S_STDIO);
+        }
+        let mut flags =
+            libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+        if p.new_net {
+            flags |= libc::CLONE_NEWNET;
+        }
+        if libc::unshare(flags) != 0 {
+            fail(rep, S_UNSHARE);
+        }
+        let pid = libc::fork();
+        if pid < 0 {
+            fail(rep, S_FORK);
+        }
+        if pid == 0 {
+            init(p, argv, envp, rep);
+        }
+        let mut st = 0;
+        while libc::waitpid(pid, &mut st, 0) < 0 {
+            if errno() != libc::EINTR {
+                fail(rep, S_FORK);
+            }
+        }
+        report(rep, b'S', st, 0);
+        libc::_exit(0)
+    }
+}
+
+/// PID 1 of the sandbox: mounts, root, user, exec.
+unsafe fn init(
+    p: &Prepared,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    rep: libc::c_int,
+) -> ! {
+    use libc::{MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC};
+    let none: *const libc::c_char = std::ptr::null();
+    let c = |s: &'static [u8]| s.as_ptr().cast::<libc::c_char>();
+    let p_null = || p.dev_null.as_ptr();
+    // SAFETY: system calls on memory prepared before the fork.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        if libc::mount(none, c(b"/\0"), none, MS_REC | MS_PRIVATE, std::ptr::null()) != 0 {
+            fail(rep, S_PRIVATE);
+        }
+        if libc::chdir(p.base.as_ptr()) != 0 {
+            fail(rep, S_BASE);
+        }
+        if libc::mount(
+            c(b"overlay\0"),
+            p.merged.as_ptr(),
+            c(b"overlay\0"),
+            0,
+            p.overlay_opts.as_ptr().cast(),
+        ) != 0
+        {
+            fail(rep, S_OVERLAY);
+        }
+        if libc::mount(
+            c(b"proc\0"),
+            p.proc_dir.as_ptr(),
+            c(b"proc\0"),
+            MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            std::ptr::null(),
+        ) != 0
+        {
+            fail(rep, S_PROC);
+        }
+        // A path this kernel's /proc lacks is skipped, as runc does.
+        for p in &p.proc_readonly {
+            if libc::mount(
+                p.as_ptr(),
+                p.as_ptr(),
+                none,
+                MS_BIND | MS_REC,
+                std::ptr::null(),
+            ) != 0
+            {
+                if errno() == libc::ENOENT {
+                    continue;
+                }
+                fail(rep, S_PROC_RO);
+            }
+            let ro = MS_BIND | libc::MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+            if libc::mount(none, p.as_ptr(), none, ro, std::ptr::null()) != 0 {
+                fail(rep, S_PROC_RO);
+            }
+        }
+        for p in &p.proc_masked_files {
+            if libc::mount(p_null(), p.as_ptr(), none, MS_BIND, std::ptr::null()) != 0
+                && errno() != libc::ENOENT
+            {
+                fail(rep, S_PROC_MASK);
+            }
+        }
+        for p in &p.proc_masked_dirs {
+            if libc::mount(
+                c(b"tmpfs\0"),
+                p.as_ptr(),
+                c(b"tmpfs\0"),
+                MS_RDONLY,
+                std::ptr::null(),
+            ) != 0
+                && errno() != libc::ENOENT
+            {
+                fail(rep, S_PROC_MASK);
+            }
+        }
+        if libc::mount(
+            c(b"tmpfs\0"),
+            p.dev_dir.as_ptr(),
+            c(b"tmpfs\0"),
+            MS_NOSUID | libc::MS_STRICTATIME,
+            p.dev_opts.as_ptr().cast(),
+        ) != 0
+        {
+            fail(rep, S_DEV);
+        }
+        for (host, target) in &p.devices {
+            let fd = libc::open(
+                target.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o666,
+            );
+            if fd < 0 {
+                fail(rep, S_DEVNODE);
+            }
+            libc::close(fd);
+            if libc::mount(
+                host.as_ptr(),
+                target.as_ptr(),
+                none,
+                MS_BIND,
+                std::ptr::null(),
+            ) != 0
+            {
+                fail(rep, S_DEVBIND);
+            }
+        }
+        if libc::mkdir(p.pts.as_ptr(), 0o755) != 0
+            || libc::mount(
+                c(b"devpts\0"),
+                p.pts.as_ptr(),
+                c(b"devpts\0"),
+                MS_NOSUID | MS_NOEXEC,
+                p.pts_opts.as_ptr().cast(),
+            ) != 0
+        {
+            fail(rep, S_PTS);
+        }
+        if libc::mkdir(p.shm.as_ptr(), 0o1777) != 0
+            || libc::mount(
+                c(b"shm\0"),
+                p.shm.as_ptr(),
+                c(b"tmpfs\0"),
+                MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                p.shm_opts.as_ptr().cast(),
+            ) != 0
+        {
+            fail(rep, S_SHM);
+        }
+        for (target, link) in &p.links {
+            if libc::symlink(target.as_ptr(), link.as_ptr()) != 0 {
+                fail(rep, S_LINKS);
+            }
+        }
+        if libc::mount(
+            c(b"sysfs\0"),
+            p.sys_dir.as_ptr(),
+            c(b"sysfs\0"),
+            MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            std::ptr::null(),
+        ) != 0
+        {
+            fail(rep, S_SYS);
+        }
+        for (host, target) in &p.files {
+            if libc::mount(
+                host.as_ptr(),
+                target.as_ptr(),
+                none,
+                MS_BIND,
+                std::ptr::null(),
+            ) != 0
+            {
+                fail(rep, S_FILES);
+            }
+        }
+        if libc::sethostname(p.hostname.as_ptr(), p.hostname.as_bytes().len()) != 0 {
+            fail(rep, S_HOSTNAME);
+        }
+        if libc::chdir(p.merged.as_ptr()) != 0
+            || libc::syscall(libc::SYS_pivot_root, c(b".\0"), c(b".\0")) != 0
+        {
+            fail(rep, S_PIVOT);
+        }
+        if libc::umount2(c(b".\0"), libc::MNT_DETACH) != 0 || libc::chdir(c(b"/\0")) != 0 {
+            fail(rep, S_DETACH);
+        }
+        if libc::chdir(p.cwd.as_ptr()) != 0 {
+            fail(rep, S_CWD);
+        }
+        for cap in 0..=p.last_cap {
+            if !KEPT_CAPS.contains(&cap)
+                && libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
+                && errno() != libc::EINVAL
+            {
+                fail(rep, S_CAPS);
+            }
+        }
+        if libc::setgroups(p.groups.len(), p.groups.as_ptr()) != 0
+            || libc::setresgid(p.gid, p.gid, p.gid) != 0
+            || libc::setresuid(p.uid, p.uid, p.uid) != 0
+        {
+            fail(rep, S_USER);
+        }
+        let mut err = libc::ENOENT;
+        for cand in &p.candidates {
+            libc::execve(cand.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            let e = errno();
+            if e != libc::ENOENT && e != libc::ENOTDIR {
+                err = e;
+            }
+        }
+        *libc::__errno_location() = err;
+        fail(rep, S_EXEC)
+    }
+}

@@ -1,0 +1,139 @@
+//! Mount points and the working directory a RUN needs, made in the upper directory before the
+//! overlay is mounted, and the ones nothing else used removed afterwards so they never reach
+//! the layer (BuildKit does the same with its mount stubs: `executor/stubs.go`).
+//!
+//! Paths are resolved in the stage's [`RootFs`] the way continuity's `fs.RootPath` does (a
+//! symlink is followed inside the image), so a mount never lands outside the image root. A
+//! missing parent is made in the upper directory; one that exists below is made there too,
+//! with its metadata (what overlay's copy-up would do), so the merged view does not change.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::RunError;
+use crate::rootfs::RootFs;
+
+/// Something made in the upper directory.
+struct Made {
+    path: PathBuf,
+    /// Metadata it was given (mode, uid, gid) when it stands for a path of the lower layers;
+    /// `None` when it is new (a stub).
+    copy_of: Option<(u32, u32, u32)>,
+}
+
+/// What was made, to undo.
+#[derive(Default)]
+pub(crate) struct Stubs {
+    made: Vec<Made>,
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
+    let path = path.to_path_buf();
+    move |source| RunError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+impl Stubs {
+    /// Make `path` (absolute, in the image) exist in the merged view as a directory
+    /// (`dir`) or a file, owned `owner` when new; returns it resolved (relative). Entries
+    /// made for it are removed by [`Stubs::clean`] when `keep` is false.
+    pub(crate) fn ensure(
+        &mut self,
+        fs: &RootFs,
+        upper: &Path,
+        path: &str,
+        dir: bool,
+        owner: (u32, u32),
+        keep: bool,
+    ) -> Result<String, RunError> {
+        let resolved = fs.resolve(path, true).map_err(|e| RunError::Invalid {
+            what: format!("cannot prepare {path} for the command: {e}"),
+        })?;
+        let comps = resolved.comps;
+        let rel = comps.join("/");
+        if resolved.node.is_some() {
+            return Ok(rel);
+        }
+        for i in 0..comps.len() {
+            let prefix = &comps[..=i];
+            let p = upper.join(prefix.join("/"));
+            if std::fs::symlink_metadata(&p).is_ok() {
+                continue;
+            }
+            let last = i + 1 == comps.len();
+            match fs.get(prefix) {
+                Some(m) => {
+                    std::fs::create_dir(&p).map_err(io_err("prepare a mount point", &p))?;
+                    set_meta(&p, m.mode, m.uid, m.gid)?;
+                    self.made.push(Made {
+                        path: p,
+                        copy_of: Some((m.mode, m.uid, m.gid)),
+                    });
+                }
+                None => {
+                    if last && !dir {
+                        std::fs::write(&p, b"").map_err(io_err("prepare a mount point", &p))?;
+                        set_meta(&p, 0o644, 0, 0)?;
+                    } else {
+                        std::fs::create_dir(&p).map_err(io_err("prepare a mount point", &p))?;
+                        let (uid, gid) = if last { owner } else { (0, 0) };
+                        set_meta(&p, 0o755, uid, gid)?;
+                    }
+                    if !keep {
+                        self.made.push(Made {
+                            path: p,
+                            copy_of: None,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(rel)
+    }
+
+    /// Remove, deepest first, what [`Stubs::ensure`] made and the command left as it was:
+    /// an empty new file or directory, or an empty copy of a lower directory with its
+    /// metadata unchanged.
+    pub(crate) fn clean(self) -> Result<(), RunError> {
+        for m in self.made.into_iter().rev() {
+            let Ok(md) = std::fs::symlink_metadata(&m.path) else {
+                continue;
+            };
+            let empty_dir = md.is_dir()
+                && std::fs::read_dir(&m.path)
+                    .map_err(io_err("clean up a mount point", &m.path))?
+                    .next()
+                    .is_none();
+            let untouched = match m.copy_of {
+                None => empty_dir || (md.is_file() && md.len() == 0),
+                Some((mode, uid, gid)) => {
+                    empty_dir
+                        && md.mode() & 0o7777 == mode
+                        && md.uid() == uid
+                        && md.gid() == gid
+                        && !super::snapshot::is_opaque(&m.path).unwrap_or(true)
+                }
+            };
+            if !untouched {
+                continue;
+            }
+            let r = if md.is_dir() {
+                std::fs::remove_dir(&m.path)
+            } else {
+                std::fs::remove_file(&m.path)
+            };
+            r.map_err(io_err("clean up a mount point", &m.path))?;
+        }
+        Ok(())
+    }
+}
+
+fn set_meta(p: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), RunError> {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+        .map_err(io_err("prepare a mount point", p))?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .map_err(io_err("prepare a mount point", p))
+}
