@@ -137,6 +137,22 @@ impl Hasher {
     pub fn finish(self) -> (Digest, u64) {
         (Digest::from_sha256(self.sha.finalize().into()), self.len)
     }
+
+    /// The digest and size of the file at `path`, read in 256 KiB pieces.
+    pub fn file(path: &std::path::Path) -> std::io::Result<(Digest, u64)> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)?;
+        let mut h = Hasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(h.finish())
+    }
 }
 
 /// A writer that hashes and counts everything written through it.

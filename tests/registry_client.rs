@@ -137,6 +137,28 @@ fn options() -> ClientOptions {
     }
 }
 
+/// 5 MiB chunks, always chunked, three quick attempts: for the cut-upload cases.
+fn resume_options() -> ClientOptions {
+    ClientOptions {
+        chunk_size: Some(5 * 1024 * 1024),
+        monolithic_threshold: 0,
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: std::time::Duration::from_millis(1),
+            max_delay: std::time::Duration::from_millis(5),
+            max_elapsed: std::time::Duration::from_secs(60),
+        },
+        ..options()
+    }
+}
+
+/// 12 MiB of a repeating pattern: three 5 MiB chunks' worth.
+fn resume_data() -> Vec<u8> {
+    (0..(12 * 1024 * 1024u32))
+        .map(|i| (i % 251) as u8)
+        .collect()
+}
+
 fn repo(reg: &TestRegistry, name: &str, opts: ClientOptions) -> Repository {
     RegistryClient::new(opts)
         .unwrap()
@@ -1094,21 +1116,8 @@ fn cut_upload_registry(refuse_resume: bool) -> Handler {
 async fn a_cut_chunked_upload_resumes_or_starts_afresh_on_416() {
     for refuse in [false, true] {
         let (addr, log) = fake_server(cut_upload_registry(refuse)).await;
-        let opts = ClientOptions {
-            chunk_size: Some(5 * 1024 * 1024),
-            monolithic_threshold: 0,
-            retry: RetryPolicy {
-                max_attempts: 3,
-                base_delay: std::time::Duration::from_millis(1),
-                max_delay: std::time::Duration::from_millis(5),
-                max_elapsed: std::time::Duration::from_secs(60),
-            },
-            ..options()
-        };
-        let r = fake_repo(&addr, "app", opts);
-        let data: Vec<u8> = (0..(12 * 1024 * 1024u32))
-            .map(|i| (i % 251) as u8)
-            .collect();
+        let r = fake_repo(&addr, "app", resume_options());
+        let data = resume_data();
         let d = desc(media_types::OCI_LAYER_TAR, &data);
         r.put_blob(&d, &BytesBlob(Bytes::from(data.clone())), &|_| {})
             .await
@@ -1510,21 +1519,8 @@ fn one_byte_registry(enforce_range: bool) -> Handler {
 async fn a_0_0_status_is_ambiguous_416_means_the_registry_had_the_byte_and_digest_invalid_redoes() {
     for enforce_range in [true, false] {
         let (addr, log) = fake_server(one_byte_registry(enforce_range)).await;
-        let opts = ClientOptions {
-            chunk_size: Some(5 * 1024 * 1024),
-            monolithic_threshold: 0,
-            retry: RetryPolicy {
-                max_attempts: 3,
-                base_delay: std::time::Duration::from_millis(1),
-                max_delay: std::time::Duration::from_millis(5),
-                max_elapsed: std::time::Duration::from_secs(60),
-            },
-            ..options()
-        };
-        let r = fake_repo(&addr, "app", opts);
-        let data: Vec<u8> = (0..(12 * 1024 * 1024u32))
-            .map(|i| (i % 251) as u8)
-            .collect();
+        let r = fake_repo(&addr, "app", resume_options());
+        let data = resume_data();
         let d = desc(media_types::OCI_LAYER_TAR, &data);
         r.put_blob(&d, &BytesBlob(Bytes::from(data.clone())), &|_| {})
             .await

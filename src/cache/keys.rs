@@ -11,8 +11,7 @@
 //! cost no memory beyond the hash states.
 
 use std::fmt::Write as _;
-use std::fs::{File, Metadata};
-use std::io::Read;
+use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -184,15 +183,5 @@ pub(crate) fn file_stats(plan: &CopyPlan<'_>) -> Result<Stats, BuildError> {
 
 /// The sha256 of a file's content.
 pub(crate) fn hash_file(path: &Path) -> Result<(Digest, u64), BuildError> {
-    let mut f = File::open(path).map_err(BuildError::io("open", path))?;
-    let mut h = Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf).map_err(BuildError::io("read", path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finish())
+    Hasher::file(path).map_err(BuildError::io("read", path))
 }

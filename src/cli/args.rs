@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Build container images from Dockerfiles (no RUN) and push them to OCI registries and Amazon ECR,
+/// Build container images from Dockerfiles and push them to OCI registries and Amazon ECR,
 /// with no Docker daemon and no container runtime.
 #[derive(Debug, Parser)]
 #[command(

@@ -33,7 +33,7 @@ pub enum ParseError {
     },
     /// `RUN` heredocs (`RUN <<EOF`) are not supported: ocipush runs no commands.
     #[error(
-        "RUN heredocs are not supported (Dockerfile:{line}): ocipush does not run commands; produce the files before the build and COPY them, or write a file with COPY <<EOF"
+        "RUN heredocs are not supported (Dockerfile:{line}): write the script to a file with COPY <<EOF and RUN it"
     )]
     Heredoc {
         /// Line where the instruction starts.

@@ -214,7 +214,7 @@ mod tests {
         let e = parse("FROM a\nRUN <<EOF\necho\nEOF\n").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "RUN heredocs are not supported (Dockerfile:2): ocipush does not run commands; produce the files before the build and COPY them, or write a file with COPY <<EOF"
+            "RUN heredocs are not supported (Dockerfile:2): write the script to a file with COPY <<EOF and RUN it"
         );
         let e = parse("FROM a\nONBUILD RUN <<EOF\nx\nEOF\n").unwrap_err();
         assert!(matches!(e, ParseError::Heredoc { line: 2 }), "{e}");

@@ -6,7 +6,6 @@
 //! Transient failures (connection, stall, cut-off body, 408, 429, 5xx) restart the download
 //! with the registry client's retry policy (`--retries`, backoff with jitter, `Retry-After`).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -44,7 +43,7 @@ impl DownloadStore {
             return None;
         }
         let p = path.clone();
-        let hashed = tokio::task::spawn_blocking(move || hash_file(&p))
+        let hashed = tokio::task::spawn_blocking(move || Hasher::file(&p))
             .await
             .ok()?;
         match hashed {
@@ -220,19 +219,4 @@ impl Fetcher {
             reused: false,
         })
     }
-}
-
-/// The sha256 and size of a file, read in 256 KiB pieces.
-fn hash_file(path: &Path) -> std::io::Result<(Digest, u64)> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finish())
 }

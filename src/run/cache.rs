@@ -9,7 +9,6 @@
 //! the spool, temp name + rename). A blob is re-hashed before it is served; a record whose
 //! blob is missing or different is a miss.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -71,7 +70,7 @@ impl RunCache {
         let text = std::fs::read_to_string(self.layers.join(format!("{key}.json"))).ok()?;
         let rec: Record = serde_json::from_str(&text).ok()?;
         let path = self.blobs.blob_path(&rec.digest);
-        let (digest, size) = hash(&path).ok()?;
+        let (digest, size) = Hasher::file(&path).ok()?;
         if digest != rec.digest || size != rec.size {
             return None;
         }
@@ -117,18 +116,4 @@ impl RunCache {
             .map_err(|e| e.error)?;
         Ok(())
     }
-}
-
-fn hash(path: &Path) -> std::io::Result<(Digest, u64)> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finish())
 }

@@ -22,14 +22,8 @@ use crate::common::registry::RegistryServer;
 use crate::common::testdata;
 use crate::common::tools::run_image;
 
-fn run(mut cmd: Command) -> Output {
-    let out = cmd.output().expect("run ocipush");
-    assert!(
-        !matches!(out.status.code(), Some(124) | Some(137)),
-        "ocipush was killed by the watchdog:\n{}",
-        describe(&out)
-    );
-    out
+fn run(cmd: Command) -> Output {
+    crate::common::ocipush::run_watched(cmd)
 }
 
 /// `ocipush [extra…] --registries-conf … hello/Dockerfile DESTINATION`.

@@ -23,10 +23,12 @@ use std::process::Output;
 
 use crate::common::fault_proxy::{Fault, FaultProxy, ProxyLogEntry, Rule};
 use crate::common::fixtures::{copy_and_unpack, seed_alpine};
-use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed, describe, stderr};
+use crate::common::ocipush::{
+    Sandbox, assert_failed, assert_pushed, describe, run_watched, stderr,
+};
 use crate::common::registry::RegistryServer;
 use crate::common::testdata;
-use crate::common::tools::{TOOL_TIMEOUT_SECS, run_image, skopeo_inspect_output};
+use crate::common::tools::{run_image, skopeo_inspect_output};
 use crate::e2e_ecr::ecr_support::{ECR_CONTAINERISE, Moto, assert_parts_valid};
 
 const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
@@ -75,13 +77,7 @@ impl Ecr {
             .arg(self.sb.registries_conf())
             .arg(dockerfile)
             .arg(format!("{HOST}/{destination}"));
-        let out = cmd.output().expect("run ocipush");
-        assert!(
-            !matches!(out.status.code(), Some(124) | Some(137)),
-            "ocipush did not finish within {TOOL_TIMEOUT_SECS}s:\n{}",
-            describe(&out)
-        );
-        out
+        run_watched(cmd)
     }
 
     /// A Dockerfile with `text` in its own directory of the sandbox.

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use crate::common::fault_proxy::{Fault, FaultProxy, ProxyLogEntry, Rule};
 use crate::common::fixtures::{alpine_base_registry, copy_and_unpack};
-use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed, describe};
+use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed, run_watched};
 use crate::common::registry::{RegistryServer, free_port, summarize};
 use crate::common::testdata;
 use crate::common::tools::{run_image, skopeo_inspect_output};
@@ -24,14 +24,12 @@ const UPLOAD_POST: &str = "/blobs/uploads/";
 
 /// `ocipush [extra…] --registries-conf … hello/Dockerfile PROXY/faults:v1`.
 fn push_via(sb: &Sandbox, proxy: &FaultProxy, extra: &[&str]) -> Output {
-    let mut cmd = push_command(sb, proxy, extra, &testdata("hello/Dockerfile"));
-    let out = cmd.output().expect("run ocipush");
-    assert!(
-        !matches!(out.status.code(), Some(124) | Some(137)),
-        "ocipush was killed by the watchdog:\n{}",
-        describe(&out)
-    );
-    out
+    run_watched(push_command(
+        sb,
+        proxy,
+        extra,
+        &testdata("hello/Dockerfile"),
+    ))
 }
 
 fn push_command(sb: &Sandbox, proxy: &FaultProxy, extra: &[&str], dockerfile: &Path) -> Command {

@@ -39,18 +39,7 @@ fn repository(reg: &RegistryServer, name: &str) -> Repository {
     .repository(&endpoint)
 }
 
-/// Incompressible bytes.
-fn noise(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
+use crate::common::fixtures::noise;
 
 /// A file being written, and the blob a tap published for it.
 fn growing() -> (GrowingFile, GrowingBlob, tempfile::NamedTempFile) {

@@ -19,18 +19,7 @@ const MIB: u64 = 1024 * 1024;
 const BIG: usize = 12 * MIB as usize;
 const UPLOADS: &str = "/blobs/uploads/";
 
-/// Incompressible bytes.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x9e37_79b9;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
+use crate::common::fixtures::noise;
 
 /// A context copying a random 12 MiB file onto alpine; returns the Dockerfile and the bytes.
 fn big_context(sb: &Sandbox) -> (PathBuf, Vec<u8>) {
@@ -41,7 +30,7 @@ fn big_context(sb: &Sandbox) -> (PathBuf, Vec<u8>) {
 fn context_of(sb: &Sandbox, len: usize) -> (PathBuf, Vec<u8>) {
     let ctx = sb.path().join("big");
     std::fs::create_dir(&ctx).unwrap();
-    let data = noise(len);
+    let data = noise(len, 0x9e37_79b9);
     std::fs::write(ctx.join("big.bin"), &data).unwrap();
     std::fs::write(
         ctx.join("Dockerfile"),

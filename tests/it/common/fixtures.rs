@@ -235,3 +235,16 @@ pub fn copy_tree(src: &Path, dst: &Path) {
         }
     }
 }
+
+/// `len` incompressible bytes (xorshift from `seed`): layers whose size survives gzip.
+pub fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}

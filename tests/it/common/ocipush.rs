@@ -116,14 +116,20 @@ impl Sandbox {
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("spawn ocipush under timeout");
-        assert!(
-            !matches!(out.status.code(), Some(124) | Some(137)),
-            "ocipush did not finish within {TOOL_TIMEOUT_SECS}s and was killed; stderr:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        run_watched(cmd)
     }
+}
+
+/// Runs a [`Sandbox::command`] and returns its output (any exit code), failing the test if the
+/// watchdog had to kill it.
+pub fn run_watched(mut cmd: Command) -> Output {
+    let out = cmd.output().expect("spawn ocipush under timeout");
+    assert!(
+        !matches!(out.status.code(), Some(124) | Some(137)),
+        "ocipush did not finish within {TOOL_TIMEOUT_SECS}s and was killed:\n{}",
+        describe(&out)
+    );
+    out
 }
 
 /// Runs `ocipush ARGS…` in a fresh [`Sandbox`].
