@@ -17,7 +17,7 @@ use std::process::{Command, Output};
 
 use crate::common::fault_proxy::FaultProxy;
 use crate::common::fixtures::{alpine_base_registry, copy_and_unpack};
-use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed, describe};
+use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed};
 use crate::common::registry::RegistryServer;
 use crate::common::testdata;
 use crate::common::tools::run_image;
@@ -364,7 +364,11 @@ mod ecr {
             token_calls(&s.moto) >= 1,
             "no token came from the AWS chain"
         );
-        assert!(!stderr(&out).contains(stale), "{}", describe(&out));
+        assert!(
+            !stderr(&out).contains(stale),
+            "{}",
+            crate::common::ocipush::describe(&out)
+        );
         assert_runs_hello(
             &format!("docker://{}/ec2-ecr-test@{digest}", s.ecr.addr()),
             Some(("AWS", s.password.as_str())),
