@@ -31,14 +31,6 @@ pub enum ParseError {
         /// What is wrong, and what to do.
         message: String,
     },
-    /// `RUN` heredocs (`RUN <<EOF`) are not supported: ocipush runs no commands.
-    #[error(
-        "RUN heredocs are not supported (Dockerfile:{line}): write the script to a file with COPY <<EOF and RUN it"
-    )]
-    Heredoc {
-        /// Line where the instruction starts.
-        line: usize,
-    },
     /// An instruction name that does not exist.
     #[error("unknown instruction: {instruction} (Dockerfile:{line}): valid instructions are {}", super::instructions::INSTRUCTION_NAMES.join(", "))]
     UnknownInstruction {
@@ -103,7 +95,6 @@ impl ParseError {
             ParseError::NoInstructions { line }
             | ParseError::Directive { line, .. }
             | ParseError::Syntax { line, .. }
-            | ParseError::Heredoc { line }
             | ParseError::UnknownInstruction { line, .. }
             | ParseError::Flag { line, .. }
             | ParseError::Arguments { line, .. } => Some(*line),

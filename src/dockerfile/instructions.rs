@@ -140,6 +140,8 @@ pub struct Run {
     pub security: Option<String>,
     /// `--device=…`, repeatable.
     pub devices: Vec<String>,
+    /// Heredoc bodies (`RUN <<EOF`), `(delimiter, body as written)`, in order.
+    pub heredocs: Vec<(String, String)>,
 }
 
 /// A typed Dockerfile instruction. Words are unexpanded: pass the ones BuildKit expands
@@ -415,6 +417,11 @@ fn instruction(node: &Node) -> Result<Located<Instruction>, ParseError> {
                 network: flags.string("network"),
                 security: flags.string("security"),
                 devices: flags.strings("device"),
+                heredocs: node
+                    .heredocs
+                    .iter()
+                    .map(|h| (h.name.clone(), h.content.clone()))
+                    .collect(),
             })
         }
         _ => {

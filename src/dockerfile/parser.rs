@@ -15,8 +15,7 @@ use super::line_parsers::{
 ///
 /// Fails on what BuildKit's parser rejects (no instruction at all, a bad or repeated
 /// directive, `ENV`/`LABEL` without a value, a JSON array of non-strings, a heredoc without its
-/// terminator) and on `RUN` heredocs, which ocipush does not support. `ADD`/`COPY` heredocs are
-/// read into [`Node::heredocs`]. Instruction names are not checked here: see
+/// terminator). Heredocs are read into [`Node::heredocs`]. Instruction names are not checked here: see
 /// [`instructions`](super::instructions).
 pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     let mut lexer = Lexer::new(text);
@@ -71,13 +70,6 @@ fn read_heredocs(lexer: &mut Lexer<'_>, node: &mut Node, text: &str) -> Result<(
         });
     }
     node.end_line = lexer.line();
-    let effective = match (&node.next, node.instruction.as_str()) {
-        (Some(inner), "onbuild") => inner.instruction.as_str(),
-        (_, name) => name,
-    };
-    if effective == "run" && !node.heredocs.is_empty() {
-        return Err(ParseError::Heredoc { line });
-    }
     Ok(())
 }
 
@@ -210,14 +202,9 @@ mod tests {
     }
 
     #[test]
-    fn run_heredocs_rejected() {
-        let e = parse("FROM a\nRUN <<EOF\necho\nEOF\n").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "RUN heredocs are not supported (Dockerfile:2): write the script to a file with COPY <<EOF and RUN it"
-        );
-        let e = parse("FROM a\nONBUILD RUN <<EOF\nx\nEOF\n").unwrap_err();
-        assert!(matches!(e, ParseError::Heredoc { line: 2 }), "{e}");
+    fn run_heredocs_read_and_not_where_there_are_none() {
+        let df = parse("FROM a\nRUN <<EOF\necho\nEOF\n").unwrap();
+        assert_eq!(df.nodes[1].heredocs[0].content, "echo\n");
         let df = parse("FROM a\nRUN [\"a<<b\"]\nRUN echo a<<b\nENV A <<B\nRUN \"<<X\"\n").unwrap();
         assert!(df.nodes.iter().all(|n| n.heredocs.is_empty()));
     }

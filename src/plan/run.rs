@@ -141,6 +141,44 @@ pub(super) fn proxy_env(
     (env, used)
 }
 
+/// The shell's script for a shell-form RUN `cmd` with heredoc bodies `docs` (delimiter,
+/// body), as BuildKit's `dispatchRun` builds it: a command that is one heredoc alone runs its
+/// body (a "fake" heredoc, so shells without heredocs work too; moby/buildkit#2207); any other
+/// command gets each body and its delimiter appended on lines of their own, for the shell to
+/// read as here-documents. A lone body starting with `#!` BuildKit runs as a mounted file with
+/// that interpreter, which is refused here.
+fn heredoc_script(cmd: &str, docs: &[(String, String)]) -> Result<String, &'static str> {
+    let [(_, body)] = docs else {
+        return Ok(append_heredocs(cmd, docs));
+    };
+    // BuildKit's `MustParseHeredoc`: the whole command is `[n]<<[-]WORD`.
+    let word = cmd
+        .trim()
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .strip_prefix("<<")
+        .map(|w| w.strip_prefix('-').unwrap_or(w).trim_start());
+    match word {
+        Some(w) if !w.is_empty() && !w.contains(char::is_whitespace) && !w.contains('<') => {
+            if body.starts_with("#!") {
+                Err("ocipush does not mount a heredoc as an executable file yet")
+            } else {
+                Ok(body.clone())
+            }
+        }
+        _ => Ok(append_heredocs(cmd, docs)),
+    }
+}
+
+fn append_heredocs(cmd: &str, docs: &[(String, String)]) -> String {
+    let mut full = cmd.to_string();
+    for (name, body) in docs {
+        full.push('\n');
+        full.push_str(body);
+        full.push_str(name);
+    }
+    full
+}
+
 /// The step and its history line (`created_by`).
 pub(super) fn plan_run(run: &Run, at: RunAt<'_>) -> Result<(RunStep, String), PlanError> {
     let unsupported = |what: &str, why: &str, fix: &str| PlanError::Unsupported {
@@ -182,10 +220,23 @@ pub(super) fn plan_run(run: &Run, at: RunAt<'_>) -> Result<(RunStep, String), Pl
         }
     };
     let argv = match &run.command {
+        CommandForm::Exec(_) if !run.heredocs.is_empty() => {
+            return Err(PlanError::Invalid {
+                line: at.line,
+                instruction: "RUN".into(),
+                message: "a heredoc needs the shell form (RUN <<EOF), not a JSON array".into(),
+            });
+        }
         CommandForm::Exec(v) => v.clone(),
         CommandForm::Shell(s) => {
             let mut v = at.shell.to_vec();
-            v.push(s.clone());
+            v.push(heredoc_script(s, &run.heredocs).map_err(|why| {
+                unsupported(
+                    "RUN <<EOF with a #! line",
+                    why,
+                    "Start the script with its commands, or COPY it into the image and RUN it",
+                )
+            })?);
             v
         }
     };
@@ -233,6 +284,8 @@ pub(super) fn plan_run(run: &Run, at: RunAt<'_>) -> Result<(RunStep, String), Pl
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+
+    use super::heredoc_script;
 
     use crate::image::Platform;
     use crate::plan::{LayerStep, StageContext, plan_stage};
@@ -344,5 +397,31 @@ mod tests {
         }
         let (steps, _) = runs("FROM scratch\nRUN --network=none true\n", &[]);
         assert_eq!(steps[0].network, super::RunNetwork::None);
+    }
+
+    #[test]
+    fn heredoc_scripts_follow_buildkit() {
+        let doc = |n: &str, b: &str| (n.to_string(), b.to_string());
+        // A lone heredoc runs its body.
+        assert_eq!(
+            heredoc_script("<<EOF", &[doc("EOF", "echo a\n")]),
+            Ok("echo a\n".into())
+        );
+        assert_eq!(
+            heredoc_script(" 3<<-'X' ", &[doc("X", "b\n")]),
+            Ok("b\n".into())
+        );
+        // Anything else gets the bodies and delimiters appended for the shell.
+        assert_eq!(
+            heredoc_script("cat <<A && cat <<B", &[doc("A", "1\n"), doc("B", "2\n")]),
+            Ok("cat <<A && cat <<B\n1\nA\n2\nB".into())
+        );
+        assert_eq!(
+            heredoc_script("python3 <<EOF", &[doc("EOF", "print(1)\n")]),
+            Ok("python3 <<EOF\nprint(1)\nEOF".into())
+        );
+        assert_eq!(heredoc_script("echo hi", &[]), Ok("echo hi".into()));
+        // A shebang body is run as a file by BuildKit: refused.
+        assert!(heredoc_script("<<EOF", &[doc("EOF", "#!/usr/bin/env python3\n")]).is_err());
     }
 }

@@ -186,8 +186,8 @@ fn flags_ocipush_cannot_honour_name_their_line() {
             "does not clone git repositories",
         ),
         (
-            "FROM scratch\nRUN <<EOF\ntrue\nEOF\n",
-            "RUN heredocs are not supported (Dockerfile:2)",
+            "FROM scratch\nRUN <<EOF\n#!/bin/sh\ntrue\nEOF\n",
+            "Dockerfile:2: RUN <<EOF with a #! line is not supported",
         ),
         (
             "FROM scratch\nCOPY --chmod=u!x a.txt /a\n",

@@ -373,3 +373,29 @@ fn stages_built_by_run_feed_later_stages() {
     // The final stage starts again from Alpine: its motd is there.
     assert!(img.rootfs.join("etc/motd").is_file());
 }
+
+/// Heredocs reach the shell as BuildKit's `dispatchRun` passes them: a lone `<<EOF` runs its
+/// body; any other command gets the bodies appended for the shell to read.
+#[test]
+fn run_heredocs_are_scripts_and_here_documents() {
+    let sb = Sandbox::new();
+    let _alpine = alpine_base_registry(&sb);
+    let reg = RegistryServer::start();
+    let out = build_with(
+        &sb,
+        &sb.registries_conf(),
+        &reg,
+        "FROM alpine:latest\nRUN <<EOF\necho one=$((1+1))\necho two\nEOF\nRUN cat <<A > /a.txt && tr a-z A-Z <<-B\nalpha\nA\n\tbeta\n\tB\nRUN cat /a.txt\n",
+        &[],
+    );
+    assert_pushed(&out, &format!("{}/other", reg.addr()));
+    let err = stderr(&out);
+    for want in [
+        "Dockerfile:2 | one=2",
+        "Dockerfile:2 | two",
+        "Dockerfile:6 | BETA",
+        "Dockerfile:11 | alpha",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}

@@ -312,6 +312,7 @@ fn command_forms() {
             network: Some("none".into()),
             security: None,
             devices: vec![],
+            heredocs: vec![],
         })
     );
 }
