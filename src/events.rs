@@ -3,8 +3,10 @@
 
 use crate::digest::Digest;
 
-/// Something that happened during a build or a push.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Something that happened during a build or a push. Serialised (the CLI's `--progress
+/// rawjson`) as `{"event": "<variant in snake_case>", "data": <its fields>}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "event", content = "data", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Event {
     /// A warning (e.g. a JSON form that did not parse and was taken as shell form).

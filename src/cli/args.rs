@@ -24,9 +24,13 @@ pub struct Cli {
     /// More output on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// No progress output, only errors.
+    /// No progress output, only errors (the same as --progress quiet).
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// How progress is shown on stderr: auto (bars on a terminal, else lines), tty, plain,
+    /// rawjson (one JSON object per line), quiet.
+    #[arg(long, value_enum, global = true, default_value_t = super::progress::ProgressMode::Auto)]
+    pub progress: super::progress::ProgressMode,
 }
 
 /// Subcommands.

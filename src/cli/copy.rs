@@ -8,7 +8,7 @@ use super::args::CopyArgs;
 use super::{Failure, parse_platforms, progress, reliability};
 
 /// Run `ocipush copy`.
-pub(crate) async fn run(a: &CopyArgs, quiet: bool) -> Result<(), Failure> {
+pub(crate) async fn run(a: &CopyArgs, mode: progress::ProgressMode) -> Result<(), Failure> {
     let parse = |what: &str, s: &str| {
         Target::parse(s).map_err(|e| Failure::usage(format!("invalid {what} {s:?}: {e}")))
     };
@@ -27,7 +27,7 @@ pub(crate) async fn run(a: &CopyArgs, quiet: bool) -> Result<(), Failure> {
     let mut opts = CopyOptions::default();
     opts.platforms = platforms;
     opts.jobs = a.jobs as usize;
-    let events = progress::reporter(quiet);
+    let events = progress::reporter(mode);
     let digest = copy_image(&session, &src, &dest, &opts, &events)
         .await
         .map_err(|e| Failure::failed(e.to_string()))?;

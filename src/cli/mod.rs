@@ -50,7 +50,7 @@ fn parse() -> Result<Cli, clap::Error> {
     let mut cmd = Cli::command();
     let matches = cmd.try_get_matches_from_mut(std::env::args_os())?;
     if let Some((sub, _)) = matches.subcommand() {
-        let global = ["verbose", "quiet"];
+        let global = ["verbose", "quiet", "progress"];
         if let Some(id) = matches.ids().find(|id| {
             !global.contains(&id.as_str())
                 && matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
@@ -114,9 +114,10 @@ fn init_logging(verbose: u8) {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    let mode = progress_mode(&cli);
     let build = match cli.command {
         Some(Command::Build(b)) => *b,
-        Some(Command::Copy(a)) => return copy::run(&a, cli.quiet).await,
+        Some(Command::Copy(a)) => return copy::run(&a, mode).await,
         #[cfg(feature = "ecr")]
         Some(Command::IamPolicy(a)) => return ecr::iam_policy(&a),
         Some(Command::Completions { shell }) => {
@@ -127,7 +128,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         None => cli.build,
     };
-    let quiet = cli.quiet;
     let (Some(dockerfile), Some(destination)) =
         (build.dockerfile.clone(), build.destination.clone())
     else {
@@ -225,7 +225,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         },
         build_contexts,
     };
-    let events = progress::reporter(quiet);
+    let events = progress::reporter(mode);
     let pushed = build_and_push_platforms(
         &session,
         &opts,
@@ -248,6 +248,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
     println!("{}", target.pushed_name(&pushed.digest));
     Ok(())
+}
+
+/// `--progress`, with `-q` meaning quiet.
+fn progress_mode(cli: &Cli) -> progress::ProgressMode {
+    if cli.quiet {
+        progress::ProgressMode::Quiet
+    } else {
+        cli.progress
+    }
 }
 
 /// `--platform a,b,c`: each os/arch[/variant], no duplicates; the host's platform by default.

@@ -8,16 +8,43 @@ use std::sync::{Arc, Mutex};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocipush::events::{Event, EventSink};
 
-/// Build an event sink that reports to stderr (or nowhere with `quiet`).
-pub fn reporter(quiet: bool) -> EventSink {
-    if quiet {
-        return Arc::new(|e| {
-            if let Event::Warning(w) = e {
-                eprintln!("warning: {w}");
-            }
-        });
+/// `--progress`: how events reach stderr (buildx's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum ProgressMode {
+    /// Bars on a terminal, else plain lines.
+    #[default]
+    Auto,
+    /// Bars for uploads (stderr as a terminal).
+    Tty,
+    /// One line per event.
+    Plain,
+    /// One JSON object per line: `{"v": 1, "time": RFC 3339, "event": NAME, "data": {…}}`.
+    Rawjson,
+    /// Only warnings and errors (the same as `-q`).
+    Quiet,
+}
+
+/// The version of the `rawjson` line format; bumped when a field changes meaning or goes.
+pub const RAWJSON_VERSION: u32 = 1;
+
+/// Build an event sink that reports to stderr as `mode` says.
+pub fn reporter(mode: ProgressMode) -> EventSink {
+    match mode {
+        ProgressMode::Quiet => {
+            return Arc::new(|e| {
+                if let Event::Warning(w) = e {
+                    eprintln!("warning: {w}");
+                }
+            });
+        }
+        ProgressMode::Rawjson => return Arc::new(raw_json),
+        _ => {}
     }
-    let tty = std::io::stderr().is_terminal();
+    let tty = match mode {
+        ProgressMode::Tty => true,
+        ProgressMode::Plain => false,
+        _ => std::io::stderr().is_terminal(),
+    };
     let multi = MultiProgress::with_draw_target(if tty {
         ProgressDrawTarget::stderr()
     } else {
@@ -122,4 +149,25 @@ fn human(n: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
+}
+
+/// One event as one JSON line on stderr.
+fn raw_json(e: Event) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut line = serde_json::json!({
+        "v": RAWJSON_VERSION,
+        "time": format!(
+            "{}.{:03}Z",
+            ocipush::image::rfc3339(now.as_secs()).trim_end_matches('Z'),
+            now.subsec_millis()
+        ),
+    });
+    if let (Ok(serde_json::Value::Object(fields)), Some(obj)) =
+        (serde_json::to_value(&e), line.as_object_mut())
+    {
+        obj.extend(fields);
+    }
+    eprintln!("{line}");
 }

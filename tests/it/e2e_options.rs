@@ -181,3 +181,41 @@ fn completions_are_printed_for_each_shell() {
         "an unknown shell is a usage error"
     );
 }
+
+/// `--progress rawjson`: every stderr line is one versioned JSON event; stdout is unchanged.
+#[test]
+fn rawjson_progress_is_one_versioned_event_per_line() {
+    let sb = Sandbox::new();
+    let _a = alpine_base_registry(&sb);
+    let b = RegistryServer::start();
+    let dest = format!("{}/raw:v1", b.addr());
+    let out = sb.ocipush([
+        "--progress".as_ref(),
+        "rawjson".as_ref(),
+        "--registries-conf".as_ref(),
+        sb.registries_conf().as_os_str(),
+        testdata("hello/Dockerfile").as_os_str(),
+        dest.as_ref(),
+    ]);
+    let digest = assert_pushed(&out, &format!("{}/raw", b.addr()));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!events.is_empty());
+    for e in &events {
+        assert_eq!(e["v"], 1, "{e}");
+        let time = e["time"].as_str().unwrap();
+        assert!(time.ends_with('Z') && time.len() == 24, "{time}");
+        assert!(e["event"].is_string(), "{e}");
+    }
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.first(), Some(&"base_resolved"), "{names:?}");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "manifest_put", "{names:?}");
+    assert_eq!(last["data"]["digest"], digest.as_str());
+    assert_eq!(last["data"]["reference"], "v1");
+}
