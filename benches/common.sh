@@ -1,6 +1,24 @@
-# Sourced by the bench scripts (benches/compare.sh, benches/nodemodules.sh): a local CNCF
-# registry and the timed `run`. Expects WORK (a temp dir), REG (host:port) and RESULTS set,
-# and an EXIT trap that kills $REG_PID.
+# Sourced by the bench scripts (benches/compare.sh, nodemodules.sh, run.sh): the set-up, a
+# local CNCF registry and the timed `run`.
+
+# bench_setup NAME: WORK (a temp dir removed on exit), PORT (a free loopback port unless set),
+# REG, RESULTS, REG_PID and an EXIT trap that stops the registry; checks OCIPUSH and
+# docker-registry.
+bench_setup() {
+  PORT=${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/ocipush-$1.XXXXXX")
+  REG=127.0.0.1:$PORT
+  RESULTS=$WORK/results.tsv
+  REG_PID=
+  trap bench_cleanup EXIT
+  [ -x "$OCIPUSH" ] || { echo "build ocipush first: cargo build --release" >&2; exit 1; }
+  command -v docker-registry >/dev/null || { echo "needs docker-registry" >&2; exit 1; }
+}
+
+bench_cleanup() {
+  if [ -n "$REG_PID" ]; then kill "$REG_PID" 2>/dev/null || true; wait "$REG_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
 
 # start_registry: /usr/bin/docker-registry on $REG, storage under $WORK/registry; sets REG_PID.
 start_registry() {

@@ -18,21 +18,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/benches/common.sh"
 OCIPUSH=${OCIPUSH:-$ROOT/target/release/ocipush}
 SIZE_MB=${SIZE_MB:-470}
-# A free loopback port (another registry may already own a fixed one).
-PORT=${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ocipush-compare.XXXXXX")
-REG=127.0.0.1:$PORT
-RESULTS=$WORK/results.tsv
-REG_PID=
-
-cleanup() {
-  if [ -n "$REG_PID" ]; then kill "$REG_PID" 2>/dev/null || true; wait "$REG_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-[ -x "$OCIPUSH" ] || { echo "build ocipush first: cargo build --release" >&2; exit 1; }
-command -v docker-registry >/dev/null || { echo "needs docker-registry" >&2; exit 1; }
+bench_setup compare
 
 # ---- context ----
 if [ $# -ge 1 ]; then

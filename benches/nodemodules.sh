@@ -24,20 +24,7 @@ FILES=${FILES:-100000}
 MB=${MB:-400}
 BASE_PATHS=${BASE_PATHS:-100000}
 REPS=${REPS:-2}
-PORT=${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ocipush-nodemodules.XXXXXX")
-REG=127.0.0.1:$PORT
-RESULTS=$WORK/results.tsv
-REG_PID=
-
-cleanup() {
-  if [ -n "$REG_PID" ]; then kill "$REG_PID" 2>/dev/null || true; wait "$REG_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-[ -x "$OCIPUSH" ] || { echo "build ocipush first: cargo build --release" >&2; exit 1; }
-command -v docker-registry >/dev/null || { echo "needs docker-registry" >&2; exit 1; }
+bench_setup nodemodules
 
 # ---- data (deterministic) ----
 python3 - "$WORK" "$FILES" "$MB" "$BASE_PATHS" <<'PY'

@@ -23,22 +23,9 @@ FILES=${FILES:-50000}
 BIG_MB=${BIG_MB:-200}
 REPS=${REPS:-2}
 ALPINE=${ALPINE:-$ROOT/../shared/testdata/alpine/alpine-minirootfs-3.20.3-x86_64.tar.gz}
-PORT=${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ocipush-run.XXXXXX")
-REG=127.0.0.1:$PORT
-RESULTS=$WORK/results.tsv
-REG_PID=
-
-cleanup() {
-  if [ -n "$REG_PID" ]; then kill "$REG_PID" 2>/dev/null || true; wait "$REG_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
+bench_setup run
 [ "$(id -u)" = 0 ] || { echo "run as root (RUN needs root today)" >&2; exit 1; }
-[ -x "$OCIPUSH" ] || { echo "build ocipush first: cargo build --release" >&2; exit 1; }
 [ -f "$ALPINE" ] || { echo "no Alpine minirootfs at $ALPINE" >&2; exit 1; }
-command -v docker-registry >/dev/null || { echo "needs docker-registry" >&2; exit 1; }
 
 mkdir -p "$WORK/base" "$WORK/ctx"
 cp "$ALPINE" "$WORK/base/alpine.tar.gz"
