@@ -152,11 +152,18 @@ fn resume_options() -> ClientOptions {
     }
 }
 
-/// 12 MiB of a repeating pattern: three 5 MiB chunks' worth.
-fn resume_data() -> Vec<u8> {
-    (0..(12 * 1024 * 1024u32))
+/// 12 MiB of a repeating pattern (three 5 MiB chunks' worth) pushed with [`resume_options`] to
+/// the fake registry at `addr`; `case` names the run in a failure. Returns the bytes pushed.
+async fn put_resume_data(addr: &str, case: &str) -> Vec<u8> {
+    let data: Vec<u8> = (0..(12 * 1024 * 1024u32))
         .map(|i| (i % 251) as u8)
-        .collect()
+        .collect();
+    let r = fake_repo(addr, "app", resume_options());
+    let d = desc(media_types::OCI_LAYER_TAR, &data);
+    r.put_blob(&d, &BytesBlob(Bytes::from(data.clone())), &|_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
+    data
 }
 
 fn repo(reg: &TestRegistry, name: &str, opts: ClientOptions) -> Repository {
@@ -1116,12 +1123,7 @@ fn cut_upload_registry(refuse_resume: bool) -> Handler {
 async fn a_cut_chunked_upload_resumes_or_starts_afresh_on_416() {
     for refuse in [false, true] {
         let (addr, log) = fake_server(cut_upload_registry(refuse)).await;
-        let r = fake_repo(&addr, "app", resume_options());
-        let data = resume_data();
-        let d = desc(media_types::OCI_LAYER_TAR, &data);
-        r.put_blob(&d, &BytesBlob(Bytes::from(data.clone())), &|_| {})
-            .await
-            .unwrap_or_else(|e| panic!("refuse={refuse}: {e}"));
+        let data = put_resume_data(&addr, &format!("refuse={refuse}")).await;
         let reqs = log.lock().unwrap().clone();
         let summary: Vec<String> = reqs
             .iter()
@@ -1519,12 +1521,7 @@ fn one_byte_registry(enforce_range: bool) -> Handler {
 async fn a_0_0_status_is_ambiguous_416_means_the_registry_had_the_byte_and_digest_invalid_redoes() {
     for enforce_range in [true, false] {
         let (addr, log) = fake_server(one_byte_registry(enforce_range)).await;
-        let r = fake_repo(&addr, "app", resume_options());
-        let data = resume_data();
-        let d = desc(media_types::OCI_LAYER_TAR, &data);
-        r.put_blob(&d, &BytesBlob(Bytes::from(data.clone())), &|_| {})
-            .await
-            .unwrap_or_else(|e| panic!("enforce_range={enforce_range}: {e}"));
+        let data = put_resume_data(&addr, &format!("enforce_range={enforce_range}")).await;
         let reqs = log.lock().unwrap().clone();
         let summary: Vec<String> = reqs
             .iter()

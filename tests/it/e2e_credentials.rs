@@ -13,18 +13,14 @@
 //!   TLS first, then plain HTTP, and gets its own credentials, never Docker Hub's.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::common::fault_proxy::FaultProxy;
 use crate::common::fixtures::{alpine_base_registry, copy_and_unpack};
-use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed};
+use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed, run_watched};
 use crate::common::registry::RegistryServer;
 use crate::common::testdata;
 use crate::common::tools::run_image;
-
-fn run(cmd: Command) -> Output {
-    crate::common::ocipush::run_watched(cmd)
-}
 
 /// `ocipush [extra…] --registries-conf … hello/Dockerfile DESTINATION`.
 fn push(sb: &Sandbox, destination: &str, extra: &[&str]) -> Output {
@@ -34,7 +30,7 @@ fn push(sb: &Sandbox, destination: &str, extra: &[&str]) -> Output {
         .arg(sb.registries_conf())
         .arg(testdata("hello/Dockerfile"))
         .arg(destination);
-    run(cmd)
+    run_watched(cmd)
 }
 
 fn assert_runs_hello(image: &str, creds: Option<(&str, &str)>) {
@@ -145,7 +141,7 @@ fn a_credential_helper_that_never_answers_is_stopped_after_the_timeout() {
         .arg(sb.registries_conf())
         .arg(testdata("hello/Dockerfile"))
         .arg(format!("{}/creds:v1", b.addr()));
-    let out = run(cmd);
+    let out = run_watched(cmd);
     let err = assert_failed(&out, 1);
     assert!(
         err.contains("docker-credential-hang") && err.contains("did not answer within 2 s"),
@@ -316,7 +312,7 @@ mod ecr {
             .arg(s.sb.registries_conf())
             .arg(testdata("hello/Dockerfile"))
             .arg(format!("{REPO}:v1"));
-        run(cmd)
+        run_watched(cmd)
     }
 
     fn token_calls(moto: &Moto) -> usize {
