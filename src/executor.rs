@@ -27,11 +27,16 @@ use crate::rootfs::RootFs;
 use crate::source::{self, SourceError};
 use layers::{FromAt, LayerAt, StageFs, build_from_layer, build_layer};
 
-/// What to build.
+/// What to build: [`BuildOptions::new`] (a Dockerfile on disk) or [`BuildOptions::from_text`],
+/// then set the fields that differ from the defaults (the CLI's: host platform, OCI media types,
+/// epoch 0, gzip level 2, the layer cache in [`crate::cache::LayerCache::default_dir`]).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BuildOptions {
-    /// The Dockerfile.
+    /// The Dockerfile (read when [`BuildOptions::dockerfile_text`] is `None`).
     pub dockerfile: PathBuf,
+    /// The Dockerfile's text, used instead of reading [`BuildOptions::dockerfile`].
+    pub dockerfile_text: Option<String>,
     /// The build context directory.
     pub context: PathBuf,
     /// `--build-arg`s.
@@ -45,7 +50,8 @@ pub struct BuildOptions {
     pub epoch: u64,
     /// Layer compression.
     pub compression: Compression,
-    /// Where built layers are spooled.
+    /// Where built layers are spooled (the caller owns it: the layers of the returned image
+    /// are files in it).
     pub spool_dir: PathBuf,
     /// `--target` stage.
     pub target: Option<String>,
@@ -54,6 +60,45 @@ pub struct BuildOptions {
     /// `--build-context NAME=VALUE`s: what FROM, stage names and `COPY --from` resolve to
     /// instead ([`crate::contexts`]).
     pub build_contexts: crate::contexts::NamedContexts,
+    /// Stages planned in code ([`crate::builder::ImageBuilder`]): used instead of a Dockerfile.
+    pub(crate) stages: Option<Arc<Stages>>,
+}
+
+impl BuildOptions {
+    /// Build the Dockerfile at `dockerfile` with `context` as the build context, spooling new
+    /// layers in `spool_dir`; every other option has the CLI's default.
+    pub fn new(
+        dockerfile: impl Into<PathBuf>,
+        context: impl Into<PathBuf>,
+        spool_dir: impl Into<PathBuf>,
+    ) -> BuildOptions {
+        BuildOptions {
+            dockerfile: dockerfile.into(),
+            dockerfile_text: None,
+            context: context.into(),
+            build_args: BuildArgs::default(),
+            platform: host_platform(),
+            format: Format::Oci,
+            epoch: 0,
+            compression: Compression::default(),
+            spool_dir: spool_dir.into(),
+            target: None,
+            cache_dir: crate::cache::LayerCache::default_dir(),
+            build_contexts: Default::default(),
+            stages: None,
+        }
+    }
+
+    /// Build a Dockerfile given as text (its messages name it `Dockerfile`).
+    pub fn from_text(
+        text: impl Into<String>,
+        context: impl Into<PathBuf>,
+        spool_dir: impl Into<PathBuf>,
+    ) -> BuildOptions {
+        let mut o = BuildOptions::new("Dockerfile", context, spool_dir);
+        o.dockerfile_text = Some(text.into());
+        o
+    }
 }
 
 /// A built image, ready to push: its blobs (base layers stay remote) and its documents.
@@ -495,17 +540,25 @@ pub async fn build_image_tapped(
     events: &EventSink,
     tap: Option<LayerTap>,
 ) -> Result<BuiltImage, BuildImageError> {
-    let text = read_dockerfile(&opts.dockerfile).await?;
-    let df = crate::dockerfile::parse(&text).map_err(PlanError::from)?;
-    for w in &df.warnings {
-        events(Event::Warning(format!(
-            "Dockerfile:{}: {}",
-            w.line, w.message
-        )));
-    }
     let build_platform = host_platform();
     let auto = plan::platform_args(&opts.platform, &build_platform);
-    let stages = plan::plan_stages(&df, &opts.build_args, &auto)?;
+    let stages = match &opts.stages {
+        Some(stages) => stages.as_ref().clone(),
+        None => {
+            let text = match &opts.dockerfile_text {
+                Some(t) => t.clone(),
+                None => read_dockerfile(&opts.dockerfile).await?,
+            };
+            let df = crate::dockerfile::parse(&text).map_err(PlanError::from)?;
+            for w in &df.warnings {
+                events(Event::Warning(format!(
+                    "Dockerfile:{}: {}",
+                    w.line, w.message
+                )));
+            }
+            plan::plan_stages(&df, &opts.build_args, &auto)?
+        }
+    };
     let target = stages.target(opts.target.as_deref())?;
 
     let ctx_root = opts.context.clone();

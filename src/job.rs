@@ -248,7 +248,11 @@ pub async fn build_and_push(
 
 /// What a (multi-platform) build and push produced.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Pushed {
+    /// The pushed image as printed on stdout ([`Target::pushed_name`]): `registry/repo@sha256:…`
+    /// or `oci:<dir>@sha256:…`.
+    pub reference: String,
     /// One image per platform, in the order asked for.
     pub images: Vec<(Platform, BuiltImage)>,
     /// The index, when more than one platform was built.
@@ -342,6 +346,7 @@ pub async fn build_and_push_platforms(
             .map_err(|e| JobError::Destination(Box::new(e)))?;
     }
     Ok(Pushed {
+        reference: target.pushed_name(&digest),
         images,
         index,
         digest,

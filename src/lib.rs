@@ -20,6 +20,7 @@
 pub mod auth;
 pub mod blob;
 pub mod build;
+pub mod builder;
 pub mod cache;
 pub mod contexts;
 pub mod copy;

@@ -21,19 +21,13 @@ fn testdata(name: &str) -> PathBuf {
 
 async fn build(context: &Path, format: Format, epoch: u64) -> BuiltImage {
     let spool = tempfile::tempdir().unwrap();
-    let opts = BuildOptions {
-        dockerfile: context.join("Dockerfile"),
-        context: context.to_path_buf(),
-        build_args: BuildArgs::parse(["VERSION=2.5"]).unwrap(),
-        platform: Platform::linux_amd64(),
-        format,
-        epoch,
-        compression: Compression::Gzip { level: 6 },
-        spool_dir: spool.path().to_path_buf(),
-        target: None,
-        cache_dir: None,
-        build_contexts: Default::default(),
-    };
+    let mut opts = BuildOptions::new(context.join("Dockerfile"), context, spool.path());
+    opts.build_args = BuildArgs::parse(["VERSION=2.5"]).unwrap();
+    opts.platform = Platform::linux_amd64();
+    opts.format = format;
+    opts.epoch = epoch;
+    opts.compression = Compression::Gzip { level: 6 };
+    opts.cache_dir = None;
     let client = RegistryClient::new(ClientOptions {
         credentials: Arc::new(Anonymous),
         ..ClientOptions::default()

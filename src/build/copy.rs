@@ -40,6 +40,9 @@ pub struct CopySpec {
     pub parents: bool,
     /// `ADD <url>`: downloaded files, placed after the heredocs ([`super::fetched`]).
     pub fetched: Vec<FetchedFile>,
+    /// Directories of the sources that already exist at the destination keep their metadata
+    /// (set by [`crate::builder`] only; COPY gives them the source directory's).
+    pub merge_dirs: bool,
 }
 
 /// What one planned entry is.
@@ -171,7 +174,7 @@ pub(crate) fn plan_copy<'a>(
         uid,
         gid,
     };
-    let mut place = Placement::new(fs, &spec.dest, created);
+    let mut place = Placement::new(fs, &spec.dest, created).merging_dirs(spec.merge_dirs);
     let sources::Mapped { archives, dest } =
         sources::map_sources(ctx, spec, &mut place, dest_is_dir)?;
     Ok(CopyPlan {

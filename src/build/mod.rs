@@ -34,6 +34,7 @@ pub use dockerignore::DockerIgnore;
 pub use error::BuildError;
 pub use fetched::{DOWNLOAD_MODE, FetchedFile};
 pub(crate) use layer::Written;
+pub(crate) use layer::normalize as normalize_layer_path;
 pub use layer::{EntryMeta, LayerBlob, LayerOptions, LayerWriter, SpecialKind, build_dirs_layer};
 pub use pgzip::BLOCK_SIZE as GZIP_BLOCK_SIZE;
 pub use sources::InlineFile;

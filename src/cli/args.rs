@@ -50,6 +50,8 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the manual page (roff, `man -l -` reads it) to stdout.
+    Man,
 }
 
 /// `ocipush iam-policy`.

@@ -126,6 +126,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             clap_complete::generate(shell, &mut cmd, "ocipush", &mut std::io::stdout());
             return Ok(());
         }
+        Some(Command::Man) => {
+            use clap::CommandFactory;
+            return clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| Failure::failed(format!("cannot write the manual page: {e}")));
+        }
         None => cli.build,
     };
     let (Some(dockerfile), Some(destination)) =
@@ -201,30 +207,26 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 std::env::temp_dir().display()
             ))
         })?;
-    let opts = BuildOptions {
-        dockerfile,
-        context,
-        build_args,
-        platform: platforms[0].clone(),
-        format: match build.format {
-            FormatArg::Oci => Format::Oci,
-            FormatArg::Docker => Format::Docker,
-        },
-        epoch,
-        compression,
-        spool_dir: spool.path().to_path_buf(),
-        target: build.target.clone(),
-        cache_dir: if build.perf.no_cache {
-            None
-        } else {
-            build
-                .perf
-                .cache_dir
-                .clone()
-                .or_else(ocipush::cache::LayerCache::default_dir)
-        },
-        build_contexts,
+    let mut opts = BuildOptions::new(dockerfile, context, spool.path());
+    opts.build_args = build_args;
+    opts.platform = platforms[0].clone();
+    opts.format = match build.format {
+        FormatArg::Oci => Format::Oci,
+        FormatArg::Docker => Format::Docker,
     };
+    opts.epoch = epoch;
+    opts.compression = compression;
+    opts.target = build.target.clone();
+    opts.cache_dir = if build.perf.no_cache {
+        None
+    } else {
+        build
+            .perf
+            .cache_dir
+            .clone()
+            .or_else(ocipush::cache::LayerCache::default_dir)
+    };
+    opts.build_contexts = build_contexts;
     let events = progress::reporter(mode);
     let pushed = build_and_push_platforms(
         &session,

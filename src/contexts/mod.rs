@@ -113,6 +113,11 @@ impl NamedContexts {
         Ok(NamedContexts { list })
     }
 
+    /// Add a context made in code (by [`crate::builder`]); its name must be new.
+    pub(crate) fn push(&mut self, context: NamedContext) {
+        self.list.push(context);
+    }
+
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()

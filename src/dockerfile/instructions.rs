@@ -89,6 +89,10 @@ pub struct CopyArgs {
     pub keep_git_dir: Option<bool>,
     /// `--unpack[=bool]` (ADD only); `None` when not given.
     pub unpack: Option<bool>,
+    /// Never set by the parser: [`crate::builder`]'s copies, whose directories exist only to
+    /// hold entries, leave directories that already exist in the image as they are (as a
+    /// copied file's parents are) instead of giving them the source directory's metadata.
+    pub merge_dirs: bool,
 }
 
 /// A heredoc source of `COPY`/`ADD` (BuildKit's `instructions.SourceContent`): a file named
@@ -538,6 +542,7 @@ fn copy_args(node: &Node, name: &str, line: usize) -> Result<Instruction, ParseE
         checksum: flags.string("checksum"),
         keep_git_dir: flags.opt_bool("keep-git-dir"),
         unpack: flags.opt_bool("unpack"),
+        merge_dirs: false,
     };
     Ok(if is_add {
         Instruction::Add(args)

@@ -288,6 +288,7 @@ fn build_on(
             inline,
             exclude,
             parents,
+            merge_dirs,
             ..
         } => {
             let chown = match &chown {
@@ -304,6 +305,7 @@ fn build_on(
                 exclude,
                 parents,
                 fetched,
+                merge_dirs,
             };
             linked(fs, link && spec.chmod.is_none(), |target| match cache_dir {
                 Some(dir) => crate::cache::LayerCache::open(dir)?

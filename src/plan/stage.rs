@@ -56,6 +56,8 @@ pub enum LayerStep {
         link: bool,
         /// `ADD <url>`: downloads, placed after the other sources ([`super::remote_add`]).
         remote: Vec<RemoteSource>,
+        /// Existing directories keep their metadata ([`CopyArgs::merge_dirs`]).
+        merge_dirs: bool,
     },
     /// `WORKDIR`: create these directories (each parent listed).
     Mkdir {
@@ -665,6 +667,7 @@ impl Planner<'_> {
             parents: a.parents,
             link: a.link,
             remote,
+            merge_dirs: a.merge_dirs,
         });
         self.history(created_by, false);
         Ok(())

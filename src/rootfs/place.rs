@@ -44,6 +44,8 @@ pub(crate) struct Placement<'a, T: Payload> {
     payloads: Vec<(T, EntryMeta)>,
     /// The resolved destination, once the first source prepared it.
     dst: Option<Vec<String>>,
+    /// Existing directories keep their metadata when a source directory has one there.
+    merge_dirs: bool,
 }
 
 impl<'a, T: Payload> Placement<'a, T> {
@@ -57,7 +59,16 @@ impl<'a, T: Payload> Placement<'a, T> {
             created,
             payloads: Vec::new(),
             dst: None,
+            merge_dirs: false,
         }
+    }
+
+    /// With `merge`, a directory of a source directory that already exists in the image keeps
+    /// its mode and owner (it is in the layer as a changed parent), as the parents of a copied
+    /// file do; otherwise (COPY) it takes the source directory's.
+    pub(crate) fn merging_dirs(mut self, merge: bool) -> Self {
+        self.merge_dirs = merge;
+        self
     }
 
     /// `Copy`'s preamble, done for the first source only (a copy whose wildcards all match
@@ -194,10 +205,14 @@ impl<'a, T: Payload> Placement<'a, T> {
         let mut path = target.to_vec();
         path.extend(rel);
         if payload.kind() == Kind::Dir {
-            if self.fs.get(&path).is_some_and(|m| !m.is_dir()) {
-                return Err(RootFsError::NotDirTarget {
-                    path: path.join("/"),
-                });
+            match self.fs.get(&path) {
+                Some(m) if !m.is_dir() => {
+                    return Err(RootFsError::NotDirTarget {
+                        path: path.join("/"),
+                    });
+                }
+                Some(_) if self.merge_dirs => return Ok(()),
+                _ => {}
             }
             self.put(path, payload, meta);
             Ok(())

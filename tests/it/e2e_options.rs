@@ -182,6 +182,27 @@ fn completions_are_printed_for_each_shell() {
     );
 }
 
+#[test]
+fn the_manual_page_is_roff_naming_every_subcommand_and_option() {
+    let out = Sandbox::new().ocipush(["man"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(".ie \\n(.g .ds Aq"),
+        "roff preamble: {text}"
+    );
+    for want in [
+        ".TH ocipush 1",
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH SUBCOMMANDS",
+        "iam\\-policy",
+        "metadata\\-file",
+    ] {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+}
+
 /// `--progress rawjson`: every stderr line is one versioned JSON event; stdout is unchanged.
 #[test]
 fn rawjson_progress_is_one_versioned_event_per_line() {

@@ -5,6 +5,7 @@
 
 mod common;
 mod e2e_auth;
+mod e2e_builder;
 mod e2e_copy;
 mod e2e_copy_flags;
 mod e2e_copy_from;

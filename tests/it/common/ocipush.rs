@@ -74,11 +74,17 @@ impl Sandbox {
 
     /// A `Command` for ocipush with the sandbox environment (not yet run).
     pub fn command(&self) -> Command {
+        self.command_for(&ocipush_bin())
+    }
+
+    /// A `Command` for `program` (an ocipush binary or one of the crate's examples) with the
+    /// sandbox environment, bounded by `timeout` (not yet run).
+    pub fn command_for(&self, program: &Path) -> Command {
         let timeout = require_tool("timeout", "coreutils");
         let mut cmd = Command::new(timeout);
         cmd.arg("--kill-after=10")
             .arg(TOOL_TIMEOUT_SECS.to_string())
-            .arg(ocipush_bin())
+            .arg(program)
             .env_clear()
             .stdin(Stdio::null())
             .env("HOME", self.path().join("home"))
