@@ -93,6 +93,11 @@ pub trait Destination: Send + Sync {
         Ok(None)
     }
 
+    /// Close every upload session this destination opened and did not finish (a push that
+    /// was cancelled, failed, or abandoned a session to retry in a fresh one). Best effort,
+    /// never an error. Default: nothing to close.
+    async fn close_uploads(&self) {}
+
     /// Put a manifest (or index) under `reference` (a tag, or its digest). The bytes are put exactly
     /// as given. Returns the digest the destination reports, when it reports one.
     async fn put_manifest(

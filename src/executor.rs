@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::blob::{Blob, BlobSource, FileBlob};
 use crate::build::{self, Compression, Context, Spool};
 use crate::events::{Event, EventSink};
@@ -60,6 +62,10 @@ pub struct BuildOptions {
     /// `--build-context NAME=VALUE`s: what FROM, stage names and `COPY --from` resolve to
     /// instead ([`crate::contexts`]).
     pub build_contexts: crate::contexts::NamedContexts,
+    /// Cancels the build and its push ([`crate::job::build_and_push_platforms`] then returns
+    /// [`crate::job::JobError::Cancelled`]): layer writers stop at their next write, open
+    /// upload sessions are closed, nothing is tagged.
+    pub cancel: CancellationToken,
     /// Stages planned in code ([`crate::builder::ImageBuilder`]): used instead of a Dockerfile.
     pub(crate) stages: Option<Arc<Stages>>,
 }
@@ -85,6 +91,7 @@ impl BuildOptions {
             target: None,
             cache_dir: crate::cache::LayerCache::default_dir(),
             build_contexts: Default::default(),
+            cancel: CancellationToken::new(),
             stages: None,
         }
     }
@@ -567,7 +574,11 @@ pub async fn build_image_tapped(
         .map_err(|e| BuildImageError::Join(e.to_string()))?
         .map_err(BuildImageError::Context)?;
     let context = Arc::new(context);
-    let spool = Arc::new(Spool::new(&opts.spool_dir).map_err(BuildImageError::Context)?);
+    let spool = Arc::new(
+        Spool::new(&opts.spool_dir)
+            .map_err(BuildImageError::Context)?
+            .with_cancel(Some(opts.cancel.clone())),
+    );
     // Source layers are kept with the layer cache when there is one, so later builds reuse them.
     let sources_dir = opts.cache_dir.as_deref().unwrap_or(&opts.spool_dir);
     let sources =

@@ -215,6 +215,10 @@ pub enum JobError {
     /// that registries.conf blocks).
     #[error("{0}")]
     Destination(Box<dyn std::error::Error + Send + Sync>),
+    /// [`BuildOptions::cancel`] was cancelled: the build stopped, open upload sessions were
+    /// closed, nothing was tagged.
+    #[error("cancelled: the build and push stopped; nothing was tagged")]
+    Cancelled,
 }
 
 /// Build the image and push it to `target` under its tag and `extra_tags`. Returns the built
@@ -274,12 +278,51 @@ pub async fn build_and_push_platforms(
     jobs: usize,
     events: &EventSink,
 ) -> Result<Pushed, JobError> {
+    let cancel = &build.cancel;
+    if cancel.is_cancelled() {
+        return Err(JobError::Cancelled);
+    }
     // A registry is set up before the build (a blocked one fails at once) and gets each new
     // layer while it is built; a layout is written only once the build succeeded.
     let early = match target {
         Target::Registry(_) => Some(session.destination(target).await?),
         Target::Layout { .. } => None,
     };
+    let job = run_job(
+        session,
+        build,
+        platforms,
+        target,
+        extra_tags,
+        jobs,
+        events,
+        early.as_ref(),
+    );
+    // Cancelling drops the job: uploads in flight stop, layer writers fail at their next write
+    // (the spool is cancelled too), and no manifest is put after this point.
+    let result = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(JobError::Cancelled),
+        r = job => r,
+    };
+    // Sessions a cancelled or failed push left open, or a retry abandoned, are closed.
+    if let Some((dest, _)) = &early {
+        dest.close_uploads().await;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_job(
+    session: &Session,
+    build: &BuildOptions,
+    platforms: &[Platform],
+    target: &Target,
+    extra_tags: &[String],
+    jobs: usize,
+    events: &EventSink,
+    early: Option<&(Box<dyn Destination>, Option<String>)>,
+) -> Result<Pushed, JobError> {
     let refs = target.references(extra_tags);
     // The destination's one-time preparation (ECR: `--create-repository`), before the first
     // upload — which may come while the image is still being built.
@@ -294,7 +337,7 @@ pub async fn build_and_push_platforms(
         session,
         build,
         platforms,
-        early.as_ref().map(|(d, _)| d.as_ref()),
+        early.map(|(d, _)| d.as_ref()),
         prepare,
         events,
     )
@@ -312,9 +355,13 @@ pub async fn build_and_push_platforms(
         crate::job_ecr::EcrSettings::check_image(r, &counts)
             .map_err(|e| JobError::Destination(e))?;
     }
-    let (dest, registry) = match early {
-        Some(d) => d,
-        None => session.destination(target).await?,
+    let layout;
+    let (dest, registry): (&dyn Destination, Option<String>) = match early {
+        Some((d, r)) => (d.as_ref(), r.clone()),
+        None => {
+            layout = session.destination(target).await?;
+            (layout.0.as_ref(), layout.1.clone())
+        }
     };
     prepare().await?;
     let opts = PushOptions {
@@ -327,7 +374,7 @@ pub async fn build_and_push_platforms(
         },
     };
     let index = (images.len() > 1).then(|| index_of(build.format, &images));
-    let pushed = push_all(dest.as_ref(), &images, index.as_ref(), &refs, &opts, events).await;
+    let pushed = push_all(dest, &images, index.as_ref(), &refs, &opts, events).await;
     #[cfg(feature = "ecr")]
     if let (Err(e), Target::Registry(r)) = (&pushed, target)
         && let Some(explained) = crate::job_ecr::EcrSettings::explain(r, e)

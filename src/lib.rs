@@ -51,5 +51,8 @@ mod rootfs;
 pub mod run;
 pub mod source;
 
+/// Cancels a build and push ([`executor::BuildOptions::cancel`]); cloning shares it.
+pub use tokio_util::sync::CancellationToken;
+
 /// The User-Agent sent with every request: `ocipush/<version>`.
 pub const USER_AGENT: &str = concat!("ocipush/", env!("CARGO_PKG_VERSION"));

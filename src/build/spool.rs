@@ -18,6 +18,8 @@ pub struct Spool {
     dir: PathBuf,
     blobs: PathBuf,
     tap: Option<LayerTap>,
+    /// Once cancelled, every write fails: a layer being built stops at its next write.
+    cancel: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// A blob that was committed to a [`Spool`].
@@ -41,7 +43,15 @@ impl Spool {
             dir,
             blobs,
             tap: None,
+            cancel: None,
         })
+    }
+
+    /// This spool, failing every write once `cancel` is cancelled (with
+    /// [`io::ErrorKind::Interrupted`]), so the blocking threads building layers stop promptly.
+    pub fn with_cancel(mut self, cancel: Option<tokio_util::sync::CancellationToken>) -> Spool {
+        self.cancel = cancel;
+        self
     }
 
     /// This spool, publishing every layer blob to `tap` as its writing starts (so it can be
@@ -49,6 +59,11 @@ impl Spool {
     pub fn with_tap(mut self, tap: Option<LayerTap>) -> Spool {
         self.tap = tap;
         self
+    }
+
+    /// The token that cancels this spool's writes, if any.
+    pub(crate) fn cancel_token(&self) -> Option<tokio_util::sync::CancellationToken> {
+        self.cancel.clone()
     }
 
     /// The spool's root directory.
@@ -145,6 +160,12 @@ impl SpoolWriter {
 
 impl Write for SpoolWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.spool.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the build was cancelled",
+            ));
+        }
         self.out.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {

@@ -124,6 +124,7 @@ pub struct ImageBuilder {
     cache_dir: Option<PathBuf>,
     tags: Vec<String>,
     jobs: usize,
+    cancel: crate::CancellationToken,
 }
 
 impl ImageBuilder {
@@ -141,6 +142,7 @@ impl ImageBuilder {
             cache_dir: crate::cache::LayerCache::default_dir(),
             tags: Vec::new(),
             jobs: 4,
+            cancel: crate::CancellationToken::new(),
         }
     }
 
@@ -262,6 +264,14 @@ impl ImageBuilder {
         self
     }
 
+    /// Stop when `token` is cancelled: [`ImageBuilder::containerize`] then returns
+    /// [`JobError::Cancelled`] (inside [`BuilderError::Job`]) having closed its open upload
+    /// sessions and removed its temporary files; nothing is tagged.
+    pub fn cancel_on(mut self, token: crate::CancellationToken) -> ImageBuilder {
+        self.cancel = token;
+        self
+    }
+
     /// Build the image and push it to `target` (a registry repository, Amazon ECR, or an
     /// `oci:` layout). Layers are staged and spooled in a temporary directory removed before
     /// this returns: the result's documents and digests are complete, its layer blobs' files
@@ -309,6 +319,7 @@ impl ImageBuilder {
         opts.platform = self.platforms[0].clone();
         opts.build_contexts = plan.contexts;
         opts.stages = Some(Arc::new(plan.stages));
+        opts.cancel = self.cancel.clone();
         let pushed = build_and_push_platforms(
             session,
             &opts,

@@ -73,6 +73,15 @@ impl LayerCache {
         self
     }
 
+    /// This cache, its layer writes failing once `cancel` is cancelled ([`Spool::with_cancel`]).
+    pub fn with_cancel(
+        mut self,
+        cancel: Option<tokio_util::sync::CancellationToken>,
+    ) -> LayerCache {
+        self.spool = self.spool.with_cancel(cancel);
+        self
+    }
+
     /// `$XDG_CACHE_HOME/ocipush`, else `$HOME/.cache/ocipush`.
     pub fn default_dir() -> Option<PathBuf> {
         let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());

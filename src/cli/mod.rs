@@ -227,6 +227,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             .or_else(ocipush::cache::LayerCache::default_dir)
     };
     opts.build_contexts = build_contexts;
+    cancel_on_signals(opts.cancel.clone());
     let events = progress::reporter(mode);
     let pushed = build_and_push_platforms(
         &session,
@@ -238,7 +239,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         &events,
     )
     .await
-    .map_err(|e| Failure::failed(e.to_string()))?;
+    .map_err(|e| match e {
+        ocipush::job::JobError::Cancelled => Failure {
+            message: format!("{e} (interrupted by a signal)"),
+            code: 130,
+        },
+        e => Failure::failed(e.to_string()),
+    })?;
     if let Some(path) = &build.metadata_file {
         let doc = metadata::document(&pushed, &target, &target.references(&build.tags));
         metadata::write(path, &doc).map_err(|e| {
@@ -250,6 +257,35 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
     println!("{}", target.pushed_name(&pushed.digest));
     Ok(())
+}
+
+/// The first SIGINT or SIGTERM cancels the job (the build stops, open uploads are closed,
+/// nothing is tagged, temporary files are removed on the way out); a second one ends the
+/// process at once.
+fn cancel_on_signals(cancel: ocipush::CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::debug!("cannot listen for SIGINT/SIGTERM; an interrupt ends the process at once");
+        return;
+    };
+    tokio::spawn(async move {
+        for n in 0.. {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            if n > 0 {
+                std::process::exit(130);
+            }
+            eprintln!(
+                "ocipush: interrupted; stopping the build, closing open uploads (again to quit at once)"
+            );
+            cancel.cancel();
+        }
+    });
 }
 
 /// `--progress`, with `-q` meaning quiet.

@@ -310,6 +310,7 @@ fn build_on(
             linked(fs, link && spec.chmod.is_none(), |target| match cache_dir {
                 Some(dir) => crate::cache::LayerCache::open(dir)?
                     .with_tap(tap)
+                    .with_cancel(spool.cancel_token())
                     .copy_layer_on(context, &spec, layer_opts, target)
                     .map(|(blob, _)| blob),
                 None => build::build_copy_layer_on(context, &spec, target, spool, layer_opts),

@@ -92,6 +92,7 @@ impl Repository {
         };
         let http = &self.client.inner.http;
         let remember = |l: &Url| {
+            self.track_open(l);
             if let Ok(mut r) = resume.lock() {
                 *r = Some(UploadSession {
                     location: l.clone(),
@@ -236,10 +237,11 @@ impl Repository {
             })
             .await?;
         let done = self.finish_upload(op, &digest, resp).await;
-        if done.is_ok()
-            && let Ok(mut r) = resume.lock()
-        {
-            *r = None;
+        if done.is_ok() {
+            self.track_closed(&location);
+            if let Ok(mut r) = resume.lock() {
+                *r = None;
+            }
         }
         done
     }

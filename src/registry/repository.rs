@@ -38,6 +38,9 @@ pub struct Repository {
     base: Result<Url, String>,
     /// Upload sessions opened by a mount the registry answered with 202, by blob.
     pub(crate) sessions: Arc<Mutex<HashMap<Digest, UploadSession>>>,
+    /// Every upload session opened and not finished: its latest location, by session path.
+    /// A cancelled or failed push closes them ([`Repository::close_open_uploads`]).
+    pub(crate) open: Arc<Mutex<HashMap<String, Url>>>,
 }
 
 /// What a request is about, for error messages.
@@ -83,6 +86,56 @@ impl Repository {
             endpoint: Arc::new(endpoint),
             base,
             sessions: Arc::default(),
+            open: Arc::default(),
+        }
+    }
+
+    /// Note that the upload session at `location` is open (its latest location).
+    pub(crate) fn track_open(&self, location: &Url) {
+        if let Ok(mut open) = self.open.lock() {
+            open.insert(location.path().to_string(), location.clone());
+        }
+    }
+
+    /// Note that the upload session at `location` is finished.
+    pub(crate) fn track_closed(&self, location: &Url) {
+        if let Ok(mut open) = self.open.lock() {
+            open.remove(location.path());
+        }
+    }
+
+    /// Cancel every upload session still open (`DELETE <location>`, as the distribution spec's
+    /// "Canceling an Upload" defines), so the registry can drop what it received. Best effort:
+    /// a registry that refuses or does not answer within 10 s keeps the session until it
+    /// expires on its own.
+    pub(crate) async fn close_open_uploads(&self) {
+        let open: Vec<Url> = match self.open.lock() {
+            Ok(mut open) => open.drain().map(|(_, u)| u).collect(),
+            Err(_) => return,
+        };
+        let http = &self.client.inner.http;
+        for url in open {
+            let op = Op {
+                what: "cancelling an upload".to_string(),
+                scopes: self.push_scopes(),
+                subject: Subject::Upload,
+            };
+            let sent = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                self.send(&op, || async { Ok(http.delete(url.clone())) }),
+            )
+            .await;
+            match sent {
+                Ok(Ok(resp)) => {
+                    tracing::debug!(
+                        status = resp.status().as_u16(),
+                        path = url.path(),
+                        "upload session cancelled"
+                    );
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "cancelling an upload session failed"),
+                Err(_) => tracing::debug!("cancelling an upload session timed out"),
+            }
         }
     }
 

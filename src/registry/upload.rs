@@ -79,6 +79,7 @@ impl Repository {
                 // The registry opened an upload session instead: kept for the upload.
                 StatusCode::ACCEPTED => {
                     Reply::Done(self.location(&op, &resp, &url).map(|location| {
+                        self.track_open(&location);
                         let session = UploadSession {
                             location,
                             min_chunk: session_min(&resp),
@@ -254,8 +255,10 @@ impl Repository {
         if resp.status() != StatusCode::ACCEPTED && !resp.status().is_success() {
             return Err(self.error_from(op, resp).await);
         }
+        let location = self.location(op, &resp, &url)?;
+        self.track_open(&location);
         Ok(UploadSession {
-            location: self.location(op, &resp, &url)?,
+            location,
             min_chunk: session_min(&resp),
         })
     }
@@ -321,7 +324,11 @@ impl Repository {
         if let Some(e) = take_error(&slot) {
             return Err(self.source_error(&sending, e));
         }
-        self.finish_upload(op, &blob.digest, resp?).await
+        let done = self.finish_upload(op, &blob.digest, resp?).await;
+        if done.is_ok() {
+            self.track_closed(&location);
+        }
+        done
     }
 
     pub(super) async fn finish_upload(
@@ -478,6 +485,10 @@ impl Destination for Repository {
             .await
             .map(Some)
             .map_err(DestError::new)
+    }
+
+    async fn close_uploads(&self) {
+        self.close_open_uploads().await
     }
 
     async fn put_manifest(

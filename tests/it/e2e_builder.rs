@@ -316,3 +316,51 @@ fn several_platforms_and_a_layout_base_from_code() {
         .unwrap_err();
     assert!(e.to_string().contains("/x is given twice"), "{e}");
 }
+
+/// Cancelling the token while an upload is in flight (held by the proxy): `containerize`
+/// returns `Cancelled`, the registry saw its sessions closed and no manifest.
+#[test]
+fn cancelling_containerize_mid_upload_closes_sessions_and_tags_nothing() {
+    use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
+    let sb = Sandbox::new();
+    let reg = RegistryServer::start();
+    let proxy = FaultProxy::start(reg.port());
+    proxy.add(Rule::new("PUT", "digest=", usize::MAX, Fault::Hold));
+    let session = session(&sb);
+    let token = ocipush::CancellationToken::new();
+    let builder = ImageBuilder::from("scratch")
+        .cache_dir(None)
+        .cancel_on(token.clone())
+        .layer(Layer::new().bytes(crate::common::fixtures::noise(1 << 20, 7), "/blob", 0o644));
+    let addr = proxy.addr();
+    let canceller = std::thread::spawn(move || {
+        proxy.wait_held();
+        token.cancel();
+        proxy
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = Target::parse(&format!("{addr}/cancelled:v1")).unwrap();
+    let got = rt.block_on(builder.containerize(&session, &target, &ocipush::events::ignore()));
+    let _proxy = canceller.join().unwrap();
+    assert!(
+        matches!(
+            got,
+            Err(ocipush::builder::BuilderError::Job(
+                ocipush::job::JobError::Cancelled
+            ))
+        ),
+        "{got:?}"
+    );
+    let log = reg.access_log();
+    assert!(
+        log.iter().any(|e| e.method == "DELETE"
+            && e.path().contains("/blobs/uploads/")
+            && e.status == 204),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|e| e.method == "PUT" && e.path().contains("/manifests/")),
+        "{log:#?}"
+    );
+}

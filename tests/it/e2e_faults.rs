@@ -551,3 +551,50 @@ fn reliability_flags_are_checked() {
         assert_failed(&out, 2);
     }
 }
+
+/// Ctrl-C while a blob upload is in flight (held by the proxy, so the interrupt lands
+/// mid-upload every time): ocipush stops, closes the upload sessions it opened (`DELETE`, the
+/// distribution spec's "Canceling an Upload", answered 204 by the registry), tags nothing,
+/// leaves no temporary file and exits 130.
+#[test]
+fn an_interrupt_mid_upload_closes_the_sessions_tags_nothing_and_leaves_no_file() {
+    let sb = Sandbox::new();
+    let _a = alpine_base_registry(&sb);
+    let b = RegistryServer::start();
+    let proxy = FaultProxy::start(b.port());
+    proxy.add(Rule::new("PUT", "digest=", usize::MAX, Fault::Hold));
+    let mut cmd = push_command(&sb, &proxy, &[], &testdata("hello/Dockerfile"));
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    proxy.wait_held();
+    // The sandbox runs `timeout … ocipush`; timeout passes the signal on to ocipush.
+    // SAFETY: kill(2) on our own child's pid.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("cancelled") && err.contains("nothing was tagged"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing printed as pushed");
+
+    let log = b.access_log();
+    let posts = log
+        .iter()
+        .filter(|e| e.method == "POST" && e.path().contains(UPLOAD_POST))
+        .count();
+    let deletes: Vec<_> = log
+        .iter()
+        .filter(|e| e.method == "DELETE" && e.path().contains(UPLOAD_POST))
+        .collect();
+    assert!(
+        posts >= 1 && deletes.len() == posts && deletes.iter().all(|e| e.status == 204),
+        "every session opened was closed: {:#?}",
+        summarize(&log)
+    );
+    assert_no_tag(&b);
+    let left: Vec<_> = std::fs::read_dir(sb.path().join("tmp")).unwrap().collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
