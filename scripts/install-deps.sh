@@ -55,6 +55,13 @@ if ((${#missing[@]})); then
   rm -f "$log"
 fi
 
+# jsonschema (Python): the validator the tests check `--progress rawjson` lines with against the
+# published schema (src/cli/rawjson.schema.json).
+if ((want_moto)) && ! python3 -c 'import jsonschema' 2>/dev/null; then
+  echo "install-deps: installing jsonschema (Python)" >&2
+  python3 -m pip install -q --disable-pip-version-check "jsonschema>=4.18" >&2
+fi
+
 # moto: the version the ECR tests are written against (5.2.5 implements the ECR layer-upload API
 # itself). Installed when moto_server is missing or another moto version is installed.
 MOTO_VERSION=5.2.5

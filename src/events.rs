@@ -13,6 +13,8 @@ pub enum Event {
     Warning(String),
     /// A stage's base image was resolved.
     BaseResolved {
+        /// The platform being built (tells the jobs of a multi-platform build apart).
+        platform: String,
         /// The image.
         image: String,
         /// Its platform manifest's digest.
@@ -20,6 +22,8 @@ pub enum Event {
     },
     /// A layer is being built for a Dockerfile line.
     LayerStarted {
+        /// The platform being built.
+        platform: String,
         /// The Dockerfile line.
         line: usize,
         /// The instruction (`COPY app /app`).
@@ -27,6 +31,8 @@ pub enum Event {
     },
     /// An `ADD <url>` source was downloaded (or found already downloaded: `reused`).
     Downloaded {
+        /// The platform being built.
+        platform: String,
         /// The ADD line.
         line: usize,
         /// The URL, without credentials.
@@ -40,6 +46,8 @@ pub enum Event {
     },
     /// A line a `RUN` command printed (stdout and stderr interleaved).
     RunOutput {
+        /// The platform being built.
+        platform: String,
         /// The RUN line.
         line: usize,
         /// The text, without its newline.
@@ -47,6 +55,8 @@ pub enum Event {
     },
     /// A layer was built.
     LayerBuilt {
+        /// The platform being built.
+        platform: String,
         /// The Dockerfile line.
         line: usize,
         /// The compressed digest.
@@ -85,9 +95,27 @@ pub enum Event {
         /// The blob.
         digest: Digest,
     },
+    /// Bytes of a layer uploaded while it is being built, sent so far (its digest is not known
+    /// until it is finished: `layer` numbers the streamed layers of a job from 1).
+    LayerStreaming {
+        /// Which streamed layer.
+        layer: u64,
+        /// Bytes sent.
+        sent: u64,
+    },
+    /// An upload while building failed; the layer is pushed again after the build (where a
+    /// failure is the push's error).
+    LayerStreamFailed {
+        /// Which streamed layer.
+        layer: u64,
+        /// Why.
+        error: String,
+    },
     /// A layer was uploaded while it was being built (or found in the destination when it was
     /// finished).
     BlobStreamed {
+        /// Which streamed layer ([`Event::LayerStreaming`]).
+        layer: u64,
         /// The blob.
         digest: Digest,
         /// Its size.
@@ -102,8 +130,29 @@ pub enum Event {
     },
 }
 
-/// A sink for events.
+/// A sink for events. It is called synchronously, from the task or thread where the event
+/// happens (build threads included), at the moment it happens — its time is the time of the
+/// call — so it must return quickly and never block: a slow sink slows the build. To render
+/// events elsewhere, forward them with [`channel`], which never waits.
+///
+/// Order: for one platform, `BaseResolved` before the layers built on it; per layer
+/// `LayerStarted`, then its `RunOutput`/`Downloaded`, then `LayerBuilt`. A layer uploaded while
+/// built reports `LayerStreaming` (growing `sent`) then `BlobStreamed` or `LayerStreamFailed`;
+/// other uploads `BlobUploading`, `BlobProgress` (growing `sent`), `BlobUploaded` — or
+/// `BlobExists`/`BlobMounted` instead; `ManifestPut` comes last, the tag after every digest.
+/// Uploads run concurrently, so their events interleave with each other and with building.
 pub type EventSink = std::sync::Arc<dyn Fn(Event) + Send + Sync>;
+
+/// A sink that queues events on an unbounded channel, and the receiving end: delivery never
+/// blocks the build, however slowly the receiver drains it.
+pub fn channel() -> (EventSink, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let sink: EventSink = std::sync::Arc::new(move |e| {
+        // A receiver that was dropped wants no more events.
+        let _ = tx.send(e);
+    });
+    (sink, rx)
+}
 
 /// A sink that drops everything.
 pub fn ignore() -> EventSink {

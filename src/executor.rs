@@ -455,6 +455,7 @@ impl Builder<'_> {
                 source: Box::new(source),
             })?;
         (self.events)(Event::BaseResolved {
+            platform: self.opts.platform.to_string(),
             image: base.reference.clone(),
             digest: base.digest.clone(),
         });

@@ -66,6 +66,7 @@ where
     let prepare = &prepare;
     let mut uploads = FuturesUnordered::new();
     let mut uploaded = BTreeSet::new();
+    let mut streamed = 0u64;
     let mut images = None;
     loop {
         tokio::select! {
@@ -77,7 +78,8 @@ where
             // Without a destination there is no tap: the channel is closed from the start.
             Some(blob) = rx.recv() => {
                 if let Some(dest) = dest {
-                    uploads.push(upload(dest, blob, prepare, events));
+                    streamed += 1;
+                    uploads.push(upload(dest, blob, streamed, prepare, events));
                 }
             }
             Some(done) = uploads.next(), if !uploads.is_empty() => uploaded.extend(done),
@@ -93,6 +95,7 @@ where
 async fn upload<P, F>(
     dest: &dyn Destination,
     blob: GrowingBlob,
+    layer: u64,
     prepare: &P,
     events: &EventSink,
 ) -> Option<Digest>
@@ -104,10 +107,11 @@ where
         tracing::debug!(error = %e, "destination not ready; the layer is pushed after the build");
         return None;
     }
-    let progress = |_sent: u64| {};
+    let progress = |sent: u64| events(Event::LayerStreaming { layer, sent });
     match dest.put_growing_blob(&blob, &progress).await {
         Ok(Some((digest, size))) => {
             events(Event::BlobStreamed {
+                layer,
                 digest: digest.clone(),
                 size,
             });
@@ -119,6 +123,10 @@ where
                 error = %e,
                 "uploading a layer while it was built failed; it is pushed after the build"
             );
+            events(Event::LayerStreamFailed {
+                layer,
+                error: e.to_string(),
+            });
             None
         }
     }

@@ -27,7 +27,7 @@ pub(crate) async fn run(a: &CopyArgs, mode: progress::ProgressMode) -> Result<()
     let mut opts = CopyOptions::default();
     opts.platforms = platforms;
     opts.jobs = a.jobs as usize;
-    let events = progress::reporter(mode);
+    let events = progress::reporter(mode, false);
     let digest = copy_image(&session, &src, &dest, &opts, &events)
         .await
         .map_err(|e| Failure::failed(e.to_string()))?;

@@ -228,7 +228,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     };
     opts.build_contexts = build_contexts;
     cancel_on_signals(opts.cancel.clone());
-    let events = progress::reporter(mode);
+    let events = progress::reporter(mode, platforms.len() > 1);
     let pushed = build_and_push_platforms(
         &session,
         &opts,

@@ -28,7 +28,7 @@ pub enum ProgressMode {
 pub const RAWJSON_VERSION: u32 = 1;
 
 /// Build an event sink that reports to stderr as `mode` says.
-pub fn reporter(mode: ProgressMode) -> EventSink {
+pub fn reporter(mode: ProgressMode, several_platforms: bool) -> EventSink {
     match mode {
         ProgressMode::Quiet => {
             return Arc::new(|e| {
@@ -52,6 +52,14 @@ pub fn reporter(mode: ProgressMode) -> EventSink {
     });
     let bars: Arc<Mutex<HashMap<String, ProgressBar>>> = Arc::default();
     Arc::new(move |e| {
+        // `[linux/arm64] ` before a build's lines when several platforms are built.
+        let tag = |platform: &str| {
+            if several_platforms {
+                format!("[{platform}] ")
+            } else {
+                String::new()
+            }
+        };
         let line = |s: String| {
             if tty {
                 let _ = multi.println(s);
@@ -61,20 +69,33 @@ pub fn reporter(mode: ProgressMode) -> EventSink {
         };
         match e {
             Event::Warning(w) => line(format!("warning: {w}")),
-            Event::BaseResolved { image, digest } => {
-                line(format!("base {image} → {}", digest.short()))
-            }
-            Event::LayerStarted { line: l, step } => {
-                line(format!("building layer for Dockerfile:{l}: {step}"))
-            }
+            Event::BaseResolved {
+                platform,
+                image,
+                digest,
+            } => line(format!(
+                "{}base {image} → {}",
+                tag(&platform),
+                digest.short()
+            )),
+            Event::LayerStarted {
+                platform,
+                line: l,
+                step,
+            } => line(format!(
+                "{}building layer for Dockerfile:{l}: {step}",
+                tag(&platform)
+            )),
             Event::Downloaded {
+                platform,
                 line: l,
                 url,
                 digest,
                 size,
                 reused,
             } => line(format!(
-                "{} {url} for Dockerfile:{l} ({}, {})",
+                "{}{} {url} for Dockerfile:{l} ({}, {})",
+                tag(&platform),
                 if reused {
                     "reusing download of"
                 } else {
@@ -83,9 +104,47 @@ pub fn reporter(mode: ProgressMode) -> EventSink {
                 human(size),
                 digest.short()
             )),
-            Event::RunOutput { line: l, text } => line(format!("  Dockerfile:{l} | {text}")),
-            Event::LayerBuilt { digest, size, .. } => {
-                line(format!("built layer {} ({})", digest.short(), human(size)))
+            Event::RunOutput {
+                platform,
+                line: l,
+                text,
+            } => line(format!("  {}Dockerfile:{l} | {text}", tag(&platform))),
+            Event::LayerBuilt {
+                platform,
+                digest,
+                size,
+                ..
+            } => line(format!(
+                "{}built layer {} ({})",
+                tag(&platform),
+                digest.short(),
+                human(size)
+            )),
+            Event::LayerStreaming { layer, sent } => {
+                if tty && let Ok(mut b) = bars.lock() {
+                    let bar = b.entry(format!("layer-{layer}")).or_insert_with(|| {
+                        let bar = multi.add(ProgressBar::new_spinner());
+                        bar.set_style(
+                            ProgressStyle::with_template("{prefix} {bytes} {bytes_per_sec}")
+                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        );
+                        bar.set_prefix(format!("upload layer {layer} while building"));
+                        bar
+                    });
+                    bar.set_position(sent);
+                }
+            }
+            Event::LayerStreamFailed { layer, error } => {
+                let bar = bars
+                    .lock()
+                    .ok()
+                    .and_then(|mut b| b.remove(&format!("layer-{layer}")));
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                line(format!(
+                    "uploading layer {layer} while it was built failed ({error}); it is pushed after the build"
+                ));
             }
             Event::BlobExists { digest } => line(format!("exists {}", digest.short())),
             Event::BlobMounted { digest, from } => {
@@ -123,11 +182,24 @@ pub fn reporter(mode: ProgressMode) -> EventSink {
                 }
                 line(format!("uploaded {}", digest.short()));
             }
-            Event::BlobStreamed { digest, size } => line(format!(
-                "uploaded {} ({}) while it was built",
-                digest.short(),
-                human(size)
-            )),
+            Event::BlobStreamed {
+                layer,
+                digest,
+                size,
+            } => {
+                let bar = bars
+                    .lock()
+                    .ok()
+                    .and_then(|mut b| b.remove(&format!("layer-{layer}")));
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                line(format!(
+                    "uploaded {} ({}) while it was built",
+                    digest.short(),
+                    human(size)
+                ))
+            }
             Event::ManifestPut { reference, digest } => {
                 line(format!("pushed manifest {} as {reference}", digest.short()))
             }

@@ -67,6 +67,7 @@ impl Builder<'_> {
             }
         })?;
         (self.events)(Event::BaseResolved {
+            platform: self.opts.platform.to_string(),
             image: format!("{} (build context {})", base.reference, nc.given),
             digest: base.digest.clone(),
         });
@@ -128,8 +129,10 @@ impl Builder<'_> {
             }
         };
         let events = self.events;
+        let platform = self.opts.platform.to_string();
         fetch_sources(&fetcher, remote, &self.downloads.stores, |src, f| {
             events(Event::Downloaded {
+                platform: platform.clone(),
                 line,
                 url: crate::auth::redact::redact_url(&src.url),
                 digest: f.digest.clone(),

@@ -83,6 +83,7 @@ pub(super) async fn build_from_layer(
         return Err(BuildImageError::Join("COPY --from without sources".into()));
     };
     events(Event::LayerStarted {
+        platform: opts.platform.to_string(),
         line,
         step: format!("COPY --from={image} {} {dest}", srcs.join(" ")),
     });
@@ -92,6 +93,7 @@ pub(super) async fn build_from_layer(
     };
     let spool = at.spool.clone();
     let on = OnFs {
+        platform: opts.platform.to_string(),
         fs,
         sources: at.sources.clone(),
         cache_dir: opts.cache_dir.clone(),
@@ -125,6 +127,8 @@ pub(super) async fn build_from_layer(
 
 /// The stage's filesystem a layer is built on, on a blocking thread.
 pub(super) struct OnFs {
+    /// The platform being built (for events).
+    pub(super) platform: String,
     pub(super) fs: StageFs,
     pub(super) sources: Arc<LayerStore>,
     pub(super) cache_dir: Option<PathBuf>,
@@ -149,6 +153,7 @@ impl OnFs {
             + 'static,
     {
         let OnFs {
+            platform,
             fs,
             sources,
             cache_dir,
@@ -165,6 +170,7 @@ impl OnFs {
         .await
         .map_err(|e| BuildImageError::Join(e.to_string()))??;
         events(Event::LayerBuilt {
+            platform,
             line,
             digest: blob.digest.clone(),
             size: blob.size,
@@ -236,12 +242,17 @@ pub(super) async fn build_layer(
         ),
         LayerStep::Run(r) => (r.line, r.shown.clone()),
     };
-    events(Event::LayerStarted { line, step: what });
+    events(Event::LayerStarted {
+        platform: opts.platform.to_string(),
+        line,
+        step: what,
+    });
     let (context, spool, step2) = (context.clone(), at.spool.clone(), step.clone());
     let cache_dir = opts.cache_dir.clone();
     let tap = at.tap.cloned();
     let fetched = at.fetched;
     let on = OnFs {
+        platform: opts.platform.to_string(),
         fs,
         sources: at.sources.clone(),
         cache_dir: cache_dir.clone(),

@@ -42,6 +42,7 @@ pub(super) async fn build_run_layer(
 ) -> Result<(LayerBlob, RootFs), BuildImageError> {
     let line = step.line;
     events(Event::LayerStarted {
+        platform: opts.platform.to_string(),
         line,
         step: step.shown.clone(),
     });
@@ -62,7 +63,9 @@ pub(super) async fn build_run_layer(
         name,
         arch,
     } = on;
+    let platform = opts.platform.to_string();
     let fs_on = OnFs {
+        platform: platform.clone(),
         fs,
         sources: sources.clone(),
         cache_dir: opts.cache_dir.clone(),
@@ -72,6 +75,7 @@ pub(super) async fn build_run_layer(
         .run(events, move |rt, store, fs| {
             let on_output = move |text: &str| {
                 ev(Event::RunOutput {
+                    platform: platform.clone(),
                     line,
                     text: text.to_string(),
                 })

@@ -1,5 +1,7 @@
 //! Output options: `--format oci|docker`, extra `-t/--tag`s, `--platform`.
 
+use std::path::Path;
+
 use sha2::{Digest as _, Sha256};
 
 use crate::common::fixtures::{alpine_base_registry, alpine_dockerfile, copy_alpine_tarball};
@@ -203,40 +205,127 @@ fn the_manual_page_is_roff_naming_every_subcommand_and_option() {
     }
 }
 
-/// `--progress rawjson`: every stderr line is one versioned JSON event; stdout is unchanged.
+/// `--progress rawjson`: every stderr line is one versioned JSON event, valid against the
+/// published schema (`src/cli/rawjson.schema.json`, checked by Python's `jsonschema`), in the
+/// documented order, with every uploaded byte accounted for — the layer uploaded while it was
+/// built included; stdout is unchanged.
 #[test]
 fn rawjson_progress_is_one_versioned_event_per_line() {
     let sb = Sandbox::new();
     let _a = alpine_base_registry(&sb);
     let b = RegistryServer::start();
+    let ctx = sb.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("big.bin"),
+        crate::common::fixtures::noise(3 << 20, 11),
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM alpine:latest\nCOPY big.bin /big.bin\nCMD [\"sh\", \"-c\", \"echo hello\"]\n",
+    )
+    .unwrap();
     let dest = format!("{}/raw:v1", b.addr());
     let out = sb.ocipush([
         "--progress".as_ref(),
         "rawjson".as_ref(),
+        "--no-cache".as_ref(),
         "--registries-conf".as_ref(),
         sb.registries_conf().as_os_str(),
-        testdata("hello/Dockerfile").as_os_str(),
+        ctx.join("Dockerfile").as_os_str(),
         dest.as_ref(),
     ]);
     let digest = assert_pushed(&out, &format!("{}/raw", b.addr()));
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    validate_against_schema(&stderr);
+    let events: Vec<serde_json::Value> = stderr
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
-    assert!(!events.is_empty());
-    for e in &events {
-        assert_eq!(e["v"], 1, "{e}");
-        let time = e["time"].as_str().unwrap();
-        assert!(time.ends_with('Z') && time.len() == 24, "{time}");
-        assert!(e["event"].is_string(), "{e}");
-    }
     let names: Vec<&str> = events
         .iter()
         .map(|e| e["event"].as_str().unwrap())
         .collect();
+    let at = |name: &str| names.iter().position(|n| *n == name);
     assert_eq!(names.first(), Some(&"base_resolved"), "{names:?}");
+    assert!(at("layer_started") < at("layer_built"), "{names:?}");
     let last = events.last().unwrap();
     assert_eq!(last["event"], "manifest_put", "{names:?}");
     assert_eq!(last["data"]["digest"], digest.as_str());
     assert_eq!(last["data"]["reference"], "v1");
+    for e in &events {
+        if ["base_resolved", "layer_started", "layer_built"].contains(&e["event"].as_str().unwrap())
+        {
+            assert_eq!(e["data"]["platform"], "linux/amd64", "{e}");
+        }
+    }
+    // Every byte: the streamed layer's last `sent` is its size; each other upload's last
+    // progress is its size, and it is announced before and finished after.
+    let data = |name: &'static str| {
+        events
+            .iter()
+            .filter(move |e| e["event"] == name)
+            .map(|e| &e["data"])
+    };
+    let streamed: Vec<_> = data("blob_streamed").collect();
+    assert_eq!(
+        streamed.len(),
+        1,
+        "the COPY layer was uploaded while built: {names:?}"
+    );
+    let layer = &streamed[0]["layer"];
+    let sent = data("layer_streaming")
+        .filter(|d| &d["layer"] == layer)
+        .map(|d| d["sent"].as_u64().unwrap())
+        .max();
+    assert_eq!(sent, streamed[0]["size"].as_u64(), "{names:?}");
+    for up in data("blob_uploading") {
+        let d = &up["digest"];
+        let sent = data("blob_progress")
+            .filter(|p| &p["digest"] == d)
+            .map(|p| p["sent"].as_u64().unwrap())
+            .max();
+        assert_eq!(sent, up["size"].as_u64(), "all of {d} reported");
+        assert!(
+            data("blob_uploaded").any(|u| &u["digest"] == d),
+            "{d} finished"
+        );
+    }
+}
+
+/// Validate each line of `lines` against the published rawjson schema with Python's
+/// `jsonschema` (Draft 2020-12), a validator we did not write.
+fn validate_against_schema(lines: &str) {
+    use std::io::Write as _;
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli/rawjson.schema.json");
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, jsonschema\n\
+             v = jsonschema.Draft202012Validator(json.load(open(sys.argv[1])))\n\
+             for n, line in enumerate(sys.stdin, 1):\n\
+             \x20   v.validate(json.loads(line))\n\
+             print(n)",
+        ])
+        .arg(&schema)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "a rawjson line does not match the schema:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_eq!(n, lines.lines().count(), "every line validated");
 }
