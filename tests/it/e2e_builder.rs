@@ -6,7 +6,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::fs::{MetadataExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use ocipush::builder::{Base, ImageBuilder, Layer};
@@ -15,23 +15,9 @@ use ocipush::job::{Pushed, Session, Target};
 use ocipush::registries_conf::RegistriesConf;
 
 use crate::common::fixtures::{alpine_base_registry, alpine_oci_layout, copy_and_unpack};
-use crate::common::ocipush::{Sandbox, assert_pushed, describe, run_watched};
+use crate::common::ocipush::{Sandbox, assert_pushed, describe, example_bin, run_watched};
 use crate::common::registry::RegistryServer;
 use crate::common::tools::{image_argv, image_env, run_in_chroot};
-
-/// The example binary Cargo built beside this test binary (`cargo test --all-targets`, as
-/// `scripts/test.sh` runs it, builds every example).
-fn example_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join("examples").join(name);
-    assert!(
-        bin.is_file(),
-        "{} is missing: build the examples first (`cargo test --all-targets`)",
-        bin.display()
-    );
-    bin
-}
 
 #[test]
 fn the_containerize_example_pushes_a_file_as_the_entrypoint_and_it_runs() {
@@ -362,5 +348,45 @@ fn cancelling_containerize_mid_upload_closes_sessions_and_tags_nothing() {
         !log.iter()
             .any(|e| e.method == "PUT" && e.path().contains("/manifests/")),
         "{log:#?}"
+    );
+}
+
+/// The `custom_credentials` example: its provider's credentials reach the registry that asked
+/// (a registry requiring a login), and a wrong password fails the push with the registry's
+/// refusal and without showing the password.
+#[test]
+fn the_custom_credentials_example_logs_in_with_its_own_provider() {
+    let sb = Sandbox::new();
+    let reg = RegistryServer::start_with_auth("ci-bot", "s3cret-from-ci");
+    let name = format!("{}/group/app", reg.addr());
+    let run = |password: &str| {
+        let mut cmd = sb.command_for(&example_bin("custom_credentials"));
+        cmd.env("CI_REGISTRY", reg.addr())
+            .env("CI_REGISTRY_USER", "ci-bot")
+            .env("CI_REGISTRY_PASSWORD", password)
+            .arg(format!("{name}:v1"));
+        run_watched(cmd)
+    };
+    let out = run("s3cret-from-ci");
+    let digest = assert_pushed(&out, &name);
+    let img = copy_and_unpack(
+        &format!("docker://{name}@{digest}"),
+        Some(("ci-bot", "s3cret-from-ci")),
+    );
+    assert_eq!(
+        std::fs::read_to_string(img.rootfs.join("VERSION")).unwrap(),
+        "1.0.0\n"
+    );
+
+    let out = run("wrong-password");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("wrong-password"),
+        "the password was shown: {err}"
+    );
+    assert!(
+        err.contains("401") || err.to_lowercase().contains("auth"),
+        "{err}"
     );
 }

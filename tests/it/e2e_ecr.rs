@@ -901,3 +901,45 @@ fn missing_repository_is_explained_and_create_repository_creates_it() {
         &serde_json::from_str(&manifest).unwrap(),
     );
 }
+
+/// The `ecr_push` example (the reference job from Dockerfile text, default credentials,
+/// events through a channel) as the build instance: its ECR token comes from the instance
+/// role through the AWS chain, the image lands in the repository and prints `hello`, and its
+/// events account for every uploaded byte.
+#[test]
+fn the_ecr_push_example_pushes_the_reference_job_as_the_instance() {
+    let moto = Moto::start(ECR_CONTAINERISE);
+    let (_, password) = ecr_token(&moto);
+    let alpine = alpine_registry();
+    let ecr = RegistryServer::start_with_auth("AWS", &password);
+    let sb = sandbox_with(&alpine, Some(&ecr));
+    let mut cmd = sb.command_for(&crate::common::ocipush::example_bin("ecr_push"));
+    cmd.env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &moto.info.imds)
+        .env("AWS_ENDPOINT_URL", &moto.info.moto)
+        .arg(format!("{REPO}:v1"));
+    let out = run(cmd);
+    let digest = assert_pushed(&out, REPO);
+    let err = stderr(&out);
+    for line in err.lines().filter(|l| l.starts_with("uploading ")) {
+        // "uploading sha256:… (N bytes)": its last progress line says N.
+        let (d, rest) = line["uploading ".len()..].split_once(' ').unwrap();
+        let size = rest.trim_start_matches('(').trim_end_matches(" bytes)");
+        assert!(
+            err.contains(&format!("  {d}: {size} bytes sent"))
+                && err.contains(&format!("uploaded {d}")),
+            "{err}"
+        );
+    }
+    assert!(
+        err.contains("manifest sha256:") && err.contains(" as v1"),
+        "{err}"
+    );
+    let creds = Some(("AWS", password.as_str()));
+    let img = copy_and_unpack(
+        &format!("docker://{}/ec2-ecr-test@{digest}", ecr.addr()),
+        creds,
+    );
+    let ran = run_image(&img.rootfs, &img.config);
+    assert_eq!(ran.stdout, "hello\n", "{ran:?}");
+}

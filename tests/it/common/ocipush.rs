@@ -22,6 +22,20 @@ pub fn ocipush_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ocipush")))
 }
 
+/// An example binary Cargo built beside the test binary (`cargo test --all-targets`, as
+/// `scripts/test.sh` runs it, builds every example), e.g. `containerize`.
+pub fn example_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("examples").join(name);
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the examples first (`cargo test --all-targets`)",
+        bin.display()
+    );
+    bin
+}
+
 /// A per-test home for ocipush: config files and its environment.
 pub struct Sandbox {
     dir: tempfile::TempDir,
