@@ -1,14 +1,16 @@
 //! The Amazon ECR parts of a job (feature `ecr`): which AWS identity to use, whether to push
 //! through the ECR API instead of the registry endpoint, and the optional repository steps
-//! around a push (create the repository before, start a scan after).
+//! around a push (create the repository before, start a scan after). Amazon ECR Public
+//! (`public.ecr.aws`) is pushed to over its registry endpoint with a token from the ECR Public
+//! API; the ECR-only options are refused for it ([`EcrSettings::check_target`]).
 
 use crate::dest::Destination;
 use crate::ecr::repo_admin::{CreateRepositoryOptions, create_repository, start_image_scan};
 use crate::ecr::{
-    AwsOptions, EcrApiDestination, EcrCredentialProvider, EcrError, EcrHost, EcrRepository,
-    SdkConfigCache, ecr_client,
+    AwsOptions, EcrApiDestination, EcrCredentialProvider, EcrError, EcrHost, EcrPublicRepository,
+    EcrRepository, PublicTokenLog, SdkConfigCache, ecr_client,
 };
-use crate::ecr::{RegistryStep, registry_denied};
+use crate::ecr::{RegistryStep, public_registry_denied, registry_denied};
 use crate::push::PushError;
 use crate::reference::Reference;
 use crate::registry::{RegistryError, RequestKind};
@@ -28,6 +30,9 @@ pub struct EcrSettings {
     /// every step: credentials are resolved, and `--role-arn` assumed, once per job, not once
     /// per step. [`credential_provider`](Self::credential_provider) shares them too.
     pub sdk_configs: SdkConfigCache,
+    /// Why the ECR Public token could not be had, shared with
+    /// [`credential_provider`](Self::credential_provider), to explain a refused push.
+    pub public_tokens: PublicTokenLog,
 }
 
 impl EcrSettings {
@@ -55,6 +60,53 @@ impl EcrSettings {
     /// configurations as the other ECR steps.
     pub fn credential_provider(&self) -> EcrCredentialProvider {
         EcrCredentialProvider::with_config_cache(self.aws.clone(), self.sdk_configs.clone())
+            .with_public_token_log(self.public_tokens.clone())
+    }
+
+    /// Refuse, before anything is built, what ocipush does not do for an Amazon ECR Public
+    /// target (`public.ecr.aws/<alias>/<repository>`): `--ecr-api` (the push goes over the
+    /// registry endpoint, see the README), `--create-repository` (ECR Public repositories carry
+    /// catalog data ocipush has no options for) and `--scan` (ECR Public has no image scanning).
+    /// A reference without an alias and a repository is refused too. Other targets: `Ok`.
+    pub fn check_target(&self, r: &Reference) -> Result<(), Box<EcrError>> {
+        if !EcrPublicRepository::is_public_host(&r.registry) {
+            return Ok(());
+        }
+        let repo = EcrPublicRepository::parse(&format!("{}/{}", r.registry, r.repository))
+            .map_err(|e| Box::new(EcrError::from(e)))?;
+        let refuse = |option: &str, why: String| {
+            Err(Box::new(EcrError::PublicUnsupported {
+                option: option.to_string(),
+                repository: repo.to_string(),
+                why,
+            }))
+        };
+        if self.api {
+            return refuse(
+                "--ecr-api",
+                "ocipush pushes to Amazon ECR Public over its registry endpoint only, not through the ECR \
+                 Public API (see the README, \"Amazon ECR Public\"); push without --ecr-api"
+                    .into(),
+            );
+        }
+        if self.create_repository.is_some() {
+            return refuse(
+                "--create-repository",
+                format!(
+                    "ocipush does not create Amazon ECR Public repositories; create it with `aws ecr-public \
+                     create-repository --repository-name {} --region us-east-1`, then push without \
+                     --create-repository",
+                    repo.name
+                ),
+            );
+        }
+        if self.scan {
+            return refuse(
+                "--scan",
+                "Amazon ECR Public has no image scanning; push without --scan".into(),
+            );
+        }
+        Ok(())
     }
 
     /// The ECR API destination for `r`, when `--ecr-api` was asked for.
@@ -119,10 +171,10 @@ impl EcrSettings {
     /// it needed ([`explain_denied`](Self::explain_denied)), an immutable tag with the
     /// identical-image case ([`explain_tag`](Self::explain_tag)), ECR Public without a login
     /// ([`explain_public`](Self::explain_public)). `None` when there is nothing to add.
-    pub fn explain(r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
+    pub fn explain(&self, r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
         Self::explain_denied(r, err)
             .or_else(|| Self::explain_tag(r, err))
-            .or_else(|| Self::explain_public(r, err))
+            .or_else(|| Self::explain_public(r, err, self.public_tokens.last_failure()))
     }
 
     /// An ECR `TAG_INVALID` on a manifest put: the repository's tags are immutable, and ECR
@@ -154,10 +206,16 @@ impl EcrSettings {
         }))
     }
 
-    /// A push to Amazon ECR Public (`public.ecr.aws`) that found no credentials, explained:
-    /// ocipush gets no ECR Public token itself, and says how to log in. `None` otherwise.
-    pub fn explain_public(r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
-        if !r.registry.eq_ignore_ascii_case(crate::ecr::PUBLIC_HOST) {
+    /// A push to Amazon ECR Public (`public.ecr.aws`) that sent no credentials, explained: why
+    /// no ECR Public token could be had (`token_failure`, e.g. the identity lacks
+    /// `sts:GetServiceBearerToken`), or that there was neither a login nor an AWS identity.
+    /// `None` otherwise.
+    pub fn explain_public(
+        r: &Reference,
+        err: &PushError,
+        token_failure: Option<String>,
+    ) -> Option<Box<EcrError>> {
+        if !EcrPublicRepository::is_public_host(&r.registry) {
             return None;
         }
         let source = match err {
@@ -173,8 +231,9 @@ impl EcrSettings {
         };
         Some(Box::new(EcrError::PublicNeedsLogin {
             what: what.clone(),
-            repository: format!("{}/{}", r.registry, r.repository),
+            repository: format!("{}/{}", crate::ecr::PUBLIC_HOST, r.repository),
             detail: detail.clone(),
+            token: token_failure,
         }))
     }
 
@@ -205,6 +264,12 @@ impl EcrSettings {
             RequestKind::PutManifest => RegistryStep::PutManifest,
             _ => return None,
         };
+        if EcrPublicRepository::is_public_host(&r.registry) {
+            let repo =
+                EcrPublicRepository::parse(&format!("{}/{}", r.registry, r.repository)).ok()?;
+            return public_registry_denied(step, &repo, item.as_deref(), &detail.to_string())
+                .map(Box::new);
+        }
         let repo = Self::repository(r).ok()?;
         Some(Box::new(registry_denied(
             step,
@@ -284,11 +349,14 @@ mod tests {
             digest: Digest::of(b"m"),
             source: DestError::new(e),
         };
-        let s = EcrSettings::explain(&r, &err).unwrap().to_string();
+        let s = EcrSettings::default()
+            .explain(&r, &err)
+            .unwrap()
+            .to_string();
         assert!(s.contains("may already be this very image"), "{s}");
         assert!(s.contains("cannot be overwritten"), "{s}");
         let other = Reference::parse("127.0.0.1:5000/app:v1").unwrap();
-        assert!(EcrSettings::explain(&other, &err).is_none());
+        assert!(EcrSettings::default().explain(&other, &err).is_none());
     }
 
     #[test]
