@@ -118,7 +118,7 @@ pub enum EcrError {
     #[error(
         "{what} on {repository}: Amazon ECR Public asked for credentials and none were sent ({detail}); {}",
         match token {
-            Some(why) => format!("no ECR Public token could be had from the AWS credential chain: {why}"),
+            Some(why) => format!("no ECR Public token could be had from the AWS credential chain: {why}; {PUBLIC_HINT}"),
             None => format!(
                 "there is no docker login for public.ecr.aws and no ECR Public token came from the AWS \
                  credential chain: give ocipush an AWS identity allowed `ecr-public:GetAuthorizationToken` and \
