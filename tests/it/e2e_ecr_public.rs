@@ -17,15 +17,17 @@
 
 use std::process::Output;
 
+use base64::Engine as _;
+
 use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::common::fixtures::{copy_and_unpack, seed_alpine};
 use crate::common::ocipush::{
-    Sandbox, assert_failed, assert_pushed, describe, run_watched, stderr,
+    Sandbox, assert_failed, assert_pushed, describe, run_watched, stderr, stdout,
 };
 use crate::common::registry::{RegistryServer, assert_push_did_not_read_back};
 use crate::common::testdata;
 use crate::common::tools::{run_image, skopeo_inspect_output};
-use crate::e2e_ecr::ecr_support::{Call, Moto, policy_without};
+use crate::e2e_ecr::ecr_support::{Call, Moto, policy_without, redact};
 
 const ALIAS: &str = "a1b2c3d4";
 const REPOSITORY: &str = "public.ecr.aws/a1b2c3d4/app";
@@ -150,9 +152,19 @@ fn a_build_instance_pushes_to_ecr_public_with_a_token_from_the_ecr_public_api() 
     // The role's only policy is the one `ocipush iam-policy` prints.
     let moto = Moto::start(&printed_policy());
     let public = Public::start(&moto.info.ecr_public_password);
-    let env = Public::instance_env(&moto.info.imds, &moto.info.moto);
-    let out = public.push(&[], &env);
+    let mut env = Public::instance_env(&moto.info.imds, &moto.info.moto);
+    env.push(("RUST_LOG", "trace"));
+    let out = public.push(&["-vvv"], &env);
     let digest = assert_pushed(&out, REPOSITORY);
+    // At the highest verbosity, neither the token's password nor the token itself is shown.
+    let password = &moto.info.ecr_public_password;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}"));
+    let shown = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        !shown.contains(password.as_str()) && !shown.contains(&token),
+        "a secret was shown: {}",
+        redact(&shown, &[password, &token])
+    );
 
     // One token, from ECR Public's API (signed for us-east-1/ecr-public), as the role; no
     // private-ECR token was asked for.
