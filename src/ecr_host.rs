@@ -1,4 +1,6 @@
-//! ECR registry host names, parsed into [`EcrHost`]; repository references into [`EcrRepository`].
+//! ECR registry host names, parsed into [`EcrHost`]; repository references into [`EcrRepository`];
+//! Amazon ECR Public references (`public.ecr.aws/<registry alias>/<repository>`) into
+//! [`EcrPublicRepository`].
 //!
 //! The host forms (AWS General Reference, "Amazon ECR endpoints and quotas",
 //! <https://docs.aws.amazon.com/general/latest/gr/ecr.html>, and "Making requests to Amazon ECR

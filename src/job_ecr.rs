@@ -407,4 +407,65 @@ mod tests {
             RequestKind::PutManifest
         );
     }
+
+    #[test]
+    fn ecr_public_targets_refuse_the_ecr_only_options() {
+        let r = Reference::parse("public.ecr.aws/a1b2c3d4/app:v1").unwrap();
+        assert!(EcrSettings::default().check_target(&r).is_ok());
+        let with = |f: fn(&mut EcrSettings)| {
+            let mut s = EcrSettings::default();
+            f(&mut s);
+            s.check_target(&r).unwrap_err().to_string()
+        };
+        assert!(
+            with(|s| s.api = true)
+                .starts_with("--ecr-api cannot be used for public.ecr.aws/a1b2c3d4/app")
+        );
+        assert!(with(|s| s.scan = true).contains("no image scanning"));
+        assert!(
+            with(|s| s.create_repository = Some(CreateRepositoryOptions::default()))
+                .contains("aws ecr-public create-repository --repository-name app")
+        );
+        let no_alias = Reference::parse("public.ecr.aws/app:v1").unwrap();
+        assert!(EcrSettings::default().check_target(&no_alias).is_err());
+        // Private ECR and other registries: nothing to refuse here.
+        let s = EcrSettings {
+            scan: true,
+            ..EcrSettings::default()
+        };
+        let private =
+            Reference::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/app:v1").unwrap();
+        assert!(s.check_target(&private).is_ok());
+    }
+
+    #[test]
+    fn an_unauthenticated_ecr_public_push_says_why_there_was_no_token() {
+        let r = Reference::parse("public.ecr.aws/a1b2c3d4/app:v1").unwrap();
+        let e = RegistryError::AuthRequired {
+            registry: "public.ecr.aws".into(),
+            repository: "a1b2c3d4/app".into(),
+            what: "checking blob".into(),
+            detail: "HTTP 401".into(),
+        };
+        let err = PushError::Check {
+            dest: "x".into(),
+            source: DestError::new(e),
+        };
+        let settings = EcrSettings::default();
+        let s = settings.explain(&r, &err).unwrap().to_string();
+        assert!(
+            s.contains("there is no docker login for public.ecr.aws"),
+            "{s}"
+        );
+        settings.public_tokens.clone().record(Some(
+            "GetAuthorizationToken … sts:GetServiceBearerToken".into(),
+        ));
+        let s = settings.explain(&r, &err).unwrap().to_string();
+        assert!(
+            s.contains("no ECR Public token could be had from the AWS credential chain: GetAuthorizationToken"),
+            "{s}"
+        );
+        let private = Reference::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/app").unwrap();
+        assert!(settings.explain(&private, &err).is_none());
+    }
 }

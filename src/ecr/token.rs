@@ -53,7 +53,8 @@ impl PublicTokenLog {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn set(&self, failure: Option<String>) {
+    /// Keep `failure` as the outcome of the last attempt (`None`: it succeeded).
+    pub(crate) fn record(&self, failure: Option<String>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = failure;
     }
 }
@@ -383,7 +384,7 @@ impl EcrCredentialProvider {
     async fn public_credentials(&self) -> Option<Credential> {
         match self.public_token().await {
             Ok(c) => {
-                self.public_failures.set(None);
+                self.public_failures.record(None);
                 Some(c)
             }
             Err(e) => {
@@ -392,7 +393,7 @@ impl EcrCredentialProvider {
                     error = %e,
                     "no Amazon ECR Public token; going on without credentials (pulls need none)"
                 );
-                self.public_failures.set(Some(e.to_string()));
+                self.public_failures.record(Some(e.to_string()));
                 None
             }
         }
