@@ -215,6 +215,28 @@ fn a_build_instance_pushes_to_ecr_public_with_a_token_from_the_ecr_public_api() 
 }
 
 #[test]
+fn an_ecr_public_token_about_to_expire_is_fetched_again() {
+    // Tokens that expire a minute after issue: inside the provider's five-minute margin, so
+    // each is used once and then fetched afresh (a 12-hour token is fetched once: above).
+    let moto = Moto::start_with_args(
+        &printed_policy(),
+        &[],
+        &[],
+        &["--ecr-public-expires-in", "60"],
+    );
+    let public = Public::start(&moto.info.ecr_public_password);
+    let env = Public::instance_env(&moto.info.imds, &moto.info.moto);
+    let out = public.push(&[], &env);
+    assert_pushed(&out, REPOSITORY);
+    let calls = calls(&moto);
+    let tokens = calls
+        .iter()
+        .filter(|c| c.action == "ecr-public:GetAuthorizationToken" && c.status == Some(200))
+        .count();
+    assert!(tokens >= 2, "the token was not fetched again: {calls:#?}");
+}
+
+#[test]
 fn a_role_without_sts_get_service_bearer_token_is_told_both_actions_and_nothing_is_pushed() {
     let policy = policy_without(&printed_policy(), "sts:GetServiceBearerToken");
     assert!(!policy.contains("sts:"), "{policy}");

@@ -36,7 +36,7 @@ operation a push needs from the API, GetAuthorizationToken
 in the AWS JSON 1.1 protocol the ECR Public API speaks: `POST /`, `Content-Type:
 application/x-amz-json-1.1`, an empty JSON body, answered with
 `{"authorizationData": {"authorizationToken": base64("AWS:<password>"), "expiresAt": <epoch seconds>}}`
-(12 hours ahead, as ECR tokens last), errors as `{"__type": "<code>", "message": ...}`. It checks
+(12 hours ahead, as ECR tokens last, or --ecr-public-expires-in SECONDS), errors as `{"__type": "<code>", "message": ...}`. It checks
 the SigV4 `Authorization` header's credential scope (`<date>/us-east-1/ecr-public/aws4_request`:
 the API exists only in us-east-1; a wrong scope gets AWS's InvalidSignatureException), and leaves
 the allow/deny decision to moto's own IAM: moto verifies the signature with the caller's secret
@@ -82,6 +82,7 @@ REPOSITORY = "ec2-ecr-test"
 EXTERNAL_ID = "vendor-7f3a"  # the roles' trust policy requires it
 ECR_PUBLIC_PASSWORD = f"ecr-public-{ACCOUNT}-auth-token"
 ECR_PUBLIC_TARGET = "SpencerFrontendService."  # the X-Amz-Target prefix of the ECR Public API
+ECR_PUBLIC_EXPIRES_IN = [12 * 3600]  # seconds from issue to a token's expiresAt
 
 CALLS = []  # [{"action": ..., "caller": ..., "status": ..., "part": ..., "injected": ...}]
 FAIL_UPLOAD_PART = [0]  # the UploadLayerPart (1-based) whose answer is replaced by a 500; 0: none
@@ -178,7 +179,7 @@ def ecr_public(environ, start_response):
                            f"because no identity-based policy allows the {action} action"})
     token = base64.b64encode(f"AWS:{ECR_PUBLIC_PASSWORD}".encode()).decode()
     return answer("200 OK", {"authorizationData": {"authorizationToken": token,
-                                                   "expiresAt": int(time.time()) + 12 * 3600}})
+                                                   "expiresAt": int(time.time()) + ECR_PUBLIC_EXPIRES_IN[0]}})
 
 
 class Recorder:
@@ -353,8 +354,11 @@ def main():
                     help="another repository to create (besides ec2-ecr-test)")
     ap.add_argument("--fail-upload-part", type=int, default=0, metavar="N",
                     help="serve the Nth UploadLayerPart, then answer it with a 500 (a lost answer)")
+    ap.add_argument("--ecr-public-expires-in", type=int, default=12 * 3600, metavar="SECONDS",
+                    help="the ECR Public stand-in's tokens expire this long after issue (default 12 hours)")
     args = ap.parse_args()
     FAIL_UPLOAD_PART[0] = args.fail_upload_part
+    ECR_PUBLIC_EXPIRES_IN[0] = args.ecr_public_expires_in
     roles = [("containerise", load_policy(args.policy_file))]
     for r in args.role:
         name, path = r.split("=", 1)
