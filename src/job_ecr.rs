@@ -8,7 +8,7 @@ use crate::dest::Destination;
 use crate::ecr::repo_admin::{CreateRepositoryOptions, create_repository, start_image_scan};
 use crate::ecr::{
     AwsOptions, EcrApiDestination, EcrCredentialProvider, EcrError, EcrHost, EcrPublicRepository,
-    EcrRepository, PublicTokenLog, SdkConfigCache, ecr_client,
+    EcrRepository, PublicTokens, SdkConfigCache, ecr_client,
 };
 use crate::ecr::{RegistryStep, public_registry_denied, registry_denied};
 use crate::push::PushError;
@@ -30,9 +30,10 @@ pub struct EcrSettings {
     /// every step: credentials are resolved, and `--role-arn` assumed, once per job, not once
     /// per step. [`credential_provider`](Self::credential_provider) shares them too.
     pub sdk_configs: SdkConfigCache,
-    /// Why the ECR Public token could not be had, shared with
-    /// [`credential_provider`](Self::credential_provider), to explain a refused push.
-    pub public_tokens: PublicTokenLog,
+    /// Whether ECR Public tokens are fetched (default: yes), and why the last one could not be
+    /// had, shared with [`credential_provider`](Self::credential_provider) to explain a refused
+    /// push. The CLI fetches them only when it pushes to ECR Public.
+    pub public_tokens: PublicTokens,
 }
 
 impl EcrSettings {
@@ -60,7 +61,16 @@ impl EcrSettings {
     /// configurations as the other ECR steps.
     pub fn credential_provider(&self) -> EcrCredentialProvider {
         EcrCredentialProvider::with_config_cache(self.aws.clone(), self.sdk_configs.clone())
-            .with_public_token_log(self.public_tokens.clone())
+            .with_public_tokens(self.public_tokens.clone())
+    }
+
+    /// The [`PublicTokens`] for a job pushing to `target`: ECR Public tokens are fetched only
+    /// when it pushes to ECR Public (a base image from it needs none).
+    pub fn public_tokens_for(target: &crate::job::Target) -> PublicTokens {
+        PublicTokens::new(matches!(
+            target,
+            crate::job::Target::Registry(r) if EcrPublicRepository::is_public_host(&r.registry)
+        ))
     }
 
     /// Refuse, before anything is built, what ocipush does not do for an Amazon ECR Public
@@ -436,6 +446,23 @@ mod tests {
         let private =
             Reference::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/app:v1").unwrap();
         assert!(s.check_target(&private).is_ok());
+    }
+
+    #[test]
+    fn ecr_public_tokens_are_fetched_only_for_a_push_to_ecr_public() {
+        use crate::job::Target;
+        let t = |s: &str| Target::parse(s).unwrap();
+        assert!(EcrSettings::public_tokens_for(&t("public.ecr.aws/a1b2c3d4/app:v1")).fetches());
+        for other in [
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:v1",
+            "127.0.0.1:5000/app:v1",
+        ] {
+            assert!(
+                !EcrSettings::public_tokens_for(&t(other)).fetches(),
+                "{other}"
+            );
+        }
+        assert!(EcrSettings::default().public_tokens.fetches());
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub(crate) async fn run(a: &CopyArgs, mode: progress::ProgressMode) -> Result<()
     let registries = RegistriesConf::load(a.registries_conf.as_deref())
         .map_err(|e| Failure::failed(e.to_string()))?
         .with_insecure(a.insecure);
-    let session = reliability::session(&a.reliability, registries, a.insecure)?;
+    let session = reliability::session(&a.reliability, registries, a.insecure, &dest)?;
     let mut opts = CopyOptions::default();
     opts.platforms = platforms;
     opts.jobs = a.jobs as usize;

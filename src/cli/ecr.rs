@@ -4,13 +4,14 @@
 use ocipush::ecr::policy::{PolicyOptions, render_identity_policy, render_trust_policy};
 use ocipush::ecr::repo_admin::CreateRepositoryOptions;
 use ocipush::ecr::{AwsOptions, EcrPublicRepository, EcrRepository};
+use ocipush::job::Target;
 use ocipush::job_ecr::EcrSettings;
 
 use super::Failure;
 use super::args::{EcrArgs, IamPolicyArgs, ReliabilityArgs};
 
-/// The library settings for the ECR flags of a push.
-pub fn settings(a: &EcrArgs, r: &ReliabilityArgs) -> EcrSettings {
+/// The library settings for the ECR flags of a push to `target`.
+pub fn settings(a: &EcrArgs, r: &ReliabilityArgs, target: &Target) -> EcrSettings {
     EcrSettings {
         aws: AwsOptions {
             profile: a.profile.clone(),
@@ -27,6 +28,7 @@ pub fn settings(a: &EcrArgs, r: &ReliabilityArgs) -> EcrSettings {
             scan_on_push: a.scan_on_push.then_some(true),
         }),
         scan: a.scan,
+        public_tokens: EcrSettings::public_tokens_for(target),
         ..EcrSettings::default()
     }
 }

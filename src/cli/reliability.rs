@@ -59,18 +59,20 @@ pub(crate) fn aws_options(args: &ReliabilityArgs) -> ocipush::ecr::AwsOptions {
     }
 }
 
-/// The session of a command without identity flags (`ocipush copy`) over `registries`:
-/// credentials from docker `config.json`, then (with ECR) tokens from the default AWS chain,
-/// fetched with these flags' retries and timeout, from the session's own ECR settings (so a
-/// refused push to Amazon ECR Public can say why there was no token).
+/// The session of a command without identity flags (`ocipush copy` to `dest`) over
+/// `registries`: credentials from docker `config.json`, then (with ECR) tokens from the default
+/// AWS chain, fetched with these flags' retries and timeout, from the session's own ECR settings
+/// (so a refused push to Amazon ECR Public can say why there was no token).
 pub(crate) fn session(
     args: &ReliabilityArgs,
     registries: ocipush::registries_conf::RegistriesConf,
     insecure: bool,
+    #[allow(unused_variables)] dest: &ocipush::job::Target,
 ) -> Result<ocipush::job::Session, Failure> {
     #[cfg(feature = "ecr")]
     let ecr = ocipush::job_ecr::EcrSettings {
         aws: aws_options(args),
+        public_tokens: ocipush::job_ecr::EcrSettings::public_tokens_for(dest),
         ..Default::default()
     };
     #[cfg(feature = "ecr")]

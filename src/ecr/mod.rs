@@ -26,4 +26,4 @@ pub use credentials::{
 };
 pub use errors::{CREDENTIAL_SOURCES, EcrError};
 pub use registry_step::{RegistryStep, public_registry_denied, registry_denied};
-pub use token::{EcrCredentialProvider, PROVIDER_NAME, PublicTokenLog};
+pub use token::{EcrCredentialProvider, PROVIDER_NAME, PublicTokens};

@@ -9,7 +9,8 @@
 //! (<https://docs.aws.amazon.com/AmazonECR/latest/public/public-registry-auth.html>). Pulls from
 //! ECR Public need no credentials, so when that token cannot be had (no AWS credentials, an
 //! identity without `ecr-public:GetAuthorizationToken` / `sts:GetServiceBearerToken`) the registry
-//! is used anonymously and the reason is kept ([`PublicTokenLog`]) to explain a refused push.
+//! is used anonymously and the reason is kept ([`PublicTokens`]) to explain a refused push; a job
+//! that does not push to ECR Public may skip the token altogether.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -37,25 +38,62 @@ pub struct EcrCredentialProvider {
     cache: Mutex<HashMap<String, CachedToken>>,
     /// One fetch at a time: parallel blob pushes asking at once share one GetAuthorizationToken.
     fetching: tokio::sync::Mutex<()>,
-    /// Why the last ECR Public token could not be had.
-    public_failures: PublicTokenLog,
+    /// Whether ECR Public tokens are fetched, and why the last one could not be had.
+    public_failures: PublicTokens,
 }
 
-/// Why the last Amazon ECR Public token could not be had (the error's text, never a secret),
-/// shared between a provider and whoever explains a refused push (see
-/// [`EcrSettings`](crate::job_ecr::EcrSettings)). Clones share the record.
-#[derive(Debug, Clone, Default)]
-pub struct PublicTokenLog(std::sync::Arc<Mutex<Option<String>>>);
+/// Whether Amazon ECR Public tokens are fetched at all, and why the last one could not be had
+/// (the error's text, never a secret); shared between a provider and whoever explains a refused
+/// push (see [`EcrSettings`](crate::job_ecr::EcrSettings)). Clones share the record. By default
+/// tokens are fetched; a job that does not push to ECR Public may turn that off
+/// ([`PublicTokens::new`]`(false)`), so a base image `FROM public.ecr.aws/…` is pulled
+/// anonymously without asking the AWS credential chain anything (on a machine without AWS
+/// credentials the chain's instance-metadata probe alone takes seconds).
+#[derive(Debug, Clone)]
+pub struct PublicTokens(std::sync::Arc<PublicTokensInner>);
 
-impl PublicTokenLog {
+#[derive(Debug)]
+struct PublicTokensInner {
+    fetch: bool,
+    last_failure: Mutex<Option<String>>,
+}
+
+impl Default for PublicTokens {
+    fn default() -> Self {
+        PublicTokens::new(true)
+    }
+}
+
+impl PublicTokens {
+    /// A new record; `fetch`: whether ECR Public tokens are fetched.
+    pub fn new(fetch: bool) -> Self {
+        PublicTokens(std::sync::Arc::new(PublicTokensInner {
+            fetch,
+            last_failure: Mutex::new(None),
+        }))
+    }
+
+    /// Whether ECR Public tokens are fetched.
+    pub fn fetches(&self) -> bool {
+        self.0.fetch
+    }
+
     /// The last failure, if the last attempt failed.
     pub fn last_failure(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0
+            .last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Keep `failure` as the outcome of the last attempt (`None`: it succeeded).
     pub(crate) fn record(&self, failure: Option<String>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = failure;
+        *self
+            .0
+            .last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = failure;
     }
 }
 
@@ -133,12 +171,13 @@ impl EcrCredentialProvider {
             config: ConfigSource::Cached(configs),
             cache: Mutex::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
-            public_failures: PublicTokenLog::default(),
+            public_failures: PublicTokens::default(),
         }
     }
 
-    /// Record why an ECR Public token could not be had in `log` (shared with the caller).
-    pub fn with_public_token_log(mut self, log: PublicTokenLog) -> Self {
+    /// Fetch ECR Public tokens or not as `log` says, and record there why one could not be
+    /// had (`log` is shared with the caller).
+    pub fn with_public_tokens(mut self, log: PublicTokens) -> Self {
         self.public_failures = log;
         self
     }
@@ -379,9 +418,12 @@ impl CredentialProvider for EcrCredentialProvider {
 impl EcrCredentialProvider {
     /// The ECR Public token as registry credentials, or `None` (anonymous) when it cannot be
     /// had: ECR Public serves pulls without credentials, so a base image from it must not fail
-    /// for want of a token. Why is kept in the [`PublicTokenLog`] (and logged), to explain a
+    /// for want of a token. Why is kept in the [`PublicTokens`] (and logged), to explain a
     /// push the registry then refuses.
     async fn public_credentials(&self) -> Option<Credential> {
+        if !self.public_failures.fetches() {
+            return None;
+        }
         match self.public_token().await {
             Ok(c) => {
                 self.public_failures.record(None);
@@ -477,8 +519,8 @@ mod tests {
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("eu-west-1"))
             .build();
-        let log = PublicTokenLog::default();
-        let p = EcrCredentialProvider::with_sdk_config(config).with_public_token_log(log.clone());
+        let log = PublicTokens::default();
+        let p = EcrCredentialProvider::with_sdk_config(config).with_public_tokens(log.clone());
         let public = RegistryHost {
             logical: "public.ecr.aws",
             endpoint: "127.0.0.1:5000",
@@ -487,5 +529,14 @@ mod tests {
         let why = log.last_failure().expect("the failure is kept");
         assert!(why.contains("GetAuthorizationToken"), "{why}");
         assert!(p.lease(&public).await.unwrap().is_none());
+
+        // Not fetched at all when turned off: nothing to record.
+        let off = PublicTokens::new(false);
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let p = EcrCredentialProvider::with_sdk_config(config).with_public_tokens(off.clone());
+        assert_eq!(p.credentials(&public).await.unwrap(), None);
+        assert_eq!(off.last_failure(), None);
     }
 }
