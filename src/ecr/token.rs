@@ -47,8 +47,8 @@ pub struct EcrCredentialProvider {
 /// push (see [`EcrSettings`](crate::job_ecr::EcrSettings)). Clones share the record. By default
 /// tokens are fetched; a job that does not push to ECR Public may turn that off
 /// ([`PublicTokens::new`]`(false)`), so a base image `FROM public.ecr.aws/…` is pulled
-/// anonymously without asking the AWS credential chain anything (on a machine without AWS
-/// credentials the chain's instance-metadata probe alone takes seconds).
+/// anonymously without asking the AWS credential chain anything (which, on a machine without
+/// AWS credentials, goes as far as probing for EC2 instance metadata).
 #[derive(Debug, Clone)]
 pub struct PublicTokens(std::sync::Arc<PublicTokensInner>);
 
