@@ -302,7 +302,7 @@ pub async fn copy_image(
     // A refusal by Amazon ECR, in ECR's terms (as for a build's push).
     #[cfg(feature = "ecr")]
     if let (Err(e), Target::Registry(r)) = (&pushed, dest)
-        && let Some(explained) = crate::job_ecr::EcrSettings::explain(r, e)
+        && let Some(explained) = session.ecr.explain(r, e)
     {
         return Err(CopyError::Destination(JobError::Destination(explained)));
     }

@@ -1,4 +1,6 @@
-//! ECR registry host names, parsed into [`EcrHost`]; repository references into [`EcrRepository`].
+//! ECR registry host names, parsed into [`EcrHost`]; repository references into [`EcrRepository`];
+//! Amazon ECR Public references (`public.ecr.aws/<registry alias>/<repository>`) into
+//! [`EcrPublicRepository`].
 //!
 //! The host forms (AWS General Reference, "Amazon ECR endpoints and quotas",
 //! <https://docs.aws.amazon.com/general/latest/gr/ecr.html>, and "Making requests to Amazon ECR
@@ -31,7 +33,7 @@ pub enum EcrHostError {
         "{host:?} is not an Amazon ECR registry host: expected <12-digit account>.dkr.ecr.<region>.amazonaws.com \
          (or dkr.ecr-fips., .amazonaws.com.cn, .amazonaws.eu, or the dual-stack <account>.dkr-ecr[-fips].<region>.on.aws){}",
         if host.eq_ignore_ascii_case(PUBLIC_HOST) {
-            format!("; Amazon ECR Public ({PUBLIC_HOST}) is not supported by ocipush's AWS integration: {PUBLIC_HINT}")
+            format!("; {PUBLIC_HOST} is Amazon ECR Public, whose repositories are named {PUBLIC_HOST}/<registry alias>/<repository>")
         } else {
             String::new()
         }
@@ -39,6 +41,14 @@ pub enum EcrHostError {
     NotEcr {
         /// The host given.
         host: String,
+    },
+    /// An ECR Public reference without both a registry alias and a repository.
+    #[error(
+        "{reference:?} names no Amazon ECR Public repository: expected public.ecr.aws/<registry alias>/<repository>"
+    )]
+    NoPublicRepository {
+        /// The reference given.
+        reference: String,
     },
     /// The reference names no repository.
     #[error(
@@ -53,11 +63,12 @@ pub enum EcrHostError {
 /// The Amazon ECR Public registry host.
 pub const PUBLIC_HOST: &str = "public.ecr.aws";
 
-/// What to do for ECR Public, which ocipush gets no token for itself.
-pub const PUBLIC_HINT: &str = "log in first with `aws ecr-public get-login-password --region us-east-1 | \
-     docker login --username AWS --password-stdin public.ecr.aws` (the identity needs \
-     `ecr-public:GetAuthorizationToken` and `sts:GetServiceBearerToken`, in us-east-1), then push over \
-     the registry endpoint; ocipush does not call the ECR Public API itself (see the README, \"Amazon ECR Public\")";
+/// How to log in to ECR Public by hand, for when ocipush got no ECR Public token itself.
+pub const PUBLIC_HINT: &str = "or log in first with `aws ecr-public get-login-password --region us-east-1 | \
+     docker login --username AWS --password-stdin public.ecr.aws`";
+
+/// The only region of the ECR Public API (its `GetAuthorizationToken` exists nowhere else).
+pub const PUBLIC_REGION: &str = "us-east-1";
 
 /// An ECR registry: account, region, partition, endpoint kind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -226,6 +237,69 @@ impl fmt::Display for EcrRepository {
     }
 }
 
+/// One Amazon ECR Public repository: `public.ecr.aws/<registry alias>/<name>` (a `:tag` /
+/// `@digest` is stripped). The alias names the registry but not the account that owns it, so
+/// ARNs take the account from the caller
+/// (<https://docs.aws.amazon.com/AmazonECR/latest/public/public-repositories.html>).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EcrPublicRepository {
+    /// The registry alias, e.g. `a1b2c3d4` or a custom alias.
+    pub alias: String,
+    /// The repository name within the registry, e.g. `app` or `team/app`.
+    pub name: String,
+}
+
+impl EcrPublicRepository {
+    /// Whether `host` is the ECR Public registry host (case-insensitive).
+    pub fn is_public_host(host: &str) -> bool {
+        host.eq_ignore_ascii_case(PUBLIC_HOST)
+    }
+
+    /// Parse `public.ecr.aws/<alias>/<name>[:tag][@digest]`.
+    pub fn parse(reference: &str) -> Result<EcrPublicRepository, EcrHostError> {
+        let no_repository = || EcrHostError::NoPublicRepository {
+            reference: reference.to_string(),
+        };
+        let (host, path) = reference.split_once('/').ok_or_else(no_repository)?;
+        if !Self::is_public_host(host) {
+            return Err(EcrHostError::NotEcr {
+                host: host.to_string(),
+            });
+        }
+        let path = path.split_once('@').map_or(path, |(p, _)| p);
+        let path = match path.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => name,
+            _ => path,
+        };
+        let (alias, name) = path.split_once('/').ok_or_else(no_repository)?;
+        if alias.is_empty() || name.is_empty() || name.starts_with('/') || name.ends_with('/') {
+            return Err(no_repository());
+        }
+        Ok(EcrPublicRepository {
+            alias: alias.to_string(),
+            name: name.to_string(),
+        })
+    }
+
+    /// `arn:aws:ecr-public::<account>:repository/<name>`: ECR Public ARNs carry no region
+    /// (Service Authorization Reference, "Amazon Elastic Container Registry Public",
+    /// <https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerregistrypublic.html>).
+    /// `account` is `*` when not known (the alias does not say it).
+    pub fn arn(&self, account: Option<&str>) -> String {
+        format!(
+            "arn:aws:ecr-public::{}:repository/{}",
+            account.unwrap_or("*"),
+            self.name
+        )
+    }
+}
+
+impl fmt::Display for EcrPublicRepository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{PUBLIC_HOST}/{}/{}", self.alias, self.name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,11 +452,35 @@ mod tests {
             d.arn(),
             "arn:aws:ecr:eu-west-1:123456789012:repository/team/app"
         );
-        // ECR Public is named as such, with what to do.
+        // ECR Public is named as such.
         let e = EcrRepository::parse("public.ecr.aws/alias/app:v1").unwrap_err();
-        assert!(
-            e.to_string().contains("ecr-public get-login-password"),
-            "{e}"
+        assert!(e.to_string().contains("Amazon ECR Public"), "{e}");
+    }
+
+    #[test]
+    fn public_repository_reference() {
+        let r = EcrPublicRepository::parse("public.ecr.aws/a1b2c3d4/team/app:v1").unwrap();
+        assert_eq!(
+            (r.alias.as_str(), r.name.as_str()),
+            ("a1b2c3d4", "team/app")
         );
+        assert_eq!(r.to_string(), "public.ecr.aws/a1b2c3d4/team/app");
+        assert_eq!(
+            r.arn(Some("123456789012")),
+            "arn:aws:ecr-public::123456789012:repository/team/app"
+        );
+        assert_eq!(r.arn(None), "arn:aws:ecr-public::*:repository/team/app");
+        let d = format!("PUBLIC.ECR.AWS/alias/app@sha256:{}", "a".repeat(64));
+        assert_eq!(EcrPublicRepository::parse(&d).unwrap().name, "app");
+        for bad in [
+            "public.ecr.aws/alias",
+            "public.ecr.aws/alias/",
+            "public.ecr.aws//app",
+            "public.ecr.aws",
+            "docker.io/library/alpine",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/app",
+        ] {
+            assert!(EcrPublicRepository::parse(bad).is_err(), "{bad}");
+        }
     }
 }

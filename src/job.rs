@@ -124,6 +124,10 @@ impl Session {
         match target {
             Target::Registry(r) => {
                 #[cfg(feature = "ecr")]
+                self.ecr
+                    .check_target(r)
+                    .map_err(|e| JobError::Destination(e))?;
+                #[cfg(feature = "ecr")]
                 if let Some(d) = self
                     .ecr
                     .api_destination(r)
@@ -377,7 +381,7 @@ async fn run_job(
     let pushed = push_all(dest, &images, index.as_ref(), &refs, &opts, events).await;
     #[cfg(feature = "ecr")]
     if let (Err(e), Target::Registry(r)) = (&pushed, target)
-        && let Some(explained) = crate::job_ecr::EcrSettings::explain(r, e)
+        && let Some(explained) = session.ecr.explain(r, e)
     {
         return Err(JobError::Destination(explained));
     }

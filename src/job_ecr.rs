@@ -1,14 +1,16 @@
 //! The Amazon ECR parts of a job (feature `ecr`): which AWS identity to use, whether to push
 //! through the ECR API instead of the registry endpoint, and the optional repository steps
-//! around a push (create the repository before, start a scan after).
+//! around a push (create the repository before, start a scan after). Amazon ECR Public
+//! (`public.ecr.aws`) is pushed to over its registry endpoint with a token from the ECR Public
+//! API; the ECR-only options are refused for it ([`EcrSettings::check_target`]).
 
 use crate::dest::Destination;
 use crate::ecr::repo_admin::{CreateRepositoryOptions, create_repository, start_image_scan};
 use crate::ecr::{
-    AwsOptions, EcrApiDestination, EcrCredentialProvider, EcrError, EcrHost, EcrRepository,
-    SdkConfigCache, ecr_client,
+    AwsOptions, EcrApiDestination, EcrCredentialProvider, EcrError, EcrHost, EcrPublicRepository,
+    EcrRepository, PublicTokens, SdkConfigCache, ecr_client,
 };
-use crate::ecr::{RegistryStep, registry_denied};
+use crate::ecr::{RegistryStep, public_registry_denied, registry_denied};
 use crate::push::PushError;
 use crate::reference::Reference;
 use crate::registry::{RegistryError, RequestKind};
@@ -28,6 +30,10 @@ pub struct EcrSettings {
     /// every step: credentials are resolved, and `--role-arn` assumed, once per job, not once
     /// per step. [`credential_provider`](Self::credential_provider) shares them too.
     pub sdk_configs: SdkConfigCache,
+    /// Whether ECR Public tokens are fetched (default: yes), and why the last one could not be
+    /// had, shared with [`credential_provider`](Self::credential_provider) to explain a refused
+    /// push. The CLI fetches them only when it pushes to ECR Public.
+    pub public_tokens: PublicTokens,
 }
 
 impl EcrSettings {
@@ -55,6 +61,62 @@ impl EcrSettings {
     /// configurations as the other ECR steps.
     pub fn credential_provider(&self) -> EcrCredentialProvider {
         EcrCredentialProvider::with_config_cache(self.aws.clone(), self.sdk_configs.clone())
+            .with_public_tokens(self.public_tokens.clone())
+    }
+
+    /// The [`PublicTokens`] for a job pushing to `target`: ECR Public tokens are fetched only
+    /// when it pushes to ECR Public (a base image from it needs none).
+    pub fn public_tokens_for(target: &crate::job::Target) -> PublicTokens {
+        PublicTokens::new(matches!(
+            target,
+            crate::job::Target::Registry(r) if EcrPublicRepository::is_public_host(&r.registry)
+        ))
+    }
+
+    /// Refuse, before anything is built, what ocipush does not do for an Amazon ECR Public
+    /// target (`public.ecr.aws/<alias>/<repository>`): `--ecr-api` (the push goes over the
+    /// registry endpoint, see the README), `--create-repository` (ECR Public repositories carry
+    /// catalog data ocipush has no options for) and `--scan` (ECR Public has no image scanning).
+    /// A reference without an alias and a repository is refused too. Other targets: `Ok`.
+    pub fn check_target(&self, r: &Reference) -> Result<(), Box<EcrError>> {
+        if !EcrPublicRepository::is_public_host(&r.registry) {
+            return Ok(());
+        }
+        let repo = EcrPublicRepository::parse(&format!("{}/{}", r.registry, r.repository))
+            .map_err(|e| Box::new(EcrError::from(e)))?;
+        let refuse = |option: &str, why: String| {
+            Err(Box::new(EcrError::PublicUnsupported {
+                option: option.to_string(),
+                repository: repo.to_string(),
+                why,
+            }))
+        };
+        if self.api {
+            return refuse(
+                "--ecr-api",
+                "ocipush pushes to Amazon ECR Public over its registry endpoint only, not through the ECR \
+                 Public API (see the README, \"Amazon ECR Public\"); push without --ecr-api"
+                    .into(),
+            );
+        }
+        if self.create_repository.is_some() {
+            return refuse(
+                "--create-repository",
+                format!(
+                    "ocipush does not create Amazon ECR Public repositories; create it with `aws ecr-public \
+                     create-repository --repository-name {} --region us-east-1`, then push without \
+                     --create-repository",
+                    repo.name
+                ),
+            );
+        }
+        if self.scan {
+            return refuse(
+                "--scan",
+                "Amazon ECR Public has no image scanning; push without --scan".into(),
+            );
+        }
+        Ok(())
     }
 
     /// The ECR API destination for `r`, when `--ecr-api` was asked for.
@@ -119,10 +181,10 @@ impl EcrSettings {
     /// it needed ([`explain_denied`](Self::explain_denied)), an immutable tag with the
     /// identical-image case ([`explain_tag`](Self::explain_tag)), ECR Public without a login
     /// ([`explain_public`](Self::explain_public)). `None` when there is nothing to add.
-    pub fn explain(r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
+    pub fn explain(&self, r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
         Self::explain_denied(r, err)
             .or_else(|| Self::explain_tag(r, err))
-            .or_else(|| Self::explain_public(r, err))
+            .or_else(|| Self::explain_public(r, err, self.public_tokens.last_failure()))
     }
 
     /// An ECR `TAG_INVALID` on a manifest put: the repository's tags are immutable, and ECR
@@ -154,10 +216,16 @@ impl EcrSettings {
         }))
     }
 
-    /// A push to Amazon ECR Public (`public.ecr.aws`) that found no credentials, explained:
-    /// ocipush gets no ECR Public token itself, and says how to log in. `None` otherwise.
-    pub fn explain_public(r: &Reference, err: &PushError) -> Option<Box<EcrError>> {
-        if !r.registry.eq_ignore_ascii_case(crate::ecr::PUBLIC_HOST) {
+    /// A push to Amazon ECR Public (`public.ecr.aws`) that sent no credentials, explained: why
+    /// no ECR Public token could be had (`token_failure`, e.g. the identity lacks
+    /// `sts:GetServiceBearerToken`), or that there was neither a login nor an AWS identity.
+    /// `None` otherwise.
+    pub fn explain_public(
+        r: &Reference,
+        err: &PushError,
+        token_failure: Option<String>,
+    ) -> Option<Box<EcrError>> {
+        if !EcrPublicRepository::is_public_host(&r.registry) {
             return None;
         }
         let source = match err {
@@ -173,8 +241,9 @@ impl EcrSettings {
         };
         Some(Box::new(EcrError::PublicNeedsLogin {
             what: what.clone(),
-            repository: format!("{}/{}", r.registry, r.repository),
+            repository: format!("{}/{}", crate::ecr::PUBLIC_HOST, r.repository),
             detail: detail.clone(),
+            token: token_failure,
         }))
     }
 
@@ -205,6 +274,12 @@ impl EcrSettings {
             RequestKind::PutManifest => RegistryStep::PutManifest,
             _ => return None,
         };
+        if EcrPublicRepository::is_public_host(&r.registry) {
+            let repo =
+                EcrPublicRepository::parse(&format!("{}/{}", r.registry, r.repository)).ok()?;
+            return public_registry_denied(step, &repo, item.as_deref(), &detail.to_string())
+                .map(Box::new);
+        }
         let repo = Self::repository(r).ok()?;
         Some(Box::new(registry_denied(
             step,
@@ -284,11 +359,14 @@ mod tests {
             digest: Digest::of(b"m"),
             source: DestError::new(e),
         };
-        let s = EcrSettings::explain(&r, &err).unwrap().to_string();
+        let s = EcrSettings::default()
+            .explain(&r, &err)
+            .unwrap()
+            .to_string();
         assert!(s.contains("may already be this very image"), "{s}");
         assert!(s.contains("cannot be overwritten"), "{s}");
         let other = Reference::parse("127.0.0.1:5000/app:v1").unwrap();
-        assert!(EcrSettings::explain(&other, &err).is_none());
+        assert!(EcrSettings::default().explain(&other, &err).is_none());
     }
 
     #[test]
@@ -338,5 +416,83 @@ mod tests {
             c("putting manifest v1", &u("https://r/v2/a/manifests/v1")),
             RequestKind::PutManifest
         );
+    }
+
+    #[test]
+    fn ecr_public_targets_refuse_the_ecr_only_options() {
+        let r = Reference::parse("public.ecr.aws/a1b2c3d4/app:v1").unwrap();
+        assert!(EcrSettings::default().check_target(&r).is_ok());
+        let with = |f: fn(&mut EcrSettings)| {
+            let mut s = EcrSettings::default();
+            f(&mut s);
+            s.check_target(&r).unwrap_err().to_string()
+        };
+        assert!(
+            with(|s| s.api = true)
+                .starts_with("--ecr-api cannot be used for public.ecr.aws/a1b2c3d4/app")
+        );
+        assert!(with(|s| s.scan = true).contains("no image scanning"));
+        assert!(
+            with(|s| s.create_repository = Some(CreateRepositoryOptions::default()))
+                .contains("aws ecr-public create-repository --repository-name app")
+        );
+        let no_alias = Reference::parse("public.ecr.aws/app:v1").unwrap();
+        assert!(EcrSettings::default().check_target(&no_alias).is_err());
+        // Private ECR and other registries: nothing to refuse here.
+        let s = EcrSettings {
+            scan: true,
+            ..EcrSettings::default()
+        };
+        let private =
+            Reference::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/app:v1").unwrap();
+        assert!(s.check_target(&private).is_ok());
+    }
+
+    #[test]
+    fn ecr_public_tokens_are_fetched_only_for_a_push_to_ecr_public() {
+        use crate::job::Target;
+        let t = |s: &str| Target::parse(s).unwrap();
+        assert!(EcrSettings::public_tokens_for(&t("public.ecr.aws/a1b2c3d4/app:v1")).fetches());
+        for other in [
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:v1",
+            "127.0.0.1:5000/app:v1",
+        ] {
+            assert!(
+                !EcrSettings::public_tokens_for(&t(other)).fetches(),
+                "{other}"
+            );
+        }
+        assert!(EcrSettings::default().public_tokens.fetches());
+    }
+
+    #[test]
+    fn an_unauthenticated_ecr_public_push_says_why_there_was_no_token() {
+        let r = Reference::parse("public.ecr.aws/a1b2c3d4/app:v1").unwrap();
+        let e = RegistryError::AuthRequired {
+            registry: "public.ecr.aws".into(),
+            repository: "a1b2c3d4/app".into(),
+            what: "checking blob".into(),
+            detail: "HTTP 401".into(),
+        };
+        let err = PushError::Check {
+            dest: "x".into(),
+            source: DestError::new(e),
+        };
+        let settings = EcrSettings::default();
+        let s = settings.explain(&r, &err).unwrap().to_string();
+        assert!(
+            s.contains("there is no docker login for public.ecr.aws"),
+            "{s}"
+        );
+        settings.public_tokens.clone().record(Some(
+            "GetAuthorizationToken … sts:GetServiceBearerToken".into(),
+        ));
+        let s = settings.explain(&r, &err).unwrap().to_string();
+        assert!(
+            s.contains("no ECR Public token could be had from the AWS credential chain: GetAuthorizationToken"),
+            "{s}"
+        );
+        let private = Reference::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/app").unwrap();
+        assert!(settings.explain(&private, &err).is_none());
     }
 }

@@ -58,9 +58,14 @@ pub enum Command {
 #[cfg(feature = "ecr")]
 #[derive(Debug, Args, Clone)]
 pub struct IamPolicyArgs {
-    /// The ECR repository: <account>.dkr.ecr.<region>.amazonaws.com/<name>.
+    /// The ECR repository: <account>.dkr.ecr.<region>.amazonaws.com/<name>, or Amazon ECR
+    /// Public's public.ecr.aws/<registry alias>/<name>.
     #[arg(value_name = "ECR_REPOSITORY")]
     pub repository: String,
+    /// Amazon ECR Public only: the 12-digit account that owns the registry alias, for the
+    /// repository ARN (without it the ARN has `*` for the account).
+    #[arg(long, value_name = "ACCOUNT_ID")]
+    pub account: Option<String>,
     /// Also print the role's trust policy: ec2 | account:<id>[:<external-id>] | github:<owner>/<repo>.
     #[arg(long, value_name = "WHO")]
     pub trust: Option<String>,

@@ -1,7 +1,7 @@
 //! `ocipush copy SRC DEST`: parse, set up a session, copy, print `DEST@sha256:…`.
 
 use ocipush::copy::{CopyOptions, copy_image};
-use ocipush::job::{Session, Target};
+use ocipush::job::Target;
 use ocipush::registries_conf::RegistriesConf;
 
 use super::args::CopyArgs;
@@ -21,9 +21,7 @@ pub(crate) async fn run(a: &CopyArgs, mode: progress::ProgressMode) -> Result<()
     let registries = RegistriesConf::load(a.registries_conf.as_deref())
         .map_err(|e| Failure::failed(e.to_string()))?
         .with_insecure(a.insecure);
-    let credentials = reliability::credentials(&a.reliability)?;
-    let client = reliability::client(&a.reliability, credentials, a.insecure)?;
-    let session = Session::with_client(registries, client);
+    let session = reliability::session(&a.reliability, registries, a.insecure, &dest)?;
     let mut opts = CopyOptions::default();
     opts.platforms = platforms;
     opts.jobs = a.jobs as usize;

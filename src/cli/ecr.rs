@@ -3,14 +3,15 @@
 
 use ocipush::ecr::policy::{PolicyOptions, render_identity_policy, render_trust_policy};
 use ocipush::ecr::repo_admin::CreateRepositoryOptions;
-use ocipush::ecr::{AwsOptions, EcrRepository};
+use ocipush::ecr::{AwsOptions, EcrPublicRepository, EcrRepository};
+use ocipush::job::Target;
 use ocipush::job_ecr::EcrSettings;
 
 use super::Failure;
 use super::args::{EcrArgs, IamPolicyArgs, ReliabilityArgs};
 
-/// The library settings for the ECR flags of a push.
-pub fn settings(a: &EcrArgs, r: &ReliabilityArgs) -> EcrSettings {
+/// The library settings for the ECR flags of a push to `target`.
+pub fn settings(a: &EcrArgs, r: &ReliabilityArgs, target: &Target) -> EcrSettings {
     EcrSettings {
         aws: AwsOptions {
             profile: a.profile.clone(),
@@ -27,6 +28,7 @@ pub fn settings(a: &EcrArgs, r: &ReliabilityArgs) -> EcrSettings {
             scan_on_push: a.scan_on_push.then_some(true),
         }),
         scan: a.scan,
+        public_tokens: EcrSettings::public_tokens_for(target),
         ..EcrSettings::default()
     }
 }
@@ -47,13 +49,21 @@ pub fn iam_policy(a: &IamPolicyArgs) -> Result<(), Failure> {
         scan: a.scan,
         base_images: parse("--base", &a.base_images)?,
         pull_through_bases: parse("--pull-through-base", &a.pull_through_bases)?,
+        account: a.account.clone(),
     };
     let identity = render_identity_policy(&a.repository, &options)
         .map_err(|e| Failure::usage(e.to_string()))?;
     print!("{identity}");
+    let host = a.repository.split('/').next().unwrap_or_default();
+    if a.account.is_none() && EcrPublicRepository::is_public_host(host) {
+        eprintln!(
+            "(the repository ARN has `*` for the account: public.ecr.aws/<alias> does not name it; \
+             pass --account <12-digit id> of the account that owns the alias to narrow it)"
+        );
+    }
     if let Some(trust) = &a.trust {
-        let trust =
-            render_trust_policy(&a.repository, trust).map_err(|e| Failure::usage(e.to_string()))?;
+        let trust = render_trust_policy(&a.repository, trust, a.account.as_deref())
+            .map_err(|e| Failure::usage(e.to_string()))?;
         eprintln!(
             "(the identity policy above goes on the role; the trust policy below says who may assume it)"
         );

@@ -181,7 +181,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         .map_err(|e| Failure::failed(e.to_string()))?
         .with_insecure(build.insecure);
     #[cfg(feature = "ecr")]
-    let ecr_settings = ecr::settings(&build.ecr, &build.reliability);
+    let ecr_settings = ecr::settings(&build.ecr, &build.reliability, &target);
     #[cfg(feature = "ecr")]
     let credentials = ocipush::job::credentials_for(
         &ecr_settings,

@@ -25,6 +25,7 @@ const CAPPED: &[&str] = &[
     "aws_credential_types",
     "aws_runtime",
     "aws_sdk_ecr",
+    "aws_sdk_ecrpublic",
     "aws_sdk_sts",
     "aws_sdk_sso",
     "aws_sdk_ssooidc",

@@ -59,13 +59,33 @@ pub(crate) fn aws_options(args: &ReliabilityArgs) -> ocipush::ecr::AwsOptions {
     }
 }
 
-/// Registry credentials for a command without identity flags (`ocipush copy`): docker
-/// `config.json`, then (with ECR) tokens from the default AWS chain, fetched with these flags'
-/// retries and timeout.
-pub(crate) fn credentials(args: &ReliabilityArgs) -> Result<Arc<dyn CredentialProvider>, Failure> {
+/// The session of a command without identity flags (`ocipush copy` to `dest`) over
+/// `registries`: credentials from docker `config.json`, then (with ECR) tokens from the default
+/// AWS chain, fetched with these flags' retries and timeout, from the session's own ECR settings
+/// (so a refused push to Amazon ECR Public can say why there was no token).
+pub(crate) fn session(
+    args: &ReliabilityArgs,
+    registries: ocipush::registries_conf::RegistriesConf,
+    insecure: bool,
+    #[allow(unused_variables)] dest: &ocipush::job::Target,
+) -> Result<ocipush::job::Session, Failure> {
     #[cfg(feature = "ecr")]
-    let credentials = ocipush::job::credentials_with_aws(&aws_options(args), helper_timeout(args));
+    let ecr = ocipush::job_ecr::EcrSettings {
+        aws: aws_options(args),
+        public_tokens: ocipush::job_ecr::EcrSettings::public_tokens_for(dest),
+        ..Default::default()
+    };
+    #[cfg(feature = "ecr")]
+    let credentials = ocipush::job::credentials_for(&ecr, helper_timeout(args));
     #[cfg(not(feature = "ecr"))]
     let credentials = ocipush::job::default_credentials(helper_timeout(args));
-    credentials.map_err(|e| Failure::failed(e.to_string()))
+    let credentials = credentials.map_err(|e| Failure::failed(e.to_string()))?;
+    #[allow(unused_mut)]
+    let mut session =
+        ocipush::job::Session::with_client(registries, client(args, credentials, insecure)?);
+    #[cfg(feature = "ecr")]
+    {
+        session.ecr = ecr;
+    }
+    Ok(session)
 }

@@ -4,8 +4,9 @@
 //! (a vendor assuming a customer's role, with an external id).
 //!
 //! Endpoint overrides come from the environment and are read by aws-config itself:
-//! `AWS_ENDPOINT_URL` (every service), `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_STS`
-//! (or `endpoint_url` in the profile); the IMDS endpoint from `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
+//! `AWS_ENDPOINT_URL` (every service), `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_ECR_PUBLIC`,
+//! `AWS_ENDPOINT_URL_STS` (or `endpoint_url` in the profile); the IMDS endpoint from
+//! `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -185,6 +186,17 @@ pub fn ecr_client(config: &SdkConfig, host: &EcrHost) -> aws_sdk_ecr::Client {
         conf = conf.use_dual_stack(true);
     }
     aws_sdk_ecr::Client::from_conf(conf.build())
+}
+
+/// An ECR Public API client: always in `us-east-1`, the only region the ECR Public API has
+/// (<https://docs.aws.amazon.com/general/latest/gr/ecr-public.html>), whatever region the
+/// configuration has. Its endpoint follows the SDK's configuration (`AWS_ENDPOINT_URL_ECR_PUBLIC`,
+/// `AWS_ENDPOINT_URL`, a profile's `endpoint_url`).
+pub fn ecr_public_client(config: &SdkConfig) -> aws_sdk_ecrpublic::Client {
+    let conf = aws_sdk_ecrpublic::config::Builder::from(config)
+        .region(Region::new(crate::ecr_host::PUBLIC_REGION))
+        .build();
+    aws_sdk_ecrpublic::Client::from_conf(conf)
 }
 
 /// `(use_fips, use_dual_stack)` for the ECR API client of `host`: a FIPS registry host

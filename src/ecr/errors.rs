@@ -112,11 +112,19 @@ pub enum EcrError {
         /// `" (platform linux/arm64)"` for a multi-platform build, else empty.
         platform: String,
     },
-    /// Amazon ECR Public asked for credentials ocipush does not have: it gets no ECR Public token
-    /// itself (see [`PUBLIC_HINT`]).
+    /// Amazon ECR Public asked for credentials and none were sent: there is no docker login for
+    /// `public.ecr.aws` and no ECR Public token was got from the AWS credential chain (`token`
+    /// says why, when it was tried).
     #[error(
-        "{what} on {repository}: Amazon ECR Public asked for credentials and none were found ({detail}); \
-         ocipush does not get ECR Public tokens itself: {PUBLIC_HINT}"
+        "{what} on {repository}: Amazon ECR Public asked for credentials and none were sent ({detail}); {}",
+        match token {
+            Some(why) => format!("no ECR Public token could be had from the AWS credential chain: {why}; {PUBLIC_HINT}"),
+            None => format!(
+                "there is no docker login for public.ecr.aws and no ECR Public token came from the AWS \
+                 credential chain: give ocipush an AWS identity allowed `ecr-public:GetAuthorizationToken` and \
+                 `sts:GetServiceBearerToken` (`ocipush iam-policy {repository}`), {PUBLIC_HINT}"
+            ),
+        }
     )]
     PublicNeedsLogin {
         /// The step.
@@ -125,6 +133,38 @@ pub enum EcrError {
         repository: String,
         /// The registry's answer.
         detail: String,
+        /// Why the ECR Public token could not be had, when ocipush tried to get one.
+        token: Option<String>,
+    },
+    /// ECR Public's `GetAuthorizationToken` was refused. Its token needs two actions: the
+    /// call's own and `sts:GetServiceBearerToken`, which the call makes for the caller, both on
+    /// `*` (<https://docs.aws.amazon.com/AmazonECR/latest/public/public-registry-auth.html>); AWS
+    /// names the one missing ("… is not authorized to perform: sts:GetServiceBearerToken on
+    /// resource: * …", fluxcd/pkg#938).
+    #[error(
+        "GetAuthorizationToken of Amazon ECR Public (region us-east-1) is not allowed{}: an ECR Public token \
+         needs both `ecr-public:GetAuthorizationToken` and `sts:GetServiceBearerToken` on `*`{}; see \
+         `ocipush iam-policy public.ecr.aws/<registry alias>/<repository>` ({message})",
+        identity.as_ref().map(|i| format!(" for {i}")).unwrap_or_default(),
+        missing.as_ref().map(|a| format!(" (AWS says `{a}` is missing)")).unwrap_or_default()
+    )]
+    PublicTokenDenied {
+        /// The action AWS named as missing, when it named one.
+        missing: Option<String>,
+        /// The identity asked for (`profile x`, `assuming role …`), when one was chosen.
+        identity: Option<String>,
+        /// What AWS said.
+        message: String,
+    },
+    /// An option ocipush does not carry out for Amazon ECR Public.
+    #[error("{option} cannot be used for {repository}: {why}")]
+    PublicUnsupported {
+        /// The option (`--ecr-api`, `--create-repository`, `--scan`).
+        option: String,
+        /// The ECR Public repository.
+        repository: String,
+        /// Why not, and what to do instead.
+        why: String,
     },
     /// A layer part was below ECR's minimum part size.
     #[error(
@@ -280,6 +320,7 @@ impl EcrError {
     pub fn missing_action(&self) -> Option<&str> {
         match self {
             EcrError::AccessDenied { action, .. } => Some(action),
+            EcrError::PublicTokenDenied { missing, .. } => missing.as_deref(),
             _ => None,
         }
     }

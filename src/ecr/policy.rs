@@ -13,12 +13,23 @@
 //! `GetDownloadUrlForLayer`, and from a pull-through-cache repository also
 //! `BatchImportUpstreamImage` (and `CreateRepository` for the cache's first pull)
 //! (<https://docs.aws.amazon.com/AmazonECR/latest/userguide/pull-through-cache-iam.html>).
+//!
+//! For Amazon ECR Public (`public.ecr.aws/<alias>/<repository>`) the same push is made of the
+//! `ecr-public:` actions (Service Authorization Reference, "Amazon Elastic Container Registry
+//! Public":
+//! <https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerregistrypublic.html>),
+//! and its token needs `ecr-public:GetAuthorizationToken` and `sts:GetServiceBearerToken`, both
+//! on `*` (<https://docs.aws.amazon.com/AmazonECR/latest/public/public-repository-policy-examples.html>).
+//! Its repository ARN, `arn:aws:ecr-public::<account>:repository/<name>`, has no region, and the
+//! account is not in the reference (the alias names the registry): it comes from `--account`,
+//! else `*`. ECR Public has no scanning and ocipush does not create its repositories, so
+//! `--scan` and `--create-repository` are refused for it.
 
 use std::str::FromStr;
 
 use serde_json::{Value, json};
 
-use crate::ecr_host::{EcrHost, EcrHostError, EcrRepository};
+use crate::ecr_host::{EcrHost, EcrHostError, EcrPublicRepository, EcrRepository};
 
 /// The actions on the repository every push needs.
 pub const PUSH_ACTIONS: &[&str] = &[
@@ -27,6 +38,21 @@ pub const PUSH_ACTIONS: &[&str] = &[
     "ecr:UploadLayerPart",
     "ecr:CompleteLayerUpload",
     "ecr:PutImage",
+];
+
+/// The actions on an Amazon ECR Public repository every push to it needs.
+pub const PUBLIC_PUSH_ACTIONS: &[&str] = &[
+    "ecr-public:BatchCheckLayerAvailability",
+    "ecr-public:InitiateLayerUpload",
+    "ecr-public:UploadLayerPart",
+    "ecr-public:CompleteLayerUpload",
+    "ecr-public:PutImage",
+];
+
+/// The actions (on `*`) an Amazon ECR Public token needs.
+pub const PUBLIC_TOKEN_ACTIONS: &[&str] = &[
+    "ecr-public:GetAuthorizationToken",
+    "sts:GetServiceBearerToken",
 ];
 
 /// The actions on a source repository that pulling a base image from ECR needs.
@@ -60,6 +86,14 @@ pub enum PolicyError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// An option that does not apply to this repository.
+    #[error("{option} {why}")]
+    Option {
+        /// The option.
+        option: &'static str,
+        /// Why not, and what to do.
+        why: String,
+    },
 }
 
 /// Options of the push that need more than the push actions. (The tag mutability and
@@ -75,6 +109,9 @@ pub struct PolicyOptions {
     /// Base images pulled through ECR pull-through-cache repositories:
     /// [`PULL_THROUGH_CACHE_ACTIONS`] on each.
     pub pull_through_bases: Vec<EcrRepository>,
+    /// `--account`: the 12-digit account that owns an Amazon ECR Public registry (its repository
+    /// ARN needs it; the reference names only the alias). Only for ECR Public.
+    pub account: Option<String>,
 }
 
 /// Who may assume the role (`--trust`).
@@ -146,10 +183,10 @@ fn statement(sid: &str, actions: &[&str], resource: &str) -> Value {
 }
 
 /// A statement id from a repository name (`Sid` allows only alphanumerics).
-fn sid_for(prefix: &str, repo: &EcrRepository) -> String {
+fn sid_for(prefix: &str, name: &str) -> String {
     let mut s = prefix.to_string();
     let mut upper = true;
-    for c in repo.name.chars() {
+    for c in name.chars() {
         if c.is_ascii_alphanumeric() {
             s.push(if upper { c.to_ascii_uppercase() } else { c });
             upper = false;
@@ -180,8 +217,15 @@ pub fn identity_policy(repository: &EcrRepository, options: &PolicyOptions) -> V
             &arn,
         ));
     }
+    statements.extend(base_statements(options));
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// The statements for the base images of `options` (each repository once; one named both
+/// ways gets the pull-through-cache statement, a superset).
+fn base_statements(options: &PolicyOptions) -> Vec<Value> {
+    let mut statements = vec![];
     let mut seen = Vec::new();
-    // A repository named both ways gets the pull-through-cache statement (a superset).
     let bases = options
         .pull_through_bases
         .iter()
@@ -197,16 +241,53 @@ pub fn identity_policy(repository: &EcrRepository, options: &PolicyOptions) -> V
         if seen.contains(&base_arn) {
             continue;
         }
-        statements.push(statement(&sid_for(prefix, base), actions, &base_arn));
+        statements.push(statement(&sid_for(prefix, &base.name), actions, &base_arn));
         seen.push(base_arn);
     }
-    json!({ "Version": "2012-10-17", "Statement": statements })
+    statements
+}
+
+/// The identity policy for pushing to the Amazon ECR Public `repository` with `options`: the
+/// token's two actions on `*`, the push actions on the repository ARN (account from
+/// `options.account`, else `*`), and the base images' statements. `--scan` and
+/// `--create-repository` are refused (see the module documentation).
+pub fn public_identity_policy(
+    repository: &EcrPublicRepository,
+    options: &PolicyOptions,
+) -> Result<Value, PolicyError> {
+    if options.scan {
+        return Err(PolicyError::Option {
+            option: "--scan",
+            why: "does not apply to Amazon ECR Public, which has no image scanning".into(),
+        });
+    }
+    if options.create_repository {
+        return Err(PolicyError::Option {
+            option: "--create-repository",
+            why: format!(
+                "does not apply to Amazon ECR Public: ocipush does not create its repositories (create it \
+                 with `aws ecr-public create-repository --repository-name {} --region us-east-1`)",
+                repository.name
+            ),
+        });
+    }
+    let arn = repository.arn(options.account.as_deref());
+    let mut statements = vec![
+        statement("GetAuthorizationToken", PUBLIC_TOKEN_ACTIONS, "*"),
+        statement("PushImage", PUBLIC_PUSH_ACTIONS, &arn),
+    ];
+    statements.extend(base_statements(options));
+    Ok(json!({ "Version": "2012-10-17", "Statement": statements }))
 }
 
 /// The trust policy of the role, for `trust`; `host` gives the partition and the account that owns
 /// the GitHub OIDC provider.
 pub fn trust_policy(trust: &Trust, host: &EcrHost) -> Value {
-    let p = host.partition;
+    trust_policy_in(trust, host.partition, &host.account)
+}
+
+/// [`trust_policy`] in `partition`, with the GitHub OIDC provider in `account`.
+fn trust_policy_in(trust: &Trust, p: &str, oidc_account: &str) -> Value {
     let statement = match trust {
         Trust::Ec2 => {
             let service = if p == "aws-cn" {
@@ -233,7 +314,7 @@ pub fn trust_policy(trust: &Trust, host: &EcrHost) -> Value {
         Trust::GitHub { repository } => json!({
             "Effect": "Allow",
             "Principal": {
-                "Federated": format!("arn:{p}:iam::{}:oidc-provider/token.actions.githubusercontent.com", host.account)
+                "Federated": format!("arn:{p}:iam::{oidc_account}:oidc-provider/token.actions.githubusercontent.com")
             },
             "Action": "sts:AssumeRoleWithWebIdentity",
             "Condition": {
@@ -252,20 +333,81 @@ pub fn to_pretty_json(policy: &Value) -> String {
     s
 }
 
-/// `ocipush iam-policy <repository>`: the identity policy as pretty JSON.
+/// `ocipush iam-policy <repository>`: the identity policy as pretty JSON (for an ECR or an
+/// Amazon ECR Public repository).
 pub fn render_identity_policy(
     repository: &str,
     options: &PolicyOptions,
 ) -> Result<String, PolicyError> {
+    if let Some(public) = public_repository(repository)? {
+        check_account(options.account.as_deref())?;
+        return Ok(to_pretty_json(&public_identity_policy(&public, options)?));
+    }
     let repo = EcrRepository::parse(repository)?;
+    if options.account.is_some() {
+        return Err(PolicyError::Option {
+            option: "--account",
+            why: format!(
+                "is for Amazon ECR Public only: {} names its account itself",
+                repo.host
+            ),
+        });
+    }
     Ok(to_pretty_json(&identity_policy(&repo, options)))
 }
 
-/// `ocipush iam-policy <repository> --trust <trust>`: the trust policy as pretty JSON.
-pub fn render_trust_policy(repository: &str, trust: &str) -> Result<String, PolicyError> {
-    let repo = EcrRepository::parse(repository)?;
+/// `ocipush iam-policy <repository> --trust <trust>`: the trust policy as pretty JSON. For ECR
+/// Public, `account` is the account of the GitHub OIDC provider (needed for `github:` only).
+pub fn render_trust_policy(
+    repository: &str,
+    trust: &str,
+    account: Option<&str>,
+) -> Result<String, PolicyError> {
     let trust: Trust = trust.parse()?;
+    if public_repository(repository)?.is_some() {
+        check_account(account)?;
+        let oidc_account = match (&trust, account) {
+            (_, Some(a)) => a,
+            (Trust::GitHub { .. }, None) => {
+                return Err(PolicyError::Option {
+                    option: "--trust github:…",
+                    why: "needs --account for Amazon ECR Public: the GitHub OIDC provider is in the \
+                          account that owns the registry, which public.ecr.aws/<alias> does not name"
+                        .into(),
+                });
+            }
+            (_, None) => "",
+        };
+        return Ok(to_pretty_json(&trust_policy_in(
+            &trust,
+            "aws",
+            oidc_account,
+        )));
+    }
+    let repo = EcrRepository::parse(repository)?;
     Ok(to_pretty_json(&trust_policy(&trust, &repo.host)))
+}
+
+/// The ECR Public repository `reference` names, `None` for another host.
+fn public_repository(reference: &str) -> Result<Option<EcrPublicRepository>, PolicyError> {
+    let host = reference.split('/').next().unwrap_or_default();
+    if !EcrPublicRepository::is_public_host(host) {
+        return Ok(None);
+    }
+    Ok(Some(EcrPublicRepository::parse(reference)?))
+}
+
+/// `--account` must be a 12-digit account id.
+fn check_account(account: Option<&str>) -> Result<(), PolicyError> {
+    match account {
+        Some(a) if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) => {
+            Err(PolicyError::Option {
+                option: "--account",
+                why: format!("{a:?} is not a 12-digit AWS account id"),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -296,6 +438,7 @@ mod tests {
                 )
                 .unwrap(),
             ],
+            account: None,
         };
         insta::assert_snapshot!(render_identity_policy(REPO, &options).unwrap());
     }
@@ -368,9 +511,9 @@ mod tests {
             let s = render_identity_policy(repo, &PolicyOptions::default()).unwrap();
             assert!(s.contains(arn), "{repo}: {s}");
         }
-        let e = render_identity_policy("public.ecr.aws/alias/app", &PolicyOptions::default())
-            .unwrap_err();
-        assert!(e.to_string().contains("ECR Public"), "{e}");
+        let e =
+            render_identity_policy("public.ecr.aws/alias", &PolicyOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("Amazon ECR Public"), "{e}");
     }
 
     #[test]
@@ -388,19 +531,19 @@ mod tests {
 
     #[test]
     fn trust_ec2() {
-        insta::assert_snapshot!(render_trust_policy(REPO, "ec2").unwrap());
+        insta::assert_snapshot!(render_trust_policy(REPO, "ec2", None).unwrap());
     }
 
     #[test]
     fn trust_account_with_external_id() {
         insta::assert_snapshot!(
-            render_trust_policy(REPO, "account:210987654321:vendor-7f3a").unwrap()
+            render_trust_policy(REPO, "account:210987654321:vendor-7f3a", None).unwrap()
         );
     }
 
     #[test]
     fn trust_github() {
-        insta::assert_snapshot!(render_trust_policy(REPO, "github:octo-org/app").unwrap());
+        insta::assert_snapshot!(render_trust_policy(REPO, "github:octo-org/app", None).unwrap());
     }
 
     #[test]
@@ -412,10 +555,84 @@ mod tests {
             "github:nope",
             "github:/x",
         ] {
-            assert!(render_trust_policy(REPO, t).is_err(), "{t}");
+            assert!(render_trust_policy(REPO, t, None).is_err(), "{t}");
         }
         assert!(
             render_identity_policy("docker.io/library/alpine", &PolicyOptions::default()).is_err()
+        );
+    }
+
+    const PUBLIC: &str = "public.ecr.aws/a1b2c3d4/ec2-ecr-test";
+
+    #[test]
+    fn public_push_only() {
+        insta::assert_snapshot!(render_identity_policy(PUBLIC, &PolicyOptions::default()).unwrap());
+    }
+
+    #[test]
+    fn public_with_account_and_base() {
+        let options = PolicyOptions {
+            account: Some("123456789012".into()),
+            base_images: vec![
+                EcrRepository::parse("210987654321.dkr.ecr.eu-west-1.amazonaws.com/base/alpine")
+                    .unwrap(),
+            ],
+            ..Default::default()
+        };
+        insta::assert_snapshot!(render_identity_policy(PUBLIC, &options).unwrap());
+    }
+
+    #[test]
+    fn public_refuses_what_it_cannot_do() {
+        for (options, flag) in [
+            (
+                PolicyOptions {
+                    scan: true,
+                    ..Default::default()
+                },
+                "--scan",
+            ),
+            (
+                PolicyOptions {
+                    create_repository: true,
+                    ..Default::default()
+                },
+                "--create-repository",
+            ),
+            (
+                PolicyOptions {
+                    account: Some("1234".into()),
+                    ..Default::default()
+                },
+                "--account",
+            ),
+        ] {
+            let e = render_identity_policy(PUBLIC, &options).unwrap_err();
+            assert!(e.to_string().starts_with(flag), "{e}");
+        }
+        // --account is for ECR Public only.
+        let e = render_identity_policy(
+            REPO,
+            &PolicyOptions {
+                account: Some("123456789012".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ECR Public only"), "{e}");
+        // GitHub's OIDC provider needs the account.
+        assert!(render_trust_policy(PUBLIC, "github:octo-org/app", None).is_err());
+        let t = render_trust_policy(PUBLIC, "github:octo-org/app", Some("123456789012")).unwrap();
+        assert!(
+            t.contains(
+                "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+            ),
+            "{t}"
+        );
+        assert!(
+            render_trust_policy(PUBLIC, "ec2", None)
+                .unwrap()
+                .contains("ec2.amazonaws.com")
         );
     }
 }

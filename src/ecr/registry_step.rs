@@ -2,9 +2,11 @@
 //! OCI distribution API) → the IAM action ECR checks for it, and [`registry_denied`], the
 //! [`EcrError`] for a `DENIED` / 403 at that step: the action ECR names in its message when it
 //! names one, else the step's; a full repository (image-count quota, also a 403 `DENIED`) as such.
+//! [`public_registry_denied`] does the same for Amazon ECR Public, whose actions are the
+//! `ecr-public:` ones and whose repository ARNs carry no region.
 
 use super::errors::{EcrError, action_in_message, is_quota_message, resource_in_message};
-use crate::ecr_host::EcrRepository;
+use crate::ecr_host::{EcrPublicRepository, EcrRepository};
 
 /// A step of a push over the registry endpoint (OCI distribution API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,16 @@ impl RegistryStep {
             RegistryStep::GetManifest => "ecr:BatchGetImage",
             RegistryStep::GetBlob => "ecr:GetDownloadUrlForLayer",
             RegistryStep::Token => "ecr:GetAuthorizationToken",
+        }
+    }
+
+    /// The IAM action Amazon ECR Public checks for this step: the push steps and the token
+    /// as `ecr-public:` actions (Service Authorization Reference, "Amazon Elastic Container
+    /// Registry Public"); `None` for reads, which ECR Public serves to anyone.
+    pub fn public_iam_action(self) -> Option<String> {
+        match self {
+            RegistryStep::GetManifest | RegistryStep::GetBlob => None,
+            _ => Some(self.iam_action().replacen("ecr:", "ecr-public:", 1)),
         }
     }
 
@@ -106,6 +118,51 @@ pub fn registry_denied(
         repository: repository.to_string(),
         message: message.to_string(),
     }
+}
+
+/// [`registry_denied`] for Amazon ECR Public: the `ecr-public:` action of `step` (or the one
+/// the message names) on the repository ARN the message names, else
+/// `arn:aws:ecr-public::<account>:repository/<name>` with the account `*` (the registry alias
+/// does not say which account owns it). `None` for a read step (reads need no permission).
+pub fn public_registry_denied(
+    step: RegistryStep,
+    repository: &EcrPublicRepository,
+    item: Option<&str>,
+    message: &str,
+) -> Option<EcrError> {
+    let step_action = step.public_iam_action()?;
+    let target = match item {
+        Some(i) => format!("{repository} ({i})"),
+        None => repository.to_string(),
+    };
+    if is_quota_message(message) {
+        return Some(EcrError::QuotaExceeded {
+            operation: step.describe().to_string(),
+            target,
+            message: message.to_string(),
+        });
+    }
+    let named = action_in_message(message);
+    let action = named.clone().unwrap_or_else(|| step_action.clone());
+    let resource = resource_in_message(message).unwrap_or_else(|| {
+        if action.ends_with(":GetAuthorizationToken") || !action.starts_with("ecr-public:") {
+            "*".to_string()
+        } else {
+            repository.arn(None)
+        }
+    });
+    let operation = match &named {
+        Some(_) => step.describe().to_string(),
+        None => format!("{} (checked as {step_action})", step.describe()),
+    };
+    Some(EcrError::AccessDenied {
+        operation,
+        target,
+        action,
+        resource,
+        repository: repository.to_string(),
+        message: message.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -194,5 +251,43 @@ mod tests {
         assert_eq!(e.missing_action(), None);
         let s = e.to_string();
         assert!(s.contains("quota") && !s.contains("ecr:PutImage"), "{s}");
+    }
+
+    #[test]
+    fn public_denied_names_the_ecr_public_action_and_arn() {
+        let repo = EcrPublicRepository::parse("public.ecr.aws/a1b2c3d4/app").unwrap();
+        let e = public_registry_denied(
+            RegistryStep::PutManifest,
+            &repo,
+            Some("v1"),
+            "HTTP 403 Forbidden, DENIED: not authorized",
+        )
+        .unwrap();
+        assert_eq!(e.missing_action(), Some("ecr-public:PutImage"));
+        let s = e.to_string();
+        assert!(
+            s.contains("`ecr-public:PutImage` on `arn:aws:ecr-public::*:repository/app`"),
+            "{s}"
+        );
+        assert!(
+            s.contains("ocipush iam-policy public.ecr.aws/a1b2c3d4/app"),
+            "{s}"
+        );
+        // The ARN ECR names wins (it carries the account).
+        let m = "DENIED: User: arn:aws:iam::123456789012:user/u is not authorized to perform: \
+                 ecr-public:InitiateLayerUpload on resource: arn:aws:ecr-public::123456789012:repository/app \
+                 because no identity-based policy allows the ecr-public:InitiateLayerUpload action";
+        let e = public_registry_denied(RegistryStep::StartUpload, &repo, None, m).unwrap();
+        assert!(
+            e.to_string().contains(
+                "`ecr-public:InitiateLayerUpload` on `arn:aws:ecr-public::123456789012:repository/app`"
+            ),
+            "{e}"
+        );
+        assert!(public_registry_denied(RegistryStep::GetBlob, &repo, None, m).is_none());
+        assert_eq!(
+            RegistryStep::Token.public_iam_action().as_deref(),
+            Some("ecr-public:GetAuthorizationToken")
+        );
     }
 }

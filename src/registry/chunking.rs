@@ -7,6 +7,12 @@
 //!   <https://github.com/oras-project/rust-oci-client/pull/37> by 4 MiB chunks).
 //! - **Amazon ECR** needs every chunk but the last to be at least 5 MiB (the `UploadLayerPart`
 //!   rule behind its registry API: <https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_UploadLayerPart.html>).
+//!   **Amazon ECR Public** (`public.ecr.aws`) has the same rule: its API's `UploadLayerPart`
+//!   refuses a smaller part with `LayerPartTooSmallException`, "Layer parts must be at least 5 MiB
+//!   in size" (<https://docs.aws.amazon.com/botocore/latest/reference/services/ecr-public/client/exceptions/LayerPartTooSmallException.html>),
+//!   and its registry endpoint answers chunked uploads as ECR's does: a `Range` that stops
+//!   advancing after the first `PATCH`, and a `404` to the upload-status `GET`
+//!   (<https://github.com/dotnet/sdk/pull/33019>, <https://github.com/dotnet/sdk-container-builds/issues/472>).
 //! - **Any registry** may announce a minimum with `OCI-Chunk-Min-Length` on the answer that opens
 //!   the session (distribution-spec v1.1, "Pushing a blob in chunks":
 //!   <https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-a-blob-in-chunks>).
@@ -70,7 +76,7 @@ pub(crate) fn host_limits(host: &str) -> HostLimits {
             ..HostLimits::default()
         };
     }
-    if crate::ecr_host::EcrHost::is_ecr(&name) {
+    if crate::ecr_host::EcrHost::is_ecr(&name) || name == crate::ecr_host::PUBLIC_HOST {
         return HostLimits {
             min: Some(ECR_MIN_CHUNK),
             ..HostLimits::default()

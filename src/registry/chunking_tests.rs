@@ -23,6 +23,8 @@ fn known_hosts_have_their_limits() {
         "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com",
         "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
         "123456789012.dkr-ecr.eu-west-1.on.aws",
+        "public.ecr.aws",
+        "PUBLIC.ECR.AWS:443",
     ] {
         assert_eq!(host_limits(ecr).min, Some(5 * MIB), "{ecr}");
         assert_eq!(host_limits(ecr).max, None, "{ecr}");

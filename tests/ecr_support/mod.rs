@@ -1,7 +1,8 @@
-//! Helpers for the ECR tests: [`Moto`] (real moto with IAM enforcement and an IMDSv2 stand-in,
-//! from `tests/support/moto_ecr.py`), an admin ECR client for verification,
-//! the small test image, and [`run_child`] for scenarios that need their own process environment
-//! (aws-config reads the environment; tests never mutate their own).
+//! Helpers for the ECR tests: [`Moto`] (real moto with IAM enforcement, an IMDSv2 stand-in and
+//! an ECR Public API stand-in whose IAM decisions are moto's, from `tests/support/moto_ecr.py`),
+//! an admin ECR client for verification, the small test image, and [`run_child`] for scenarios
+//! that need their own process environment (aws-config reads the environment; tests never
+//! mutate their own).
 
 #![allow(dead_code)]
 
@@ -34,7 +35,12 @@ pub const ECR_CONTAINERISE: &str = r#"{
 
 /// `ECR_CONTAINERISE` without `action`.
 pub fn containerise_without(action: &str) -> String {
-    let mut p: serde_json::Value = serde_json::from_str(ECR_CONTAINERISE).unwrap();
+    policy_without(ECR_CONTAINERISE, action)
+}
+
+/// The identity policy `policy` without `action` (a statement left with no action is dropped).
+pub fn policy_without(policy: &str, action: &str) -> String {
+    let mut p: serde_json::Value = serde_json::from_str(policy).unwrap();
     for st in p["Statement"].as_array_mut().unwrap() {
         match &mut st["Action"] {
             serde_json::Value::Array(a) => a.retain(|x| x != action),
@@ -84,6 +90,9 @@ pub struct MotoInfo {
     pub roles: std::collections::BTreeMap<String, Role>,
     pub admin: User,
     pub builder: User,
+    /// The password inside the ECR Public stand-in's token (`AWS:<password>`).
+    #[serde(default)]
+    pub ecr_public_password: String,
 }
 
 /// One ECR/STS request moto served after the setup.
@@ -102,6 +111,9 @@ pub struct Call {
     /// is then what moto answered, not what the client saw.
     #[serde(default)]
     pub injected: bool,
+    /// For ECR Public calls: the SigV4 credential scope (`<date>/<region>/<service>/aws4_request`).
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// One `UploadLayerPart` request, as sent.

@@ -14,18 +14,14 @@
 //! lost after the part landed: the layer is sent again in a new upload session, and every
 //! upload's parts stay consecutive.
 //!
-//! ECR Public is not supported (moto, the only AWS here, has no ECR Public service and no
-//! `sts:GetServiceBearerToken`, so its token flow could not be tested): the test checks that the
-//! installed moto still lacks both, and that ocipush says what to do instead of failing obscurely.
+//! Amazon ECR Public has its own tests (`e2e_ecr_public`).
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::common::fault_proxy::{Fault, FaultProxy, ProxyLogEntry, Rule};
 use crate::common::fixtures::{copy_and_unpack, seed_alpine};
-use crate::common::ocipush::{
-    Sandbox, assert_failed, assert_pushed, describe, run_watched, stderr,
-};
+use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed, run_watched, stderr};
 use crate::common::registry::RegistryServer;
 use crate::common::testdata;
 use crate::common::tools::{run_image, skopeo_inspect_output};
@@ -402,76 +398,4 @@ fn the_ecr_api_restarts_a_layer_whose_part_answer_was_lost() {
         ocipush::digest::Digest::of(manifest.as_bytes()).to_string(),
         digest
     );
-}
-
-/// Whether the installed moto serves ECR Public: an `ecr-public` service and STS's
-/// `GetServiceBearerToken`.
-fn moto_serves_ecr_public() -> (bool, bool) {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = std::process::Command::new(python)
-        .args([
-            "-c",
-            "from moto.backend_index import backend_url_patterns as b; \
-             import moto.sts.responses as r; \
-             print(any('public' in n for n, _ in b), \
-             hasattr(r.TokenResponse, 'get_service_bearer_token'))",
-        ])
-        .output()
-        .expect("python3 with moto[server] 5.2.5 (./scripts/install-deps.sh --moto)");
-    assert!(out.status.success(), "{}", describe(&out));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut it = text.split_whitespace().map(|w| w == "True");
-    (it.next().unwrap(), it.next().unwrap())
-}
-
-#[test]
-fn ecr_public_is_refused_where_unsupported_and_a_push_without_login_says_how() {
-    assert_eq!(
-        moto_serves_ecr_public(),
-        (false, false),
-        "moto now serves ECR Public: implement the push with ecr-public:GetAuthorizationToken + \
-         sts:GetServiceBearerToken and test it, instead of this refusal"
-    );
-    // A registry that wants credentials stands at public.ecr.aws; there is no login for it.
-    let reg = RegistryServer::start_with_auth("AWS", PASSWORD);
-    let alpine = RegistryServer::start();
-    seed_alpine(&alpine, "library/alpine:latest");
-    let sb = Sandbox::new();
-    let alpine_location = format!("{}/library/alpine", alpine.addr());
-    let reg_addr = reg.addr();
-    sb.set_registries(&[
-        ("docker.io/library/alpine", alpine_location.as_str()),
-        ("public.ecr.aws", reg_addr.as_str()),
-    ]);
-    let run = |args: &[&str]| {
-        let mut cmd = sb.command();
-        cmd.arg("--registries-conf")
-            .arg(sb.registries_conf())
-            .args(args);
-        cmd.output().unwrap()
-    };
-    let hello = testdata("hello/Dockerfile");
-    let hello = hello.to_str().unwrap();
-
-    let err = assert_failed(&run(&[hello, "public.ecr.aws/alias/app:v1"]), 1);
-    eprintln!("push:\n{err}");
-    assert!(
-        err.contains("Amazon ECR Public") && err.contains("aws ecr-public get-login-password"),
-        "{err}"
-    );
-
-    let mut cmd = sb.command();
-    cmd.args(["iam-policy", "public.ecr.aws/alias/app"]);
-    let err = assert_failed(&cmd.output().unwrap(), 2);
-    eprintln!("iam-policy:\n{err}");
-    assert!(
-        err.contains("Amazon ECR Public") && err.contains("ecr-public:GetAuthorizationToken"),
-        "{err}"
-    );
-
-    let out = run(&["--ecr-api", hello, "public.ecr.aws/alias/app:v1"]);
-    assert!(!out.status.success(), "{}", describe(&out));
-    let err = stderr(&out);
-    eprintln!("--ecr-api:\n{err}");
-    assert!(err.contains("sts:GetServiceBearerToken"), "{err}");
 }

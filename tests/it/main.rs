@@ -20,6 +20,8 @@ mod e2e_ecr_hosts;
 #[cfg(feature = "ecr")]
 mod e2e_ecr_policy;
 #[cfg(feature = "ecr")]
+mod e2e_ecr_public;
+#[cfg(feature = "ecr")]
 mod e2e_ecr_steps;
 mod e2e_errors;
 mod e2e_faults;

@@ -27,6 +27,27 @@ GetAuthorizationToken), IAM and STS: nothing of moto is patched here. This scrip
   * prints one JSON line (endpoints, account, the test users' keys, the roles) and serves until
     stdin closes (the test's Drop kills it anyway).
 
+An Amazon ECR Public stand-in, on moto's own port (so `AWS_ENDPOINT_URL` or
+`AWS_ENDPOINT_URL_ECR_PUBLIC` reach it): moto 5.2.5 has no `ecr-public` service and no
+`sts:GetServiceBearerToken` (tests/it/e2e_ecr_faults.rs asserts both), so the middleware answers
+requests whose `X-Amz-Target` is `SpencerFrontendService.<operation>` itself. It serves the one
+operation a push needs from the API, GetAuthorizationToken
+(https://docs.aws.amazon.com/AmazonECRPublic/latest/APIReference/API_GetAuthorizationToken.html),
+in the AWS JSON 1.1 protocol the ECR Public API speaks: `POST /`, `Content-Type:
+application/x-amz-json-1.1`, an empty JSON body, answered with
+`{"authorizationData": {"authorizationToken": base64("AWS:<password>"), "expiresAt": <epoch seconds>}}`
+(12 hours ahead, as ECR tokens last, or --ecr-public-expires-in SECONDS), errors as `{"__type": "<code>", "message": ...}`. It checks
+the SigV4 `Authorization` header's credential scope (`<date>/us-east-1/ecr-public/aws4_request`:
+the API exists only in us-east-1; a wrong scope gets AWS's InvalidSignatureException), and leaves
+the allow/deny decision to moto's own IAM: moto verifies the signature with the caller's secret
+and collects the caller's policies (user or assumed role), which must allow both
+`ecr-public:GetAuthorizationToken` and `sts:GetServiceBearerToken` (the call makes the second for
+its caller: https://docs.aws.amazon.com/AmazonECR/latest/public/public-repository-policy-examples.html).
+A refusal is AWS's AccessDeniedException text, "User: <arn> is not authorized to perform: <action>
+on resource: * because no identity-based policy allows the <action> action" (as quoted in
+fluxcd/pkg#938). The password is `ecr-public-<account>-auth-token` (printed as
+`ecr_public_password`); the tests' Bearer token gate in front of the real registry accepts exactly it.
+
 One fault, opt-in, which moto cannot produce and ECR's API can (a lost answer): with
 --fail-upload-part N, the Nth UploadLayerPart request is served by moto as usual (the part lands)
 and its answer replaced by HTTP 500 `ServerException` (recorded with `"injected": true` and the
@@ -42,6 +63,7 @@ import json
 import logging
 import sys
 import threading
+import time
 import urllib.parse
 import uuid
 from datetime import timezone
@@ -50,6 +72,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 from moto import settings
 from moto.core.authorization import ActionAuthenticatorMixin
+from moto.iam.access_control import IAMRequest
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
@@ -57,6 +80,9 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 REPOSITORY = "ec2-ecr-test"
 EXTERNAL_ID = "vendor-7f3a"  # the roles' trust policy requires it
+ECR_PUBLIC_PASSWORD = f"ecr-public-{ACCOUNT}-auth-token"
+ECR_PUBLIC_TARGET = "SpencerFrontendService."  # the X-Amz-Target prefix of the ECR Public API
+ECR_PUBLIC_EXPIRES_IN = [12 * 3600]  # seconds from issue to a token's expiresAt
 
 CALLS = []  # [{"action": ..., "caller": ..., "status": ..., "part": ..., "injected": ...}]
 FAIL_UPLOAD_PART = [0]  # the UploadLayerPart (1-based) whose answer is replaced by a 500; 0: none
@@ -77,6 +103,85 @@ def _body(environ):
     return body
 
 
+# ---------------------------------------------------------------- ECR Public stand-in
+
+
+def _request_headers(environ):
+    """The request's headers as a dict with their usual spelling (`X-Amz-Date`), as moto's
+    IAMRequest expects them."""
+    headers = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers["-".join(w.capitalize() for w in key[5:].split("_"))] = value
+    for key, name in (("CONTENT_TYPE", "Content-Type"), ("CONTENT_LENGTH", "Content-Length")):
+        if environ.get(key):
+            headers[name] = environ[key]
+    return headers
+
+
+def _json_answer(start_response, status, doc):
+    body = json.dumps(doc).encode()
+    start_response(status, [("Content-Type", "application/x-amz-json-1.1"),
+                            ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def ecr_public(environ, start_response):
+    """One ECR Public API request (see the module documentation)."""
+    operation = environ.get("HTTP_X_AMZ_TARGET", "")[len(ECR_PUBLIC_TARGET):]
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/", 1)[1] if "Credential=" in auth else ""
+    akid = auth.split("Credential=", 1)[1].split("/", 1)[0] if "Credential=" in auth else ""
+    caller = KEYS.get(akid, "assumed-role" if akid.startswith("ASIA") else ("anonymous" if not akid else "unknown"))
+    call = {"action": "ecr-public:" + operation, "caller": caller, "status": None, "part": None,
+            "injected": False, "scope": scope}
+    with LOCK:
+        CALLS.append(call)
+
+    def answer(status, doc):
+        with LOCK:
+            call["status"] = int(status.split(" ", 1)[0])
+        return _json_answer(start_response, status, doc)
+
+    body = _body(environ)
+    if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != "/" \
+            or environ.get("CONTENT_TYPE") != "application/x-amz-json-1.1":
+        return answer("400 Bad Request", {"__type": "SerializationException",
+                                          "message": "expected POST / with Content-Type application/x-amz-json-1.1"})
+    if not auth.startswith("AWS4-HMAC-SHA256 "):
+        return answer("403 Forbidden", {"__type": "MissingAuthenticationTokenException",
+                                        "message": "Missing Authentication Token"})
+    parts = scope.split("/")  # <date>/<region>/<service>/aws4_request
+    if len(parts) != 4 or parts[1] != REGION:
+        return answer("403 Forbidden", {"__type": "InvalidSignatureException",
+                                        "message": "Credential should be scoped to a valid region. "})
+    if parts[2] != "ecr-public" or parts[3] != "aws4_request":
+        return answer("403 Forbidden", {"__type": "InvalidSignatureException",
+                                        "message": "Credential should be scoped to correct service: 'ecr-public'. "})
+    if operation != "GetAuthorizationToken":
+        return answer("400 Bad Request", {"__type": "InvalidParameterException",
+                                          "message": f"the ECR Public stand-in serves GetAuthorizationToken only, not {operation}"})
+    try:
+        req = IAMRequest(account_id=ACCOUNT, method="POST", path="/", data={}, body=body,
+                         headers=_request_headers(environ), action=operation)
+        req.check_signature()
+    except Exception as e:  # moto's InvalidClientTokenId / SignatureDoesNotMatch
+        return answer("403 Forbidden", {"__type": "UnrecognizedClientException",
+                                        "message": f"The security token included in the request is invalid ({type(e).__name__})"})
+    for action in ("ecr-public:GetAuthorizationToken", "sts:GetServiceBearerToken"):
+        req._action = action  # what moto's IAM decides on (the scope named ecr-public:<operation>)
+        try:
+            req.check_action_permitted("*")
+        except Exception:  # moto's AccessDeniedError
+            return answer("400 Bad Request", {
+                "__type": "AccessDeniedException",
+                "message": f"User: {req._access_key.arn} is not authorized to perform: {action} on resource: * "
+                           f"because no identity-based policy allows the {action} action"})
+    token = base64.b64encode(f"AWS:{ECR_PUBLIC_PASSWORD}".encode()).decode()
+    return answer("200 OK", {"authorizationData": {"authorizationToken": token,
+                                                   "expiresAt": int(time.time()) + ECR_PUBLIC_EXPIRES_IN[0]}})
+
+
 class Recorder:
     """WSGI middleware: records (action, caller, status) of each ECR/STS request, and the byte
     range of each UploadLayerPart (moto checks neither part sizes nor partLastByte); changes
@@ -89,6 +194,8 @@ class Recorder:
         action = None
         part = None
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith(ECR_PUBLIC_TARGET):
+            return ecr_public(environ, start_response)
         if target.startswith("AmazonEC2ContainerRegistry_"):
             action = "ecr:" + target.split(".", 1)[1]
             if action == "ecr:UploadLayerPart":
@@ -247,8 +354,11 @@ def main():
                     help="another repository to create (besides ec2-ecr-test)")
     ap.add_argument("--fail-upload-part", type=int, default=0, metavar="N",
                     help="serve the Nth UploadLayerPart, then answer it with a 500 (a lost answer)")
+    ap.add_argument("--ecr-public-expires-in", type=int, default=12 * 3600, metavar="SECONDS",
+                    help="the ECR Public stand-in's tokens expire this long after issue (default 12 hours)")
     args = ap.parse_args()
     FAIL_UPLOAD_PART[0] = args.fail_upload_part
+    ECR_PUBLIC_EXPIRES_IN[0] = args.ecr_public_expires_in
     roles = [("containerise", load_policy(args.policy_file))]
     for r in args.role:
         name, path = r.split("=", 1)
@@ -310,6 +420,7 @@ def main():
         "roles": {name: {"arn": role_arns[name], "imds": f"http://127.0.0.1:{s.server_address[1]}"}
                   for name, s in imds.items()},
         "admin": users["admin"], "builder": users["builder"],
+        "ecr_public_password": ECR_PUBLIC_PASSWORD,
     }), flush=True)
     sys.stdin.read()  # serve until the test closes stdin (or kills us)
     for s in imds.values():

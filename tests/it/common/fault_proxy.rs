@@ -265,6 +265,9 @@ struct BearerGate {
     basic: String,
     issued: Vec<String>,
     live: Vec<String>,
+    /// The challenge's `service` and `scope`.
+    service: String,
+    scope: String,
 }
 
 #[derive(Default)]
@@ -370,12 +373,20 @@ impl FaultProxy {
     /// Require Bearer tokens from this proxy's own token endpoint (`/token`, Basic
     /// `user:pass`) for every `/v2/` request.
     pub fn require_bearer(&self, user: &str, pass: &str) {
+        self.require_bearer_as(user, pass, "fault-proxy", "repository:faults:pull,push");
+    }
+
+    /// [`require_bearer`](Self::require_bearer), challenging with this `service` and `scope`
+    /// (Amazon ECR Public's: `service="public.ecr.aws",scope="aws"`).
+    pub fn require_bearer_as(&self, user: &str, pass: &str, service: &str, scope: &str) {
         use base64::Engine as _;
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
         self.shared.state.lock().unwrap().gate = Some(BearerGate {
             basic: format!("Basic {basic}"),
             issued: Vec::new(),
             live: Vec::new(),
+            service: service.to_string(),
+            scope: scope.to_string(),
         });
     }
 
@@ -608,17 +619,28 @@ fn serve(s: &Arc<Shared>, client: TcpStream) {
             let _ = client.shutdown(Shutdown::Both);
         }
         Some(Fault::ExpireTokens) => {
-            if let Some(g) = s.state.lock().unwrap().gate.as_mut() {
-                g.live.clear();
-            }
+            let challenge = {
+                let mut st = s.state.lock().unwrap();
+                match st.gate.as_mut() {
+                    Some(g) => {
+                        g.live.clear();
+                        bearer_challenge(&s.listen_host, port, &g.service, &g.scope)
+                    }
+                    None => bearer_challenge(
+                        &s.listen_host,
+                        port,
+                        "fault-proxy",
+                        "repository:faults:pull,push",
+                    ),
+                }
+            };
             let _ = io::copy(
                 &mut (&mut reader).take(head.content_length),
                 &mut io::sink(),
             );
             let out = format!(
                 "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\
-                 WWW-Authenticate: {}\r\n\r\n",
-                bearer_challenge(&s.listen_host, port)
+                 WWW-Authenticate: {challenge}\r\n\r\n"
             );
             let _ = client.write_all(out.as_bytes());
             set_status(Some(401));
@@ -739,10 +761,8 @@ fn tls_handshake_refused(s: &Shared, client: &TcpStream) -> bool {
     true
 }
 
-fn bearer_challenge(host: &str, port: u16) -> String {
-    format!(
-        "Bearer realm=\"http://{host}:{port}/token\",service=\"fault-proxy\",scope=\"repository:faults:pull,push\""
-    )
+fn bearer_challenge(host: &str, port: u16, service: &str, scope: &str) -> String {
+    format!("Bearer realm=\"http://{host}:{port}/token\",service=\"{service}\",scope=\"{scope}\"")
 }
 
 /// With a Bearer gate: answer `/token` requests, and refuse `/v2/` requests without a live
@@ -775,7 +795,10 @@ fn gate(s: &Shared, head: &Head, port: u16) -> Option<Fault> {
         .is_some_and(|t| g.live.iter().any(|l| l == t));
     (!ok).then(|| Fault::Status {
         status: 401,
-        headers: vec![("WWW-Authenticate".into(), bearer_challenge(&host, port))],
+        headers: vec![(
+            "WWW-Authenticate".into(),
+            bearer_challenge(&host, port, &g.service, &g.scope),
+        )],
         body: r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#.into(),
     })
 }
