@@ -219,10 +219,38 @@ pub enum JobError {
     /// that registries.conf blocks).
     #[error("{0}")]
     Destination(Box<dyn std::error::Error + Send + Sync>),
+    /// An [`ImageBuilder`](crate::builder::ImageBuilder)'s description cannot be built.
+    #[error(transparent)]
+    Builder(#[from] crate::builder::BuilderError),
     /// [`BuildOptions::cancel`] was cancelled: the build stopped, open upload sessions were
     /// closed, nothing was tagged.
     #[error("cancelled: the build and push stopped; nothing was tagged")]
     Cancelled,
+}
+
+impl JobError {
+    /// Whether running the same job again may succeed without changing anything: the failure
+    /// was a registry's or the network's passing state (408, 429, 5xx, a dropped connection, a
+    /// timeout — after the client's own retries), not the input, a refusal or a cancellation.
+    pub fn is_retryable(&self) -> bool {
+        use crate::registry::RegistryError;
+        if matches!(self, JobError::Cancelled | JobError::Builder(_)) {
+            return false;
+        }
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = next {
+            if let Some(r) = e.downcast_ref::<RegistryError>() {
+                return r.last_attempt().is_retryable();
+            }
+            if let Some(d) = e.downcast_ref::<crate::dest::DestError>()
+                && let Some(r) = d.downcast_ref::<RegistryError>()
+            {
+                return r.last_attempt().is_retryable();
+            }
+            next = e.source();
+        }
+        false
+    }
 }
 
 /// Build the image and push it to `target` under its tag and `extra_tags`. Returns the built
@@ -524,6 +552,37 @@ mod tests {
                 password: Secret::new("from-docker-config")
             })
         );
+    }
+
+    #[test]
+    fn retryable_errors_are_the_registrys_passing_state() {
+        use crate::dest::DestError;
+        use crate::push::PushError;
+        use crate::registry::RegistryError;
+        let blob = |e: RegistryError| {
+            JobError::Push(PushError::Blob {
+                dest: "registry.example/app".into(),
+                digest: crate::digest::Digest::of(b"x"),
+                size: 1,
+                source: DestError::new(e),
+            })
+        };
+        let timeout = RegistryError::Timeout {
+            what: "uploading".into(),
+            registry: "registry.example".into(),
+            repository: "app".into(),
+            cause: "stalled".into(),
+        };
+        assert!(blob(timeout).is_retryable());
+        let odd = RegistryError::BadResponse {
+            registry: "registry.example".into(),
+            repository: "app".into(),
+            what: "uploading".into(),
+            reason: "a Location header that is not a URL".into(),
+        };
+        assert!(!blob(odd).is_retryable());
+        assert!(!JobError::Cancelled.is_retryable());
+        assert!(!JobError::Destination("blocked by registries.conf".into()).is_retryable());
     }
 
     #[test]

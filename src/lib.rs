@@ -51,6 +51,11 @@ mod rootfs;
 pub mod run;
 pub mod source;
 
+/// The crate's error: why a build and push ([`job::build_and_push_platforms`],
+/// [`builder::ImageBuilder::containerize`]) failed, with its source chain and
+/// [`Error::is_retryable`].
+pub use job::JobError as Error;
+
 /// Cancels a build and push ([`executor::BuildOptions::cancel`]); cloning shares it.
 pub use tokio_util::sync::CancellationToken;
 

@@ -73,7 +73,9 @@ impl From<String> for Base {
     }
 }
 
-/// Why [`ImageBuilder::containerize`] failed.
+/// Why an [`ImageBuilder`]'s description cannot be built (inside [`JobError::Builder`]). When
+/// the build or the push fails, messages name the builder's steps as Dockerfile lines: the
+/// base is line 1, each later call (layer, entrypoint, …) the next line.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuilderError {
@@ -91,10 +93,6 @@ pub enum BuilderError {
         #[source]
         source: std::io::Error,
     },
-    /// The build or the push failed. Messages name the builder's steps as Dockerfile lines:
-    /// the base is line 1, each later call (layer, entrypoint, …) the next line.
-    #[error(transparent)]
-    Job(#[from] JobError),
 }
 
 /// One call on the builder, in order.
@@ -265,7 +263,7 @@ impl ImageBuilder {
     }
 
     /// Stop when `token` is cancelled: [`ImageBuilder::containerize`] then returns
-    /// [`JobError::Cancelled`] (inside [`BuilderError::Job`]) having closed its open upload
+    /// [`JobError::Cancelled`] having closed its open upload
     /// sessions and removed its temporary files; nothing is tagged.
     pub fn cancel_on(mut self, token: crate::CancellationToken) -> ImageBuilder {
         self.cancel = token;
@@ -281,9 +279,9 @@ impl ImageBuilder {
         session: &Session,
         target: &Target,
         events: &EventSink,
-    ) -> Result<Pushed, BuilderError> {
+    ) -> Result<Pushed, JobError> {
         if self.platforms.is_empty() {
-            return Err(BuilderError::Invalid("no platform to build for".into()));
+            return Err(BuilderError::Invalid("no platform to build for".into()).into());
         }
         let work = tempfile::Builder::new()
             .prefix("ocipush-build-")
