@@ -16,6 +16,10 @@
 //!
 //! The project README follows; its Rust example is compiled as a doctest.
 #![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+// Module docs name the private modules that do the work (links resolve with
+// `cargo doc --document-private-items`); the public docs show them as text.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod auth;
 pub mod blob;
