@@ -42,10 +42,16 @@ fn files(dir: &Path, budget: u64) -> Vec<(String, PathBuf, u64)> {
         .collect()
 }
 
-fn build(spool: &Spool, files: &[(String, PathBuf, u64)], c: Compression) -> LayerBlob {
+fn build(
+    spool: &Spool,
+    files: &[(String, PathBuf, u64)],
+    c: Compression,
+    threads: usize,
+) -> LayerBlob {
     let opts = LayerOptions {
         compression: c,
         epoch: 0,
+        threads,
     };
     let mut w = LayerWriter::new(spool, &opts).unwrap();
     for (rel, path, size) in files {
@@ -86,8 +92,7 @@ fn pipeline(c: &mut Criterion) {
     for codec in codecs {
         let mut digest = None;
         for threads in [1, 2] {
-            ocipush::build::set_threads(threads);
-            let blob = build(&spool, &files, codec);
+            let blob = build(&spool, &files, codec, threads);
             if digest.is_none() {
                 eprintln!(
                     "{}: {} of {} bytes ({:.1} %)",
@@ -101,7 +106,7 @@ fn pipeline(c: &mut Criterion) {
             assert!(digest.as_ref().is_none_or(|d| *d == blob.digest));
             digest = Some(blob.digest);
             g.bench_function(BenchmarkId::new(codec.name(), format!("{threads}t")), |b| {
-                b.iter(|| build(&spool, &files, codec))
+                b.iter(|| build(&spool, &files, codec, 0))
             });
         }
     }

@@ -30,6 +30,8 @@ step() {
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy" cargo clippy --quiet --all-targets -- -D warnings
 step "cargo check --no-default-features (library without AWS)" cargo check --quiet --no-default-features --all-targets
+step "cargo doc (missing docs and broken links are errors)" env RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps
+step "public API listing (tests/public-api.txt)" ./scripts/public-api.sh
 step "cargo test --doc" cargo test --quiet --doc
 step "cargo test" cargo test --no-fail-fast --all-targets
 # Fuzz targets (fuzz/): each runs briefly (FUZZ_SECONDS, default 15 s); their seed corpora

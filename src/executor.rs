@@ -14,19 +14,23 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+pub use crate::fetch::FetchError;
+pub use crate::layerfs::LayerFsError;
+pub use crate::plan::{BuildArgs, PlanError};
+pub use crate::run::RunError;
+pub use crate::source::SourceError;
+
 use crate::blob::{Blob, BlobSource, FileBlob};
 use crate::build::{self, Compression, Context, Spool};
 use crate::events::{Event, EventSink};
 use crate::growing::LayerTap;
 use crate::image::{Encoded, Format, ImageConfig, Manifest, Platform};
 use crate::layerfs;
-use crate::plan::{
-    self, BaseSpec, BuildArgs, CopyFrom, LayerStep, PlanError, StageContext, Stages,
-};
+use crate::plan::{self, BaseSpec, CopyFrom, LayerStep, StageContext, Stages};
 use crate::registries_conf::RegistriesConf;
 use crate::registry::RegistryClient;
 use crate::rootfs::RootFs;
-use crate::source::{self, SourceError};
+use crate::source;
 use layers::{FromAt, LayerAt, StageFs, build_from_layer, build_layer};
 
 /// What to build: [`BuildOptions::new`] (a Dockerfile on disk) or [`BuildOptions::from_text`],
@@ -52,6 +56,9 @@ pub struct BuildOptions {
     pub epoch: u64,
     /// Layer compression.
     pub compression: Compression,
+    /// Threads compressing one layer, 0 (the default) for one per available core (a cargo
+    /// plugin honouring cargo's jobserver sets it). The bytes are the same for any number.
+    pub compress_threads: usize,
     /// Where built layers are spooled (the caller owns it: the layers of the returned image
     /// are files in it).
     pub spool_dir: PathBuf,
@@ -87,6 +94,7 @@ impl BuildOptions {
             format: Format::Oci,
             epoch: 0,
             compression: Compression::default(),
+            compress_threads: 0,
             spool_dir: spool_dir.into(),
             target: None,
             cache_dir: crate::cache::LayerCache::default_dir(),

@@ -506,6 +506,7 @@ mod tests {
             &LayerOptions {
                 compression: Compression::Gzip { level: 6 },
                 epoch: 0,
+                threads: 0,
             },
         )
         .unwrap();

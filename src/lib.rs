@@ -25,7 +25,7 @@ pub mod auth;
 pub mod blob;
 pub mod build;
 pub mod builder;
-pub mod cache;
+pub(crate) mod cache;
 pub mod contexts;
 pub mod copy;
 pub mod dest;
@@ -37,23 +37,23 @@ pub mod ecr;
 pub(crate) mod ecr_host;
 pub mod events;
 pub mod executor;
-pub mod fetch;
+pub(crate) mod fetch;
 pub mod growing;
 pub mod image;
 pub mod job;
 #[cfg(feature = "ecr")]
 pub mod job_ecr;
 mod job_stream;
-pub mod layerfs;
+pub(crate) mod layerfs;
 pub mod layout;
-pub mod plan;
+pub(crate) mod plan;
 pub mod push;
 pub mod reference;
 pub mod registries_conf;
 pub mod registry;
 mod rootfs;
-pub mod run;
-pub mod source;
+pub(crate) mod run;
+pub(crate) mod source;
 
 /// The crate's error: why a build and push ([`job::build_and_push_platforms`],
 /// [`builder::ImageBuilder::containerize`]) failed, with its source chain and

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use ocipush::auth::Anonymous;
 use ocipush::build::Compression;
 use ocipush::events;
+use ocipush::executor::BuildArgs;
 use ocipush::executor::{BuildOptions, BuiltImage, build_image};
 use ocipush::image::{Format, Platform};
-use ocipush::plan::BuildArgs;
 use ocipush::registries_conf::RegistriesConf;
 use ocipush::registry::{ClientOptions, RegistryClient};
 

@@ -35,6 +35,7 @@ async fn build_and_push(ctx_dir: &Path, work: &Path, tag: &str) -> (Digest, OciL
     let opts = LayerOptions {
         compression: Compression::Gzip { level: 6 },
         epoch: 0,
+        threads: 0,
     };
     let ctx = Context::open(ctx_dir).unwrap();
     let spec = CopySpec {

@@ -94,6 +94,7 @@ pub fn add_archive(data: &[u8]) {
     let opts = LayerOptions {
         compression: Compression::None,
         epoch: 0,
+        threads: 1,
     };
     let Ok(layer) = build_copy_layer(&ctx, &spec, &spool, &opts) else {
         return;

@@ -2,27 +2,17 @@
 //! that sits between the tar writer and the spool file.
 //!
 //! gzip is block-parallel ([`super::pgzip`]) and zstd uses libzstd's multithreaded mode; both
-//! give the same bytes for any thread count, so the thread count ([`set_threads`]) is a speed
-//! knob only and never part of a digest or a cache key.
+//! give the same bytes for any thread count, so the thread count (per build:
+//! [`super::LayerOptions::threads`]) is a speed knob only and never part of a digest or a cache key.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::pgzip::ParGzEncoder;
 use crate::image::media_types;
 
-/// Compressing threads per layer; 0 = one per available core.
-static THREADS: AtomicUsize = AtomicUsize::new(0);
-
-/// Set how many threads compress a layer (0 = one per available core, the default). The
-/// output does not depend on it.
-pub fn set_threads(threads: usize) {
-    THREADS.store(threads, Ordering::Relaxed);
-}
-
-/// How many threads compress a layer.
-pub fn threads() -> usize {
-    match THREADS.load(Ordering::Relaxed) {
+/// How many threads compress a layer when `asked` (0: one per available core).
+pub(crate) fn threads(asked: usize) -> usize {
+    match asked {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     }
@@ -110,11 +100,6 @@ pub(crate) enum Encoder<W: Write> {
 }
 
 impl<W: Write> Encoder<W> {
-    /// An encoder using [`threads`] threads.
-    pub(crate) fn new(compression: Compression, out: W) -> io::Result<Self> {
-        Self::with_threads(compression, out, threads())
-    }
-
     /// An encoder using `threads` threads; the output is the same for any count.
     pub(crate) fn with_threads(
         compression: Compression,

@@ -100,6 +100,7 @@ fn build(f: &Fixture, s: &CopySpec) -> Result<LayerBlob, BuildError> {
         &LayerOptions {
             compression: Compression::Gzip { level: 6 },
             epoch: 0,
+            threads: 0,
         },
     )
 }
@@ -418,6 +419,7 @@ fn deterministic_across_order_mtime_and_location() {
         &f2.spool,
         &LayerOptions {
             epoch: 1,
+            threads: 0,
             ..Default::default()
         },
     )

@@ -22,6 +22,9 @@ pub struct LayerOptions {
     pub compression: Compression,
     /// The mtime of every entry, in seconds since the Unix epoch (`SOURCE_DATE_EPOCH`; 0 by default).
     pub epoch: u64,
+    /// Threads compressing one layer, 0 for one per available core. The output is the same
+    /// for any number: a speed knob only, never part of a digest or a cache key.
+    pub threads: usize,
 }
 
 /// A finished layer in the spool.
@@ -100,8 +103,12 @@ impl LayerWriter {
     pub fn new(spool: &Spool, opts: &LayerOptions) -> Result<LayerWriter, BuildError> {
         let out = spool.layer_writer()?;
         let temp = out.temp_path().to_path_buf();
-        let encoder = Encoder::new(opts.compression, LayerOut::Spool(Box::new(out)))
-            .map_err(BuildError::io("start compressing", &temp))?;
+        let encoder = Encoder::with_threads(
+            opts.compression,
+            LayerOut::Spool(Box::new(out)),
+            super::compress::threads(opts.threads),
+        )
+        .map_err(BuildError::io("start compressing", &temp))?;
         let tar = TarWriter::new(HashingWriter::new(encoder));
         Ok(LayerWriter {
             tar,
@@ -516,6 +523,7 @@ mod tests {
         let opts = LayerOptions {
             compression: Compression::Gzip { level: 6 },
             epoch: 1_700_000_000,
+            threads: 0,
         };
         let mut w = LayerWriter::new(&spool, &opts).unwrap();
         w.add_file(
@@ -563,6 +571,7 @@ mod tests {
         let opts = LayerOptions {
             compression: Compression::None,
             epoch: 0,
+            threads: 0,
         };
         let blob = build_dirs_layer(
             &["/app/x".into(), "/app".into(), "/app/x".into()],

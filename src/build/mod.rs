@@ -23,7 +23,7 @@ mod tar_writer;
 
 pub use archive::{ArchiveFormat, detect_archive};
 pub use chmod::{Chmod, ChmodError, SymbolicMode};
-pub use compress::{Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, set_threads, threads};
+pub use compress::{Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL};
 pub use context::{Context, Source, WalkEntry, WalkFilter, WalkKind};
 pub(crate) use copy::{
     CopyPlan, Planned, apply_written, build_copy_layer_on, build_mkdir_layer, copy_diff_id,

@@ -78,6 +78,7 @@ fn opts() -> LayerOptions {
     LayerOptions {
         compression: Compression::Gzip { level: 1 },
         epoch: 0,
+        threads: 0,
     }
 }
 

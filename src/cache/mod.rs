@@ -91,13 +91,9 @@ impl LayerCache {
         nonempty("HOME").map(|h| PathBuf::from(h).join(".cache").join("ocipush"))
     }
 
-    /// The cache directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The COPY/ADD layer for `spec`: from the cache when its inputs are unchanged, else built
     /// (into the cache's blob store) and recorded.
+    #[cfg(test)]
     pub fn copy_layer(
         &self,
         ctx: &Context,

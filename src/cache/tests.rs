@@ -30,6 +30,7 @@ fn opts(level: u32) -> LayerOptions {
     LayerOptions {
         compression: Compression::Gzip { level },
         epoch: 0,
+        threads: 0,
     }
 }
 

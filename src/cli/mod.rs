@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use ocipush::build::Compression;
+use ocipush::executor::BuildArgs;
 use ocipush::executor::BuildOptions;
 use ocipush::image::{Format, Platform};
 use ocipush::job::{Session, Target, build_and_push_platforms};
-use ocipush::plan::BuildArgs;
 use ocipush::registries_conf::RegistriesConf;
 
 use args::{Cli, Command, FormatArg};
@@ -145,9 +145,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         .map_err(|e| Failure::usage(format!("invalid destination {destination:?}: {e}")))?;
     let platforms = parse_platforms(build.platform.as_deref()).map_err(Failure::usage)?;
     let compression = parse_compression(&build.compression).map_err(Failure::usage)?;
-    if build.perf.compress_threads > 0 {
-        ocipush::build::set_threads(build.perf.compress_threads as usize);
-    }
     let build_args =
         BuildArgs::parse(build.build_args.iter().map(String::as_str)).map_err(Failure::usage)?;
     for t in &build.tags {
@@ -216,15 +213,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     };
     opts.epoch = epoch;
     opts.compression = compression;
+    opts.compress_threads = build.perf.compress_threads as usize;
     opts.target = build.target.clone();
+    // BuildOptions::new has the default layer cache (LayerCache::default_dir) set.
     opts.cache_dir = if build.perf.no_cache {
         None
     } else {
-        build
-            .perf
-            .cache_dir
-            .clone()
-            .or_else(ocipush::cache::LayerCache::default_dir)
+        build.perf.cache_dir.clone().or(opts.cache_dir.take())
     };
     opts.build_contexts = build_contexts;
     cancel_on_signals(opts.cancel.clone());

@@ -58,6 +58,7 @@ impl Builder<'_> {
             layer: LayerOptions {
                 compression: self.opts.compression,
                 epoch: self.opts.epoch,
+                threads: self.opts.compress_threads,
             },
         };
         let base = resolve_base(nc, platform, &env).await.map_err(|source| {

@@ -90,6 +90,7 @@ pub(super) async fn build_from_layer(
     let layer_opts = LayerOptions {
         compression: opts.compression,
         epoch: opts.epoch,
+        threads: opts.compress_threads,
     };
     let spool = at.spool.clone();
     let on = OnFs {
@@ -219,6 +220,7 @@ pub(super) async fn build_layer(
     let layer_opts = LayerOptions {
         compression: opts.compression,
         epoch: opts.epoch,
+        threads: opts.compress_threads,
     };
     let (line, what) = match step {
         LayerStep::Copy {

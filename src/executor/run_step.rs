@@ -49,6 +49,7 @@ pub(super) async fn build_run_layer(
     let layer_opts = crate::build::LayerOptions {
         compression: opts.compression,
         epoch: opts.epoch,
+        threads: opts.compress_threads,
     };
     let state_dir = opts
         .cache_dir

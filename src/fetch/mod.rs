@@ -21,7 +21,7 @@ mod name;
 
 pub use download::{DownloadStore, Fetched, Stores};
 pub use error::FetchError;
-pub use http::{Fetcher, MAX_REDIRECTS};
+pub use http::Fetcher;
 pub use name::file_name;
 
 use crate::build::FetchedFile;

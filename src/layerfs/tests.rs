@@ -207,6 +207,7 @@ fn opts() -> LayerOptions {
     LayerOptions {
         compression: Compression::Gzip { level: 6 },
         epoch: 0,
+        threads: 0,
     }
 }
 

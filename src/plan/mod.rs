@@ -10,12 +10,11 @@ mod run;
 mod stage;
 mod stages;
 
-pub use crate::build::{Chmod, InlineFile};
 pub use args::{BuildArgs, platform_args};
 pub use error::PlanError;
 pub use remote_add::RemoteSource;
 pub use run::{RunNetwork, RunStep};
-pub use stage::{
-    CopyFrom, LayerStep, RunState, StageContext, StagePlan, plan_stage, plan_stage_on,
-};
+pub use stage::{CopyFrom, LayerStep, RunState, StageContext, plan_stage_on};
+#[cfg(test)]
+pub use stage::{StagePlan, plan_stage};
 pub use stages::{BaseSpec, Stage, Stages, plan_stages};

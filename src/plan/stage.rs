@@ -134,6 +134,7 @@ struct Planner<'a> {
 }
 
 /// Plan `stage` on top of `base` (`None` for `scratch`).
+#[cfg(test)]
 pub fn plan_stage(
     stage: &super::Stage,
     base: Option<ImageConfig>,

@@ -147,6 +147,7 @@ fn upper_directory_becomes_a_sorted_layer_with_whiteouts() {
     let opts = LayerOptions {
         compression: Compression::None,
         epoch: 5,
+        threads: 0,
     };
     let mut w = LayerWriter::new(&spool, &opts).unwrap();
     write_upper(u, &mut w, &mut fs).unwrap();
