@@ -48,6 +48,7 @@ pub mod registries_conf;
 pub mod registry;
 mod rootfs;
 pub mod run;
+pub mod secrets;
 pub mod source;
 
 /// The User-Agent sent with every request: `ocipush/<version>`.

@@ -33,6 +33,7 @@ async fn build(context: &Path, format: Format, epoch: u64) -> BuiltImage {
         target: None,
         cache_dir: None,
         build_contexts: Default::default(),
+        secrets: Default::default(),
     };
     let client = RegistryClient::new(ClientOptions {
         credentials: Arc::new(Anonymous),

@@ -154,6 +154,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let epoch = source_date_epoch().map_err(Failure::usage)?;
     let build_contexts = ocipush::contexts::NamedContexts::parse(&build.build_contexts)
         .map_err(|e| Failure::usage(e.to_string()))?;
+    let secrets = ocipush::secrets::BuildSecrets::parse(&build.secrets)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let context = build
         .context
         .clone()
@@ -224,6 +226,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .or_else(ocipush::cache::LayerCache::default_dir)
         },
         build_contexts,
+        secrets,
     };
     let events = progress::reporter(mode);
     let pushed = build_and_push_platforms(

@@ -38,6 +38,8 @@ mod cache;
 #[cfg(all(feature = "run", target_os = "linux"))]
 mod exec;
 #[cfg(all(feature = "run", target_os = "linux"))]
+mod mounts;
+#[cfg(all(feature = "run", target_os = "linux"))]
 mod sandbox;
 #[cfg(all(feature = "run", target_os = "linux"))]
 mod snapshot;
@@ -51,6 +53,8 @@ mod tests;
 
 #[cfg(all(feature = "run", target_os = "linux"))]
 pub(crate) use exec::{RunContext, run_layer};
+#[cfg(all(feature = "run", target_os = "linux"))]
+pub(crate) use mounts::MountSource;
 
 use std::path::PathBuf;
 
@@ -79,6 +83,17 @@ pub enum RunError {
     /// The sandbox could not be set up.
     #[error("could not {step}: {source}{}", hint(.source))]
     Setup {
+        /// The step.
+        step: &'static str,
+        /// The system's answer.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `RUN --mount` could not be set up in the sandbox.
+    #[error("RUN --mount on {target}: could not {step}: {source}{}", hint(.source))]
+    Mount {
+        /// The mount's target as written.
+        target: String,
         /// The step.
         step: &'static str,
         /// The system's answer.

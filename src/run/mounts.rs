@@ -1,0 +1,674 @@
+//! `RUN --mount`s on the host side: each mount's source prepared, its part of the cache key,
+//! and the [`MountOp`]s the sandbox performs, following BuildKit's `dispatchRunMounts`
+//! (dockerfile2llb `convert_runmount.go`) and its executor:
+//!
+//! - **bind** from the build context: the source's files (`.dockerignore` applied) mirrored
+//!   into a private directory by hard links (copies across filesystems), so ignored files stay
+//!   invisible; keyed by a digest of that tree (paths, modes, contents, link targets). From a
+//!   stage or image: an overlay of its layers' snapshots, keyed by their chain id. The source
+//!   path is resolved inside its root (in the image's [`RootFs`], then again in the sandbox
+//!   with `openat2(RESOLVE_IN_ROOT)`), so `..` and symlinks never leave it. Read-only (a
+//!   `MS_RDONLY` remount) unless `rw`, whose writes go to a throw-away upper directory.
+//! - **cache**: `<state>/run/cache-mounts/<sha256(id)>` (the cache directory when there is one,
+//!   else the build's spool directory), made with the mount's mode, uid and gid; `shared`
+//!   RUNs hold a shared `flock`, `locked` ones an exclusive one (so they wait), `private`
+//!   ones take the first instance (`<hash>-<n>`) nobody holds. Keyed by its spec.
+//! - **tmpfs**: a fresh tmpfs (`size=`); keyed by its spec.
+//! - **secret**: the content read from the build's [`BuildSecrets`] now, written by the
+//!   sandbox into a tmpfs of its own (never to disk) and bound read-only on the target,
+//!   and/or given as an environment variable; keyed by its spec, never by its content. A
+//!   missing secret skips the mount unless it is `required`.
+//!
+//! Targets the image lacks are made for the RUN and removed after ([`Stubs`]); a target inside
+//! another mount is made by the sandbox in that mount (mounts go on outermost first).
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::RunError;
+use super::sandbox::{MountOp, MountWhat};
+use super::snapshot::{self, Snapshots};
+use super::stubs::Stubs;
+use crate::blob::Blob;
+use crate::build::{Context, WalkKind};
+use crate::digest::{Digest, Hasher};
+use crate::plan::{CacheSharing, RunMount};
+use crate::rootfs::{Kind, RootFs};
+use crate::secrets::BuildSecrets;
+
+/// Where a bind mount's files come from.
+pub(crate) enum MountSource {
+    /// Not a bind mount.
+    None,
+    /// The build context (or a directory named context).
+    Dir(Arc<Context>),
+    /// A stage or an image.
+    Layers {
+        /// Its layers (bottom first) and their diff ids.
+        layers: Vec<Blob>,
+        diff_ids: Vec<Digest>,
+        /// Its filesystem (to resolve the source path).
+        fs: RootFs,
+        /// For messages.
+        name: String,
+    },
+}
+
+/// A bind source, prepared.
+enum Bound {
+    /// A mirror of context files: `root` holds `rel`.
+    Mirror { root: PathBuf, rel: String },
+    /// The resolved path `rel` in the overlay of `chains` (bottom first).
+    Layers { chains: Vec<Digest>, rel: String },
+}
+
+/// One mount after [`prepare`].
+struct Item {
+    mount: RunMount,
+    bound: Option<Bound>,
+    /// The bind source is a directory (else a file).
+    source_dir: bool,
+}
+
+/// The mounts of one RUN, prepared before the cache lookup.
+pub(crate) struct Mounts {
+    items: Vec<Item>,
+    key: Vec<serde_json::Value>,
+    /// Holds the mirrors, mount points and throw-away upper directories.
+    dir: PathBuf,
+}
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        snapshot::remove_all(&self.dir);
+    }
+}
+
+/// What the sandbox needs for the mounts, and what must live while it runs.
+pub(crate) struct Ready {
+    pub(crate) ops: Vec<MountOp>,
+    /// `NAME=value` of `env=` secrets.
+    pub(crate) env: Vec<String>,
+    /// Cache locks, released when dropped.
+    _locks: Vec<File>,
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
+    let path = path.to_path_buf();
+    move |source| RunError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+fn invalid(what: String) -> RunError {
+    RunError::Invalid { what }
+}
+
+/// Prepare `mounts` (with their `sources`, aligned) in a fresh directory of `snaps`; `hash`:
+/// whether the cache key is needed (context files are hashed only then).
+pub(crate) fn prepare(
+    mounts: &[RunMount],
+    sources: &[MountSource],
+    snaps: &Snapshots,
+    hash: bool,
+) -> Result<Mounts, RunError> {
+    let mut out = Mounts {
+        items: Vec::new(),
+        key: Vec::new(),
+        dir: snaps.temp()?,
+    };
+    for (i, m) in mounts.iter().enumerate() {
+        let src = sources.get(i).unwrap_or(&MountSource::None);
+        let (bound, source_dir, key) = match m {
+            RunMount::Bind {
+                target,
+                source,
+                readwrite,
+                ..
+            } => {
+                let (bound, dir, content) = match src {
+                    MountSource::Dir(ctx) => {
+                        let root = out.dir.join(format!("ctx-{i}"));
+                        let (rel, dir, digest) = mirror(ctx, source, &root, hash)?;
+                        (Bound::Mirror { root, rel }, dir, digest)
+                    }
+                    MountSource::Layers {
+                        diff_ids, fs, name, ..
+                    } => {
+                        let r = fs.resolve(source, true).map_err(|e| {
+                            invalid(format!("RUN --mount source {source} in {name}: {e}"))
+                        })?;
+                        let meta = r.node.map(|_| fs.get(&r.comps)).flatten().ok_or_else(|| {
+                            invalid(format!(
+                                "RUN --mount source {source} does not exist in {name}"
+                            ))
+                        })?;
+                        let dir = match meta.kind {
+                            Kind::Dir => true,
+                            Kind::File => false,
+                            _ => {
+                                return Err(invalid(format!(
+                                    "RUN --mount source {source} in {name} is neither a file nor a directory"
+                                )));
+                            }
+                        };
+                        let chains = snapshot::chain_ids(diff_ids);
+                        let top = chains.last().map(|d| d.to_string());
+                        (
+                            Bound::Layers {
+                                chains,
+                                rel: r.comps.join("/"),
+                            },
+                            dir,
+                            top,
+                        )
+                    }
+                    MountSource::None => {
+                        return Err(invalid(format!(
+                            "internal error: no source prepared for the bind mount on {target}"
+                        )));
+                    }
+                };
+                let key = serde_json::json!({
+                    "bind": target, "source": source, "rw": readwrite, "content": content,
+                });
+                (Some(bound), dir, key)
+            }
+            RunMount::Cache {
+                target,
+                id,
+                sharing,
+                mode,
+                uid,
+                gid,
+                readonly,
+            } => (
+                None,
+                true,
+                serde_json::json!({
+                    "cache": target, "id": id, "sharing": sharing.name(), "mode": mode,
+                    "uid": uid, "gid": gid, "ro": readonly,
+                }),
+            ),
+            RunMount::Tmpfs { target, size } => (
+                None,
+                true,
+                serde_json::json!({ "tmpfs": target, "size": size }),
+            ),
+            RunMount::Secret {
+                id,
+                target,
+                env,
+                required,
+                mode,
+                uid,
+                gid,
+            } => (
+                None,
+                false,
+                serde_json::json!({
+                    "secret": id, "target": target, "env": env, "required": required,
+                    "mode": mode, "uid": uid, "gid": gid,
+                }),
+            ),
+        };
+        out.key.push(key);
+        out.items.push(Item {
+            mount: m.clone(),
+            bound,
+            source_dir,
+        });
+    }
+    // Mount points of nested targets inside a read-only context mirror are made in the mirror.
+    let targets: Vec<String> = out
+        .items
+        .iter()
+        .filter_map(|it| it.mount.target().map(str::to_string))
+        .collect();
+    for it in &out.items {
+        let (Some(Bound::Mirror { root, rel }), Some(t)) = (&it.bound, it.mount.target()) else {
+            continue;
+        };
+        for inner in &targets {
+            if let Some(below) = inner.strip_prefix(&format!("{t}/")) {
+                make_inside(&root.join(rel), below);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `mkdir -p base/below`, never through a symlink (it could lead out of the mirror).
+fn make_inside(base: &Path, below: &str) {
+    let mut p = base.to_path_buf();
+    for c in below.split('/') {
+        p.push(c);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => return,
+            Err(_) => {
+                if std::fs::create_dir(&p).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Mirror the context path `source` into `root`: returns the mirror's path relative to
+/// `root`, whether it is a directory, and (when `hash`) the digest of the tree.
+fn mirror(
+    ctx: &Context,
+    source: &str,
+    root: &Path,
+    hash: bool,
+) -> Result<(String, bool, Option<String>), RunError> {
+    let not_found = |e: crate::build::BuildError| {
+        invalid(format!(
+            "RUN --mount source {source} is not in the build context: {e}"
+        ))
+    };
+    let rel_src = source.trim_start_matches('/');
+    let src = if rel_src.is_empty() {
+        None
+    } else {
+        if rel_src.contains(['*', '?', '[']) {
+            return Err(invalid(format!(
+                "RUN --mount source {source}: wildcards are not allowed in a mount source"
+            )));
+        }
+        let (found, _) = ctx.resolve(rel_src).map_err(not_found)?;
+        Some(found.into_iter().next().ok_or_else(|| {
+            invalid(format!(
+                "RUN --mount source {source} does not exist in the build context"
+            ))
+        })?)
+    };
+    std::fs::create_dir(root).map_err(io_err("create a bind mount mirror", root))?;
+    let mut h = Hasher::new();
+    let (is_dir, rel, path) = match &src {
+        None => (true, String::new(), ctx.root().to_path_buf()),
+        Some(s) => (s.is_dir, s.rel.clone(), s.path.clone()),
+    };
+    if !is_dir {
+        let dest = root.join("file");
+        link_or_copy(&path, &dest)?;
+        if hash {
+            let (d, size) = Hasher::file(&path).map_err(io_err("read", &path))?;
+            let mode = std::fs::metadata(&path)
+                .map_err(io_err("read", &path))?
+                .permissions()
+                .mode();
+            h.update(format!("F {mode:o} {size} {d}\n").as_bytes());
+        }
+        return Ok(("file".into(), false, hash.then(|| h.finish().0.to_string())));
+    }
+    let top = root.join("dir");
+    std::fs::create_dir(&top).map_err(io_err("create a bind mount mirror", &top))?;
+    let mode = std::fs::metadata(&path)
+        .map_err(io_err("read", &path))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    std::fs::set_permissions(&top, std::fs::Permissions::from_mode(mode))
+        .map_err(io_err("create a bind mount mirror", &top))?;
+    h.update(format!("D . {mode:o}\n").as_bytes());
+    ctx.walk_each(&rel, Default::default(), &mut |e| {
+        let dest = top.join(&e.rel);
+        match &e.kind {
+            WalkKind::Dir { mode } => {
+                std::fs::create_dir(&dest)
+                    .and_then(|_| {
+                        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(*mode))
+                    })
+                    .map_err(crate::build::BuildError::io("mirror", &dest))?;
+                h.update(format!("D {} {mode:o}\n", e.rel).as_bytes());
+            }
+            WalkKind::File { mode, size } => {
+                link_or_copy(&e.path, &dest).map_err(|e| match e {
+                    RunError::Io { source, path, .. } => crate::build::BuildError::Io {
+                        action: "mirror",
+                        path,
+                        source,
+                    },
+                    other => crate::build::BuildError::Io {
+                        action: "mirror",
+                        path: dest.clone(),
+                        source: std::io::Error::other(other.to_string()),
+                    },
+                })?;
+                if hash {
+                    let (d, _) = Hasher::file(&e.path)
+                        .map_err(crate::build::BuildError::io("read", &e.path))?;
+                    h.update(format!("F {} {mode:o} {size} {d}\n", e.rel).as_bytes());
+                }
+            }
+            WalkKind::Symlink { target } => {
+                std::os::unix::fs::symlink(target, &dest)
+                    .map_err(crate::build::BuildError::io("mirror", &dest))?;
+                h.update(format!("L {} {target}\n", e.rel).as_bytes());
+            }
+        }
+        Ok(())
+    })
+    .map_err(not_found)?;
+    Ok(("dir".into(), true, hash.then(|| h.finish().0.to_string())))
+}
+
+fn link_or_copy(from: &Path, to: &Path) -> Result<(), RunError> {
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(io_err("copy a build context file for a bind mount", from))
+}
+
+impl Mounts {
+    /// The mounts' part of the RUN cache key (`None` without mounts).
+    pub(crate) fn key(&self) -> Option<serde_json::Value> {
+        (!self.key.is_empty()).then(|| serde_json::Value::Array(self.key.clone()))
+    }
+
+    /// Everything the sandbox needs: snapshots of layer sources unpacked (`ensure`), cache
+    /// directories made and locked under `state`, secrets read, targets stubbed in `upper`.
+    pub(crate) fn ready(
+        &self,
+        fs: &RootFs,
+        upper: &Path,
+        stubs: &mut Stubs,
+        state: &Path,
+        secrets: &BuildSecrets,
+        ensure: &dyn Fn(&[Blob], &[Digest], &str) -> Result<(), RunError>,
+        sources: &[MountSource],
+    ) -> Result<Ready, RunError> {
+        let mut order: Vec<usize> = (0..self.items.len()).collect();
+        let depth = |i: &usize| {
+            self.items[*i]
+                .mount
+                .target()
+                .map_or(0, |t| t.split('/').count())
+        };
+        order.sort_by_key(depth);
+        let targets: Vec<&str> = self.items.iter().filter_map(|i| i.mount.target()).collect();
+        let nested = |t: &str| targets.iter().any(|o| t.starts_with(&format!("{o}/")));
+        let mut ready = Ready {
+            ops: Vec::new(),
+            env: Vec::new(),
+            _locks: Vec::new(),
+        };
+        for i in order {
+            let it = &self.items[i];
+            let n = ready.ops.len();
+            let (what, readonly, dir) = match (&it.mount, &it.bound) {
+                (RunMount::Bind { readwrite, .. }, Some(Bound::Mirror { root, rel })) => {
+                    if *readwrite {
+                        let (opts, at) = self.rw_overlay(n, &[root.clone()])?;
+                        (
+                            MountWhat::Overlay {
+                                opts,
+                                at,
+                                rel: rel.clone(),
+                            },
+                            false,
+                            it.source_dir,
+                        )
+                    } else {
+                        (
+                            MountWhat::Bind {
+                                root: root.clone(),
+                                rel: rel.clone(),
+                            },
+                            true,
+                            it.source_dir,
+                        )
+                    }
+                }
+                (RunMount::Bind { readwrite, .. }, Some(Bound::Layers { chains, rel })) => {
+                    if let Some(MountSource::Layers {
+                        layers,
+                        diff_ids,
+                        name,
+                        ..
+                    }) = sources.get(i)
+                    {
+                        ensure(layers, diff_ids, name)?;
+                    }
+                    let mut lowers: Vec<PathBuf> = chains
+                        .iter()
+                        .rev()
+                        .map(|c| PathBuf::from(Snapshots::rel(c)))
+                        .collect();
+                    lowers.push(PathBuf::from("empty"));
+                    let (opts, at) = if *readwrite {
+                        self.rw_overlay(n, &lowers)?
+                    } else {
+                        let at = self.mount_point(n)?;
+                        (format!("lowerdir={}", join_lowers(&lowers)), at)
+                    };
+                    (
+                        MountWhat::Overlay {
+                            opts,
+                            at,
+                            rel: rel.clone(),
+                        },
+                        !*readwrite,
+                        it.source_dir,
+                    )
+                }
+                (
+                    RunMount::Cache {
+                        id,
+                        sharing,
+                        mode,
+                        uid,
+                        gid,
+                        readonly,
+                        ..
+                    },
+                    _,
+                ) => {
+                    let (dir, lock) =
+                        cache_dir(&state.join("run").join("cache-mounts"), id, *sharing)?;
+                    init_cache_dir(&dir, *mode, *uid, *gid)?;
+                    ready._locks.push(lock);
+                    (
+                        MountWhat::Bind {
+                            root: dir,
+                            rel: String::new(),
+                        },
+                        *readonly,
+                        true,
+                    )
+                }
+                (RunMount::Tmpfs { size, .. }, _) => {
+                    let mut opts = "mode=1777".to_string();
+                    if let Some(s) = size {
+                        opts.push_str(&format!(",size={s}"));
+                    }
+                    (MountWhat::Tmpfs { opts }, false, true)
+                }
+                (
+                    RunMount::Secret {
+                        id,
+                        target,
+                        env,
+                        required,
+                        mode,
+                        uid,
+                        gid,
+                    },
+                    _,
+                ) => {
+                    let data = secrets
+                        .read(id)
+                        .map_err(|e| invalid(format!("RUN --mount=type=secret: {e}")))?;
+                    let Some(data) = data else {
+                        if *required {
+                            return Err(invalid(format!(
+                                "secret {id} is required by RUN --mount=type=secret,required but the build has no such secret; pass --secret id={id},src=FILE (or env=VARIABLE)"
+                            )));
+                        }
+                        continue;
+                    };
+                    if let Some(var) = env {
+                        if data.contains(&0) {
+                            return Err(invalid(format!(
+                                "secret {id} contains a NUL byte, so it cannot be the environment variable {var}"
+                            )));
+                        }
+                        ready
+                            .env
+                            .push(format!("{var}={}", String::from_utf8_lossy(&data)));
+                    }
+                    if target.is_none() {
+                        continue;
+                    }
+                    let at = self.mount_point(n)?;
+                    (
+                        MountWhat::Secret {
+                            at,
+                            data,
+                            mode: *mode,
+                            uid: *uid,
+                            gid: *gid,
+                        },
+                        true,
+                        false,
+                    )
+                }
+                (RunMount::Bind { target, .. }, None) => {
+                    return Err(invalid(format!(
+                        "internal error: the bind mount on {target} was not prepared"
+                    )));
+                }
+            };
+            let Some(target) = it.mount.target() else {
+                continue;
+            };
+            let (target, create) = if nested(target) {
+                (target.trim_start_matches('/').to_string(), Some(dir))
+            } else {
+                (stubs.ensure(fs, upper, target, dir, (0, 0), false)?, None)
+            };
+            ready.ops.push(MountOp {
+                what,
+                target,
+                create,
+                readonly,
+                shown: it.mount.target().unwrap_or_default().to_string(),
+            });
+        }
+        Ok(ready)
+    }
+
+    /// A fresh empty directory to mount on (host side).
+    fn mount_point(&self, n: usize) -> Result<PathBuf, RunError> {
+        let at = self.dir.join(format!("mnt-{n}"));
+        std::fs::create_dir(&at).map_err(io_err("create a mount point", &at))?;
+        Ok(at)
+    }
+
+    /// Overlay options (relative to the snapshot root or absolute) with a throw-away upper
+    /// directory, and where to mount it.
+    fn rw_overlay(&self, n: usize, lowers: &[PathBuf]) -> Result<(String, PathBuf), RunError> {
+        let at = self.mount_point(n)?;
+        let upper = self.dir.join(format!("up-{n}"));
+        let work = self.dir.join(format!("wk-{n}"));
+        for d in [&upper, &work] {
+            std::fs::create_dir(d).map_err(io_err("create a mount's upper directory", d))?;
+        }
+        Ok((
+            format!(
+                "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off",
+                join_lowers(lowers),
+                upper.display(),
+                work.display()
+            ),
+            at,
+        ))
+    }
+}
+
+fn join_lowers(lowers: &[PathBuf]) -> String {
+    lowers
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The directory of cache `id` under `root`, and the lock held for `sharing`.
+fn cache_dir(root: &Path, id: &str, sharing: CacheSharing) -> Result<(PathBuf, File), RunError> {
+    std::fs::create_dir_all(root).map_err(io_err("create the cache mount directory", root))?;
+    let name = Digest::of(id.as_bytes()).hex().to_string();
+    let open = |n: usize| -> Result<(PathBuf, File), RunError> {
+        let dir = if n == 0 {
+            root.join(&name)
+        } else {
+            root.join(format!("{name}-{n}"))
+        };
+        let lock_path = dir.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("open the cache mount lock", &lock_path))?;
+        Ok((dir, lock))
+    };
+    let flock = |f: &File, op: libc::c_int| -> std::io::Result<()> {
+        loop {
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    };
+    match sharing {
+        CacheSharing::Shared | CacheSharing::Locked => {
+            let (dir, lock) = open(0)?;
+            let op = if sharing == CacheSharing::Shared {
+                libc::LOCK_SH
+            } else {
+                libc::LOCK_EX
+            };
+            flock(&lock, op).map_err(io_err("lock the cache mount", &dir))?;
+            Ok((dir, lock))
+        }
+        CacheSharing::Private => {
+            let mut n = 0;
+            loop {
+                let (dir, lock) = open(n)?;
+                match flock(&lock, libc::LOCK_EX | libc::LOCK_NB) {
+                    Ok(()) => return Ok((dir, lock)),
+                    Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => n += 1,
+                    Err(e) => return Err(io_err("lock the cache mount", &dir)(e)),
+                }
+            }
+        }
+    }
+}
+
+/// Make the cache directory with its mode and owner the first time.
+fn init_cache_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), RunError> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => {
+            std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
+                .map_err(io_err("set the cache mount's owner", dir))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+                .map_err(io_err("set the cache mount's mode", dir))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_err("create the cache mount", dir)(e)),
+    }
+}
