@@ -1,7 +1,9 @@
 //! RUN layers cached like BuildKit's exec cache: the key is the parent's chain id and
 //! everything the command sees from the Dockerfile (argv, environment, user, working
-//! directory, network, `--mount`s) plus the layer options, so an unchanged Dockerfile on unchanged layers
-//! rebuilds without executing anything. As in BuildKit, what the command fetches from the
+//! directory, network, `--mount`s) plus the layer options, so an unchanged Dockerfile on
+//! unchanged layers rebuilds without executing anything. A bind mount counts by its content
+//! (a digest of the context files, or the chain id of the stage), cache, tmpfs and secret
+//! mounts by their flags (a secret by its id, never its content), as BuildKit keys them. As in BuildKit, what the command fetches from the
 //! network is not part of the key (`--no-cache` runs it again).
 //!
 //! Layout under the cache directory: `run/layers/<key>.json` → the layer's digest, diff id

@@ -27,10 +27,13 @@
 //! directories translated, and applied to the stage's filesystem for later instructions; it
 //! then becomes the snapshot of the new chain id by a rename. **Cache** ([`cache`]): a RUN
 //! whose parent chain id and inputs are unchanged is served from the layer cache unexecuted. Mount points the image lacks are
-//! made and removed again ([`stubs`]) so they never reach the layer.
+//! made and removed again ([`stubs`]) so they never reach the layer. **Mounts** ([`mounts`]):
+//! `RUN --mount` bind (context mirror or stage overlay), cache, tmpfs and secret mounts,
+//! resolved inside their roots by the sandbox (`openat2(RESOLVE_IN_ROOT)`).
 //!
 //! Not yet: rootless (a user namespace mapped with `newuidmap` from `/etc/subuid`; today RUN
-//! needs root and says so), `--mount`, seccomp and cgroup limits, extended attributes in RUN
+//! needs root and says so), `--mount=type=ssh`, cache mounts seeded `from` a stage, seccomp and
+//! cgroup limits, extended attributes in RUN
 //! layers, foreign architectures (qemu-user), a fallback without overlayfs.
 
 #[cfg(all(feature = "run", target_os = "linux"))]

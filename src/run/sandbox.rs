@@ -6,7 +6,10 @@
 //! mounts the overlay (lower directories relative to the snapshot directory, so the option
 //! string stays short), a fresh `/proc`, a `/dev` tmpfs holding bind mounts of the host's
 //! `null`, `zero`, `full`, `random`, `urandom` and `tty` plus `pts`, `shm` and the usual
-//! links, a read-only `/sys`, and the generated `/etc/hosts` and `/etc/resolv.conf`; sets the
+//! links, a read-only `/sys`, and the generated `/etc/hosts` and `/etc/resolv.conf`; performs
+//! the `RUN --mount`s ([`MountOp`]: sources and targets opened with `openat2(RESOLVE_IN_ROOT)`
+//! and mounted through their `/proc/self/fd` paths, so no `..` or symlink leads out of a root;
+//! a secret written into a tmpfs of its own; read-only ones remounted `MS_RDONLY`); sets the
 //! hostname; `pivot_root`s into the overlay and detaches the old root (runc's
 //! `pivot_root(".", ".")` + `umount2(".", MNT_DETACH)`), so no host path stays reachable;
 //! narrows the capability bounding set to the OCI runtime default set (runc/containerd
