@@ -90,7 +90,9 @@ impl BuildSecrets {
             let (mut id, mut src, mut env, mut typ) = (None, None, None, None);
             for field in v.split(',') {
                 let Some((k, val)) = field.split_once('=') else {
-                    return Err(bad(format!("invalid field '{field}' must be a key=value pair")));
+                    return Err(bad(format!(
+                        "invalid field '{field}' must be a key=value pair"
+                    )));
                 };
                 match k.to_ascii_lowercase().as_str() {
                     "type" if val == "file" || val == "env" => typ = Some(val.to_string()),
@@ -209,7 +211,10 @@ mod tests {
         assert_eq!(s.source("a"), Some(&SecretSource::File(file.clone())));
         assert_eq!(s.source("b"), Some(&SecretSource::Env("HOME".into())));
         assert_eq!(s.source("c"), Some(&SecretSource::Env("PATH".into())));
-        assert_eq!(s.source("FROM_ENV"), Some(&SecretSource::Env("FROM_ENV".into())));
+        assert_eq!(
+            s.source("FROM_ENV"),
+            Some(&SecretSource::Env("FROM_ENV".into()))
+        );
         assert_eq!(s.entries.len(), 4);
         assert_eq!(s.read("a").unwrap().unwrap(), b"file-secret-value");
         assert!(s.read("missing").unwrap().is_none());
@@ -220,7 +225,10 @@ mod tests {
         );
         // Neither src nor env, no such variable: the file named like the id.
         let e = BuildSecrets::parse_with(&["id=/no/such/file"], &env_set).unwrap_err();
-        assert!(e.to_string().contains("secret /no/such/file: cannot read"), "{e}");
+        assert!(
+            e.to_string().contains("secret /no/such/file: cannot read"),
+            "{e}"
+        );
     }
 
     #[test]

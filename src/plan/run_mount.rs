@@ -383,11 +383,11 @@ pub(crate) fn parse_mount(val: &str, at: &MountAt<'_>) -> Result<RunMount, Mount
         }
     }
     if raw.sharing.is_some() && kind != "cache" {
-        return Err(invalid(format!("invalid cache sharing set for {kind} mount")));
+        return Err(invalid(format!(
+            "invalid cache sharing set for {kind} mount"
+        )));
     }
-    let readonly = raw
-        .readonly
-        .unwrap_or(!matches!(kind, "cache" | "tmpfs"));
+    let readonly = raw.readonly.unwrap_or(!matches!(kind, "cache" | "tmpfs"));
     let target = |raw_target: &Option<String>| -> Result<String, MountError> {
         match raw_target {
             Some(t) if !t.is_empty() => target_path(t, at.workdir),
@@ -405,7 +405,9 @@ pub(crate) fn parse_mount(val: &str, at: &MountAt<'_>) -> Result<RunMount, Mount
                 return Err(invalid("secret mount should not have a from"));
             }
             if raw.source.is_none() && raw.target.is_none() && raw.id.is_none() {
-                return Err(invalid("invalid secret mount. one of source, target required"));
+                return Err(invalid(
+                    "invalid secret mount. one of source, target required",
+                ));
             }
             if raw.source.is_some() && raw.id.is_some() {
                 return Err(invalid("both source and id can't be set"));

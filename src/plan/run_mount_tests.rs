@@ -3,7 +3,8 @@
 use super::*;
 
 fn parse(v: &str) -> Result<RunMount, MountError> {
-    let expand = |s: &str| -> Result<String, crate::plan::PlanError> { Ok(s.replace("$DIR", "/expanded")) };
+    let expand =
+        |s: &str| -> Result<String, crate::plan::PlanError> { Ok(s.replace("$DIR", "/expanded")) };
     let from = |s: &str| -> Result<CopyFrom, crate::plan::PlanError> {
         Ok(if s == "build" {
             CopyFrom::Stage(0)
@@ -155,24 +156,54 @@ fn tmpfs_size() {
 fn refusals() {
     for (v, want) in [
         ("type=nfs,target=/x", "unsupported mount type \"nfs\""),
-        ("target=/x,mode=0700", "mode not allowed for \"bind\" type mounts"),
-        ("type=tmpfs,target=/x,uid=1", "uid not allowed for \"tmpfs\""),
-        ("target=/x,sharing=locked", "invalid cache sharing set for bind mount"),
-        ("type=cache,target=/x,sharing=exclusive", "unsupported sharing value"),
-        ("target=/x,required", "unexpected key 'required' for mount type 'bind'"),
-        ("type=cache,target=/x,size=1m", "unexpected key 'size' for mount type 'cache'"),
+        (
+            "target=/x,mode=0700",
+            "mode not allowed for \"bind\" type mounts",
+        ),
+        (
+            "type=tmpfs,target=/x,uid=1",
+            "uid not allowed for \"tmpfs\"",
+        ),
+        (
+            "target=/x,sharing=locked",
+            "invalid cache sharing set for bind mount",
+        ),
+        (
+            "type=cache,target=/x,sharing=exclusive",
+            "unsupported sharing value",
+        ),
+        (
+            "target=/x,required",
+            "unexpected key 'required' for mount type 'bind'",
+        ),
+        (
+            "type=cache,target=/x,size=1m",
+            "unexpected key 'size' for mount type 'cache'",
+        ),
         ("target=/x,bogus=1", "unexpected key 'bogus'"),
-        ("target=/x,nokey", "invalid field 'nokey' must be a key=value pair"),
+        (
+            "target=/x,nokey",
+            "invalid field 'nokey' must be a key=value pair",
+        ),
         ("target=/x,ro=maybe", "invalid value for ro: maybe"),
         ("type=cache,target=/x,mode=9", "invalid value 9 for mode"),
         ("type=cache,target=/x,uid=-1", "invalid value -1 for uid"),
-        ("type=tmpfs,target=/x,size=lots", "invalid value for size: lots"),
+        (
+            "type=tmpfs,target=/x,size=lots",
+            "invalid value for size: lots",
+        ),
         ("target=/", "invalid mount target \"/\""),
         ("type=cache", "a cache mount needs a target"),
         ("type=secret", "one of source, target required"),
         ("type=secret,id=a,src=b", "both source and id can't be set"),
-        ("type=secret,id=a,from=x", "secret mount should not have a from"),
-        ("target=/x,from=$STAGE", "doesn't support variable expansion"),
+        (
+            "type=secret,id=a,from=x",
+            "secret mount should not have a from",
+        ),
+        (
+            "target=/x,from=$STAGE",
+            "doesn't support variable expansion",
+        ),
         ("\"target=/x", "unterminated quote"),
     ] {
         let m = err(v);
@@ -184,6 +215,9 @@ fn refusals() {
             "{v}"
         );
     }
-    let two = [parse("target=/a").unwrap(), parse("type=tmpfs,target=/a/").unwrap()];
+    let two = [
+        parse("target=/a").unwrap(),
+        parse("type=tmpfs,target=/a/").unwrap(),
+    ];
     assert!(check_targets(&two).is_err());
 }

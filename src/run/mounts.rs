@@ -117,6 +117,14 @@ pub(crate) fn prepare(
     snaps: &Snapshots,
     hash: bool,
 ) -> Result<Mounts, RunError> {
+    if sources
+        .iter()
+        .any(|s| matches!(s, MountSource::Layers { .. }))
+    {
+        // Stage and image overlays end with this lower directory (a lone lower directory
+        // mounts read-only only on newer kernels).
+        snaps.empty()?;
+    }
     let mut out = Mounts {
         items: Vec::new(),
         key: Vec::new(),
@@ -143,7 +151,7 @@ pub(crate) fn prepare(
                         let r = fs.resolve(source, true).map_err(|e| {
                             invalid(format!("RUN --mount source {source} in {name}: {e}"))
                         })?;
-                        let meta = r.node.map(|_| fs.get(&r.comps)).flatten().ok_or_else(|| {
+                        let meta = r.node.and_then(|_| fs.get(&r.comps)).ok_or_else(|| {
                             invalid(format!(
                                 "RUN --mount source {source} does not exist in {name}"
                             ))
@@ -670,5 +678,61 @@ fn init_cache_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), RunEr
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(io_err("create the cache mount", dir)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_cache_mount_takes_an_instance_nobody_holds() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, _held) = cache_dir(root.path(), "go", CacheSharing::Private).unwrap();
+        let (b, held_b) = cache_dir(root.path(), "go", CacheSharing::Private).unwrap();
+        assert_ne!(a, b);
+        drop(held_b);
+        // Released: the same instance again; another id is another directory.
+        let (c, _) = cache_dir(root.path(), "go", CacheSharing::Private).unwrap();
+        assert_eq!(b, c);
+        let (d, _) = cache_dir(root.path(), "npm", CacheSharing::Shared).unwrap();
+        assert_ne!(a, d);
+        init_cache_dir(&d, 0o700, 0, 0).unwrap();
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o700);
+    }
+
+    #[test]
+    fn a_context_mirror_hides_ignored_files_and_its_digest_follows_content() {
+        let ctx_dir = tempfile::tempdir().unwrap();
+        let c = ctx_dir.path();
+        std::fs::create_dir_all(c.join("src/sub")).unwrap();
+        std::fs::write(c.join("src/a.txt"), "a").unwrap();
+        std::fs::write(c.join("src/sub/secret.env"), "x").unwrap();
+        std::fs::write(c.join(".dockerignore"), "**/*.env\n").unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let mirror_of = |n: &str| {
+            let ctx = Context::open(c).unwrap();
+            let root = out.path().join(n);
+            let (rel, dir, digest) = mirror(&ctx, "/src", &root, true).unwrap();
+            assert!(dir);
+            (root.join(rel), digest.unwrap())
+        };
+        let (m1, d1) = mirror_of("one");
+        assert_eq!(std::fs::read_to_string(m1.join("a.txt")).unwrap(), "a");
+        assert!(m1.join("sub").is_dir());
+        assert!(!m1.join("sub/secret.env").exists());
+        let (_, same) = mirror_of("two");
+        assert_eq!(d1, same);
+        std::fs::write(c.join("src/a.txt"), "b").unwrap();
+        let (_, changed) = mirror_of("three");
+        assert_ne!(d1, changed);
+        // An ignored file changing does not change the digest.
+        std::fs::write(c.join("src/sub/secret.env"), "y").unwrap();
+        let (_, again) = mirror_of("four");
+        assert_eq!(changed, again);
+        // Wildcards are not globbed in a mount source.
+        let ctx = Context::open(c).unwrap();
+        assert!(mirror(&ctx, "/src/*", &out.path().join("five"), true).is_err());
     }
 }

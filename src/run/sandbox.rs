@@ -861,8 +861,8 @@ fn fd_path(p: &Prepared, fd: libc::c_int, buf: &mut [u8; 64]) -> *const libc::c_
 /// resolved with `dirfd` as its root, so neither `..` nor a symlink leaves it.
 unsafe fn open_in_root(dirfd: libc::c_int, path: &CString, dir_only: bool) -> libc::c_int {
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_CLOEXEC | if dir_only { libc::O_DIRECTORY } else { 0 })
-        as u64;
+    how.flags =
+        (libc::O_PATH | libc::O_CLOEXEC | if dir_only { libc::O_DIRECTORY } else { 0 }) as u64;
     how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: `how` and `path` are valid for the call.
     unsafe {
