@@ -413,8 +413,8 @@ impl Builder<'_> {
         Ok(base)
     }
 
-    /// Where each `--mount` of `run` reads from: the build context, a directory named context,
-    /// an earlier stage (built first) or an image.
+    /// Where each `--mount` of `run` reads from (a bind's files, a new cache's seed): the build
+    /// context, a directory named context, an earlier stage (built first) or an image.
     async fn run_mount_sources(
         &mut self,
         run: &plan::RunStep,
@@ -422,9 +422,16 @@ impl Builder<'_> {
         use run_step::MountFrom;
         let mut out = Vec::with_capacity(run.mounts.len());
         for m in &run.mounts {
-            let plan::RunMount::Bind { from, .. } = m else {
-                out.push(MountFrom::None);
-                continue;
+            let from = match m {
+                plan::RunMount::Bind { from, .. } => from,
+                plan::RunMount::Cache {
+                    from: from @ Some(_),
+                    ..
+                } => from,
+                _ => {
+                    out.push(MountFrom::None);
+                    continue;
+                }
             };
             out.push(match from {
                 None => MountFrom::Dir(self.context.clone()),

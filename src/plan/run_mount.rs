@@ -14,8 +14,8 @@
 //! - a cache's id defaults to its (cleaned) target; a secret's id to the basename of its
 //!   target, its target (unless it is exposed with `env=` only) to `/run/secrets/<id>`.
 //!
-//! `type=ssh` is refused (no SSH agent forwarding); so is a cache `from` (seeding a cache from
-//! a stage is not built).
+//! `type=ssh` is refused (no SSH agent forwarding). A cache's `source` needs a `from` (without
+//! one the cache starts empty, so there is nothing to take it from).
 
 use crate::plan::CopyFrom;
 
@@ -59,6 +59,10 @@ pub enum RunMount {
     Cache {
         /// Absolute path in the image.
         target: String,
+        /// `from=`: what a new cache starts with (`source` of it); `None`: empty.
+        from: Option<CopyFrom>,
+        /// Path in `from` (`/`-rooted).
+        source: String,
         /// The cache's id.
         id: String,
         /// `sharing=`.
@@ -444,12 +448,15 @@ pub(crate) fn parse_mount(val: &str, at: &MountAt<'_>) -> Result<RunMount, Mount
             size: raw.size,
         }),
         "cache" => {
-            if raw.from.is_some() {
-                return Err(MountError::Unsupported {
-                    what: "RUN --mount=type=cache,from=…",
-                    why: "ocipush does not seed a cache mount from a stage or image yet",
-                    fix: "Remove from= (the cache starts empty), or COPY the seed into the cache in the RUN",
-                });
+            let from = match raw.from.as_deref() {
+                None | Some("") => None,
+                Some(f) => Some((at.from)(f).map_err(MountError::Plan)?),
+            };
+            let source = clean_abs(raw.source.as_deref().unwrap_or(""));
+            if from.is_none() && source != "/" {
+                return Err(invalid(
+                    "a cache mount's source needs from=<stage|image|context> (without it the cache starts empty)",
+                ));
             }
             let target = target(&raw.target)?;
             let id = match raw.id {
@@ -458,6 +465,8 @@ pub(crate) fn parse_mount(val: &str, at: &MountAt<'_>) -> Result<RunMount, Mount
             };
             Ok(RunMount::Cache {
                 target,
+                from,
+                source,
                 id,
                 sharing: raw.sharing.unwrap_or(CacheSharing::Shared),
                 mode: raw.mode.unwrap_or(0o755),

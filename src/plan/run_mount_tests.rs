@@ -70,6 +70,8 @@ fn cache_defaults() {
         parse("type=cache,target=/root/.cache/").unwrap(),
         RunMount::Cache {
             target: "/root/.cache".into(),
+            from: None,
+            source: "/".into(),
             id: "/root/.cache".into(),
             sharing: CacheSharing::Shared,
             mode: 0o755,
@@ -79,9 +81,11 @@ fn cache_defaults() {
         }
     );
     assert_eq!(
-        parse("type=cache,id=go,target=/c,sharing=LOCKED,mode=0700,uid=1000,gid=10,ro").unwrap(),
+        parse("type=cache,id=go,target=/c,sharing=LOCKED,mode=0700,uid=1000,gid=10,ro,from=build,source=/seed/").unwrap(),
         RunMount::Cache {
             target: "/c".into(),
+            from: Some(CopyFrom::Stage(0)),
+            source: "/seed".into(),
             id: "go".into(),
             sharing: CacheSharing::Locked,
             mode: 0o700,
@@ -209,7 +213,7 @@ fn refusals() {
         let m = err(v);
         assert!(m.contains(want), "{v}: {m}");
     }
-    for v in ["type=ssh", "type=cache,target=/c,from=build"] {
+    for v in ["type=ssh"] {
         assert!(
             matches!(parse(v), Err(MountError::Unsupported { .. })),
             "{v}"

@@ -235,6 +235,9 @@ fn execute(
     let ensure = |layers: &[Blob], diff_ids: &[Digest], image: &str| {
         ensure_snapshots(snaps, cx, layers, diff_ids, image).map(|_| ())
     };
+    let seed = |layers: &[Blob], image: &str, source: &str, dir: &Path| {
+        seed_cache(cx, layers, image, source, dir)
+    };
     let mut ready = mounts.ready(
         fs,
         &upper,
@@ -242,6 +245,7 @@ fn execute(
         cx.state_dir,
         cx.secrets,
         &ensure,
+        &seed,
         cx.mount_sources,
     )?;
     let mut run_env = env.clone();
@@ -347,6 +351,43 @@ fn ensure_snapshots(
         })?;
     }
     Ok(chains)
+}
+
+/// Fill the new cache directory `dir` with what `source` (a directory) of `layers` holds, as
+/// `COPY --from` would copy it to `/`: a layer written to the spool, then unpacked.
+fn seed_cache(
+    cx: &RunContext<'_>,
+    layers: &[Blob],
+    image: &str,
+    source: &str,
+    dir: &Path,
+) -> Result<(), RunError> {
+    if source.contains(['*', '?', '[']) {
+        return Err(RunError::Invalid {
+            what: format!("RUN --mount source {source}: wildcards are not allowed in a mount source"),
+        });
+    }
+    let spec = crate::layerfs::FromSpec {
+        srcs: vec![source.to_string()],
+        dest: "/".into(),
+        chown: None,
+        chmod: None,
+        exclude: vec![],
+        parents: false,
+    };
+    let mut scratch = RootFs::empty();
+    let onto = crate::layerfs::Onto {
+        fs: &mut scratch,
+        spool: cx.spool,
+        opts: cx.layer_opts,
+    };
+    let blob = crate::layerfs::copy_from_layers(cx.rt, cx.store, layers, image, &spec, onto)?;
+    let mut r = crate::layerfs::open_layer(&blob.path, blob.media_type(true), image, &blob.digest)?;
+    snapshot::unpack(&mut r, dir).map_err(|source| RunError::Unpack {
+        image: image.to_string(),
+        layer: blob.digest.clone(),
+        source,
+    })
 }
 
 impl RunStep {

@@ -32,8 +32,7 @@
 //! resolved inside their roots by the sandbox (`openat2(RESOLVE_IN_ROOT)`).
 //!
 //! Not yet: rootless (a user namespace mapped with `newuidmap` from `/etc/subuid`; today RUN
-//! needs root and says so), `--mount=type=ssh`, cache mounts seeded `from` a stage, seccomp and
-//! cgroup limits, extended attributes in RUN
+//! needs root and says so), `--mount=type=ssh`, seccomp and cgroup limits, extended attributes in RUN
 //! layers, foreign architectures (qemu-user), a fallback without overlayfs.
 
 #[cfg(all(feature = "run", target_os = "linux"))]

@@ -10,7 +10,8 @@
 //!   with `openat2(RESOLVE_IN_ROOT)`), so `..` and symlinks never leave it. Read-only (a
 //!   `MS_RDONLY` remount) unless `rw`, whose writes go to a throw-away upper directory.
 //! - **cache**: `<state>/run/cache-mounts/<sha256(id)>` (the cache directory when there is one,
-//!   else the build's spool directory), made with the mount's mode, uid and gid; `shared`
+//!   else the build's spool directory), made with the mount's mode, uid and gid and, with
+//!   `from`, filled with that source's files (copied; keyed like a bind); `shared`
 //!   RUNs hold a shared `flock`, `locked` ones an exclusive one (so they wait), `private`
 //!   ones take the first instance (`<hash>-<n>`) nobody holds. Keyed by its spec.
 //! - **tmpfs**: a fresh tmpfs (`size=`); keyed by its spec.
@@ -139,49 +140,13 @@ pub(crate) fn prepare(
                 readwrite,
                 ..
             } => {
-                let (bound, dir, content) = match src {
-                    MountSource::Dir(ctx) => {
-                        let root = out.dir.join(format!("ctx-{i}"));
-                        let (rel, dir, digest) = mirror(ctx, source, &root, hash)?;
-                        (Bound::Mirror { root, rel }, dir, digest)
-                    }
-                    MountSource::Layers {
-                        diff_ids, fs, name, ..
-                    } => {
-                        let r = fs.resolve(source, true).map_err(|e| {
-                            invalid(format!("RUN --mount source {source} in {name}: {e}"))
-                        })?;
-                        let meta = r.node.and_then(|_| fs.get(&r.comps)).ok_or_else(|| {
-                            invalid(format!(
-                                "RUN --mount source {source} does not exist in {name}"
-                            ))
-                        })?;
-                        let dir = match meta.kind {
-                            Kind::Dir => true,
-                            Kind::File => false,
-                            _ => {
-                                return Err(invalid(format!(
-                                    "RUN --mount source {source} in {name} is neither a file nor a directory"
-                                )));
-                            }
-                        };
-                        let chains = snapshot::chain_ids(diff_ids);
-                        let top = chains.last().map(|d| d.to_string());
-                        (
-                            Bound::Layers {
-                                chains,
-                                rel: r.comps.join("/"),
-                            },
-                            dir,
-                            top,
-                        )
-                    }
-                    MountSource::None => {
-                        return Err(invalid(format!(
+                let (bound, dir, content) = bind_source(src, source, i, &out.dir, hash)
+                    .map_err(|e| match e {
+                        RunError::Invalid { what } if what.is_empty() => invalid(format!(
                             "internal error: no source prepared for the bind mount on {target}"
-                        )));
-                    }
-                };
+                        )),
+                        e => e,
+                    })?;
                 let key = serde_json::json!({
                     "bind": target, "source": source, "rw": readwrite, "content": content,
                 });
@@ -189,20 +154,37 @@ pub(crate) fn prepare(
             }
             RunMount::Cache {
                 target,
+                from,
+                source,
                 id,
                 sharing,
                 mode,
                 uid,
                 gid,
                 readonly,
-            } => (
-                None,
-                true,
-                serde_json::json!({
-                    "cache": target, "id": id, "sharing": sharing.name(), "mode": mode,
-                    "uid": uid, "gid": gid, "ro": readonly,
-                }),
-            ),
+            } => {
+                let (seed, content) = match from {
+                    None => (None, None),
+                    Some(_) => {
+                        let (bound, dir, content) = bind_source(src, source, i, &out.dir, hash)?;
+                        if !dir {
+                            return Err(invalid(format!(
+                                "RUN --mount=type=cache on {target}: its source {source} is not a directory"
+                            )));
+                        }
+                        (Some(bound), content)
+                    }
+                };
+                (
+                    seed,
+                    true,
+                    serde_json::json!({
+                        "cache": target, "id": id, "sharing": sharing.name(), "mode": mode,
+                        "uid": uid, "gid": gid, "ro": readonly, "source": source,
+                        "content": content,
+                    }),
+                )
+            }
             RunMount::Tmpfs { target, size } => (
                 None,
                 true,
@@ -249,6 +231,79 @@ pub(crate) fn prepare(
         }
     }
     Ok(out)
+}
+
+/// Prepare the files `source` of `src` for mount number `i` (a mirror under `dir` for the
+/// context): what is mounted, whether it is a directory, and its part of the cache key. An
+/// empty [`RunError::Invalid`] when `src` is [`MountSource::None`].
+fn bind_source(
+    src: &MountSource,
+    source: &str,
+    i: usize,
+    dir: &Path,
+    hash: bool,
+) -> Result<(Bound, bool, Option<String>), RunError> {
+    match src {
+        MountSource::Dir(ctx) => {
+            let root = dir.join(format!("ctx-{i}"));
+            let (rel, is_dir, digest) = mirror(ctx, source, &root, hash)?;
+            Ok((Bound::Mirror { root, rel }, is_dir, digest))
+        }
+        MountSource::Layers {
+            diff_ids, fs, name, ..
+        } => {
+            let r = fs
+                .resolve(source, true)
+                .map_err(|e| invalid(format!("RUN --mount source {source} in {name}: {e}")))?;
+            let meta = r
+                .node
+                .and_then(|_| fs.get(&r.comps))
+                .ok_or_else(|| invalid(format!("RUN --mount source {source} does not exist in {name}")))?;
+            let is_dir = match meta.kind {
+                Kind::Dir => true,
+                Kind::File => false,
+                _ => {
+                    return Err(invalid(format!(
+                        "RUN --mount source {source} in {name} is neither a file nor a directory"
+                    )));
+                }
+            };
+            let chains = snapshot::chain_ids(diff_ids);
+            let top = chains.last().map(|d| d.to_string());
+            Ok((
+                Bound::Layers {
+                    chains,
+                    rel: r.comps.join("/"),
+                },
+                is_dir,
+                top,
+            ))
+        }
+        MountSource::None => Err(invalid(String::new())),
+    }
+}
+
+/// Copy the tree `from` into the directory `to` (modes kept, symlinks as links): a cache's
+/// seed must not share inodes with the build context, as the mirror's hard links do.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), RunError> {
+    for e in std::fs::read_dir(from).map_err(io_err("read", from))? {
+        let e = e.map_err(io_err("read", from))?;
+        let (src, dest) = (e.path(), to.join(e.file_name()));
+        let md = std::fs::symlink_metadata(&src).map_err(io_err("read", &src))?;
+        if md.is_dir() {
+            std::fs::create_dir(&dest).map_err(io_err("seed the cache mount", &dest))?;
+            std::fs::set_permissions(&dest, md.permissions())
+                .map_err(io_err("seed the cache mount", &dest))?;
+            copy_tree(&src, &dest)?;
+        } else if md.file_type().is_symlink() {
+            let target = std::fs::read_link(&src).map_err(io_err("read", &src))?;
+            std::os::unix::fs::symlink(target, &dest)
+                .map_err(io_err("seed the cache mount", &dest))?;
+        } else {
+            std::fs::copy(&src, &dest).map_err(io_err("seed the cache mount", &dest))?;
+        }
+    }
+    Ok(())
 }
 
 /// `mkdir -p base/below`, never through a symlink (it could lead out of the mirror).
@@ -393,6 +448,7 @@ impl Mounts {
         state: &Path,
         secrets: &BuildSecrets,
         ensure: &dyn Fn(&[Blob], &[Digest], &str) -> Result<(), RunError>,
+        seed: &dyn Fn(&[Blob], &str, &str, &Path) -> Result<(), RunError>,
         sources: &[MountSource],
     ) -> Result<Ready, RunError> {
         let mut order: Vec<usize> = (0..self.items.len()).collect();
@@ -479,11 +535,27 @@ impl Mounts {
                         readonly,
                         ..
                     },
-                    _,
+                    bound,
                 ) => {
                     let (dir, lock) =
                         cache_dir(&state.join("run").join("cache-mounts"), id, *sharing)?;
-                    init_cache_dir(&dir, *mode, *uid, *gid)?;
+                    let created = init_cache_dir(&dir, *mode, *uid, *gid)?;
+                    if created && let Some(b) = bound {
+                        // A new cache starts with its `from`'s files (BuildKit makes the cache
+                        // from that state); a failed seed leaves no cache behind.
+                        let seeded = match (b, sources.get(i)) {
+                            (Bound::Mirror { root, rel }, _) => copy_tree(&root.join(rel), &dir),
+                            (
+                                Bound::Layers { rel, .. },
+                                Some(MountSource::Layers { layers, name, .. }),
+                            ) => seed(layers, name, &format!("/{rel}"), &dir),
+                            _ => Ok(()),
+                        };
+                        if let Err(e) = seeded {
+                            snapshot::remove_all(&dir);
+                            return Err(e);
+                        }
+                    }
                     ready._locks.push(lock);
                     (
                         MountWhat::Bind {
@@ -667,16 +739,17 @@ fn cache_dir(root: &Path, id: &str, sharing: CacheSharing) -> Result<(PathBuf, F
     }
 }
 
-/// Make the cache directory with its mode and owner the first time.
-fn init_cache_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), RunError> {
+/// Make the cache directory with its mode and owner the first time (`true`: made now).
+fn init_cache_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<bool, RunError> {
     match std::fs::create_dir(dir) {
         Ok(()) => {
             std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
                 .map_err(io_err("set the cache mount's owner", dir))?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-                .map_err(io_err("set the cache mount's mode", dir))
+                .map_err(io_err("set the cache mount's mode", dir))?;
+            Ok(true)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(io_err("create the cache mount", dir)(e)),
     }
 }

@@ -51,16 +51,29 @@ fn a_cache_mount_survives_between_builds_and_stays_out_of_the_layer() {
     let reg = RegistryServer::start();
     let cache = sb.path().join("cache");
     let cache_arg = cache.display().to_string();
-    let dockerfile = "FROM alpine:latest\nARG N\n\
+    let dockerfile = "FROM alpine:latest AS tools\nRUN mkdir -p /out && echo seed > /out/s.txt\n\
+        FROM alpine:latest\nARG N\n\
         RUN --mount=type=cache,id=thing,target=/cachemnt/sub --mount=type=cache,target=/owned,uid=1000,gid=1000,mode=0700 \
-        echo run$N >> /cachemnt/sub/log && cp /cachemnt/sub/log /seen && stat -c '%u %g %a' /owned > /owned-stat\n";
+        echo run$N >> /cachemnt/sub/log && cp /cachemnt/sub/log /seen && stat -c '%u %g %a' /owned > /owned-stat\n\
+        RUN --mount=type=cache,id=seeded,target=/s,from=tools,source=/out --mount=type=cache,id=seeded-dir,target=/d,from=seeddir \
+        cat /s/s.txt /d/x.txt > /seeds && echo more$N >> /s/s.txt && echo more$N >> /d/x.txt\n";
     let files = [("Dockerfile", dockerfile)];
+    let seed_dir = sb.path().join("seed-dir");
+    write_files(&seed_dir, &[("x.txt", "x\n")]);
+    let seed_arg = format!("seeddir={}", seed_dir.display());
     let first = build(
         &sb,
         &reg,
         &files,
         "cache:1",
-        &["--cache-dir", &cache_arg, "--build-arg", "N=1"],
+        &[
+            "--cache-dir",
+            &cache_arg,
+            "--build-arg",
+            "N=1",
+            "--build-context",
+            &seed_arg,
+        ],
         &[],
     );
     assert_pushed(&first, &format!("{}/cache", reg.addr()));
@@ -69,7 +82,14 @@ fn a_cache_mount_survives_between_builds_and_stays_out_of_the_layer() {
         &reg,
         &files,
         "cache:2",
-        &["--cache-dir", &cache_arg, "--build-arg", "N=2"],
+        &[
+            "--cache-dir",
+            &cache_arg,
+            "--build-arg",
+            "N=2",
+            "--build-context",
+            &seed_arg,
+        ],
         &[],
     );
     let digest = assert_pushed(&second, &format!("{}/cache", reg.addr()));
@@ -78,6 +98,16 @@ fn a_cache_mount_survives_between_builds_and_stays_out_of_the_layer() {
     assert_eq!(
         std::fs::read_to_string(img.rootfs.join("seen")).unwrap(),
         "run1\nrun2\n"
+    );
+    // A cache with `from` started with its source's files once (a stage's, a directory
+    // context's, copied: the directory itself is untouched), then kept what RUNs wrote.
+    assert_eq!(
+        std::fs::read_to_string(img.rootfs.join("seeds")).unwrap(),
+        "seed\nmore1\nx\nmore1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(seed_dir.join("x.txt")).unwrap(),
+        "x\n"
     );
     // uid, gid and mode apply to a cache directory when it is made.
     assert_eq!(
@@ -89,7 +119,10 @@ fn a_cache_mount_survives_between_builds_and_stays_out_of_the_layer() {
     assert!(
         !paths
             .iter()
-            .any(|(_, p)| p.starts_with("cachemnt") || p.starts_with("owned/")),
+            .any(|(_, p)| p.starts_with("cachemnt")
+                || p.starts_with("owned/")
+                || p.starts_with("s/")
+                || p.starts_with("d/")),
         "{paths:?}"
     );
     assert!(!img.rootfs.join("cachemnt").exists());
