@@ -151,7 +151,7 @@ impl BuildSecrets {
         let data = match self.source(id) {
             None => return Ok(None),
             Some(SecretSource::Env(var)) => std::env::var_os(var)
-                .map(|v| std::os::unix::ffi::OsStringExt::into_vec(v))
+                .map(std::os::unix::ffi::OsStringExt::into_vec)
                 .unwrap_or_default(),
             Some(SecretSource::File(path)) => {
                 let read_err = |source| SecretError::Read {

@@ -267,14 +267,13 @@ fn read_fields(val: &str, at: &MountAt<'_>) -> Result<Raw, MountError> {
             }
             continue;
         };
-        if key == "from" {
-            if let Some(i) = value.find('$')
-                && i != value.len() - 1
-            {
-                return Err(invalid(
-                    "'from' doesn't support variable expansion, define alias stage instead",
-                ));
-            }
+        if key == "from"
+            && let Some(i) = value.find('$')
+            && i != value.len() - 1
+        {
+            return Err(invalid(
+                "'from' doesn't support variable expansion, define alias stage instead",
+            ));
         }
         let value = (at.expand)(value).map_err(MountError::Plan)?;
         let num = |radix: u32| {

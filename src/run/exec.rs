@@ -238,16 +238,16 @@ fn execute(
     let seed = |layers: &[Blob], image: &str, source: &str, dir: &Path| {
         seed_cache(cx, layers, image, source, dir)
     };
-    let mut ready = mounts.ready(
+    let mut ready = mounts.ready(mounts::ReadyAt {
         fs,
-        &upper,
-        &mut stubs,
-        cx.state_dir,
-        cx.secrets,
-        &ensure,
-        &seed,
-        cx.mount_sources,
-    )?;
+        upper: &upper,
+        stubs: &mut stubs,
+        state: cx.state_dir,
+        secrets: cx.secrets,
+        ensure: &ensure,
+        seed: &seed,
+        sources: cx.mount_sources,
+    })?;
     let mut run_env = env.clone();
     run_env.extend(ready.env.iter().cloned());
 
@@ -364,7 +364,9 @@ fn seed_cache(
 ) -> Result<(), RunError> {
     if source.contains(['*', '?', '[']) {
         return Err(RunError::Invalid {
-            what: format!("RUN --mount source {source}: wildcards are not allowed in a mount source"),
+            what: format!(
+                "RUN --mount source {source}: wildcards are not allowed in a mount source"
+            ),
         });
     }
     let spec = crate::layerfs::FromSpec {

@@ -88,6 +88,28 @@ impl Drop for Mounts {
     }
 }
 
+/// Unpacks the snapshots of a stage's or image's layers (layers, diff ids, name).
+pub(crate) type EnsureFn<'a> = dyn Fn(&[Blob], &[Digest], &str) -> Result<(), RunError> + 'a;
+/// Fills a new cache directory with a path of a stage's or image's layers (layers, name, path,
+/// directory).
+pub(crate) type SeedFn<'a> = dyn Fn(&[Blob], &str, &str, &Path) -> Result<(), RunError> + 'a;
+
+/// What [`Mounts::ready`] works with.
+pub(crate) struct ReadyAt<'a> {
+    /// The stage's filesystem (targets resolve in it).
+    pub(crate) fs: &'a RootFs,
+    /// The RUN's upper directory (targets are stubbed there).
+    pub(crate) upper: &'a Path,
+    pub(crate) stubs: &'a mut Stubs,
+    /// Cache mounts live under `<state>/run/cache-mounts`.
+    pub(crate) state: &'a Path,
+    pub(crate) secrets: &'a BuildSecrets,
+    pub(crate) ensure: &'a EnsureFn<'a>,
+    pub(crate) seed: &'a SeedFn<'a>,
+    /// The mounts' sources (aligned with them).
+    pub(crate) sources: &'a [MountSource],
+}
+
 /// What the sandbox needs for the mounts, and what must live while it runs.
 pub(crate) struct Ready {
     pub(crate) ops: Vec<MountOp>,
@@ -140,8 +162,8 @@ pub(crate) fn prepare(
                 readwrite,
                 ..
             } => {
-                let (bound, dir, content) = bind_source(src, source, i, &out.dir, hash)
-                    .map_err(|e| match e {
+                let (bound, dir, content) =
+                    bind_source(src, source, i, &out.dir, hash).map_err(|e| match e {
                         RunError::Invalid { what } if what.is_empty() => invalid(format!(
                             "internal error: no source prepared for the bind mount on {target}"
                         )),
@@ -255,10 +277,11 @@ fn bind_source(
             let r = fs
                 .resolve(source, true)
                 .map_err(|e| invalid(format!("RUN --mount source {source} in {name}: {e}")))?;
-            let meta = r
-                .node
-                .and_then(|_| fs.get(&r.comps))
-                .ok_or_else(|| invalid(format!("RUN --mount source {source} does not exist in {name}")))?;
+            let meta = r.node.and_then(|_| fs.get(&r.comps)).ok_or_else(|| {
+                invalid(format!(
+                    "RUN --mount source {source} does not exist in {name}"
+                ))
+            })?;
             let is_dir = match meta.kind {
                 Kind::Dir => true,
                 Kind::File => false,
@@ -438,19 +461,19 @@ impl Mounts {
         (!self.key.is_empty()).then(|| serde_json::Value::Array(self.key.clone()))
     }
 
-    /// Everything the sandbox needs: snapshots of layer sources unpacked (`ensure`), cache
-    /// directories made and locked under `state`, secrets read, targets stubbed in `upper`.
-    pub(crate) fn ready(
-        &self,
-        fs: &RootFs,
-        upper: &Path,
-        stubs: &mut Stubs,
-        state: &Path,
-        secrets: &BuildSecrets,
-        ensure: &dyn Fn(&[Blob], &[Digest], &str) -> Result<(), RunError>,
-        seed: &dyn Fn(&[Blob], &str, &str, &Path) -> Result<(), RunError>,
-        sources: &[MountSource],
-    ) -> Result<Ready, RunError> {
+    /// Everything the sandbox needs: snapshots of layer sources unpacked, cache directories
+    /// made (seeded) and locked, secrets read, targets stubbed in the upper directory.
+    pub(crate) fn ready(&self, at: ReadyAt<'_>) -> Result<Ready, RunError> {
+        let ReadyAt {
+            fs,
+            upper,
+            stubs,
+            state,
+            secrets,
+            ensure,
+            seed,
+            sources,
+        } = at;
         let mut order: Vec<usize> = (0..self.items.len()).collect();
         let depth = |i: &usize| {
             self.items[*i]
@@ -472,7 +495,7 @@ impl Mounts {
             let (what, readonly, dir) = match (&it.mount, &it.bound) {
                 (RunMount::Bind { readwrite, .. }, Some(Bound::Mirror { root, rel })) => {
                     if *readwrite {
-                        let (opts, at) = self.rw_overlay(n, &[root.clone()])?;
+                        let (opts, at) = self.rw_overlay(n, std::slice::from_ref(root))?;
                         (
                             MountWhat::Overlay {
                                 opts,

@@ -117,12 +117,10 @@ fn a_cache_mount_survives_between_builds_and_stays_out_of_the_layer() {
     // Neither the cache's files nor its mount points (or their parents) reach a layer.
     let paths = all_layer_paths(&img.layout);
     assert!(
-        !paths
-            .iter()
-            .any(|(_, p)| p.starts_with("cachemnt")
-                || p.starts_with("owned/")
-                || p.starts_with("s/")
-                || p.starts_with("d/")),
+        !paths.iter().any(|(_, p)| p.starts_with("cachemnt")
+            || p.starts_with("owned/")
+            || p.starts_with("s/")
+            || p.starts_with("d/")),
         "{paths:?}"
     );
     assert!(!img.rootfs.join("cachemnt").exists());
