@@ -38,7 +38,11 @@
 #[cfg(all(feature = "run", target_os = "linux"))]
 mod cache;
 #[cfg(all(feature = "run", target_os = "linux"))]
+mod cache_mount;
+#[cfg(all(feature = "run", target_os = "linux"))]
 mod exec;
+#[cfg(all(feature = "run", target_os = "linux"))]
+mod mirror;
 #[cfg(all(feature = "run", target_os = "linux"))]
 mod mounts;
 #[cfg(all(feature = "run", target_os = "linux"))]
