@@ -28,6 +28,7 @@ pub(super) struct PreparedMount {
     readonly: bool,
 }
 
+/// `op` as C strings, allocated before the fork.
 pub(super) fn prepare_mount(op: &MountOp) -> Result<PreparedMount, RunError> {
     let rel = |r: &str| cstr(if r.is_empty() { b"." } else { r.as_bytes() });
     let mut pm = PreparedMount {
