@@ -3,8 +3,8 @@
 //! stay out of layers; secrets (from a file and from the environment) are readable in the RUN
 //! and appear in no pushed byte and no output; bind mounts from the context and from a stage
 //! are read-only, or writable with their writes discarded; tmpfs leaves nothing; ssh is
-//! refused; and buildah (`--isolation chroot`) builds the same files from one mount
-//! Dockerfile.
+//! refused; the RUN cache key follows a bound file's content but not a secret's; and buildah
+//! (`--isolation chroot`) builds the same files from one mount Dockerfile.
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -421,4 +421,45 @@ fn buildah_policy(sb: &Sandbox) -> std::path::PathBuf {
     )
     .unwrap();
     p
+}
+
+/// The RUN cache key holds the mounts as BuildKit keys them: a context bind by its files'
+/// content (a change runs the RUN again), a secret by its id only (a new value does not).
+#[test]
+fn mounts_are_part_of_the_run_cache_key() {
+    let sb = Sandbox::new();
+    let _alpine = alpine_base_registry(&sb);
+    let reg = RegistryServer::start();
+    let cache = sb.path().join("cache");
+    let secret = sb.path().join("tok");
+    let cache_arg = cache.display().to_string();
+    let secret_arg = format!("id=tok,src={}", secret.display());
+    let dockerfile = "FROM alpine:latest\n\
+        RUN --mount=source=data,target=/data --mount=type=secret,id=tok echo ran && cat /data/a.txt > /seen\n";
+    let run = |tag: &str, a: &str, secret_value: &str| {
+        std::fs::write(&secret, secret_value).unwrap();
+        let out = build(
+            &sb,
+            &reg,
+            &[("Dockerfile", dockerfile), ("data/a.txt", a)],
+            &format!("key:{tag}"),
+            &["--cache-dir", &cache_arg, "--secret", &secret_arg],
+            &[],
+        );
+        let digest = assert_pushed(&out, &format!("{}/key", reg.addr()));
+        (stderr(&out).contains("Dockerfile:2 | ran"), digest)
+    };
+    let (ran, first) = run("1", "one\n", "secret-value-1");
+    assert!(ran, "the first build runs the command");
+    let (ran, same) = run("2", "one\n", "secret-value-2");
+    assert!(!ran, "same files, same secret id: served from the cache");
+    assert_eq!(first, same);
+    let (ran, changed) = run("3", "two\n", "secret-value-2");
+    assert!(ran, "a bound context file changed: the command runs again");
+    assert_ne!(first, changed);
+    let img = copy_and_unpack(&format!("docker://{}/key@{changed}", reg.addr()), None);
+    assert_eq!(
+        std::fs::read_to_string(img.rootfs.join("seen")).unwrap(),
+        "two\n"
+    );
 }
