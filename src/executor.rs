@@ -73,6 +73,8 @@ pub struct BuildOptions {
     /// [`crate::job::JobError::Cancelled`]): layer writers stop at their next write, open
     /// upload sessions are closed, nothing is tagged.
     pub cancel: CancellationToken,
+    /// `--secret`s: where each build secret `RUN --mount=type=secret` reads comes from.
+    pub secrets: crate::secrets::BuildSecrets,
     /// Stages planned in code ([`crate::builder::ImageBuilder`]): used instead of a Dockerfile.
     pub(crate) stages: Option<Arc<Stages>>,
 }
@@ -100,6 +102,7 @@ impl BuildOptions {
             cache_dir: crate::cache::LayerCache::default_dir(),
             build_contexts: Default::default(),
             cancel: CancellationToken::new(),
+            secrets: Default::default(),
             stages: None,
         }
     }
@@ -363,12 +366,14 @@ impl Builder<'_> {
                             Some(n) => format!("stage {n:?}"),
                             None => format!("stage {index}"),
                         };
+                        let mounts = self.run_mount_sources(run).await?;
                         let on = run_step::RunOn {
                             layers: layers.clone(),
                             diff_ids: config.rootfs.diff_ids.clone(),
                             fs,
                             name,
                             arch: config.architecture.clone(),
+                            mounts,
                         };
                         let (layer, next) = run_step::build_run_layer(
                             run,
@@ -468,6 +473,81 @@ impl Builder<'_> {
             digest: base.digest.clone(),
         });
         Ok(base)
+    }
+
+    /// Where each `--mount` of `run` reads from (a bind's files, a new cache's seed): the build
+    /// context, a directory named context, an earlier stage (built first) or an image.
+    async fn run_mount_sources(
+        &mut self,
+        run: &plan::RunStep,
+    ) -> Result<Vec<run_step::MountFrom>, BuildImageError> {
+        use run_step::MountFrom;
+        let mut out = Vec::with_capacity(run.mounts.len());
+        for m in &run.mounts {
+            let from = match m {
+                plan::RunMount::Bind { from, .. } => from,
+                plan::RunMount::Cache {
+                    from: from @ Some(_),
+                    ..
+                } => from,
+                _ => {
+                    out.push(MountFrom::None);
+                    continue;
+                }
+            };
+            out.push(match from {
+                None => MountFrom::Dir(self.context.clone()),
+                Some(CopyFrom::Stage(i)) => {
+                    self.stage(*i).await?;
+                    let name = match &self.stages.stages[*i].name {
+                        Some(n) => format!("stage {n:?}"),
+                        None => format!("stage {i}"),
+                    };
+                    let r = &self.done[i];
+                    MountFrom::Layers {
+                        layers: r.layers.clone(),
+                        diff_ids: r.config.rootfs.diff_ids.clone(),
+                        fs: r.fs.clone(),
+                        name,
+                    }
+                }
+                Some(CopyFrom::Image(image)) => {
+                    let copy = LayerStep::Copy {
+                        line: run.line,
+                        srcs: vec![],
+                        dest: String::new(),
+                        chown: None,
+                        chmod: None,
+                        extract: false,
+                        from: Some(CopyFrom::Image(image.clone())),
+                        inline: vec![],
+                        exclude: vec![],
+                        parents: false,
+                        link: false,
+                        remote: vec![],
+                        merge_dirs: false,
+                    };
+                    match self.copy_dir_context(&copy)? {
+                        Some(ctx) => MountFrom::Dir(ctx),
+                        None => {
+                            let platform = self.opts.platform.clone();
+                            let base = self.resolve(image, &platform, run.line).await?;
+                            let layers = base_blobs(&base);
+                            MountFrom::Layers {
+                                diff_ids: base.config.rootfs.diff_ids.clone(),
+                                fs: StageFs::Pending {
+                                    layers: layers.clone(),
+                                    image: base.reference.clone(),
+                                },
+                                layers,
+                                name: base.reference.clone(),
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        Ok(out)
     }
 
     /// The layers `COPY --from` reads: an earlier stage's (built first) or an image's.

@@ -53,6 +53,7 @@ pub mod registries_conf;
 pub mod registry;
 mod rootfs;
 pub(crate) mod run;
+pub mod secrets;
 pub(crate) mod source;
 
 /// The crate's error: why a build and push ([`job::build_and_push_platforms`],

@@ -186,6 +186,11 @@ pub struct BuildArgs {
     /// (repeatable): what `FROM NAME`, a stage `AS NAME` and `COPY --from=NAME` use instead.
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
+    /// A build secret for `RUN --mount=type=secret`, id=ID[,src=PATH|,env=VAR][,type=file|env]
+    /// (repeatable; buildx's syntax: with neither src nor env, the variable ID if set, else the
+    /// file ID). Its content never reaches the image, the cache or the output.
+    #[arg(long = "secret", value_name = "id=ID[,src=PATH|,env=VAR]")]
+    pub secrets: Vec<String>,
     /// Manifest and config media types.
     #[arg(long, value_enum, default_value_t = FormatArg::Oci)]
     pub format: FormatArg,

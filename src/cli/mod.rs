@@ -157,6 +157,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let epoch = source_date_epoch().map_err(Failure::usage)?;
     let build_contexts = ocipush::contexts::NamedContexts::parse(&build.build_contexts)
         .map_err(|e| Failure::usage(e.to_string()))?;
+    let secrets = ocipush::secrets::BuildSecrets::parse(&build.secrets)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let context = build
         .context
         .clone()
@@ -222,6 +224,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         build.perf.cache_dir.clone().or(opts.cache_dir.take())
     };
     opts.build_contexts = build_contexts;
+    opts.secrets = secrets;
     cancel_on_signals(opts.cancel.clone());
     let events = progress::reporter(mode, platforms.len() > 1);
     let pushed = build_and_push_platforms(

@@ -28,6 +28,24 @@ pub(super) struct RunOn {
     pub(super) name: String,
     /// The stage's architecture.
     pub(super) arch: String,
+    /// Where each `--mount` reads from (aligned with the step's mounts).
+    pub(super) mounts: Vec<MountFrom>,
+}
+
+/// Where a `RUN --mount` reads from.
+#[cfg_attr(not(all(feature = "run", target_os = "linux")), allow(dead_code))]
+pub(super) enum MountFrom {
+    /// Nothing (cache, tmpfs, secret).
+    None,
+    /// A build context directory.
+    Dir(Arc<crate::build::Context>),
+    /// A stage or an image.
+    Layers {
+        layers: Vec<Blob>,
+        diff_ids: Vec<Digest>,
+        fs: StageFs,
+        name: String,
+    },
 }
 
 /// Run `step` and build its layer.
@@ -63,8 +81,10 @@ pub(super) async fn build_run_layer(
         fs,
         name,
         arch,
+        mounts,
     } = on;
     let platform = opts.platform.to_string();
+    let secrets = opts.secrets.clone();
     let fs_on = OnFs {
         platform: platform.clone(),
         fs,
@@ -74,13 +94,34 @@ pub(super) async fn build_run_layer(
     };
     fs_on
         .run(events, move |rt, store, fs| {
+            // What the command prints is scrubbed of the build's secrets (and credentials).
             let on_output = move |text: &str| {
                 ev(Event::RunOutput {
                     platform: platform.clone(),
                     line,
-                    text: text.to_string(),
+                    text: crate::auth::redact::scrub(text).into_owned(),
                 })
             };
+            let mut mount_sources = Vec::with_capacity(mounts.len());
+            for m in mounts {
+                mount_sources.push(match m {
+                    MountFrom::None => crate::run::MountSource::None,
+                    MountFrom::Dir(c) => crate::run::MountSource::Dir(c),
+                    MountFrom::Layers {
+                        layers,
+                        diff_ids,
+                        fs,
+                        name,
+                    } => crate::run::MountSource::Layers {
+                        fs: fs
+                            .materialize(rt, store, cache_dir.as_deref())
+                            .map_err(|source| BuildImageError::BaseFs { line, source })?,
+                        layers,
+                        diff_ids,
+                        name,
+                    },
+                });
+            }
             let cx = crate::run::RunContext {
                 rt,
                 store,
@@ -93,6 +134,8 @@ pub(super) async fn build_run_layer(
                 on_output: &on_output,
                 arch: &arch,
                 cache_dir: cache_dir.as_deref(),
+                mount_sources: &mount_sources,
+                secrets: &secrets,
             };
             crate::run::run_layer(&step, fs, cx).map_err(|source| BuildImageError::Run {
                 line,

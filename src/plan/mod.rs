@@ -7,6 +7,7 @@ mod error;
 mod remote;
 mod remote_add;
 mod run;
+mod run_mount;
 mod stage;
 mod stages;
 
@@ -14,6 +15,7 @@ pub use args::{BuildArgs, platform_args};
 pub use error::PlanError;
 pub use remote_add::RemoteSource;
 pub use run::{RunNetwork, RunStep};
+pub use run_mount::{CacheSharing, RunMount};
 pub use stage::{CopyFrom, LayerStep, RunState, StageContext, plan_stage_on};
 #[cfg(test)]
 pub use stage::{StagePlan, plan_stage};

@@ -11,8 +11,8 @@
 //! - history: `RUN |<n> K=V … <argv joined by spaces> # buildkit`, where the `K=V` list names the
 //!   stage's ARGs in order with their current env value, or empty (`runCommandString`).
 //!
-//! `--mount`, `--security=insecure` and `--device` are refused for now with the line; a
-//! heredoc `RUN` is refused by the parser.
+//! `--mount`s are parsed and checked in [`super::run_mount`] (`type=ssh` refused);
+//! `--security=insecure` and `--device` are refused with the line.
 
 use super::PlanError;
 use crate::dockerfile::{CommandForm, Run};
@@ -43,6 +43,8 @@ pub struct RunStep {
     pub network: RunNetwork,
     /// The instruction as written (for messages).
     pub shown: String,
+    /// `--mount`s, in the order written.
+    pub mounts: Vec<super::RunMount>,
 }
 
 /// The environment a RUN sees: ordered `KEY=VALUE`, replaced in place as BuildKit's
@@ -101,6 +103,10 @@ pub(super) struct RunAt<'a> {
     pub(super) original: &'a str,
     /// `--build-arg`s (for the proxy variables every RUN gets).
     pub(super) build_args: &'a std::collections::BTreeMap<String, String>,
+    /// Expands a `--mount` value with the stage's ARG/ENV.
+    pub(super) expand: &'a dyn Fn(&str) -> Result<String, PlanError>,
+    /// Resolves a `--mount` `from=` to a stage or an image.
+    pub(super) from: &'a dyn Fn(&str) -> Result<super::CopyFrom, PlanError>,
 }
 
 /// The proxy build args BuildKit gives every RUN without an `ARG` (matched case-insensitively,
@@ -187,13 +193,7 @@ pub(super) fn plan_run(run: &Run, at: RunAt<'_>) -> Result<(RunStep, String), Pl
         why: why.into(),
         fix: fix.into(),
     };
-    if !run.mounts.is_empty() {
-        return Err(unsupported(
-            "RUN --mount",
-            "ocipush runs commands but does not provide cache, secret, bind, tmpfs or ssh mounts yet",
-            "Remove --mount (COPY what the command needs first)",
-        ));
-    }
+    let mounts = plan_mounts(run, &at)?;
     if run.security.as_deref().is_some_and(|s| s != "sandbox") {
         return Err(unsupported(
             "RUN --security=insecure",
@@ -277,8 +277,41 @@ pub(super) fn plan_run(run: &Run, at: RunAt<'_>) -> Result<(RunStep, String), Pl
         workdir: at.workdir,
         network,
         shown: at.original.trim().to_string(),
+        mounts,
     };
     Ok((step, history))
+}
+
+/// The `--mount`s of `run`, parsed (errors name the line).
+fn plan_mounts(run: &Run, at: &RunAt<'_>) -> Result<Vec<super::RunMount>, PlanError> {
+    use super::run_mount::{MountAt, MountError, check_targets, parse_mount};
+    let to_plan = |e: MountError| match e {
+        MountError::Plan(p) => p,
+        MountError::Invalid(message) => PlanError::Invalid {
+            line: at.line,
+            instruction: "RUN".into(),
+            message: format!("--mount: {message}"),
+        },
+        MountError::Unsupported { what, why, fix } => PlanError::Unsupported {
+            line: at.line,
+            what: what.into(),
+            why: why.into(),
+            fix: fix.into(),
+        },
+    };
+    let mat = MountAt {
+        workdir: &at.workdir,
+        expand: at.expand,
+        from: at.from,
+    };
+    let mounts = run
+        .mounts
+        .iter()
+        .map(|m| parse_mount(m, &mat))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(to_plan)?;
+    check_targets(&mounts).map_err(to_plan)?;
+    Ok(mounts)
 }
 
 #[cfg(test)]
@@ -370,8 +403,12 @@ mod tests {
     fn flags_refused_or_checked() {
         for (df, want) in [
             (
-                "RUN --mount=type=cache,target=/c true",
-                "RUN --mount is not supported",
+                "RUN --mount=type=ssh true",
+                "RUN --mount=type=ssh is not supported",
+            ),
+            (
+                "RUN --mount=type=cache,target=/c,sharing=no true",
+                "RUN: --mount: unsupported sharing value",
             ),
             ("RUN --network=bridge true", "unsupported network mode"),
             (
@@ -397,6 +434,20 @@ mod tests {
         }
         let (steps, _) = runs("FROM scratch\nRUN --network=none true\n", &[]);
         assert_eq!(steps[0].network, super::RunNetwork::None);
+        let (steps, _) = runs(
+            "FROM scratch AS b\nFROM scratch\nARG D=/m\nWORKDIR /w\nRUN --mount=from=b,target=$D --mount=type=cache,target=c true\n",
+            &[],
+        );
+        assert_eq!(
+            steps[0].mounts[0],
+            super::super::RunMount::Bind {
+                target: "/m".into(),
+                source: "/".into(),
+                from: Some(crate::plan::CopyFrom::Stage(0)),
+                readwrite: false
+            }
+        );
+        assert_eq!(steps[0].mounts[1].target(), Some("/w/c"));
     }
 
     #[test]

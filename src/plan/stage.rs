@@ -528,6 +528,8 @@ impl Planner<'_> {
                     line: l.start_line,
                     original: &l.original,
                     build_args: self.ctx.build_args,
+                    expand: &|w| self.expand(l, w),
+                    from: &|f| self.copy_from(l, f),
                 };
                 let (step, history) = plan_run(run, at)?;
                 self.used_args

@@ -1,7 +1,9 @@
 //! RUN layers cached like BuildKit's exec cache: the key is the parent's chain id and
 //! everything the command sees from the Dockerfile (argv, environment, user, working
-//! directory, network) plus the layer options, so an unchanged Dockerfile on unchanged layers
-//! rebuilds without executing anything. As in BuildKit, what the command fetches from the
+//! directory, network, `--mount`s) plus the layer options, so an unchanged Dockerfile on
+//! unchanged layers rebuilds without executing anything. A bind mount counts by its content
+//! (a digest of the context files, or the chain id of the stage), cache, tmpfs and secret
+//! mounts by their flags (a secret by its id, never its content), as BuildKit keys them. As in BuildKit, what the command fetches from the
 //! network is not part of the key (`--no-cache` runs it again).
 //!
 //! Layout under the cache directory: `run/layers/<key>.json` → the layer's digest, diff id
@@ -35,8 +37,15 @@ pub(crate) struct RunCache {
 }
 
 /// The cache key of `step` on the layers whose chain id is `parent`.
-pub(crate) fn key(step: &RunStep, parent: Option<&Digest>, opts: &LayerOptions) -> String {
-    let v = serde_json::json!({
+/// `mounts`: the `--mount`s' part ([`super::mounts::Mounts::key`]); left out when there are
+/// none, so keys of RUNs without mounts stay as they were.
+pub(crate) fn key(
+    step: &RunStep,
+    parent: Option<&Digest>,
+    opts: &LayerOptions,
+    mounts: Option<serde_json::Value>,
+) -> String {
+    let mut v = serde_json::json!({
         "v": VERSION,
         "parent": parent.map(|d| d.to_string()),
         "argv": step.argv,
@@ -47,6 +56,9 @@ pub(crate) fn key(step: &RunStep, parent: Option<&Digest>, opts: &LayerOptions) 
         "compression": opts.compression.name(),
         "epoch": opts.epoch,
     });
+    if let Some(m) = mounts {
+        v["mounts"] = m;
+    }
     Digest::of(v.to_string().as_bytes()).hex().to_string()
 }
 

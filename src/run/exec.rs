@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::RunError;
 use super::cache::{self, RunCache};
+use super::mounts::{self, MountSource, Mounts};
 use super::sandbox::{self, Spec, Status};
 use super::snapshot::{self, Snapshots};
 use super::stubs::Stubs;
@@ -50,6 +51,10 @@ pub(crate) struct RunContext<'a> {
     pub(crate) arch: &'a str,
     /// The layer cache directory (`None`: `--no-cache`, every RUN executes).
     pub(crate) cache_dir: Option<&'a Path>,
+    /// The sources of the step's `--mount`s (aligned with them).
+    pub(crate) mount_sources: &'a [MountSource],
+    /// The build's secrets.
+    pub(crate) secrets: &'a crate::secrets::BuildSecrets,
 }
 
 /// Removes a directory when dropped.
@@ -119,7 +124,9 @@ pub(crate) fn run_layer(
         Some(d) => Some(RunCache::open(d)?),
         None => None,
     };
-    let key = cache::key(step, parent.as_ref(), cx.layer_opts);
+    let snaps = Snapshots::open(&cx.state_dir.join("run").join("snapshots"))?;
+    let mounts = mounts::prepare(&step.mounts, cx.mount_sources, &snaps, cache.is_some())?;
+    let key = cache::key(step, parent.as_ref(), cx.layer_opts, mounts.key());
     if let Some(hit) = cache.as_ref().and_then(|c| c.get(&key, cx.layer_opts)) {
         // The command is not run: its layer's headers update the stage's filesystem.
         let blob = Blob {
@@ -140,7 +147,7 @@ pub(crate) fn run_layer(
         tracing::info!("RUN served from the cache: layer {}", hit.digest);
         return Ok(hit);
     }
-    let blob = execute(step, fs, &cx)?;
+    let blob = execute(step, fs, &cx, &snaps, &mounts)?;
     if let Some(c) = &cache {
         c.put(&key, &blob);
     }
@@ -148,7 +155,13 @@ pub(crate) fn run_layer(
 }
 
 /// Run the command and build its layer.
-fn execute(step: &RunStep, fs: &mut RootFs, cx: &RunContext<'_>) -> Result<LayerBlob, RunError> {
+fn execute(
+    step: &RunStep,
+    fs: &mut RootFs,
+    cx: &RunContext<'_>,
+    snaps: &Snapshots,
+    mounts: &Mounts,
+) -> Result<LayerBlob, RunError> {
     check_host()?;
     check_arch(cx.arch)?;
     let (uid, gid) = match &step.user {
@@ -162,29 +175,7 @@ fn execute(step: &RunStep, fs: &mut RootFs, cx: &RunContext<'_>) -> Result<Layer
     }
     let groups = supplementary_groups(fs, step.user.as_deref(), gid);
 
-    let snaps = Snapshots::open(&cx.state_dir.join("run").join("snapshots"))?;
-    let chains = snapshot::chain_ids(cx.diff_ids);
-    if chains.len() != cx.layers.len() {
-        return Err(RunError::Invalid {
-            what: format!(
-                "the stage has {} layers but its config lists {} diff ids",
-                cx.layers.len(),
-                chains.len()
-            ),
-        });
-    }
-    for (layer, chain) in cx.layers.iter().zip(&chains) {
-        snaps.ensure(chain, |dir| {
-            let path = cx.store.local(cx.rt, layer, cx.image)?;
-            let d = &layer.descriptor;
-            let mut r = crate::layerfs::open_layer(&path, &d.media_type, cx.image, &d.digest)?;
-            snapshot::unpack(&mut r, dir).map_err(|source| RunError::Unpack {
-                image: cx.image.to_string(),
-                layer: d.digest.clone(),
-                source,
-            })
-        })?;
-    }
+    let chains = ensure_snapshots(snaps, cx, cx.layers, cx.diff_ids, cx.image)?;
     let lowers: Vec<String> = if chains.is_empty() {
         vec![snaps.empty()?]
     } else {
@@ -241,6 +232,24 @@ fn execute(step: &RunStep, fs: &mut RootFs, cx: &RunContext<'_>) -> Result<Layer
     let hosts_at = stubs.ensure(fs, &upper, "/etc/hosts", false, (0, 0), false)?;
     let resolv_at = stubs.ensure(fs, &upper, "/etc/resolv.conf", false, (0, 0), false)?;
     stubs.ensure(fs, &upper, &step.workdir, true, (uid, gid), true)?;
+    let ensure = |layers: &[Blob], diff_ids: &[Digest], image: &str| {
+        ensure_snapshots(snaps, cx, layers, diff_ids, image).map(|_| ())
+    };
+    let seed = |layers: &[Blob], image: &str, source: &str, dir: &Path| {
+        seed_cache(cx, layers, image, source, dir)
+    };
+    let mut ready = mounts.ready(mounts::ReadyAt {
+        fs,
+        upper: &upper,
+        stubs: &mut stubs,
+        state: cx.state_dir,
+        secrets: cx.secrets,
+        ensure: &ensure,
+        seed: &seed,
+        sources: cx.mount_sources,
+    })?;
+    let mut run_env = env.clone();
+    run_env.extend(ready.env.iter().cloned());
 
     let spec = Spec {
         base: snaps.root().to_path_buf(),
@@ -256,7 +265,8 @@ fn execute(step: &RunStep, fs: &mut RootFs, cx: &RunContext<'_>) -> Result<Layer
         groups,
         cwd: step.workdir.clone(),
         argv: step.argv.clone(),
-        env: env.clone(),
+        env: run_env,
+        mounts: std::mem::take(&mut ready.ops),
     };
     let mut tail = Tail::default();
     let status = sandbox::run(&spec, &mut |bytes| {
@@ -296,6 +306,7 @@ fn execute(step: &RunStep, fs: &mut RootFs, cx: &RunContext<'_>) -> Result<Layer
             });
         }
     }
+    drop(ready);
     stubs.clean()?;
     let mut w = LayerWriter::new(cx.spool, cx.layer_opts)?;
     super::upper::write_upper(&upper, &mut w, fs)?;
@@ -306,6 +317,79 @@ fn execute(step: &RunStep, fs: &mut RootFs, cx: &RunContext<'_>) -> Result<Layer
         snaps.adopt(chain, &upper)?;
     }
     Ok(blob)
+}
+
+/// Unpack the snapshots of `layers` (whose diff ids are `diff_ids`) of `image`; returns their
+/// chain ids.
+fn ensure_snapshots(
+    snaps: &Snapshots,
+    cx: &RunContext<'_>,
+    layers: &[Blob],
+    diff_ids: &[Digest],
+    image: &str,
+) -> Result<Vec<Digest>, RunError> {
+    let chains = snapshot::chain_ids(diff_ids);
+    if chains.len() != layers.len() {
+        return Err(RunError::Invalid {
+            what: format!(
+                "{image} has {} layers but its config lists {} diff ids",
+                layers.len(),
+                chains.len()
+            ),
+        });
+    }
+    for (layer, chain) in layers.iter().zip(&chains) {
+        snaps.ensure(chain, |dir| {
+            let path = cx.store.local(cx.rt, layer, image)?;
+            let d = &layer.descriptor;
+            let mut r = crate::layerfs::open_layer(&path, &d.media_type, image, &d.digest)?;
+            snapshot::unpack(&mut r, dir).map_err(|source| RunError::Unpack {
+                image: image.to_string(),
+                layer: d.digest.clone(),
+                source,
+            })
+        })?;
+    }
+    Ok(chains)
+}
+
+/// Fill the new cache directory `dir` with what `source` (a directory) of `layers` holds, as
+/// `COPY --from` would copy it to `/`: a layer written to the spool, then unpacked.
+fn seed_cache(
+    cx: &RunContext<'_>,
+    layers: &[Blob],
+    image: &str,
+    source: &str,
+    dir: &Path,
+) -> Result<(), RunError> {
+    if source.contains(['*', '?', '[']) {
+        return Err(RunError::Invalid {
+            what: format!(
+                "RUN --mount source {source}: wildcards are not allowed in a mount source"
+            ),
+        });
+    }
+    let spec = crate::layerfs::FromSpec {
+        srcs: vec![source.to_string()],
+        dest: "/".into(),
+        chown: None,
+        chmod: None,
+        exclude: vec![],
+        parents: false,
+    };
+    let mut scratch = RootFs::empty();
+    let onto = crate::layerfs::Onto {
+        fs: &mut scratch,
+        spool: cx.spool,
+        opts: cx.layer_opts,
+    };
+    let blob = crate::layerfs::copy_from_layers(cx.rt, cx.store, layers, image, &spec, onto)?;
+    let mut r = crate::layerfs::open_layer(&blob.path, blob.media_type(true), image, &blob.digest)?;
+    snapshot::unpack(&mut r, dir).map_err(|source| RunError::Unpack {
+        image: image.to_string(),
+        layer: blob.digest.clone(),
+        source,
+    })
 }
 
 impl RunStep {

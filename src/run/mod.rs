@@ -27,16 +27,24 @@
 //! directories translated, and applied to the stage's filesystem for later instructions; it
 //! then becomes the snapshot of the new chain id by a rename. **Cache** ([`cache`]): a RUN
 //! whose parent chain id and inputs are unchanged is served from the layer cache unexecuted. Mount points the image lacks are
-//! made and removed again ([`stubs`]) so they never reach the layer.
+//! made and removed again ([`stubs`]) so they never reach the layer. **Mounts** ([`mounts`]):
+//! `RUN --mount` bind (context mirror or stage overlay), cache, tmpfs and secret mounts,
+//! resolved inside their roots by the sandbox (`openat2(RESOLVE_IN_ROOT)`).
 //!
 //! Not yet: rootless (a user namespace mapped with `newuidmap` from `/etc/subuid`; today RUN
-//! needs root and says so), `--mount`, seccomp and cgroup limits, extended attributes in RUN
+//! needs root and says so), `--mount=type=ssh`, seccomp and cgroup limits, extended attributes in RUN
 //! layers, foreign architectures (qemu-user), a fallback without overlayfs.
 
 #[cfg(all(feature = "run", target_os = "linux"))]
 mod cache;
 #[cfg(all(feature = "run", target_os = "linux"))]
+mod cache_mount;
+#[cfg(all(feature = "run", target_os = "linux"))]
 mod exec;
+#[cfg(all(feature = "run", target_os = "linux"))]
+mod mirror;
+#[cfg(all(feature = "run", target_os = "linux"))]
+mod mounts;
 #[cfg(all(feature = "run", target_os = "linux"))]
 mod sandbox;
 #[cfg(all(feature = "run", target_os = "linux"))]
@@ -51,6 +59,8 @@ mod tests;
 
 #[cfg(all(feature = "run", target_os = "linux"))]
 pub(crate) use exec::{RunContext, run_layer};
+#[cfg(all(feature = "run", target_os = "linux"))]
+pub(crate) use mounts::MountSource;
 
 use std::path::PathBuf;
 
@@ -79,6 +89,17 @@ pub enum RunError {
     /// The sandbox could not be set up.
     #[error("could not {step}: {source}{}", hint(.source))]
     Setup {
+        /// The step.
+        step: &'static str,
+        /// The system's answer.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `RUN --mount` could not be set up in the sandbox.
+    #[error("RUN --mount on {target}: could not {step}: {source}{}", hint(.source))]
+    Mount {
+        /// The mount's target as written.
+        target: String,
         /// The step.
         step: &'static str,
         /// The system's answer.

@@ -6,7 +6,10 @@
 //! mounts the overlay (lower directories relative to the snapshot directory, so the option
 //! string stays short), a fresh `/proc`, a `/dev` tmpfs holding bind mounts of the host's
 //! `null`, `zero`, `full`, `random`, `urandom` and `tty` plus `pts`, `shm` and the usual
-//! links, a read-only `/sys`, and the generated `/etc/hosts` and `/etc/resolv.conf`; sets the
+//! links, a read-only `/sys`, and the generated `/etc/hosts` and `/etc/resolv.conf`; performs
+//! the `RUN --mount`s ([`MountOp`]: sources and targets opened with `openat2(RESOLVE_IN_ROOT)`
+//! and mounted through their `/proc/self/fd` paths, so no `..` or symlink leads out of a root;
+//! a secret written into a tmpfs of its own; read-only ones remounted `MS_RDONLY`); sets the
 //! hostname; `pivot_root`s into the overlay and detaches the old root (runc's
 //! `pivot_root(".", ".")` + `umount2(".", MNT_DETACH)`), so no host path stays reachable;
 //! narrows the capability bounding set to the OCI runtime default set (runc/containerd
@@ -25,6 +28,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::RunError;
+use mounts::{PreparedMount, mount_one, prepare_mount};
+
+#[path = "sandbox_mounts.rs"]
+mod mounts;
 
 /// The devices bound from the host into `/dev` (the OCI runtime spec's default devices
 /// without `console`/`ptmx`, which come from `pts`).
@@ -79,6 +86,47 @@ pub(crate) struct Spec {
     pub(crate) cwd: String,
     pub(crate) argv: Vec<String>,
     pub(crate) env: Vec<String>,
+    /// `RUN --mount`s, mounted in this order after the generated files.
+    pub(crate) mounts: Vec<MountOp>,
+}
+
+/// One `RUN --mount` as the sandbox performs it (host paths absolute or relative to
+/// [`Spec::base`]).
+pub(crate) struct MountOp {
+    /// What goes on the target.
+    pub(crate) what: MountWhat,
+    /// The target in the image, relative to its root; resolved with `RESOLVE_IN_ROOT`.
+    pub(crate) target: String,
+    /// Make the target first when it is missing (a directory when `true`): it lies in another
+    /// mount.
+    pub(crate) create: Option<bool>,
+    /// Remount read-only.
+    pub(crate) readonly: bool,
+    /// The target as written (for messages).
+    pub(crate) shown: String,
+}
+
+/// What a [`MountOp`] mounts.
+pub(crate) enum MountWhat {
+    /// `rel` inside the host directory `root`, resolved with `RESOLVE_IN_ROOT`.
+    Bind { root: PathBuf, rel: String },
+    /// An overlay with `opts` mounted at `at`, then `rel` inside it as with `Bind`.
+    Overlay {
+        opts: String,
+        at: PathBuf,
+        rel: String,
+    },
+    /// A fresh tmpfs with `opts`.
+    Tmpfs { opts: String },
+    /// A tmpfs at `at` holding one file with `data` (mode, uid, gid), made read-only and bound
+    /// on the target: the content is never written to disk.
+    Secret {
+        at: PathBuf,
+        data: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 /// How the command ended.
@@ -89,7 +137,7 @@ pub(crate) enum Status {
 }
 
 /// Steps a child can fail at (reported as a byte).
-const STEPS: [&str; 24] = [
+const STEPS: [&str; 30] = [
     "create the mount, PID, IPC and UTS namespaces (unshare)",
     "fork the sandbox's first process",
     "make the mounts private",
@@ -114,6 +162,12 @@ const STEPS: [&str; 24] = [
     "redirect the command's standard streams",
     "make /proc/sys and its siblings read-only",
     "mask /proc's kernel files",
+    "mount the source overlay",
+    "open the source",
+    "make the mount point",
+    "open the mount point",
+    "mount",
+    "write the secret into its tmpfs",
 ];
 const S_UNSHARE: u8 = 0;
 const S_FORK: u8 = 1;
@@ -139,6 +193,14 @@ const S_EXEC: u8 = 20;
 const S_STDIO: u8 = 21;
 const S_PROC_RO: u8 = 22;
 const S_PROC_MASK: u8 = 23;
+const S_M_OVERLAY: u8 = 24;
+const S_M_SOURCE: u8 = 25;
+const S_M_CREATE: u8 = 26;
+const S_M_TARGET: u8 = 27;
+const S_M_MOUNT: u8 = 28;
+const S_M_SECRET: u8 = 29;
+/// The first step that concerns one `--mount` (its index is reported with it).
+const S_M_FIRST: u8 = S_M_OVERLAY;
 
 fn cstr(b: &[u8]) -> Result<CString, RunError> {
     CString::new(b).map_err(|_| RunError::Invalid {
@@ -183,6 +245,9 @@ struct Prepared {
     candidates: Vec<CString>,
     argv: Vec<CString>,
     env: Vec<CString>,
+    mounts: Vec<PreparedMount>,
+    /// `/proc/self/fd/`.
+    fd_dir: CString,
 }
 
 fn prepare(spec: &Spec) -> Result<Prepared, RunError> {
@@ -269,8 +334,21 @@ fn prepare(spec: &Spec) -> Result<Prepared, RunError> {
         env: spec
             .env
             .iter()
-            .map(|a| cstr(a.as_bytes()))
+            .map(|a| {
+                cstr(a.as_bytes()).map_err(|_| RunError::Invalid {
+                    what: format!(
+                        "the environment variable {} contains a NUL byte",
+                        a.split('=').next().unwrap_or_default()
+                    ),
+                })
+            })
             .collect::<Result<_, _>>()?,
+        mounts: spec
+            .mounts
+            .iter()
+            .map(prepare_mount)
+            .collect::<Result<_, _>>()?,
+        fd_dir: cstr(b"/proc/self/fd/")?,
     })
 }
 
@@ -370,14 +448,22 @@ pub(crate) fn run(spec: &Spec, on_output: &mut dyn FnMut(&[u8])) -> Result<Statu
         let b = i32::from_ne_bytes([rec[5], rec[6], rec[7], rec[8]]);
         match rec[0] {
             b'E' => {
+                let (code, index) = ((a & 0xff) as u8, (a >> 8) as usize);
                 let step = STEPS
-                    .get(a as usize)
+                    .get(code as usize)
                     .copied()
                     .unwrap_or("set up the sandbox");
-                return Err(RunError::Setup {
-                    step,
-                    source: io::Error::from_raw_os_error(b),
-                });
+                let source = io::Error::from_raw_os_error(b);
+                if code >= S_M_FIRST
+                    && let Some(m) = spec.mounts.get(index)
+                {
+                    return Err(RunError::Mount {
+                        target: m.shown.clone(),
+                        step,
+                        source,
+                    });
+                }
+                return Err(RunError::Setup { step, source });
             }
             b'S' => waited = Some(a),
             _ => {}
@@ -639,6 +725,9 @@ unsafe fn init(
             {
                 fail(rep, S_FILES);
             }
+        }
+        for (i, m) in p.mounts.iter().enumerate() {
+            mount_one(p, m, rep, i);
         }
         if libc::sethostname(p.hostname.as_ptr(), p.hostname.as_bytes().len()) != 0 {
             fail(rep, S_HOSTNAME);

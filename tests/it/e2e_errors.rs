@@ -142,16 +142,16 @@ fn invalid_image_reference_in_from() {
 }
 
 #[test]
-fn run_mount_is_not_supported_and_says_why() {
+fn run_mount_ssh_is_not_supported_and_says_why() {
     let err = expect_error(
-        "FROM alpine:latest\n\nRUN --mount=type=cache,target=/c echo hi\n",
+        "FROM alpine:latest\n\nRUN --mount=type=ssh echo hi\n",
         &[],
         Some(3),
-        &["RUN --mount", "not supported"],
+        &["RUN --mount=type=ssh", "not supported", "SSH agent"],
     );
-    // "…and why": more than a bare "RUN --mount not supported".
+    // "…and why": more than a bare "RUN --mount=type=ssh is not supported".
     assert!(
-        err.trim().len() > "RUN --mount is not supported".len() + 20,
+        err.trim().len() > "RUN --mount=type=ssh is not supported".len() + 20,
         "{err}"
     );
 }

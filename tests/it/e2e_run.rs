@@ -60,7 +60,7 @@ fn build(
 }
 
 /// The entries of a layer blob (gzip or plain tar) as `(path, type byte, uid)`.
-fn layer_entries(blob: &[u8]) -> Vec<(String, u8, u64)> {
+pub(crate) fn layer_entries(blob: &[u8]) -> Vec<(String, u8, u64)> {
     let mut raw = Vec::new();
     if blob.starts_with(&[0x1f, 0x8b]) {
         flate2::read::GzDecoder::new(blob)
@@ -84,7 +84,7 @@ fn layer_entries(blob: &[u8]) -> Vec<(String, u8, u64)> {
 }
 
 /// The layer blobs of the image in `layout` (tag `t`), bottom first.
-fn layout_layers(layout: &std::path::Path) -> Vec<Vec<u8>> {
+pub(crate) fn layout_layers(layout: &std::path::Path) -> Vec<Vec<u8>> {
     let index: Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let blob = |d: &str| {
