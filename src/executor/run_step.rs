@@ -55,6 +55,7 @@ pub(super) async fn build_run_layer(
         .clone()
         .unwrap_or_else(|| opts.spool_dir.clone());
     let (spool, step, ev) = (spool.clone(), step.clone(), events.clone());
+    let warn_ev = events.clone();
     let cache_dir = opts.cache_dir.clone();
     let RunOn {
         layers,
@@ -80,6 +81,7 @@ pub(super) async fn build_run_layer(
                     text: text.to_string(),
                 })
             };
+            let on_warning = move |text: &str| warn_ev(Event::Warning(text.to_string()));
             let cx = crate::run::RunContext {
                 rt,
                 store,
@@ -92,6 +94,7 @@ pub(super) async fn build_run_layer(
                 on_output: &on_output,
                 arch: &arch,
                 cache_dir: cache_dir.as_deref(),
+                on_warning: &on_warning,
             };
             crate::run::run_layer(&step, fs, cx).map_err(|source| BuildImageError::Run {
                 line,

@@ -11,6 +11,7 @@ use super::cache::{self, RunCache};
 use super::sandbox::{self, Spec, Status};
 use super::snapshot::{self, Snapshots};
 use super::stubs::Stubs;
+use super::userns::Owners;
 use crate::blob::{Blob, FileBlob};
 use crate::build::{LayerBlob, LayerOptions, LayerWriter, Spool};
 use crate::digest::Digest;
@@ -50,6 +51,8 @@ pub(crate) struct RunContext<'a> {
     pub(crate) arch: &'a str,
     /// The layer cache directory (`None`: `--no-cache`, every RUN executes).
     pub(crate) cache_dir: Option<&'a Path>,
+    /// A warning for the user (e.g. rootless RUN's single-id mapping).
+    pub(crate) on_warning: &'a (dyn Fn(&str) + Send + Sync),
 }
 
 /// Removes a directory when dropped.
@@ -62,12 +65,10 @@ impl Drop for TempDir {
 }
 
 fn check_host() -> Result<(), RunError> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(RunError::Unavailable {
-            what: "RUN needs root for now (rootless RUN through a user namespace and newuidmap is not built yet)".into(),
-            fix: "Run ocipush as root (e.g. with sudo, or as root in CI), or build without RUN".into(),
-        });
+    if super::userns::ids().rootless().is_some()
+        && let Some(e) = super::userns::namespaces_unavailable()
+    {
+        return Err(e);
     }
     let fss = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
     if !fss
@@ -151,10 +152,27 @@ pub(crate) fn run_layer(
 fn execute(step: &RunStep, fs: &mut RootFs, cx: &RunContext<'_>) -> Result<LayerBlob, RunError> {
     check_host()?;
     check_arch(cx.arch)?;
+    let ids = super::userns::ids();
     let (uid, gid) = match &step.user {
         Some(u) => resolve_owner(fs, u)?,
         None => (0, 0),
     };
+    if let Some(r) = ids.rootless() {
+        r.warn_once(cx.on_warning);
+        if !r.maps(uid, gid) {
+            return Err(RunError::Invalid {
+                what: format!(
+                    "RUN as USER {} ({uid}:{gid}) cannot run rootless: the user namespace maps {}; {}",
+                    step.user.as_deref().unwrap_or("root"),
+                    match &r.ranges {
+                        None => format!("only root ({})", r.why_single()),
+                        Some(g) => format!("ids up to {}:{} only", g.uids.1, g.gids.1),
+                    },
+                    r.fix()
+                ),
+            });
+        }
+    }
     let mut env = step.env.clone();
     if !env.iter().any(|kv| kv.starts_with("HOME=")) {
         // runc's `setupUser`: HOME from the user's passwd entry when the image sets none.
@@ -162,7 +180,7 @@ fn execute(step: &RunStep, fs: &mut RootFs, cx: &RunContext<'_>) -> Result<Layer
     }
     let groups = supplementary_groups(fs, step.user.as_deref(), gid);
 
-    let snaps = Snapshots::open(&cx.state_dir.join("run").join("snapshots"))?;
+    let snaps = Snapshots::open(&cx.state_dir.join("run").join(ids.snapshot_dir()))?;
     let chains = snapshot::chain_ids(cx.diff_ids);
     if chains.len() != cx.layers.len() {
         return Err(RunError::Invalid {
@@ -178,11 +196,13 @@ fn execute(step: &RunStep, fs: &mut RootFs, cx: &RunContext<'_>) -> Result<Layer
             let path = cx.store.local(cx.rt, layer, cx.image)?;
             let d = &layer.descriptor;
             let mut r = crate::layerfs::open_layer(&path, &d.media_type, cx.image, &d.digest)?;
-            snapshot::unpack(&mut r, dir).map_err(|source| RunError::Unpack {
+            let mut owners = ids.rootless().map(|_| Owners::default());
+            snapshot::unpack(&mut r, dir, owners.as_mut()).map_err(|source| RunError::Unpack {
                 image: cx.image.to_string(),
                 layer: d.digest.clone(),
                 source,
-            })
+            })?;
+            owners.map_or(Ok(()), Owners::apply)
         })?;
     }
     let lowers: Vec<String> = if chains.is_empty() {
@@ -209,11 +229,9 @@ fn execute(step: &RunStep, fs: &mut RootFs, cx: &RunContext<'_>) -> Result<Layer
         })?;
     }
     let overlay = format!(
-        // No redirects or metadata-only copy-ups: every change is whole in the upper
-        // directory (a renamed directory is copied, not recorded as an overlay redirect).
-        // `volatile`: no syncfs of the whole disk at unmount (see `snapshot::valid`).
-        "lowerdir={},upperdir={tmp_name}/upper,workdir={tmp_name}/work,redirect_dir=off,metacopy=off,volatile",
-        lowers.join(":")
+        "lowerdir={},upperdir={tmp_name}/upper,workdir={tmp_name}/work,{}",
+        lowers.join(":"),
+        ids.overlay_options()
     );
     if overlay.len() > 4000 {
         return Err(RunError::Invalid {
@@ -241,6 +259,7 @@ fn execute(step: &RunStep, fs: &mut RootFs, cx: &RunContext<'_>) -> Result<Layer
     let hosts_at = stubs.ensure(fs, &upper, "/etc/hosts", false, (0, 0), false)?;
     let resolv_at = stubs.ensure(fs, &upper, "/etc/resolv.conf", false, (0, 0), false)?;
     stubs.ensure(fs, &upper, &step.workdir, true, (uid, gid), true)?;
+    stubs.apply_owners()?;
 
     let spec = Spec {
         base: snaps.root().to_path_buf(),
@@ -257,6 +276,7 @@ fn execute(step: &RunStep, fs: &mut RootFs, cx: &RunContext<'_>) -> Result<Layer
         cwd: step.workdir.clone(),
         argv: step.argv.clone(),
         env: env.clone(),
+        rootless: ids.rootless().cloned(),
     };
     let mut tail = Tail::default();
     let status = sandbox::run(&spec, &mut |bytes| {
@@ -286,13 +306,17 @@ fn execute(step: &RunStep, fs: &mut RootFs, cx: &RunContext<'_>) -> Result<Layer
     match status {
         Status::Exited(0) => {}
         other => {
-            return Err(RunError::Failed {
+            let failed = RunError::Failed {
                 command: step.shown_command(),
                 status: match other {
                     Status::Exited(c) => format!("exited with code {c}"),
                     Status::Signaled(s) => format!("was killed by signal {s}"),
                 },
                 tail: tail.text(),
+            };
+            return Err(match ids.rootless() {
+                Some(r) => super::userns::explain_failure(r, failed),
+                None => failed,
             });
         }
     }

@@ -45,6 +45,8 @@ mod snapshot;
 mod stubs;
 #[cfg(all(feature = "run", target_os = "linux"))]
 mod upper;
+#[cfg(all(feature = "run", target_os = "linux"))]
+mod userns;
 
 #[cfg(all(test, feature = "run", target_os = "linux"))]
 mod tests;
@@ -75,6 +77,24 @@ pub enum RunError {
         status: String,
         /// The last lines of its output.
         tail: String,
+    },
+    /// A rootless RUN failed and its output shows an ownership change refused: the user
+    /// namespace maps only the user (no subordinate ids).
+    #[error(
+        "RUN {command} {status}{}\nThis RUN ran rootless in a single-id user namespace ({why}): files can only be owned by root, so changing an owner to any other id (chown, adduser's home directory, a package's user) fails. To fix it, {fix}",
+        tail_text(.tail)
+    )]
+    SingleIdMapping {
+        /// The instruction's command as written.
+        command: String,
+        /// "exited with code 1".
+        status: String,
+        /// The last lines of its output.
+        tail: String,
+        /// Why the mapping holds one id.
+        why: String,
+        /// What to do.
+        fix: String,
     },
     /// The sandbox could not be set up.
     #[error("could not {step}: {source}{}", hint(.source))]

@@ -25,6 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::RunError;
+use super::userns::{Handshake, Rootless};
 
 /// The devices bound from the host into `/dev` (the OCI runtime spec's default devices
 /// without `console`/`ptmx`, which come from `pts`).
@@ -79,6 +80,8 @@ pub(crate) struct Spec {
     pub(crate) cwd: String,
     pub(crate) argv: Vec<String>,
     pub(crate) env: Vec<String>,
+    /// Rootless: the user namespace's mapping (see [`super::userns`]).
+    pub(crate) rootless: Option<Rootless>,
 }
 
 /// How the command ended.
@@ -89,7 +92,7 @@ pub(crate) enum Status {
 }
 
 /// Steps a child can fail at (reported as a byte).
-const STEPS: [&str; 24] = [
+const STEPS: [&str; 25] = [
     "create the mount, PID, IPC and UTS namespaces (unshare)",
     "fork the sandbox's first process",
     "make the mounts private",
@@ -114,6 +117,7 @@ const STEPS: [&str; 24] = [
     "redirect the command's standard streams",
     "make /proc/sys and its siblings read-only",
     "mask /proc's kernel files",
+    "bind the host's /sys (rootless, host network)",
 ];
 const S_UNSHARE: u8 = 0;
 const S_FORK: u8 = 1;
@@ -139,6 +143,7 @@ const S_EXEC: u8 = 20;
 const S_STDIO: u8 = 21;
 const S_PROC_RO: u8 = 22;
 const S_PROC_MASK: u8 = 23;
+const S_SYS_BIND: u8 = 24;
 
 fn cstr(b: &[u8]) -> Result<CString, RunError> {
     CString::new(b).map_err(|_| RunError::Invalid {
@@ -176,6 +181,11 @@ struct Prepared {
     dev_null: CString,
     cwd: CString,
     new_net: bool,
+    /// In a user namespace: `/sys` is bound from the host unless the network is new
+    /// (sysfs can only be mounted by the owner of the network namespace).
+    bind_sys: bool,
+    /// `setgroups` is allowed (not after a single-id mapping's `setgroups deny`).
+    set_groups: bool,
     uid: u32,
     gid: u32,
     groups: Vec<libc::gid_t>,
@@ -256,6 +266,8 @@ fn prepare(spec: &Spec) -> Result<Prepared, RunError> {
         dev_null: cstr(b"/dev/null")?,
         cwd: cstr(spec.cwd.as_bytes())?,
         new_net: spec.new_net,
+        bind_sys: spec.rootless.is_some() && !spec.new_net,
+        set_groups: spec.rootless.as_ref().is_none_or(|r| r.ranges.is_some()),
         uid: spec.uid,
         gid: spec.gid,
         groups: spec.groups.clone(),
@@ -305,6 +317,10 @@ pub(crate) fn run(spec: &Spec, on_output: &mut dyn FnMut(&[u8])) -> Result<Statu
         .collect();
     let (out_r, out_w) = pipe()?;
     let (rep_r, rep_w) = pipe()?;
+    let handshake = match &spec.rootless {
+        Some(_) => Some(Handshake::new()?),
+        None => None,
+    };
     // SAFETY: after fork the child only makes system calls on memory allocated before it
     // (see the module doc) and never returns.
     let pid = unsafe { libc::fork() };
@@ -324,12 +340,24 @@ pub(crate) fn run(spec: &Spec, on_output: &mut dyn FnMut(&[u8])) -> Result<Statu
     }
     if pid == 0 {
         // SAFETY: see above.
-        unsafe { keeper(&p, &argv, &envp, out_w, rep_w) }
+        unsafe { keeper(&p, &argv, &envp, out_w, rep_w, handshake.as_ref()) }
     }
     // SAFETY: the parent's copies of the write ends.
     unsafe {
         libc::close(out_w);
         libc::close(rep_w);
+    }
+    if let (Some(h), Some(r)) = (&handshake, &spec.rootless)
+        && let Err(e) = h.parent(r, pid)
+    {
+        let mut status = 0;
+        // SAFETY: our own child (it exits on the closed handshake) and our read ends.
+        unsafe {
+            while libc::waitpid(pid, &mut status, 0) < 0 && errno() == libc::EINTR {}
+            libc::close(out_r);
+            libc::close(rep_r);
+        }
+        return Err(e);
     }
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -430,6 +458,7 @@ unsafe fn keeper(
     envp: &[*const libc::c_char],
     out_w: libc::c_int,
     rep: libc::c_int,
+    userns: Option<&Handshake>,
 ) -> ! {
     // SAFETY: system calls on memory prepared before the fork.
     unsafe {
@@ -447,6 +476,13 @@ unsafe fn keeper(
             || libc::dup2(out_w, 2) < 0
         {
             fail(rep, S_STDIO);
+        }
+        // Rootless: the user namespace first (the parent writes its maps), so the others
+        // belong to it.
+        if let Some(h) = userns
+            && !super::userns::child_enter(h)
+        {
+            libc::_exit(126);
         }
         let mut flags =
             libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
@@ -618,7 +654,20 @@ unsafe fn init(
                 fail(rep, S_LINKS);
             }
         }
-        if libc::mount(
+        if p.bind_sys {
+            let ro = MS_BIND | libc::MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+            if libc::mount(
+                c(b"/sys\0"),
+                p.sys_dir.as_ptr(),
+                none,
+                MS_BIND | MS_REC,
+                std::ptr::null(),
+            ) != 0
+                || libc::mount(none, p.sys_dir.as_ptr(), none, ro, std::ptr::null()) != 0
+            {
+                fail(rep, S_SYS_BIND);
+            }
+        } else if libc::mount(
             c(b"sysfs\0"),
             p.sys_dir.as_ptr(),
             c(b"sysfs\0"),
@@ -662,7 +711,7 @@ unsafe fn init(
                 fail(rep, S_CAPS);
             }
         }
-        if libc::setgroups(p.groups.len(), p.groups.as_ptr()) != 0
+        if (p.set_groups && libc::setgroups(p.groups.len(), p.groups.as_ptr()) != 0)
             || libc::setresgid(p.gid, p.gid, p.gid) != 0
             || libc::setresuid(p.uid, p.uid, p.uid) != 0
         {

@@ -36,6 +36,7 @@ mod e2e_reference;
 mod e2e_remote;
 #[cfg(feature = "run")]
 mod e2e_run;
+mod e2e_run_rootless;
 mod e2e_secrets;
 mod e2e_stages;
 mod e2e_stream;
