@@ -94,17 +94,22 @@ pub(crate) fn ids() -> &'static Ids {
 
 /// Why this host cannot make user namespaces, if a sysctl says so.
 pub(crate) fn namespaces_unavailable() -> Option<RunError> {
+    namespaces_unavailable_in(Path::new("/proc/sys"))
+}
+
+/// [`namespaces_unavailable`] with the sysctls under `sys` (`/proc/sys`).
+fn namespaces_unavailable_in(sys: &Path) -> Option<RunError> {
     let read = |p: &str| {
-        std::fs::read_to_string(p)
+        std::fs::read_to_string(sys.join(p))
             .ok()
             .map(|s| s.trim().to_string())
     };
-    let (what, fix) = if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+    let (what, fix) = if read("user/max_user_namespaces").as_deref() == Some("0") {
         (
             "user namespaces are disabled on this host (/proc/sys/user/max_user_namespaces is 0)",
             "Allow them (`sysctl -w user.max_user_namespaces=15000`), or run ocipush as root",
         )
-    } else if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+    } else if read("kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         (
             "unprivileged user namespaces are disabled on this host (/proc/sys/kernel/unprivileged_userns_clone is 0)",
             "Allow them (`sysctl -w kernel.unprivileged_userns_clone=1`), or run ocipush as root",
@@ -863,6 +868,48 @@ mod tests {
         assert_eq!(single.to_image(100999, 1001), (OVERFLOW_ID, 0));
         assert!(single.maps(0, 0) && !single.maps(1000, 1000));
         assert_ne!(single.snapshot_dir(), "snapshots");
+    }
+
+    #[test]
+    fn disabled_user_namespaces_are_named_with_the_sysctl_to_change() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(namespaces_unavailable_in(d.path()).is_none());
+        std::fs::create_dir_all(d.path().join("kernel")).unwrap();
+        std::fs::write(d.path().join("kernel/unprivileged_userns_clone"), "0\n").unwrap();
+        let e = namespaces_unavailable_in(d.path()).unwrap().to_string();
+        assert!(e.contains("unprivileged_userns_clone is 0"), "{e}");
+        assert!(
+            e.contains("sysctl -w kernel.unprivileged_userns_clone=1"),
+            "{e}"
+        );
+        std::fs::create_dir_all(d.path().join("user")).unwrap();
+        std::fs::write(d.path().join("user/max_user_namespaces"), "0\n").unwrap();
+        let e = namespaces_unavailable_in(d.path()).unwrap().to_string();
+        assert!(e.contains("max_user_namespaces is 0"), "{e}");
+        assert!(e.contains("or run ocipush as root"), "{e}");
+    }
+
+    #[test]
+    fn a_chown_failure_under_a_single_id_mapping_is_explained() {
+        let r = Rootless {
+            user: "bob".into(),
+            uid: 1000,
+            gid: 1000,
+            ranges: None,
+        };
+        let failed = |tail: &str| RunError::Failed {
+            command: "chown app /f".into(),
+            status: "exited with code 1".into(),
+            tail: tail.into(),
+        };
+        let e = explain_failure(&r, failed("chown: /f: Invalid argument\n")).to_string();
+        assert!(e.contains("single-id user namespace"), "{e}");
+        assert!(
+            e.contains("--add-subuids 100000-165535 --add-subgids 100000-165535 bob"),
+            "{e}"
+        );
+        let e = explain_failure(&r, failed("make: *** Error 2\n")).to_string();
+        assert!(!e.contains("single-id"), "{e}");
     }
 
     #[test]

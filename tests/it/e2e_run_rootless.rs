@@ -18,7 +18,7 @@ use crate::common::users::{self, TestUser};
 const EPOCH: &str = "1700000000";
 
 const DOCKERFILE: &str = r#"FROM alpine:latest
-RUN adduser -D app && mkdir -p /data && chown app:app /data
+RUN adduser -D app && mkdir -p /data && chown app:app /data && test -d /sys/class/net
 RUN rm /etc/motd
 USER app
 RUN id -u > /tmp/uid && mkdir -m 700 /data/private && echo secret > /data/private/key && chmod 600 /data/private/key
@@ -171,7 +171,8 @@ fn a_failing_rootless_run_fails_with_its_line_and_output() {
     let user = users::with_ranges();
     let (sb, _alpine) = user_sandbox(
         &user,
-        "FROM alpine:latest\nRUN true\nRUN echo first-line && echo the-reason >&2 && exit 3\n",
+        "FROM alpine:latest\nRUN --network=none test -d /sys/class/net && echo net-none-ok\n\
+         RUN adduser -D app && echo first-line && echo the-reason >&2 && exit 3\n",
     );
     let reg = RegistryServer::start();
     let out = sb.ocipush_as(
@@ -180,6 +181,9 @@ fn a_failing_rootless_run_fails_with_its_line_and_output() {
         &[],
     );
     let err = assert_failed(&out, 1);
+    // /sys is sysfs of the new network namespace with --network=none (the host's, bound,
+    // otherwise).
+    assert!(err.contains("Dockerfile:2 | net-none-ok"), "{err}");
     assert!(err.contains("Dockerfile:3"), "{err}");
     assert!(err.contains("exited with code 3"), "{err}");
     assert!(
@@ -187,6 +191,18 @@ fn a_failing_rootless_run_fails_with_its_line_and_output() {
         "{err}"
     );
     assert!(!err.contains("single-id"), "{err}");
+    // The failed RUN's upper directory (app's home, owned by a subordinate id) is gone.
+    let snaps = std::fs::read_dir(sb.path().join("home/.cache/ocipush/run"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("snapshots-rootless-"))
+        .unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(&snaps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]
