@@ -29,8 +29,12 @@
 //! whose parent chain id and inputs are unchanged is served from the layer cache unexecuted. Mount points the image lacks are
 //! made and removed again ([`stubs`]) so they never reach the layer.
 //!
-//! Not yet: rootless (a user namespace mapped with `newuidmap` from `/etc/subuid`; today RUN
-//! needs root and says so), `--mount`, seccomp and cgroup limits, extended attributes in RUN
+//! **Rootless** ([`userns`]): as any user but root, the sandbox first enters a user
+//! namespace mapped by `newuidmap`/`newgidmap` from `/etc/subuid` and `/etc/subgid` (or a
+//! single-id mapping), the overlay is mounted with `userxattr`, and owners are set and read
+//! back through the namespace, so the layers equal a root build's.
+//!
+//! Not yet: `--mount`, seccomp and cgroup limits, extended attributes in RUN
 //! layers, foreign architectures (qemu-user), a fallback without overlayfs.
 
 #[cfg(all(feature = "run", target_os = "linux"))]
