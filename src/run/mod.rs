@@ -60,6 +60,24 @@ pub(crate) use exec::{RunContext, run_layer};
 
 use std::path::PathBuf;
 
+/// Clears what RUN left in a build's temporary directory (the spool, where snapshots go when
+/// there is no cache) when dropped, before the directory itself is removed: rootless, those
+/// snapshots hold files of subordinate ids that the user cannot remove itself, so they are
+/// removed inside the user namespace. Nothing to do as root.
+pub(crate) struct SpoolGuard(pub(crate) PathBuf);
+
+impl Drop for SpoolGuard {
+    fn drop(&mut self) {
+        #[cfg(all(feature = "run", target_os = "linux"))]
+        {
+            let run = self.0.join("run");
+            if userns::ids().rootless().is_some() && run.exists() {
+                snapshot::remove_all(&run);
+            }
+        }
+    }
+}
+
 /// Why a `RUN` failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -65,10 +65,16 @@ fn rootless_run_with_subordinate_ids_builds_the_image_a_root_build_does() {
     let (sb, alpine) = user_sandbox(&user, DOCKERFILE);
     let reg = RegistryServer::start();
     let repo = format!("{}/rootless", reg.addr());
+    // The user's own cache, where $XDG_CACHE_HOME says.
+    let xdg_cache = sb.path().join("xdg-cache");
+    let xdg_cache_s = xdg_cache.to_str().unwrap();
     let out = sb.ocipush_as(
         &user,
         args(&sb, &format!("{repo}:user"), &[]),
-        &[("SOURCE_DATE_EPOCH", EPOCH)],
+        &[
+            ("SOURCE_DATE_EPOCH", EPOCH),
+            ("XDG_CACHE_HOME", xdg_cache_s),
+        ],
     );
     let digest = assert_pushed(&out, &repo);
     assert!(!stderr(&out).contains("single-id"), "{}", stderr(&out));
@@ -137,7 +143,7 @@ fn rootless_run_with_subordinate_ids_builds_the_image_a_root_build_does() {
 
     // The snapshots are in the user's own cache, per mapping, and nothing is left behind
     // (temporary trees holding files of other ids were removed inside the namespace).
-    let run_dir = sb.path().join("home/.cache/ocipush/run");
+    let run_dir = xdg_cache.join("ocipush/run");
     let snaps: Vec<_> = std::fs::read_dir(&run_dir)
         .unwrap()
         .map(|e| e.unwrap())
@@ -157,13 +163,23 @@ fn rootless_run_with_subordinate_ids_builds_the_image_a_root_build_does() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
-    // Again without the layer cache, on the snapshots made rootless: the same image.
+    // Again without the layer cache (every RUN executed, on snapshots unpacked afresh in
+    // the spool): the same image.
     let out = sb.ocipush_as(
         &user,
         args(&sb, &format!("{repo}:again"), &["--no-cache"]),
-        &[("SOURCE_DATE_EPOCH", EPOCH)],
+        &[
+            ("SOURCE_DATE_EPOCH", EPOCH),
+            ("XDG_CACHE_HOME", xdg_cache_s),
+        ],
     );
     assert_eq!(assert_pushed(&out, &repo), digest);
+    // Its snapshots were in the spool (no cache): removed with it, nothing left in TMPDIR.
+    let tmp: Vec<_> = std::fs::read_dir(sb.path().join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
 }
 
 #[test]
