@@ -298,6 +298,7 @@ fn execute(step: &RunStep, fs: &mut RootFs, cx: &RunContext<'_>) -> Result<Layer
                     .to_string(),
             }
         }
+        other if ids.rootless().is_some() => super::userns::explain_setup(other),
         other => other,
     })?;
     if let Some(rest) = tail.flush() {

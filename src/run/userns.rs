@@ -162,6 +162,33 @@ fn looks_like_chown_failure(tail: &str) -> bool {
         || t.contains("eperm")
 }
 
+/// A sandbox set-up error of a rootless RUN, explained when the kernel refused a step
+/// because Ubuntu's AppArmor strips an unprivileged user namespace of its capabilities
+/// (`kernel.apparmor_restrict_unprivileged_userns=1`: `unshare` succeeds, mounts fail).
+pub(crate) fn explain_setup(e: RunError) -> RunError {
+    explain_setup_in(e, Path::new("/proc/sys"))
+}
+
+fn explain_setup_in(e: RunError, sys: &Path) -> RunError {
+    let restricted =
+        std::fs::read_to_string(sys.join("kernel/apparmor_restrict_unprivileged_userns"))
+            .is_ok_and(|v| v.trim() == "1");
+    match e {
+        RunError::Setup { step, source }
+            if restricted
+                && matches!(source.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) =>
+        {
+            RunError::Unavailable {
+                what: format!(
+                    "the kernel refused to {step} in rootless RUN's user namespace ({source}): AppArmor restricts unprivileged user namespaces here (kernel.apparmor_restrict_unprivileged_userns is 1)"
+                ),
+                fix: "Allow them (`sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`, or an AppArmor profile granting `userns` to ocipush), or run ocipush as root".into(),
+            }
+        }
+        other => other,
+    }
+}
+
 /// `(start, count)` of the first line for `name` or `uid` in a subuid/subgid file's text.
 pub(crate) fn parse_range(text: &str, name: Option<&str>, id: u32) -> Option<(u32, u32)> {
     text.lines().find_map(|l| {
@@ -887,6 +914,82 @@ mod tests {
         let e = namespaces_unavailable_in(d.path()).unwrap().to_string();
         assert!(e.contains("max_user_namespaces is 0"), "{e}");
         assert!(e.contains("or run ocipush as root"), "{e}");
+    }
+
+    #[test]
+    fn a_mount_refused_under_apparmor_names_the_restriction() {
+        let d = tempfile::tempdir().unwrap();
+        let setup = || RunError::Setup {
+            step: "mount the overlay filesystem",
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        };
+        let plain = explain_setup_in(setup(), d.path()).to_string();
+        assert!(!plain.contains("apparmor_restrict"), "{plain}");
+        std::fs::create_dir_all(d.path().join("kernel")).unwrap();
+        std::fs::write(
+            d.path()
+                .join("kernel/apparmor_restrict_unprivileged_userns"),
+            "1\n",
+        )
+        .unwrap();
+        let e = explain_setup_in(setup(), d.path()).to_string();
+        assert!(e.contains("mount the overlay filesystem"), "{e}");
+        assert!(e.contains("apparmor_restrict_unprivileged_userns=0"), "{e}");
+    }
+
+    #[test]
+    fn a_rootless_unpack_keeps_files_the_users_and_notes_the_images_owners() {
+        use std::os::unix::fs::PermissionsExt;
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, t, mode, uid) in [
+            ("ro/", tar::EntryType::Directory, 0o555, 0),
+            ("ro/f", tar::EntryType::Regular, 0o4755, 7),
+            ("dev/", tar::EntryType::Directory, 0o755, 0),
+            ("dev/null", tar::EntryType::Char, 0o666, 0),
+            ("plain", tar::EntryType::Regular, 0o644, 0),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(t);
+            h.set_mode(mode);
+            h.set_uid(uid);
+            h.set_gid(if uid == 0 { 0 } else { uid + 1 });
+            h.set_size(0);
+            h.set_path(path).unwrap();
+            h.set_cksum();
+            b.append(&h, &[][..]).unwrap();
+        }
+        let t = b.into_inner().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let mut owners = Owners::default();
+        super::super::snapshot::unpack(&mut &t[..], d.path(), Some(&mut owners)).unwrap();
+        // No device node; the closed directory stays writable until the owners are set.
+        assert!(std::fs::symlink_metadata(d.path().join("dev/null")).is_err());
+        let ro = std::fs::metadata(d.path().join("ro")).unwrap();
+        assert_eq!(ro.permissions().mode() & 0o7777, 0o755);
+        let f = std::fs::metadata(d.path().join("ro/f")).unwrap();
+        assert_ne!(f.uid(), 7, "not chowned outside the namespace");
+        let noted: Vec<(PathBuf, u32, u32, u32)> = owners
+            .paths
+            .iter()
+            .cloned()
+            .zip(owners.list.iter())
+            .map(|(p, (_, u, g, m, _))| (p.strip_prefix(d.path()).unwrap().into(), *u, *g, *m))
+            .collect();
+        // Ids the process's mapping lacks (as root: none is rootless) stay root's.
+        let id = |v: u32| {
+            if ids().rootless().is_some_and(|r| !r.maps(v, v)) {
+                0
+            } else {
+                v
+            }
+        };
+        assert_eq!(
+            noted,
+            [
+                (PathBuf::from("ro"), 0, 0, 0o555),
+                (PathBuf::from("ro/f"), id(7), id(8), 0o4755),
+            ]
+        );
     }
 
     #[test]
