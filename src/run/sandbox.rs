@@ -2,13 +2,14 @@
 //!
 //! The first child (the *keeper*) moves its stdout/stderr to the output pipe, (rootless)
 //! `unshare`s a user namespace and waits until the parent has written its maps
-//! ([`super::userns`]), `unshare`s new mount, PID, IPC and UTS namespaces (and a network one for `--network=none`), and forks
-//! again; the grandchild is PID 1 of the new PID namespace. It makes every mount private,
-//! mounts the overlay (lower directories relative to the snapshot directory, so the option
-//! string stays short), a fresh `/proc`, a `/dev` tmpfs holding bind mounts of the host's
-//! `null`, `zero`, `full`, `random`, `urandom` and `tty` plus `pts`, `shm` and the usual
-//! links, a read-only `/sys` (rootless with the host's network: the host's, bound), and the generated `/etc/hosts` and `/etc/resolv.conf`; sets the
-//! hostname; `pivot_root`s into the overlay and detaches the old root (runc's
+//! ([`super::userns`]), `unshare`s new mount, PID, IPC and UTS namespaces (and a network
+//! one for `--network=none`), and forks again; the grandchild is PID 1 of the new PID
+//! namespace. It makes every mount private, mounts the overlay (lower directories relative
+//! to the snapshot directory, so the option string stays short), a fresh `/proc`, a `/dev`
+//! tmpfs holding bind mounts of the host's `null`, `zero`, `full`, `random`, `urandom` and
+//! `tty` plus `pts`, `shm` and the usual links, a read-only `/sys` (rootless with the host's
+//! network: the host's, bound), and the generated `/etc/hosts` and `/etc/resolv.conf`; sets
+//! the hostname; `pivot_root`s into the overlay and detaches the old root (runc's
 //! `pivot_root(".", ".")` + `umount2(".", MNT_DETACH)`), so no host path stays reachable;
 //! narrows the capability bounding set to the OCI runtime default set (runc/containerd
 //! `oci.defaultUnixCaps`); switches to the image user; and `execve`s the command, looking

@@ -126,7 +126,16 @@ impl Stubs {
             } else {
                 std::fs::remove_file(&m.path)
             };
-            r.map_err(io_err("clean up a mount point", &m.path))?;
+            match r {
+                // Rootless: in a directory of another image user, removed inside the namespace.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::PermissionDenied
+                        && super::userns::ids().rootless().is_some() =>
+                {
+                    super::userns::ids().remove_inside(&m.path)?
+                }
+                r => r.map_err(io_err("clean up a mount point", &m.path))?,
+            }
         }
         Ok(())
     }
@@ -134,15 +143,24 @@ impl Stubs {
 
 impl Stubs {
     /// Give `p` (just made) the image's owner and mode; rootless, an owner other than root
-    /// is set inside the user namespace by [`Stubs::apply_owners`].
+    /// (and the mode of a directory its owner may not write, which stays writable until
+    /// then for what is made in it) is set inside the user namespace by
+    /// [`Stubs::apply_owners`].
     fn set_meta(&mut self, p: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), RunError> {
+        let mut now = mode;
         if super::userns::ids().rootless().is_none() {
             std::os::unix::fs::lchown(p, Some(uid), Some(gid))
                 .map_err(io_err("prepare a mount point", p))?;
-        } else if (uid, gid) != (0, 0) || mode & 0o7000 != 0 {
-            self.owners.push(p, uid, gid, mode, false)?;
+        } else {
+            let closed_dir = p.is_dir() && mode & 0o700 != 0o700;
+            if closed_dir {
+                now |= 0o700;
+            }
+            if (uid, gid) != (0, 0) || mode & 0o7000 != 0 || closed_dir {
+                self.owners.push(p, uid, gid, mode, false)?;
+            }
         }
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(now))
             .map_err(io_err("prepare a mount point", p))
     }
 
