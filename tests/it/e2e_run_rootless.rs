@@ -24,6 +24,7 @@ USER app
 RUN id -u > /tmp/uid && mkdir -m 700 /data/private && echo secret > /data/private/key && chmod 600 /data/private/key
 USER root
 RUN ls -ld /data/private | grep -q '^drwx------' && cat /data/private/key > /seen
+RUN rm -r /etc/apk && mkdir /etc/apk && echo new > /etc/apk/only && mkdir -m 555 /closed && touch /closed/in
 CMD ["/bin/sh", "-c", "cat /tmp/uid; stat -c %U:%G /data; test -e /etc/motd || echo motd-gone"]
 "#;
 
@@ -137,6 +138,13 @@ fn rootless_run_with_subordinate_ids_builds_the_image_a_root_build_does() {
         "{:?}",
         layer_entries(&layer(3))
     );
+    // A directory replaced in the namespace is marked `user.overlay.opaque`: the layer holds
+    // the image spec's opaque marker.
+    let opaque: Vec<String> = layer_entries(&layer(5)).into_iter().map(|e| e.0).collect();
+    assert!(
+        opaque.contains(&"etc/apk/.wh..wh..opq".to_string()),
+        "{opaque:?}"
+    );
     let run = run_image(root, &img.config);
     assert!(run.status.success(), "{}", run.stderr);
     assert_eq!(run.stdout, "1000\napp:app\nmotd-gone\n");
@@ -180,6 +188,44 @@ fn rootless_run_with_subordinate_ids_builds_the_image_a_root_build_does() {
         .map(|e| e.unwrap().path())
         .collect();
     assert!(tmp.is_empty(), "{tmp:?}");
+
+    // That image as a base, unpacked rootless from its layers (whiteout, opaque directory,
+    // app's private files, a closed directory): what the next RUN sees and its layer are
+    // root's too.
+    let from = format!(
+        "FROM {repo}@{digest}\nRUN test ! -e /etc/motd && test ! -e /etc/apk/repositories && cat /etc/apk/only && stat -c %u:%a /data/private /closed && cat /data/private/key && touch /closed/more\n"
+    );
+    write_files(&sb.path().join("ctx"), &[("Dockerfile", &from)]);
+    users::give(&user, &[&sb.path().join("ctx")]);
+    for s in [&sb, &root_sb] {
+        s.set_registries(&[
+            (
+                "docker.io/library/alpine",
+                &format!("{}/library/alpine", alpine.addr()),
+            ),
+            (&repo, &repo),
+        ]);
+    }
+    users::give(&user, &[&sb.registries_conf()]);
+    let out = sb.ocipush_as(
+        &user,
+        args(&sb, &format!("{repo}:next"), &["--no-cache"]),
+        &[("SOURCE_DATE_EPOCH", EPOCH)],
+    );
+    let next = assert_pushed(&out, &repo);
+    let err = stderr(&out);
+    for want in ["| new", "| 1000:700", "| 0:555", "| secret"] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    let mut root_args = args(&root_sb, &format!("{repo}:next-root"), &["--no-cache"]);
+    let n = root_args.len();
+    root_args[n - 2] = sb.path().join("ctx/Dockerfile").into();
+    let out = root_sb.ocipush_env(root_args, &[("SOURCE_DATE_EPOCH", EPOCH)]);
+    assert_eq!(
+        assert_pushed(&out, &repo),
+        next,
+        "rootless and root builds differ"
+    );
 }
 
 #[test]
