@@ -191,7 +191,8 @@ fn explain_setup_in(e: RunError, sys: &Path) -> RunError {
     }
 }
 
-/// `(start, count)` of the first line for `name` or `uid` in a subuid/subgid file's text.
+/// `(start, count)` of the first line for `name` or `uid` in a subuid/subgid file's text (a
+/// user with several ranges gets the first, which podman would extend with the others).
 pub(crate) fn parse_range(text: &str, name: Option<&str>, id: u32) -> Option<(u32, u32)> {
     text.lines().find_map(|l| {
         let mut f = l.trim().split(':');
@@ -283,9 +284,10 @@ impl Rootless {
     pub(crate) fn warn_once(&self, warn: &dyn Fn(&str)) {
         if self.ranges.is_none() && !WARNED.swap(true, Ordering::Relaxed) {
             warn(&format!(
-                "RUN is rootless with a single-id mapping ({}): {}; files can only be owned by root in the image, and a chown to another id fails",
+                "RUN is rootless with a single-id mapping ({}): {}; files can only be owned by root in the image, and a chown to another id fails. To map more ids, {}",
                 self.user,
-                self.why_single()
+                self.why_single(),
+                self.fix()
             ));
         }
     }
