@@ -64,6 +64,7 @@ use std::path::PathBuf;
 /// there is no cache) when dropped, before the directory itself is removed: rootless, those
 /// snapshots hold files of subordinate ids that the user cannot remove itself, so they are
 /// removed inside the user namespace. Nothing to do as root.
+#[cfg_attr(not(all(feature = "run", target_os = "linux")), allow(dead_code))]
 pub(crate) struct SpoolGuard(pub(crate) PathBuf);
 
 impl Drop for SpoolGuard {
