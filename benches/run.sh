@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# RUN-heavy builds, side by side with buildah (as root: ocipush's RUN sandbox needs root today):
+# RUN-heavy builds, side by side with buildah (as root: both builders are measured privileged;
+# rootless RUN is compared with root in the README, not here):
 #
 #   benches/run.sh
 #
@@ -24,7 +25,7 @@ BIG_MB=${BIG_MB:-200}
 REPS=${REPS:-2}
 ALPINE=${ALPINE:-$ROOT/../shared/testdata/alpine/alpine-minirootfs-3.20.3-x86_64.tar.gz}
 bench_setup run
-[ "$(id -u)" = 0 ] || { echo "run as root (RUN needs root today)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "run as root (both builders are measured as root)" >&2; exit 1; }
 [ -f "$ALPINE" ] || { echo "no Alpine minirootfs at $ALPINE" >&2; exit 1; }
 
 mkdir -p "$WORK/base" "$WORK/ctx"

@@ -3,7 +3,8 @@
 #   docker-registry (CNCF distribution), skopeo, umoci, htpasswd (apache2-utils),
 #   pigz and zstd (the codec tests decode our streams with them), openssl (a CA and
 #   an HTTPS server for the ADD-from-URL tests), buildah (the
-#   reference builder of tests/it/e2e_differential.rs)
+#   reference builder of tests/it/e2e_differential.rs), newuidmap/newgidmap
+#   (uidmap), setpriv, useradd and usermod (rootless RUN tests run as users they make)
 #   and, with --moto, moto_server (moto[server]==5.2.5, for the ECR tests).
 # Idempotent and silent when everything is present. Debian, as root (or sudo).
 set -euo pipefail
@@ -31,6 +32,11 @@ declare -A pkg_of=(
   [tar]=tar
   [python3]=python3
   [openssl]=openssl
+  [newuidmap]=uidmap
+  [newgidmap]=uidmap
+  [setpriv]=util-linux
+  [useradd]=passwd
+  [usermod]=passwd
 )
 missing=()
 for tool in "${!pkg_of[@]}"; do

@@ -668,6 +668,9 @@ pub async fn build_image_tapped(
             .map_err(BuildImageError::Context)?
             .with_cancel(Some(opts.cancel.clone())),
     );
+    // RUN's snapshots in the spool (no cache) are cleared when the build ends (rootless, they
+    // hold files the user can only remove inside its user namespace).
+    let _run_state = crate::run::SpoolGuard(opts.spool_dir.clone());
     // Source layers are kept with the layer cache when there is one, so later builds reuse them.
     let sources_dir = opts.cache_dir.as_deref().unwrap_or(&opts.spool_dir);
     let sources =

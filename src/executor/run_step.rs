@@ -74,6 +74,7 @@ pub(super) async fn build_run_layer(
         .clone()
         .unwrap_or_else(|| opts.spool_dir.clone());
     let (spool, step, ev) = (spool.clone(), step.clone(), events.clone());
+    let warn_ev = events.clone();
     let cache_dir = opts.cache_dir.clone();
     let RunOn {
         layers,
@@ -122,6 +123,7 @@ pub(super) async fn build_run_layer(
                     },
                 });
             }
+            let on_warning = move |text: &str| warn_ev(Event::Warning(text.to_string()));
             let cx = crate::run::RunContext {
                 rt,
                 store,
@@ -136,6 +138,7 @@ pub(super) async fn build_run_layer(
                 cache_dir: cache_dir.as_deref(),
                 mount_sources: &mount_sources,
                 secrets: &secrets,
+                on_warning: &on_warning,
             };
             crate::run::run_layer(&step, fs, cx).map_err(|source| BuildImageError::Run {
                 line,

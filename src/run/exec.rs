@@ -12,6 +12,7 @@ use super::mounts::{self, MountSource, Mounts};
 use super::sandbox::{self, Spec, Status};
 use super::snapshot::{self, Snapshots};
 use super::stubs::Stubs;
+use super::userns::Owners;
 use crate::blob::{Blob, FileBlob};
 use crate::build::{LayerBlob, LayerOptions, LayerWriter, Spool};
 use crate::digest::Digest;
@@ -55,6 +56,8 @@ pub(crate) struct RunContext<'a> {
     pub(crate) mount_sources: &'a [MountSource],
     /// The build's secrets.
     pub(crate) secrets: &'a crate::secrets::BuildSecrets,
+    /// A warning for the user (e.g. rootless RUN's single-id mapping).
+    pub(crate) on_warning: &'a (dyn Fn(&str) + Send + Sync),
 }
 
 /// Removes a directory when dropped.
@@ -67,12 +70,10 @@ impl Drop for TempDir {
 }
 
 fn check_host() -> Result<(), RunError> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(RunError::Unavailable {
-            what: "RUN needs root for now (rootless RUN through a user namespace and newuidmap is not built yet)".into(),
-            fix: "Run ocipush as root (e.g. with sudo, or as root in CI), or build without RUN".into(),
-        });
+    if super::userns::ids().rootless().is_some()
+        && let Some(e) = super::userns::namespaces_unavailable()
+    {
+        return Err(e);
     }
     let fss = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
     if !fss
@@ -124,7 +125,11 @@ pub(crate) fn run_layer(
         Some(d) => Some(RunCache::open(d)?),
         None => None,
     };
-    let snaps = Snapshots::open(&cx.state_dir.join("run").join("snapshots"))?;
+    let snaps = Snapshots::open(
+        &cx.state_dir
+            .join("run")
+            .join(super::userns::ids().snapshot_dir()),
+    )?;
     let mounts = mounts::prepare(&step.mounts, cx.mount_sources, &snaps, cache.is_some())?;
     let key = cache::key(step, parent.as_ref(), cx.layer_opts, mounts.key());
     if let Some(hit) = cache.as_ref().and_then(|c| c.get(&key, cx.layer_opts)) {
@@ -164,10 +169,27 @@ fn execute(
 ) -> Result<LayerBlob, RunError> {
     check_host()?;
     check_arch(cx.arch)?;
+    let ids = super::userns::ids();
     let (uid, gid) = match &step.user {
         Some(u) => resolve_owner(fs, u)?,
         None => (0, 0),
     };
+    if let Some(r) = ids.rootless() {
+        r.warn_once(cx.on_warning);
+        if !r.maps(uid, gid) {
+            return Err(RunError::Invalid {
+                what: format!(
+                    "RUN as USER {} ({uid}:{gid}) cannot run rootless: the user namespace maps {}; {}",
+                    step.user.as_deref().unwrap_or("root"),
+                    match &r.ranges {
+                        None => format!("only root ({})", r.why_single()),
+                        Some(g) => format!("ids up to {}:{} only", g.uids.1, g.gids.1),
+                    },
+                    r.fix()
+                ),
+            });
+        }
+    }
     let mut env = step.env.clone();
     if !env.iter().any(|kv| kv.starts_with("HOME=")) {
         // runc's `setupUser`: HOME from the user's passwd entry when the image sets none.
@@ -200,11 +222,9 @@ fn execute(
         })?;
     }
     let overlay = format!(
-        // No redirects or metadata-only copy-ups: every change is whole in the upper
-        // directory (a renamed directory is copied, not recorded as an overlay redirect).
-        // `volatile`: no syncfs of the whole disk at unmount (see `snapshot::valid`).
-        "lowerdir={},upperdir={tmp_name}/upper,workdir={tmp_name}/work,redirect_dir=off,metacopy=off,volatile",
-        lowers.join(":")
+        "lowerdir={},upperdir={tmp_name}/upper,workdir={tmp_name}/work,{}",
+        lowers.join(":"),
+        ids.overlay_options()
     );
     if overlay.len() > 4000 {
         return Err(RunError::Invalid {
@@ -250,6 +270,7 @@ fn execute(
     })?;
     let mut run_env = env.clone();
     run_env.extend(ready.env.iter().cloned());
+    stubs.apply_owners()?;
 
     let spec = Spec {
         base: snaps.root().to_path_buf(),
@@ -267,6 +288,7 @@ fn execute(
         argv: step.argv.clone(),
         env: run_env,
         mounts: std::mem::take(&mut ready.ops),
+        rootless: ids.rootless().cloned(),
     };
     let mut tail = Tail::default();
     let status = sandbox::run(&spec, &mut |bytes| {
@@ -288,6 +310,7 @@ fn execute(
                     .to_string(),
             }
         }
+        other if ids.rootless().is_some() => super::userns::explain_setup(other),
         other => other,
     })?;
     if let Some(rest) = tail.flush() {
@@ -296,13 +319,17 @@ fn execute(
     match status {
         Status::Exited(0) => {}
         other => {
-            return Err(RunError::Failed {
+            let failed = RunError::Failed {
                 command: step.shown_command(),
                 status: match other {
                     Status::Exited(c) => format!("exited with code {c}"),
                     Status::Signaled(s) => format!("was killed by signal {s}"),
                 },
                 tail: tail.text(),
+            };
+            return Err(match ids.rootless() {
+                Some(r) => super::userns::explain_failure(r, failed),
+                None => failed,
             });
         }
     }
@@ -343,11 +370,14 @@ fn ensure_snapshots(
             let path = cx.store.local(cx.rt, layer, image)?;
             let d = &layer.descriptor;
             let mut r = crate::layerfs::open_layer(&path, &d.media_type, image, &d.digest)?;
-            snapshot::unpack(&mut r, dir).map_err(|source| RunError::Unpack {
+            // Rootless: owners are set inside the user namespace once the layer is unpacked.
+            let mut owners = super::userns::ids().rootless().map(|_| Owners::default());
+            snapshot::unpack(&mut r, dir, owners.as_mut()).map_err(|source| RunError::Unpack {
                 image: image.to_string(),
                 layer: d.digest.clone(),
                 source,
-            })
+            })?;
+            owners.map_or(Ok(()), Owners::apply)
         })?;
     }
     Ok(chains)
@@ -385,11 +415,13 @@ fn seed_cache(
     };
     let blob = crate::layerfs::copy_from_layers(cx.rt, cx.store, layers, image, &spec, onto)?;
     let mut r = crate::layerfs::open_layer(&blob.path, blob.media_type(true), image, &blob.digest)?;
-    snapshot::unpack(&mut r, dir).map_err(|source| RunError::Unpack {
+    let mut owners = super::userns::ids().rootless().map(|_| Owners::default());
+    snapshot::unpack(&mut r, dir, owners.as_mut()).map_err(|source| RunError::Unpack {
         image: image.to_string(),
         layer: blob.digest.clone(),
         source,
-    })
+    })?;
+    owners.map_or(Ok(()), Owners::apply)
 }
 
 impl RunStep {

@@ -31,8 +31,12 @@
 //! `RUN --mount` bind (context mirror or stage overlay), cache, tmpfs and secret mounts,
 //! resolved inside their roots by the sandbox (`openat2(RESOLVE_IN_ROOT)`).
 //!
-//! Not yet: rootless (a user namespace mapped with `newuidmap` from `/etc/subuid`; today RUN
-//! needs root and says so), `--mount=type=ssh`, seccomp and cgroup limits, extended attributes in RUN
+//! **Rootless** ([`userns`]): as any user but root, the sandbox first enters a user
+//! namespace mapped by `newuidmap`/`newgidmap` from `/etc/subuid` and `/etc/subgid` (or a
+//! single-id mapping), the overlay is mounted with `userxattr`, and owners are set and read
+//! back through the namespace, so the layers equal a root build's.
+//!
+//! Not yet: `--mount=type=ssh`, seccomp and cgroup limits, extended attributes in RUN
 //! layers, foreign architectures (qemu-user), a fallback without overlayfs.
 
 #[cfg(all(feature = "run", target_os = "linux"))]
@@ -53,6 +57,8 @@ mod snapshot;
 mod stubs;
 #[cfg(all(feature = "run", target_os = "linux"))]
 mod upper;
+#[cfg(all(feature = "run", target_os = "linux"))]
+mod userns;
 
 #[cfg(all(test, feature = "run", target_os = "linux"))]
 mod tests;
@@ -63,6 +69,25 @@ pub(crate) use exec::{RunContext, run_layer};
 pub(crate) use mounts::MountSource;
 
 use std::path::PathBuf;
+
+/// Clears what RUN left in a build's temporary directory (the spool, where snapshots go when
+/// there is no cache) when dropped, before the directory itself is removed: rootless, those
+/// snapshots hold files of subordinate ids that the user cannot remove itself, so they are
+/// removed inside the user namespace. Nothing to do as root.
+#[cfg_attr(not(all(feature = "run", target_os = "linux")), allow(dead_code))]
+pub(crate) struct SpoolGuard(pub(crate) PathBuf);
+
+impl Drop for SpoolGuard {
+    fn drop(&mut self) {
+        #[cfg(all(feature = "run", target_os = "linux"))]
+        {
+            let run = self.0.join("run");
+            if userns::ids().rootless().is_some() && run.exists() {
+                snapshot::remove_all(&run);
+            }
+        }
+    }
+}
 
 /// Why a `RUN` failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +110,24 @@ pub enum RunError {
         status: String,
         /// The last lines of its output.
         tail: String,
+    },
+    /// A rootless RUN failed and its output shows an ownership change refused: the user
+    /// namespace maps only the user (no subordinate ids).
+    #[error(
+        "RUN {command} {status}{}\nThis RUN ran rootless in a single-id user namespace ({why}): files can only be owned by root, so changing an owner to any other id (chown, adduser's home directory, a package's user) fails. To fix it, {fix}",
+        tail_text(.tail)
+    )]
+    SingleIdMapping {
+        /// The instruction's command as written.
+        command: String,
+        /// "exited with code 1".
+        status: String,
+        /// The last lines of its output.
+        tail: String,
+        /// Why the mapping holds one id.
+        why: String,
+        /// What to do.
+        fix: String,
     },
     /// The sandbox could not be set up.
     #[error("could not {step}: {source}{}", hint(.source))]

@@ -1,16 +1,19 @@
 //! The sandbox a `RUN` executes in: two `fork`s and raw syscalls (`libc`), no runtime binary.
 //!
-//! The first child (the *keeper*) moves its stdout/stderr to the output pipe, `unshare`s new
-//! mount, PID, IPC and UTS namespaces (and a network one for `--network=none`), and forks
-//! again; the grandchild is PID 1 of the new PID namespace. It makes every mount private,
-//! mounts the overlay (lower directories relative to the snapshot directory, so the option
-//! string stays short), a fresh `/proc`, a `/dev` tmpfs holding bind mounts of the host's
-//! `null`, `zero`, `full`, `random`, `urandom` and `tty` plus `pts`, `shm` and the usual
-//! links, a read-only `/sys`, and the generated `/etc/hosts` and `/etc/resolv.conf`; performs
-//! the `RUN --mount`s ([`MountOp`]: sources and targets opened with `openat2(RESOLVE_IN_ROOT)`
-//! and mounted through their `/proc/self/fd` paths, so no `..` or symlink leads out of a root;
-//! a secret written into a tmpfs of its own; read-only ones remounted `MS_RDONLY`); sets the
-//! hostname; `pivot_root`s into the overlay and detaches the old root (runc's
+//! The first child (the *keeper*) moves its stdout/stderr to the output pipe, (rootless)
+//! `unshare`s a user namespace and waits until the parent has written its maps
+//! ([`super::userns`]), `unshare`s new mount, PID, IPC and UTS namespaces (and a network
+//! one for `--network=none`), and forks again; the grandchild is PID 1 of the new PID
+//! namespace. It makes every mount private, mounts the overlay (lower directories relative
+//! to the snapshot directory, so the option string stays short), a fresh `/proc`, a `/dev`
+//! tmpfs holding bind mounts of the host's `null`, `zero`, `full`, `random`, `urandom` and
+//! `tty` plus `pts`, `shm` and the usual links, a read-only `/sys` (rootless with the host's
+//! network: the host's, bound), and the generated `/etc/hosts` and `/etc/resolv.conf`;
+//! performs the `RUN --mount`s ([`MountOp`]: sources and targets opened with
+//! `openat2(RESOLVE_IN_ROOT)` and mounted through their `/proc/self/fd` paths, so no `..` or
+//! symlink leads out of a root; a secret written into a tmpfs of its own; read-only ones
+//! remounted `MS_RDONLY`); sets the hostname; `pivot_root`s into the overlay and detaches the
+//! old root (runc's
 //! `pivot_root(".", ".")` + `umount2(".", MNT_DETACH)`), so no host path stays reachable;
 //! narrows the capability bounding set to the OCI runtime default set (runc/containerd
 //! `oci.defaultUnixCaps`); switches to the image user; and `execve`s the command, looking
@@ -28,6 +31,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::RunError;
+use super::userns::{Handshake, Rootless};
 use mounts::{PreparedMount, mount_one, prepare_mount};
 
 #[path = "sandbox_mounts.rs"]
@@ -88,6 +92,8 @@ pub(crate) struct Spec {
     pub(crate) env: Vec<String>,
     /// `RUN --mount`s, mounted in this order after the generated files.
     pub(crate) mounts: Vec<MountOp>,
+    /// Rootless: the user namespace's mapping (see [`super::userns`]).
+    pub(crate) rootless: Option<Rootless>,
 }
 
 /// One `RUN --mount` as the sandbox performs it (host paths absolute or relative to
@@ -137,7 +143,7 @@ pub(crate) enum Status {
 }
 
 /// Steps a child can fail at (reported as a byte).
-const STEPS: [&str; 30] = [
+const STEPS: [&str; 31] = [
     "create the mount, PID, IPC and UTS namespaces (unshare)",
     "fork the sandbox's first process",
     "make the mounts private",
@@ -162,6 +168,7 @@ const STEPS: [&str; 30] = [
     "redirect the command's standard streams",
     "make /proc/sys and its siblings read-only",
     "mask /proc's kernel files",
+    "bind the host's /sys (rootless, host network)",
     "mount the source overlay",
     "open the source",
     "make the mount point",
@@ -193,12 +200,13 @@ const S_EXEC: u8 = 20;
 const S_STDIO: u8 = 21;
 const S_PROC_RO: u8 = 22;
 const S_PROC_MASK: u8 = 23;
-const S_M_OVERLAY: u8 = 24;
-const S_M_SOURCE: u8 = 25;
-const S_M_CREATE: u8 = 26;
-const S_M_TARGET: u8 = 27;
-const S_M_MOUNT: u8 = 28;
-const S_M_SECRET: u8 = 29;
+const S_SYS_BIND: u8 = 24;
+const S_M_OVERLAY: u8 = 25;
+const S_M_SOURCE: u8 = 26;
+const S_M_CREATE: u8 = 27;
+const S_M_TARGET: u8 = 28;
+const S_M_MOUNT: u8 = 29;
+const S_M_SECRET: u8 = 30;
 /// The first step that concerns one `--mount` (its index is reported with it).
 const S_M_FIRST: u8 = S_M_OVERLAY;
 
@@ -238,6 +246,11 @@ struct Prepared {
     dev_null: CString,
     cwd: CString,
     new_net: bool,
+    /// In a user namespace: `/sys` is bound from the host unless the network is new
+    /// (sysfs can only be mounted by the owner of the network namespace).
+    bind_sys: bool,
+    /// `setgroups` is allowed (not after a single-id mapping's `setgroups deny`).
+    set_groups: bool,
     uid: u32,
     gid: u32,
     groups: Vec<libc::gid_t>,
@@ -321,6 +334,8 @@ fn prepare(spec: &Spec) -> Result<Prepared, RunError> {
         dev_null: cstr(b"/dev/null")?,
         cwd: cstr(spec.cwd.as_bytes())?,
         new_net: spec.new_net,
+        bind_sys: spec.rootless.is_some() && !spec.new_net,
+        set_groups: spec.rootless.as_ref().is_none_or(|r| r.ranges.is_some()),
         uid: spec.uid,
         gid: spec.gid,
         groups: spec.groups.clone(),
@@ -383,6 +398,10 @@ pub(crate) fn run(spec: &Spec, on_output: &mut dyn FnMut(&[u8])) -> Result<Statu
         .collect();
     let (out_r, out_w) = pipe()?;
     let (rep_r, rep_w) = pipe()?;
+    let handshake = match &spec.rootless {
+        Some(_) => Some(Handshake::new()?),
+        None => None,
+    };
     // SAFETY: after fork the child only makes system calls on memory allocated before it
     // (see the module doc) and never returns.
     let pid = unsafe { libc::fork() };
@@ -402,12 +421,24 @@ pub(crate) fn run(spec: &Spec, on_output: &mut dyn FnMut(&[u8])) -> Result<Statu
     }
     if pid == 0 {
         // SAFETY: see above.
-        unsafe { keeper(&p, &argv, &envp, out_w, rep_w) }
+        unsafe { keeper(&p, &argv, &envp, out_w, rep_w, handshake.as_ref()) }
     }
     // SAFETY: the parent's copies of the write ends.
     unsafe {
         libc::close(out_w);
         libc::close(rep_w);
+    }
+    if let (Some(h), Some(r)) = (&handshake, &spec.rootless)
+        && let Err(e) = h.parent(r, pid)
+    {
+        let mut status = 0;
+        // SAFETY: our own child (it exits on the closed handshake) and our read ends.
+        unsafe {
+            while libc::waitpid(pid, &mut status, 0) < 0 && errno() == libc::EINTR {}
+            libc::close(out_r);
+            libc::close(rep_r);
+        }
+        return Err(e);
     }
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -516,6 +547,7 @@ unsafe fn keeper(
     envp: &[*const libc::c_char],
     out_w: libc::c_int,
     rep: libc::c_int,
+    userns: Option<&Handshake>,
 ) -> ! {
     // SAFETY: system calls on memory prepared before the fork.
     unsafe {
@@ -533,6 +565,13 @@ unsafe fn keeper(
             || libc::dup2(out_w, 2) < 0
         {
             fail(rep, S_STDIO);
+        }
+        // Rootless: the user namespace first (the parent writes its maps), so the others
+        // belong to it.
+        if let Some(h) = userns
+            && !super::userns::child_enter(h)
+        {
+            libc::_exit(126);
         }
         let mut flags =
             libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
@@ -704,7 +743,20 @@ unsafe fn init(
                 fail(rep, S_LINKS);
             }
         }
-        if libc::mount(
+        if p.bind_sys {
+            let ro = MS_BIND | libc::MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+            if libc::mount(
+                c(b"/sys\0"),
+                p.sys_dir.as_ptr(),
+                none,
+                MS_BIND | MS_REC,
+                std::ptr::null(),
+            ) != 0
+                || libc::mount(none, p.sys_dir.as_ptr(), none, ro, std::ptr::null()) != 0
+            {
+                fail(rep, S_SYS_BIND);
+            }
+        } else if libc::mount(
             c(b"sysfs\0"),
             p.sys_dir.as_ptr(),
             c(b"sysfs\0"),
@@ -751,7 +803,7 @@ unsafe fn init(
                 fail(rep, S_CAPS);
             }
         }
-        if libc::setgroups(p.groups.len(), p.groups.as_ptr()) != 0
+        if (p.set_groups && libc::setgroups(p.groups.len(), p.groups.as_ptr()) != 0)
             || libc::setresgid(p.gid, p.gid, p.gid) != 0
             || libc::setresuid(p.uid, p.uid, p.uid) != 0
         {

@@ -207,17 +207,27 @@ fn remove_stale(root: &Path) {
 }
 
 /// Remove a temporary directory, best effort (it is under the cache's own directory).
+/// Rootless, what the user may not remove (files of other image ids) is removed inside the
+/// user namespace.
 pub(crate) fn remove_all(p: &Path) {
-    if let Err(e) = std::fs::remove_dir_all(p) {
-        tracing::debug!("cannot remove {}: {e}", p.display());
+    if let Err(e) = std::fs::remove_dir_all(p)
+        && let Err(e2) = super::userns::ids().remove_inside(p)
+    {
+        tracing::debug!("cannot remove {}: {e}; {e2}", p.display());
     }
 }
 
-/// Unpack one layer tar into `dir` in overlay format.
-pub(crate) fn unpack(tar: &mut dyn Read, dir: &Path) -> io::Result<()> {
+/// Unpack one layer tar into `dir` in overlay format. Rootless (`owners` given), files stay
+/// the user's and the image's owners and modes are collected in `owners` to be set inside
+/// the user namespace ([`super::userns`]).
+pub(crate) fn unpack(
+    tar: &mut dyn Read,
+    dir: &Path,
+    mut owners: Option<&mut super::userns::Owners>,
+) -> io::Result<()> {
     let mut ar = tar::Archive::new(tar);
     ar.set_preserve_permissions(true);
-    ar.set_preserve_ownerships(true);
+    ar.set_preserve_ownerships(owners.is_none());
     ar.set_preserve_mtime(true);
     ar.set_overwrite(true);
     for entry in ar.entries()? {
@@ -261,11 +271,19 @@ pub(crate) fn unpack(tar: &mut dyn Read, dir: &Path) -> io::Result<()> {
         {
             remove_any(&target)?;
         }
+        if let Some(o) = owners.as_deref_mut()
+            && o.skip(entry.header())
+        {
+            continue;
+        }
         if !entry.unpack_in(dir)? {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("entry {name:?} would be written outside the layer"),
             ));
+        }
+        if let Some(o) = owners.as_deref_mut() {
+            o.unpacked(&target, entry.header())?;
         }
     }
     Ok(())
@@ -294,16 +312,19 @@ pub(crate) fn whiteout(p: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// The overlay attribute marking an opaque directory.
+/// The overlay attribute marking an opaque directory (as root).
 pub(crate) const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque\0";
+/// The same in a user namespace (overlay's `userxattr`).
+pub(crate) const USER_OPAQUE_XATTR: &[u8] = b"user.overlay.opaque\0";
 
 fn set_opaque(d: &Path) -> io::Result<()> {
     let cp = c(d)?;
+    let name = super::userns::ids().opaque_xattr();
     // SAFETY: valid C strings and a one-byte value.
     let r = unsafe {
         libc::lsetxattr(
             cp.as_ptr(),
-            OPAQUE_XATTR.as_ptr().cast(),
+            name.as_ptr().cast(),
             b"y".as_ptr().cast(),
             1,
             0,
@@ -315,15 +336,46 @@ fn set_opaque(d: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether `d` carries `trusted.overlay.opaque=y`.
+/// Whether `d` carries `trusted.overlay.opaque=y` or (written by overlay in a user
+/// namespace) `user.overlay.opaque=y`.
 pub(crate) fn is_opaque(d: &Path) -> io::Result<bool> {
-    let cp = c(d)?;
+    Ok(xattr_is(d, OPAQUE_XATTR, b"y")? || xattr_is(d, USER_OPAQUE_XATTR, b"y")?)
+}
+
+/// Whether the (empty, regular) file `p` is overlay's attribute form of a whiteout
+/// (`trusted.overlay.whiteout` or `user.overlay.whiteout`, any value).
+pub(crate) fn is_xwhiteout(p: &Path) -> io::Result<bool> {
+    let cp = c(p)?;
+    for name in [
+        &b"trusted.overlay.whiteout\0"[..],
+        b"user.overlay.whiteout\0",
+    ] {
+        // SAFETY: valid C strings; a size query (no buffer).
+        let n =
+            unsafe { libc::lgetxattr(cp.as_ptr(), name.as_ptr().cast(), std::ptr::null_mut(), 0) };
+        if n >= 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        if !matches!(
+            e.raw_os_error(),
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) | Some(libc::EPERM)
+        ) {
+            return Err(e);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether `p`'s attribute `name` (NUL-terminated) is `value`.
+pub(crate) fn xattr_is(p: &Path, name: &[u8], value: &[u8]) -> io::Result<bool> {
+    let cp = c(p)?;
     let mut v = [0u8; 4];
     // SAFETY: valid C strings and buffer.
     let n = unsafe {
         libc::lgetxattr(
             cp.as_ptr(),
-            OPAQUE_XATTR.as_ptr().cast(),
+            name.as_ptr().cast(),
             v.as_mut_ptr().cast(),
             v.len(),
         )
@@ -331,11 +383,11 @@ pub(crate) fn is_opaque(d: &Path) -> io::Result<bool> {
     if n < 0 {
         let e = io::Error::last_os_error();
         return match e.raw_os_error() {
-            Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(false),
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) | Some(libc::ERANGE) => Ok(false),
             _ => Err(e),
         };
     }
-    Ok(n == 1 && v[0] == b'y')
+    Ok(n as usize == value.len() && &v[..value.len()] == value)
 }
 
 #[cfg(test)]

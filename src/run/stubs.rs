@@ -25,6 +25,8 @@ struct Made {
 #[derive(Default)]
 pub(crate) struct Stubs {
     made: Vec<Made>,
+    /// Rootless: owners to set inside the user namespace ([`Stubs::apply_owners`]).
+    owners: super::userns::Owners,
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
@@ -67,7 +69,7 @@ impl Stubs {
             match fs.get(prefix) {
                 Some(m) => {
                     std::fs::create_dir(&p).map_err(io_err("prepare a mount point", &p))?;
-                    set_meta(&p, m.mode, m.uid, m.gid)?;
+                    self.set_meta(&p, m.mode, m.uid, m.gid)?;
                     self.made.push(Made {
                         path: p,
                         copy_of: Some((m.mode, m.uid, m.gid)),
@@ -76,11 +78,11 @@ impl Stubs {
                 None => {
                     if last && !dir {
                         std::fs::write(&p, b"").map_err(io_err("prepare a mount point", &p))?;
-                        set_meta(&p, 0o644, 0, 0)?;
+                        self.set_meta(&p, 0o644, 0, 0)?;
                     } else {
                         std::fs::create_dir(&p).map_err(io_err("prepare a mount point", &p))?;
                         let (uid, gid) = if last { owner } else { (0, 0) };
-                        set_meta(&p, 0o755, uid, gid)?;
+                        self.set_meta(&p, 0o755, uid, gid)?;
                     }
                     if !keep {
                         self.made.push(Made {
@@ -112,8 +114,7 @@ impl Stubs {
                 Some((mode, uid, gid)) => {
                     empty_dir
                         && md.mode() & 0o7777 == mode
-                        && md.uid() == uid
-                        && md.gid() == gid
+                        && super::userns::ids().image_owner(&md) == (uid, gid)
                         && !super::snapshot::is_opaque(&m.path).unwrap_or(true)
                 }
             };
@@ -125,15 +126,46 @@ impl Stubs {
             } else {
                 std::fs::remove_file(&m.path)
             };
-            r.map_err(io_err("clean up a mount point", &m.path))?;
+            match r {
+                // Rootless: in a directory of another image user, removed inside the namespace.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::PermissionDenied
+                        && super::userns::ids().rootless().is_some() =>
+                {
+                    super::userns::ids().remove_inside(&m.path)?
+                }
+                r => r.map_err(io_err("clean up a mount point", &m.path))?,
+            }
         }
         Ok(())
     }
 }
 
-fn set_meta(p: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), RunError> {
-    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
-        .map_err(io_err("prepare a mount point", p))?;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-        .map_err(io_err("prepare a mount point", p))
+impl Stubs {
+    /// Give `p` (just made) the image's owner and mode; rootless, an owner other than root
+    /// (and the mode of a directory its owner may not write, which stays writable until
+    /// then for what is made in it) is set inside the user namespace by
+    /// [`Stubs::apply_owners`].
+    fn set_meta(&mut self, p: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), RunError> {
+        let mut now = mode;
+        if super::userns::ids().rootless().is_none() {
+            std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+                .map_err(io_err("prepare a mount point", p))?;
+        } else {
+            let closed_dir = p.is_dir() && mode & 0o700 != 0o700;
+            if closed_dir {
+                now |= 0o700;
+            }
+            if (uid, gid) != (0, 0) || mode & 0o7000 != 0 || closed_dir {
+                self.owners.push(p, uid, gid, mode, false)?;
+            }
+        }
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(now))
+            .map_err(io_err("prepare a mount point", p))
+    }
+
+    /// Rootless: set the owners noted while making (nothing as root).
+    pub(crate) fn apply_owners(&mut self) -> Result<(), RunError> {
+        std::mem::take(&mut self.owners).apply()
+    }
 }

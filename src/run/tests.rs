@@ -48,7 +48,7 @@ fn layers_unpack_into_overlay_format() {
         (".wh.gone", T::Regular, b"", ""),
         ("s", T::Symlink, b"", "a/x"),
     ]);
-    snapshot::unpack(&mut &t[..], d.path()).unwrap();
+    snapshot::unpack(&mut &t[..], d.path(), None).unwrap();
     assert!(is_opaque(&d.path().join("a")).unwrap());
     let gone = std::fs::symlink_metadata(d.path().join("gone")).unwrap();
     assert!(gone.file_type().is_char_device());
@@ -62,7 +62,7 @@ fn layers_unpack_into_overlay_format() {
     // A path leaving the root is refused.
     let bad = tar_of(&[("../evil", T::Regular, b"x", "")]);
     let e = tempfile::tempdir().unwrap();
-    assert!(snapshot::unpack(&mut &bad[..], e.path()).is_err());
+    assert!(snapshot::unpack(&mut &bad[..], e.path(), None).is_err());
 }
 
 fn list(path: &Path) -> Vec<(String, u8, String)> {

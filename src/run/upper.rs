@@ -10,6 +10,12 @@
 //! `<dir>/.wh..wh..opq`. Files sharing an inode within the upper directory become hard links
 //! to the first path written. Sockets are skipped (they cannot be in a tar). Extended
 //! attributes (`security.capability` of `setcap`) are not carried yet.
+//!
+//! Rootless ([`super::userns`]), the upper directory was written in a user namespace:
+//! owners on disk are mapped back to image ids, opaque directories carry
+//! `user.overlay.opaque`, and an entry the user may not read is opened up for the read and
+//! given its mode back. Overlay's other whiteout form, an empty file with an
+//! `overlay.whiteout` attribute (kernel ≥ 6.7 reads it in lower layers), is translated too.
 
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -47,6 +53,7 @@ fn walk(
     links: &mut HashMap<(u64, u64), String>,
 ) -> Result<(), RunError> {
     let mut names = Vec::new();
+    let ids = super::userns::ids();
     for e in std::fs::read_dir(dir).map_err(io_err("read the RUN's changes", dir))? {
         let e = e.map_err(io_err("read the RUN's changes", dir))?;
         let name = e.file_name().into_string().map_err(|n| RunError::Invalid {
@@ -66,10 +73,11 @@ fn walk(
         let m =
             std::fs::symlink_metadata(&path).map_err(io_err("read the RUN's changes", &path))?;
         let ft = m.file_type();
+        let (uid, gid) = ids.image_owner(&m);
         let meta = EntryMeta {
             mode: m.mode() & 0o7777,
-            uid: m.uid(),
-            gid: m.gid(),
+            uid,
+            gid,
         };
         let tree = |kind: Kind| Meta {
             kind,
@@ -77,7 +85,11 @@ fn walk(
             uid: meta.uid,
             gid: meta.gid,
         };
-        if ft.is_char_device() && m.rdev() == 0 {
+        let xwhiteout = ft.is_file()
+            && m.len() == 0
+            && super::snapshot::is_xwhiteout(&path)
+                .map_err(io_err("read the RUN's changes", &path))?;
+        if (ft.is_char_device() && m.rdev() == 0) || xwhiteout {
             let parent = &comps[..comps.len() - 1];
             let wh = if parent.is_empty() {
                 format!(".wh.{}", comps[comps.len() - 1])
@@ -87,6 +99,8 @@ fn walk(
             w.add_file(&wh, EntryMeta::root(0), 0, &mut std::io::empty())?;
             fs.whiteout(comps);
         } else if ft.is_dir() {
+            // Rootless: opened up (and given its mode back after) if the user may not read it.
+            let opened = ids.grant_read(&path, &m)?;
             w.add_dir(&rel, meta)?;
             fs.set(comps, tree(Kind::Dir), None);
             if super::snapshot::is_opaque(&path).map_err(io_err("read the RUN's changes", &path))? {
@@ -99,6 +113,9 @@ fn walk(
                 fs.opaque(comps);
             }
             walk(&path, comps, w, fs, links)?;
+            if let Some(r) = opened {
+                r.restore()?;
+            }
         } else if ft.is_symlink() {
             let target = std::fs::read_link(&path).map_err(io_err("read a symlink", &path))?;
             let target = target
@@ -116,8 +133,12 @@ fn walk(
                     w.add_hardlink(&rel, first, meta)?;
                 }
                 _ => {
+                    let opened = ids.grant_read(&path, &m)?;
                     let mut f = std::fs::File::open(&path)
                         .map_err(io_err("read a file the RUN wrote", &path))?;
+                    if let Some(r) = opened {
+                        r.restore()?;
+                    }
                     w.add_file(&rel, meta, m.len(), &mut f)?;
                     if m.nlink() > 1 {
                         links.insert(key, rel.clone());

@@ -38,6 +38,8 @@ mod e2e_remote;
 mod e2e_run;
 #[cfg(feature = "run")]
 mod e2e_run_mounts;
+#[cfg(feature = "run")]
+mod e2e_run_rootless;
 mod e2e_secrets;
 mod e2e_stages;
 mod e2e_stream;

@@ -13,6 +13,7 @@ pub mod ocipush;
 pub mod registry;
 pub mod tls_server;
 pub mod tools;
+pub mod users;
 pub mod usrmerge;
 
 use std::path::{Path, PathBuf};

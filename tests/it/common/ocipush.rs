@@ -96,6 +96,46 @@ impl Sandbox {
     pub fn command_for(&self, program: &Path) -> Command {
         let timeout = require_tool("timeout", "coreutils");
         let mut cmd = Command::new(timeout);
+        self.set_up(&mut cmd, program);
+        cmd
+    }
+
+    /// A `Command` for ocipush run as the unprivileged `user` (`setpriv --reuid --regid
+    /// --init-groups`), with the sandbox environment; the sandbox must be the user's
+    /// ([`super::users::give`]).
+    pub fn command_as(&self, user: &super::users::TestUser) -> Command {
+        let setpriv = require_tool("setpriv", "util-linux");
+        let timeout = require_tool("timeout", "coreutils");
+        let mut cmd = Command::new(setpriv);
+        cmd.arg(format!("--reuid={}", user.uid))
+            .arg(format!("--regid={}", user.gid))
+            .args(["--init-groups", "--"])
+            .arg(timeout);
+        self.set_up(&mut cmd, &ocipush_bin());
+        cmd
+    }
+
+    /// Runs `ocipush ARGS…` as `user` with extra environment variables.
+    pub fn ocipush_as<I, S>(
+        &self,
+        user: &super::users::TestUser,
+        args: I,
+        envs: &[(&str, &str)],
+    ) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.command_as(user);
+        cmd.args(args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        run_watched(cmd)
+    }
+
+    /// `timeout … program` arguments and the sandbox environment on `cmd`.
+    fn set_up(&self, cmd: &mut Command, program: &Path) {
         cmd.arg("--kill-after=10")
             .arg(TOOL_TIMEOUT_SECS.to_string())
             .arg(program)
@@ -113,7 +153,6 @@ impl Sandbox {
         if let Some(path) = std::env::var_os("PATH") {
             cmd.env("PATH", path);
         }
-        cmd
     }
 
     /// Runs `ocipush ARGS…` and returns its output (any exit code).
