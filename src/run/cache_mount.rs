@@ -85,6 +85,13 @@ pub(crate) fn cache_dir(
 pub(crate) fn init_cache_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<bool, RunError> {
     match std::fs::create_dir(dir) {
         Ok(()) => {
+            if super::userns::ids().rootless().is_some() {
+                // Rootless: image ids are set from inside the user namespace that maps them.
+                let mut owners = super::userns::Owners::default();
+                owners.push(dir, uid, gid, mode, false)?;
+                owners.apply()?;
+                return Ok(true);
+            }
             std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
                 .map_err(io_err("set the cache mount's owner", dir))?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))

@@ -122,7 +122,24 @@ pub(crate) fn mirror(
     std::fs::set_permissions(&top, std::fs::Permissions::from_mode(mode))
         .map_err(io_err("create a bind mount mirror", &top))?;
     h.update(format!("D . {mode:o}\n").as_bytes());
-    ctx.walk_each(&rel, Default::default(), &mut |e| {
+    // A state directory inside the context (a cache dir in the project): the mirror being
+    // made is left out of what it mirrors, or it would copy itself without end.
+    let own = match (std::fs::canonicalize(root), std::fs::canonicalize(&path)) {
+        (Ok(r), Ok(p)) => r
+            .strip_prefix(&p)
+            .ok()
+            .map(|below| below.to_string_lossy().into_owned()),
+        _ => None,
+    };
+    let own = own
+        .map(|pattern| crate::build::DockerIgnore::from_patterns(&[pattern]))
+        .transpose()
+        .map_err(|(p, why)| invalid(format!("cannot leave the mirror {p} out: {why}")))?;
+    let filter = crate::build::WalkFilter {
+        include: None,
+        exclude: own.as_ref(),
+    };
+    ctx.walk_each(&rel, filter, &mut |e| {
         let dest = top.join(&e.rel);
         match &e.kind {
             WalkKind::Dir { mode } => {

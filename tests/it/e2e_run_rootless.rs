@@ -336,3 +336,49 @@ fn rootless_run_without_subordinate_ids_maps_only_root_and_explains_chown() {
         "{err}"
     );
 }
+
+/// `RUN --mount` as an unprivileged user: a cache mount owned by an image user (set through
+/// the namespace), a secret, a bind of the build context (whose directory also holds the
+/// user's cache: the mirror leaves itself out) and a tmpfs; the image runs and shows what the
+/// cache held, and the secret is nowhere in the output.
+#[test]
+fn rootless_run_mounts_cache_secret_bind_and_tmpfs() {
+    let user = users::with_ranges();
+    let (sb, _alpine) = user_sandbox(
+        &user,
+        "FROM alpine:latest\n\
+         RUN --mount=type=cache,target=/var/cache/x,uid=1000 echo cached > /var/cache/x/f && stat -c %u /var/cache/x > /cache-owner\n\
+         RUN --mount=type=cache,target=/var/cache/x cat /var/cache/x/f > /from-cache\n\
+         RUN --mount=type=secret,id=tok,required=true test \"$(wc -c < /run/secrets/tok)\" = 15 && echo secret-ok\n\
+         RUN --mount=type=bind,target=/ctx test -f /ctx/Dockerfile && echo bind-ok\n\
+         RUN --mount=type=tmpfs,target=/t touch /t/x && echo tmpfs-ok\n\
+         CMD [\"/bin/sh\", \"-c\", \"cat /cache-owner /from-cache; test -e /t/x || echo tmpfs-empty\"]\n",
+    );
+    let secret = sb.path().join("ctx/tok.txt");
+    std::fs::write(&secret, "rootless-s3cret").unwrap();
+    users::give(&user, &[&secret]);
+    let reg = RegistryServer::start();
+    let name = format!("{}/mounts", reg.addr());
+    let sec = format!("id=tok,src={}", secret.display());
+    let out = sb.ocipush_as(
+        &user,
+        args(
+            &sb,
+            &format!("{name}:v1"),
+            &["--progress", "plain", "--secret", &sec],
+        ),
+        &[],
+    );
+    let digest = assert_pushed(&out, &name);
+    let err = stderr(&out);
+    for want in ["secret-ok", "bind-ok", "tmpfs-ok"] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    assert!(
+        !err.contains("rootless-s3cret"),
+        "the secret was shown: {err}"
+    );
+    let img = copy_and_unpack(&format!("docker://{name}@{digest}"), None);
+    let ran = run_image(&img.rootfs, &img.config);
+    assert_eq!(ran.stdout, "1000\ncached\ntmpfs-empty\n", "{ran:?}");
+}
