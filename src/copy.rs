@@ -4,7 +4,6 @@
 //! held whole in memory), concurrently; then each manifest by digest, then the tag. With a
 //! platform filter only those platforms' images are copied (one image, or a new index).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -265,7 +264,6 @@ pub async fn copy_image(
     }
 
     let mut blobs = Vec::new();
-    let mut seen = BTreeSet::new();
     for m in &images {
         let manifest: Manifest = serde_json::from_slice(&m.bytes)
             .map_err(|e| invalid(format!("manifest {} does not parse: {e}", m.digest)))?;
@@ -273,9 +271,8 @@ pub async fn copy_image(
             if !d.urls.is_empty() {
                 continue; // foreign layers stay where their URLs say
             }
-            if seen.insert(d.digest.clone()) {
-                blobs.push(source.blob(d));
-            }
+            // A blob shared by several manifests is pushed once (push_blobs).
+            blobs.push(source.blob(d));
         }
     }
     let (destination, registry) = session.destination(dest).await?;

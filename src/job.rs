@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{AuthError, Chain, CredentialProvider, DockerConfigProvider};
-use crate::blob::{Blob, BytesBlob};
+use crate::blob::Blob;
 use crate::dest::Destination;
 use crate::digest::Digest;
 use crate::events::EventSink;
@@ -494,19 +494,11 @@ async fn push_all(
         )
         .await;
     };
-    let mut blobs = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for (_, image) in images {
-        let config = Blob {
-            descriptor: image.config.descriptor(),
-            source: Arc::new(BytesBlob(image.config.bytes.clone())),
-        };
-        for b in image.layers.iter().chain(std::iter::once(&config)) {
-            if seen.insert(b.descriptor.digest.clone()) {
-                blobs.push(b.clone());
-            }
-        }
-    }
+    // Blobs shared by the platforms' images are pushed once (push_blobs).
+    let blobs: Vec<Blob> = images
+        .iter()
+        .flat_map(|(_, image)| crate::push::image_blobs(&image.layers, &image.config))
+        .collect();
     push_blobs(dest, &blobs, opts, events).await?;
     for (_, image) in images {
         put_manifest(

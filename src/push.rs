@@ -113,31 +113,39 @@ pub async fn push(
     opts: &PushOptions,
     events: &EventSink,
 ) -> Result<Digest, PushError> {
-    let mut blobs: Vec<Blob> = Vec::new();
-    let mut seen = BTreeSet::new();
-    let config_blob = Blob {
-        descriptor: config.descriptor(),
-        source: Arc::new(BytesBlob(config.bytes.clone())),
-    };
-    for b in layers.iter().chain(std::iter::once(&config_blob)) {
-        if seen.insert(b.descriptor.digest.clone()) {
-            blobs.push(b.clone());
-        }
-    }
+    let blobs = image_blobs(layers, config);
     push_blobs(dest, &blobs, opts, events).await?;
     put_manifest(dest, manifest, references, events).await
 }
 
-/// Push blobs the destination lacks, each once, `opts.jobs` at a time.
+/// An image's blobs as pushed: its layers, then its config.
+pub fn image_blobs(layers: &[Blob], config: &Encoded) -> Vec<Blob> {
+    let config = Blob {
+        descriptor: config.descriptor(),
+        source: Arc::new(BytesBlob(config.bytes.clone())),
+    };
+    layers
+        .iter()
+        .cloned()
+        .chain(std::iter::once(config))
+        .collect()
+}
+
+/// Push blobs the destination lacks, each once (a digest listed twice is pushed once),
+/// `opts.jobs` at a time.
 pub async fn push_blobs(
     dest: &dyn Destination,
     blobs: &[Blob],
     opts: &PushOptions,
     events: &EventSink,
 ) -> Result<(), PushError> {
+    let mut seen = BTreeSet::new();
     let blobs: Vec<&Blob> = blobs
         .iter()
-        .filter(|b| !opts.uploaded.contains(&b.descriptor.digest))
+        .filter(|b| {
+            !opts.uploaded.contains(&b.descriptor.digest)
+                && seen.insert(b.descriptor.digest.clone())
+        })
         .collect();
     let descs: Vec<_> = blobs.iter().map(|b| b.descriptor.clone()).collect();
     let exists = dest

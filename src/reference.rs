@@ -317,8 +317,8 @@ fn valid_component(c: &str) -> bool {
     true
 }
 
-/// `[\w][\w.-]{0,127}`.
-fn valid_tag(t: &str) -> bool {
+/// Whether `t` is a valid tag: `[\w][\w.-]{0,127}` (the distribution spec's grammar).
+pub fn valid_tag(t: &str) -> bool {
     let word = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
     let b = t.as_bytes();
     !b.is_empty()

@@ -283,6 +283,12 @@ impl ImageBuilder {
         if self.platforms.is_empty() {
             return Err(BuilderError::Invalid("no platform to build for".into()).into());
         }
+        if let Some(t) = self.tags.iter().find(|t| !crate::reference::valid_tag(t)) {
+            return Err(BuilderError::Invalid(format!(
+                "invalid tag {t:?}: a tag is up to 128 characters of [A-Za-z0-9_.-], not starting with . or -"
+            ))
+            .into());
+        }
         let work = tempfile::Builder::new()
             .prefix("ocipush-build-")
             .tempdir()

@@ -148,7 +148,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let build_args =
         BuildArgs::parse(build.build_args.iter().map(String::as_str)).map_err(Failure::usage)?;
     for t in &build.tags {
-        if !valid_tag(t) {
+        if !ocipush::reference::valid_tag(t) {
             return Err(Failure::usage(format!(
                 "invalid --tag {t:?}: a tag is up to 128 characters of [A-Za-z0-9_.-], not starting with . or -"
             )));
@@ -363,13 +363,4 @@ fn source_date_epoch() -> Result<u64, String> {
         }),
         _ => Ok(0),
     }
-}
-
-fn valid_tag(t: &str) -> bool {
-    let b = t.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
 }

@@ -124,17 +124,11 @@ impl View {
 
 /// `a/b/./c/` → `a/b/c`; `None` for a path leaving the root.
 pub(crate) fn clean(p: &str) -> Option<String> {
-    let mut out: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop()?;
-            }
-            c => out.push(c),
-        }
+    match crate::build::glob::clean(p.trim_start_matches('/')) {
+        c if c == ".." || c.starts_with("../") => None,
+        c if c == "." => Some(String::new()),
+        c => Some(c),
     }
-    Some(out.join("/"))
 }
 
 /// What one layer contributes, before it is applied.

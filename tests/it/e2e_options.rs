@@ -329,3 +329,66 @@ fn validate_against_schema(lines: &str) {
     let n: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert_eq!(n, lines.lines().count(), "every line validated");
 }
+
+/// `--progress auto` on a terminal (a pty from util-linux `script`) draws indicatif bars —
+/// cursor-control sequences and a `[====>   ]` upload bar — while `--progress plain` on the same
+/// terminal writes plain lines only; both end with the pushed name.
+#[test]
+fn progress_bars_are_drawn_on_a_terminal_and_plain_lines_otherwise() {
+    let script = crate::common::require_tool("script", "bsdutils");
+    let sb = Sandbox::new();
+    let ctx = sb.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("big.bin"),
+        crate::common::fixtures::noise(8 << 20, 5),
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY big.bin /big.bin\n",
+    )
+    .unwrap();
+    let under_pty = |mode: &str| {
+        let mut inner = sb.command();
+        inner.args([
+            "--no-cache",
+            "--progress",
+            mode,
+            ctx.join("Dockerfile").to_str().unwrap(),
+            &format!("oci:{}:v1", sb.path().join(mode).display()),
+        ]);
+        let quote =
+            |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+        let line: Vec<String> = std::iter::once(quote(inner.get_program()))
+            .chain(inner.get_args().map(quote))
+            .collect();
+        let mut cmd = std::process::Command::new(&script);
+        cmd.env_clear()
+            .env("TERM", "xterm")
+            .args(["-qec", &line.join(" "), "/dev/null"]);
+        for (k, v) in inner.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{mode}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let tty = under_pty("auto");
+    assert!(
+        tty.contains("\u{1b}[2K") && tty.contains("] "),
+        "bars on a terminal: {tty:?}"
+    );
+    assert!(tty.contains(&format!("oci:{}@sha256:", sb.path().join("auto").display())));
+    let plain = under_pty("plain");
+    assert!(
+        !plain.contains('\u{1b}'),
+        "no control sequences in plain mode: {plain:?}"
+    );
+    assert!(
+        plain.contains("uploading ") && plain.contains("pushed manifest"),
+        "{plain:?}"
+    );
+}
