@@ -121,6 +121,18 @@ pub enum Event {
         /// Its size.
         size: u64,
     },
+    /// A registry request failed in a way that may pass (a 5xx, 429, a dropped connection, a
+    /// timeout) and is tried again after `delay_ms`.
+    Retrying {
+        /// The step (`uploading blob sha256:…`).
+        step: String,
+        /// The attempt that failed, from 1.
+        attempt: u32,
+        /// The wait before the next attempt, in milliseconds.
+        delay_ms: u64,
+        /// Why it failed.
+        error: String,
+    },
     /// A manifest was put under a tag or digest.
     ManifestPut {
         /// The tag or digest.
@@ -142,6 +154,23 @@ pub enum Event {
 /// `BlobExists`/`BlobMounted` instead; `ManifestPut` comes last, the tag after every digest.
 /// Uploads run concurrently, so their events interleave with each other and with building.
 pub type EventSink = std::sync::Arc<dyn Fn(Event) + Send + Sync>;
+
+tokio::task_local! {
+    /// The sink of the job running on this task ([`in_job`]), for the layers that have no
+    /// sink of their own (the registry client's retries).
+    static JOB_EVENTS: EventSink;
+}
+
+/// Run `job` with `events` as the sink that [`emit`] reaches: scoped to the job's task, so
+/// two jobs in one process (two builds an IDE runs) each get their own events.
+pub(crate) async fn in_job<F: std::future::Future>(events: &EventSink, job: F) -> F::Output {
+    JOB_EVENTS.scope(events.clone(), job).await
+}
+
+/// Report `e` to the sink of the job running on this task, if any.
+pub(crate) fn emit(e: Event) {
+    let _ = JOB_EVENTS.try_with(|sink| sink(e));
+}
 
 /// A sink that queues events on an unbounded channel, and the receiving end: delivery never
 /// blocks the build, however slowly the receiver drains it.

@@ -320,15 +320,19 @@ pub async fn build_and_push_platforms(
         Target::Registry(_) => Some(session.destination(target).await?),
         Target::Layout { .. } => None,
     };
-    let job = run_job(
-        session,
-        build,
-        platforms,
-        target,
-        extra_tags,
-        jobs,
+    // Events from layers without a sink of their own (the client's retries) reach `events`.
+    let job = crate::events::in_job(
         events,
-        early.as_ref(),
+        run_job(
+            session,
+            build,
+            platforms,
+            target,
+            extra_tags,
+            jobs,
+            events,
+            early.as_ref(),
+        ),
     );
     // Cancelling drops the job: uploads in flight stop, layer writers fail at their next write
     // (the spool is cancelled too), and no manifest is put after this point.

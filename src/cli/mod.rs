@@ -82,7 +82,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging(cli.verbose);
+    init_logging(
+        cli.verbose,
+        progress_mode(&cli) == progress::ProgressMode::Rawjson,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -103,14 +106,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, rawjson: bool) {
     let default = match verbose {
         0 => "warn",
         1 => "ocipush=info",
         2 => "ocipush=debug",
         _ => "trace",
     };
-    redacted_log::init(default);
+    redacted_log::init(default, rawjson);
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {

@@ -200,6 +200,15 @@ pub fn reporter(mode: ProgressMode, several_platforms: bool) -> EventSink {
                     human(size)
                 ))
             }
+            Event::Retrying {
+                step,
+                attempt,
+                delay_ms,
+                error,
+            } => line(format!(
+                "retrying {step} in {:.1} s (attempt {attempt} failed: {error})",
+                delay_ms as f64 / 1000.0
+            )),
             Event::ManifestPut { reference, digest } => {
                 line(format!("pushed manifest {} as {reference}", digest.short()))
             }
@@ -223,18 +232,23 @@ fn human(n: u64) -> String {
     }
 }
 
-/// One event as one JSON line on stderr.
-fn raw_json(e: Event) {
+/// Now as rawjson writes it: RFC 3339 UTC with milliseconds.
+pub(crate) fn rawjson_time() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
+    format!(
+        "{}.{:03}Z",
+        ocipush::image::rfc3339(now.as_secs()).trim_end_matches('Z'),
+        now.subsec_millis()
+    )
+}
+
+/// One event as one JSON line on stderr.
+fn raw_json(e: Event) {
     let mut line = serde_json::json!({
         "v": RAWJSON_VERSION,
-        "time": format!(
-            "{}.{:03}Z",
-            ocipush::image::rfc3339(now.as_secs()).trim_end_matches('Z'),
-            now.subsec_millis()
-        ),
+        "time": rawjson_time(),
     });
     if let (Ok(serde_json::Value::Object(fields)), Some(obj)) =
         (serde_json::to_value(&e), line.as_object_mut())

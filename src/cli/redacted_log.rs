@@ -46,8 +46,10 @@ fn capped(target: &str, level: &Level) -> bool {
             .any(|c| target == *c || (target.starts_with(c) && target[c.len()..].starts_with("::")))
 }
 
-/// Set up logging to stderr with `default` as the filter unless `RUST_LOG` is set.
-pub(crate) fn init(default: &str) {
+/// Set up logging to stderr with `default` as the filter unless `RUST_LOG` is set. With
+/// `rawjson`, each log line is a rawjson `log` event (`--progress rawjson` keeps every stderr
+/// line one JSON object).
+pub(crate) fn init(default: &str, rawjson: bool) {
     for var in SECRET_VARS {
         if let Ok(v) = std::env::var(var) {
             ocipush::auth::redact::register(&v);
@@ -57,24 +59,27 @@ pub(crate) fn init(default: &str) {
     let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let caps = filter_fn(|meta| !capped(meta.target(), meta.level()));
     let layer = tracing_subscriber::fmt::layer()
-        .with_writer(Scrubbing)
+        .with_writer(Scrubbing { rawjson })
+        .with_ansi(!rawjson)
         .with_target(false)
         .with_filter(env.and(caps));
     let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
 /// Stderr, with secrets blanked out of each formatted event.
-struct Scrubbing;
+struct Scrubbing {
+    rawjson: bool,
+}
 
 impl<'a> MakeWriter<'a> for Scrubbing {
     type Writer = ScrubbingWriter;
     fn make_writer(&'a self) -> ScrubbingWriter {
-        ScrubbingWriter(Vec::new())
+        ScrubbingWriter(Vec::new(), self.rawjson)
     }
 }
 
-/// Buffers one event and writes it scrubbed when dropped.
-struct ScrubbingWriter(Vec<u8>);
+/// Buffers one event and writes it scrubbed when dropped (as rawjson `log` events when set).
+struct ScrubbingWriter(Vec<u8>, bool);
 
 impl Write for ScrubbingWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -90,7 +95,22 @@ impl Drop for ScrubbingWriter {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.0);
         let clean = ocipush::auth::redact::scrub(&text);
-        let _ = io::stderr().lock().write_all(clean.as_bytes());
+        if !self.1 {
+            let _ = io::stderr().lock().write_all(clean.as_bytes());
+            return;
+        }
+        let mut out = String::new();
+        for line in clean.lines().filter(|l| !l.trim().is_empty()) {
+            let event = serde_json::json!({
+                "v": super::progress::RAWJSON_VERSION,
+                "time": super::progress::rawjson_time(),
+                "event": "log",
+                "data": line.trim_end(),
+            });
+            out.push_str(&event.to_string());
+            out.push('\n');
+        }
+        let _ = io::stderr().lock().write_all(out.as_bytes());
     }
 }
 

@@ -100,6 +100,12 @@ impl RetryPolicy {
                         });
                     }
                     tracing::warn!(step = what, attempt, delay_ms = delay.as_millis() as u64, error = %e, "retrying");
+                    crate::events::emit(crate::events::Event::Retrying {
+                        step: what.to_string(),
+                        attempt,
+                        delay_ms: delay.as_millis() as u64,
+                        error: crate::auth::redact::scrub(&e.to_string()).into_owned(),
+                    });
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }

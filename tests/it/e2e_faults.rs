@@ -87,15 +87,31 @@ fn transient_faults_are_retried_and_the_image_runs() {
         .add(Rule::new("PUT", "/manifests/", 2, Fault::too_many(1)))
         .add(Rule::new("PUT", "/manifests/", 1, Fault::unavailable()));
 
-    let out = push_via(&sb, &proxy, &[]);
+    let out = push_via(&sb, &proxy, &["--progress", "rawjson"]);
     let digest = assert_pushed(&out, &format!("{}/faults", proxy.addr()));
     let log = proxy.log();
     assert_eq!(faulted(&log, "status 503").len(), 4, "{log:#?}");
     assert_eq!(faulted(&log, "status 429").len(), 2, "{log:#?}");
     assert_eq!(faulted(&log, "drop").len(), 1, "{log:#?}");
-    // The warnings say what is being retried.
+    // Each retry is an event saying what is retried, after which failure; stderr stays one
+    // JSON object per line.
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("retrying"), "{err}");
+    crate::e2e_options::validate_against_schema(&err);
+    let retries: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+        })
+        .filter(|e| e["event"] == "retrying")
+        .collect();
+    assert_eq!(retries.len(), 7, "one per injected fault: {err}");
+    assert!(
+        retries
+            .iter()
+            .any(|r| r["data"]["error"].as_str().unwrap().contains("429")
+                || r["data"]["error"].as_str().unwrap().contains("rate")),
+        "{err}"
+    );
     assert_runs_hello(&b, &digest);
 }
 

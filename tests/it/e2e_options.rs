@@ -296,7 +296,7 @@ fn rawjson_progress_is_one_versioned_event_per_line() {
 
 /// Validate each line of `lines` against the published rawjson schema with Python's
 /// `jsonschema` (Draft 2020-12), a validator we did not write.
-fn validate_against_schema(lines: &str) {
+pub(crate) fn validate_against_schema(lines: &str) {
     use std::io::Write as _;
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli/rawjson.schema.json");
     let mut child = std::process::Command::new("python3")
