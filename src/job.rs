@@ -83,12 +83,12 @@ impl Target {
 #[derive(Debug, Clone)]
 pub struct Session {
     /// registries.conf mapping.
-    pub registries: RegistriesConf,
+    pub(crate) registries: RegistriesConf,
     /// The HTTP client.
-    pub client: RegistryClient,
-    /// Amazon ECR settings.
+    pub(crate) client: RegistryClient,
+    /// Amazon ECR settings ([`Session::with_ecr`]).
     #[cfg(feature = "ecr")]
-    pub ecr: crate::job_ecr::EcrSettings,
+    pub(crate) ecr: crate::job_ecr::EcrSettings,
 }
 
 impl Session {
@@ -114,6 +114,24 @@ impl Session {
             #[cfg(feature = "ecr")]
             ecr: Default::default(),
         }
+    }
+
+    /// This session with these Amazon ECR settings (`--create-repository`, `--ecr-api`, the
+    /// AWS identity, …; feature `ecr`). The default settings push over the registry endpoint.
+    #[cfg(feature = "ecr")]
+    pub fn with_ecr(mut self, ecr: crate::job_ecr::EcrSettings) -> Session {
+        self.ecr = ecr;
+        self
+    }
+
+    /// The registries.conf mapping.
+    pub fn registries(&self) -> &RegistriesConf {
+        &self.registries
+    }
+
+    /// The HTTP client.
+    pub fn client(&self) -> &RegistryClient {
+        &self.client
     }
 
     /// The destination for a target.

@@ -194,12 +194,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         ocipush::job::default_credentials(reliability::helper_timeout(&build.reliability));
     let credentials = credentials.map_err(|e| Failure::failed(e.to_string()))?;
     let client = reliability::client(&build.reliability, credentials, build.insecure)?;
-    #[allow(unused_mut)]
-    let mut session = Session::with_client(registries, client);
+    let session = Session::with_client(registries, client);
     #[cfg(feature = "ecr")]
-    {
-        session.ecr = ecr_settings;
-    }
+    let session = session.with_ecr(ecr_settings);
     let spool = tempfile::Builder::new()
         .prefix("ocipush-spool-")
         .tempdir()

@@ -80,12 +80,9 @@ pub(crate) fn session(
     #[cfg(not(feature = "ecr"))]
     let credentials = ocipush::job::default_credentials(helper_timeout(args));
     let credentials = credentials.map_err(|e| Failure::failed(e.to_string()))?;
-    #[allow(unused_mut)]
-    let mut session =
+    let session =
         ocipush::job::Session::with_client(registries, client(args, credentials, insecure)?);
     #[cfg(feature = "ecr")]
-    {
-        session.ecr = ecr;
-    }
+    let session = session.with_ecr(ecr);
     Ok(session)
 }

@@ -14,7 +14,10 @@ mod stages;
 pub use args::{BuildArgs, platform_args};
 pub use error::PlanError;
 pub use remote_add::RemoteSource;
+// What RUN (feature `run`) reads of a planned step; without it, RUN steps are refused.
+#[cfg_attr(not(all(feature = "run", target_os = "linux")), allow(unused_imports))]
 pub use run::{RunNetwork, RunStep};
+#[cfg_attr(not(all(feature = "run", target_os = "linux")), allow(unused_imports))]
 pub use run_mount::{CacheSharing, RunMount};
 pub use stage::{CopyFrom, LayerStep, RunState, StageContext, plan_stage_on};
 #[cfg(test)]

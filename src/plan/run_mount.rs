@@ -32,6 +32,7 @@ pub enum CacheSharing {
 
 impl CacheSharing {
     /// The name as written in a Dockerfile.
+    #[cfg_attr(not(all(feature = "run", target_os = "linux")), allow(dead_code))]
     pub fn name(self) -> &'static str {
         match self {
             CacheSharing::Shared => "shared",
