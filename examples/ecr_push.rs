@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use ocipush::events::Event;
 use ocipush::executor::BuildOptions;
-use ocipush::job::{Session, Target, build_and_push_platforms, default_credentials};
+use ocipush::job::{Session, Target, build_and_push, default_credentials};
 use ocipush::registries_conf::RegistriesConf;
 
 const DOCKERFILE: &str = "FROM alpine:latest\nCMD [\"sh\", \"-c\", \"echo hello\"]\n";
@@ -67,9 +67,7 @@ async fn run(dest: &str) -> Result<String, Box<dyn std::error::Error>> {
         }
     });
     let target = Target::parse(dest)?;
-    let platforms = [build.platform.clone()];
-    let pushed =
-        build_and_push_platforms(&session, &build, &platforms, &target, &[], 4, &events).await;
+    let pushed = build_and_push(&session, &build, &target, &events).await;
     drop(events); // closes the channel once the job's copies are gone: the printer ends
     printer.await?;
     Ok(pushed?.reference)

@@ -271,33 +271,16 @@ impl JobError {
     }
 }
 
-/// Build the image and push it to `target` under its tag and `extra_tags`. Returns the built
-/// image and its manifest digest.
+/// Build the image for `build.platform` and push it to `target` (its tag, `latest` without
+/// one), 4 uploads at a time: the simple form of [`build_and_push_platforms`].
 pub async fn build_and_push(
     session: &Session,
     build: &BuildOptions,
     target: &Target,
-    extra_tags: &[String],
-    jobs: usize,
     events: &EventSink,
-) -> Result<(BuiltImage, Digest), JobError> {
-    let pushed = build_and_push_platforms(
-        session,
-        build,
-        std::slice::from_ref(&build.platform),
-        target,
-        extra_tags,
-        jobs,
-        events,
-    )
-    .await?;
-    let image = pushed
-        .images
-        .into_iter()
-        .next()
-        .map(|(_, i)| i)
-        .ok_or_else(|| JobError::Destination("no image was built".into()))?;
-    Ok((image, pushed.digest))
+) -> Result<Pushed, JobError> {
+    let platforms = std::slice::from_ref(&build.platform);
+    build_and_push_platforms(session, build, platforms, target, &[], 4, events).await
 }
 
 /// What a (multi-platform) build and push produced.
