@@ -75,6 +75,9 @@ pub struct BuildOptions {
     pub cancel: CancellationToken,
     /// `--secret`s: where each build secret `RUN --mount=type=secret` reads comes from.
     pub secrets: crate::secrets::BuildSecrets,
+    /// `--annotation`s: put in each image manifest's `annotations` (buildx's default
+    /// `manifest` level), e.g. `org.opencontainers.image.source`.
+    pub annotations: std::collections::BTreeMap<String, String>,
     /// Stages planned in code ([`crate::builder::ImageBuilder`]): used instead of a Dockerfile.
     pub(crate) stages: Option<Arc<Stages>>,
 }
@@ -103,6 +106,7 @@ impl BuildOptions {
             build_contexts: Default::default(),
             cancel: CancellationToken::new(),
             secrets: Default::default(),
+            annotations: Default::default(),
             stages: None,
         }
     }
@@ -714,11 +718,12 @@ pub async fn build_image_tapped(
         .remove(&target)
         .ok_or_else(|| BuildImageError::Join("target stage was not built".into()))?;
     let config = Encoded::new(&result.config, opts.format.config_type());
-    let manifest = Manifest::new(
+    let mut manifest = Manifest::new(
         opts.format,
         config.descriptor(),
         result.layers.iter().map(|b| b.descriptor.clone()).collect(),
     );
+    manifest.annotations.extend(opts.annotations.clone());
     // The manifest's layer descriptors carry the media types converted to the format.
     let layers = result
         .layers

@@ -123,6 +123,7 @@ pub struct ImageBuilder {
     tags: Vec<String>,
     jobs: usize,
     cancel: crate::CancellationToken,
+    annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl ImageBuilder {
@@ -141,6 +142,7 @@ impl ImageBuilder {
             tags: Vec::new(),
             jobs: 4,
             cancel: crate::CancellationToken::new(),
+            annotations: Default::default(),
         }
     }
 
@@ -213,6 +215,12 @@ impl ImageBuilder {
     /// `STOPSIGNAL signal`.
     pub fn stop_signal(mut self, signal: impl Into<String>) -> ImageBuilder {
         self.steps.push(Step::StopSignal(signal.into()));
+        self
+    }
+
+    /// An annotation of the image manifest (`org.opencontainers.image.source`, …).
+    pub fn annotation(mut self, key: impl Into<String>, value: impl Into<String>) -> ImageBuilder {
+        self.annotations.insert(key.into(), value.into());
         self
     }
 
@@ -324,6 +332,7 @@ impl ImageBuilder {
         opts.build_contexts = plan.contexts;
         opts.stages = Some(Arc::new(plan.stages));
         opts.cancel = self.cancel.clone();
+        opts.annotations = self.annotations.clone();
         let pushed = build_and_push_platforms(
             session,
             &opts,

@@ -186,6 +186,10 @@ pub struct BuildArgs {
     /// (repeatable): what `FROM NAME`, a stage `AS NAME` and `COPY --from=NAME` use instead.
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
+    /// An annotation of the image manifest, KEY=VALUE (repeatable; buildx's `--annotation`
+    /// at its default `manifest` level).
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
     /// A build secret for `RUN --mount=type=secret`, id=ID[,src=PATH|,env=VAR][,type=file|env]
     /// (repeatable; buildx's syntax: with neither src nor env, the variable ID if set, else the
     /// file ID). Its content never reaches the image, the cache or the output.

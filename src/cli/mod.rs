@@ -225,6 +225,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     };
     opts.build_contexts = build_contexts;
     opts.secrets = secrets;
+    opts.annotations = parse_annotations(&build.annotations).map_err(Failure::usage)?;
     cancel_on_signals(opts.cancel.clone());
     let events = progress::reporter(mode, platforms.len() > 1);
     let pushed = build_and_push_platforms(
@@ -284,6 +285,39 @@ fn cancel_on_signals(cancel: ocipush::CancellationToken) {
             cancel.cancel();
         }
     });
+}
+
+/// `--annotation KEY=VALUE`s. buildx's level prefixes (`index:`, `manifest-descriptor:`, …)
+/// are refused rather than taken as part of the key: only manifest annotations are written.
+fn parse_annotations(
+    items: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for item in items {
+        let (k, v) = item
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| format!("invalid --annotation {item:?}: expected KEY=VALUE"))?;
+        if let Some((level, _)) = k.split_once(':')
+            && [
+                "index",
+                "manifest",
+                "index-descriptor",
+                "manifest-descriptor",
+            ]
+            .contains(&level.split('[').next().unwrap_or(level))
+        {
+            if level != "manifest" {
+                return Err(format!(
+                    "invalid --annotation {item:?}: ocipush writes manifest annotations only (no {level}: level)"
+                ));
+            }
+            out.insert(k["manifest:".len()..].to_string(), v.to_string());
+            continue;
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
 }
 
 /// `--progress`, with `-q` meaning quiet.

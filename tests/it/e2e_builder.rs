@@ -133,6 +133,10 @@ fn a_built_image_lands_on_its_base_like_copy_and_keeps_values_literal() {
         .workdir("/srv/www")
         .user("nobody")
         .expose("8080/tcp")
+        .annotation(
+            "org.opencontainers.image.source",
+            "https://example.test/app",
+        )
         .entrypoint(["/usr/bin/tool"]);
     let target = format!("{}/built:v1", dest.addr());
     let pushed = containerize(&builder, &session, &target);
@@ -146,6 +150,12 @@ fn a_built_image_lands_on_its_base_like_copy_and_keeps_values_literal() {
         "the same inputs give the same digest"
     );
 
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&pushed.images[0].1.manifest.bytes).unwrap();
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.source"],
+        "https://example.test/app"
+    );
     let img = copy_and_unpack(&format!("docker://{target}"), None);
     let c = &img.config;
     // One layer for the whole `Layer`, one for WORKDIR's directory (it exists: BuildKit still

@@ -392,3 +392,31 @@ fn progress_bars_are_drawn_on_a_terminal_and_plain_lines_otherwise() {
         "{plain:?}"
     );
 }
+
+/// `--annotation KEY=VALUE` (and buildx's `manifest:` level) lands in the pushed manifest, as
+/// skopeo reads it back; another level is refused as a usage error rather than misread.
+#[test]
+fn annotations_land_in_the_manifest_and_other_levels_are_refused() {
+    let (_b, _digest, raw, _bytes) = push_hello(&[
+        "--annotation",
+        "org.opencontainers.image.source=https://example.test/hello",
+        "--annotation",
+        "manifest:org.opencontainers.image.revision=abc123",
+    ]);
+    assert_eq!(
+        raw["annotations"]["org.opencontainers.image.source"], "https://example.test/hello",
+        "{raw:#}"
+    );
+    assert_eq!(
+        raw["annotations"]["org.opencontainers.image.revision"], "abc123",
+        "{raw:#}"
+    );
+    let out = Sandbox::new().ocipush([
+        "--annotation",
+        "index:org.opencontainers.image.source=x",
+        testdata("hello/Dockerfile").to_str().unwrap(),
+        "127.0.0.1:9/x:v1",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("manifest annotations only"));
+}
