@@ -204,16 +204,12 @@ pub async fn copy_image(
     if media_types::is_index(&top.media_type) {
         let index: Index = serde_json::from_slice(&top.bytes)
             .map_err(|e| invalid(format!("index does not parse: {e}")))?;
-        let chosen: Vec<&Descriptor> = index
-            .manifests
-            .iter()
-            .filter(|d| {
-                opts.platforms.is_empty()
-                    || d.platform
-                        .as_ref()
-                        .is_some_and(|p| opts.platforms.iter().any(|want| want.matches(p)))
-            })
-            .collect();
+        // No platform asked for: the whole index, whatever its entries are.
+        let chosen: Vec<&Descriptor> = if opts.platforms.is_empty() {
+            index.manifests.iter().collect()
+        } else {
+            index.manifests_for(&opts.platforms)
+        };
         if chosen.is_empty() {
             return Err(CopyError::PlatformMissing {
                 image: image.clone(),

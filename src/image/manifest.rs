@@ -101,18 +101,32 @@ impl Index {
     /// The image manifest for `platform` (the first that matches), or else the platforms the
     /// index has, to say what could be chosen instead.
     pub fn manifest_for(&self, platform: &super::Platform) -> Result<&Descriptor, Vec<String>> {
-        self.manifests
-            .iter()
-            .find(|d| {
-                d.platform.as_ref().is_some_and(|p| platform.matches(p))
-                    && media_types::is_manifest(&d.media_type)
-            })
+        self.manifests_for(std::slice::from_ref(platform))
+            .into_iter()
+            .next()
             .ok_or_else(|| {
                 self.manifests
                     .iter()
                     .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
                     .collect()
             })
+    }
+}
+
+impl Index {
+    /// The image manifests for any of `platforms` (every image manifest when `platforms` is
+    /// empty), in the index's order: the one platform selector base resolution and `copy` share.
+    pub fn manifests_for(&self, platforms: &[super::Platform]) -> Vec<&Descriptor> {
+        self.manifests
+            .iter()
+            .filter(|d| {
+                media_types::is_manifest(&d.media_type)
+                    && (platforms.is_empty()
+                        || d.platform
+                            .as_ref()
+                            .is_some_and(|p| platforms.iter().any(|want| want.matches(p))))
+            })
+            .collect()
     }
 }
 
