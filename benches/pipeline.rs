@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ocipush::build::{Compression, EntryMeta, LayerBlob, LayerOptions, LayerWriter, Spool};
+use ocipush::layers::{Compression, EntryMeta, LayerBlob, LayerOptions, LayerWriter, Spool};
 
 fn files(dir: &Path, budget: u64) -> Vec<(String, PathBuf, u64)> {
     let mut all = Vec::new();

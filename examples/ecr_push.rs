@@ -13,8 +13,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use ocipush::build::BuildOptions;
 use ocipush::events::Event;
-use ocipush::executor::BuildOptions;
 use ocipush::job::{Session, Target, build_and_push, default_credentials};
 use ocipush::registries_conf::RegistriesConf;
 

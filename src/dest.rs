@@ -9,8 +9,8 @@ use bytes::Bytes;
 
 use crate::blob::BlobSource;
 use crate::digest::Digest;
-use crate::growing::GrowingBlob;
 use crate::image::Descriptor;
+use crate::streaming::GrowingBlob;
 
 /// An error from a destination. Each destination has its own typed error; this carries it
 /// (downcast with [`DestError::downcast_ref`]) and displays it unchanged.

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use crate::auth::{AuthError, Chain, CredentialProvider, DockerConfigProvider};
 use crate::blob::Blob;
+use crate::build::{BuildImageError, BuildOptions, BuiltImage};
 use crate::dest::Destination;
 use crate::digest::Digest;
 use crate::events::EventSink;
-use crate::executor::{BuildImageError, BuildOptions, BuiltImage};
 use crate::image::{Encoded, Format, ImageConfig, Index, Platform};
 use crate::layout::OciLayout;
 use crate::push::{PushError, PushOptions, push, push_blobs, put_manifest};

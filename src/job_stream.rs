@@ -11,13 +11,13 @@ use std::future::Future;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
+use crate::build::{BuildOptions, BuiltImage, build_image_tapped};
 use crate::dest::Destination;
 use crate::digest::Digest;
 use crate::events::{Event, EventSink};
-use crate::executor::{BuildOptions, BuiltImage, build_image_tapped};
-use crate::growing::{GrowingBlob, LayerTap};
 use crate::image::Platform;
 use crate::job::{JobError, Session};
+use crate::streaming::{GrowingBlob, LayerTap};
 
 /// The images built, one per platform, and the blobs uploaded while they were built.
 pub(crate) type Streamed = (Vec<(Platform, BuiltImage)>, BTreeSet<Digest>);

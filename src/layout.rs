@@ -495,7 +495,7 @@ mod tests {
 
     use super::*;
     use crate::blob::{BytesBlob, FileBlob};
-    use crate::build::{Compression, EntryMeta, LayerOptions, LayerWriter, Spool};
+    use crate::layers::{Compression, EntryMeta, LayerOptions, LayerWriter, Spool};
 
     fn no_progress(_: u64) {}
 

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ocipush::auth::Anonymous;
-use ocipush::build::Compression;
+use ocipush::build::BuildArgs;
+use ocipush::build::{BuildOptions, BuiltImage, build_image};
 use ocipush::events;
-use ocipush::executor::BuildArgs;
-use ocipush::executor::{BuildOptions, BuiltImage, build_image};
 use ocipush::image::{Format, Platform};
+use ocipush::layers::Compression;
 use ocipush::registries_conf::RegistriesConf;
 use ocipush::registry::{ClientOptions, RegistryClient};
 

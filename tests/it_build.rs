@@ -8,12 +8,12 @@ use std::path::Path;
 
 use bytes::Bytes;
 use ocipush::blob::{BytesBlob, FileBlob};
-use ocipush::build::{
-    Compression, Context, CopySpec, LayerOptions, Spool, build_copy_layer, build_dirs_layer,
-};
 use ocipush::dest::Destination;
 use ocipush::digest::Digest;
 use ocipush::image::{Descriptor, media_types};
+use ocipush::layers::{
+    Compression, Context, CopySpec, LayerOptions, Spool, build_copy_layer, build_dirs_layer,
+};
 use ocipush::layout::OciLayout;
 use serde_json::json;
 

@@ -39,7 +39,7 @@ pub fn dockerfile(data: &[u8]) {
 pub fn dockerignore(data: &[u8]) {
     let text = String::from_utf8_lossy(&data[..data.len().min(MAX_INPUT)]);
     let (path, patterns) = text.split_once('\n').unwrap_or((&text, ""));
-    if let Ok(ig) = ocipush::build::DockerIgnore::parse(patterns, Path::new(".dockerignore")) {
+    if let Ok(ig) = ocipush::layers::DockerIgnore::parse(patterns, Path::new(".dockerignore")) {
         let _ = ig.is_excluded(path);
         let _ = ig.may_include_below(path);
         let _ = ig.is_empty();
@@ -77,7 +77,7 @@ pub fn reference(data: &[u8]) {
 /// with an error or gives a layer in which every entry lies inside the destination `/d/`.
 /// Nothing is ever extracted onto the host: the layer is a tar stream written to the spool.
 pub fn add_archive(data: &[u8]) {
-    use ocipush::build::{Compression, Context, CopySpec, LayerOptions, Spool, build_copy_layer};
+    use ocipush::layers::{Compression, Context, CopySpec, LayerOptions, Spool, build_copy_layer};
     let data = &data[..data.len().min(MAX_INPUT)];
     let tmp = tempfile::tempdir().expect("temp dir");
     let ctx_dir = tmp.path().join("ctx");

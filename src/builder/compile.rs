@@ -13,7 +13,7 @@ use crate::plan::{BaseSpec, Stage, Stages};
 /// The named context an OCI-layout base is read through.
 const LAYOUT_BASE: &str = "ocipush-builder-base";
 
-/// What the executor builds, and the layers to stage first (by directory name).
+/// What the build builds, and the layers to stage first (by directory name).
 pub(super) struct Compiled {
     pub(super) stages: Stages,
     pub(super) contexts: NamedContexts,

@@ -14,7 +14,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use super::BuilderError;
-use crate::build::DockerIgnore;
+use crate::layers::DockerIgnore;
 
 /// One layer of an [`ImageBuilder`](super::ImageBuilder): what it holds, where.
 ///
@@ -213,7 +213,7 @@ fn image_path(entry: &Entry) -> Result<String, BuilderError> {
             .ok_or_else(|| BuilderError::Invalid(format!("{} names no file", src.display())))?;
         path.push_str(&name.to_string_lossy());
     }
-    let cleaned = crate::build::normalize_layer_path(&path)
+    let cleaned = crate::layers::normalize_layer_path(&path)
         .map_err(|e| BuilderError::Invalid(e.to_string()))?;
     match (cleaned, entry) {
         (Some(p), _) => Ok(p),

@@ -32,11 +32,11 @@ use std::sync::Arc;
 
 pub use layer::Layer;
 
-use crate::build::Compression;
+use crate::build::BuildOptions;
 use crate::events::EventSink;
-use crate::executor::BuildOptions;
 use crate::image::{Format, Platform};
 use crate::job::{JobError, Pushed, Session, Target, build_and_push_platforms};
+use crate::layers::Compression;
 
 /// What an image starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +134,7 @@ impl ImageBuilder {
         ImageBuilder {
             base: base.into(),
             steps: Vec::new(),
-            platforms: vec![crate::executor::host_platform()],
+            platforms: vec![crate::build::host_platform()],
             format: Format::Oci,
             epoch: 0,
             compression: Compression::default(),

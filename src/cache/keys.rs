@@ -19,8 +19,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::build::{BuildError, CopyPlan, CopySpec, LayerOptions, Planned};
 use crate::digest::{Digest, Hasher};
+use crate::layers::{BuildError, CopyPlan, CopySpec, LayerOptions, Planned};
 
 /// Bumped whenever the layer format or the key description changes.
 const VERSION: &str = "ocipush layer cache v4";

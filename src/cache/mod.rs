@@ -22,8 +22,8 @@ mod record;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::build::{BuildError, Context, CopySpec, LayerBlob, LayerOptions, Spool};
-use crate::build::{
+use crate::layers::{BuildError, Context, CopySpec, LayerBlob, LayerOptions, Spool};
+use crate::layers::{
     Written, apply_written, copy_diff_id, plan_copy_layer, replay_archives, write_copy_on,
 };
 use keys::{FileStat, Keys};
@@ -68,7 +68,7 @@ impl LayerCache {
 
     /// This cache, publishing each layer it builds to `tap` as its writing starts (see
     /// [`Spool::with_tap`]); a layer served from the cache is not published.
-    pub fn with_tap(mut self, tap: Option<crate::growing::LayerTap>) -> LayerCache {
+    pub fn with_tap(mut self, tap: Option<crate::streaming::LayerTap>) -> LayerCache {
         self.spool = self.spool.with_tap(tap);
         self
     }
@@ -121,7 +121,7 @@ impl LayerCache {
     /// The layer `plan` describes, and what its archives extract (for the stage's filesystem).
     fn copy_planned(
         &self,
-        plan: &crate::build::CopyPlan<'_>,
+        plan: &crate::layers::CopyPlan<'_>,
         spec: &CopySpec,
         opts: &LayerOptions,
     ) -> Result<(LayerBlob, CacheOutcome, Vec<Written>), BuildError> {
@@ -196,7 +196,7 @@ impl LayerCache {
 
     fn record_stat(
         &self,
-        plan: &crate::build::CopyPlan<'_>,
+        plan: &crate::layers::CopyPlan<'_>,
         before: &keys::Stats,
         stat_key: &str,
         content_key: &str,

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{FileStat, hash_file};
-use crate::build::{BuildError, Compression, LayerBlob};
 use crate::digest::Digest;
+use crate::layers::{BuildError, Compression, LayerBlob};
 
 /// What the cache knows about one built layer.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -7,8 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::*;
-use crate::build::Compression;
 use crate::digest::Digest;
+use crate::layers::Compression;
 
 fn context(root: &Path) -> Context {
     fs::create_dir_all(root.join("lib/sub")).unwrap();
@@ -55,7 +55,7 @@ fn unchanged_inputs_hit_and_changes_miss() {
     check_blob(&first);
     // The same as building without a cache.
     let spool = Spool::new(dir.path().join("spool")).unwrap();
-    let plain = crate::build::build_copy_layer(&ctx, &spec(), &spool, &opts(6)).unwrap();
+    let plain = crate::layers::build_copy_layer(&ctx, &spec(), &spool, &opts(6)).unwrap();
     assert_eq!(
         (&plain.digest, &plain.diff_id),
         (&first.digest, &first.diff_id)

@@ -13,11 +13,11 @@ mod reliability;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ocipush::build::Compression;
-use ocipush::executor::BuildArgs;
-use ocipush::executor::BuildOptions;
+use ocipush::build::BuildArgs;
+use ocipush::build::BuildOptions;
 use ocipush::image::{Format, Platform};
 use ocipush::job::{Session, Target, build_and_push_platforms};
+use ocipush::layers::Compression;
 use ocipush::registries_conf::RegistriesConf;
 
 use args::{Cli, Command, FormatArg};
@@ -332,7 +332,7 @@ fn progress_mode(cli: &Cli) -> progress::ProgressMode {
 /// `--platform a,b,c`: each os/arch[/variant], no duplicates; the host's platform by default.
 pub(crate) fn parse_platforms(s: Option<&str>) -> Result<Vec<Platform>, String> {
     let Some(s) = s else {
-        return Ok(vec![ocipush::executor::host_platform()]);
+        return Ok(vec![ocipush::build::host_platform()]);
     };
     let mut out: Vec<Platform> = Vec::new();
     for item in s.split(',').map(str::trim) {
@@ -368,14 +368,14 @@ fn parse_compression(s: &str) -> Result<Compression, String> {
     };
     match algo {
         "gzip" => {
-            let level = level.unwrap_or(ocipush::build::DEFAULT_GZIP_LEVEL);
+            let level = level.unwrap_or(ocipush::layers::DEFAULT_GZIP_LEVEL);
             if level > 9 {
                 return Err(format!("invalid gzip level {level}: expected 0-9"));
             }
             Ok(Compression::Gzip { level })
         }
         "zstd" => {
-            let level = level.map_or(ocipush::build::DEFAULT_ZSTD_LEVEL, |l| l as i32);
+            let level = level.map_or(ocipush::layers::DEFAULT_ZSTD_LEVEL, |l| l as i32);
             if !(1..=22).contains(&level) {
                 return Err(format!("invalid zstd level {level}: expected 1-22"));
             }

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::build::BuildError;
+use crate::base_image::SourceError;
+use crate::layers::BuildError;
 use crate::layout::LayoutError;
-use crate::source::SourceError;
 
 /// Why a named context failed.
 #[derive(Debug, thiserror::Error)]

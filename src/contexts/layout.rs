@@ -10,11 +10,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{ContextError, LayoutRef};
+use crate::base_image::{BaseImage, BaseLayer};
 use crate::blob::{BlobSource, FileBlob};
 use crate::image::{Descriptor, ImageConfig, Index, Manifest, Platform, media_types};
 use crate::layout::OciLayout;
 use crate::registry::MAX_MANIFEST_SIZE;
-use crate::source::{BaseImage, BaseLayer};
 
 /// Largest config read (as for registry bases).
 const MAX_CONFIG: u64 = 8 * 1024 * 1024;

@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use super::layout::read_layout_image;
 use super::{ContextError, ContextSource, NamedContext};
+use crate::base_image::{self, BaseImage, BaseLayer};
 use crate::blob::{BlobSource, FileBlob};
-use crate::build::{Context, CopySpec, LayerOptions, Spool, build_copy_layer};
 use crate::digest::Digest;
 use crate::image::{Encoded, Format, ImageConfig, Manifest, Platform, media_types};
+use crate::layers::{Context, CopySpec, LayerOptions, Spool, build_copy_layer};
 use crate::registries_conf::RegistriesConf;
 use crate::registry::RegistryClient;
-use crate::source::{self, BaseImage, BaseLayer};
 
 /// What resolving a context needs: the registries (for `docker-image://`), and where and how
 /// a directory's layer is written.
@@ -40,7 +40,7 @@ pub async fn resolve_base(
 ) -> Result<BaseImage, ContextError> {
     match &nc.source {
         ContextSource::Image(r) if r == "scratch" => Ok(empty_image(platform, vec![], "scratch")),
-        ContextSource::Image(r) => source::resolve(env.client, env.registries, r, platform)
+        ContextSource::Image(r) => base_image::resolve(env.client, env.registries, r, platform)
             .await
             .map_err(|source| ContextError::Image {
                 name: nc.given.clone(),
@@ -80,7 +80,7 @@ pub async fn resolve_base(
             })
             .await
             .map_err(|e| {
-                derr(crate::build::BuildError::Io {
+                derr(crate::layers::BuildError::Io {
                     action: "build a layer from",
                     path: dir.clone(),
                     source: std::io::Error::other(e.to_string()),

@@ -6,9 +6,9 @@ use std::time::Duration;
 use super::error::ParseError;
 
 /// Parse a `--chmod` mode as BuildKit does: octal (`755`, `0644`, at most `7777`) or symbolic
-/// (`u+x,g-w`, `a=rX`); see [`Chmod`](crate::build::Chmod).
-pub fn parse_chmod(s: &str) -> Result<crate::build::Chmod, ParseError> {
-    crate::build::Chmod::parse(s).map_err(|e| ParseError::value("--chmod mode", s, &e.0))
+/// (`u+x,g-w`, `a=rX`); see [`Chmod`](crate::layers::Chmod).
+pub fn parse_chmod(s: &str) -> Result<crate::layers::Chmod, ParseError> {
+    crate::layers::Chmod::parse(s).map_err(|e| ParseError::value("--chmod mode", s, &e.0))
 }
 
 /// Parse one `EXPOSE` word, `port[-port][/tcp|udp|sctp]`, into `"port/proto"` strings
@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn chmod() {
-        use crate::build::Chmod;
+        use crate::layers::Chmod;
         assert_eq!(parse_chmod("755").unwrap(), Chmod::Octal(0o755));
         assert_eq!(parse_chmod("0644").unwrap(), Chmod::Octal(0o644));
         assert_eq!(parse_chmod("4755").unwrap(), Chmod::Octal(0o4755));

@@ -23,8 +23,8 @@ use crate::blob::BlobSource;
 use crate::dest::{DestError, Destination, Progress};
 use crate::digest::{Digest, Hasher};
 use crate::ecr_host::EcrRepository;
-use crate::growing::{GrowingBlob, Sending};
 use crate::image::Descriptor;
+use crate::streaming::{GrowingBlob, Sending};
 
 const MIB: u64 = 1024 * 1024;
 /// ECR's minimum part size (all parts but the last).

@@ -1,6 +1,6 @@
 //! [`FetchError`]: every way downloading an `ADD <url>` source can fail, each naming the URL
 //! (without credentials: userinfo and credential-like query values are redacted), why, and
-//! what to do. The executor adds the Dockerfile line.
+//! what to do. The build adds the Dockerfile line.
 
 use std::path::PathBuf;
 use std::time::Duration;

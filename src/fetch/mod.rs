@@ -6,7 +6,7 @@
 //! name, no unpacking unless `--unpack=true`, `--checksum`), source/http/source.go (mode 0600,
 //! the download hashed as it is written, a digest mismatch refused). Where ocipush differs it
 //! says so: the file's mtime is the build's epoch, not `Last-Modified` (see
-//! [`crate::build::FetchedFile`]), and redirects never carry the URL's credentials to another
+//! [`crate::layers::FetchedFile`]), and redirects never carry the URL's credentials to another
 //! origin nor downgrade https to http.
 //!
 //! - [`http`]: the client, redirects and credentials;
@@ -24,7 +24,7 @@ pub use error::FetchError;
 pub use http::Fetcher;
 pub use name::file_name;
 
-use crate::build::FetchedFile;
+use crate::layers::FetchedFile;
 use crate::plan::RemoteSource;
 
 /// Download every source of one `ADD`, in order, calling `done` after each; the files to

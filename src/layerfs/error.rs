@@ -110,7 +110,7 @@ pub enum LayerFsError {
     },
     /// Writing the new layer failed.
     #[error(transparent)]
-    Build(#[from] crate::build::BuildError),
+    Build(#[from] crate::layers::BuildError),
     /// Spooling a selected file failed.
     #[error("cannot {action} {path}: {source}")]
     Io {

@@ -19,8 +19,8 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use super::{LayerFsError, reader};
-use crate::build::tar_guard;
 use crate::digest::Digest;
+use crate::layers::tar_guard;
 
 /// The most paths a merged view holds (each costs ~150 bytes of memory).
 pub(crate) const MAX_VIEW_PATHS: usize = 1 << 21;
@@ -124,7 +124,7 @@ impl View {
 
 /// `a/b/./c/` → `a/b/c`; `None` for a path leaving the root.
 pub(crate) fn clean(p: &str) -> Option<String> {
-    match crate::build::glob::clean(p.trim_start_matches('/')) {
+    match crate::layers::glob::clean(p.trim_start_matches('/')) {
         c if c == ".." || c.starts_with("../") => None,
         c if c == "." => Some(String::new()),
         c => Some(c),

@@ -13,7 +13,7 @@
 //!
 //! Layers are untrusted input: zstd, gzip and plain tar are read by media type confirmed by
 //! magic bytes ([`reader`]), and every tar goes through the guard shared with ADD
-//! (`crate::build::tar_guard`). Memory holds tar headers (bounded by the guard and
+//! (`crate::layers::tar_guard`). Memory holds tar headers (bounded by the guard and
 //! [`merged::MAX_VIEW_PATHS`]), never a layer or a file; disk holds the fetched layers and
 //! the selected files.
 

@@ -1,5 +1,5 @@
 //! A local layer file as a blocking `Read` of its uncompressed tar, behind the shared
-//! [`TarGuard`](crate::build::tar_guard::TarGuard). The compression is chosen by the layer's
+//! [`TarGuard`](crate::layers::tar_guard::TarGuard). The compression is chosen by the layer's
 //! media type (`+gzip`, `+zstd`, plain `tar`, OCI and Docker spellings) and confirmed by the
 //! file's magic bytes — a layer whose bytes contradict its media type is refused, naming both.
 //! A media type ocipush does not know is read by its magic bytes alone, as containerd's
@@ -12,8 +12,8 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
 use super::LayerFsError;
-use crate::build::tar_guard::TarGuard;
 use crate::digest::Digest;
+use crate::layers::tar_guard::TarGuard;
 
 /// How a layer's tar is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 //! there; each match is then resolved in turn.
 
 use super::merged::{Kind, View};
-use crate::build::glob;
+use crate::layers::glob;
 
 /// continuity's `maxSymlinkLimit`-like bound (`linksWalked > 255` fails).
 pub(crate) const MAX_LINKS: usize = 255;

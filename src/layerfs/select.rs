@@ -17,9 +17,9 @@ use super::resolve::{self, ResolveError};
 use super::store::LayerStore;
 use super::{LayerFsError, reader};
 use crate::blob::Blob;
-use crate::build::Chmod;
-use crate::build::Spool;
-use crate::build::{DockerIgnore, EntryMeta, LayerBlob, LayerOptions, LayerWriter, SpecialKind};
+use crate::layers::Chmod;
+use crate::layers::Spool;
+use crate::layers::{DockerIgnore, EntryMeta, LayerBlob, LayerOptions, LayerWriter, SpecialKind};
 use crate::rootfs::place::{Payload, Placement};
 use crate::rootfs::{Kind as RootKind, RootFs};
 
@@ -33,7 +33,7 @@ pub struct FromSpec {
     /// `--chown` (numeric); the source's owners are kept when `None`.
     pub chown: Option<(u32, u32)>,
     /// `--chmod` for files and directories (octal, or symbolic applied to each entry's mode).
-    pub chmod: Option<crate::build::Chmod>,
+    pub chmod: Option<crate::layers::Chmod>,
     /// `--exclude` patterns (patternmatcher rules, `!` exceptions), matched against paths
     /// relative to each source directory, as BuildKit's copier does; a source that is not a
     /// directory is never excluded.

@@ -22,8 +22,8 @@ use tokio::runtime::Handle;
 use super::LayerFsError;
 use super::merged::{self, LocalLayer, View};
 use crate::blob::{Blob, ByteStream};
-use crate::build::Spool;
 use crate::digest::{Digest, Hasher, HashingWriter};
+use crate::layers::Spool;
 
 /// One slot per layer digest: its local file once fetched or verified in this build.
 type Slot = Arc<Mutex<Option<PathBuf>>>;
@@ -40,7 +40,7 @@ pub(crate) struct LayerStore {
 impl LayerStore {
     /// A store keeping layers in `dir` (`<dir>/blobs/sha256/`): the layer cache directory when
     /// there is one, else the build's spool directory.
-    pub(crate) fn new(dir: &Path) -> Result<LayerStore, crate::build::BuildError> {
+    pub(crate) fn new(dir: &Path) -> Result<LayerStore, crate::layers::BuildError> {
         Ok(LayerStore {
             spool: Spool::new(dir)?,
             slots: Mutex::default(),

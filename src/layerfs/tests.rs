@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{FromSpec, LayerFsError, LayerStore, copy_from_layers};
 use crate::blob::{Blob, BlobSource, ByteStream, FileBlob};
-use crate::build::{Compression, LayerOptions, Spool};
 use crate::digest::Digest;
 use crate::image::{Descriptor, media_types};
+use crate::layers::{Compression, LayerOptions, Spool};
 
 enum E<'a> {
     Dir(&'a str),

@@ -1,5 +1,5 @@
 //! `ADD <http(s) URL>` in the plan: which sources are downloads is [`super::remote`]'s
-//! BuildKit classification (`isHTTPSource`); each becomes a [`RemoteSource`] that the executor
+//! BuildKit classification (`isHTTPSource`); each becomes a [`RemoteSource`] that the build ([`crate::build`])
 //! downloads ([`crate::fetch`]) before building the layer. As in BuildKit
 //! (frontend/dockerfile/dockerfile2llb/convert_copy.go), a URL is never unpacked unless
 //! `--unpack=true`, and `--checksum` (one source only) must be a digest the download has.

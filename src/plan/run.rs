@@ -1,4 +1,4 @@
-//! `RUN`: what the executor needs to run the command (argv, environment, user, working
+//! `RUN`: what the build ([`crate::build`]) needs to run the command (argv, environment, user, working
 //! directory, network), captured at that point of the stage, and its history line — following
 //! BuildKit's `dispatchRun` (frontend/dockerfile/dockerfile2llb/convert.go):
 //!

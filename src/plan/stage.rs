@@ -1,6 +1,6 @@
 //! One stage: apply its instructions to the base image's config as BuildKit does (inheritance,
 //! default `PATH`, ARG/ENV expansion, CMD/ENTRYPOINT interplay, history) and list the layers
-//! to build. The layers' diff ids are appended by the executor in the order given here.
+//! to build. The layers' diff ids are appended by the build ([`crate::build`]) in the order given here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,8 +9,8 @@ use super::remote_add::{RemoteSource, parse_checksum};
 use super::run::{RunAt, RunEnv, RunStep, plan_run};
 use super::{PlanError, Stages};
 use crate::auth::redact::redact_url;
-use crate::build::{Chmod, InlineFile};
 use crate::dockerfile::{self, CommandForm, CopyArgs, Healthcheck, Instruction, expand_word};
+use crate::layers::{Chmod, InlineFile};
 
 type Located = dockerfile::Located<Instruction>;
 use crate::image::{DEFAULT_LINUX_PATH, HealthConfig, History, ImageConfig, Platform, rfc3339};
@@ -636,7 +636,7 @@ impl Planner<'_> {
                 fix: "Write the heredoc in a COPY without --from".into(),
             });
         }
-        crate::build::exclude_matcher(&a.exclude).map_err(|e| Self::invalid(l, e.to_string()))?;
+        crate::layers::exclude_matcher(&a.exclude).map_err(|e| Self::invalid(l, e.to_string()))?;
         // History: BuildKit's commit message (flags it prints, expanded sources as written,
         // heredocs by name, the destination as written).
         let mut created_by = String::from(name);
@@ -826,7 +826,7 @@ fn join(base: &str, p: &str) -> String {
 
 /// `path.Clean`, rooted: WORKDIR paths are always absolute.
 fn clean_path(p: &str) -> String {
-    crate::build::glob::clean(&format!("/{p}"))
+    crate::layers::glob::clean(&format!("/{p}"))
 }
 
 /// Go's `%q` of a string slice: `["sh" "-c" "echo hello"]`, as BuildKit writes history.

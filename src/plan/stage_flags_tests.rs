@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::build::Chmod;
+use crate::layers::Chmod;
 
 /// The plan of the last stage of `text`, built on scratch with `build_args`.
 fn plan_with(text: &str, build_args: &[(&str, &str)]) -> Result<StagePlan, PlanError> {

@@ -18,7 +18,7 @@ use super::chunking::{
 use super::error::RegistryError;
 use super::repository::{Op, Repository};
 use crate::dest::Progress;
-use crate::growing::Sending;
+use crate::streaming::Sending;
 
 const OCTET: &str = "application/octet-stream";
 

@@ -9,7 +9,7 @@ use super::upload::ResumeSlot;
 use super::{Repository, Subject};
 use crate::dest::Progress;
 use crate::digest::Digest;
-use crate::growing::{GrowingBlob, Sending};
+use crate::streaming::{GrowingBlob, Sending};
 
 /// When a growing blob is finished with at least this much of it still unsent, the registry is
 /// asked whether it has the blob already (`HEAD`) before the rest is sent.

@@ -21,8 +21,8 @@ use super::repository::{Op, Reply, Repository, Subject};
 use crate::blob::BlobSource;
 use crate::dest::{DestError, Destination, Progress};
 use crate::digest::Digest;
-use crate::growing::{GrowingBlob, Sending};
 use crate::image::Descriptor;
+use crate::streaming::{GrowingBlob, Sending};
 
 const OCTET: &str = "application/octet-stream";
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";

@@ -23,7 +23,7 @@
 //! ([`Placed::for_each`]), so a 100k-file COPY holds its paths once, in the tree.
 
 use super::{Kind, Meta, RootFs, RootFsError, UserFile};
-use crate::build::EntryMeta;
+use crate::layers::EntryMeta;
 
 /// What a layer entry carries, as far as placing it is concerned.
 pub(crate) trait Payload: Clone {

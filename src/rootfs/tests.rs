@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::place::{self, Placed, Placement};
 use super::users::{UserError, resolve_owner};
 use super::*;
-use crate::build::{EntryMeta, Planned};
+use crate::layers::{EntryMeta, Planned};
 
 fn dir(mode: u32, uid: u32) -> Meta {
     Meta::dir(mode, uid, uid)

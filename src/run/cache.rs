@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::RunError;
-use crate::build::{LayerBlob, LayerOptions, Spool};
 use crate::digest::{Digest, Hasher};
+use crate::layers::{LayerBlob, LayerOptions, Spool};
 use crate::plan::{RunNetwork, RunStep};
 
 /// Bumped when the key or the record changes.

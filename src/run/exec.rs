@@ -14,10 +14,10 @@ use super::snapshot::{self, Snapshots};
 use super::stubs::Stubs;
 use super::userns::Owners;
 use crate::blob::{Blob, FileBlob};
-use crate::build::{LayerBlob, LayerOptions, LayerWriter, Spool};
 use crate::digest::Digest;
 use crate::image::Descriptor;
 use crate::layerfs::LayerStore;
+use crate::layers::{LayerBlob, LayerOptions, LayerWriter, Spool};
 use crate::plan::{RunNetwork, RunStep};
 use crate::rootfs::RootFs;
 use crate::rootfs::users::resolve_owner;
@@ -91,7 +91,7 @@ fn check_host() -> Result<(), RunError> {
 /// A stage of another architecture runs only through qemu-user registered in binfmt_misc
 /// (the kernel then starts the emulator for each foreign binary, as BuildKit relies on).
 fn check_arch(arch: &str) -> Result<(), RunError> {
-    let host = crate::executor::host_platform().architecture;
+    let host = crate::build::host_platform().architecture;
     if arch.is_empty() || arch == host {
         return Ok(());
     }

@@ -8,8 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::RunError;
-use crate::build::{Context, WalkKind};
 use crate::digest::Hasher;
+use crate::layers::{Context, WalkKind};
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
     let path = path.to_path_buf();
@@ -72,7 +72,7 @@ pub(crate) fn mirror(
     root: &Path,
     hash: bool,
 ) -> Result<(String, bool, Option<String>), RunError> {
-    let not_found = |e: crate::build::BuildError| {
+    let not_found = |e: crate::layers::BuildError| {
         invalid(format!(
             "RUN --mount source {source} is not in the build context: {e}"
         ))
@@ -132,10 +132,10 @@ pub(crate) fn mirror(
         _ => None,
     };
     let own = own
-        .map(|pattern| crate::build::DockerIgnore::from_patterns(&[pattern]))
+        .map(|pattern| crate::layers::DockerIgnore::from_patterns(&[pattern]))
         .transpose()
         .map_err(|(p, why)| invalid(format!("cannot leave the mirror {p} out: {why}")))?;
-    let filter = crate::build::WalkFilter {
+    let filter = crate::layers::WalkFilter {
         include: None,
         exclude: own.as_ref(),
     };
@@ -147,17 +147,17 @@ pub(crate) fn mirror(
                     .and_then(|_| {
                         std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(*mode))
                     })
-                    .map_err(crate::build::BuildError::io("mirror", &dest))?;
+                    .map_err(crate::layers::BuildError::io("mirror", &dest))?;
                 h.update(format!("D {} {mode:o}\n", e.rel).as_bytes());
             }
             WalkKind::File { mode, size } => {
                 link_or_copy(&e.path, &dest).map_err(|e| match e {
-                    RunError::Io { source, path, .. } => crate::build::BuildError::Io {
+                    RunError::Io { source, path, .. } => crate::layers::BuildError::Io {
                         action: "mirror",
                         path,
                         source,
                     },
-                    other => crate::build::BuildError::Io {
+                    other => crate::layers::BuildError::Io {
                         action: "mirror",
                         path: dest.clone(),
                         source: std::io::Error::other(other.to_string()),
@@ -165,13 +165,13 @@ pub(crate) fn mirror(
                 })?;
                 if hash {
                     let (d, _) = Hasher::file(&e.path)
-                        .map_err(crate::build::BuildError::io("read", &e.path))?;
+                        .map_err(crate::layers::BuildError::io("read", &e.path))?;
                     h.update(format!("F {} {mode:o} {size} {d}\n", e.rel).as_bytes());
                 }
             }
             WalkKind::Symlink { target } => {
                 std::os::unix::fs::symlink(target, &dest)
-                    .map_err(crate::build::BuildError::io("mirror", &dest))?;
+                    .map_err(crate::layers::BuildError::io("mirror", &dest))?;
                 h.update(format!("L {} {target}\n", e.rel).as_bytes());
             }
         }

@@ -180,7 +180,7 @@ pub enum RunError {
     User(#[from] crate::rootfs::users::UserError),
     /// Writing the layer failed.
     #[error(transparent)]
-    Layer(#[from] crate::build::BuildError),
+    Layer(#[from] crate::layers::BuildError),
     /// Something the command left or asked for cannot be handled.
     #[error("{what}")]
     Invalid {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::snapshot::{self, is_opaque, whiteout};
 use super::upper::write_upper;
-use crate::build::{Compression, LayerOptions, LayerWriter, Spool};
+use crate::layers::{Compression, LayerOptions, LayerWriter, Spool};
 use crate::rootfs::{Kind, Meta, RootFs};
 
 fn tar_of(entries: &[(&str, tar::EntryType, &[u8], &str)]) -> Vec<u8> {

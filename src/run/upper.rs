@@ -22,7 +22,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::RunError;
-use crate::build::{EntryMeta, LayerWriter, SpecialKind};
+use crate::layers::{EntryMeta, LayerWriter, SpecialKind};
 use crate::rootfs::{Kind, Meta, RootFs, is_user_file};
 
 /// Write `upper` into `w` and apply it to `fs` (as one new layer).

@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ocipush::digest::Digest;
-use ocipush::growing::{GrowingBlob, GrowingFile, LayerTap};
 use ocipush::image::{Descriptor, media_types};
 use ocipush::reference::Reference;
 use ocipush::registries_conf::RegistriesConf;
 use ocipush::registry::{ClientOptions, RegistryClient, Repository, RetryPolicy};
+use ocipush::streaming::{GrowingBlob, GrowingFile, LayerTap};
 
 use crate::common::fixtures::{alpine_base_registry, copy_and_unpack};
 use crate::common::ocipush::{Sandbox, assert_pushed};

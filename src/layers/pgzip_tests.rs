@@ -5,8 +5,8 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
 use super::*;
-use crate::build::compress::{Compression, Encoder};
 use crate::digest::Digest;
+use crate::layers::compress::{Compression, Encoder};
 
 /// Deterministic, partly compressible data: text-like runs mixed with pseudo-random bytes.
 fn sample(len: usize) -> Vec<u8> {

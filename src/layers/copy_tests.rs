@@ -7,8 +7,8 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
 use super::*;
-use crate::build::compress::Compression;
-use crate::build::tar_writer::{EntryType, TarHeader, TarWriter};
+use crate::layers::compress::Compression;
+use crate::layers::tar_writer::{EntryType, TarHeader, TarWriter};
 use crate::rootfs::RootFs;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use tempfile::NamedTempFile;
 
 use super::error::BuildError;
 use crate::digest::{Digest, HashingWriter};
-use crate::growing::{GrowingFile, LayerTap};
+use crate::streaming::{GrowingFile, LayerTap};
 
 /// A content-addressed directory of blobs (`<dir>/blobs/sha256/<hex>`).
 #[derive(Debug, Clone)]

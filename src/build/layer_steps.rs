@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use super::{BuildImageError, BuildOptions};
 use crate::blob::Blob;
-use crate::build::{self, Context, CopySpec, LayerBlob, LayerOptions, Spool};
 use crate::events::{Event, EventSink};
-use crate::growing::LayerTap;
 use crate::layerfs::{self, LayerStore};
+use crate::layers::{self, Context, CopySpec, LayerBlob, LayerOptions, Spool};
 use crate::plan::LayerStep;
 use crate::rootfs::RootFs;
+use crate::streaming::LayerTap;
 
 /// A stage's filesystem ([`RootFs`]), read from its layers' headers only once an instruction
 /// needs it: a Dockerfile with no COPY, ADD or WORKDIR never reads its base.
@@ -206,7 +206,7 @@ pub(super) struct LayerAt<'a> {
     /// Where the base's layers are read from (for the stage's filesystem).
     pub(super) sources: &'a Arc<layerfs::LayerStore>,
     /// `ADD <url>` downloads of the step.
-    pub(super) fetched: Vec<build::FetchedFile>,
+    pub(super) fetched: Vec<layers::FetchedFile>,
 }
 
 pub(super) async fn build_layer(
@@ -286,7 +286,7 @@ fn build_on(
     tap: Option<LayerTap>,
     cache_dir: Option<PathBuf>,
     layer_opts: &LayerOptions,
-    fetched: Vec<build::FetchedFile>,
+    fetched: Vec<layers::FetchedFile>,
 ) -> Result<LayerBlob, BuildImageError> {
     let line = step.line();
     let layer_err = |source| BuildImageError::Layer { line, source };
@@ -326,7 +326,7 @@ fn build_on(
                     .with_cancel(spool.cancel_token())
                     .copy_layer_on(context, &spec, layer_opts, target)
                     .map(|(blob, _)| blob),
-                None => build::build_copy_layer_on(context, &spec, target, spool, layer_opts),
+                None => layers::build_copy_layer_on(context, &spec, target, spool, layer_opts),
             })
             .map_err(layer_err)
         }
@@ -336,7 +336,7 @@ fn build_on(
                 None => (0, 0),
             };
             let dir = dirs.last().cloned().unwrap_or_else(|| "/".into());
-            build::build_mkdir_layer(&dir, owner, fs, spool, layer_opts).map_err(layer_err)
+            layers::build_mkdir_layer(&dir, owner, fs, spool, layer_opts).map_err(layer_err)
         }
         // RUN has its own path (`super::run_step`).
         LayerStep::Run(_) => Err(BuildImageError::Join("RUN reached the COPY builder".into())),

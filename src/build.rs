@@ -3,7 +3,7 @@
 //! [`inputs`] adds named contexts (`--build-context`) and `ADD <url>` downloads.
 
 mod inputs;
-mod layers;
+mod layer_steps;
 mod run_step;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,24 +14,24 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+pub use crate::base_image::SourceError;
 pub use crate::fetch::FetchError;
 pub use crate::layerfs::LayerFsError;
 pub use crate::plan::{BuildArgs, PlanError};
 pub use crate::run::RunError;
-pub use crate::source::SourceError;
 
+use crate::base_image;
 use crate::blob::{Blob, BlobSource, FileBlob};
-use crate::build::{self, Compression, Context, Spool};
 use crate::events::{Event, EventSink};
-use crate::growing::LayerTap;
 use crate::image::{Encoded, Format, ImageConfig, Manifest, Platform};
 use crate::layerfs;
+use crate::layers::{self, Compression, Context, Spool};
 use crate::plan::{self, BaseSpec, CopyFrom, LayerStep, StageContext, Stages};
 use crate::registries_conf::RegistriesConf;
 use crate::registry::RegistryClient;
 use crate::rootfs::RootFs;
-use crate::source;
-use layers::{FromAt, LayerAt, StageFs, build_from_layer, build_layer};
+use crate::streaming::LayerTap;
+use layer_steps::{FromAt, LayerAt, StageFs, build_from_layer, build_layer};
 
 /// What to build: [`BuildOptions::new`] (a Dockerfile on disk) or [`BuildOptions::from_text`],
 /// then set the fields that differ from the defaults (the CLI's: host platform, OCI media types,
@@ -178,7 +178,7 @@ pub enum BuildImageError {
         line: usize,
         /// Why.
         #[source]
-        source: build::BuildError,
+        source: layers::BuildError,
     },
     /// The base's filesystem could not be read (for placing a layer on it).
     #[error("Dockerfile:{line}: reading the base image's filesystem: {source}")]
@@ -209,7 +209,7 @@ pub enum BuildImageError {
     },
     /// The build context could not be opened.
     #[error(transparent)]
-    Context(build::BuildError),
+    Context(layers::BuildError),
     /// An `ADD <url>` source could not be downloaded.
     #[error("Dockerfile:{line}: ADD: {source}")]
     Fetch {
@@ -461,11 +461,11 @@ impl Builder<'_> {
         image: &str,
         platform: &Platform,
         line: usize,
-    ) -> Result<source::BaseImage, BuildImageError> {
+    ) -> Result<base_image::BaseImage, BuildImageError> {
         if let Some(nc) = self.named_context(image) {
             return self.resolve_context(&nc, platform, line).await;
         }
-        let base = source::resolve(self.client, self.registries, image, platform)
+        let base = base_image::resolve(self.client, self.registries, image, platform)
             .await
             .map_err(|source| BuildImageError::Base {
                 line,
@@ -578,7 +578,7 @@ impl Builder<'_> {
     }
 }
 
-fn base_blobs(base: &source::BaseImage) -> Vec<Blob> {
+fn base_blobs(base: &base_image::BaseImage) -> Vec<Blob> {
     base.layers
         .iter()
         .map(|l| Blob {

@@ -6,11 +6,11 @@ use std::io::Read;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
-use crate::build::{
+use crate::cache::{CacheOutcome, LayerCache};
+use crate::layers::{
     BuildError, Chmod, Compression, Context, CopySpec, InlineFile, LayerBlob, LayerOptions, Spool,
     build_copy_layer,
 };
-use crate::cache::{CacheOutcome, LayerCache};
 
 /// One tar entry: path, type byte, mode, uid, link target, content.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,13 +7,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::{BuildImageError, Builder};
-use crate::build::{Context, FetchedFile, LayerOptions};
+use crate::base_image::BaseImage;
 use crate::contexts::{ContextSource, NamedContext, NamedContexts, ResolveEnv, resolve_base};
 use crate::events::Event;
 use crate::fetch::{DownloadStore, Fetcher, Stores, fetch_sources};
 use crate::image::Platform;
+use crate::layers::{Context, FetchedFile, LayerOptions};
 use crate::plan::{CopyFrom, LayerStep, Stages};
-use crate::source::BaseImage;
 
 /// Downloads of a build: the fetcher (made on first use) and where files go.
 pub(super) struct Downloads {

@@ -5,16 +5,16 @@
 use std::sync::Arc;
 
 #[cfg(all(feature = "run", target_os = "linux"))]
-use super::layers::OnFs;
-use super::layers::StageFs;
+use super::layer_steps::OnFs;
+use super::layer_steps::StageFs;
 use super::{BuildImageError, BuildOptions};
 use crate::blob::Blob;
-use crate::build::{LayerBlob, Spool};
 use crate::digest::Digest;
 #[cfg(all(feature = "run", target_os = "linux"))]
 use crate::events::Event;
 use crate::events::EventSink;
 use crate::layerfs::LayerStore;
+use crate::layers::{LayerBlob, Spool};
 use crate::plan::RunStep;
 use crate::rootfs::RootFs;
 
@@ -38,7 +38,7 @@ pub(super) enum MountFrom {
     /// Nothing (cache, tmpfs, secret).
     None,
     /// A build context directory.
-    Dir(Arc<crate::build::Context>),
+    Dir(Arc<crate::layers::Context>),
     /// A stage or an image.
     Layers {
         layers: Vec<Blob>,
@@ -64,7 +64,7 @@ pub(super) async fn build_run_layer(
         line,
         step: step.shown.clone(),
     });
-    let layer_opts = crate::build::LayerOptions {
+    let layer_opts = crate::layers::LayerOptions {
         compression: opts.compression,
         epoch: opts.epoch,
         threads: opts.compress_threads,

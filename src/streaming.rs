@@ -9,7 +9,7 @@
 //! finished (the build failed) makes every reader fail.
 //!
 //! Which blobs are published is decided by a [`LayerTap`] on the spool (see
-//! `build::Spool::with_tap`): only layer writers are tapped.
+//! `layers::Spool::with_tap`): only layer writers are tapped.
 
 use std::fmt;
 use std::fs::File;
