@@ -582,6 +582,15 @@ fn an_interrupt_mid_upload_closes_the_sessions_tags_nothing_and_leaves_no_file()
     let mut cmd = push_command(&sb, &proxy, &[], &testdata("hello/Dockerfile"));
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
+    // Both uploads (Alpine's layer and the config) are at their closing PUT, so ocipush knows
+    // every session it opened: a POST still in flight when the signal lands opens a session
+    // whose location the client never learns (the registry expires it).
+    proxy.wait_for("both uploads held at their closing PUT", |log| {
+        log.iter()
+            .filter(|e| e.method == "PUT" && e.target.contains("digest="))
+            .count()
+            >= 2
+    });
     proxy.wait_held();
     // The sandbox runs `timeout … ocipush`; timeout passes the signal on to ocipush.
     // SAFETY: kill(2) on our own child's pid.
