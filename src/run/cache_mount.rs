@@ -9,17 +9,9 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::RunError;
+use super::io_err;
 use crate::digest::Digest;
 use crate::plan::CacheSharing;
-
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
-    let path = path.to_path_buf();
-    move |source| RunError::Io {
-        action,
-        path,
-        source,
-    }
-}
 
 /// The directory of cache `id` under `root`, and the lock held for `sharing`.
 pub(crate) fn cache_dir(

@@ -8,21 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::RunError;
+use super::{invalid, io_err};
 use crate::digest::Hasher;
 use crate::layers::{Context, WalkKind};
-
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
-    let path = path.to_path_buf();
-    move |source| RunError::Io {
-        action,
-        path,
-        source,
-    }
-}
-
-fn invalid(what: String) -> RunError {
-    RunError::Invalid { what }
-}
 
 /// Copy the tree `from` into the directory `to` (modes kept, symlinks as links): a cache's
 /// seed must not share inodes with the build context, as the mirror's hard links do.

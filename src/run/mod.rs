@@ -70,6 +70,26 @@ pub(crate) use mounts::MountSource;
 
 use std::path::PathBuf;
 
+/// The [`RunError::Io`] for `action` on `path` (for `map_err`).
+#[cfg(all(feature = "run", target_os = "linux"))]
+fn io_err(
+    action: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> RunError + use<> {
+    let path = path.to_path_buf();
+    move |source| RunError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// A [`RunError::Invalid`].
+#[cfg(all(feature = "run", target_os = "linux"))]
+fn invalid(what: String) -> RunError {
+    RunError::Invalid { what }
+}
+
 /// Clears what RUN left in a build's temporary directory (the spool, where snapshots go when
 /// there is no cache) when dropped, before the directory itself is removed: rootless, those
 /// snapshots hold files of subordinate ids that the user cannot remove itself, so they are

@@ -33,6 +33,7 @@ use super::mirror::{copy_tree, make_inside, mirror};
 use super::sandbox::{MountOp, MountWhat};
 use super::snapshot::{self, Snapshots};
 use super::stubs::Stubs;
+use super::{invalid, io_err};
 use crate::blob::Blob;
 use crate::digest::Digest;
 use crate::layers::Context;
@@ -117,19 +118,6 @@ pub(crate) struct Ready {
     pub(crate) env: Vec<String>,
     /// Cache locks, released when dropped.
     _locks: Vec<File>,
-}
-
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
-    let path = path.to_path_buf();
-    move |source| RunError::Io {
-        action,
-        path,
-        source,
-    }
-}
-
-fn invalid(what: String) -> RunError {
-    RunError::Invalid { what }
 }
 
 /// Prepare `mounts` (with their `sources`, aligned) in a fresh directory of `snaps`; `hash`:

@@ -11,6 +11,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::RunError;
+use super::io_err;
 use crate::rootfs::RootFs;
 
 /// Something made in the upper directory.
@@ -27,15 +28,6 @@ pub(crate) struct Stubs {
     made: Vec<Made>,
     /// Rootless: owners to set inside the user namespace ([`Stubs::apply_owners`]).
     owners: super::userns::Owners,
-}
-
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
-    let path = path.to_path_buf();
-    move |source| RunError::Io {
-        action,
-        path,
-        source,
-    }
 }
 
 impl Stubs {

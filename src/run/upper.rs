@@ -22,6 +22,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::RunError;
+use super::io_err;
 use crate::layers::{EntryMeta, LayerWriter, SpecialKind};
 use crate::rootfs::{Kind, Meta, RootFs, is_user_file};
 
@@ -34,15 +35,6 @@ pub(crate) fn write_upper(
     fs.begin_layer();
     let mut links = HashMap::new();
     walk(upper, &mut Vec::new(), w, fs, &mut links)
-}
-
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
-    let path = path.to_path_buf();
-    move |source| RunError::Io {
-        action,
-        path,
-        source,
-    }
 }
 
 fn walk(
