@@ -60,6 +60,13 @@ pub fn reporter(mode: ProgressMode, several_platforms: bool) -> EventSink {
                 String::new()
             }
         };
+        // A finished upload's bar (by digest, or `layer-N` while built) goes away.
+        let clear_bar = |key: &str| {
+            let bar = bars.lock().ok().and_then(|mut b| b.remove(key));
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+        };
         let line = |s: String| {
             if tty {
                 let _ = multi.println(s);
@@ -135,13 +142,7 @@ pub fn reporter(mode: ProgressMode, several_platforms: bool) -> EventSink {
                 }
             }
             Event::LayerStreamFailed { layer, error } => {
-                let bar = bars
-                    .lock()
-                    .ok()
-                    .and_then(|mut b| b.remove(&format!("layer-{layer}")));
-                if let Some(bar) = bar {
-                    bar.finish_and_clear();
-                }
+                clear_bar(&format!("layer-{layer}"));
                 line(format!(
                     "uploading layer {layer} while it was built failed ({error}); it is pushed after the build"
                 ));
@@ -176,10 +177,7 @@ pub fn reporter(mode: ProgressMode, several_platforms: bool) -> EventSink {
                 }
             }
             Event::BlobUploaded { digest } => {
-                let bar = bars.lock().ok().and_then(|mut b| b.remove(digest.as_str()));
-                if let Some(bar) = bar {
-                    bar.finish_and_clear();
-                }
+                clear_bar(digest.as_str());
                 line(format!("uploaded {}", digest.short()));
             }
             Event::BlobStreamed {
@@ -187,13 +185,7 @@ pub fn reporter(mode: ProgressMode, several_platforms: bool) -> EventSink {
                 digest,
                 size,
             } => {
-                let bar = bars
-                    .lock()
-                    .ok()
-                    .and_then(|mut b| b.remove(&format!("layer-{layer}")));
-                if let Some(bar) = bar {
-                    bar.finish_and_clear();
-                }
+                clear_bar(&format!("layer-{layer}"));
                 line(format!(
                     "uploaded {} ({}) while it was built",
                     digest.short(),
