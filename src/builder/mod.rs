@@ -307,8 +307,9 @@ impl ImageBuilder {
             })?;
         let context = work.path().join("context");
         let spool = work.path().join("spool");
-        let plan = compile::compile(self)?;
-        let staged = plan.layers.clone();
+        let mut plan = compile::compile(self)?;
+        // The layers move to the blocking thread that stages them (compile cloned them once).
+        let staged = std::mem::take(&mut plan.layers);
         let at = context.clone();
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir(&at).map_err(|source| BuilderError::Io {
