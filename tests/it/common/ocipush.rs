@@ -4,6 +4,7 @@
 //! the machine is read; everything else is cleared except `PATH` and `TMPDIR`.
 
 use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -39,6 +40,8 @@ pub fn example_bin(name: &str) -> PathBuf {
 /// A per-test home for ocipush: config files and its environment.
 pub struct Sandbox {
     dir: tempfile::TempDir,
+    /// The ocipush binary where an unprivileged user can run it (see [`Sandbox::command_as`]).
+    user_bin: std::sync::OnceLock<tempfile::TempDir>,
 }
 
 impl Default for Sandbox {
@@ -55,7 +58,10 @@ impl Sandbox {
             std::fs::create_dir(dir.path().join(d)).unwrap();
         }
         write_registries_conf(dir.path(), &[]);
-        Self { dir }
+        Self {
+            dir,
+            user_bin: std::sync::OnceLock::new(),
+        }
     }
 
     /// The sandbox's root (a temp dir, removed on drop): free for test files.
@@ -111,8 +117,25 @@ impl Sandbox {
             .arg(format!("--regid={}", user.gid))
             .args(["--init-groups", "--"])
             .arg(timeout);
-        self.set_up(&mut cmd, &ocipush_bin());
+        self.set_up(&mut cmd, &self.user_binary());
         cmd
+    }
+
+    /// The ocipush binary in a directory every user can reach: the one Cargo built may sit
+    /// under a directory only root can enter (a CI checkout or target dir in `/root`). A
+    /// world-readable temp dir (removed with the sandbox) holds a hard link to it, or a copy
+    /// where the two are on different file systems.
+    fn user_binary(&self) -> PathBuf {
+        let dir = self.user_bin.get_or_init(|| {
+            let dir = tempdir("user-bin");
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            let bin = dir.path().join("ocipush");
+            if std::fs::hard_link(ocipush_bin(), &bin).is_err() {
+                std::fs::copy(ocipush_bin(), &bin).unwrap();
+            }
+            dir
+        });
+        dir.path().join("ocipush")
     }
 
     /// Runs `ocipush ARGS…` as `user` with extra environment variables.

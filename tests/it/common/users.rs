@@ -32,6 +32,12 @@ pub fn with_ranges() -> TestUser {
         ("/etc/subgid", "--add-subgids"),
     ] {
         if ranges_of(file, u.name).is_empty() {
+            // A fresh Debian has no /etc/subuid or /etc/subgid (no package ships them; useradd
+            // only fills them when present) and usermod refuses -v/-w without them: "does not
+            // exist, you cannot use the flags -v or -V". An empty file is what an admin starts from.
+            if !Path::new(file).exists() {
+                std::fs::write(file, "").unwrap();
+            }
             let start = next_free(file);
             run(
                 "usermod",
