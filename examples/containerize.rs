@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use ocipush::builder::{Base, ImageBuilder, Layer};
 use ocipush::events::{Event, EventSink};
-use ocipush::job::{Session, Target, default_credentials};
+use ocipush::pipeline::{Session, Target, default_credentials};
 use ocipush::registries_conf::RegistriesConf;
 
 #[tokio::main]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use ocipush::auth::{AuthError, Credential, CredentialProvider, RegistryHost, Secret};
 use ocipush::builder::{ImageBuilder, Layer};
-use ocipush::job::{Session, Target};
+use ocipush::pipeline::{Session, Target};
 use ocipush::registries_conf::RegistriesConf;
 
 /// Credentials for one registry, from the CI job's environment.

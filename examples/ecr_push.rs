@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use ocipush::build::BuildOptions;
 use ocipush::events::Event;
-use ocipush::job::{Session, Target, build_and_push, default_credentials};
+use ocipush::pipeline::{Session, Target, build_and_push, default_credentials};
 use ocipush::registries_conf::RegistriesConf;
 
 const DOCKERFILE: &str = "FROM alpine:latest\nCMD [\"sh\", \"-c\", \"echo hello\"]\n";

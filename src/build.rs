@@ -48,7 +48,7 @@ pub struct BuildOptions {
     /// `--build-arg`s.
     pub build_args: BuildArgs,
     /// The target platform (the CLI's default is [`host_platform`]; several platforms are built
-    /// by [`crate::job::build_and_push_platforms`], one at a time).
+    /// by [`crate::pipeline::build_and_push_platforms`], one at a time).
     pub platform: Platform,
     /// OCI or Docker media types.
     pub format: Format,
@@ -69,8 +69,8 @@ pub struct BuildOptions {
     /// `--build-context NAME=VALUE`s: what FROM, stage names and `COPY --from` resolve to
     /// instead ([`crate::contexts`]).
     pub build_contexts: crate::contexts::NamedContexts,
-    /// Cancels the build and its push ([`crate::job::build_and_push_platforms`] then returns
-    /// [`crate::job::JobError::Cancelled`]): layer writers stop at their next write, open
+    /// Cancels the build and its push ([`crate::pipeline::build_and_push_platforms`] then returns
+    /// [`crate::pipeline::PipelineError::Cancelled`]): layer writers stop at their next write, open
     /// upload sessions are closed, nothing is tagged.
     pub cancel: CancellationToken,
     /// `--secret`s: where each build secret `RUN --mount=type=secret` reads comes from.

@@ -12,8 +12,8 @@ use crate::blob::{Blob, BlobSource, FileBlob};
 use crate::digest::Digest;
 use crate::events::EventSink;
 use crate::image::{Descriptor, Encoded, Index, Manifest, Platform, media_types};
-use crate::job::{JobError, Session, Target};
 use crate::layout::{LayoutError, OciLayout};
+use crate::pipeline::{PipelineError, Session, Target};
 use crate::push::{PushError, PushOptions, push_blobs, put_manifest};
 use crate::registry::{MAX_MANIFEST_SIZE, RegistryError, RemoteBlob, Repository};
 
@@ -80,7 +80,7 @@ pub enum CopyError {
     },
     /// The destination could not be set up.
     #[error(transparent)]
-    Destination(#[from] JobError),
+    Destination(#[from] PipelineError),
     /// Pushing failed.
     #[error(transparent)]
     Push(#[from] PushError),
@@ -297,7 +297,9 @@ pub async fn copy_image(
     if let (Err(e), Target::Registry(r)) = (&pushed, dest)
         && let Some(explained) = session.ecr.explain(r, e)
     {
-        return Err(CopyError::Destination(JobError::Destination(explained)));
+        return Err(CopyError::Destination(PipelineError::Destination(
+            explained,
+        )));
     }
     Ok(pushed?)
 }

@@ -5,8 +5,8 @@
 //! `dockerfile` (parse) → `plan` (expand, stages) → `build` (runs a build: base images, the
 //! stage filesystems, one layer per step) → `layers` (deterministic tar, compression, spool) and
 //! `run` (RUN in a sandbox) → `image` (config, manifest, index) → `push` (orchestration) →
-//! `dest` (registry | ECR API | OCI layout) ← `auth`. `streaming` hands layers to the upload
-//! while they are written. `builder` turns an image described in code into the same plan.
+//! `dest` (registry | ECR API | OCI layout) ← `auth`; `pipeline` runs the whole build and push.
+//! `streaming` hands layers to the upload while they are written. `builder` turns an image described in code into the same plan.
 //! `base_image` resolves base images; `layerfs` reads files out of image layers
 //! (`COPY --from`); `copy` moves images between registries and OCI layouts (`ocipush copy`).
 //! `fetch` downloads `ADD <url>` sources (through the registry client's HTTP options) for
@@ -14,8 +14,8 @@
 //! OCI layouts) that stand in for FROM images, stages and `COPY --from` sources.
 //! Blobs streamed from a source registry are checked against their digest before their last
 //! byte is released (`registry::RemoteBlob`).
-//! The library entry points are `builder::ImageBuilder::containerize`, `job::build_and_push`,
-//! `job::build_and_push_platforms` and `copy::copy_image`.
+//! The library entry points are `builder::ImageBuilder::containerize`, `pipeline::build_and_push`,
+//! `pipeline::build_and_push_platforms` and `copy::copy_image`.
 //!
 //! The project README follows; its Rust example is compiled as a doctest.
 #![doc = include_str!("../README.md")]
@@ -42,13 +42,10 @@ pub(crate) mod ecr_host;
 pub mod events;
 pub(crate) mod fetch;
 pub mod image;
-pub mod job;
-#[cfg(feature = "ecr")]
-pub mod job_ecr;
-mod job_stream;
 pub(crate) mod layerfs;
 pub mod layers;
 pub mod layout;
+pub mod pipeline;
 pub(crate) mod plan;
 pub mod push;
 pub mod reference;
@@ -59,10 +56,10 @@ pub(crate) mod run;
 pub mod secrets;
 pub mod streaming;
 
-/// The crate's error: why a build and push ([`job::build_and_push_platforms`],
+/// The crate's error: why a build and push ([`pipeline::build_and_push_platforms`],
 /// [`builder::ImageBuilder::containerize`]) failed, with its source chain and
 /// [`Error::is_retryable`].
-pub use job::JobError as Error;
+pub use pipeline::PipelineError as Error;
 
 /// Cancels a build and push ([`build::BuildOptions::cancel`]); cloning shares it.
 pub use tokio_util::sync::CancellationToken;

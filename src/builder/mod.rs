@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! use ocipush::builder::{ImageBuilder, Layer};
-//! use ocipush::job::{Session, Target};
+//! use ocipush::pipeline::{Session, Target};
 //! # async fn example(session: Session) -> Result<(), Box<dyn std::error::Error>> {
 //! let pushed = ImageBuilder::from("alpine:3.20")
 //!     .layer(Layer::new().file_with_mode("target/release/app", "/app/app", 0o755))
@@ -35,8 +35,8 @@ pub use layer::Layer;
 use crate::build::BuildOptions;
 use crate::events::EventSink;
 use crate::image::{Format, Platform};
-use crate::job::{JobError, Pushed, Session, Target, build_and_push_platforms};
 use crate::layers::Compression;
+use crate::pipeline::{PipelineError, Pushed, Session, Target, build_and_push_platforms};
 
 /// What an image starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +73,7 @@ impl From<String> for Base {
     }
 }
 
-/// Why an [`ImageBuilder`]'s description cannot be built (inside [`JobError::Builder`]). When
+/// Why an [`ImageBuilder`]'s description cannot be built (inside [`PipelineError::Builder`]). When
 /// the build or the push fails, messages name the builder's steps as Dockerfile lines: the
 /// base is line 1, each later call (layer, entrypoint, …) the next line.
 #[derive(Debug, thiserror::Error)]
@@ -271,7 +271,7 @@ impl ImageBuilder {
     }
 
     /// Stop when `token` is cancelled: [`ImageBuilder::containerize`] then returns
-    /// [`JobError::Cancelled`] having closed its open upload
+    /// [`PipelineError::Cancelled`] having closed its open upload
     /// sessions and removed its temporary files; nothing is tagged.
     pub fn cancel_on(mut self, token: crate::CancellationToken) -> ImageBuilder {
         self.cancel = token;
@@ -287,7 +287,7 @@ impl ImageBuilder {
         session: &Session,
         target: &Target,
         events: &EventSink,
-    ) -> Result<Pushed, JobError> {
+    ) -> Result<Pushed, PipelineError> {
         if self.platforms.is_empty() {
             return Err(BuilderError::Invalid("no platform to build for".into()).into());
         }

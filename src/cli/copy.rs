@@ -1,7 +1,7 @@
 //! `ocipush copy SRC DEST`: parse, set up a session, copy, print `DEST@sha256:…`.
 
 use ocipush::copy::{CopyOptions, copy_image};
-use ocipush::job::Target;
+use ocipush::pipeline::Target;
 use ocipush::registries_conf::RegistriesConf;
 
 use super::args::CopyArgs;

@@ -4,8 +4,8 @@
 use ocipush::ecr::policy::{PolicyOptions, render_identity_policy, render_trust_policy};
 use ocipush::ecr::repo_admin::CreateRepositoryOptions;
 use ocipush::ecr::{AwsOptions, EcrPublicRepository, EcrRepository};
-use ocipush::job::Target;
-use ocipush::job_ecr::EcrSettings;
+use ocipush::pipeline::Target;
+use ocipush::pipeline::ecr::EcrSettings;
 
 use super::Failure;
 use super::args::{EcrArgs, IamPolicyArgs, ReliabilityArgs};

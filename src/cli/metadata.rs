@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use ocipush::job::{Pushed, Target};
+use ocipush::pipeline::{Pushed, Target};
 use serde_json::{Value, json};
 
 /// The metadata of `pushed` to `target` under `references`.

@@ -16,8 +16,8 @@ use std::process::ExitCode;
 use ocipush::build::BuildArgs;
 use ocipush::build::BuildOptions;
 use ocipush::image::{Format, Platform};
-use ocipush::job::{Session, Target, build_and_push_platforms};
 use ocipush::layers::Compression;
+use ocipush::pipeline::{Session, Target, build_and_push_platforms};
 use ocipush::registries_conf::RegistriesConf;
 
 use args::{Cli, Command, FormatArg};
@@ -185,13 +185,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     #[cfg(feature = "ecr")]
     let ecr_settings = ecr::settings(&build.ecr, &build.reliability, &target);
     #[cfg(feature = "ecr")]
-    let credentials = ocipush::job::credentials_for(
+    let credentials = ocipush::pipeline::credentials_for(
         &ecr_settings,
         reliability::helper_timeout(&build.reliability),
     );
     #[cfg(not(feature = "ecr"))]
     let credentials =
-        ocipush::job::default_credentials(reliability::helper_timeout(&build.reliability));
+        ocipush::pipeline::default_credentials(reliability::helper_timeout(&build.reliability));
     let credentials = credentials.map_err(|e| Failure::failed(e.to_string()))?;
     let client = reliability::client(&build.reliability, credentials, build.insecure)?;
     let session = Session::with_client(registries, client);
@@ -239,7 +239,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     )
     .await
     .map_err(|e| match e {
-        ocipush::job::JobError::Cancelled => Failure {
+        ocipush::pipeline::PipelineError::Cancelled => Failure {
             message: format!("{e} (interrupted by a signal)"),
             code: 130,
         },

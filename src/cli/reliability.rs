@@ -67,21 +67,21 @@ pub(crate) fn session(
     args: &ReliabilityArgs,
     registries: ocipush::registries_conf::RegistriesConf,
     insecure: bool,
-    #[allow(unused_variables)] dest: &ocipush::job::Target,
-) -> Result<ocipush::job::Session, Failure> {
+    #[allow(unused_variables)] dest: &ocipush::pipeline::Target,
+) -> Result<ocipush::pipeline::Session, Failure> {
     #[cfg(feature = "ecr")]
-    let ecr = ocipush::job_ecr::EcrSettings {
+    let ecr = ocipush::pipeline::ecr::EcrSettings {
         aws: aws_options(args),
-        public_tokens: ocipush::job_ecr::EcrSettings::public_tokens_for(dest),
+        public_tokens: ocipush::pipeline::ecr::EcrSettings::public_tokens_for(dest),
         ..Default::default()
     };
     #[cfg(feature = "ecr")]
-    let credentials = ocipush::job::credentials_for(&ecr, helper_timeout(args));
+    let credentials = ocipush::pipeline::credentials_for(&ecr, helper_timeout(args));
     #[cfg(not(feature = "ecr"))]
-    let credentials = ocipush::job::default_credentials(helper_timeout(args));
+    let credentials = ocipush::pipeline::default_credentials(helper_timeout(args));
     let credentials = credentials.map_err(|e| Failure::failed(e.to_string()))?;
     let session =
-        ocipush::job::Session::with_client(registries, client(args, credentials, insecure)?);
+        ocipush::pipeline::Session::with_client(registries, client(args, credentials, insecure)?);
     #[cfg(feature = "ecr")]
     let session = session.with_ecr(ecr);
     Ok(session)

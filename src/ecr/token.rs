@@ -44,7 +44,7 @@ pub struct EcrCredentialProvider {
 
 /// Whether Amazon ECR Public tokens are fetched at all, and why the last one could not be had
 /// (the error's text, never a secret); shared between a provider and whoever explains a refused
-/// push (see [`EcrSettings`](crate::job_ecr::EcrSettings)). Clones share the record. By default
+/// push (see [`EcrSettings`](crate::pipeline::ecr::EcrSettings)). Clones share the record. By default
 /// tokens are fetched; a job that does not push to ECR Public may turn that off
 /// ([`PublicTokens::new`]`(false)`), so a base image `FROM public.ecr.aws/…` is pulled
 /// anonymously without asking the AWS credential chain anything (which, on a machine without
@@ -163,7 +163,7 @@ impl EcrCredentialProvider {
     }
 
     /// Like [`new`](Self::new), taking the configuration from `configs`, which the caller may
-    /// share (e.g. with [`EcrSettings`](crate::job_ecr::EcrSettings)): one job then resolves
+    /// share (e.g. with [`EcrSettings`](crate::pipeline::ecr::EcrSettings)): one job then resolves
     /// its AWS credentials, and assumes `--role-arn`, once.
     pub fn with_config_cache(options: AwsOptions, configs: SdkConfigCache) -> Self {
         EcrCredentialProvider {

@@ -9,7 +9,7 @@ mod archive;
 mod chmod;
 mod compress;
 mod context;
-mod copy;
+mod copy_layer;
 mod dockerignore;
 mod error;
 mod fetched;
@@ -25,11 +25,11 @@ pub use archive::{ArchiveFormat, detect_archive};
 pub use chmod::{Chmod, ChmodError, SymbolicMode};
 pub use compress::{Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL};
 pub use context::{Context, Source, WalkEntry, WalkFilter, WalkKind};
-pub(crate) use copy::{
+pub(crate) use copy_layer::{
     CopyPlan, Planned, apply_written, build_copy_layer_on, build_mkdir_layer, copy_diff_id,
     plan_copy as plan_copy_layer, replay_archives, write_copy_on,
 };
-pub use copy::{CopySpec, build_copy_layer};
+pub use copy_layer::{CopySpec, build_copy_layer};
 pub use dockerignore::DockerIgnore;
 pub use error::BuildError;
 pub use fetched::{DOWNLOAD_MODE, FetchedFile};

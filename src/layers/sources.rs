@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use super::archive::{self, ArchiveFormat};
 use super::chmod::Chmod;
 use super::context::{Context, Source, WalkFilter, WalkKind};
-use super::copy::{CopySpec, Planned};
+use super::copy_layer::{CopySpec, Planned};
 use super::dockerignore::DockerIgnore;
 use super::error::BuildError;
 use super::fetched::{DOWNLOAD_MODE, FetchedFile};

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use ocipush::builder::{Base, ImageBuilder, Layer};
 use ocipush::image::Platform;
-use ocipush::job::{Pushed, Session, Target};
+use ocipush::pipeline::{Pushed, Session, Target};
 use ocipush::registries_conf::RegistriesConf;
 
 use crate::common::fixtures::{alpine_base_registry, alpine_oci_layout, copy_and_unpack};

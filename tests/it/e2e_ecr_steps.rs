@@ -7,7 +7,7 @@
 
 use ocipush::auth::{CredentialProvider, RegistryHost};
 use ocipush::ecr::AwsOptions;
-use ocipush::job_ecr::EcrSettings;
+use ocipush::pipeline::ecr::EcrSettings;
 use ocipush::reference::Reference;
 use serde::{Deserialize, Serialize};
 

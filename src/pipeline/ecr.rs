@@ -66,10 +66,10 @@ impl EcrSettings {
 
     /// The [`PublicTokens`] for a job pushing to `target`: ECR Public tokens are fetched only
     /// when it pushes to ECR Public (a base image from it needs none).
-    pub fn public_tokens_for(target: &crate::job::Target) -> PublicTokens {
+    pub fn public_tokens_for(target: &crate::pipeline::Target) -> PublicTokens {
         PublicTokens::new(matches!(
             target,
-            crate::job::Target::Registry(r) if EcrPublicRepository::is_public_host(&r.registry)
+            crate::pipeline::Target::Registry(r) if EcrPublicRepository::is_public_host(&r.registry)
         ))
     }
 
@@ -450,7 +450,7 @@ mod tests {
 
     #[test]
     fn ecr_public_tokens_are_fetched_only_for_a_push_to_ecr_public() {
-        use crate::job::Target;
+        use crate::pipeline::Target;
         let t = |s: &str| Target::parse(s).unwrap();
         assert!(EcrSettings::public_tokens_for(&t("public.ecr.aws/a1b2c3d4/app:v1")).fetches());
         for other in [

@@ -1,5 +1,15 @@
-//! The whole job as a library call: where to push (`Target`), how to reach registries
-//! (`Session`), and [`build_and_push`]. The CLI is a thin layer over this module.
+//! The pipeline from a build to a pushed image, as one library call: where to push
+//! (`Target`), how to reach registries (`Session`), [`build_and_push`] and
+//! [`build_and_push_platforms`] (build every platform, streaming layers to the destination
+//! while they are written, then config, manifests, index and tags), and what was pushed
+//! (`Pushed`). The CLI is a thin layer over this module.
+//!
+//! [`ecr`] holds the Amazon ECR parts (feature `ecr`); `stream` the build that hands layers
+//! to the upload while they are written.
+
+#[cfg(feature = "ecr")]
+pub mod ecr;
+mod stream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -88,7 +98,7 @@ pub struct Session {
     pub(crate) client: RegistryClient,
     /// Amazon ECR settings ([`Session::with_ecr`]).
     #[cfg(feature = "ecr")]
-    pub(crate) ecr: crate::job_ecr::EcrSettings,
+    pub(crate) ecr: crate::pipeline::ecr::EcrSettings,
 }
 
 impl Session {
@@ -119,7 +129,7 @@ impl Session {
     /// This session with these Amazon ECR settings (`--create-repository`, `--ecr-api`, the
     /// AWS identity, …; feature `ecr`). The default settings push over the registry endpoint.
     #[cfg(feature = "ecr")]
-    pub fn with_ecr(mut self, ecr: crate::job_ecr::EcrSettings) -> Session {
+    pub fn with_ecr(mut self, ecr: crate::pipeline::ecr::EcrSettings) -> Session {
         self.ecr = ecr;
         self
     }
@@ -138,32 +148,32 @@ impl Session {
     pub async fn destination(
         &self,
         target: &Target,
-    ) -> Result<(Box<dyn Destination>, Option<String>), JobError> {
+    ) -> Result<(Box<dyn Destination>, Option<String>), PipelineError> {
         match target {
             Target::Registry(r) => {
                 #[cfg(feature = "ecr")]
                 self.ecr
                     .check_target(r)
-                    .map_err(|e| JobError::Destination(e))?;
+                    .map_err(|e| PipelineError::Destination(e))?;
                 #[cfg(feature = "ecr")]
                 if let Some(d) = self
                     .ecr
                     .api_destination(r)
                     .await
-                    .map_err(|e| JobError::Destination(Box::new(e)))?
+                    .map_err(|e| PipelineError::Destination(Box::new(e)))?
                 {
                     return Ok((d, None));
                 }
                 let endpoint = self
                     .registries
                     .resolve(r)
-                    .map_err(|e| JobError::Destination(Box::new(e)))?;
+                    .map_err(|e| PipelineError::Destination(Box::new(e)))?;
                 let host = endpoint.host.clone();
                 Ok((Box::new(self.client.repository(&endpoint)), Some(host)))
             }
             Target::Layout { dir, tag } => {
                 let layout = OciLayout::open_or_create(dir, tag.clone())
-                    .map_err(|e| JobError::Destination(Box::new(e)))?;
+                    .map_err(|e| PipelineError::Destination(Box::new(e)))?;
                 Ok((Box::new(layout), None))
             }
         }
@@ -205,7 +215,7 @@ pub fn credentials_with_aws(
 /// configuration as the job's other ECR steps, so a role is assumed once per job.
 #[cfg(feature = "ecr")]
 pub fn credentials_for(
-    ecr: &crate::job_ecr::EcrSettings,
+    ecr: &crate::pipeline::ecr::EcrSettings,
     helper_timeout: Duration,
 ) -> Result<Arc<dyn CredentialProvider>, AuthError> {
     Ok(docker_then_ecr(
@@ -226,7 +236,7 @@ fn docker_then_ecr(
 /// Why the job failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum JobError {
+pub enum PipelineError {
     /// The build failed.
     #[error(transparent)]
     Build(#[from] BuildImageError),
@@ -246,13 +256,13 @@ pub enum JobError {
     Cancelled,
 }
 
-impl JobError {
+impl PipelineError {
     /// Whether running the same job again may succeed without changing anything: the failure
     /// was a registry's or the network's passing state (408, 429, 5xx, a dropped connection, a
     /// timeout — after the client's own retries), not the input, a refusal or a cancellation.
     pub fn is_retryable(&self) -> bool {
         use crate::registry::RegistryError;
-        if matches!(self, JobError::Cancelled | JobError::Builder(_)) {
+        if matches!(self, PipelineError::Cancelled | PipelineError::Builder(_)) {
             return false;
         }
         let mut next: Option<&(dyn std::error::Error + 'static)> = Some(self);
@@ -278,7 +288,7 @@ pub async fn build_and_push(
     build: &BuildOptions,
     target: &Target,
     events: &EventSink,
-) -> Result<Pushed, JobError> {
+) -> Result<Pushed, PipelineError> {
     let platforms = std::slice::from_ref(&build.platform);
     build_and_push_platforms(session, build, platforms, target, &[], 4, events).await
 }
@@ -310,10 +320,10 @@ pub async fn build_and_push_platforms(
     extra_tags: &[String],
     jobs: usize,
     events: &EventSink,
-) -> Result<Pushed, JobError> {
+) -> Result<Pushed, PipelineError> {
     let cancel = &build.cancel;
     if cancel.is_cancelled() {
-        return Err(JobError::Cancelled);
+        return Err(PipelineError::Cancelled);
     }
     // A registry is set up before the build (a blocked one fails at once) and gets each new
     // layer while it is built; a layout is written only once the build succeeded.
@@ -339,7 +349,7 @@ pub async fn build_and_push_platforms(
     // (the spool is cancelled too), and no manifest is put after this point.
     let result = tokio::select! {
         biased;
-        _ = cancel.cancelled() => Err(JobError::Cancelled),
+        _ = cancel.cancelled() => Err(PipelineError::Cancelled),
         r = job => r,
     };
     // Sessions a cancelled or failed push left open, or a retry abandoned, are closed.
@@ -359,7 +369,7 @@ async fn run_job(
     jobs: usize,
     events: &EventSink,
     early: Option<&(Box<dyn Destination>, Option<String>)>,
-) -> Result<Pushed, JobError> {
+) -> Result<Pushed, PipelineError> {
     let refs = target.references(extra_tags);
     // The destination's one-time preparation (ECR: `--create-repository`), before the first
     // upload — which may come while the image is still being built.
@@ -370,7 +380,7 @@ async fn run_job(
             .await
             .map(|_| ())
     };
-    let (images, uploaded) = crate::job_stream::build_streaming(
+    let (images, uploaded) = crate::pipeline::stream::build_streaming(
         session,
         build,
         platforms,
@@ -383,14 +393,14 @@ async fn run_job(
     // (no layer went up while it was built: it has none).
     #[cfg(feature = "ecr")]
     if let Target::Registry(r) = target
-        && crate::job_ecr::EcrSettings::applies_to(r)
+        && crate::pipeline::ecr::EcrSettings::applies_to(r)
     {
         let counts: Vec<(String, usize)> = images
             .iter()
             .map(|(p, i)| (p.to_string(), i.layers.len()))
             .collect();
-        crate::job_ecr::EcrSettings::check_image(r, &counts)
-            .map_err(|e| JobError::Destination(e))?;
+        crate::pipeline::ecr::EcrSettings::check_image(r, &counts)
+            .map_err(|e| PipelineError::Destination(e))?;
     }
     let layout;
     let (dest, registry): (&dyn Destination, Option<String>) = match early {
@@ -416,18 +426,18 @@ async fn run_job(
     if let (Err(e), Target::Registry(r)) = (&pushed, target)
         && let Some(explained) = session.ecr.explain(r, e)
     {
-        return Err(JobError::Destination(explained));
+        return Err(PipelineError::Destination(explained));
     }
     let digest = pushed?;
     #[cfg(feature = "ecr")]
     if let Target::Registry(r) = target
-        && crate::job_ecr::EcrSettings::applies_to(r)
+        && crate::pipeline::ecr::EcrSettings::applies_to(r)
     {
         session
             .ecr
             .after_push(r, &refs[0])
             .await
-            .map_err(|e| JobError::Destination(Box::new(e)))?;
+            .map_err(|e| PipelineError::Destination(Box::new(e)))?;
     }
     Ok(Pushed {
         reference: target.pushed_name(&digest),
@@ -441,16 +451,16 @@ async fn run_job(
 async fn prepare_destination(
     #[allow(unused_variables)] session: &Session,
     #[allow(unused_variables)] target: &Target,
-) -> Result<(), JobError> {
+) -> Result<(), PipelineError> {
     #[cfg(feature = "ecr")]
     if let Target::Registry(r) = target
-        && crate::job_ecr::EcrSettings::applies_to(r)
+        && crate::pipeline::ecr::EcrSettings::applies_to(r)
     {
         session
             .ecr
             .before_push(r)
             .await
-            .map_err(|e| JobError::Destination(Box::new(e)))?;
+            .map_err(|e| PipelineError::Destination(Box::new(e)))?;
     }
     Ok(())
 }
@@ -557,7 +567,7 @@ mod tests {
         use crate::push::PushError;
         use crate::registry::RegistryError;
         let blob = |e: RegistryError| {
-            JobError::Push(PushError::Blob {
+            PipelineError::Push(PushError::Blob {
                 dest: "registry.example/app".into(),
                 digest: crate::digest::Digest::of(b"x"),
                 size: 1,
@@ -578,8 +588,8 @@ mod tests {
             reason: "a Location header that is not a URL".into(),
         };
         assert!(!blob(odd).is_retryable());
-        assert!(!JobError::Cancelled.is_retryable());
-        assert!(!JobError::Destination("blocked by registries.conf".into()).is_retryable());
+        assert!(!PipelineError::Cancelled.is_retryable());
+        assert!(!PipelineError::Destination("blocked by registries.conf".into()).is_retryable());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::dest::Destination;
 use crate::digest::Digest;
 use crate::events::{Event, EventSink};
 use crate::image::Platform;
-use crate::job::{JobError, Session};
+use crate::pipeline::{PipelineError, Session};
 use crate::streaming::{GrowingBlob, LayerTap};
 
 /// The images built, one per platform, and the blobs uploaded while they were built.
@@ -31,10 +31,10 @@ pub(crate) async fn build_streaming<P, F>(
     dest: Option<&dyn Destination>,
     prepare: P,
     events: &EventSink,
-) -> Result<Streamed, JobError>
+) -> Result<Streamed, PipelineError>
 where
     P: Fn() -> F,
-    F: Future<Output = Result<(), JobError>>,
+    F: Future<Output = Result<(), PipelineError>>,
 {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<GrowingBlob>();
     let tap = dest.map(|_| {
@@ -60,7 +60,7 @@ where
             .await?;
             images.push((p.clone(), image));
         }
-        Ok::<_, JobError>(images)
+        Ok::<_, PipelineError>(images)
     };
     tokio::pin!(building);
     let prepare = &prepare;
@@ -86,7 +86,7 @@ where
             else => break,
         }
     }
-    let images = images.ok_or_else(|| JobError::Destination("no image was built".into()))?;
+    let images = images.ok_or_else(|| PipelineError::Destination("no image was built".into()))?;
     Ok((images, uploaded))
 }
 
@@ -101,7 +101,7 @@ async fn upload<P, F>(
 ) -> Option<Digest>
 where
     P: Fn() -> F,
-    F: Future<Output = Result<(), JobError>>,
+    F: Future<Output = Result<(), PipelineError>>,
 {
     if let Err(e) = prepare().await {
         tracing::debug!(error = %e, "destination not ready; the layer is pushed after the build");

@@ -329,5 +329,5 @@ fn copy_file(
 }
 
 #[cfg(test)]
-#[path = "copy_tests.rs"]
+#[path = "copy_layer_tests.rs"]
 mod tests;
