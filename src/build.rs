@@ -677,8 +677,11 @@ pub async fn build_image_tapped(
     let _run_state = crate::run::SpoolGuard(opts.spool_dir.clone());
     // Source layers are kept with the layer cache when there is one, so later builds reuse them.
     let sources_dir = opts.cache_dir.as_deref().unwrap_or(&opts.spool_dir);
-    let sources =
-        Arc::new(layerfs::LayerStore::new(sources_dir).map_err(BuildImageError::Context)?);
+    let sources = Arc::new(
+        layerfs::LayerStore::new(sources_dir)
+            .map_err(BuildImageError::Context)?
+            .with_cancel(opts.cancel.clone()),
+    );
 
     let mut b = Builder {
         opts,

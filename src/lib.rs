@@ -27,6 +27,7 @@
 pub mod auth;
 pub(crate) mod base_image;
 pub mod blob;
+pub(crate) mod blocking;
 pub mod build;
 pub mod builder;
 pub(crate) mod cache;

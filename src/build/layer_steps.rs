@@ -161,7 +161,7 @@ impl OnFs {
             line,
         } = self;
         let rt = tokio::runtime::Handle::current();
-        let (blob, fs) = tokio::task::spawn_blocking(move || {
+        let (blob, fs) = crate::blocking::spawn(move || {
             let mut fs = fs
                 .materialize(&rt, &sources, cache_dir.as_deref())
                 .map_err(|source| BuildImageError::BaseFs { line, source })?;

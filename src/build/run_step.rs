@@ -86,6 +86,7 @@ pub(super) async fn build_run_layer(
     } = on;
     let platform = opts.platform.to_string();
     let secrets = opts.secrets.clone();
+    let cancel = opts.cancel.clone();
     let fs_on = OnFs {
         platform: platform.clone(),
         fs,
@@ -139,6 +140,7 @@ pub(super) async fn build_run_layer(
                 mount_sources: &mount_sources,
                 secrets: &secrets,
                 on_warning: &on_warning,
+                cancel: &cancel,
             };
             crate::run::run_layer(&step, fs, cx).map_err(|source| BuildImageError::Run {
                 line,

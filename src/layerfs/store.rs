@@ -49,6 +49,13 @@ impl LayerStore {
         })
     }
 
+    /// Stop fetching when `cancel` fires: a fetch in progress fails at once (the build was
+    /// cancelled) instead of running on while the build winds down.
+    pub(crate) fn with_cancel(mut self, cancel: tokio_util::sync::CancellationToken) -> Self {
+        self.spool = self.spool.with_cancel(Some(cancel));
+        self
+    }
+
     /// How many layers this store fetched from their sources.
     #[cfg(test)]
     pub(crate) fn fetches(&self) -> usize {
@@ -114,9 +121,13 @@ impl LayerStore {
             }
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let stream = rt.block_on(layer.source.open()).map_err(read_err)?;
+        let cancel = self.spool.cancel_token();
+        let stream = block_on(rt, cancel.as_ref(), layer.source.open())
+            .and_then(|r| r)
+            .map_err(read_err)?;
         let mut src = StreamRead {
             rt: rt.clone(),
+            cancel,
             stream,
             cur: Bytes::new(),
         };
@@ -170,9 +181,28 @@ fn verify(path: &Path) -> io::Result<(Digest, u64)> {
     }
 }
 
+/// `rt.block_on(fut)` on a blocking thread, given up (an error) as soon as `cancel` fires.
+fn block_on<F: std::future::Future>(
+    rt: &Handle,
+    cancel: Option<&tokio_util::sync::CancellationToken>,
+    fut: F,
+) -> io::Result<F::Output> {
+    let Some(cancel) = cancel else {
+        return Ok(rt.block_on(fut));
+    };
+    rt.block_on(async {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Err(io::Error::other("the build was cancelled")),
+            out = fut => Ok(out),
+        }
+    })
+}
+
 /// Pulls an async byte stream synchronously (on a blocking thread).
 struct StreamRead {
     rt: Handle,
+    cancel: Option<tokio_util::sync::CancellationToken>,
     stream: ByteStream,
     cur: Bytes,
 }
@@ -180,7 +210,7 @@ struct StreamRead {
 impl Read for StreamRead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.cur.is_empty() {
-            match self.rt.block_on(self.stream.next()) {
+            match block_on(&self.rt, self.cancel.as_ref(), self.stream.next())? {
                 None => return Ok(0),
                 Some(Ok(b)) => self.cur = b,
                 Some(Err(e)) => return Err(e),

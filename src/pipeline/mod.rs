@@ -308,6 +308,10 @@ pub struct Pushed {
     pub digest: Digest,
 }
 
+/// The longest a cancelled job waits for its blocking threads to stop (a RUN stops within
+/// tens of milliseconds; a thread reading a large base layer may take longer).
+const CANCEL_DRAIN: Duration = Duration::from_secs(30);
+
 /// Build the Dockerfile once per platform in `platforms` (`build.platform` is replaced by each)
 /// and push: every blob first, then each manifest by digest, then, for more than one platform,
 /// an index (a Docker manifest list with `Format::Docker`) under the tag and `extra_tags`. With
@@ -331,26 +335,47 @@ pub async fn build_and_push_platforms(
         Target::Registry(_) => Some(session.destination(target).await?),
         Target::Layout { .. } => None,
     };
-    // Events from layers without a sink of their own (the client's retries) reach `events`.
-    let job = crate::events::in_job(
-        events,
-        run_job(
-            session,
-            build,
-            platforms,
-            target,
-            extra_tags,
-            jobs,
+    // Events from layers without a sink of their own (the client's retries) reach `events`;
+    // the blocking threads the build starts are counted in `work`.
+    let work = crate::blocking::Work::default();
+    let job = crate::blocking::scope(
+        work.clone(),
+        crate::events::in_job(
             events,
-            early.as_ref(),
+            run_job(
+                session,
+                build,
+                platforms,
+                target,
+                extra_tags,
+                jobs,
+                events,
+                early.as_ref(),
+            ),
         ),
     );
     // Cancelling drops the job: uploads in flight stop, layer writers fail at their next write
-    // (the spool is cancelled too), and no manifest is put after this point.
-    let result = tokio::select! {
+    // (the spool is cancelled too), a running RUN is killed, and no manifest is put after this
+    // point. The job returns once its blocking threads have stopped (their temporary files
+    // removed), waiting at most CANCEL_DRAIN for one busy in a system call.
+    let mut job = Box::pin(job);
+    let finished = tokio::select! {
         biased;
-        _ = cancel.cancelled() => Err(PipelineError::Cancelled),
-        r = job => r,
+        _ = cancel.cancelled() => None,
+        r = &mut job => Some(r),
+    };
+    drop(job);
+    let result = match finished {
+        Some(r) => r,
+        None => {
+            if tokio::time::timeout(CANCEL_DRAIN, work.idle())
+                .await
+                .is_err()
+            {
+                tracing::debug!("cancelled: a build thread is still busy; returning without it");
+            }
+            Err(PipelineError::Cancelled)
+        }
     };
     // Sessions a cancelled or failed push left open, or a retry abandoned, are closed.
     if let Some((dest, _)) = &early {

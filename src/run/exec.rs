@@ -58,6 +58,8 @@ pub(crate) struct RunContext<'a> {
     pub(crate) secrets: &'a crate::secrets::BuildSecrets,
     /// A warning for the user (e.g. rootless RUN's single-id mapping).
     pub(crate) on_warning: &'a (dyn Fn(&str) + Send + Sync),
+    /// The build's cancellation: a cancelled build kills the running command.
+    pub(crate) cancel: &'a tokio_util::sync::CancellationToken,
 }
 
 /// Removes a directory when dropped.
@@ -167,6 +169,11 @@ fn execute(
     snaps: &Snapshots,
     mounts: &Mounts,
 ) -> Result<LayerBlob, RunError> {
+    if cx.cancel.is_cancelled() {
+        return Err(RunError::Cancelled {
+            command: step.shown_command(),
+        });
+    }
     check_host()?;
     check_arch(cx.arch)?;
     let ids = super::userns::ids();
@@ -291,12 +298,15 @@ fn execute(
         rootless: ids.rootless().cloned(),
     };
     let mut tail = Tail::default();
-    let status = sandbox::run(&spec, &mut |bytes| {
+    let status = sandbox::run(&spec, cx.cancel, &mut |bytes| {
         for line in tail.push(bytes) {
             (cx.on_output)(&line);
         }
     })
     .map_err(|e| match e {
+        RunError::Cancelled { .. } => RunError::Cancelled {
+            command: step.shown_command(),
+        },
         RunError::Setup { step: s, source }
             if s == "execute the command" && source.raw_os_error() == Some(libc::ENOENT) =>
         {

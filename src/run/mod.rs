@@ -121,6 +121,12 @@ pub enum RunError {
         /// What to do.
         fix: String,
     },
+    /// The build was cancelled while the command ran: the sandbox was killed.
+    #[error("RUN {command} was stopped: the build was cancelled")]
+    Cancelled {
+        /// The instruction's command as written.
+        command: String,
+    },
     /// The command ran and failed.
     #[error("RUN {command} {status}{}", tail_text(.tail))]
     Failed {

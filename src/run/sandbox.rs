@@ -21,6 +21,12 @@
 //! status on a pipe; the kernel kills whatever the command left running when PID 1 exits,
 //! and both children die with the build (`PR_SET_PDEATHSIG`).
 //!
+//! Cancelling the build kills PID 1 of the sandbox (the keeper reports its pid first): the
+//! kernel then kills every process of the namespace before PID 1's exit is reported, so when
+//! [`run`] returns [`RunError::Cancelled`] nothing of the command is left. The keeper starts
+//! a session of its own, so signals sent to ocipush's process group (Ctrl-C) go through
+//! that cancellation rather than straight to the command.
+//!
 //! Everything the children use is allocated before the first fork: after `fork` in a
 //! multithreaded process only async-signal-safe calls are allowed, and every call here is a
 //! plain system call. A failing step writes (step, errno) on the report pipe and exits.
@@ -29,6 +35,8 @@ use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use tokio_util::sync::CancellationToken;
 
 use super::RunError;
 use super::userns::{Handshake, Rootless};
@@ -381,8 +389,19 @@ fn pipe() -> Result<(libc::c_int, libc::c_int), RunError> {
     Ok((fds[0], fds[1]))
 }
 
+/// How often a running command checks for cancellation: the token is checked between waits
+/// on the command's output, not woken by a task (a task may be dropped unpolled when the
+/// runtime shuts down, right when a cancelled CLI returns).
+const CANCEL_POLL_MS: libc::c_int = 50;
+
 /// Run `spec`, feeding its output (stdout and stderr, interleaved) to `on_output` as it comes.
-pub(crate) fn run(spec: &Spec, on_output: &mut dyn FnMut(&[u8])) -> Result<Status, RunError> {
+/// When `cancel` fires, the sandbox is killed and the result is `RunError::Cancelled` (with an
+/// empty command, which the caller fills in).
+pub(crate) fn run(
+    spec: &Spec,
+    cancel: &CancellationToken,
+    on_output: &mut dyn FnMut(&[u8]),
+) -> Result<Status, RunError> {
     let p = prepare(spec)?;
     let argv: Vec<*const libc::c_char> = p
         .argv
@@ -440,16 +459,7 @@ pub(crate) fn run(spec: &Spec, on_output: &mut dyn FnMut(&[u8])) -> Result<Statu
         }
         return Err(e);
     }
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        // SAFETY: `buf` is valid for its length.
-        let n = unsafe { libc::read(out_r, buf.as_mut_ptr().cast(), buf.len()) };
-        if n > 0 {
-            on_output(&buf[..n as usize]);
-        } else if n == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            break;
-        }
-    }
+    let (report, cancelled) = relay(out_r, rep_r, cancel, on_output);
     let mut status = 0;
     loop {
         // SAFETY: waiting for our own child.
@@ -458,20 +468,15 @@ pub(crate) fn run(spec: &Spec, on_output: &mut dyn FnMut(&[u8])) -> Result<Statu
             break;
         }
     }
-    let mut report = Vec::new();
-    loop {
-        // SAFETY: `buf` is valid for its length.
-        let n = unsafe { libc::read(rep_r, buf.as_mut_ptr().cast(), buf.len()) };
-        if n > 0 {
-            report.extend_from_slice(&buf[..n as usize]);
-        } else if n == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            break;
-        }
-    }
     // SAFETY: closing our read ends.
     unsafe {
         libc::close(out_r);
         libc::close(rep_r);
+    }
+    if cancelled {
+        return Err(RunError::Cancelled {
+            command: String::new(),
+        });
     }
     let mut waited = None;
     for rec in report.chunks_exact(9) {
@@ -511,6 +516,85 @@ pub(crate) fn run(spec: &Spec, on_output: &mut dyn FnMut(&[u8])) -> Result<Statu
     } else {
         Ok(Status::Exited(libc::WEXITSTATUS(st)))
     }
+}
+
+/// Until the command's output and the keeper's reports both end: pass the output on, collect
+/// the reports, and on cancellation kill the sandbox's PID 1 (as soon as the keeper has
+/// reported its pid, which it does right after forking it; not once it reported PID 1's
+/// exit, when the pid may be reused). Returns the reports and whether the run was cancelled.
+fn relay(
+    out_r: libc::c_int,
+    rep_r: libc::c_int,
+    cancel: &CancellationToken,
+    on_output: &mut dyn FnMut(&[u8]),
+) -> (Vec<u8>, bool) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut report = Vec::new();
+    let mut init: Option<libc::pid_t> = None;
+    let mut cancelled = false;
+    // poll(2) skips entries with a negative fd: a stream that ended.
+    let mut fds = [
+        libc::pollfd {
+            fd: out_r,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: rep_r,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let kill = |report: &[u8], pid: libc::pid_t| {
+        if !report.chunks_exact(9).any(|rec| rec[0] == b'S') {
+            // SAFETY: kill(2) on the sandbox's PID 1, not yet reaped by the keeper.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    };
+    while fds[0].fd >= 0 || fds[1].fd >= 0 {
+        // SAFETY: `fds` is a valid array of its length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, CANCEL_POLL_MS) };
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            break;
+        }
+        for (i, pfd) in fds.iter_mut().enumerate() {
+            if pfd.fd < 0 || pfd.revents == 0 {
+                continue;
+            }
+            // SAFETY: `buf` is valid for its length.
+            let r = unsafe { libc::read(pfd.fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if r > 0 {
+                let got = &buf[..r as usize];
+                if i == 0 {
+                    on_output(got);
+                } else {
+                    report.extend_from_slice(got);
+                    if init.is_none() {
+                        init = report
+                            .chunks_exact(9)
+                            .find(|rec| rec[0] == b'P')
+                            .map(|rec| i32::from_ne_bytes([rec[1], rec[2], rec[3], rec[4]]));
+                        if let (true, Some(p)) = (cancelled, init) {
+                            kill(&report, p);
+                        }
+                    }
+                }
+            } else if r == 0 || errno() != libc::EINTR {
+                pfd.fd = -1;
+            }
+        }
+        if !cancelled && cancel.is_cancelled() {
+            cancelled = true;
+            tracing::debug!("the build was cancelled: killing the RUN's sandbox");
+            if let Some(p) = init {
+                kill(&report, p);
+            }
+        }
+    }
+    (report, cancelled)
 }
 
 fn errno() -> i32 {
@@ -558,6 +642,10 @@ unsafe fn keeper(
             0,
             0,
         );
+        // A session of its own: a terminal's Ctrl-C (sent to the foreground process group)
+        // or `timeout`'s signal to its group reaches ocipush, which cancels the build and
+        // kills the sandbox, never the sandbox directly.
+        libc::setsid();
         let null = libc::open(p.dev_null.as_ptr(), libc::O_RDONLY);
         if null < 0
             || libc::dup2(null, 0) < 0
@@ -588,6 +676,8 @@ unsafe fn keeper(
         if pid == 0 {
             init(p, argv, envp, rep);
         }
+        // PID 1's pid here, so a cancelled build can kill the namespace.
+        report(rep, b'P', pid, 0);
         let mut st = 0;
         while libc::waitpid(pid, &mut st, 0) < 0 {
             if errno() != libc::EINTR {

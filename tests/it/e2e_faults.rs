@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use crate::common::fault_proxy::{Fault, FaultProxy, ProxyLogEntry, Rule};
 use crate::common::fixtures::{alpine_base_registry, copy_and_unpack};
-use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed, run_watched};
+use crate::common::ocipush::{Sandbox, Spawned, assert_failed, assert_pushed, run_watched};
 use crate::common::registry::{RegistryServer, free_port, summarize};
 use crate::common::testdata;
 use crate::common::tools::{run_image, skopeo_inspect_output};
@@ -566,6 +566,70 @@ fn reliability_flags_are_checked() {
         ]);
         assert_failed(&out, 2);
     }
+}
+
+/// The digest of the Alpine fixture's only layer (from its OCI layout).
+fn alpine_layer_digest() -> String {
+    let layout = crate::common::fixtures::alpine_oci_layout();
+    let read = |digest: &str| -> serde_json::Value {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap())
+            .unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
+    manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Ctrl-C while the base image's layer is being read (a COPY judges its paths against the
+/// base, so the build reads it on a blocking thread; the proxy holds the download): ocipush
+/// stops the read at once, exits 130 with the cancellation message, never panics (a read left
+/// running while the runtime shut down used to hit tokio's "being shutdown" panic on its retry
+/// timer), and leaves no temporary file.
+#[test]
+fn an_interrupt_while_the_base_is_read_stops_the_read_and_leaves_no_file() {
+    let sb = Sandbox::new();
+    let a = alpine_base_registry(&sb);
+    let base_proxy = FaultProxy::start(a.port());
+    let layer = alpine_layer_digest();
+    base_proxy.add(Rule::new("GET", &layer, usize::MAX, Fault::Hold));
+    crate::common::fixtures::map_docker_alpine_to_addr(&sb, &base_proxy.addr());
+    let b = RegistryServer::start();
+    let proxy = FaultProxy::start(b.port());
+    let ctx = sb.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("x"), "x\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM alpine:latest\nCOPY x /etc/x\n",
+    )
+    .unwrap();
+    let mut cmd = push_command(&sb, &proxy, &[], &ctx.join("Dockerfile"));
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = Spawned::new(cmd);
+    base_proxy.wait_for("the base layer's download held", |log| {
+        log.iter()
+            .any(|e| e.method == "GET" && e.target.contains(&layer))
+    });
+    base_proxy.wait_held();
+    // SAFETY: kill(2) on our own child's pid.
+    let sent = unsafe { libc::kill(child.child().id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+    let out = child.wait_with_output();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("cancelled") && err.contains("nothing was tagged"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_no_tag(&b);
+    let left: Vec<_> = std::fs::read_dir(sb.path().join("tmp")).unwrap().collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
 }
 
 /// Ctrl-C while a blob upload is in flight (held by the proxy, so the interrupt lands

@@ -399,3 +399,110 @@ fn run_heredocs_are_scripts_and_here_documents() {
         assert!(err.contains(want), "{want}: {err}");
     }
 }
+
+/// The pids of running processes whose command line is exactly `argv` (read from `/proc`).
+fn processes_running(argv: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            (cmdline == want).then_some(pid)
+        })
+        .collect()
+}
+
+/// Ctrl-C while a RUN command is running: the sandbox is killed at once (the command and
+/// what it started), ocipush exits 130 saying the build was cancelled, nothing is pushed, and
+/// no snapshot or spool directory is left behind.
+#[test]
+fn an_interrupt_during_run_kills_the_command_and_leaves_nothing() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    // An odd duration, so the process is surely this test's.
+    const SLEEP: [&str; 2] = ["sleep", "4271"];
+    let sb = Sandbox::new();
+    let _alpine = alpine_base_registry(&sb);
+    let reg = RegistryServer::start();
+    let ctx = sb.path().join("ctx");
+    write_files(
+        &ctx,
+        &[(
+            "Dockerfile",
+            // Says it started once the background sleep has exec'd (its comm is "sleep"), in
+            // words that are not in the step's own text (which the progress shows too).
+            "FROM alpine:latest\nRUN sleep 4271 & until [ \"$(cat /proc/$!/comm)\" = sleep ]; do :; done; echo sandbox-$((1+1))-started; wait\n",
+        )],
+    );
+    let mut cmd = sb.command();
+    cmd.args(["--progress", "plain", "--registries-conf"])
+        .arg(sb.registries_conf())
+        .arg(ctx.join("Dockerfile"))
+        .arg(format!("{}/run:cancelled", reg.addr()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = crate::common::ocipush::Spawned::new(cmd);
+    let mut lines = BufReader::new(child.child().stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let started = line.contains("sandbox-2-started");
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|l| l.contains("sandbox-2-started")),
+        "the RUN never started: {seen:#?}"
+    );
+    // The command runs (in the background of the RUN's shell, which waits for it).
+    assert_eq!(processes_running(&SLEEP).len(), 1, "{seen:#?}");
+    // The sandbox runs `timeout … ocipush`; timeout passes the signal on to its process group,
+    // which the RUN's sandbox has left (a session of its own): only ocipush's cancellation
+    // can stop the command.
+    // SAFETY: kill(2) on our own child's pid.
+    let sent = unsafe { libc::kill(child.child().id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.child().wait().unwrap();
+    let err = rest.join("\n");
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("cancelled") && err.contains("nothing was tagged"),
+        "{err}"
+    );
+    assert!(
+        processes_running(&SLEEP).is_empty(),
+        "the RUN's command outlived the build: {err}"
+    );
+    let log = reg.access_log();
+    assert!(
+        !log.iter()
+            .any(|e| e.method == "PUT" && e.path().contains("/manifests/")),
+        "a manifest was pushed"
+    );
+    assert!(
+        std::fs::read_dir(sb.path().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "the spool was left in TMPDIR"
+    );
+    // The snapshot store (in the user's cache) keeps no temporary tree of the killed RUN.
+    let run_dir = sb.path().join("home/.cache/ocipush/run");
+    for snaps in std::fs::read_dir(&run_dir).unwrap() {
+        let snaps = snaps.unwrap().path();
+        let temps: Vec<_> = std::fs::read_dir(&snaps)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".tmp-"))
+            .collect();
+        assert!(temps.is_empty(), "{}: {temps:?}", snaps.display());
+    }
+}

@@ -178,9 +178,15 @@ pub fn alpine_base_registry(sb: &super::ocipush::Sandbox) -> RegistryServer {
 /// Writes the sandbox registries.conf mapping `docker.io/library/alpine` to
 /// `reg` (`127.0.0.1:P/library/alpine`).
 pub fn map_docker_alpine_to(sb: &super::ocipush::Sandbox, reg: &RegistryServer) -> PathBuf {
+    map_docker_alpine_to_addr(sb, &reg.addr())
+}
+
+/// Writes the sandbox registries.conf mapping `docker.io/library/alpine` to
+/// `addr/library/alpine` (a registry, or a proxy in front of one).
+pub fn map_docker_alpine_to_addr(sb: &super::ocipush::Sandbox, addr: &str) -> PathBuf {
     sb.set_registries(&[(
         "docker.io/library/alpine",
-        &format!("{}/library/alpine", reg.addr()),
+        &format!("{addr}/library/alpine"),
     )])
 }
 

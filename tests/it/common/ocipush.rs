@@ -351,3 +351,39 @@ pub fn assert_no_panic(out: &Output) {
         }
     }
 }
+
+/// A spawned [`Sandbox::command`] (`timeout … ocipush`) that is killed, with everything in its
+/// process group, if the test ends (or panics) before it exits: a failed assertion leaves no
+/// ocipush or RUN sandbox running.
+pub struct Spawned(Option<std::process::Child>);
+
+impl Spawned {
+    /// Spawn `cmd`.
+    pub fn new(mut cmd: Command) -> Spawned {
+        Spawned(Some(cmd.spawn().expect("spawn ocipush under timeout")))
+    }
+
+    /// The running process.
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("not waited for yet")
+    }
+
+    /// Wait for it to exit and collect its piped output.
+    pub fn wait_with_output(mut self) -> Output {
+        let child = self.0.take().expect("not waited for yet");
+        child.wait_with_output().expect("wait for ocipush")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take()
+            && let Ok(None) = child.try_wait()
+        {
+            // `timeout` leads its own process group (it calls setpgid): kill it all.
+            // SAFETY: kill(2) on the group of our own child.
+            unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+            let _ = child.wait();
+        }
+    }
+}
