@@ -4,7 +4,8 @@
 #  2. starts a throwaway local registry (docker-registry on a free loopback port);
 #  3. builds Alpine from the shared minirootfs tarball with ocipush and pushes it
 #     as docker.io/library/alpine:latest, remapped to the local registry by a
-#     temporary registries.conf;
+#     temporary registries.conf (without the tarball, Alpine is pulled from Docker
+#     Hub, or through $CONTAINERS_REGISTRIES_CONF's remapping when that is set);
 #  4. builds and pushes testdata/hello/Dockerfile (FROM alpine:latest) as
 #     <registry>/ec2-ecr-test:v1 and prints the pushed repo@sha256:…;
 #  5. copies that digest back with skopeo into an OCI layout, unpacks it with
@@ -25,7 +26,9 @@ fi
 tarball_name=alpine-minirootfs-3.20.3-x86_64.tar.gz
 tarball="$shared/testdata/alpine/$tarball_name"
 # Without the shared minirootfs (a clone on a user's own machine, with internet), Alpine comes
-# from Docker Hub instead: FROM alpine:latest is then resolved there.
+# from Docker Hub instead: FROM alpine:latest is then resolved there — or through the
+# registries.conf in $CONTAINERS_REGISTRIES_CONF when it is set (a user whose docker.io is
+# remapped to a mirror with `prefix`/`location`; the tests map it to a local registry).
 from_hub=0
 if [[ ! -f "$tarball" ]]; then
   from_hub=1
@@ -71,8 +74,15 @@ http:
 YAML
 
 say "starting docker-registry on $registry"
+# distribution reads every REGISTRY_* variable as a configuration override: one the user has
+# for other tools (REGISTRY_AUTH_FILE, the auth file of podman, skopeo and buildah) would
+# break its configuration, so it gets none of them.
+registry_env=()
+while IFS= read -r name; do
+  [[ "$name" == REGISTRY_* ]] && registry_env+=(-u "$name")
+done < <(compgen -e)
 # Its log goes through a pipe we read until it says it is listening (no sleep).
-exec 3< <(exec docker-registry serve "$work/registry.yml" 2>&1)
+exec 3< <(exec env "${registry_env[@]}" docker-registry serve "$work/registry.yml" 2>&1)
 registry_pid=$!
 ready=0
 while IFS= read -r -t 60 line <&3; do
@@ -87,7 +97,12 @@ fi
 cat <&3 >>"$work/registry.log" &   # keep draining its log
 
 if ((from_hub)); then
-  : >"$work/registries.conf"   # FROM alpine:latest resolves on Docker Hub
+  if [[ -n "${CONTAINERS_REGISTRIES_CONF:-}" ]]; then
+    say "Alpine comes through the registries.conf in CONTAINERS_REGISTRIES_CONF ($CONTAINERS_REGISTRIES_CONF)"
+    cp "$CONTAINERS_REGISTRIES_CONF" "$work/registries.conf"
+  else
+    : >"$work/registries.conf"   # FROM alpine:latest resolves on Docker Hub
+  fi
 else
 cat >"$work/registries.conf" <<CONF
 [[registry]]

@@ -640,6 +640,21 @@ pub async fn build_image_tapped(
     events: &EventSink,
     tap: Option<LayerTap>,
 ) -> Result<BuiltImage, BuildImageError> {
+    // Retries and fallbacks deep in the registry client and the fetcher reach `events` too.
+    crate::events::in_job(
+        events,
+        build_image_in_job(opts, client, registries, events, tap),
+    )
+    .await
+}
+
+async fn build_image_in_job(
+    opts: &BuildOptions,
+    client: &RegistryClient,
+    registries: &RegistriesConf,
+    events: &EventSink,
+    tap: Option<LayerTap>,
+) -> Result<BuiltImage, BuildImageError> {
     let build_platform = host_platform();
     let auto = plan::platform_args(&opts.platform, &build_platform);
     let stages = match &opts.stages {

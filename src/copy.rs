@@ -169,6 +169,17 @@ pub async fn copy_image(
     opts: &CopyOptions,
     events: &EventSink,
 ) -> Result<Digest, CopyError> {
+    // Retries and fallbacks deep in the registry client reach `events` too.
+    crate::events::in_job(events, copy_in_job(session, src, dest, opts, events)).await
+}
+
+async fn copy_in_job(
+    session: &Session,
+    src: &Target,
+    dest: &Target,
+    opts: &CopyOptions,
+    events: &EventSink,
+) -> Result<Digest, CopyError> {
     let (source, image, top_ref) = match src {
         Target::Registry(r) => {
             let endpoint = session

@@ -10,8 +10,8 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use crate::blob::{Blob, BytesBlob};
 use crate::dest::{DestError, Destination};
 use crate::digest::Digest;
-use crate::events::{Event, EventSink};
-use crate::image::Encoded;
+use crate::events::{Event, EventSink, FallbackKind};
+use crate::image::{Descriptor, Encoded};
 
 /// How to push.
 #[derive(Debug, Clone)]
@@ -139,6 +139,16 @@ pub async fn push_blobs(
     opts: &PushOptions,
     events: &EventSink,
 ) -> Result<(), PushError> {
+    // Retries and fallbacks deep in the registry client reach `events` too.
+    crate::events::in_job(events, push_blobs_in_job(dest, blobs, opts, events)).await
+}
+
+async fn push_blobs_in_job(
+    dest: &dyn Destination,
+    blobs: &[Blob],
+    opts: &PushOptions,
+    events: &EventSink,
+) -> Result<(), PushError> {
     let mut seen = BTreeSet::new();
     let blobs: Vec<&Blob> = blobs
         .iter()
@@ -201,18 +211,24 @@ async fn push_one(
                 });
                 return Ok(());
             }
-            Ok(false) => tracing::debug!(
-                digest = %d.digest,
-                from = %repo,
-                "the registry did not mount the blob (it opened an upload session); uploading it{}",
-                mount_note(opts.logical_registry.as_deref())
-            ),
-            Err(e) => tracing::debug!(
-                digest = %d.digest,
-                from = %repo,
-                "the registry refused to mount the blob ({e}); uploading it instead{}",
-                mount_note(opts.logical_registry.as_deref())
-            ),
+            Ok(false) => {
+                tracing::debug!(
+                    digest = %d.digest,
+                    from = %repo,
+                    "the registry did not mount the blob (it opened an upload session); uploading it{}",
+                    mount_note(opts.logical_registry.as_deref())
+                );
+                mount_refused(events, d, &repo, "it opened an upload session", opts);
+            }
+            Err(e) => {
+                tracing::debug!(
+                    digest = %d.digest,
+                    from = %repo,
+                    "the registry refused to mount the blob ({e}); uploading it instead{}",
+                    mount_note(opts.logical_registry.as_deref())
+                );
+                mount_refused(events, d, &repo, &e.to_string(), opts);
+            }
         }
     }
     events(Event::BlobUploading {
@@ -238,7 +254,21 @@ async fn push_one(
     Ok(())
 }
 
-/// What a refused mount may mean on this registry, for the debug note: on Amazon ECR a
+/// Report a mount the registry did not make ([`FallbackKind::MountRefused`]); `why` has its
+/// secrets removed.
+fn mount_refused(events: &EventSink, d: &Descriptor, from: &str, why: &str, opts: &PushOptions) {
+    let why = crate::auth::redact::scrub(why);
+    events(Event::Fallback {
+        step: format!("mounting blob {} from {from}", d.digest),
+        kind: FallbackKind::MountRefused,
+        detail: format!(
+            "the registry did not mount the blob ({why}); uploading it instead{}",
+            mount_note(opts.logical_registry.as_deref())
+        ),
+    });
+}
+
+/// What a refused mount may mean on this registry, for the debug note and the event: on Amazon ECR a
 /// cross-repository mount needs `ecr:GetDownloadUrlForLayer` on the source repository, blob
 /// mounting turned on for the registry (`BLOB_MOUNTING` account setting) and the same encryption
 /// on both repositories, and a pull-through-cache repository can never be a source
@@ -256,6 +286,20 @@ fn mount_note(registry: Option<&str>) -> &'static str {
 
 /// Put `manifest` under each reference, in order. A digest reference must equal the manifest's.
 pub async fn put_manifest(
+    dest: &dyn Destination,
+    manifest: &Encoded,
+    references: &[String],
+    events: &EventSink,
+) -> Result<Digest, PushError> {
+    // Retries deep in the registry client reach `events` too.
+    crate::events::in_job(
+        events,
+        put_manifest_in_job(dest, manifest, references, events),
+    )
+    .await
+}
+
+async fn put_manifest_in_job(
     dest: &dyn Destination,
     manifest: &Encoded,
     references: &[String],

@@ -68,6 +68,13 @@ impl CredentialProvider for Chain {
                 // credentials here) leaves the stale one to the registry to judge.
                 Err(e) if stale.is_some() => {
                     tracing::info!(registry = registry.logical, error = %e, "no fresher credential");
+                    crate::events::fallback(
+                        format!("authenticating to {}", registry.logical),
+                        crate::events::FallbackKind::StaleCredential,
+                        &format!(
+                            "no fresher credential ({e}); sending the stale one for the registry to judge"
+                        ),
+                    );
                     continue;
                 }
                 Err(e) => return Err(e),

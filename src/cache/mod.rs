@@ -179,6 +179,15 @@ impl LayerCache {
                     blob_path.display(),
                     rec.digest
                 );
+                crate::events::fallback(
+                    format!("layer cache {}", rec.digest),
+                    crate::events::FallbackKind::CacheEntryRebuilt,
+                    &format!(
+                        "{} does not hash to {}; building the layer again",
+                        blob_path.display(),
+                        rec.digest
+                    ),
+                );
                 let _ = std::fs::remove_file(&blob_path);
                 return Ok(None);
             }

@@ -201,6 +201,7 @@ pub fn reporter(mode: ProgressMode, several_platforms: bool) -> EventSink {
                 "retrying {step} in {:.1} s (attempt {attempt} failed: {error})",
                 delay_ms as f64 / 1000.0
             )),
+            Event::Fallback { step, kind, detail } => line(format!("{step}: {detail} [{kind}]")),
             Event::ManifestPut { reference, digest } => {
                 line(format!("pushed manifest {} as {reference}", digest.short()))
             }

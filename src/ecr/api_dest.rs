@@ -187,6 +187,13 @@ impl EcrApiDestination {
                         attempt,
                         "the layer upload failed ({e}); sending the layer again in a new upload session"
                     );
+                    crate::events::fallback(
+                        format!("uploading blob {}", sending.label()),
+                        crate::events::FallbackKind::UploadRestarted,
+                        &format!(
+                            "attempt {attempt} failed ({e}); sending the layer again in a new upload session"
+                        ),
+                    );
                     attempt += 1;
                 }
                 other => return other,
@@ -251,6 +258,14 @@ impl EcrApiDestination {
                     && self.check_layers(std::slice::from_ref(&digest)).await?[0]
                 {
                     tracing::info!(%digest, sent, size, "ECR has the layer already; the rest is not sent");
+                    crate::events::fallback(
+                        format!("uploading blob {}", sending.label()),
+                        crate::events::FallbackKind::BlobAlreadyThere,
+                        &format!(
+                            "ECR has {digest} already; the rest ({} of {size} bytes) is not sent",
+                            size - sent
+                        ),
+                    );
                     return Ok((digest, size));
                 }
             }

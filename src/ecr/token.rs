@@ -435,6 +435,13 @@ impl EcrCredentialProvider {
                     error = %e,
                     "no Amazon ECR Public token; going on without credentials (pulls need none)"
                 );
+                crate::events::fallback(
+                    format!("authenticating to {PUBLIC_HOST}"),
+                    crate::events::FallbackKind::AnonymousPull,
+                    &format!(
+                        "no Amazon ECR Public token ({e}); going on without credentials (pulls need none)"
+                    ),
+                );
                 self.public_failures.record(Some(e.to_string()));
                 None
             }

@@ -50,6 +50,14 @@ impl DownloadStore {
             Ok((d, size)) if &d == digest => Some((path, size)),
             _ => {
                 tracing::warn!(path = %path.display(), "stored download does not match its name; fetching it again");
+                crate::events::fallback(
+                    format!("download {digest}"),
+                    crate::events::FallbackKind::DownloadRefetched,
+                    &format!(
+                        "{} does not hash to {digest}; downloading it again",
+                        path.display()
+                    ),
+                );
                 let _ = std::fs::remove_file(&path);
                 None
             }
@@ -124,6 +132,12 @@ impl Fetcher {
                         });
                     }
                     tracing::warn!(url = %target.shown, attempt, delay_ms = delay.as_millis() as u64, error = %e, "retrying download");
+                    crate::events::emit(crate::events::Event::Retrying {
+                        step: format!("downloading {}", target.shown),
+                        attempt,
+                        delay_ms: delay.as_millis() as u64,
+                        error: crate::auth::redact::scrub(&e.to_string()).into_owned(),
+                    });
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }

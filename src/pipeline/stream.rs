@@ -125,7 +125,7 @@ where
             );
             events(Event::LayerStreamFailed {
                 layer,
-                error: e.to_string(),
+                error: crate::auth::redact::scrub(&e.to_string()).into_owned(),
             });
             None
         }

@@ -18,6 +18,7 @@ use super::chunking::{
 use super::error::RegistryError;
 use super::repository::{Op, Repository};
 use crate::dest::Progress;
+use crate::events::{FallbackKind, fallback};
 use crate::streaming::Sending;
 
 const OCTET: &str = "application/octet-stream";
@@ -199,6 +200,13 @@ impl Repository {
                     next = smaller,
                     error = %err,
                     "the registry refused a chunk as too large; sending smaller chunks"
+                );
+                fallback(
+                    &op.what,
+                    FallbackKind::ChunkShrunk,
+                    &format!(
+                        "the registry refused a chunk of {len} bytes as too large ({err}); sending chunks of {smaller} bytes"
+                    ),
                 );
                 chunk = smaller;
                 // Where the registry has the upload; else where it was (the chunk was refused).

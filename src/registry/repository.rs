@@ -196,6 +196,14 @@ impl Repository {
             Err(e) => e,
         };
         tracing::info!(host = %self.endpoint.host, cause = %tls.1, "TLS failed; the registry is insecure, trying plain HTTP");
+        crate::events::fallback(
+            format!("connecting to {}", self.endpoint.host),
+            crate::events::FallbackKind::PlainHttp,
+            &format!(
+                "TLS failed ({}); the registry is marked insecure, trying plain HTTP",
+                tls.1
+            ),
+        );
         match ping("http").await {
             Ok(()) => Ok(Scheme::Http),
             Err((url, cause)) => Err(RegistryError::Unreachable {
@@ -552,6 +560,13 @@ impl Repository {
                 registry = %self.registry_label(),
                 expired,
                 "the registry refused the credential ({detail}); retrying once with a fresh one"
+            );
+            crate::events::fallback(
+                format!("authenticating to {}", self.registry_label()),
+                crate::events::FallbackKind::CredentialRefreshed,
+                &format!(
+                    "the registry refused the credential ({detail}); retrying once with a fresh one"
+                ),
             );
             return Err(());
         }

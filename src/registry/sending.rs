@@ -9,6 +9,7 @@ use super::upload::ResumeSlot;
 use super::{Repository, Subject};
 use crate::dest::Progress;
 use crate::digest::Digest;
+use crate::events::{FallbackKind, fallback};
 use crate::streaming::{GrowingBlob, Sending};
 
 /// When a growing blob is finished with at least this much of it still unsent, the registry is
@@ -85,6 +86,14 @@ impl Repository {
         let there = self.blob_exists(&digest).await?;
         if there {
             tracing::info!(%digest, sent = offset, size, "the registry has the layer already; the rest is not sent");
+            fallback(
+                format!("uploading blob {}", sending.label()),
+                FallbackKind::BlobAlreadyThere,
+                &format!(
+                    "the registry has {digest} already; the rest ({} of {size} bytes) is not sent",
+                    size - offset
+                ),
+            );
         }
         Ok(there)
     }

@@ -21,6 +21,7 @@ use super::repository::{Op, Reply, Repository, Subject};
 use crate::blob::BlobSource;
 use crate::dest::{DestError, Destination, Progress};
 use crate::digest::Digest;
+use crate::events::{FallbackKind, fallback};
 use crate::image::Descriptor;
 use crate::streaming::{GrowingBlob, Sending};
 
@@ -157,6 +158,14 @@ impl Repository {
                         ambiguous = there.ambiguous,
                         "resuming the interrupted upload where the registry has it"
                     );
+                    fallback(
+                        &op.what,
+                        FallbackKind::UploadResumed,
+                        &format!(
+                            "the upload was cut; going on from byte {} where the registry has it",
+                            there.offset
+                        ),
+                    );
                     let session = UploadSession {
                         location,
                         ..session
@@ -170,10 +179,18 @@ impl Repository {
                         // start afresh below.
                         Err(e) if refused_resume(&e) => {
                             tracing::info!(blob = %label, error = %e, "resume refused; starting a fresh upload");
+                            fallback(
+                                &op.what,
+                                FallbackKind::ResumeRefused,
+                                &format!(
+                                    "the registry refused to resume the upload ({e}); starting a fresh upload"
+                                ),
+                            );
                             clear(resume);
                         }
                         Err(e) if digest_invalid(&e) => {
                             tracing::info!(blob = %label, error = %e, "the resumed upload does not have the blob's digest; redoing it from a fresh session");
+                            fallback(&op.what, FallbackKind::ResumeRestarted, &restarted(&e));
                             clear(resume);
                         }
                         other => return other,
@@ -181,6 +198,11 @@ impl Repository {
                 }
                 _ => {
                     tracing::info!(blob = %label, "the interrupted upload cannot be resumed; starting a fresh upload");
+                    fallback(
+                        &op.what,
+                        FallbackKind::ResumeRefused,
+                        "the registry does not say how much of the cut upload it has; starting a fresh upload",
+                    );
                 }
             }
         }
@@ -205,6 +227,13 @@ impl Repository {
                     let max = shrink(blob.size, &e, floor).unwrap_or(floor);
                     self.client.inner.chunks.lower(&self.endpoint.host, max);
                     tracing::info!(blob = %label, error = %e, chunk = max, "the registry refused the blob in one request as too large; sending it in chunks");
+                    fallback(
+                        &op.what,
+                        FallbackKind::MonolithicTooLarge,
+                        &format!(
+                            "the registry refused the blob in one request as too large ({e}); sending it in chunks of at most {max} bytes"
+                        ),
+                    );
                     session = self.start_upload(&op).await?;
                 }
                 other => return other,
@@ -223,6 +252,7 @@ impl Repository {
             && digest_invalid(e)
         {
             tracing::info!(blob = %label, error = %e, "the resumed upload does not have the blob's digest; redoing it from a fresh session");
+            fallback(&op.what, FallbackKind::ResumeRestarted, &restarted(e));
             clear(resume);
             let session = self.start_upload(&op).await?;
             done = self
@@ -233,6 +263,13 @@ impl Repository {
             // No chunked uploads here (a PATCH answered 405): the known blob in one PUT.
             (Err(e), Some(blob)) if e.status() == Some(405) && self.monolithic_only() => {
                 tracing::info!(blob = %label, error = %e, "the registry takes no chunked uploads; sending the blob in one request");
+                fallback(
+                    &op.what,
+                    FallbackKind::NoChunkedUploads,
+                    &format!(
+                        "the registry takes no chunked uploads ({e}); sending the blob in one request"
+                    ),
+                );
                 clear(resume);
                 let session = self.start_upload(&op).await?;
                 self.put_monolithic(&op, blob, sending.source(), session.location, progress)
@@ -501,4 +538,11 @@ impl Destination for Repository {
             .await
             .map_err(DestError::new)
     }
+}
+
+/// The detail of a [`FallbackKind::ResumeRestarted`].
+fn restarted(e: &RegistryError) -> String {
+    format!(
+        "the resumed upload does not have the blob's digest ({e}); redoing it from a fresh session"
+    )
 }

@@ -191,7 +191,11 @@ fn an_insecure_mirror_is_tried_over_tls_first_and_gets_only_its_own_credentials(
         (&mirror.addr(), "mirror-user", "mirror-Pass-1"),
     ]);
     let b = RegistryServer::start();
-    let out = push(&sb, &format!("{}/creds:v1", b.addr()), &[]);
+    let out = push(
+        &sb,
+        &format!("{}/creds:v1", b.addr()),
+        &["--progress", "rawjson"],
+    );
     let digest = assert_pushed(&out, &format!("{}/creds", b.addr()));
     let log = mirror.log();
     // TLS first (the proxy speaks plain HTTP only), then plain HTTP.
@@ -199,6 +203,21 @@ fn an_insecure_mirror_is_tried_over_tls_first_and_gets_only_its_own_credentials(
         log.first().map(|e| e.method.as_str()),
         Some("TLS"),
         "{log:#?}"
+    );
+    // The change to plain HTTP is one fallback event, for the mirror only; no password in
+    // any event.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let events = crate::e2e_options::rawjson_events(&err);
+    let plain = crate::e2e_options::fallbacks(&events, "plain_http");
+    assert_eq!(plain.len(), 1, "{err}");
+    assert_eq!(
+        plain[0]["step"],
+        format!("connecting to {}", mirror.addr()),
+        "{err}"
+    );
+    assert!(
+        !err.contains("mirror-Pass-1") && !err.contains("hub-Pass-1"),
+        "{err}"
     );
     assert!(
         log.iter()

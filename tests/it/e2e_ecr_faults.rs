@@ -194,12 +194,40 @@ fn a_refused_cross_repository_mount_is_uploaded_instead() {
             "arn:aws:ecr:us-east-1:123456789012:repository/base/alpine",
         ),
     ));
-    let out = ecr.push(&dockerfile, "app:v1", &["-vv"]);
+    let out = ecr.push(&dockerfile, "app:v1", &["-vv", "--progress", "rawjson"]);
     let digest = assert_pushed(&out, &format!("{HOST}/app"));
     let err = stderr(&out);
     assert!(
         err.contains("uploading it instead") && err.contains("BLOB_MOUNTING"),
         "the debug note names what an ECR mount needs: {err}"
+    );
+    // The refusal is an event too, before the blob's upload, saying what a mount needs.
+    let events = crate::e2e_options::rawjson_events(&err);
+    let refused = crate::e2e_options::fallbacks(&events, "mount_refused");
+    assert_eq!(refused.len(), 1, "{err}");
+    let step = refused[0]["step"].as_str().unwrap();
+    assert!(step.ends_with("from base/alpine"), "{step}");
+    let detail = refused[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("403") && detail.contains("BLOB_MOUNTING"),
+        "{detail}"
+    );
+    let at = |name: &str, digest: &str| {
+        events
+            .iter()
+            .position(|e| e["event"] == name && e["data"]["digest"] == digest)
+    };
+    let blob = step
+        .strip_prefix("mounting blob ")
+        .and_then(|s| s.split(' ').next())
+        .unwrap();
+    let fell_back = events
+        .iter()
+        .position(|e| e["event"] == "fallback" && e["data"]["kind"] == "mount_refused")
+        .unwrap();
+    assert!(
+        at("blob_uploading", blob).is_some_and(|u| fell_back < u),
+        "{err}"
     );
 
     let log = ecr.proxy.log();
@@ -332,13 +360,24 @@ fn the_ecr_api_restarts_a_layer_whose_part_answer_was_lost() {
         .env("AWS_ENDPOINT_URL", &moto.info.moto)
         .arg("--registries-conf")
         .arg(ecr.sb.registries_conf())
-        .args(["--ecr-api", "-v"])
+        .args(["--ecr-api", "-v", "--progress", "plain"])
         .arg(testdata("hello/Dockerfile"))
         .arg(format!("{HOST}/ec2-ecr-test:v1"));
     let out = cmd.output().unwrap();
     let digest = assert_pushed(&out, &format!("{HOST}/ec2-ecr-test"));
     let err = stderr(&out);
     assert!(err.contains("new upload session"), "{err}");
+    // The restart is one plain progress line (a fallback event), naming the layer.
+    let restarted: Vec<&str> = err
+        .lines()
+        .filter(|l| l.ends_with("[upload_restarted]"))
+        .collect();
+    assert_eq!(restarted.len(), 1, "{err}");
+    assert!(
+        restarted[0].starts_with("uploading blob sha256:")
+            && restarted[0].contains(": attempt 1 failed ("),
+        "{err}"
+    );
 
     let calls = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -226,9 +226,21 @@ fn a_chunked_upload_cut_half_way_resumes_or_restarts() {
     // The second PATCH chunk is cut half-way.
     proxy.add(Rule::new("PATCH", "/blobs/uploads/", 1, Fault::CutBody).after(1));
     let dockerfile = big_context(&sb);
-    let mut cmd = push_command(&sb, &proxy, &["--compression", "none", "-v"], &dockerfile);
+    let mut cmd = push_command(
+        &sb,
+        &proxy,
+        &["--compression", "none", "-v", "--progress", "rawjson"],
+        &dockerfile,
+    );
     let out = cmd.output().unwrap();
     let digest = assert_pushed(&out, &format!("{}/faults", proxy.addr()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let events = crate::e2e_options::rawjson_events(&err);
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "fallback")
+        .map(|e| e["data"]["kind"].as_str().unwrap())
+        .collect();
     let log = proxy.log();
     let cut = log
         .iter()
@@ -252,6 +264,9 @@ fn a_chunked_upload_cut_half_way_resumes_or_restarts() {
         status.and_then(|s| s.status),
         next_patch.content_range
     );
+    // The cut was retried (an event), then the upload resumed — and, when the registry's
+    // offset was wrong, redone from a fresh session — or started afresh: each way an event.
+    assert!(events.iter().any(|e| e["event"] == "retrying"), "{err}");
     if status.and_then(|s| s.status) == Some(204) {
         // The registry confirmed what it has: the upload went on from there, not from 0.
         assert!(
@@ -261,6 +276,18 @@ fn a_chunked_upload_cut_half_way_resumes_or_restarts() {
                 .is_some_and(|r| r.starts_with("0-")),
             "resumed from 0: {log:#?}"
         );
+        assert_eq!(kinds.first(), Some(&"upload_resumed"), "{err}");
+        let restarted = log
+            .iter()
+            .any(|e| e.method == "PUT" && e.status == Some(400));
+        assert_eq!(
+            kinds.contains(&"resume_restarted"),
+            restarted,
+            "a resume_restarted event exactly when the resumed upload's PUT was refused: {err}"
+        );
+    } else {
+        // The registry lost the session: a fresh upload.
+        assert_eq!(kinds, ["resume_refused"], "{err}");
     }
     let img = copy_and_unpack(&format!("docker://{}/faults@{digest}", b.addr()), None);
     assert_eq!(
@@ -279,9 +306,25 @@ fn a_chunked_upload_cut_between_chunks_resumes_from_the_registry_offset() {
     // The second PATCH is cut before its body: the registry holds exactly the first chunk.
     proxy.add(Rule::new("PATCH", "/blobs/uploads/", 1, Fault::CutAfterHead).after(1));
     let dockerfile = big_context(&sb);
-    let mut cmd = push_command(&sb, &proxy, &["--compression", "none"], &dockerfile);
+    let mut cmd = push_command(
+        &sb,
+        &proxy,
+        &["--compression", "none", "--progress", "rawjson"],
+        &dockerfile,
+    );
     let out = cmd.output().unwrap();
     let digest = assert_pushed(&out, &format!("{}/faults", proxy.addr()));
+    // One fallback event: the upload went on from the registry's offset, after one retry.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let events = crate::e2e_options::rawjson_events(&err);
+    let fell_back: Vec<_> = events.iter().filter(|e| e["event"] == "fallback").collect();
+    assert_eq!(fell_back.len(), 1, "{err}");
+    assert_eq!(fell_back[0]["data"]["kind"], "upload_resumed", "{err}");
+    let detail = fell_back[0]["data"]["detail"].as_str().unwrap();
+    assert!(detail.contains("from byte 16777216 "), "{detail}");
+    let retried = events.iter().position(|e| e["event"] == "retrying");
+    let resumed = events.iter().position(|e| e["event"] == "fallback");
+    assert!(retried.is_some() && retried < resumed, "{err}");
     let log = proxy.log();
     let cut = log
         .iter()

@@ -294,6 +294,27 @@ fn rawjson_progress_is_one_versioned_event_per_line() {
     }
 }
 
+/// The events of a `--progress rawjson` stderr, every line validated against the schema first.
+pub(crate) fn rawjson_events(stderr: &str) -> Vec<serde_json::Value> {
+    validate_against_schema(stderr);
+    stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// The `data` of each `fallback` event of `kind` among `events`.
+pub(crate) fn fallbacks<'a>(
+    events: &'a [serde_json::Value],
+    kind: &str,
+) -> Vec<&'a serde_json::Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "fallback" && e["data"]["kind"] == kind)
+        .map(|e| &e["data"])
+        .collect()
+}
+
 /// Validate each line of `lines` against the published rawjson schema with Python's
 /// `jsonschema` (Draft 2020-12), a validator we did not write.
 pub(crate) fn validate_against_schema(lines: &str) {

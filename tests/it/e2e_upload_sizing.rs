@@ -54,7 +54,8 @@ fn push(sb: &Sandbox, proxy: &FaultProxy, dockerfile: &Path, extra: &[&str]) -> 
     let digest = assert_pushed(&out, &format!("{}/sizing", proxy.addr()));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !stderr.contains("uploading a layer while it was built failed"),
+        !stderr.contains("uploading a layer while it was built failed")
+            && !stderr.contains("\"layer_stream_failed\""),
         "the streamed upload failed and the layer was pushed again after the build:\n{}",
         describe(&out)
     );
@@ -130,12 +131,29 @@ fn ghcr_s_4_mib_cap_shrinks_the_chunks_and_the_same_session_goes_on() {
     // GHCR: any body over 4 MiB gets its 416 (rust-oci-client#35).
     proxy.add(Rule::new("", "/v2/", usize::MAX, Fault::ghcr_too_large()).larger_than(4 * MIB));
     let (dockerfile, data) = big_context(&sb);
-    let (_, digest) = push(&sb, &proxy, &dockerfile, &[]);
+    let (out, digest) = push(&sb, &proxy, &dockerfile, &["--progress", "rawjson"]);
     let log = proxy.log();
     let all = summary(&log);
     eprintln!("upload requests: {all:#?}");
     let refused: Vec<_> = log.iter().filter(|e| e.status == Some(416)).collect();
     assert_eq!(refused.len(), 1, "one refusal, then 4 MiB chunks: {all:#?}");
+    // The refusal is reported as one fallback event naming the new chunk size.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let events = crate::e2e_options::rawjson_events(&err);
+    let shrunk = crate::e2e_options::fallbacks(&events, "chunk_shrunk");
+    assert_eq!(shrunk.len(), 1, "{err}");
+    let detail = shrunk[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.ends_with("sending chunks of 4194304 bytes"),
+        "{detail}"
+    );
+    assert!(
+        shrunk[0]["step"]
+            .as_str()
+            .unwrap()
+            .starts_with("uploading blob "),
+        "{err}"
+    );
     assert_eq!(refused[0].method, "PATCH", "{all:#?}");
     // The refused chunk's session went on: no new session, 4 MiB chunks, closed by one PUT.
     let session = refused[0].path().to_string();
@@ -300,6 +318,8 @@ fn a_blob_refused_whole_as_too_large_is_sent_again_in_chunks() {
     proxy.add(Rule::new("", "/v2/", usize::MAX, Fault::ghcr_too_large()).larger_than(4 * MIB));
     let out = sb.ocipush([
         "-v",
+        "--progress",
+        "rawjson",
         "copy",
         &format!("{}/sizing:v1", b.addr()),
         &format!("{}/sizing:v1", proxy.addr()),
@@ -312,6 +332,24 @@ fn a_blob_refused_whole_as_too_large_is_sent_again_in_chunks() {
     assert_eq!(refused.len(), 1, "{all:#?}");
     assert_eq!(refused[0].method, "PUT", "{all:#?}");
     assert!(refused[0].content_length > 4 * MIB, "{all:#?}");
+    // One fallback event for the refused PUT, naming the layer; no chunk was refused after.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let events = crate::e2e_options::rawjson_events(&err);
+    let whole = crate::e2e_options::fallbacks(&events, "monolithic_too_large");
+    assert_eq!(whole.len(), 1, "{err}");
+    let step = whole[0]["step"].as_str().unwrap();
+    let uploading = events
+        .iter()
+        .filter(|e| e["event"] == "blob_uploading")
+        .filter(|e| e["data"]["size"].as_u64().unwrap() > 4 * MIB)
+        .map(|e| e["data"]["digest"].as_str().unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(uploading.len(), 1, "{err}");
+    assert_eq!(step, format!("uploading blob {}", uploading[0]), "{err}");
+    assert!(
+        crate::e2e_options::fallbacks(&events, "chunk_shrunk").is_empty(),
+        "{err}"
+    );
     let session = layer_session(&log);
     let sent = session_of(&log, &session);
     assert!(sent.len() >= 3, "{all:#?}");

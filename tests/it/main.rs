@@ -24,6 +24,7 @@ mod e2e_ecr_public;
 #[cfg(feature = "ecr")]
 mod e2e_ecr_steps;
 mod e2e_errors;
+mod e2e_example_script;
 mod e2e_faults;
 mod e2e_hostile;
 mod e2e_instructions;
