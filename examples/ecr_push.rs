@@ -50,8 +50,8 @@ async fn run(dest: &str) -> Result<String, Box<dyn std::error::Error>> {
     let build = BuildOptions::from_text(DOCKERFILE, context.path(), spool.path());
     let (events, mut rx) = ocipush::events::channel();
     let printer = tokio::spawn(async move {
-        while let Some(e) = rx.recv().await {
-            match e {
+        while let Some(stamped) = rx.recv().await {
+            match stamped.event {
                 Event::BaseResolved { image, digest, .. } => eprintln!("base {image} {digest}"),
                 Event::BlobExists { digest } => eprintln!("exists {digest}"),
                 Event::BlobUploading { digest, size } => {

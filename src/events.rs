@@ -274,13 +274,28 @@ pub(crate) fn fallback(step: impl Into<String>, kind: FallbackKind, detail: &str
     });
 }
 
-/// A sink that queues events on an unbounded channel, and the receiving end: delivery never
-/// blocks the build, however slowly the receiver drains it.
-pub fn channel() -> (EventSink, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+/// An event with the time it happened, as [`channel`] delivers it: the receiver may see it
+/// much later, so the time is taken when the sink is called.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Stamped {
+    /// When it happened.
+    pub at: std::time::SystemTime,
+    /// What happened.
+    pub event: Event,
+}
+
+/// A sink that queues events, each [`Stamped`] with the time it happened, on an unbounded
+/// channel, and the receiving end: delivery never blocks the build, however slowly the
+/// receiver drains it.
+pub fn channel() -> (EventSink, tokio::sync::mpsc::UnboundedReceiver<Stamped>) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let sink: EventSink = std::sync::Arc::new(move |e| {
+    let sink: EventSink = std::sync::Arc::new(move |event| {
         // A receiver that was dropped wants no more events.
-        let _ = tx.send(e);
+        let _ = tx.send(Stamped {
+            at: std::time::SystemTime::now(),
+            event,
+        });
     });
     (sink, rx)
 }
@@ -407,7 +422,7 @@ mod tests {
         .await;
         drop(sink);
         let mut got = Vec::new();
-        while let Some(e) = rx.recv().await {
+        while let Some(Stamped { event: e, .. }) = rx.recv().await {
             got.push(e);
         }
         assert_eq!(got.len(), 2, "{got:?}");
