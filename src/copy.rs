@@ -161,8 +161,21 @@ fn media_type_of(bytes: &Bytes) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Copy `src` to `dest` (tagged as `dest` says); returns the digest the tag points to.
+/// Copy `src` to `dest` (tagged as `dest` says); returns the digest the tag points to. The
+/// job's secrets go to the session's [`Redactor`](crate::auth::redact::Redactor).
 pub async fn copy_image(
+    session: &Session,
+    src: &Target,
+    dest: &Target,
+    opts: &CopyOptions,
+    events: &EventSink,
+) -> Result<Digest, CopyError> {
+    let job = copy_in_session(session, src, dest, opts, events);
+    session.redactor.scope(job).await
+}
+
+/// [`copy_image`], in the session's redaction scope.
+async fn copy_in_session(
     session: &Session,
     src: &Target,
     dest: &Target,

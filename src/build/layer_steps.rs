@@ -161,12 +161,16 @@ impl OnFs {
             line,
         } = self;
         let rt = tokio::runtime::Handle::current();
+        // Secrets read on the blocking thread (RUN's secret mounts) go to the job's set.
+        let redaction = crate::auth::redact::Scope::current();
         let (blob, fs) = tokio::task::spawn_blocking(move || {
-            let mut fs = fs
-                .materialize(&rt, &sources, cache_dir.as_deref())
-                .map_err(|source| BuildImageError::BaseFs { line, source })?;
-            let blob = work(&rt, &sources, &mut fs)?;
-            Ok::<_, BuildImageError>((blob, fs))
+            redaction.enter(|| {
+                let mut fs = fs
+                    .materialize(&rt, &sources, cache_dir.as_deref())
+                    .map_err(|source| BuildImageError::BaseFs { line, source })?;
+                let blob = work(&rt, &sources, &mut fs)?;
+                Ok::<_, BuildImageError>((blob, fs))
+            })
         })
         .await
         .map_err(|e| BuildImageError::Join(e.to_string()))??;
