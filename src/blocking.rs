@@ -4,7 +4,8 @@
 //! (a timer used there after shutdown panics).
 //!
 //! [`scope`] sets the count for a job's task; [`spawn`] is `tokio::task::spawn_blocking` that
-//! counts the thread while it runs (outside any scope it only spawns).
+//! counts the thread while it runs and carries the job's other task-locals onto it: the event
+//! sink (`events::emit`) and the secrets' set (`auth::redact`). Outside any job it only spawns.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -70,9 +71,14 @@ where
     R: Send + 'static,
 {
     let running = WORK.try_with(Work::enter).ok();
+    let sink = crate::events::current_sink();
+    let redaction = crate::auth::redact::Scope::current();
     tokio::task::spawn_blocking(move || {
         let _running = running;
-        f()
+        redaction.enter(|| match sink {
+            Some(sink) => crate::events::in_job_blocking(&sink, f),
+            None => f(),
+        })
     })
 }
 

@@ -161,7 +161,8 @@ fn media_type_of(bytes: &Bytes) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Copy `src` to `dest` (tagged as `dest` says); returns the digest the tag points to.
+/// Copy `src` to `dest` (tagged as `dest` says); returns the digest the tag points to. The
+/// job's secrets go to the session's [`Redactor`](crate::auth::redact::Redactor).
 pub async fn copy_image(
     session: &Session,
     src: &Target,
@@ -169,10 +170,13 @@ pub async fn copy_image(
     opts: &CopyOptions,
     events: &EventSink,
 ) -> Result<Digest, CopyError> {
-    // Retries and fallbacks deep in the registry client reach `events` too.
-    crate::events::in_job(events, copy_in_job(session, src, dest, opts, events)).await
+    // Retries and fallbacks deep in the registry client reach `events`; the job's secrets go
+    // to the session's redactor.
+    let job = crate::events::in_job(events, copy_in_job(session, src, dest, opts, events));
+    session.redactor.scope(job).await
 }
 
+/// [`copy_image`], in the job's event and redaction scopes.
 async fn copy_in_job(
     session: &Session,
     src: &Target,

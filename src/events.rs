@@ -259,6 +259,11 @@ pub(crate) fn in_job_blocking<R>(events: &EventSink, work: impl FnOnce() -> R) -
     JOB_EVENTS.sync_scope(events.clone(), work)
 }
 
+/// The sink of the job running on this task, if any (to carry onto a blocking thread).
+pub(crate) fn current_sink() -> Option<EventSink> {
+    JOB_EVENTS.try_with(EventSink::clone).ok()
+}
+
 /// Report `e` to the sink of the job running on this task, if any.
 pub(crate) fn emit(e: Event) {
     let _ = JOB_EVENTS.try_with(|sink| sink(e));

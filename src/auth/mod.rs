@@ -10,14 +10,18 @@ use std::time::SystemTime;
 pub struct Secret(String);
 
 impl Secret {
-    /// Wrap a secret (and register it with [`redact`], so logs never show it).
+    /// Wrap a secret (and register it with [`redact::register`], in the current job's set or
+    /// the process-level one, so logs never show it).
     pub fn new(s: impl Into<String>) -> Secret {
         let s = s.into();
         redact::register(&s);
         Secret(s)
     }
-    /// The secret itself; only for putting it on the wire.
+    /// The secret itself; only for putting it on the wire. It is registered again (see
+    /// [`redact`]), in the set of the job that exposes it: a secret made elsewhere (outside any
+    /// job, or in another session's) is scrubbed from this job's output too.
     pub fn expose(&self) -> &str {
+        redact::register(&self.0);
         &self.0
     }
 }

@@ -161,16 +161,14 @@ impl OnFs {
             line,
         } = self;
         let rt = tokio::runtime::Handle::current();
-        let sink = events.clone();
-        // The layer cache's fallbacks (a corrupt entry rebuilt) reach the job's events.
+        // The job's sink, secrets and count of blocking threads follow the work onto its
+        // thread (crate::blocking::spawn).
         let (blob, fs) = crate::blocking::spawn(move || {
-            crate::events::in_job_blocking(&sink, || {
-                let mut fs = fs
-                    .materialize(&rt, &sources, cache_dir.as_deref())
-                    .map_err(|source| BuildImageError::BaseFs { line, source })?;
-                let blob = work(&rt, &sources, &mut fs)?;
-                Ok::<_, BuildImageError>((blob, fs))
-            })
+            let mut fs = fs
+                .materialize(&rt, &sources, cache_dir.as_deref())
+                .map_err(|source| BuildImageError::BaseFs { line, source })?;
+            let blob = work(&rt, &sources, &mut fs)?;
+            Ok::<_, BuildImageError>((blob, fs))
         })
         .await
         .map_err(|e| BuildImageError::Join(e.to_string()))??;

@@ -87,6 +87,8 @@ pub(super) async fn build_run_layer(
     let platform = opts.platform.to_string();
     let secrets = opts.secrets.clone();
     let cancel = opts.cancel.clone();
+    // The job's set of secrets, whichever thread the output is read on.
+    let redaction = crate::auth::redact::Scope::current();
     let fs_on = OnFs {
         platform: platform.clone(),
         fs,
@@ -96,12 +98,13 @@ pub(super) async fn build_run_layer(
     };
     fs_on
         .run(events, move |rt, store, fs| {
-            // What the command prints is scrubbed of the build's secrets (and credentials).
+            // What the command prints is scrubbed of the build's secrets (and credentials): the
+            // job's set and the process-level one.
             let on_output = move |text: &str| {
                 ev(Event::RunOutput {
                     platform: platform.clone(),
                     line,
-                    text: crate::auth::redact::scrub(text).into_owned(),
+                    text: redaction.scrub(text).into_owned(),
                 })
             };
             let mut mount_sources = Vec::with_capacity(mounts.len());

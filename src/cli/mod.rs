@@ -194,7 +194,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         ocipush::pipeline::default_credentials(reliability::helper_timeout(&build.reliability));
     let credentials = credentials.map_err(|e| Failure::failed(e.to_string()))?;
     let client = reliability::client(&build.reliability, credentials, build.insecure)?;
-    let session = Session::with_client(registries, client);
+    let session =
+        Session::with_client(registries, client).with_redactor(redacted_log::session_redactor());
     #[cfg(feature = "ecr")]
     let session = session.with_ecr(ecr_settings);
     let spool = tempfile::Builder::new()

@@ -1,6 +1,8 @@
 //! Logging that never shows a secret, at any verbosity: every line goes through
-//! [`ocipush::auth::redact::scrub`] (credentials, tokens and the AWS keys from the environment
-//! and from the shared config/credentials files are registered), and the libraries that dump whole requests at debug/trace level (the AWS
+//! [`ocipush::auth::redact::scrub`] (the process-wide scrub: the AWS keys from the environment
+//! and from the shared config/credentials files, registered here in the process-level set, and
+//! the credentials and tokens of every live session — the CLI's sessions share
+//! [`session_redactor`], kept for the whole run), and the libraries that dump whole requests at debug/trace level (the AWS
 //! SDK: signed headers, session tokens, access key ids) are capped at `info` whatever
 //! `RUST_LOG` says.
 
@@ -44,6 +46,14 @@ fn capped(target: &str, level: &Level) -> bool {
         && CAPPED
             .iter()
             .any(|c| target == *c || (target.starts_with(c) && target[c.len()..].starts_with("::")))
+}
+
+/// The set of secrets of the CLI's sessions: one per process, kept until it ends, so the last
+/// error line (printed after the session is gone) is still scrubbed of the session's secrets.
+pub(crate) fn session_redactor() -> ocipush::auth::redact::Redactor {
+    static SESSIONS: std::sync::LazyLock<ocipush::auth::redact::Redactor> =
+        std::sync::LazyLock::new(ocipush::auth::redact::Redactor::new);
+    SESSIONS.clone()
 }
 
 /// Set up logging to stderr with `default` as the filter unless `RUST_LOG` is set. With

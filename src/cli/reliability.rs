@@ -81,7 +81,8 @@ pub(crate) fn session(
     let credentials = ocipush::pipeline::default_credentials(helper_timeout(args));
     let credentials = credentials.map_err(|e| Failure::failed(e.to_string()))?;
     let session =
-        ocipush::pipeline::Session::with_client(registries, client(args, credentials, insecure)?);
+        ocipush::pipeline::Session::with_client(registries, client(args, credentials, insecure)?)
+            .with_redactor(super::redacted_log::session_redactor());
     #[cfg(feature = "ecr")]
     let session = session.with_ecr(ecr);
     Ok(session)

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::redact::Redactor;
 use crate::auth::{AuthError, Chain, CredentialProvider, DockerConfigProvider};
 use crate::blob::Blob;
 use crate::build::{BuildImageError, BuildOptions, BuiltImage};
@@ -89,13 +90,16 @@ impl Target {
     }
 }
 
-/// How registries are reached: registries.conf, credentials, plain HTTP.
+/// How registries are reached: registries.conf, credentials, plain HTTP; and the secrets its
+/// jobs saw ([`Session::redactor`]). Clones share everything.
 #[derive(Debug, Clone)]
 pub struct Session {
     /// registries.conf mapping.
     pub(crate) registries: RegistriesConf,
     /// The HTTP client.
     pub(crate) client: RegistryClient,
+    /// The secrets of this session's jobs.
+    pub(crate) redactor: Redactor,
     /// Amazon ECR settings ([`Session::with_ecr`]).
     #[cfg(feature = "ecr")]
     pub(crate) ecr: crate::pipeline::ecr::EcrSettings,
@@ -121,6 +125,7 @@ impl Session {
         Session {
             registries,
             client,
+            redactor: Redactor::new(),
             #[cfg(feature = "ecr")]
             ecr: Default::default(),
         }
@@ -142,6 +147,22 @@ impl Session {
     /// The HTTP client.
     pub fn client(&self) -> &RegistryClient {
         &self.client
+    }
+
+    /// The secrets this session's jobs created, received or put on the wire (credentials,
+    /// tokens, Basic headers, build secrets): scrub an embedder's own logs of this session
+    /// with [`Redactor::scrub`]. Each session has its own set, forgotten when the session and
+    /// all its clones are dropped; see [`crate::auth::redact`].
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// This session with `redactor` as its set of secrets: to share one set among sessions,
+    /// or to keep a session's secrets scrubbed for longer than the session lives (the CLI's
+    /// last error line).
+    pub fn with_redactor(mut self, redactor: Redactor) -> Session {
+        self.redactor = redactor;
+        self
     }
 
     /// The destination for a target.
@@ -316,7 +337,23 @@ const CANCEL_DRAIN: Duration = Duration::from_secs(30);
 /// and push: every blob first, then each manifest by digest, then, for more than one platform,
 /// an index (a Docker manifest list with `Format::Docker`) under the tag and `extra_tags`. With
 /// one platform the manifest itself is tagged. Nothing is tagged unless everything else is in.
+/// The job's secrets go to the session's [`Redactor`].
 pub async fn build_and_push_platforms(
+    session: &Session,
+    build: &BuildOptions,
+    platforms: &[Platform],
+    target: &Target,
+    extra_tags: &[String],
+    jobs: usize,
+    events: &EventSink,
+) -> Result<Pushed, PipelineError> {
+    let job =
+        build_and_push_in_session(session, build, platforms, target, extra_tags, jobs, events);
+    session.redactor.scope(job).await
+}
+
+/// [`build_and_push_platforms`], in the session's redaction scope.
+async fn build_and_push_in_session(
     session: &Session,
     build: &BuildOptions,
     platforms: &[Platform],

@@ -104,7 +104,7 @@ impl RetryPolicy {
                         step: what.to_string(),
                         attempt,
                         delay_ms: delay.as_millis() as u64,
-                        error: crate::auth::redact::scrub(&e.to_string()).into_owned(),
+                        error: crate::auth::redact::scrub_here(&e.to_string()).into_owned(),
                     });
                     tokio::time::sleep(delay).await;
                     attempt += 1;
