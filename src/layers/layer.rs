@@ -83,6 +83,8 @@ pub struct LayerWriter {
     tar: TarWriter<HashingWriter<Encoder<LayerOut>>>,
     compression: Compression,
     epoch: u64,
+    /// The next entries' own mtime ([`LayerWriter::set_source_mtime`]), clamped to `epoch`.
+    source_mtime: Option<u64>,
     dirs: HashSet<String>,
     temp: PathBuf,
     /// Every entry written, when asked for ([`LayerWriter::record`]).
@@ -114,10 +116,23 @@ impl LayerWriter {
             tar,
             compression: opts.compression,
             epoch: opts.epoch,
+            source_mtime: None,
             dirs: HashSet::new(),
             temp,
             record: None,
         })
+    }
+
+    /// Give the entries written from now on the mtime `mtime` clamped to the epoch (BuildKit's
+    /// `rewrite-timestamp`: no entry is newer than `SOURCE_DATE_EPOCH`, older ones keep their
+    /// time), or with `None` the epoch itself, as every layer's entries have by default. A RUN
+    /// layer keeps the times its command gave (a package's files); context files never do.
+    pub(crate) fn set_source_mtime(&mut self, mtime: Option<u64>) {
+        self.source_mtime = mtime;
+    }
+
+    fn mtime(&self) -> u64 {
+        self.source_mtime.map_or(self.epoch, |m| m.min(self.epoch))
     }
 
     /// A writer that only computes the layer's diff_id: nothing is compressed or stored
@@ -127,6 +142,7 @@ impl LayerWriter {
             tar: TarWriter::new(HashingWriter::new(Encoder::None(LayerOut::Discard))),
             compression: Compression::None,
             epoch: opts.epoch,
+            source_mtime: None,
             dirs: HashSet::new(),
             temp: PathBuf::from("(layer hashed, not stored)"),
             record: None,
@@ -251,7 +267,7 @@ impl LayerWriter {
             mode: meta.mode,
             uid: meta.uid.into(),
             gid: meta.gid.into(),
-            mtime: self.epoch,
+            mtime: self.mtime(),
             size: 0,
             link: String::new(),
             device,
@@ -362,7 +378,7 @@ impl LayerWriter {
             mode: meta.mode & 0o7777,
             uid: meta.uid.into(),
             gid: meta.gid.into(),
-            mtime: self.epoch,
+            mtime: self.mtime(),
             size,
             link,
             device: (0, 0),

@@ -20,8 +20,9 @@ use crate::digest::{Digest, Hasher};
 use crate::layers::{LayerBlob, LayerOptions, Spool};
 use crate::plan::{RunNetwork, RunStep};
 
-/// Bumped when the key or the record changes.
-const VERSION: &str = "run-v1";
+/// Bumped when the key, the record or the layer a RUN gives changes (v2: mtimes clamped to
+/// the epoch instead of set to it).
+const VERSION: &str = "run-v2";
 
 #[derive(Serialize, Deserialize)]
 struct Record {

@@ -1,6 +1,7 @@
 //! A RUN's overlay upper directory → an OCI layer, written through the same
 //! [`LayerWriter`] as every other layer (compressed while written, published to the upload
-//! tap, every mtime the build's epoch), and applied to the stage's [`RootFs`] so later
+//! tap, every mtime the one the command gave clamped to the build's epoch, as BuildKit's
+//! `rewrite-timestamp` does; markers get the epoch), and applied to the stage's [`RootFs`] so later
 //! instructions see it.
 //!
 //! Entries are written depth-first in byte order of their names, a directory before what is
@@ -65,6 +66,8 @@ fn walk(
         let m =
             std::fs::symlink_metadata(&path).map_err(io_err("read the RUN's changes", &path))?;
         let ft = m.file_type();
+        // The entry keeps the time the command gave it, clamped to SOURCE_DATE_EPOCH.
+        w.set_source_mtime(Some(m.mtime().max(0) as u64));
         let (uid, gid) = ids.image_owner(&m);
         let meta = EntryMeta {
             mode: m.mode() & 0o7777,
@@ -88,6 +91,7 @@ fn walk(
             } else {
                 format!("{}/.wh.{}", parent.join("/"), comps[comps.len() - 1])
             };
+            w.set_source_mtime(None);
             w.add_file(&wh, EntryMeta::root(0), 0, &mut std::io::empty())?;
             fs.whiteout(comps);
         } else if ft.is_dir() {
@@ -96,6 +100,7 @@ fn walk(
             w.add_dir(&rel, meta)?;
             fs.set(comps, tree(Kind::Dir), None);
             if super::snapshot::is_opaque(&path).map_err(io_err("read the RUN's changes", &path))? {
+                w.set_source_mtime(None);
                 w.add_file(
                     &format!("{rel}/.wh..wh..opq"),
                     EntryMeta::root(0),

@@ -506,3 +506,53 @@ fn an_interrupt_during_run_kills_the_command_and_leaves_nothing() {
         assert!(temps.is_empty(), "{}: {temps:?}", snaps.display());
     }
 }
+
+/// A RUN layer's entries keep the times the command gave them, clamped to SOURCE_DATE_EPOCH
+/// (BuildKit's `rewrite-timestamp`): a file dated before the epoch keeps its date, one made
+/// now gets the epoch; whiteouts get the epoch.
+#[test]
+fn run_layer_mtimes_are_clamped_to_source_date_epoch() {
+    let sb = Sandbox::new();
+    let _alpine = alpine_base_registry(&sb);
+    let reg = RegistryServer::start();
+    let ctx = sb.path().join("ctx");
+    write_files(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM alpine:latest\nRUN touch -d @1000000000 /old && touch /new && rm /etc/motd\n",
+        )],
+    );
+    let dest = format!("{}/clamped:v1", reg.addr());
+    let out = sb.ocipush_env(
+        [
+            "--registries-conf".into(),
+            sb.registries_conf().into_os_string(),
+            ctx.join("Dockerfile").into_os_string(),
+            std::ffi::OsString::from(&dest),
+        ],
+        &[("SOURCE_DATE_EPOCH", &EPOCH.to_string())],
+    );
+    let digest = assert_pushed(&out, &format!("{}/clamped", reg.addr()));
+    let img = copy_and_unpack(&format!("docker://{}/clamped@{digest}", reg.addr()), None);
+    let layers = layout_layers(&img.layout);
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&layers.last().unwrap()[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    let mtimes: std::collections::BTreeMap<String, u64> = tar::Archive::new(&raw[..])
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                String::from_utf8(e.path_bytes().into_owned()).unwrap(),
+                e.header().mtime().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(mtimes.get("old"), Some(&1_000_000_000), "{mtimes:?}");
+    assert_eq!(mtimes.get("new"), Some(&EPOCH), "{mtimes:?}");
+    assert_eq!(mtimes.get("etc/.wh.motd"), Some(&EPOCH), "{mtimes:?}");
+    assert!(mtimes.values().all(|&m| m <= EPOCH), "{mtimes:?}");
+}
