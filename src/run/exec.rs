@@ -132,7 +132,16 @@ pub(crate) fn run_layer(
             .join("run")
             .join(super::userns::ids().snapshot_dir()),
     )?;
-    let mounts = mounts::prepare(&step.mounts, cx.mount_sources, &snaps, cache.is_some())?;
+    // ocipush's own directories (the cache or spool holding snapshots, cache mounts and
+    // mirrors; the spool) stay out of any context mirror, should they be inside the context.
+    let ours = [cx.state_dir, cx.spool.dir()];
+    let mounts = mounts::prepare(
+        &step.mounts,
+        cx.mount_sources,
+        &snaps,
+        cache.is_some(),
+        &ours,
+    )?;
     let key = cache::key(step, parent.as_ref(), cx.layer_opts, mounts.key());
     if let Some(hit) = cache.as_ref().and_then(|c| c.get(&key, cx.layer_opts)) {
         // The command is not run: its layer's headers update the stage's filesystem.

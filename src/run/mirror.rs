@@ -53,12 +53,14 @@ pub(crate) fn make_inside(base: &Path, below: &str) {
 }
 
 /// Mirror the context path `source` into `root`: returns the mirror's path relative to
-/// `root`, whether it is a directory, and (when `hash`) the digest of the tree.
+/// `root`, whether it is a directory, and (when `hash`) the digest of the tree. `root` and
+/// the directories `ours` are left out when they are inside what is mirrored.
 pub(crate) fn mirror(
     ctx: &Context,
     source: &str,
     root: &Path,
     hash: bool,
+    ours: &[&Path],
 ) -> Result<(String, bool, Option<String>), RunError> {
     let not_found = |e: crate::layers::BuildError| {
         invalid(format!(
@@ -110,19 +112,26 @@ pub(crate) fn mirror(
     std::fs::set_permissions(&top, std::fs::Permissions::from_mode(mode))
         .map_err(io_err("create a bind mount mirror", &top))?;
     h.update(format!("D . {mode:o}\n").as_bytes());
-    // A state directory inside the context (a cache dir in the project): the mirror being
-    // made is left out of what it mirrors, or it would copy itself without end.
-    let own = match (std::fs::canonicalize(root), std::fs::canonicalize(&path)) {
-        (Ok(r), Ok(p)) => r
-            .strip_prefix(&p)
-            .ok()
-            .map(|below| below.to_string_lossy().into_owned()),
-        _ => None,
+    // ocipush's state inside the context (a cache dir in the project): the mirror being made
+    // is left out of what it mirrors, or it would copy itself without end, and so are the
+    // snapshots, cache mounts and spool, which are not the user's files.
+    let patterns: Vec<String> = match std::fs::canonicalize(&path) {
+        Ok(p) => std::iter::once(root)
+            .chain(ours.iter().copied())
+            .filter_map(|d| std::fs::canonicalize(d).ok())
+            .filter_map(|d| {
+                d.strip_prefix(&p)
+                    .ok()
+                    .filter(|below| !below.as_os_str().is_empty())
+                    .map(|below| below.to_string_lossy().into_owned())
+            })
+            .collect(),
+        Err(_) => Vec::new(),
     };
-    let own = own
-        .map(|pattern| crate::layers::DockerIgnore::from_patterns(&[pattern]))
+    let own = (!patterns.is_empty())
+        .then(|| crate::layers::DockerIgnore::from_patterns(&patterns))
         .transpose()
-        .map_err(|(p, why)| invalid(format!("cannot leave the mirror {p} out: {why}")))?;
+        .map_err(|(p, why)| invalid(format!("cannot leave ocipush's directory {p} out: {why}")))?;
     let filter = crate::layers::WalkFilter {
         include: None,
         exclude: own.as_ref(),
@@ -194,7 +203,7 @@ mod tests {
         let mirror_of = |n: &str| {
             let ctx = Context::open(c).unwrap();
             let root = out.path().join(n);
-            let (rel, dir, digest) = mirror(&ctx, "/src", &root, true).unwrap();
+            let (rel, dir, digest) = mirror(&ctx, "/src", &root, true, &[]).unwrap();
             assert!(dir);
             (root.join(rel), digest.unwrap())
         };
@@ -213,6 +222,33 @@ mod tests {
         assert_eq!(changed, again);
         // Wildcards are not globbed in a mount source.
         let ctx = Context::open(c).unwrap();
-        assert!(mirror(&ctx, "/src/*", &out.path().join("five"), true).is_err());
+        assert!(mirror(&ctx, "/src/*", &out.path().join("five"), true, &[]).is_err());
+    }
+
+    #[test]
+    fn ocipush_s_own_directories_inside_the_context_are_not_mirrored() {
+        let ctx_dir = tempfile::tempdir().unwrap();
+        let c = ctx_dir.path();
+        std::fs::write(c.join("app.txt"), "app").unwrap();
+        // The cache dir in the project, holding snapshots and this mirror; a spool too.
+        let state = c.join(".cache/ocipush");
+        let spool = c.join("spool");
+        std::fs::create_dir_all(state.join("run/snapshots/abc")).unwrap();
+        std::fs::write(state.join("run/snapshots/abc/big"), "layer").unwrap();
+        std::fs::create_dir_all(&spool).unwrap();
+        std::fs::write(spool.join("blob"), "blob").unwrap();
+        let ctx = Context::open(c).unwrap();
+        let root = state.join("run/snapshots/.tmp-x/ctx-0");
+        std::fs::create_dir_all(root.parent().unwrap()).unwrap();
+        let (rel, dir, _) = mirror(&ctx, "/", &root, true, &[&state, &spool]).unwrap();
+        assert!(dir);
+        let m = root.join(rel);
+        assert_eq!(std::fs::read_to_string(m.join("app.txt")).unwrap(), "app");
+        assert!(
+            m.join(".cache").is_dir(),
+            "only ocipush's own directory is left out"
+        );
+        assert!(!m.join(".cache/ocipush").exists());
+        assert!(!m.join("spool").exists());
     }
 }

@@ -121,12 +121,14 @@ pub(crate) struct Ready {
 }
 
 /// Prepare `mounts` (with their `sources`, aligned) in a fresh directory of `snaps`; `hash`:
-/// whether the cache key is needed (context files are hashed only then).
+/// whether the cache key is needed (context files are hashed only then). `ours`: ocipush's
+/// own directories, never mirrored from a context they are inside of.
 pub(crate) fn prepare(
     mounts: &[RunMount],
     sources: &[MountSource],
     snaps: &Snapshots,
     hash: bool,
+    ours: &[&Path],
 ) -> Result<Mounts, RunError> {
     if sources
         .iter()
@@ -150,8 +152,8 @@ pub(crate) fn prepare(
                 readwrite,
                 ..
             } => {
-                let (bound, dir, content) =
-                    bind_source(src, source, i, &out.dir, hash).map_err(|e| match e {
+                let (bound, dir, content) = bind_source(src, source, i, &out.dir, hash, ours)
+                    .map_err(|e| match e {
                         RunError::Invalid { what } if what.is_empty() => invalid(format!(
                             "internal error: no source prepared for the bind mount on {target}"
                         )),
@@ -176,7 +178,8 @@ pub(crate) fn prepare(
                 let (seed, content) = match from {
                     None => (None, None),
                     Some(_) => {
-                        let (bound, dir, content) = bind_source(src, source, i, &out.dir, hash)?;
+                        let (bound, dir, content) =
+                            bind_source(src, source, i, &out.dir, hash, ours)?;
                         if !dir {
                             return Err(invalid(format!(
                                 "RUN --mount=type=cache on {target}: its source {source} is not a directory"
@@ -252,11 +255,12 @@ fn bind_source(
     i: usize,
     dir: &Path,
     hash: bool,
+    ours: &[&Path],
 ) -> Result<(Bound, bool, Option<String>), RunError> {
     match src {
         MountSource::Dir(ctx) => {
             let root = dir.join(format!("ctx-{i}"));
-            let (rel, is_dir, digest) = mirror(ctx, source, &root, hash)?;
+            let (rel, is_dir, digest) = mirror(ctx, source, &root, hash, ours)?;
             Ok((Bound::Mirror { root, rel }, is_dir, digest))
         }
         MountSource::Layers {
