@@ -11,6 +11,7 @@ use super::cache::{self, RunCache};
 use super::mounts::{self, MountSource, Mounts};
 use super::sandbox::{self, Spec, Status};
 use super::snapshot::{self, Snapshots};
+use super::snapshotter::Choice;
 use super::stubs::Stubs;
 use super::userns::Owners;
 use crate::blob::{Blob, FileBlob};
@@ -76,16 +77,6 @@ fn check_host() -> Result<(), RunError> {
         && let Some(e) = super::userns::namespaces_unavailable()
     {
         return Err(e);
-    }
-    let fss = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    if !fss
-        .lines()
-        .any(|l| l.split_whitespace().last() == Some("overlay"))
-    {
-        return Err(RunError::Unavailable {
-            what: "the kernel has no overlay filesystem (not in /proc/filesystems)".into(),
-            fix: "Load it with `modprobe overlay`".into(),
-        });
     }
     Ok(())
 }
@@ -214,6 +205,58 @@ fn execute(
     let groups = supplementary_groups(fs, step.user.as_deref(), gid);
 
     let chains = ensure_snapshots(snaps, cx, cx.layers, cx.diff_ids, cx.image)?;
+    let who = Who {
+        uid,
+        gid,
+        groups,
+        env,
+        chains,
+    };
+    match super::snapshotter::choose(snaps.root())? {
+        Choice::Copy => attempt(step, fs, cx, snaps, mounts, &who, true),
+        Choice::Overlay { fallback } => match attempt(step, fs, cx, snaps, mounts, &who, false) {
+            Err(e) if fallback && sandbox::overlay_refused(&e) => {
+                let msg = format!(
+                    "RUN: the overlay could not be mounted ({e}); copying the root instead (set {}=copy to skip the attempt)",
+                    super::snapshotter::ENV
+                );
+                tracing::warn!("{msg}");
+                if !FALLBACK_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    (cx.on_warning)(&msg);
+                }
+                attempt(step, fs, cx, snaps, mounts, &who, true)
+            }
+            r => r,
+        },
+    }
+}
+
+/// The copy fallback was announced (once per process).
+static FALLBACK_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Who runs the command, and on what.
+struct Who {
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+    env: Vec<String>,
+    /// The stage's snapshots (chain ids, bottom first).
+    chains: Vec<Digest>,
+}
+
+/// Run the command over an overlay (`copy` false) or in a copied root, and build its layer.
+fn attempt(
+    step: &RunStep,
+    fs: &mut RootFs,
+    cx: &RunContext<'_>,
+    snaps: &Snapshots,
+    mounts: &Mounts,
+    who: &Who,
+    copy: bool,
+) -> Result<LayerBlob, RunError> {
+    let ids = super::userns::ids();
+    let (uid, gid, env) = (who.uid, who.gid, &who.env);
+    let chains = &who.chains;
     let lowers: Vec<String> = if chains.is_empty() {
         vec![snaps.empty()?]
     } else {
@@ -230,26 +273,47 @@ fn execute(
     let upper = tmp.0.join("upper");
     let work = tmp.0.join("work");
     let merged = tmp.0.join("merged");
-    for d in [&upper, &work, &merged] {
+    // Copy: the merged root, where mount points are stubbed and the command writes.
+    let root = tmp.0.join("root");
+    let dirs = if copy {
+        vec![&upper, &root]
+    } else {
+        vec![&upper, &work, &merged]
+    };
+    for d in dirs {
         std::fs::create_dir(d).map_err(|source| RunError::Io {
             action: "create",
             path: d.clone(),
             source,
         })?;
     }
-    let overlay = format!(
-        "lowerdir={},upperdir={tmp_name}/upper,workdir={tmp_name}/work,{}",
-        lowers.join(":"),
-        ids.overlay_options()
-    );
-    if overlay.len() > 4000 {
-        return Err(RunError::Invalid {
-            what: format!(
-                "the stage has {} layers, more than one overlay mount can stack here",
-                lowers.len()
-            ),
-        });
-    }
+    let overlay = if copy {
+        if ids.rootless().is_some() {
+            return Err(super::snapshotter::rootless_copy(
+                "the overlay could not be mounted",
+            ));
+        }
+        let abs: Vec<PathBuf> = lowers.iter().map(|l| snaps.root().join(l)).collect();
+        super::copyroot::materialise(&abs, &root)?;
+        None
+    } else {
+        let o = format!(
+            "lowerdir={},upperdir={tmp_name}/upper,workdir={tmp_name}/work,{}",
+            lowers.join(":"),
+            ids.overlay_options()
+        );
+        if o.len() > 4000 {
+            return Err(RunError::Invalid {
+                what: format!(
+                    "the stage has {} layers, more than one overlay mount can stack here",
+                    lowers.len()
+                ),
+            });
+        }
+        Some(o)
+    };
+    // What the stubs and mounts are made in: the upper directory, or the copied root.
+    let made_in = if copy { &root } else { &upper };
     let hosts = tmp.0.join("hosts");
     let resolv = tmp.0.join("resolv.conf");
     let host_resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
@@ -262,12 +326,12 @@ fn execute(
     }
 
     let mut stubs = Stubs::default();
-    let proc_dir = stubs.ensure(fs, &upper, "/proc", true, (0, 0), false)?;
-    let dev_dir = stubs.ensure(fs, &upper, "/dev", true, (0, 0), false)?;
-    let sys_dir = stubs.ensure(fs, &upper, "/sys", true, (0, 0), false)?;
-    let hosts_at = stubs.ensure(fs, &upper, "/etc/hosts", false, (0, 0), false)?;
-    let resolv_at = stubs.ensure(fs, &upper, "/etc/resolv.conf", false, (0, 0), false)?;
-    stubs.ensure(fs, &upper, &step.workdir, true, (uid, gid), true)?;
+    let proc_dir = stubs.ensure(fs, made_in, "/proc", true, (0, 0), false)?;
+    let dev_dir = stubs.ensure(fs, made_in, "/dev", true, (0, 0), false)?;
+    let sys_dir = stubs.ensure(fs, made_in, "/sys", true, (0, 0), false)?;
+    let hosts_at = stubs.ensure(fs, made_in, "/etc/hosts", false, (0, 0), false)?;
+    let resolv_at = stubs.ensure(fs, made_in, "/etc/resolv.conf", false, (0, 0), false)?;
+    stubs.ensure(fs, made_in, &step.workdir, true, (uid, gid), true)?;
     let ensure = |layers: &[Blob], diff_ids: &[Digest], image: &str| {
         ensure_snapshots(snaps, cx, layers, diff_ids, image).map(|_| ())
     };
@@ -276,7 +340,7 @@ fn execute(
     };
     let mut ready = mounts.ready(mounts::ReadyAt {
         fs,
-        upper: &upper,
+        upper: made_in,
         stubs: &mut stubs,
         state: cx.state_dir,
         secrets: cx.secrets,
@@ -287,11 +351,19 @@ fn execute(
     let mut run_env = env.clone();
     run_env.extend(ready.env.iter().cloned());
     stubs.apply_owners()?;
+    // Copy: the state the command starts from, stamped once every stub is made.
+    let before = if copy {
+        let b = super::copyroot::Baseline::take(&root)?;
+        b.wait_past();
+        Some(b)
+    } else {
+        None
+    };
 
     let spec = Spec {
         base: snaps.root().to_path_buf(),
         overlay,
-        merged,
+        merged: if copy { root.clone() } else { merged },
         proc_dir,
         dev_dir,
         sys_dir,
@@ -299,7 +371,7 @@ fn execute(
         new_net: step.network == RunNetwork::None,
         uid,
         gid,
-        groups,
+        groups: who.groups.clone(),
         cwd: step.workdir.clone(),
         argv: step.argv.clone(),
         env: run_env,
@@ -353,7 +425,15 @@ fn execute(
         }
     }
     drop(ready);
-    stubs.clean()?;
+    match &before {
+        // The changes against the stamps, moved into an upper directory as overlay makes it.
+        Some(before) => {
+            let untouched = stubs.untouched()?;
+            let ops = super::rootdiff::changes(&root, before, fs, &untouched)?;
+            super::rootdiff::build_upper(&root, &upper, &ops)?;
+        }
+        None => stubs.clean()?,
+    }
     let mut w = LayerWriter::new(cx.spool, cx.layer_opts)?;
     super::upper::write_upper(&upper, &mut w, fs)?;
     let blob = w.finish()?;

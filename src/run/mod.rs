@@ -44,15 +44,21 @@ mod cache;
 #[cfg(all(feature = "run", target_os = "linux"))]
 mod cache_mount;
 #[cfg(all(feature = "run", target_os = "linux"))]
+mod copyroot;
+#[cfg(all(feature = "run", target_os = "linux"))]
 mod exec;
 #[cfg(all(feature = "run", target_os = "linux"))]
 mod mirror;
 #[cfg(all(feature = "run", target_os = "linux"))]
 mod mounts;
 #[cfg(all(feature = "run", target_os = "linux"))]
+mod rootdiff;
+#[cfg(all(feature = "run", target_os = "linux"))]
 mod sandbox;
 #[cfg(all(feature = "run", target_os = "linux"))]
 mod snapshot;
+#[cfg(all(feature = "run", target_os = "linux"))]
+mod snapshotter;
 #[cfg(all(feature = "run", target_os = "linux"))]
 mod stubs;
 #[cfg(all(feature = "run", target_os = "linux"))]

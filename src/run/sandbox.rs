@@ -78,9 +78,11 @@ const PROC_MASKED_DIRS: [&str; 2] = ["acpi", "scsi"];
 pub(crate) struct Spec {
     /// The directory the overlay's lower directories are relative to.
     pub(crate) base: PathBuf,
-    /// `lowerdir=…,upperdir=…,workdir=…` (relative to `base`).
-    pub(crate) overlay: String,
-    /// Where the overlay is mounted.
+    /// `lowerdir=…,upperdir=…,workdir=…` (relative to `base`); `None`: `merged` is a plain
+    /// directory holding the whole root (the copy snapshotter, [`super::copyroot`]), bound on
+    /// itself instead.
+    pub(crate) overlay: Option<String>,
+    /// Where the overlay is mounted (or the copied root).
     pub(crate) merged: PathBuf,
     /// In-image paths (relative, resolved) of the mount points.
     pub(crate) proc_dir: String,
@@ -184,6 +186,12 @@ const STEPS: [&str; 31] = [
     "mount",
     "write the secret into its tmpfs",
 ];
+/// Whether `e` is the sandbox's report that the overlay could not be mounted (overlay on
+/// overlay, refused in this namespace…): the copy snapshotter can do instead.
+pub(crate) fn overlay_refused(e: &RunError) -> bool {
+    matches!(e, RunError::Setup { step, .. } if *step == STEPS[S_OVERLAY as usize])
+}
+
 const S_UNSHARE: u8 = 0;
 const S_FORK: u8 = 1;
 const S_PRIVATE: u8 = 2;
@@ -234,7 +242,8 @@ fn cpath(p: &Path) -> Result<CString, RunError> {
 /// Everything the children touch, allocated before the fork.
 struct Prepared {
     base: CString,
-    overlay_opts: CString,
+    /// `None`: bind `merged` on itself (a copied root) instead of mounting an overlay.
+    overlay_opts: Option<CString>,
     merged: CString,
     proc_dir: CString,
     proc_readonly: Vec<CString>,
@@ -322,7 +331,10 @@ fn prepare(spec: &Spec) -> Result<Prepared, RunError> {
         .unwrap_or(40);
     Ok(Prepared {
         base: cpath(&spec.base)?,
-        overlay_opts: cstr(spec.overlay.as_bytes())?,
+        overlay_opts: match &spec.overlay {
+            Some(o) => Some(cstr(o.as_bytes())?),
+            None => None,
+        },
         merged: cpath(&spec.merged)?,
         proc_dir: m(&spec.proc_dir)?,
         proc_readonly: proc_paths(&PROC_READONLY)?,
@@ -485,10 +497,14 @@ pub(crate) fn run(
         match rec[0] {
             b'E' => {
                 let (code, index) = ((a & 0xff) as u8, (a >> 8) as usize);
-                let step = STEPS
-                    .get(code as usize)
-                    .copied()
-                    .unwrap_or("set up the sandbox");
+                let step = if code == S_OVERLAY && spec.overlay.is_none() {
+                    "bind the copied root on itself"
+                } else {
+                    STEPS
+                        .get(code as usize)
+                        .copied()
+                        .unwrap_or("set up the sandbox")
+                };
                 let source = io::Error::from_raw_os_error(b);
                 if code >= S_M_FIRST
                     && let Some(m) = spec.mounts.get(index)
@@ -715,14 +731,24 @@ unsafe fn init(
         if libc::chdir(p.base.as_ptr()) != 0 {
             fail(rep, S_BASE);
         }
-        if libc::mount(
-            c(b"overlay\0"),
-            p.merged.as_ptr(),
-            c(b"overlay\0"),
-            0,
-            p.overlay_opts.as_ptr().cast(),
-        ) != 0
-        {
+        let root = match &p.overlay_opts {
+            Some(opts) => libc::mount(
+                c(b"overlay\0"),
+                p.merged.as_ptr(),
+                c(b"overlay\0"),
+                0,
+                opts.as_ptr().cast(),
+            ),
+            // pivot_root needs a mount point: the copied root bound on itself.
+            None => libc::mount(
+                p.merged.as_ptr(),
+                p.merged.as_ptr(),
+                none,
+                MS_BIND | MS_REC,
+                std::ptr::null(),
+            ),
+        };
+        if root != 0 {
             fail(rep, S_OVERLAY);
         }
         if libc::mount(

@@ -317,7 +317,7 @@ pub(crate) const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque\0";
 /// The same in a user namespace (overlay's `userxattr`).
 pub(crate) const USER_OPAQUE_XATTR: &[u8] = b"user.overlay.opaque\0";
 
-fn set_opaque(d: &Path) -> io::Result<()> {
+pub(crate) fn set_opaque(d: &Path) -> io::Result<()> {
     let cp = c(d)?;
     let name = super::userns::ids().opaque_xattr();
     // SAFETY: valid C strings and a one-byte value.

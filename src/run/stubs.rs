@@ -88,19 +88,28 @@ impl Stubs {
         Ok(rel)
     }
 
-    /// Remove, deepest first, what [`Stubs::ensure`] made and the command left as it was:
-    /// an empty new file or directory, or an empty copy of a lower directory with its
-    /// metadata unchanged.
-    pub(crate) fn clean(self) -> Result<(), RunError> {
-        for m in self.made.into_iter().rev() {
+    /// What [`Stubs::clean`] removes, deepest first: what [`Stubs::ensure`] made and the
+    /// command left as it was — an empty new file or directory (empty once the untouched
+    /// entries below it are gone), or such a copy of a lower directory with its metadata
+    /// unchanged. The copy snapshotter leaves these out of the layer ([`super::rootdiff`]).
+    pub(crate) fn untouched(&self) -> Result<Vec<PathBuf>, RunError> {
+        let mut gone: Vec<PathBuf> = Vec::new();
+        for m in self.made.iter().rev() {
             let Ok(md) = std::fs::symlink_metadata(&m.path) else {
                 continue;
             };
-            let empty_dir = md.is_dir()
-                && std::fs::read_dir(&m.path)
-                    .map_err(io_err("clean up a mount point", &m.path))?
-                    .next()
-                    .is_none();
+            let mut empty_dir = md.is_dir();
+            if empty_dir {
+                for e in
+                    std::fs::read_dir(&m.path).map_err(io_err("clean up a mount point", &m.path))?
+                {
+                    let e = e.map_err(io_err("clean up a mount point", &m.path))?;
+                    if !gone.contains(&e.path()) {
+                        empty_dir = false;
+                        break;
+                    }
+                }
+            }
             let untouched = match m.copy_of {
                 None => empty_dir || (md.is_file() && md.len() == 0),
                 Some((mode, uid, gid)) => {
@@ -110,13 +119,23 @@ impl Stubs {
                         && !super::snapshot::is_opaque(&m.path).unwrap_or(true)
                 }
             };
-            if !untouched {
-                continue;
+            if untouched {
+                gone.push(m.path.clone());
             }
+        }
+        Ok(gone)
+    }
+
+    /// Remove, deepest first, what [`Stubs::untouched`] lists.
+    pub(crate) fn clean(self) -> Result<(), RunError> {
+        for path in self.untouched()? {
+            let Ok(md) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
             let r = if md.is_dir() {
-                std::fs::remove_dir(&m.path)
+                std::fs::remove_dir(&path)
             } else {
-                std::fs::remove_file(&m.path)
+                std::fs::remove_file(&path)
             };
             match r {
                 // Rootless: in a directory of another image user, removed inside the namespace.
@@ -124,9 +143,9 @@ impl Stubs {
                     if e.kind() == std::io::ErrorKind::PermissionDenied
                         && super::userns::ids().rootless().is_some() =>
                 {
-                    super::userns::ids().remove_inside(&m.path)?
+                    super::userns::ids().remove_inside(&path)?
                 }
-                r => r.map_err(io_err("clean up a mount point", &m.path))?,
+                r => r.map_err(io_err("clean up a mount point", &path))?,
             }
         }
         Ok(())

@@ -13,9 +13,9 @@ use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed, stderr};
 use crate::common::registry::RegistryServer;
 use crate::common::tools::run_image;
 
-const EPOCH: u64 = 1_700_000_000;
+pub(crate) const EPOCH: u64 = 1_700_000_000;
 
-const DOCKERFILE: &str = r#"FROM alpine:latest
+pub(crate) const DOCKERFILE: &str = r#"FROM alpine:latest
 ARG GREETING=hello
 ARG HOSTPATH
 ENV WHO=world

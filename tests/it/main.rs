@@ -38,6 +38,8 @@ mod e2e_remote;
 #[cfg(feature = "run")]
 mod e2e_run;
 #[cfg(feature = "run")]
+mod e2e_run_copy;
+#[cfg(feature = "run")]
 mod e2e_run_mounts;
 #[cfg(feature = "run")]
 mod e2e_run_rootless;
