@@ -13,7 +13,8 @@
 # Each Dockerfile is built and pushed by ocipush (`--no-cache`: the RUN executes every time),
 # and by `buildah bud --isolation chroot` (vfs storage) + `buildah push`; the table gives the best
 # of REPS (default 2) wall times and peak RSS (/usr/bin/time -v). OCIPUSH defaults to
-# target/release/ocipush.
+# target/release/ocipush. ONLY_OCIPUSH=1 skips buildah; OCIPUSH_RUN_SNAPSHOTTER=copy (or overlay)
+# is passed on to ocipush, so the copy snapshotter (RUN without overlayfs) can be measured.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,12 +45,12 @@ DF
 
 start_registry
 "$OCIPUSH" -q --no-cache --context "$WORK/base" "$WORK/base/Dockerfile" "$REG/bench/base:1" > /dev/null
-echo "base: Alpine + a $BIG_MB MiB file; $FILES files; $(nproc) cores"
+echo "base: Alpine + a $BIG_MB MiB file; $FILES files; $(nproc) cores; RUN snapshotter: ${OCIPUSH_RUN_SNAPSHOTTER:-auto}"
 
 OP="$OCIPUSH -q --no-cache --context $WORK/ctx"
 run "ocipush build+push, RUN writing $FILES files" $OP "$WORK/ctx/files.Dockerfile" "$REG/bench/files{r}:1"
 run "ocipush build+push, RUN rewriting a $BIG_MB MiB file" $OP "$WORK/ctx/big.Dockerfile" "$REG/bench/big{r}:1"
-if command -v buildah >/dev/null; then
+if [ "${ONLY_OCIPUSH:-0}" != 1 ] && command -v buildah >/dev/null; then
   BA="buildah --storage-driver vfs --root $WORK/buildah/root --runroot $WORK/buildah/run"
   for job in files big; do
     REPS=1 run "buildah bud ($job)" $BA bud -q --isolation chroot --layers=false --tls-verify=false \

@@ -5,7 +5,8 @@
 //! ([`super::userns`]), `unshare`s new mount, PID, IPC and UTS namespaces (and a network
 //! one for `--network=none`), and forks again; the grandchild is PID 1 of the new PID
 //! namespace. It makes every mount private, mounts the overlay (lower directories relative
-//! to the snapshot directory, so the option string stays short), a fresh `/proc`, a `/dev`
+//! to the snapshot directory, so the option string stays short; or, for the copy
+//! snapshotter, binds the copied root on itself), a fresh `/proc`, a `/dev`
 //! tmpfs holding bind mounts of the host's `null`, `zero`, `full`, `random`, `urandom` and
 //! `tty` plus `pts`, `shm` and the usual links, a read-only `/sys` (rootless with the host's
 //! network: the host's, bound), and the generated `/etc/hosts` and `/etc/resolv.conf`;

@@ -176,6 +176,11 @@ impl Sandbox {
         if let Some(path) = std::env::var_os("PATH") {
             cmd.env("PATH", path);
         }
+        // `OCIPUSH_RUN_SNAPSHOTTER=copy cargo test --test it e2e_run` runs the RUN suite on
+        // the copy snapshotter (its rootless tests then fail: the copy is root only).
+        if let Some(s) = std::env::var_os("OCIPUSH_RUN_SNAPSHOTTER") {
+            cmd.env("OCIPUSH_RUN_SNAPSHOTTER", s);
+        }
     }
 
     /// Runs `ocipush ARGS…` and returns its output (any exit code).
