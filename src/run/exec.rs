@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::RunError;
 use super::cache::{self, RunCache};
@@ -214,6 +215,10 @@ fn execute(
     };
     match super::snapshotter::choose(snaps.root())? {
         Choice::Copy => attempt(step, fs, cx, snaps, mounts, &who, true),
+        // The overlay was refused once: this process does not try again.
+        Choice::Overlay { fallback: true } if FALLBACK_WARNED.load(Ordering::Relaxed) => {
+            attempt(step, fs, cx, snaps, mounts, &who, true)
+        }
         Choice::Overlay { fallback } => match attempt(step, fs, cx, snaps, mounts, &who, false) {
             Err(e) if fallback && sandbox::overlay_refused(&e) => {
                 let msg = format!(
@@ -221,7 +226,7 @@ fn execute(
                     super::snapshotter::ENV
                 );
                 tracing::warn!("{msg}");
-                if !FALLBACK_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                if !FALLBACK_WARNED.swap(true, Ordering::Relaxed) {
                     (cx.on_warning)(&msg);
                 }
                 attempt(step, fs, cx, snaps, mounts, &who, true)
@@ -231,8 +236,8 @@ fn execute(
     }
 }
 
-/// The copy fallback was announced (once per process).
-static FALLBACK_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The overlay mount was refused and the copy fallback announced (once per process).
+static FALLBACK_WARNED: AtomicBool = AtomicBool::new(false);
 
 /// Who runs the command, and on what.
 struct Who {
