@@ -170,12 +170,16 @@ impl Cx<'_> {
     }
 }
 
-/// Build the upper directory `upper` (empty, on `root`'s filesystem) from `ops`.
+/// Build the upper directory `upper` (empty, on `root`'s filesystem) from `ops`. A directory
+/// made keeps the copied one's times, as overlay's copy-up does (the layer keeps times older
+/// than the build's epoch): set last, once nothing more is made in it.
 pub(crate) fn build_upper(root: &Path, upper: &Path, ops: &[Op]) -> Result<(), RunError> {
+    let mut times = Vec::new();
     for op in ops {
         match op {
             Op::Dir { rel, opaque } => {
                 let (from, to) = (root.join(rel), upper.join(rel));
+                // Before anything below it is moved out (which would move its times).
                 let m = std::fs::symlink_metadata(&from).map_err(io_err("stat", &from))?;
                 std::fs::create_dir(&to).map_err(io_err("create", &to))?;
                 std::os::unix::fs::lchown(&to, Some(m_uid(&m)), Some(m_gid(&m)))
@@ -186,6 +190,7 @@ pub(crate) fn build_upper(root: &Path, upper: &Path, ops: &[Op]) -> Result<(), R
                 if *opaque {
                     set_opaque(&to)?;
                 }
+                times.push((to, m));
             }
             Op::Move { rel, opaque } => {
                 let (from, to) = (root.join(rel), upper.join(rel));
@@ -199,6 +204,18 @@ pub(crate) fn build_upper(root: &Path, upper: &Path, ops: &[Op]) -> Result<(), R
                 super::snapshot::whiteout(&to).map_err(io_err("create a whiteout", &to))?;
             }
         }
+    }
+    for (to, m) in times.iter().rev() {
+        let t = |s: i64, ns: i64| {
+            std::time::UNIX_EPOCH + std::time::Duration::new(s.max(0) as u64, ns as u32)
+        };
+        use std::os::unix::fs::MetadataExt;
+        let ft = std::fs::FileTimes::new()
+            .set_accessed(t(m.atime(), m.atime_nsec()))
+            .set_modified(t(m.mtime(), m.mtime_nsec()));
+        std::fs::File::open(to)
+            .and_then(|f| f.set_times(ft))
+            .map_err(io_err("set the times of", to))?;
     }
     Ok(())
 }

@@ -7,9 +7,13 @@ use crate::common::fixtures::{alpine_base_registry, copy_and_unpack, write_files
 use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed, stderr};
 use crate::common::registry::RegistryServer;
 use crate::common::tools::run_image;
-use crate::e2e_run::{DOCKERFILE, EPOCH, layer_entries, layout_layers};
+use crate::e2e_run::{DOCKERFILE, layer_entries, layout_layers};
 
-/// More changes, before the suite's CMD; the first RUN prints the root's filesystem type and
+const EPOCH: u64 = 1_700_000_000;
+
+/// More changes, before the suite's CMD (the last two: a directory dated 2001, older than the
+/// epoch, so its date stays in the layer, and overlay copies it up with that date when a file
+/// is made below it); the first RUN prints the root's filesystem type and
 /// what of that filesystem it shows (an overlay: its `/`; the copy: the copied root's
 /// directory).
 const MORE: &str = r#"RUN awk '$5 == "/" { for (i = 6; i <= NF; i++) if ($i == "-") print "rootfs=" $(i + 1) " at " $4 }' /proc/self/mountinfo
@@ -17,6 +21,8 @@ RUN rm -rf /etc/periodic && mkdir -p /etc/periodic/daily && echo job > /etc/peri
 RUN chmod 600 /etc/issue
 RUN chown 1000:1000 /etc/shells
 RUN printf HOME | dd of=/data/home bs=1 count=4 conv=notrunc 2>/dev/null && touch /tmp/t && rm /tmp/t
+RUN mkdir -p /old/sub && touch -t 200101010000 /old/sub /old
+RUN echo x > /old/sub/f
 "#;
 
 /// The RUN printing the root's mount says it was an overlay's root.
