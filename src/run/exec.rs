@@ -352,6 +352,7 @@ fn attempt(
         ensure: &ensure,
         seed: &seed,
         sources: cx.mount_sources,
+        copy,
     })?;
     let mut run_env = env.clone();
     run_env.extend(ready.env.iter().cloned());

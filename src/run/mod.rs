@@ -40,12 +40,11 @@
 //! the kernel, the snapshots on an overlayfs as in a container, the mount refused), the
 //! stage's root is copied into a plain directory the sandbox binds as its root
 //! ([`copyroot`]) and compared with a stat snapshot after the command ([`rootdiff`]), which
-//! yields the upper directory overlay would have left: the same layer, digest for digest.
-//! As root only (`OCIPUSH_RUN_SNAPSHOTTER=copy|overlay|auto` forces either).
+//! yields the upper directory overlay would have left: the same layer, digest for digest; a
+//! `--mount` of a stage, an image or a writable context is a bound copy too. As root only (`OCIPUSH_RUN_SNAPSHOTTER=copy|overlay|auto` forces either).
 //!
 //! Not yet: `--mount=type=ssh`, seccomp and cgroup limits, extended attributes in RUN
-//! layers, foreign architectures (qemu-user), the copy snapshotter rootless, and a
-//! `--mount` of another stage (an overlay) where overlay cannot be mounted.
+//! layers, foreign architectures (qemu-user), the copy snapshotter rootless.
 
 #[cfg(all(feature = "run", target_os = "linux"))]
 mod cache;

@@ -8,7 +8,9 @@
 //!   stage or image: an overlay of its layers' snapshots, keyed by their chain id. The source
 //!   path is resolved inside its root (in the image's [`RootFs`], then again in the sandbox
 //!   with `openat2(RESOLVE_IN_ROOT)`), so `..` and symlinks never leave it. Read-only (a
-//!   `MS_RDONLY` remount) unless `rw`, whose writes go to a throw-away upper directory.
+//!   `MS_RDONLY` remount) unless `rw`, whose writes go to a throw-away upper directory. With
+//!   the copy snapshotter (no overlay, [`super::snapshotter`]), the layers (or the writable
+//!   context mirror) are merged into a fresh directory that is bound instead.
 //! - **cache**: `<state>/run/cache-mounts/<sha256(id)>` (the cache directory when there is one,
 //!   else the build's spool directory), made with the mount's mode, uid and gid and, with
 //!   `from`, filled with that source's files (copied; keyed like a bind); `shared`
@@ -109,6 +111,9 @@ pub(crate) struct ReadyAt<'a> {
     pub(crate) seed: &'a SeedFn<'a>,
     /// The mounts' sources (aligned with them).
     pub(crate) sources: &'a [MountSource],
+    /// The copy snapshotter ([`super::snapshotter`]): what would be an overlay (a stage, an
+    /// image, a writable context) is a copy of its layers, bound.
+    pub(crate) copy: bool,
 }
 
 /// What the sandbox needs for the mounts, and what must live while it runs.
@@ -316,6 +321,7 @@ impl Mounts {
             ensure,
             seed,
             sources,
+            copy,
         } = at;
         let mut order: Vec<usize> = (0..self.items.len()).collect();
         let depth = |i: &usize| {
@@ -337,7 +343,16 @@ impl Mounts {
             let n = ready.ops.len();
             let (what, readonly, dir) = match (&it.mount, &it.bound) {
                 (RunMount::Bind { readwrite, .. }, Some(Bound::Mirror { root, rel })) => {
-                    if *readwrite {
+                    if *readwrite && copy {
+                        (
+                            MountWhat::Bind {
+                                root: self.copied(n, std::slice::from_ref(root))?,
+                                rel: rel.clone(),
+                            },
+                            false,
+                            it.source_dir,
+                        )
+                    } else if *readwrite {
                         let (opts, at) = self.rw_overlay(n, std::slice::from_ref(root))?;
                         (
                             MountWhat::Overlay {
@@ -375,21 +390,25 @@ impl Mounts {
                         .map(|c| PathBuf::from(Snapshots::rel(c)))
                         .collect();
                     lowers.push(PathBuf::from("empty"));
-                    let (opts, at) = if *readwrite {
-                        self.rw_overlay(n, &lowers)?
+                    let what = if copy {
+                        MountWhat::Bind {
+                            root: self.copied(n, &lowers)?,
+                            rel: rel.clone(),
+                        }
                     } else {
-                        let at = self.mount_point(n)?;
-                        (format!("lowerdir={}", join_lowers(&lowers)), at)
-                    };
-                    (
+                        let (opts, at) = if *readwrite {
+                            self.rw_overlay(n, &lowers)?
+                        } else {
+                            let at = self.mount_point(n)?;
+                            (format!("lowerdir={}", join_lowers(&lowers)), at)
+                        };
                         MountWhat::Overlay {
                             opts,
                             at,
                             rel: rel.clone(),
-                        },
-                        !*readwrite,
-                        it.source_dir,
-                    )
+                        }
+                    };
+                    (what, !*readwrite, it.source_dir)
                 }
                 (
                     RunMount::Cache {
@@ -517,6 +536,17 @@ impl Mounts {
     fn mount_point(&self, n: usize) -> Result<PathBuf, RunError> {
         let at = self.dir.join(format!("mnt-{n}"));
         std::fs::create_dir(&at).map_err(io_err("create a mount point", &at))?;
+        Ok(at)
+    }
+
+    /// The copy snapshotter's stand-in for an overlay of `lowers` (topmost first; relative to
+    /// the snapshot root or absolute): a fresh directory they are merged into, to bind (what a
+    /// command writes there is thrown away with it).
+    fn copied(&self, n: usize, lowers: &[PathBuf]) -> Result<PathBuf, RunError> {
+        let at = self.mount_point(n)?;
+        let base = self.dir.parent().unwrap_or(&self.dir);
+        let abs: Vec<PathBuf> = lowers.iter().map(|l| base.join(l)).collect();
+        super::copyroot::materialise(&abs, &at)?;
         Ok(at)
     }
 

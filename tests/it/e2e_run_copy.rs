@@ -147,8 +147,13 @@ fn auto_copies_when_the_cache_is_on_overlayfs_as_in_a_container() {
     let name = format!("{}/auto", reg.addr());
     let ovl = OverlayMount::new(&sb.path().join("ovl"));
     let ctx = sb.path().join("ctx");
-    let dockerfile =
-        format!("FROM alpine:latest\nRUN mkdir /data && echo home=/home/app > /data/home\n{MORE}");
+    // A stage bound read-only and writable (overlays too, where overlay works).
+    let dockerfile = format!(
+        "FROM alpine:latest AS tools\nRUN echo tool > /tool.txt\n\
+         FROM alpine:latest\nRUN mkdir /data && echo home=/home/app > /data/home\n\
+         RUN --mount=type=bind,from=tools,target=/t cat /t/tool.txt > /from-stage\n\
+         RUN --mount=type=bind,from=tools,target=/t,rw echo x > /t/tool.txt && cat /t/tool.txt > /rw-seen\n{MORE}"
+    );
     write_files(&ctx, &[("Dockerfile", dockerfile.as_str())]);
     let build = |cache: &std::path::Path, tag: &str| {
         let args: Vec<std::ffi::OsString> = vec![
@@ -167,7 +172,7 @@ fn auto_copies_when_the_cache_is_on_overlayfs_as_in_a_container() {
         sb.ocipush_env(args, &envs)
     };
 
-    // On overlayfs, an overlay cannot be mounted (EINVAL): the root is copied.
+    // On overlayfs, an overlay cannot be mounted (EINVAL): the root and the stage are copied.
     let on_overlay = build(&ovl.0.join("cache"), "a");
     let copied = assert_pushed(&on_overlay, &name);
     assert!(copied_root(&stderr(&on_overlay)), "{}", stderr(&on_overlay));
