@@ -259,9 +259,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A second signal this soon after the first is the same interruption delivered twice.
+const SAME_INTERRUPTION: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The first SIGINT or SIGTERM cancels the job (the build stops, open uploads are closed,
-/// nothing is tagged, temporary files are removed on the way out); a second one ends the
-/// process at once.
+/// nothing is tagged, temporary files are removed on the way out); a second one, a second or
+/// more later, ends the process at once.
 fn cancel_on_signals(cancel: ocipush::CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
@@ -272,14 +275,22 @@ fn cancel_on_signals(cancel: ocipush::CancellationToken) {
         return;
     };
     tokio::spawn(async move {
-        for n in 0.. {
+        let mut first: Option<std::time::Instant> = None;
+        loop {
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
             }
-            if n > 0 {
+            if let Some(at) = first {
+                // One interruption often comes twice: `timeout` (and other wrappers) pass a
+                // signal on to their child and then to their whole process group. Only a
+                // later one is the user insisting.
+                if at.elapsed() < SAME_INTERRUPTION {
+                    continue;
+                }
                 std::process::exit(130);
             }
+            first = Some(std::time::Instant::now());
             eprintln!(
                 "ocipush: interrupted; stopping the build, closing open uploads (again to quit at once)"
             );

@@ -127,6 +127,7 @@ impl LayerWriter {
     /// `rewrite-timestamp`: no entry is newer than `SOURCE_DATE_EPOCH`, older ones keep their
     /// time), or with `None` the epoch itself, as every layer's entries have by default. A RUN
     /// layer keeps the times its command gave (a package's files); context files never do.
+    #[cfg_attr(not(all(feature = "run", target_os = "linux")), allow(dead_code))]
     pub(crate) fn set_source_mtime(&mut self, mtime: Option<u64>) {
         self.source_mtime = mtime;
     }

@@ -659,6 +659,8 @@ fn an_interrupt_while_the_base_is_read_stops_the_read_and_leaves_no_file() {
             .any(|e| e.method == "GET" && e.target.contains(&layer))
     });
     base_proxy.wait_held();
+    // To `timeout`, which passes it on to ocipush and then to its process group: ocipush gets
+    // the interruption twice and takes it as one (not as "quit at once").
     // SAFETY: kill(2) on our own child's pid.
     let sent = unsafe { libc::kill(child.child().id() as libc::pid_t, libc::SIGINT) };
     assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
@@ -688,7 +690,7 @@ fn an_interrupt_mid_upload_closes_the_sessions_tags_nothing_and_leaves_no_file()
     proxy.add(Rule::new("PUT", "digest=", usize::MAX, Fault::Hold));
     let mut cmd = push_command(&sb, &proxy, &[], &testdata("hello/Dockerfile"));
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap();
+    let mut child = Spawned::new(cmd);
     // Both uploads (Alpine's layer and the config) are at their closing PUT, so ocipush knows
     // every session it opened: a POST still in flight when the signal lands opens a session
     // whose location the client never learns (the registry expires it).
@@ -699,11 +701,8 @@ fn an_interrupt_mid_upload_closes_the_sessions_tags_nothing_and_leaves_no_file()
             >= 2
     });
     proxy.wait_held();
-    // The sandbox runs `timeout … ocipush`; timeout passes the signal on to ocipush.
-    // SAFETY: kill(2) on our own child's pid.
-    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
-    let out = child.wait_with_output().unwrap();
+    child.signal_ocipush(libc::SIGINT);
+    let out = child.wait_with_output();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(

@@ -463,12 +463,9 @@ fn an_interrupt_during_run_kills_the_command_and_leaves_nothing() {
     );
     // The command runs (in the background of the RUN's shell, which waits for it).
     assert_eq!(processes_running(&SLEEP).len(), 1, "{seen:#?}");
-    // The sandbox runs `timeout … ocipush`; timeout passes the signal on to its process group,
-    // which the RUN's sandbox has left (a session of its own): only ocipush's cancellation
-    // can stop the command.
-    // SAFETY: kill(2) on our own child's pid.
-    let sent = unsafe { libc::kill(child.child().id() as libc::pid_t, libc::SIGINT) };
-    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+    // Only ocipush gets the signal; the RUN's sandbox is a session of its own, so only
+    // ocipush's cancellation can stop the command.
+    child.signal_ocipush(libc::SIGINT);
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     let status = child.child().wait().unwrap();
     let err = rest.join("\n");

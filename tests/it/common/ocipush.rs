@@ -373,6 +373,23 @@ impl Spawned {
         self.0.as_mut().expect("not waited for yet")
     }
 
+    /// Send `signal` to ocipush itself, the child of `timeout`: `timeout` would pass a signal
+    /// on to ocipush *and* to its whole process group, so ocipush would get it twice (and
+    /// take the second as "quit at once").
+    pub fn signal_ocipush(&mut self, signal: libc::c_int) {
+        let timeout = self.child().id();
+        let children = std::fs::read_to_string(format!("/proc/{timeout}/task/{timeout}/children"))
+            .expect("read timeout's children (CONFIG_PROC_CHILDREN)");
+        let pid: libc::pid_t = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("timeout has started ocipush");
+        // SAFETY: kill(2) on our own grandchild's pid.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
     /// Wait for it to exit and collect its piped output.
     pub fn wait_with_output(mut self) -> Output {
         let child = self.0.take().expect("not waited for yet");
