@@ -7,7 +7,8 @@
 //! of threads — so a layer digest is the same on every machine. With one thread the blocks are
 //! compressed inline; with more, a small worker pool compresses them while the caller keeps
 //! producing input, and at most `2 × threads` blocks are in flight (memory stays flat).
-//! Block buffers are recycled, not reallocated per block.
+//! Block buffers are recycled, not reallocated per block. A full block that deflate would
+//! hardly shrink (judged on its first 64 KiB) is stored instead of compressed.
 //! A layer smaller than one block is a plain serial gzip stream (one deflate call sequence).
 
 use std::collections::VecDeque;
@@ -98,6 +99,11 @@ fn compress_block(
     last: bool,
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
+    let level = if level > 0 && incompressible(data) {
+        0
+    } else {
+        level
+    };
     let mut c = Compress::new(flate2::Compression::new(level.min(9)), false);
     if !dict.is_empty() {
         c.set_dictionary(dict).map_err(io::Error::other)?;
@@ -131,6 +137,29 @@ fn compress_block(
         }
     }
     Ok(())
+}
+
+/// Bytes at the start of a block that decide whether it is worth compressing.
+const PROBE_SIZE: usize = 64 * 1024;
+
+/// Whether deflate would save under 2% of `block`, judged by its first [`PROBE_SIZE`] bytes
+/// at level 1 (about a twentieth of the block's own cost): such a block (random data, an
+/// archive, media, model weights) is stored, not compressed, which takes a fraction of the
+/// time for the same size. A pure function of the block, so digests stay machine-independent.
+fn incompressible(block: &[u8]) -> bool {
+    if block.len() < BLOCK_SIZE {
+        return false;
+    }
+    let probe = &block[..PROBE_SIZE];
+    let mut c = Compress::new(flate2::Compression::new(1), false);
+    // Room for 98% of the probe: a stream that does not end within it saves under 2%.
+    let room = probe.len() * 98 / 100;
+    let mut out = Vec::with_capacity(room);
+    match c.compress_vec(probe, &mut out, FlushCompress::Finish) {
+        Ok(Status::StreamEnd) => out.len() >= room,
+        Ok(_) => true,
+        Err(_) => false,
+    }
 }
 
 /// The 10-byte gzip header: no name, mtime 0, OS "unknown" (255); XFL as zlib's gzip sets it.

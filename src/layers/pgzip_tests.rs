@@ -90,6 +90,51 @@ fn gzip_is_one_valid_stream_for_flate2_gzip_and_pigz() {
     }
 }
 
+/// Pseudo-random bytes (xorshift): nothing for deflate to find.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn incompressible_blocks_are_stored_and_the_rest_compressed() {
+    // Block 1 random, block 2 text-like, a random tail: one valid stream, the random block
+    // stored (about its own size), the compressible one still compressed, the same output
+    // for any thread count.
+    let mut data = noise(BLOCK_SIZE);
+    data.extend(sample(BLOCK_SIZE));
+    data.extend(noise(BLOCK_SIZE / 2));
+    let c = Compression::Gzip { level: 2 };
+    let gz = encode(c, &data, 2, 100_000);
+    assert_eq!(Digest::of(&encode(c, &data, 1, 4096)), Digest::of(&gz));
+    let mut back = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut back)
+        .unwrap();
+    assert!(back == data, "flate2 round trip");
+    assert!(system_decode("pigz", &["-d", "-c"], &gz) == data, "pigz -d");
+    assert!(incompressible(&noise(BLOCK_SIZE)));
+    assert!(!incompressible(&sample(BLOCK_SIZE)));
+    // Stored: the random block costs its size plus a few bytes per 64 KiB stored block; the
+    // compressible block shrinks.
+    let stored = encode(c, &noise(2 * BLOCK_SIZE), 1, BLOCK_SIZE);
+    assert!(
+        stored.len() < 2 * BLOCK_SIZE + 2 * BLOCK_SIZE / 1000,
+        "{}",
+        stored.len()
+    );
+    let text = encode(c, &sample(2 * BLOCK_SIZE), 1, BLOCK_SIZE);
+    assert!(text.len() < BLOCK_SIZE, "{}", text.len());
+}
+
 #[test]
 fn small_gzip_equals_serial_gzip_and_empty_is_valid() {
     let data = sample(100_000);
