@@ -9,7 +9,7 @@ use std::ffi::CString;
 
 use super::{
     MountOp, MountWhat, Prepared, RunError, S_M_CREATE, S_M_MOUNT, S_M_OVERLAY, S_M_SECRET,
-    S_M_SOURCE, S_M_TARGET, cpath, cstr, errno, report,
+    S_M_SOURCE, S_M_TARGET, child::report, cpath, cstr, errno,
 };
 
 /// A [`MountOp`] as C strings.
