@@ -2,68 +2,14 @@
 //! modes, symlinks, escapes, determinism, archive extraction.
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
 use super::*;
 use crate::layers::compress::Compression;
 use crate::layers::tar_writer::{EntryType, TarHeader, TarWriter};
+use crate::layers::test_entries::{entries, paths, write};
 use crate::rootfs::RootFs;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct E {
-    path: String,
-    kind: u8,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    link: String,
-    data: Vec<u8>,
-}
-
-fn entries(blob: &LayerBlob) -> Vec<E> {
-    let f = fs::File::open(&blob.path).unwrap();
-    let r: Box<dyn Read> = match blob.compression {
-        Compression::Gzip { .. } => Box::new(flate2::read::GzDecoder::new(f)),
-        _ => Box::new(f),
-    };
-    let mut ar = tar::Archive::new(r);
-    ar.entries()
-        .unwrap()
-        .map(|e| {
-            let mut e = e.unwrap();
-            let h = e.header().clone();
-            let mut data = Vec::new();
-            e.read_to_end(&mut data).unwrap();
-            assert_eq!(h.mtime().unwrap(), 0);
-            assert!(h.username_bytes().unwrap_or_default().is_empty());
-            E {
-                path: String::from_utf8(e.path_bytes().into_owned()).unwrap(),
-                kind: h.entry_type().as_byte(),
-                mode: h.mode().unwrap(),
-                uid: h.uid().unwrap(),
-                gid: h.gid().unwrap(),
-                link: e
-                    .link_name_bytes()
-                    .map(|l| String::from_utf8(l.into_owned()).unwrap())
-                    .unwrap_or_default(),
-                data,
-            }
-        })
-        .collect()
-}
-
-fn paths(blob: &LayerBlob) -> Vec<String> {
-    entries(blob).into_iter().map(|e| e.path).collect()
-}
-
-fn write(root: &Path, rel: &str, data: &str, mode: u32) {
-    let p = root.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(&p, data).unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
-}
 
 struct Fixture {
     _tmp: tempfile::TempDir,

@@ -20,6 +20,8 @@ mod sources;
 mod spool;
 pub(crate) mod tar_guard;
 mod tar_writer;
+#[cfg(test)]
+mod test_entries;
 
 pub use archive::{ArchiveFormat, detect_archive};
 pub use chmod::{Chmod, ChmodError, SymbolicMode};

@@ -2,62 +2,15 @@
 //! symbolic `--chmod`, and the layer cache keys of all of them.
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
 use crate::cache::{CacheOutcome, LayerCache};
+use crate::layers::test_entries::{E, entries, paths, write};
 use crate::layers::{
     BuildError, Chmod, Compression, Context, CopySpec, InlineFile, LayerBlob, LayerOptions, Spool,
     build_copy_layer,
 };
-
-/// One tar entry: path, type byte, mode, uid, link target, content.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct E {
-    path: String,
-    kind: u8,
-    mode: u32,
-    uid: u64,
-    link: String,
-    data: String,
-}
-
-fn entries(blob: &LayerBlob) -> Vec<E> {
-    let f = fs::File::open(&blob.path).unwrap();
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
-    ar.entries()
-        .unwrap()
-        .map(|e| {
-            let mut e = e.unwrap();
-            let h = e.header().clone();
-            let mut data = String::new();
-            e.read_to_string(&mut data).unwrap();
-            E {
-                path: String::from_utf8(e.path_bytes().into_owned()).unwrap(),
-                kind: h.entry_type().as_byte(),
-                mode: h.mode().unwrap(),
-                uid: h.uid().unwrap(),
-                link: e
-                    .link_name_bytes()
-                    .map(|l| String::from_utf8(l.into_owned()).unwrap())
-                    .unwrap_or_default(),
-                data,
-            }
-        })
-        .collect()
-}
-
-fn paths(blob: &LayerBlob) -> Vec<String> {
-    entries(blob).into_iter().map(|e| e.path).collect()
-}
-
-fn write(root: &Path, rel: &str, data: &str, mode: u32) {
-    let p = root.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(&p, data).unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
-}
 
 struct Fixture {
     tmp: tempfile::TempDir,
@@ -116,8 +69,9 @@ fn heredocs_become_files() {
             kind: b'0',
             mode: 0o644,
             uid: 0,
+            gid: 0,
             link: String::new(),
-            data: "hello\n".into()
+            data: b"hello\n".to_vec()
         }]
     );
 
@@ -130,7 +84,7 @@ fn heredocs_become_files() {
     let es = entries(&build(&f, &s).unwrap());
     let got: Vec<(&str, u32, u64, &str)> = es
         .iter()
-        .map(|e| (e.path.as_str(), e.mode, e.uid, e.data.as_str()))
+        .map(|e| (e.path.as_str(), e.mode, e.uid, e.text()))
         .collect();
     assert_eq!(
         got,
@@ -146,7 +100,7 @@ fn heredocs_become_files() {
     let mut s = spec(&["a.txt"], "/d/");
     s.inline = vec![inline("a.txt", "inline")];
     let es = entries(&build(&f, &s).unwrap());
-    assert_eq!(es[1].data, "inline");
+    assert_eq!(es[1].text(), "inline");
 
     // Two sources need a directory destination.
     let mut s = spec(&[], "/x");
@@ -328,7 +282,7 @@ fn hard_links_stored_once() {
     let es = entries(&build(&f, &spec(&["d"], "/o/")).unwrap());
     let got: Vec<(&str, u8, &str, &str)> = es
         .iter()
-        .map(|e| (e.path.as_str(), e.kind, e.link.as_str(), e.data.as_str()))
+        .map(|e| (e.path.as_str(), e.kind, e.link.as_str(), e.text()))
         .collect();
     assert_eq!(
         got,
@@ -354,9 +308,9 @@ fn hard_links_stored_once() {
     write(&f.ctx, "e/a.bin", "replacement", 0o644);
     let es = entries(&build(&f, &spec(&["d", "e"], "/o/")).unwrap());
     let by = |p: &str| es.iter().find(|e| e.path == p).unwrap().clone();
-    assert_eq!(by("o/a.bin").data, "replacement");
+    assert_eq!(by("o/a.bin").text(), "replacement");
     assert_eq!(
-        (by("o/b.bin").kind, by("o/b.bin").data.as_str()),
+        (by("o/b.bin").kind, by("o/b.bin").text()),
         (b'0', "shared content")
     );
     assert_eq!(by("o/sub/c.bin").link, "o/b.bin");
