@@ -59,16 +59,21 @@ fn build(
     (out, dest)
 }
 
+/// The tar of a layer blob (gzip or plain tar).
+fn layer_tar(blob: &[u8]) -> Vec<u8> {
+    if !blob.starts_with(&[0x1f, 0x8b]) {
+        return blob.to_vec();
+    }
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(blob)
+        .read_to_end(&mut raw)
+        .unwrap();
+    raw
+}
+
 /// The entries of a layer blob (gzip or plain tar) as `(path, type byte, uid)`.
 pub(crate) fn layer_entries(blob: &[u8]) -> Vec<(String, u8, u64)> {
-    let mut raw = Vec::new();
-    if blob.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(blob)
-            .read_to_end(&mut raw)
-            .unwrap();
-    } else {
-        raw = blob.to_vec();
-    }
+    let raw = layer_tar(blob);
     let mut ar = tar::Archive::new(&raw[..]);
     ar.entries()
         .unwrap()
@@ -533,10 +538,7 @@ fn run_layer_mtimes_are_clamped_to_source_date_epoch() {
     let digest = assert_pushed(&out, &format!("{}/clamped", reg.addr()));
     let img = copy_and_unpack(&format!("docker://{}/clamped@{digest}", reg.addr()), None);
     let layers = layout_layers(&img.layout);
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(&layers.last().unwrap()[..])
-        .read_to_end(&mut raw)
-        .unwrap();
+    let raw = layer_tar(layers.last().unwrap());
     let mtimes: std::collections::BTreeMap<String, u64> = tar::Archive::new(&raw[..])
         .entries()
         .unwrap()
