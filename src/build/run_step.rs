@@ -87,8 +87,6 @@ pub(super) async fn build_run_layer(
     let platform = opts.platform.to_string();
     let secrets = opts.secrets.clone();
     let cancel = opts.cancel.clone();
-    // The job's set of secrets, whichever thread the output is read on.
-    let redaction = crate::auth::redact::Scope::current();
     let fs_on = OnFs {
         platform: platform.clone(),
         fs,
@@ -99,12 +97,13 @@ pub(super) async fn build_run_layer(
     fs_on
         .run(events, move |rt, store, fs| {
             // What the command prints is scrubbed of the build's secrets (and credentials): the
-            // job's set and the process-level one.
+            // job's set and the process-level one. This runs on the build's blocking thread,
+            // which `blocking::spawn` put in the job's redaction scope.
             let on_output = move |text: &str| {
                 ev(Event::RunOutput {
                     platform: platform.clone(),
                     line,
-                    text: redaction.scrub(text).into_owned(),
+                    text: crate::auth::redact::scrub_here(text).into_owned(),
                 })
             };
             let mut mount_sources = Vec::with_capacity(mounts.len());
