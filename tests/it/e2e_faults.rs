@@ -611,23 +611,6 @@ fn reliability_flags_are_checked() {
     }
 }
 
-/// The digest of the Alpine fixture's only layer (from its OCI layout).
-fn alpine_layer_digest() -> String {
-    let layout = crate::common::fixtures::alpine_oci_layout();
-    let read = |digest: &str| -> serde_json::Value {
-        let hex = digest.strip_prefix("sha256:").unwrap();
-        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap())
-            .unwrap()
-    };
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
-    manifest["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// Ctrl-C while the base image's layer is being read (a COPY judges its paths against the
 /// base, so the build reads it on a blocking thread; the proxy holds the download): ocipush
 /// stops the read at once, exits 130 with the cancellation message, never panics (a read left
@@ -638,7 +621,12 @@ fn an_interrupt_while_the_base_is_read_stops_the_read_and_leaves_no_file() {
     let sb = Sandbox::new();
     let a = alpine_base_registry(&sb);
     let base_proxy = FaultProxy::start(a.port());
-    let layer = alpine_layer_digest();
+    let layer = crate::common::flatten::read_oci_layout(
+        crate::common::fixtures::alpine_oci_layout(),
+        "latest",
+    )
+    .layers[0]
+        .clone();
     base_proxy.add(Rule::new("GET", &layer, usize::MAX, Fault::Hold));
     crate::common::fixtures::map_docker_alpine_to_addr(&sb, &base_proxy.addr());
     let b = RegistryServer::start();
