@@ -136,11 +136,7 @@ pub(crate) fn materialise(lowers: &[PathBuf], dest: &Path) -> Result<(), RunErro
 }
 
 fn is_whiteout(p: &Path, m: &std::fs::Metadata) -> Result<bool, RunError> {
-    let ft = m.file_type();
-    Ok((ft.is_char_device() && m.rdev() == 0)
-        || (ft.is_file()
-            && m.len() == 0
-            && super::snapshot::is_xwhiteout(p).map_err(io_err("read a snapshot", p))?))
+    super::snapshot::is_whiteout(p, m).map_err(io_err("read a snapshot", p))
 }
 
 fn opaque(p: &Path) -> Result<bool, RunError> {

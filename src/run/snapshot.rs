@@ -342,9 +342,20 @@ pub(crate) fn is_opaque(d: &Path) -> io::Result<bool> {
     Ok(xattr_is(d, OPAQUE_XATTR, b"y")? || xattr_is(d, USER_OPAQUE_XATTR, b"y")?)
 }
 
+/// Whether `p` (whose metadata is `m`) is an overlay whiteout: a character device 0/0, or an
+/// empty regular file marked as one ([`is_xwhiteout`]).
+pub(crate) fn is_whiteout(p: &Path, m: &std::fs::Metadata) -> io::Result<bool> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let ft = m.file_type();
+    Ok(
+        (ft.is_char_device() && m.rdev() == 0)
+            || (ft.is_file() && m.len() == 0 && is_xwhiteout(p)?),
+    )
+}
+
 /// Whether the (empty, regular) file `p` is overlay's attribute form of a whiteout
 /// (`trusted.overlay.whiteout` or `user.overlay.whiteout`, any value).
-pub(crate) fn is_xwhiteout(p: &Path) -> io::Result<bool> {
+fn is_xwhiteout(p: &Path) -> io::Result<bool> {
     let cp = c(p)?;
     for name in [
         &b"trusted.overlay.whiteout\0"[..],

@@ -80,11 +80,9 @@ fn walk(
             uid: meta.uid,
             gid: meta.gid,
         };
-        let xwhiteout = ft.is_file()
-            && m.len() == 0
-            && super::snapshot::is_xwhiteout(&path)
-                .map_err(io_err("read the RUN's changes", &path))?;
-        if (ft.is_char_device() && m.rdev() == 0) || xwhiteout {
+        if super::snapshot::is_whiteout(&path, &m)
+            .map_err(io_err("read the RUN's changes", &path))?
+        {
             let parent = &comps[..comps.len() - 1];
             let wh = if parent.is_empty() {
                 format!(".wh.{}", comps[comps.len() - 1])
