@@ -25,12 +25,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsString};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::RunError;
 use super::io_err;
+use super::sandbox::cpath;
 
 /// What identifies one path's state before the command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,12 +191,6 @@ fn merge(srcs: &[PathBuf], dest: &Path) -> Result<(), RunError> {
     Ok(())
 }
 
-fn c(p: &Path) -> Result<CString, RunError> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| RunError::Invalid {
-        what: format!("{} has a NUL byte in its name", p.display()),
-    })
-}
-
 /// Copy one non-directory entry.
 fn copy_entry(src: &Path, m: &std::fs::Metadata, to: &Path) -> Result<(), RunError> {
     let ft = m.file_type();
@@ -207,7 +201,7 @@ fn copy_entry(src: &Path, m: &std::fs::Metadata, to: &Path) -> Result<(), RunErr
         let target = std::fs::read_link(src).map_err(io_err("read a symlink", src))?;
         std::os::unix::fs::symlink(&target, to).map_err(io_err("create", to))?;
     } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
-        let cp = c(to)?;
+        let cp = cpath(to)?;
         // SAFETY: a valid C string; the type and device of the snapshot's node.
         if unsafe { libc::mknod(cp.as_ptr(), m.mode(), m.rdev()) } != 0 {
             return Err(io_err("create", to)(std::io::Error::last_os_error()));
@@ -230,7 +224,7 @@ fn set_meta(src: &Path, m: &std::fs::Metadata, to: &Path) -> Result<(), RunError
             .map_err(io_err("chmod", to))?;
     }
     copy_xattrs(src, to)?;
-    let cp = c(to)?;
+    let cp = cpath(to)?;
     let times = [
         libc::timespec {
             tv_sec: m.atime(),
@@ -262,8 +256,8 @@ fn set_meta(src: &Path, m: &std::fs::Metadata, to: &Path) -> Result<(), RunError
 /// `user.overlay.*`); one the filesystem or the kernel refuses is left out (overlay's
 /// copy-up does the same for attributes it cannot set).
 fn copy_xattrs(src: &Path, to: &Path) -> Result<(), RunError> {
-    let cs = c(src)?;
-    let ct = c(to)?;
+    let cs = cpath(src)?;
+    let ct = cpath(to)?;
     let mut names = vec![0u8; 1024];
     let n = loop {
         // SAFETY: a valid C string and buffer.

@@ -242,7 +242,7 @@ fn cstr(b: &[u8]) -> Result<CString, RunError> {
     })
 }
 
-fn cpath(p: &Path) -> Result<CString, RunError> {
+pub(crate) fn cpath(p: &Path) -> Result<CString, RunError> {
     cstr(p.as_os_str().as_bytes())
 }
 
