@@ -63,6 +63,9 @@ step "cargo check --no-default-features (library without AWS)" cargo check --qui
 step "cargo doc (missing docs and broken links are errors)" env RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps
 step "public API listing (tests/public-api.txt)" ./scripts/public-api.sh
 step "cargo test --doc" cargo test --quiet --doc
+# `cargo test --all-targets` builds the examples only as (empty) unit-test binaries; the
+# e2e tests that run an example (tests/it/e2e_builder.rs, e2e_ecr.rs) need the real ones.
+step "cargo build --examples" cargo build --quiet --examples
 step "cargo test" cargo test --no-fail-fast --all-targets
 # Fuzz targets (fuzz/): each runs briefly (FUZZ_SECONDS, default 15 s); their seed corpora
 # also run in `cargo test` (tests/it/e2e_hostile.rs). See scripts/fuzz.sh.

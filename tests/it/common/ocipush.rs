@@ -23,15 +23,16 @@ pub fn ocipush_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ocipush")))
 }
 
-/// An example binary Cargo built beside the test binary (`cargo test --all-targets`, as
-/// `scripts/test.sh` runs it, builds every example), e.g. `containerize`.
+/// An example binary Cargo built beside the test binary, e.g. `containerize`.
+/// `cargo test --all-targets` builds examples only as unit-test binaries (their `main` is not
+/// in them), so `scripts/test.sh` runs `cargo build --examples` first.
 pub fn example_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let bin = dir.join("examples").join(name);
     assert!(
         bin.is_file(),
-        "{} is missing: build the examples first (`cargo test --all-targets`)",
+        "{} is missing: build the examples first (`cargo build --examples`, as scripts/test.sh does)",
         bin.display()
     );
     bin
