@@ -641,7 +641,7 @@ pub async fn build_image_tapped(
     tap: Option<LayerTap>,
 ) -> Result<BuiltImage, BuildImageError> {
     // Retries and fallbacks deep in the registry client and the fetcher reach `events` too.
-    crate::events::in_job(
+    crate::job_context::with_events(
         events,
         build_image_in_job(opts, client, registries, events, tap),
     )
@@ -677,7 +677,7 @@ async fn build_image_in_job(
     let target = stages.target(opts.target.as_deref())?;
 
     let ctx_root = opts.context.clone();
-    let context = tokio::task::spawn_blocking(move || Context::open(&ctx_root))
+    let context = crate::job_context::spawn_blocking(move || Context::open(&ctx_root))
         .await
         .map_err(|e| BuildImageError::Join(e.to_string()))?
         .map_err(BuildImageError::Context)?;

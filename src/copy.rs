@@ -172,8 +172,9 @@ pub async fn copy_image(
 ) -> Result<Digest, CopyError> {
     // Retries and fallbacks deep in the registry client reach `events`; the job's secrets go
     // to the session's redactor.
-    let job = crate::events::in_job(events, copy_in_job(session, src, dest, opts, events));
-    session.redactor.scope(job).await
+    let job =
+        crate::job_context::with_events(events, copy_in_job(session, src, dest, opts, events));
+    crate::job_context::with_redactor(&session.redactor, job).await
 }
 
 /// [`copy_image`], in the job's event and redaction scopes.

@@ -241,32 +241,11 @@ impl std::fmt::Display for FallbackKind {
 /// other and with building.
 pub type EventSink = std::sync::Arc<dyn Fn(Event) + Send + Sync>;
 
-tokio::task_local! {
-    /// The sink of the job running on this task ([`in_job`]), for the layers that have no
-    /// sink of their own (the registry client's retries).
-    static JOB_EVENTS: EventSink;
-}
-
-/// Run `job` with `events` as the sink that [`emit`] reaches: scoped to the job's task, so
-/// two jobs in one process (two builds an IDE runs) each get their own events.
-pub(crate) async fn in_job<F: std::future::Future>(events: &EventSink, job: F) -> F::Output {
-    JOB_EVENTS.scope(events.clone(), job).await
-}
-
-/// Run the blocking `work` (on a `spawn_blocking` thread, where the task's sink is not seen)
-/// with `events` as the sink that [`emit`] reaches.
-pub(crate) fn in_job_blocking<R>(events: &EventSink, work: impl FnOnce() -> R) -> R {
-    JOB_EVENTS.sync_scope(events.clone(), work)
-}
-
-/// The sink of the job running on this task, if any (to carry onto a blocking thread).
-pub(crate) fn current_sink() -> Option<EventSink> {
-    JOB_EVENTS.try_with(EventSink::clone).ok()
-}
-
 /// Report `e` to the sink of the job running on this task, if any.
 pub(crate) fn emit(e: Event) {
-    let _ = JOB_EVENTS.try_with(|sink| sink(e));
+    if let Some(sink) = crate::job_context::with_current(|c| c.events.clone()).flatten() {
+        sink(e);
+    }
 }
 
 /// Report a fallback ([`Event::Fallback`]) to the job's sink, if any; `detail` has its
@@ -409,17 +388,14 @@ mod tests {
         let secret = "fallback-test-token-Zq81xv";
         crate::auth::redact::register(secret);
         let (sink, mut rx) = channel();
-        in_job(&sink, async {
+        crate::job_context::with_events(&sink, async {
             fallback(
                 "authenticating to example.com",
                 FallbackKind::CredentialRefreshed,
                 &format!("refused Authorization: Bearer {secret}"),
             );
-            let s = sink.clone();
-            tokio::task::spawn_blocking(move || {
-                in_job_blocking(&s, || {
-                    fallback("layer cache", FallbackKind::CacheEntryRebuilt, "bad")
-                })
+            crate::job_context::spawn_blocking(|| {
+                fallback("layer cache", FallbackKind::CacheEntryRebuilt, "bad")
             })
             .await
             .unwrap();

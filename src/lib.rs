@@ -27,7 +27,6 @@
 pub mod auth;
 pub(crate) mod base_image;
 pub mod blob;
-pub(crate) mod blocking;
 pub mod build;
 pub mod builder;
 pub(crate) mod cache;
@@ -43,6 +42,7 @@ pub(crate) mod ecr_host;
 pub mod events;
 pub(crate) mod fetch;
 pub mod image;
+pub(crate) mod job_context;
 pub(crate) mod layerfs;
 pub mod layers;
 pub mod layout;

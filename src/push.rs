@@ -140,7 +140,7 @@ pub async fn push_blobs(
     events: &EventSink,
 ) -> Result<(), PushError> {
     // Retries and fallbacks deep in the registry client reach `events` too.
-    crate::events::in_job(events, push_blobs_in_job(dest, blobs, opts, events)).await
+    crate::job_context::with_events(events, push_blobs_in_job(dest, blobs, opts, events)).await
 }
 
 async fn push_blobs_in_job(
@@ -292,7 +292,7 @@ pub async fn put_manifest(
     events: &EventSink,
 ) -> Result<Digest, PushError> {
     // Retries deep in the registry client reach `events` too.
-    crate::events::in_job(
+    crate::job_context::with_events(
         events,
         put_manifest_in_job(dest, manifest, references, events),
     )

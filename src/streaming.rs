@@ -244,7 +244,7 @@ impl BlobSource for GrowingBlob {
                 }
                 let len = (extent.written - pos).min(READ_SIZE) as usize;
                 let file = blob.file.clone();
-                let bytes = tokio::task::spawn_blocking(move || {
+                let bytes = crate::job_context::spawn_blocking(move || {
                     let mut buf = vec![0u8; len];
                     file.read_exact_at(&mut buf, pos)?;
                     Ok::<_, io::Error>(Bytes::from(buf))

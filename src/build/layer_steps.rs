@@ -162,8 +162,8 @@ impl OnFs {
         } = self;
         let rt = tokio::runtime::Handle::current();
         // The job's sink, secrets and count of blocking threads follow the work onto its
-        // thread (crate::blocking::spawn).
-        let (blob, fs) = crate::blocking::spawn(move || {
+        // thread (crate::job_context).
+        let (blob, fs) = crate::job_context::spawn_blocking(move || {
             let mut fs = fs
                 .materialize(&rt, &sources, cache_dir.as_deref())
                 .map_err(|source| BuildImageError::BaseFs { line, source })?;

@@ -98,7 +98,7 @@ pub(super) async fn build_run_layer(
         .run(events, move |rt, store, fs| {
             // What the command prints is scrubbed of the build's secrets (and credentials): the
             // job's set and the process-level one. This runs on the build's blocking thread,
-            // which `blocking::spawn` put in the job's redaction scope.
+            // which `job_context::spawn_blocking` put in the job's context.
             let on_output = move |text: &str| {
                 ev(Event::RunOutput {
                     platform: platform.clone(),

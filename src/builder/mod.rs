@@ -311,7 +311,7 @@ impl ImageBuilder {
         // The layers move to the blocking thread that stages them (compile cloned them once).
         let staged = std::mem::take(&mut plan.layers);
         let at = context.clone();
-        tokio::task::spawn_blocking(move || {
+        crate::job_context::spawn_blocking(move || {
             std::fs::create_dir(&at).map_err(|source| BuilderError::Io {
                 action: "create directory",
                 path: at.clone(),

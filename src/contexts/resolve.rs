@@ -54,13 +54,15 @@ pub async fn resolve_base(
                 reference.clone(),
                 platform.clone(),
             );
-            tokio::task::spawn_blocking(move || read_layout_image(&name, &d, &reference, &platform))
-                .await
-                .map_err(|e| ContextError::LayoutImage {
-                    name: nc.given.clone(),
-                    dir: dir.clone(),
-                    message: format!("internal error: a read task stopped: {e}"),
-                })?
+            crate::job_context::spawn_blocking(move || {
+                read_layout_image(&name, &d, &reference, &platform)
+            })
+            .await
+            .map_err(|e| ContextError::LayoutImage {
+                name: nc.given.clone(),
+                dir: dir.clone(),
+                message: format!("internal error: a read task stopped: {e}"),
+            })?
         }
         ContextSource::Dir(dir) => {
             let (spool, opts, d) = (env.spool.clone(), env.layer, dir.clone());
@@ -69,7 +71,7 @@ pub async fn resolve_base(
                 dir: dir.clone(),
                 source: Box::new(source),
             };
-            let layer = tokio::task::spawn_blocking(move || {
+            let layer = crate::job_context::spawn_blocking(move || {
                 let ctx = Context::open(&d)?;
                 let spec = CopySpec {
                     srcs: vec![".".into()],

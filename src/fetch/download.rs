@@ -43,7 +43,7 @@ impl DownloadStore {
             return None;
         }
         let p = path.clone();
-        let hashed = tokio::task::spawn_blocking(move || Hasher::file(&p))
+        let hashed = crate::job_context::spawn_blocking(move || Hasher::file(&p))
             .await
             .ok()?;
         match hashed {

@@ -347,12 +347,15 @@ pub async fn build_and_push_platforms(
     jobs: usize,
     events: &EventSink,
 ) -> Result<Pushed, PipelineError> {
+    // Its secrets go to the session's set; events from layers without a sink of their own
+    // (the client's retries, fallbacks), from the destination's set-up on, reach `events`.
     let job =
         build_and_push_in_session(session, build, platforms, target, extra_tags, jobs, events);
-    session.redactor.scope(job).await
+    let job = crate::job_context::with_events(events, job);
+    crate::job_context::with_redactor(&session.redactor, job).await
 }
 
-/// [`build_and_push_platforms`], in the session's redaction scope.
+/// [`build_and_push_platforms`], in the session's job context.
 async fn build_and_push_in_session(
     session: &Session,
     build: &BuildOptions,
@@ -372,23 +375,19 @@ async fn build_and_push_in_session(
         Target::Registry(_) => Some(session.destination(target).await?),
         Target::Layout { .. } => None,
     };
-    // Events from layers without a sink of their own (the client's retries) reach `events`;
-    // the blocking threads the build starts are counted in `work`.
-    let work = crate::blocking::Work::default();
-    let job = crate::blocking::scope(
-        work.clone(),
-        crate::events::in_job(
+    // The blocking threads the build starts are counted in `work`.
+    let work = crate::job_context::Work::default();
+    let job = crate::job_context::with_work(
+        &work,
+        run_job(
+            session,
+            build,
+            platforms,
+            target,
+            extra_tags,
+            jobs,
             events,
-            run_job(
-                session,
-                build,
-                platforms,
-                target,
-                extra_tags,
-                jobs,
-                events,
-                early.as_ref(),
-            ),
+            early.as_ref(),
         ),
     );
     // Cancelling drops the job: uploads in flight stop, layer writers fail at their next write

@@ -45,11 +45,6 @@ const MIN_LEN: usize = 6;
 /// What a secret is replaced with.
 pub const REDACTED: &str = "<redacted>";
 
-tokio::task_local! {
-    /// The set of the job running on this task ([`Redactor::scope`]).
-    static CURRENT: Redactor;
-}
-
 /// Secrets registered outside any job; never emptied.
 static FALLBACK: LazyLock<Redactor> = LazyLock::new(Redactor::unlisted);
 
@@ -61,9 +56,15 @@ pub fn register(secret: &str) {
     if secret.len() < MIN_LEN {
         return;
     }
-    match CURRENT.try_with(|r| r.register(secret)) {
-        Ok(()) => {}
-        Err(_) => FALLBACK.register(secret),
+    let registered = crate::job_context::with_current(|c| match &c.redactor {
+        Some(r) => {
+            r.register(secret);
+            true
+        }
+        None => false,
+    });
+    if registered != Some(true) {
+        FALLBACK.register(secret);
     }
 }
 
@@ -78,15 +79,14 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     set::scrub_with(&sets, text)
 }
 
-/// The set of the job this code runs in, to scrub its output with and to carry into the
-/// threads and tasks it starts.
+/// The set of the job this code runs in ([`crate::job_context`]), to scrub its output with.
 #[derive(Clone, Debug)]
 pub(crate) struct Scope(Option<Redactor>);
 
 impl Scope {
     /// The current job's set, if any.
     pub(crate) fn current() -> Scope {
-        Scope(CURRENT.try_with(Redactor::clone).ok())
+        Scope(crate::job_context::JobContext::current().redactor)
     }
 
     /// `text` scrubbed of the job's secrets and the fallback set's; outside any job,
@@ -95,14 +95,6 @@ impl Scope {
         match &self.0 {
             Some(r) => set::scrub_with(&[&FALLBACK, r], text),
             None => scrub(text),
-        }
-    }
-
-    /// Run `f` (on a thread of its own, a blocking task) in this scope.
-    pub(crate) fn enter<R>(self, f: impl FnOnce() -> R) -> R {
-        match self.0 {
-            Some(r) => CURRENT.sync_scope(r, f),
-            None => f(),
         }
     }
 }

@@ -109,7 +109,7 @@ impl Redactor {
     /// exposes) goes here. The jobs of a [`Session`](crate::pipeline::Session) run in its set;
     /// an embedder calling the registry client directly can scope its calls the same way.
     pub async fn scope<F: std::future::Future>(&self, fut: F) -> F::Output {
-        super::CURRENT.scope(self.clone(), fut).await
+        crate::job_context::with_redactor(self, fut).await
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Set> {

@@ -125,8 +125,7 @@ async fn exposing_a_secret_puts_it_in_the_set_of_the_job_that_exposes_it() {
 async fn a_scope_is_carried_into_a_blocking_thread_and_lost_without_it() {
     let job = Redactor::new();
     job.scope(async {
-        let scope = Scope::current();
-        tokio::task::spawn_blocking(move || scope.enter(|| register("read-on-a-blocking-thread")))
+        crate::job_context::spawn_blocking(|| register("read-on-a-blocking-thread"))
             .await
             .unwrap();
         // A plain thread has no scope: the secret goes to the fallback, never nowhere.
