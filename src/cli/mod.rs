@@ -82,10 +82,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging(
-        cli.verbose,
-        progress_mode(&cli) == progress::ProgressMode::Rawjson,
-    );
+    let rawjson = progress_mode(&cli) == progress::ProgressMode::Rawjson;
+    init_logging(cli.verbose, rawjson);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -100,7 +98,15 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             // Errors never carry a secret; scrub anyway (defence in depth, see redacted_log).
-            eprintln!("error: {}", ocipush::auth::redact::scrub(&f.message));
+            let message = ocipush::auth::redact::scrub(&f.message);
+            if rawjson {
+                progress::raw_json_line(
+                    "error",
+                    serde_json::json!({ "message": message, "exit_code": f.code }),
+                );
+            } else {
+                eprintln!("error: {message}");
+            }
             ExitCode::from(f.code)
         }
     }
@@ -227,7 +233,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     opts.build_contexts = build_contexts;
     opts.secrets = secrets;
     opts.annotations = parse_annotations(&build.annotations).map_err(Failure::usage)?;
-    cancel_on_signals(opts.cancel.clone());
+    cancel_on_signals(opts.cancel.clone(), mode == progress::ProgressMode::Rawjson);
     let events = progress::reporter(mode, platforms.len() > 1);
     let pushed = build_and_push_platforms(
         &session,
@@ -265,7 +271,7 @@ const SAME_INTERRUPTION: std::time::Duration = std::time::Duration::from_secs(1)
 /// The first SIGINT or SIGTERM cancels the job (the build stops, open uploads are closed,
 /// nothing is tagged, temporary files are removed on the way out); a second one, a second or
 /// more later, ends the process at once.
-fn cancel_on_signals(cancel: ocipush::CancellationToken) {
+fn cancel_on_signals(cancel: ocipush::CancellationToken, rawjson: bool) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -291,9 +297,12 @@ fn cancel_on_signals(cancel: ocipush::CancellationToken) {
                 std::process::exit(130);
             }
             first = Some(std::time::Instant::now());
-            eprintln!(
-                "ocipush: interrupted; stopping the build, closing open uploads (again to quit at once)"
-            );
+            let said = "stopping the build, closing open uploads (again to quit at once)";
+            if rawjson {
+                progress::raw_json_line("interrupted", serde_json::json!(said));
+            } else {
+                eprintln!("ocipush: interrupted; {said}");
+            }
             cancel.cancel();
         }
     });

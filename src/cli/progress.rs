@@ -250,3 +250,15 @@ fn raw_json(e: Event) {
     }
     eprintln!("{line}");
 }
+
+/// One line of the CLI's own (not a library [`Event`]: its final `error`, an
+/// `interrupted`) in the rawjson format, so that every stderr line stays one JSON object.
+pub(crate) fn raw_json_line(event: &str, data: serde_json::Value) {
+    let line = serde_json::json!({
+        "v": RAWJSON_VERSION,
+        "time": rawjson_time(),
+        "event": event,
+        "data": data,
+    });
+    eprintln!("{line}");
+}

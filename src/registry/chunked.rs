@@ -185,8 +185,16 @@ impl Repository {
             }
             let err = self.error_from(op, resp).await;
             if err.status() == Some(405) {
-                // No chunked uploads here (Google Artifact Registry): one PUT from now on.
+                // No chunked uploads here (Google Artifact Registry): one PUT from now on —
+                // at once for a finished blob, once built for a layer being streamed.
                 self.client.inner.chunks.set_monolithic(&self.endpoint.host);
+                fallback(
+                    &op.what,
+                    FallbackKind::NoChunkedUploads,
+                    &format!(
+                        "the registry takes no chunked uploads ({err}); sending the blob in one request"
+                    ),
+                );
                 return Err(err);
             }
             if too_large(&err) {

@@ -262,14 +262,8 @@ impl Repository {
         match (done, known) {
             // No chunked uploads here (a PATCH answered 405): the known blob in one PUT.
             (Err(e), Some(blob)) if e.status() == Some(405) && self.monolithic_only() => {
+                // (Reported as a fallback where the 405 was met, `put_chunked`.)
                 tracing::info!(blob = %label, error = %e, "the registry takes no chunked uploads; sending the blob in one request");
-                fallback(
-                    &op.what,
-                    FallbackKind::NoChunkedUploads,
-                    &format!(
-                        "the registry takes no chunked uploads ({e}); sending the blob in one request"
-                    ),
-                );
                 clear(resume);
                 let session = self.start_upload(&op).await?;
                 self.put_monolithic(&op, blob, sending.source(), session.location, progress)

@@ -412,8 +412,20 @@ mod ecr {
         std::fs::write(sb.registries_conf(), map).unwrap();
         sb.login(&[(HOST, "AWS", stale)]);
         proxy.expire_credential(&format!("Basic {}", b64(&format!("AWS:{stale}"))));
-        let out = push(&sb, &format!("{REPO}:v1"), &[]);
+        let out = push(&sb, &format!("{REPO}:v1"), &["--progress", "rawjson"]);
         let err = assert_failed(&out, 1);
+        // The old login was sent only because nothing fresher was found, which is said.
+        let events = crate::e2e_options::rawjson_events(&err);
+        let stale_sent = crate::e2e_options::fallbacks(&events, "stale_credential");
+        assert!(!stale_sent.is_empty(), "{err}");
+        assert_eq!(stale_sent[0]["step"], format!("authenticating to {HOST}"));
+        assert!(
+            stale_sent[0]["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("sending the stale one for the registry to judge"),
+            "{err}"
+        );
         assert!(
             err.contains("refused the credential as expired")
                 && err.contains("the expiry inside the saved token is past")

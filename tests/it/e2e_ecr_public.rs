@@ -330,9 +330,14 @@ fn a_docker_login_for_ecr_public_wins_and_a_refusal_names_the_ecr_public_action(
 #[test]
 fn without_credentials_a_push_says_how_and_ecr_only_options_are_refused_before_the_build() {
     let public = Public::start("unused");
-    // No login, no AWS identity: the registry is asked anonymously and refuses.
-    let err = assert_failed(&public.push(&[], &[]), 1);
+    // No login, no AWS identity: the registry is asked anonymously (said as a fallback: the
+    // base is pulled without credentials) and refuses the push.
+    let err = assert_failed(&public.push(&["--progress", "rawjson"], &[]), 1);
     eprintln!("no credentials:\n{err}");
+    let events = crate::e2e_options::rawjson_events(&err);
+    let anonymous = crate::e2e_options::fallbacks(&events, "anonymous_pull");
+    assert!(!anonymous.is_empty(), "{err}");
+    assert_eq!(anonymous[0]["step"], "authenticating to public.ecr.aws");
     assert!(
         err.contains("Amazon ECR Public asked for credentials")
             && err.contains("no ECR Public token could be had from the AWS credential chain")

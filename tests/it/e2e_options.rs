@@ -5,7 +5,7 @@ use std::path::Path;
 use sha2::{Digest as _, Sha256};
 
 use crate::common::fixtures::{alpine_base_registry, alpine_dockerfile, copy_alpine_tarball};
-use crate::common::ocipush::{Sandbox, assert_pushed};
+use crate::common::ocipush::{Sandbox, assert_failed, assert_pushed, describe};
 use crate::common::registry::RegistryServer;
 use crate::common::testdata;
 use crate::common::tools::{
@@ -292,6 +292,39 @@ fn rawjson_progress_is_one_versioned_event_per_line() {
             "{d} finished"
         );
     }
+}
+
+/// A failed run in `rawjson` still prints only JSON lines: the failure is the last one, an
+/// `error` event with the plain modes' message and the exit code.
+#[test]
+fn a_failure_in_rawjson_is_its_last_line_an_error_event() {
+    let sb = Sandbox::new();
+    let ctx = sb.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY missing.txt /\n").unwrap();
+    let dockerfile = ctx.join("Dockerfile");
+    let run = |progress: &str| {
+        sb.ocipush([
+            "--progress".as_ref(),
+            progress.as_ref(),
+            dockerfile.as_os_str(),
+            "127.0.0.1:1/never:v1".as_ref(),
+        ])
+    };
+    let plain = assert_failed(&run("plain"), 1);
+    let out = run("rawjson");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events = rawjson_events(&stderr);
+    let last = events.last().expect("an error line");
+    assert_eq!(last["event"], "error", "{stderr}");
+    assert_eq!(last["data"]["exit_code"], 1, "{stderr}");
+    let message = last["data"]["message"].as_str().unwrap();
+    assert!(message.contains("missing.txt"), "{message}");
+    assert!(
+        plain.contains(&format!("error: {message}")),
+        "the same message as plain: {plain}"
+    );
 }
 
 /// The events of a `--progress rawjson` stderr, every line validated against the schema first.

@@ -154,6 +154,75 @@ fn add_url_places_files_as_buildkit_does() {
         "{}",
         stderr(&out)
     );
+
+    // The pinned download and the cached layers, changed on disk (same size, other bytes):
+    // each is noticed, fetched or built again and said as a fallback; the image is the same.
+    let cache = sb.path().join("cache");
+    let pinned = cache.join("downloads/sha256").join(sum.hex());
+    corrupt(&pinned);
+    let layers = cached_layer_blobs(&cache);
+    assert!(
+        !layers.is_empty(),
+        "no cached layer under {}",
+        cache.display()
+    );
+    for l in &layers {
+        corrupt(l);
+    }
+    let before = srv.hits("/files/hello.txt");
+    let out = build(&sb, &dockerfile, &dest, &["--progress", "rawjson"]);
+    assert_eq!(
+        assert_pushed(&out, &format!("{}/remote", reg.addr())),
+        digest
+    );
+    assert_eq!(
+        srv.hits("/files/hello.txt"),
+        before + 3,
+        "the pinned one too"
+    );
+    let events = crate::e2e_options::rawjson_events(&stderr(&out));
+    let refetched = crate::e2e_options::fallbacks(&events, "download_refetched");
+    assert_eq!(refetched.len(), 1, "{}", stderr(&out));
+    assert_eq!(refetched[0]["step"], format!("download {sum}"));
+    let rebuilt = crate::e2e_options::fallbacks(&events, "cache_entry_rebuilt");
+    assert_eq!(rebuilt.len(), layers.len(), "{}", stderr(&out));
+    for e in &rebuilt {
+        let step = e["step"].as_str().unwrap();
+        let hex = step.strip_prefix("layer cache sha256:").expect(step);
+        assert!(layers.iter().any(|l| l.ends_with(hex)), "{step}");
+    }
+    assert_eq!(Digest::of(&std::fs::read(&pinned).unwrap()), sum);
+}
+
+/// The layer blobs a build cached under `cache` (`…/blobs/sha256/<hex>`).
+fn cached_layer_blobs(cache: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![cache.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.parent().is_some_and(|d| d.ends_with("blobs/sha256"))
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+/// Flip every byte of `file` (its size kept, its stat changed).
+fn corrupt(file: &Path) {
+    let mut bytes = std::fs::read(file).unwrap();
+    assert!(!bytes.is_empty(), "{}", file.display());
+    for b in &mut bytes {
+        *b ^= 0xff;
+    }
+    std::fs::write(file, bytes).unwrap();
 }
 
 #[test]

@@ -398,7 +398,7 @@ fn a_registry_without_chunked_uploads_gets_each_blob_in_one_put() {
     let big = 40 * MIB as usize;
     let (dockerfile, data) = context_of(&sb, big);
     let mut cmd = sb.command();
-    cmd.arg("-v")
+    cmd.args(["--progress", "rawjson"])
         .arg("--registries-conf")
         .arg(sb.registries_conf())
         .arg(&dockerfile)
@@ -412,6 +412,18 @@ fn a_registry_without_chunked_uploads_gets_each_blob_in_one_put() {
     // went in one PUT once it was built.
     assert_eq!(patches(&log).len(), 1, "{all:#?}");
     assert_eq!(patches(&log)[0].status, Some(405), "{all:#?}");
+    // Said once, as the fallback to one request, for the layer that was streaming.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let events = crate::e2e_options::rawjson_events(&err);
+    let whole = crate::e2e_options::fallbacks(&events, "no_chunked_uploads");
+    assert_eq!(whole.len(), 1, "{err}");
+    assert!(
+        whole[0]["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("sending the blob in one request"),
+        "{err}"
+    );
     let whole = log.iter().find(|e| {
         e.method == "PUT" && e.path().contains(UPLOADS) && e.content_length >= big as u64
     });
