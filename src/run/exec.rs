@@ -191,7 +191,7 @@ fn execute(
                     step.user.as_deref().unwrap_or("root"),
                     match &r.ranges {
                         None => format!("only root ({})", r.why_single()),
-                        Some(g) => format!("ids up to {}:{} only", g.uids.1, g.gids.1),
+                        Some(g) => format!("ids up to {}:{} only", g.uids.total(), g.gids.total()),
                     },
                     r.fix()
                 ),

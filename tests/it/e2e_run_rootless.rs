@@ -228,6 +228,53 @@ fn rootless_run_with_subordinate_ids_builds_the_image_a_root_build_does() {
     );
 }
 
+/// Every range of the user is mapped, one after the other: with 1000 ids and then 65536,
+/// image uid 66000 exists in the namespace (past either range alone), is kept in the layer,
+/// and the next RUN sees it; the image is the one root builds.
+#[test]
+fn rootless_run_maps_every_subordinate_range_of_the_user() {
+    let user = users::with_two_ranges();
+    let dockerfile = "FROM alpine:latest\n\
+        RUN adduser -D -u 66000 far && mkdir /far && chown far:far /far && touch /near && chown 500:500 /near\n\
+        RUN stat -c %u:%g /far > /far-owner\n";
+    let (sb, alpine) = user_sandbox(&user, dockerfile);
+    let reg = RegistryServer::start();
+    let repo = format!("{}/two-ranges", reg.addr());
+    let xdg_cache = sb.path().join("xdg-cache");
+    let out = sb.ocipush_as(
+        &user,
+        args(&sb, &format!("{repo}:user"), &[]),
+        &[
+            ("SOURCE_DATE_EPOCH", EPOCH),
+            ("XDG_CACHE_HOME", xdg_cache.to_str().unwrap()),
+        ],
+    );
+    let digest = assert_pushed(&out, &repo);
+
+    let root_sb = Sandbox::new();
+    map_docker_alpine_to(&root_sb, &alpine);
+    let mut root_args = args(&root_sb, &format!("{repo}:root"), &[]);
+    let n = root_args.len();
+    root_args[n - 2] = sb.path().join("ctx/Dockerfile").into();
+    let out = root_sb.ocipush_env(root_args, &[("SOURCE_DATE_EPOCH", EPOCH)]);
+    assert_eq!(
+        assert_pushed(&out, &repo),
+        digest,
+        "rootless and root builds differ"
+    );
+
+    let img = copy_and_unpack(&format!("docker://{repo}@{digest}"), None);
+    let root = &img.rootfs;
+    let far = std::fs::metadata(root.join("far")).unwrap();
+    assert_eq!((far.uid(), far.gid()), (66000, 66000));
+    let near = std::fs::metadata(root.join("near")).unwrap();
+    assert_eq!((near.uid(), near.gid()), (500, 500));
+    assert_eq!(
+        std::fs::read_to_string(root.join("far-owner")).unwrap(),
+        "66000:66000\n"
+    );
+}
+
 #[test]
 fn a_failing_rootless_run_fails_with_its_line_and_output() {
     let user = users::with_ranges();

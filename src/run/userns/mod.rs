@@ -7,8 +7,8 @@
 //!
 //! - **Mapping** ([`Ids`]): with ranges for the user in `/etc/subuid` and `/etc/subgid` and
 //!   `newuidmap`/`newgidmap` installed (Debian package `uidmap`), container id 0 is the user's
-//!   own id and ids `1..=N` are the subordinate range (`newuidmap <pid> 0 <uid> 1 1 <start>
-//!   <N>`, podman's default). Without them, a single-id mapping (container 0 → the user,
+//!   own id and ids `1..=N` are the subordinate ranges, one after the other ([`SubIds`]:
+//!   `newuidmap <pid> 0 <uid> 1 1 <start> <N>` for one range, podman's default). Without them, a single-id mapping (container 0 → the user,
 //!   written to `/proc/<pid>/uid_map` after `setgroups` `deny`, as an unprivileged process
 //!   may): files can only be owned by root in the image, which a warning says once.
 //! - **Handshake**: the namespaced child `unshare`s `CLONE_NEWUSER`, says so on a pipe and
@@ -41,8 +41,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::RunError;
 
 mod inside;
+mod subids;
 pub(crate) use inside::{Handshake, Owners, Restore, child_enter};
 use inside::{Op, cpath, run_inside};
+pub(crate) use subids::SubIds;
 
 /// The uid the kernel shows for an id outside the mapping (`/proc/sys/kernel/overflowuid`).
 const OVERFLOW_ID: u32 = 65534;
@@ -71,10 +73,10 @@ pub(crate) struct Rootless {
 /// Subordinate ranges and the tools that write them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Ranges {
-    /// (first host id, count) of `/etc/subuid`.
-    pub(crate) uids: (u32, u32),
-    /// (first host id, count) of `/etc/subgid`.
-    pub(crate) gids: (u32, u32),
+    /// The user's ranges in `/etc/subuid`.
+    pub(crate) uids: SubIds,
+    /// The user's ranges in `/etc/subgid`.
+    pub(crate) gids: SubIds,
     pub(crate) newuidmap: PathBuf,
     pub(crate) newgidmap: PathBuf,
 }
@@ -191,19 +193,6 @@ fn explain_setup_in(e: RunError, sys: &Path) -> RunError {
     }
 }
 
-/// `(start, count)` of the first line for `name` or `uid` in a subuid/subgid file's text (a
-/// user with several ranges gets the first, which podman would extend with the others).
-pub(crate) fn parse_range(text: &str, name: Option<&str>, id: u32) -> Option<(u32, u32)> {
-    text.lines().find_map(|l| {
-        let mut f = l.trim().split(':');
-        let who = f.next()?;
-        let start = f.next()?.trim().parse::<u32>().ok()?;
-        let count = f.next()?.trim().parse::<u32>().ok()?;
-        let matches = Some(who) == name || who.parse::<u32>().ok() == Some(id);
-        (matches && count > 0).then_some((start, count))
-    })
-}
-
 /// The user's name from `/etc/passwd` text.
 fn user_name(passwd: &str, uid: u32) -> Option<String> {
     passwd.lines().find_map(|l| {
@@ -225,8 +214,8 @@ impl Rootless {
     pub(crate) fn for_user(uid: u32, gid: u32, etc: &Path) -> Rootless {
         let read = |f: &str| std::fs::read_to_string(etc.join(f)).unwrap_or_default();
         let name = user_name(&read("passwd"), uid);
-        let uids = parse_range(&read("subuid"), name.as_deref(), uid);
-        let gids = parse_range(&read("subgid"), name.as_deref(), uid);
+        let uids = SubIds::parse(&read("subuid"), name.as_deref(), uid, uid);
+        let gids = SubIds::parse(&read("subgid"), name.as_deref(), uid, gid);
         let ranges = match (uids, gids, find_tool("newuidmap"), find_tool("newgidmap")) {
             (Some(uids), Some(gids), Some(newuidmap), Some(newgidmap)) => Some(Ranges {
                 uids,
@@ -248,24 +237,21 @@ impl Rootless {
     pub(crate) fn maps(&self, uid: u32, gid: u32) -> bool {
         match &self.ranges {
             None => uid == 0 && gid == 0,
-            Some(r) => uid <= r.uids.1 && gid <= r.gids.1,
+            Some(r) => uid <= r.uids.total() && gid <= r.gids.total(),
         }
     }
 
     /// The image ids of host ids `(uid, gid)` (65534 outside the mapping, as the kernel shows).
     pub(crate) fn to_image(&self, uid: u32, gid: u32) -> (u32, u32) {
-        let one = |id: u32, own: u32, range: Option<(u32, u32)>| {
+        let one = |id: u32, own: u32, ranges: Option<&SubIds>| {
             if id == own {
                 return 0;
             }
-            match range {
-                Some((start, count)) if id >= start && id - start < count => id - start + 1,
-                _ => OVERFLOW_ID,
-            }
+            ranges.and_then(|r| r.to_image(id)).unwrap_or(OVERFLOW_ID)
         };
         (
-            one(uid, self.uid, self.ranges.as_ref().map(|r| r.uids)),
-            one(gid, self.gid, self.ranges.as_ref().map(|r| r.gids)),
+            one(uid, self.uid, self.ranges.as_ref().map(|r| &r.uids)),
+            one(gid, self.gid, self.ranges.as_ref().map(|r| &r.gids)),
         )
     }
 
@@ -273,10 +259,16 @@ impl Rootless {
     pub(crate) fn snapshot_dir(&self) -> String {
         match &self.ranges {
             None => format!("snapshots-rootless-{}-{}", self.uid, self.gid),
-            Some(r) => format!(
-                "snapshots-rootless-{}-{}-{}-{}-{}-{}",
-                self.uid, self.gid, r.uids.0, r.uids.1, r.gids.0, r.gids.1
-            ),
+            Some(r) => {
+                let key = format!("{}-{}", r.uids.key(), r.gids.key());
+                // Many ranges: their digest, within a file name's length.
+                let key = if key.len() > 120 {
+                    crate::digest::Digest::of(key.as_bytes()).hex()[..32].to_string()
+                } else {
+                    key
+                };
+                format!("snapshots-rootless-{}-{}-{key}", self.uid, self.gid)
+            }
         }
     }
 
@@ -313,14 +305,14 @@ impl Rootless {
     pub(crate) fn map_child(&self, pid: libc::pid_t) -> Result<(), RunError> {
         match &self.ranges {
             Some(r) => {
-                for (tool, own, (start, count)) in [
-                    (&r.newuidmap, self.uid, r.uids),
-                    (&r.newgidmap, self.gid, r.gids),
+                for (tool, own, ranges) in [
+                    (&r.newuidmap, self.uid, &r.uids),
+                    (&r.newgidmap, self.gid, &r.gids),
                 ] {
+                    let args = ranges.map_args(own);
                     let out = std::process::Command::new(tool)
                         .arg(pid.to_string())
-                        .args(["0", &own.to_string(), "1", "1"])
-                        .args([start.to_string(), count.to_string()])
+                        .args(&args)
                         .stdin(std::process::Stdio::null())
                         .output()
                         .map_err(|source| RunError::Io {
@@ -331,8 +323,9 @@ impl Rootless {
                     if !out.status.success() {
                         return Err(RunError::Unavailable {
                             what: format!(
-                                "{} {pid} 0 {own} 1 1 {start} {count} failed ({}): {}",
+                                "{} {pid} {} failed ({}): {}",
                                 tool.display(),
+                                args.join(" "),
                                 out.status,
                                 String::from_utf8_lossy(&out.stderr).trim()
                             ),

@@ -8,10 +8,15 @@ use std::path::PathBuf;
 #[test]
 fn subordinate_ranges_are_found_by_name_or_uid() {
     let text = "other:200000:65536\n# x\nbob:100000:65536\n1001:300000:10\n";
-    assert_eq!(parse_range(text, Some("bob"), 1000), Some((100000, 65536)));
-    assert_eq!(parse_range(text, Some("eve"), 1001), Some((300000, 10)));
-    assert_eq!(parse_range(text, Some("eve"), 1002), None);
-    assert_eq!(parse_range("bob:1:0\n", Some("bob"), 5), None);
+    let total = |name, id| SubIds::parse(text, Some(name), id, id).map(|s| s.total());
+    assert_eq!(total("bob", 1000), Some(65536));
+    assert_eq!(total("eve", 1001), Some(10));
+    assert_eq!(total("eve", 1002), None);
+    assert_eq!(SubIds::parse("bob:1:0\n", Some("bob"), 5, 5), None);
+}
+
+fn subids(text: &str) -> SubIds {
+    SubIds::parse(text, Some("bob"), 1000, 1000).unwrap()
 }
 
 #[test]
@@ -21,8 +26,8 @@ fn host_ids_map_back_to_image_ids() {
         uid: 1000,
         gid: 1001,
         ranges: Some(Ranges {
-            uids: (100000, 65536),
-            gids: (200000, 65536),
+            uids: subids("bob:100000:65536"),
+            gids: subids("bob:200000:65536"),
             newuidmap: "newuidmap".into(),
             newgidmap: "newgidmap".into(),
         }),
@@ -36,6 +41,41 @@ fn host_ids_map_back_to_image_ids() {
     assert_eq!(single.to_image(100999, 1001), (OVERFLOW_ID, 0));
     assert!(single.maps(0, 0) && !single.maps(1000, 1000));
     assert_ne!(single.snapshot_dir(), "snapshots");
+}
+
+#[test]
+fn a_second_range_continues_the_container_ids() {
+    let r = Rootless {
+        user: "bob".into(),
+        uid: 1000,
+        gid: 1000,
+        ranges: Some(Ranges {
+            uids: subids("bob:100000:1000\nbob:300000:65536"),
+            gids: subids("bob:100000:1000\nbob:300000:65536"),
+            newuidmap: "newuidmap".into(),
+            newgidmap: "newgidmap".into(),
+        }),
+    };
+    assert_eq!(r.to_image(300000 + 3999, 100000), (5000, 1));
+    assert!(r.maps(66536, 66536) && !r.maps(66537, 0));
+    // One range keeps the directory name it had; two name both.
+    assert_eq!(
+        r.snapshot_dir(),
+        "snapshots-rootless-1000-1000-100000-1000-300000-65536-100000-1000-300000-65536"
+    );
+    let one = Rootless {
+        ranges: Some(Ranges {
+            uids: subids("bob:100000:65536"),
+            gids: subids("bob:100000:65536"),
+            newuidmap: "newuidmap".into(),
+            newgidmap: "newgidmap".into(),
+        }),
+        ..r
+    };
+    assert_eq!(
+        one.snapshot_dir(),
+        "snapshots-rootless-1000-1000-100000-65536-100000-65536"
+    );
 }
 
 #[test]
@@ -169,7 +209,7 @@ fn ranges_are_read_from_the_etc_files() {
     let r = Rootless::for_user(1000, 1000, d.path());
     assert_eq!(r.user, "bob");
     if find_tool("newuidmap").is_some() && find_tool("newgidmap").is_some() {
-        assert_eq!(r.ranges.unwrap().uids, (100000, 65536));
+        assert_eq!(r.ranges.unwrap().uids, subids("bob:100000:65536"));
     } else {
         assert!(r.ranges.is_none());
     }

@@ -1,7 +1,8 @@
 //! Unprivileged users for the rootless RUN tests, made once per machine with the real
 //! shadow-utils tools (`useradd`, `usermod --add-subuids/--del-subuids`, Debian package
 //! `passwd`): `ocipush-rootless` with subordinate id ranges in `/etc/subuid` and
-//! `/etc/subgid`, `ocipush-noranges` without any. Needs root, as the RUN tests do.
+//! `/etc/subgid`, `ocipush-tworanges` with two ranges in each, `ocipush-noranges` without
+//! any. Needs root, as the RUN tests do.
 
 use std::path::Path;
 use std::process::Command;
@@ -32,18 +33,52 @@ pub fn with_ranges() -> TestUser {
         ("/etc/subgid", "--add-subgids"),
     ] {
         if ranges_of(file, u.name).is_empty() {
-            // A fresh Debian has no /etc/subuid or /etc/subgid (no package ships them; useradd
-            // only fills them when present) and usermod refuses -v/-w without them: "does not
-            // exist, you cannot use the flags -v or -V". An empty file is what an admin starts from.
-            if !Path::new(file).exists() {
-                std::fs::write(file, "").unwrap();
-            }
+            ensure_file(file);
             let start = next_free(file);
             run(
                 "usermod",
                 &[flag, &format!("{start}-{}", start + 65535), u.name],
             );
         }
+    }
+    u
+}
+
+/// A fresh Debian has no /etc/subuid or /etc/subgid (no package ships them; useradd only fills
+/// them when present) and usermod refuses -v/-w without them: "does not exist, you cannot use
+/// the flags -v or -V". An empty file is what an admin starts from.
+fn ensure_file(file: &str) {
+    if !Path::new(file).exists() {
+        std::fs::write(file, "").unwrap();
+    }
+}
+
+/// The user with two ranges in each of `/etc/subuid` and `/etc/subgid`: 1000 ids and 65536
+/// ids (apart, so they are not one range): container ids up to 66536, past either range.
+pub fn with_two_ranges() -> TestUser {
+    let _g = EDITS.lock().unwrap_or_else(|e| e.into_inner());
+    let u = ensure_user("ocipush-tworanges");
+    for (file, add, del) in [
+        ("/etc/subuid", "--add-subuids", "--del-subuids"),
+        ("/etc/subgid", "--add-subgids", "--del-subgids"),
+    ] {
+        let mut counts: Vec<u64> = ranges_of(file, u.name).iter().map(|r| r.1).collect();
+        counts.sort_unstable();
+        if counts == [1000, 65536] {
+            continue;
+        }
+        ensure_file(file);
+        for (start, count) in ranges_of(file, u.name) {
+            run(
+                "usermod",
+                &[del, &format!("{start}-{}", start + count - 1), u.name],
+            );
+        }
+        let a = next_free(file);
+        run("usermod", &[add, &format!("{a}-{}", a + 999), u.name]);
+        let b = next_free(file) + 1000;
+        run("usermod", &[add, &format!("{b}-{}", b + 65535), u.name]);
+        assert_eq!(ranges_of(file, u.name).len(), 2, "{file}");
     }
     u
 }
