@@ -223,6 +223,110 @@ fn the_cli_uploads_a_new_layer_while_building_it_and_the_image_runs() {
     assert_eq!(run_image(&img.rootfs, &img.config).stdout, "hello\n");
 }
 
+/// A layer being streamed that the registry turns out to have already (found when it is
+/// finished with most of it unsent) is not sent in full: the session is left, the rest not
+/// sent, and a `blob_already_there` fallback says so. The registry has it from a first push;
+/// in the second, the streamed upload's session is held until the layer is built.
+#[test]
+fn a_streamed_layer_the_registry_has_is_not_sent_in_full() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+
+    use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
+    use crate::common::ocipush::Spawned;
+
+    let sb = Sandbox::new();
+    let _a = alpine_base_registry(&sb);
+    let b = RegistryServer::start();
+    let proxy = FaultProxy::start(b.port());
+    let ctx = sb.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("big.bin"), noise(8 * MIB, 23)).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM alpine:latest\nCOPY big.bin /big.bin\n",
+    )
+    .unwrap();
+    let push = || {
+        let mut cmd = sb.command();
+        cmd.args(["--progress", "rawjson", "--no-cache", "--registries-conf"])
+            .arg(sb.registries_conf())
+            .arg(ctx.join("Dockerfile"))
+            .arg(format!("{}/again:v1", proxy.addr()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    let first = push().output().unwrap();
+    let digest = assert_pushed(&first, &format!("{}/again", proxy.addr()));
+    let events = crate::e2e_options::rawjson_events(&String::from_utf8_lossy(&first.stderr));
+    let layer = events
+        .iter()
+        .find(|e| e["event"] == "layer_built")
+        .map(|e| e["data"]["digest"].as_str().unwrap().to_string())
+        .expect("the COPY layer was built");
+
+    // The first session opened in the second push is the streamed layer's (the base layer and
+    // the config are there already).
+    proxy.add(Rule::new("POST", "/blobs/uploads/", 1, Fault::Hold));
+    let mark = proxy.log().len();
+    let mut run = Spawned::new(push());
+    let stderr = run.child().stderr.take().unwrap();
+    let (built_tx, built) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for l in std::io::BufReader::new(stderr).lines() {
+            let l = l.unwrap();
+            if l.contains("\"event\":\"layer_built\"") {
+                let _ = built_tx.send(());
+            }
+            lines.push(l);
+        }
+        lines.join("\n")
+    });
+    proxy.wait_held();
+    // A watchdog, not a timing assertion: the build finishes while its upload waits.
+    built
+        .recv_timeout(Duration::from_secs(300))
+        .expect("the layer was built while its upload session was held");
+    proxy.release();
+    let out = run.wait_with_output();
+    let err = reader.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{}/again@{digest}", proxy.addr()),
+        "{err}"
+    );
+    let events = crate::e2e_options::rawjson_events(&err);
+    let there = crate::e2e_options::fallbacks(&events, "blob_already_there");
+    assert_eq!(there.len(), 1, "{err}");
+    let detail = there[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!("the registry has {layer} already")),
+        "{detail}"
+    );
+    // Nothing of the layer was sent in the second push: its session was opened, never
+    // written to or closed with a digest, and deleted at the end.
+    let second = proxy.log().split_off(mark);
+    let uploads = |method: &str| {
+        second
+            .iter()
+            .filter(|e| e.method == method && e.path().contains("/blobs/uploads/"))
+            .count()
+    };
+    assert_eq!(
+        (
+            uploads("POST"),
+            uploads("PATCH"),
+            uploads("PUT"),
+            uploads("DELETE")
+        ),
+        (1, 0, 0, 1),
+        "{second:#?}"
+    );
+}
+
 #[test]
 fn only_the_target_stage_layers_are_streamed() {
     let sb = Sandbox::new();
