@@ -25,6 +25,11 @@ pub struct CopyOptions {
     pub platforms: Vec<Platform>,
     /// Blob transfers in flight at once (0 counts as 1).
     pub jobs: usize,
+    /// Cancelling stops the copy: transfers stop, upload sessions opened at the destination
+    /// are closed, a layout's partly written blobs are removed, nothing is tagged, and
+    /// [`copy_image`] returns [`CopyError::Cancelled`]. (Dropping its future does the same,
+    /// without closing the sessions.)
+    pub cancel: crate::CancellationToken,
 }
 
 impl Default for CopyOptions {
@@ -32,6 +37,7 @@ impl Default for CopyOptions {
         CopyOptions {
             platforms: Vec::new(),
             jobs: 4,
+            cancel: crate::CancellationToken::new(),
         }
     }
 }
@@ -84,6 +90,9 @@ pub enum CopyError {
     /// Pushing failed.
     #[error(transparent)]
     Push(#[from] PushError),
+    /// [`CopyOptions::cancel`] was cancelled.
+    #[error("the copy was cancelled; nothing was tagged, open uploads were closed")]
+    Cancelled,
 }
 
 /// Where the source's manifests and blobs are read.
@@ -210,11 +219,71 @@ async fn copy_in_job(
             (Source::Layout(layout), image, String::new())
         }
     };
+    let (images, tagged, blobs) =
+        cancellable(&opts.cancel, read_images(&source, &image, top_ref, opts)).await?;
+    let (destination, registry) =
+        cancellable(&opts.cancel, async { Ok(session.destination(dest).await?) }).await?;
+    let push_opts = PushOptions {
+        jobs: opts.jobs.max(1),
+        registry,
+        logical_registry: match dest {
+            Target::Registry(r) => Some(r.registry.clone()),
+            Target::Layout { .. } => None,
+        },
+        ..PushOptions::default()
+    };
+    let pushed = cancellable(&opts.cancel, async {
+        push_blobs(destination.as_ref(), &blobs, &push_opts, events).await?;
+        for m in &images {
+            if m.digest != tagged.digest {
+                put_manifest(destination.as_ref(), m, &[m.digest.to_string()], events).await?;
+            }
+        }
+        let refs = dest.references(&[]);
+        Ok(put_manifest(destination.as_ref(), &tagged, &refs, events).await?)
+    })
+    .await;
+    if pushed.is_err() {
+        // Sessions a cancelled or failed copy left open, or a retry abandoned, are closed.
+        destination.close_uploads().await;
+    }
+    // A refusal by Amazon ECR, in ECR's terms (as for a build's push).
+    #[cfg(feature = "ecr")]
+    if let (Err(CopyError::Push(e)), Target::Registry(r)) = (&pushed, dest)
+        && let Some(explained) = session.ecr.explain(r, e)
+    {
+        return Err(CopyError::Destination(PipelineError::Destination(
+            explained,
+        )));
+    }
+    pushed
+}
+
+/// `job`, or [`CopyError::Cancelled`] (the job dropped: its transfers stop, a layout's
+/// temporary files go) as soon as `cancel` is.
+async fn cancellable<T>(
+    cancel: &crate::CancellationToken,
+    job: impl std::future::Future<Output = Result<T, CopyError>>,
+) -> Result<T, CopyError> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(CopyError::Cancelled),
+        r = job => r,
+    }
+}
+
+/// The manifests to copy, the one to tag, and the blobs they name (each once per manifest).
+async fn read_images(
+    source: &Source,
+    image: &str,
+    top_ref: String,
+    opts: &CopyOptions,
+) -> Result<(Vec<Encoded>, Encoded, Vec<Blob>), CopyError> {
     let invalid = |message: String| CopyError::Invalid {
-        image: image.clone(),
+        image: image.to_string(),
         message,
     };
-    let top = source.manifest(&image, &Desc::Ref(top_ref)).await?;
+    let top = source.manifest(image, &Desc::Ref(top_ref)).await?;
     let mut images: Vec<Encoded> = Vec::new();
     let mut tagged = top.clone();
     if media_types::is_index(&top.media_type) {
@@ -228,7 +297,7 @@ async fn copy_in_job(
         };
         if chosen.is_empty() {
             return Err(CopyError::PlatformMissing {
-                image: image.clone(),
+                image: image.to_string(),
                 platform: opts
                     .platforms
                     .iter()
@@ -252,7 +321,7 @@ async fn copy_in_job(
             }
             images.push(
                 source
-                    .manifest(&image, &Desc::Blob(Box::new((*d).clone())))
+                    .manifest(image, &Desc::Blob(Box::new((*d).clone())))
                     .await?,
             );
         }
@@ -287,35 +356,5 @@ async fn copy_in_job(
             blobs.push(source.blob(d));
         }
     }
-    let (destination, registry) = session.destination(dest).await?;
-    let push_opts = PushOptions {
-        jobs: opts.jobs.max(1),
-        registry,
-        logical_registry: match dest {
-            Target::Registry(r) => Some(r.registry.clone()),
-            Target::Layout { .. } => None,
-        },
-        ..PushOptions::default()
-    };
-    let pushed = async {
-        push_blobs(destination.as_ref(), &blobs, &push_opts, events).await?;
-        for m in &images {
-            if m.digest != tagged.digest {
-                put_manifest(destination.as_ref(), m, &[m.digest.to_string()], events).await?;
-            }
-        }
-        let refs = dest.references(&[]);
-        put_manifest(destination.as_ref(), &tagged, &refs, events).await
-    }
-    .await;
-    // A refusal by Amazon ECR, in ECR's terms (as for a build's push).
-    #[cfg(feature = "ecr")]
-    if let (Err(e), Target::Registry(r)) = (&pushed, dest)
-        && let Some(explained) = session.ecr.explain(r, e)
-    {
-        return Err(CopyError::Destination(PipelineError::Destination(
-            explained,
-        )));
-    }
-    Ok(pushed?)
+    Ok((images, tagged, blobs))
 }

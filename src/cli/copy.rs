@@ -5,7 +5,7 @@ use ocipush::pipeline::Target;
 use ocipush::registries_conf::RegistriesConf;
 
 use super::args::CopyArgs;
-use super::{Failure, parse_platforms, progress, reliability};
+use super::{Failure, cancel_on_signals, parse_platforms, progress, reliability};
 
 /// Run `ocipush copy`.
 pub(crate) async fn run(a: &CopyArgs, mode: progress::ProgressMode) -> Result<(), Failure> {
@@ -25,10 +25,17 @@ pub(crate) async fn run(a: &CopyArgs, mode: progress::ProgressMode) -> Result<()
     let mut opts = CopyOptions::default();
     opts.platforms = platforms;
     opts.jobs = a.jobs as usize;
+    cancel_on_signals(opts.cancel.clone(), mode == progress::ProgressMode::Rawjson);
     let events = progress::reporter(mode, false);
     let digest = copy_image(&session, &src, &dest, &opts, &events)
         .await
-        .map_err(|e| Failure::failed(e.to_string()))?;
+        .map_err(|e| match e {
+            ocipush::copy::CopyError::Cancelled => Failure {
+                message: format!("{e} (interrupted by a signal)"),
+                code: 130,
+            },
+            e => Failure::failed(e.to_string()),
+        })?;
     println!("{}", dest.pushed_name(&digest));
     Ok(())
 }

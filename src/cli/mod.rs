@@ -271,7 +271,7 @@ const SAME_INTERRUPTION: std::time::Duration = std::time::Duration::from_secs(1)
 /// The first SIGINT or SIGTERM cancels the job (the build stops, open uploads are closed,
 /// nothing is tagged, temporary files are removed on the way out); a second one, a second or
 /// more later, ends the process at once.
-fn cancel_on_signals(cancel: ocipush::CancellationToken, rawjson: bool) {
+pub(crate) fn cancel_on_signals(cancel: ocipush::CancellationToken, rawjson: bool) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -297,7 +297,7 @@ fn cancel_on_signals(cancel: ocipush::CancellationToken, rawjson: bool) {
                 std::process::exit(130);
             }
             first = Some(std::time::Instant::now());
-            let said = "stopping the build, closing open uploads (again to quit at once)";
+            let said = "stopping, closing open uploads (again to quit at once)";
             if rawjson {
                 progress::raw_json_line("interrupted", serde_json::json!(said));
             } else {

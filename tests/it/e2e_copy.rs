@@ -314,3 +314,103 @@ fn copy_honours_retries_timeout_and_ca_cert() {
         assert_failed(&copy_with(&sb, &bad, &src, &dest), 2);
     }
 }
+
+/// Ctrl-C during a copy stops it cleanly, as during a build: exit 130, nothing tagged, every
+/// upload session opened at a registry closed (`DELETE`), and a layout's partly written blobs
+/// removed.
+#[test]
+fn an_interrupted_copy_closes_its_uploads_tags_nothing_and_leaves_no_file() {
+    use std::process::Stdio;
+
+    use crate::common::ocipush::Spawned;
+
+    let sb = Sandbox::new();
+    let a = RegistryServer::start();
+    push_two_arch_alpine(&sb, &a);
+    // `cmd` spawned, once `transfers` requests are held by `held`.
+    let spawn_held = |mut cmd: std::process::Command, held: &FaultProxy, transfers: usize| {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = Spawned::new(cmd);
+        held.wait_for("every transfer held", |log| {
+            log.iter()
+                .filter(|e| {
+                    (e.method == "PUT" && e.target.contains("digest="))
+                        || (e.method == "GET" && e.path().contains("/blobs/sha256:"))
+                })
+                .count()
+                >= transfers
+        });
+        held.wait_held();
+        child
+    };
+
+    // Registry → registry: the four blobs (two layers, two configs) held at their closing PUT.
+    let b = RegistryServer::start();
+    let to_b = FaultProxy::start(b.port());
+    to_b.add(Rule::new("PUT", "digest=", usize::MAX, Fault::Hold));
+    let mut cmd = sb.command();
+    cmd.args([
+        "copy",
+        &format!("{}/library/alpine:latest", a.addr()),
+        &format!("{}/copied:v1", to_b.addr()),
+    ]);
+    let mut child = spawn_held(cmd, &to_b, 4);
+    child.signal_ocipush(libc::SIGINT);
+    let out = child.wait_with_output();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("the copy was cancelled; nothing was tagged"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing printed as copied");
+    let log = b.access_log();
+    let sessions = |method: &str| {
+        log.iter()
+            .filter(|e| e.method == method && e.path().contains("/blobs/uploads/"))
+            .count()
+    };
+    assert_eq!(sessions("POST"), 4, "{:#?}", summarize(&log));
+    assert_eq!(
+        sessions("DELETE"),
+        4,
+        "every session closed: {:#?}",
+        summarize(&log)
+    );
+    assert!(
+        !log.iter()
+            .any(|e| e.path().contains("/manifests/") && e.method == "PUT"),
+        "{:#?}",
+        summarize(&log)
+    );
+
+    // Registry → layout: the blobs' reads held, each already writing to its temporary file.
+    let from_a = FaultProxy::start(a.port());
+    from_a.add(Rule::new("GET", "/blobs/sha256:", usize::MAX, Fault::Hold));
+    let work = tempdir("copy-interrupted");
+    let layout = work.path().join("layout");
+    let mut cmd = sb.command();
+    cmd.args([
+        "copy".to_string(),
+        format!("{}/library/alpine:latest", from_a.addr()),
+        format!("oci:{}:v1", layout.display()),
+    ]);
+    let mut child = spawn_held(cmd, &from_a, 1);
+    let temporaries = || {
+        std::fs::read_dir(layout.join("blobs/sha256"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(".tmp-"))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    assert!(!temporaries().is_empty(), "a blob is being written");
+    child.signal_ocipush(libc::SIGINT);
+    let out = child.wait_with_output();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert_eq!(temporaries(), Vec::<String>::new(), "temporary files left");
+    let index = std::fs::read_to_string(layout.join("index.json")).unwrap_or_default();
+    assert!(!index.contains("\"v1\""), "tagged: {index}");
+}
