@@ -71,7 +71,8 @@ pub struct BuildOptions {
     pub build_contexts: crate::contexts::NamedContexts,
     /// Cancels the build and its push ([`crate::pipeline::build_and_push_platforms`] then returns
     /// [`crate::pipeline::PipelineError::Cancelled`]): layer writers stop at their next write, open
-    /// upload sessions are closed, nothing is tagged.
+    /// upload sessions are closed, nothing is tagged. Dropping the job's future (aborting its
+    /// task) stops its threads the same way, without the sessions' `DELETE`.
     pub cancel: CancellationToken,
     /// `--secret`s: where each build secret `RUN --mount=type=secret` reads comes from.
     pub secrets: crate::secrets::BuildSecrets,
@@ -83,6 +84,17 @@ pub struct BuildOptions {
 }
 
 impl BuildOptions {
+    /// A copy whose token is a child of this one's, and the guard that cancels it when
+    /// dropped: a build future dropped mid-way (how embedders often cancel) stops the threads
+    /// it started — layer writers, a `RUN`, base reads — as cancelling the token does, rather
+    /// than leave them running for nobody. Disarm the guard once the build has returned.
+    pub(crate) fn cancelled_on_drop(&self) -> (BuildOptions, tokio_util::sync::DropGuard) {
+        let mut scoped = self.clone();
+        scoped.cancel = self.cancel.child_token();
+        let guard = scoped.cancel.clone().drop_guard();
+        (scoped, guard)
+    }
+
     /// Build the Dockerfile at `dockerfile` with `context` as the build context, spooling new
     /// layers in `spool_dir`; every other option has the CLI's default.
     pub fn new(
@@ -640,12 +652,15 @@ pub async fn build_image_tapped(
     events: &EventSink,
     tap: Option<LayerTap>,
 ) -> Result<BuiltImage, BuildImageError> {
+    let (opts, on_drop) = opts.cancelled_on_drop();
     // Retries and fallbacks deep in the registry client and the fetcher reach `events` too.
-    crate::job_context::with_events(
+    let built = crate::job_context::with_events(
         events,
-        build_image_in_job(opts, client, registries, events, tap),
+        build_image_in_job(&opts, client, registries, events, tap),
     )
-    .await
+    .await;
+    on_drop.disarm();
+    built
 }
 
 async fn build_image_in_job(

@@ -179,7 +179,13 @@ async fn push_blobs_in_job(
             }
         })
         .collect();
-    stream::iter(missing.into_iter().map(|b| push_one(dest, b, opts, events)))
+    // The futures are made before the stream: a `map` closure kept in the future being
+    // awaited would make it not provably `Send` for every lifetime (unspawnable).
+    let uploads: Vec<_> = missing
+        .into_iter()
+        .map(|b| push_one(dest, b, opts, events))
+        .collect();
+    stream::iter(uploads)
         .buffer_unordered(opts.jobs.max(1))
         .try_collect::<Vec<()>>()
         .await?;

@@ -47,8 +47,9 @@ impl Spool {
         })
     }
 
-    /// This spool, failing every write once `cancel` is cancelled (with
-    /// [`io::ErrorKind::Interrupted`]), so the blocking threads building layers stop promptly.
+    /// This spool, failing every write once `cancel` is cancelled, so the blocking threads
+    /// building layers stop promptly. (Not with [`io::ErrorKind::Interrupted`]: `write_all`
+    /// and `io::copy` retry that kind, so a cancelled writer would spin on it for ever.)
     pub fn with_cancel(mut self, cancel: Option<tokio_util::sync::CancellationToken>) -> Spool {
         self.cancel = cancel;
         self
@@ -161,10 +162,7 @@ impl SpoolWriter {
 impl Write for SpoolWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.spool.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
-            return Err(io::Error::new(
-                io::ErrorKind::Interrupted,
-                "the build was cancelled",
-            ));
+            return Err(io::Error::other("the build was cancelled"));
         }
         self.out.write(buf)
     }
@@ -176,6 +174,28 @@ impl Write for SpoolWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cancelled spool fails writes with an error `write_all` and `io::copy` give back
+    /// (they retry `Interrupted`: with it, a cancelled layer writer spun for ever).
+    #[test]
+    fn a_cancelled_spool_fails_write_all_and_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let spool = Spool::new(dir.path().join("s"))
+            .unwrap()
+            .with_cancel(Some(cancel.clone()));
+        let mut w = spool.writer().unwrap();
+        w.write_all(b"before").unwrap();
+        cancel.cancel();
+        let e = w.write_all(b"after").unwrap_err();
+        assert_ne!(e.kind(), io::ErrorKind::Interrupted);
+        assert!(e.to_string().contains("cancelled"), "{e}");
+        let e = io::copy(&mut &b"more"[..], &mut w).unwrap_err();
+        assert!(e.to_string().contains("cancelled"), "{e}");
+        let tmp = w.temp_path().to_path_buf();
+        drop(w);
+        assert!(!tmp.exists(), "the partial blob is removed");
+    }
 
     #[test]
     fn commit_names_blob_by_digest_and_dedups() {

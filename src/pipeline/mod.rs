@@ -347,12 +347,16 @@ pub async fn build_and_push_platforms(
     jobs: usize,
     events: &EventSink,
 ) -> Result<Pushed, PipelineError> {
+    // Dropped before it returns, the job is cancelled: its threads stop.
+    let (build, on_drop) = build.cancelled_on_drop();
     // Its secrets go to the session's set; events from layers without a sink of their own
     // (the client's retries, fallbacks), from the destination's set-up on, reach `events`.
     let job =
-        build_and_push_in_session(session, build, platforms, target, extra_tags, jobs, events);
+        build_and_push_in_session(session, &build, platforms, target, extra_tags, jobs, events);
     let job = crate::job_context::with_events(events, job);
-    crate::job_context::with_redactor(&session.redactor, job).await
+    let pushed = crate::job_context::with_redactor(&session.redactor, job).await;
+    on_drop.disarm();
+    pushed
 }
 
 /// [`build_and_push_platforms`], in the session's job context.
@@ -434,19 +438,17 @@ async fn run_job(
     let refs = target.references(extra_tags);
     // The destination's one-time preparation (ECR: `--create-repository`), before the first
     // upload — which may come while the image is still being built.
-    let ready = tokio::sync::OnceCell::new();
-    let prepare = || async {
-        ready
-            .get_or_try_init(|| prepare_destination(session, target))
-            .await
-            .map(|_| ())
+    let prepare = Prepare {
+        session,
+        target,
+        ready: tokio::sync::OnceCell::new(),
     };
     let (images, uploaded) = crate::pipeline::stream::build_streaming(
         session,
         build,
         platforms,
         early.map(|(d, _)| d.as_ref()),
-        prepare,
+        &prepare,
         events,
     )
     .await?;
@@ -471,7 +473,7 @@ async fn run_job(
             (layout.0.as_ref(), layout.1.clone())
         }
     };
-    prepare().await?;
+    prepare.run().await?;
     let opts = PushOptions {
         jobs,
         registry,
@@ -506,6 +508,25 @@ async fn run_job(
         index,
         digest,
     })
+}
+
+/// The destination's one-time preparation, shared by the uploads made while building and the
+/// push after it. (A type rather than a closure returning a future: such a closure's future
+/// cannot be shown `Send` for every lifetime, which made the whole job unspawnable.)
+pub(crate) struct Prepare<'a> {
+    session: &'a Session,
+    target: &'a Target,
+    ready: tokio::sync::OnceCell<()>,
+}
+
+impl Prepare<'_> {
+    /// Prepare the destination, the first time only.
+    pub(crate) async fn run(&self) -> Result<(), PipelineError> {
+        self.ready
+            .get_or_try_init(|| prepare_destination(self.session, self.target))
+            .await
+            .map(|_| ())
+    }
 }
 
 /// Make the destination ready for uploads: for Amazon ECR, the optional repository steps.

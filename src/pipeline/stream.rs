@@ -6,7 +6,6 @@
 //! pushed after the build the usual way, with that path's own retries and error messages.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -16,7 +15,7 @@ use crate::dest::Destination;
 use crate::digest::Digest;
 use crate::events::{Event, EventSink};
 use crate::image::Platform;
-use crate::pipeline::{PipelineError, Session};
+use crate::pipeline::{PipelineError, Prepare, Session};
 use crate::streaming::{GrowingBlob, LayerTap};
 
 /// The images built, one per platform, and the blobs uploaded while they were built.
@@ -24,18 +23,14 @@ pub(crate) type Streamed = (Vec<(Platform, BuiltImage)>, BTreeSet<Digest>);
 
 /// Build `build` once per platform, uploading each new layer to `dest` (if any) as it is
 /// written. `prepare` runs (once; it is shared with the push) before the first upload.
-pub(crate) async fn build_streaming<P, F>(
+pub(crate) async fn build_streaming(
     session: &Session,
     build: &BuildOptions,
     platforms: &[Platform],
     dest: Option<&dyn Destination>,
-    prepare: P,
+    prepare: &Prepare<'_>,
     events: &EventSink,
-) -> Result<Streamed, PipelineError>
-where
-    P: Fn() -> F,
-    F: Future<Output = Result<(), PipelineError>>,
-{
+) -> Result<Streamed, PipelineError> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<GrowingBlob>();
     let tap = dest.map(|_| {
         LayerTap::new(move |blob| {
@@ -63,7 +58,6 @@ where
         Ok::<_, PipelineError>(images)
     };
     tokio::pin!(building);
-    let prepare = &prepare;
     let mut uploads = FuturesUnordered::new();
     let mut uploaded = BTreeSet::new();
     let mut streamed = 0u64;
@@ -92,18 +86,14 @@ where
 
 /// Upload one growing layer; its digest when it is in the destination. Failures are not
 /// errors here: the push after the build sends the layer again and reports what fails then.
-async fn upload<P, F>(
+async fn upload(
     dest: &dyn Destination,
     blob: GrowingBlob,
     layer: u64,
-    prepare: &P,
+    prepare: &Prepare<'_>,
     events: &EventSink,
-) -> Option<Digest>
-where
-    P: Fn() -> F,
-    F: Future<Output = Result<(), PipelineError>>,
-{
-    if let Err(e) = prepare().await {
+) -> Option<Digest> {
+    if let Err(e) = prepare.run().await {
         tracing::debug!(error = %e, "destination not ready; the layer is pushed after the build");
         return None;
     }

@@ -45,6 +45,7 @@ mod e2e_run_mounts;
 mod e2e_run_rootless;
 mod e2e_secrets;
 mod e2e_session_secrets;
+mod e2e_spawn;
 mod e2e_stages;
 mod e2e_stream;
 mod e2e_upload_sizing;

@@ -1,0 +1,174 @@
+//! The library's jobs run on a spawned task (`Runtime::spawn`, `tokio::spawn`), as an IDE or a CI system runs them next to its
+//! own work: given owned arguments, their futures are `Send + 'static`. (A closure returning a
+//! future kept inside one — `stream::iter(…).map(|b| upload(b))` — once made them not provably
+//! `Send` for every lifetime, so `tokio::spawn` refused them at compile time; only `block_on`
+//! worked.) Each job here runs for real, into OCI layouts, and is read back by skopeo. A task
+//! aborted (its future dropped, how embedders often cancel) stops the threads it started.
+
+use std::sync::Arc;
+
+use ocipush::build::BuildOptions;
+use ocipush::builder::{ImageBuilder, Layer};
+use ocipush::copy::{CopyOptions, copy_image};
+use ocipush::pipeline::{Session, Target, build_and_push_platforms};
+use ocipush::registries_conf::RegistriesConf;
+
+use crate::common::fixtures::write_files;
+use crate::common::tempdir;
+use crate::common::tools::skopeo_inspect_raw;
+
+fn session() -> Session {
+    Session::new(
+        RegistriesConf::default(),
+        Arc::new(ocipush::auth::Anonymous),
+        false,
+    )
+    .unwrap()
+}
+
+#[test]
+fn builds_copies_and_builders_run_on_spawned_tasks() {
+    let work = tempdir("spawned");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let layout = |name: &str| format!("oci:{}:v1", work.path().join(name).display());
+
+    // ImageBuilder::containerize.
+    let target = Target::parse(&layout("built")).unwrap();
+    let builder = ImageBuilder::from("scratch")
+        .cache_dir(None)
+        .layer(Layer::new().bytes(b"spawned\n".to_vec(), "/hello", 0o644));
+    let built = rt
+        .block_on(rt.spawn(async move {
+            builder
+                .containerize(&session(), &target, &ocipush::events::ignore())
+                .await
+        }))
+        .unwrap()
+        .unwrap();
+
+    // copy_image, from that layout.
+    let (src, dest) = (
+        Target::parse(&layout("built")).unwrap(),
+        Target::parse(&layout("copied")).unwrap(),
+    );
+    let copied = rt
+        .block_on(rt.spawn(async move {
+            copy_image(
+                &session(),
+                &src,
+                &dest,
+                &CopyOptions::default(),
+                &ocipush::events::ignore(),
+            )
+            .await
+        }))
+        .unwrap()
+        .unwrap();
+    assert_eq!(copied, built.digest);
+
+    // build_and_push_platforms, the Dockerfile route.
+    let ctx = work.path().join("ctx");
+    write_files(
+        &ctx,
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY hello /hello\n"),
+            ("hello", "spawned\n"),
+        ],
+    );
+    let mut opts = BuildOptions::new(ctx.join("Dockerfile"), &ctx, work.path().join("spool"));
+    opts.cache_dir = None;
+    let target = Target::parse(&layout("dockerfile")).unwrap();
+    let pushed = rt
+        .block_on(rt.spawn(async move {
+            let platforms = vec![opts.platform.clone()];
+            build_and_push_platforms(
+                &session(),
+                &opts,
+                &platforms,
+                &target,
+                &[],
+                2,
+                &ocipush::events::ignore(),
+            )
+            .await
+        }))
+        .unwrap()
+        .unwrap();
+
+    for (name, digest) in [("copied", &built.digest), ("dockerfile", &pushed.digest)] {
+        let manifest = skopeo_inspect_raw(&layout(name), false, None);
+        assert_eq!(manifest["layers"].as_array().unwrap().len(), 1, "{name}");
+        assert!(
+            std::fs::read_to_string(work.path().join(name).join("index.json"))
+                .unwrap()
+                .contains(&digest.to_string()),
+            "{name}"
+        );
+    }
+}
+
+/// Aborting the task of a build — dropping its future — stops the thread writing its layer, as
+/// cancelling its token does: the 192 MiB layer being written when the task is aborted is never
+/// finished, and its partial file is removed. (Before, the thread wrote the layer to the end
+/// for nobody, as a `RUN` ran on; and a cancelled layer writer spun at full CPU for ever, its
+/// cancellation error being the kind `write_all` retries.)
+#[test]
+fn an_aborted_build_stops_the_threads_it_started() {
+    use ocipush::events::Event;
+
+    let work = tempdir("aborted");
+    let ctx = work.path().join("ctx");
+    write_files(
+        &ctx,
+        &[("Dockerfile", "FROM scratch\nCOPY big.bin /big.bin\n")],
+    );
+    std::fs::write(
+        ctx.join("big.bin"),
+        crate::common::fixtures::noise(192 << 20, 29),
+    )
+    .unwrap();
+    let mut opts = BuildOptions::new(ctx.join("Dockerfile"), &ctx, work.path().join("spool"));
+    opts.cache_dir = None;
+    let target = Target::parse(&format!("oci:{}:v1", work.path().join("out").display())).unwrap();
+    let (sink, mut rx) = ocipush::events::channel();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let job = rt.spawn(async move {
+        let platforms = vec![opts.platform.clone()];
+        build_and_push_platforms(&session(), &opts, &platforms, &target, &[], 2, &sink).await
+    });
+    let mut before = Vec::new();
+    while let Some(s) = rx.blocking_recv() {
+        let started = matches!(s.event, Event::LayerStarted { line: 2, .. });
+        before.push(s.event);
+        if started {
+            break;
+        }
+    }
+    assert!(
+        matches!(before.last(), Some(Event::LayerStarted { .. })),
+        "the COPY never started: {before:#?}"
+    );
+    job.abort();
+    assert!(rt.block_on(job).unwrap_err().is_cancelled());
+    // The channel ends once every holder of the sink is gone: the aborted task and every
+    // thread it started.
+    let mut after = Vec::new();
+    while let Some(s) = rx.blocking_recv() {
+        after.push(s.event);
+    }
+    assert!(
+        !after.iter().any(|e| matches!(e, Event::LayerBuilt { .. })),
+        "{after:#?}"
+    );
+    // The layer's writer stopped: no blob was finished in the spool, and its partial file
+    // is gone.
+    let spooled: Vec<_> = std::fs::read_dir(work.path().join("spool/blobs/sha256"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        spooled,
+        Vec::<std::path::PathBuf>::new(),
+        "the layer was written on after the build was dropped"
+    );
+    assert!(!work.path().join("out/index.json").exists());
+}
