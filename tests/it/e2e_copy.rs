@@ -350,6 +350,8 @@ fn an_interrupted_copy_closes_its_uploads_tags_nothing_and_leaves_no_file() {
     to_b.add(Rule::new("PUT", "digest=", usize::MAX, Fault::Hold));
     let mut cmd = sb.command();
     cmd.args([
+        "--progress",
+        "rawjson",
         "copy",
         &format!("{}/library/alpine:latest", a.addr()),
         &format!("{}/copied:v1", to_b.addr()),
@@ -359,8 +361,23 @@ fn an_interrupted_copy_closes_its_uploads_tags_nothing_and_leaves_no_file() {
     let out = child.wait_with_output();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
+    // In rawjson too, every line an event: the interruption, then the error with its code.
+    let events = crate::e2e_options::rawjson_events(&err);
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"interrupted"), "{names:?}");
+    let last = events.last().unwrap();
+    assert_eq!(
+        (&last["event"], &last["data"]["exit_code"]),
+        (&json!("error"), &json!(130))
+    );
     assert!(
-        err.contains("the copy was cancelled; nothing was tagged"),
+        last["data"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the copy was cancelled; nothing was tagged"),
         "{err}"
     );
     assert!(out.stdout.is_empty(), "nothing printed as copied");
