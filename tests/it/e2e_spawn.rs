@@ -172,3 +172,21 @@ fn an_aborted_build_stops_the_threads_it_started() {
     );
     assert!(!work.path().join("out/index.json").exists());
 }
+
+/// What an embedder shares between tasks (`Arc<Session>`) or sends back from one (results,
+/// errors into `anyhow`) is `Send + Sync` — a compile-time check, failing the build if a
+/// type stops being so.
+#[test]
+fn shared_and_returned_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<Session>();
+    send_sync::<ImageBuilder>();
+    send_sync::<BuildOptions>();
+    send_sync::<CopyOptions>();
+    send_sync::<Target>();
+    send_sync::<ocipush::pipeline::Pushed>();
+    send_sync::<ocipush::Error>();
+    send_sync::<ocipush::copy::CopyError>();
+    send_sync::<ocipush::events::Event>();
+    send_sync::<ocipush::events::EventSink>();
+}
