@@ -717,3 +717,55 @@ fn an_interrupt_mid_upload_closes_the_sessions_tags_nothing_and_leaves_no_file()
     let left: Vec<_> = std::fs::read_dir(sb.path().join("tmp")).unwrap().collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
 }
+
+/// An interrupt while a layer is being written: its writer fails at its next write, and
+/// ocipush exits 130 leaving nothing behind. (The spool's cancellation error was once the kind
+/// `write_all` retries, `Interrupted`: the writer spun at full CPU for ever and ocipush never
+/// exited — `timeout` then ends it with another code than 130.)
+#[test]
+fn an_interrupt_while_a_layer_is_written_stops_the_writer_and_exits() {
+    let sb = Sandbox::new();
+    let ctx = sb.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("big.bin"),
+        crate::common::fixtures::noise(256 << 20, 31),
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY big.bin /big.bin\n",
+    )
+    .unwrap();
+    let out_dir = sb.path().join("out");
+    let mut cmd = sb.command();
+    cmd.args(["--progress", "plain", "--no-cache"])
+        .arg(ctx.join("Dockerfile"))
+        .arg(format!("oci:{}:v1", out_dir.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = Spawned::new(cmd);
+    let mut lines = BufReader::new(child.child().stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let started = line.contains("building layer for Dockerfile:2");
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|l| l.contains("Dockerfile:2")),
+        "the COPY never started: {seen:#?}"
+    );
+    child.signal_ocipush(libc::SIGINT);
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.child().wait().unwrap();
+    let err = rest.join("\n");
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("nothing was tagged"), "{err}");
+    assert!(!out_dir.join("index.json").exists());
+    let left: Vec<_> = std::fs::read_dir(sb.path().join("tmp")).unwrap().collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
