@@ -1,7 +1,9 @@
 //! Cache mount directories: `<root>/<sha256(id)>` per id, each with a lock file. `shared`
 //! RUNs hold a shared `flock`, `locked` ones an exclusive one (so they wait for each other and
 //! for shared users), `private` ones take the first instance (`<hash>-<n>`) nobody holds. A
-//! directory gets the mount's mode, uid and gid when it is made.
+//! directory gets the mount's mode, uid and gid when it is made. A RUN waiting for a lock
+//! another build holds stops waiting when its build is cancelled (the lock is tried every
+//! [`LOCK_POLL`] meanwhile): a blocking `flock` could not be interrupted.
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
@@ -13,11 +15,16 @@ use super::io_err;
 use crate::digest::Digest;
 use crate::plan::CacheSharing;
 
-/// The directory of cache `id` under `root`, and the lock held for `sharing`.
+/// How often a held lock is tried again while waiting for it.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The directory of cache `id` under `root`, and the lock held for `sharing`; waiting for it
+/// ends with [`RunError::Cancelled`] when `cancel` is cancelled.
 pub(crate) fn cache_dir(
     root: &Path,
     id: &str,
     sharing: CacheSharing,
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<(PathBuf, File), RunError> {
     std::fs::create_dir_all(root).map_err(io_err("create the cache mount directory", root))?;
     let name = Digest::of(id.as_bytes()).hex().to_string();
@@ -56,8 +63,24 @@ pub(crate) fn cache_dir(
             } else {
                 libc::LOCK_EX
             };
-            flock(&lock, op).map_err(io_err("lock the cache mount", &dir))?;
-            Ok((dir, lock))
+            let mut said = false;
+            loop {
+                match flock(&lock, op | libc::LOCK_NB) {
+                    Ok(()) => return Ok((dir, lock)),
+                    Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {}
+                    Err(e) => return Err(io_err("lock the cache mount", &dir)(e)),
+                }
+                if !said {
+                    tracing::info!(cache = id, "waiting for a cache mount another build holds");
+                    said = true;
+                }
+                if cancel.is_cancelled() {
+                    return Err(RunError::Cancelled {
+                        command: String::new(),
+                    });
+                }
+                std::thread::sleep(LOCK_POLL);
+            }
         }
         CacheSharing::Private => {
             let mut n = 0;
@@ -101,18 +124,33 @@ mod tests {
 
     #[test]
     fn a_private_cache_mount_takes_an_instance_nobody_holds() {
+        let token = tokio_util::sync::CancellationToken::new();
         let root = tempfile::tempdir().unwrap();
-        let (a, _held) = cache_dir(root.path(), "go", CacheSharing::Private).unwrap();
-        let (b, held_b) = cache_dir(root.path(), "go", CacheSharing::Private).unwrap();
+        let (a, _held) = cache_dir(root.path(), "go", CacheSharing::Private, &token).unwrap();
+        let (b, held_b) = cache_dir(root.path(), "go", CacheSharing::Private, &token).unwrap();
         assert_ne!(a, b);
         drop(held_b);
         // Released: the same instance again; another id is another directory.
-        let (c, _) = cache_dir(root.path(), "go", CacheSharing::Private).unwrap();
+        let (c, _) = cache_dir(root.path(), "go", CacheSharing::Private, &token).unwrap();
         assert_eq!(b, c);
-        let (d, _) = cache_dir(root.path(), "npm", CacheSharing::Shared).unwrap();
+        let (d, _) = cache_dir(root.path(), "npm", CacheSharing::Shared, &token).unwrap();
         assert_ne!(a, d);
         init_cache_dir(&d, 0o700, 0, 0).unwrap();
         let mode = std::fs::metadata(&d).unwrap().permissions().mode();
         assert_eq!(mode & 0o7777, 0o700);
+    }
+
+    /// A locked cache mount another holder keeps: the wait ends with the build's cancellation.
+    #[test]
+    fn waiting_for_a_held_lock_ends_when_the_build_is_cancelled() {
+        let root = tempfile::tempdir().unwrap();
+        let token = tokio_util::sync::CancellationToken::new();
+        let (_, held) = cache_dir(root.path(), "apt", CacheSharing::Locked, &token).unwrap();
+        let cancelled = tokio_util::sync::CancellationToken::new();
+        cancelled.cancel();
+        let e = cache_dir(root.path(), "apt", CacheSharing::Shared, &cancelled).unwrap_err();
+        assert!(matches!(e, RunError::Cancelled { .. }), "{e}");
+        drop(held);
+        cache_dir(root.path(), "apt", CacheSharing::Shared, &cancelled).unwrap();
     }
 }

@@ -343,17 +343,25 @@ fn attempt(
     let seed = |layers: &[Blob], image: &str, source: &str, dir: &Path| {
         seed_cache(cx, layers, image, source, dir)
     };
-    let mut ready = mounts.ready(mounts::ReadyAt {
-        fs,
-        upper: made_in,
-        stubs: &mut stubs,
-        state: cx.state_dir,
-        secrets: cx.secrets,
-        ensure: &ensure,
-        seed: &seed,
-        sources: cx.mount_sources,
-        copy,
-    })?;
+    let mut ready = mounts
+        .ready(mounts::ReadyAt {
+            fs,
+            upper: made_in,
+            stubs: &mut stubs,
+            state: cx.state_dir,
+            secrets: cx.secrets,
+            ensure: &ensure,
+            seed: &seed,
+            sources: cx.mount_sources,
+            copy,
+            cancel: cx.cancel,
+        })
+        .map_err(|e| match e {
+            RunError::Cancelled { .. } => RunError::Cancelled {
+                command: step.shown_command(),
+            },
+            e => e,
+        })?;
     let mut run_env = env.clone();
     run_env.extend(ready.env.iter().cloned());
     stubs.apply_owners()?;

@@ -114,6 +114,8 @@ pub(crate) struct ReadyAt<'a> {
     /// The copy snapshotter ([`super::snapshotter`]): what would be an overlay (a stage, an
     /// image, a writable context) is a copy of its layers, bound.
     pub(crate) copy: bool,
+    /// The build's cancellation: it ends a wait for a cache mount's lock.
+    pub(crate) cancel: &'a tokio_util::sync::CancellationToken,
 }
 
 /// What the sandbox needs for the mounts, and what must live while it runs.
@@ -322,6 +324,7 @@ impl Mounts {
             seed,
             sources,
             copy,
+            cancel,
         } = at;
         let mut order: Vec<usize> = (0..self.items.len()).collect();
         let depth = |i: &usize| {
@@ -422,8 +425,12 @@ impl Mounts {
                     },
                     bound,
                 ) => {
-                    let (dir, lock) =
-                        cache_dir(&state.join("run").join("cache-mounts"), id, *sharing)?;
+                    let (dir, lock) = cache_dir(
+                        &state.join("run").join("cache-mounts"),
+                        id,
+                        *sharing,
+                        cancel,
+                    )?;
                     let created = init_cache_dir(&dir, *mode, *uid, *gid)?;
                     if created && let Some(b) = bound {
                         // A new cache starts with its `from`'s files (BuildKit makes the cache

@@ -463,3 +463,83 @@ fn mounts_are_part_of_the_run_cache_key() {
         "two\n"
     );
 }
+
+/// A RUN waiting for a `sharing=locked` cache mount that another build holds stops waiting
+/// when its build is interrupted: exit 130 without running, while the holder goes on. (The
+/// wait was a blocking `flock`: the interrupted build hung until the holder was done.)
+#[test]
+fn an_interrupt_ends_the_wait_for_a_locked_cache_mount() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    use crate::common::ocipush::Spawned;
+
+    let sb = Sandbox::new();
+    let _alpine = alpine_base_registry(&sb);
+    let reg = RegistryServer::start();
+    let cache = sb.path().join("cache").display().to_string();
+    let spawn = |name: &str, run: &str| {
+        let ctx = sb.path().join(name);
+        write_files(
+            &ctx,
+            &[(
+                "Dockerfile",
+                &format!(
+                    "FROM alpine:latest\nRUN --mount=type=cache,id=lk,target=/c,sharing=locked {run}\n"
+                ),
+            )],
+        );
+        let mut cmd = sb.command();
+        cmd.args([
+            "-v",
+            "--progress",
+            "plain",
+            "--cache-dir",
+            &cache,
+            "--registries-conf",
+        ])
+        .arg(sb.registries_conf())
+        .arg(ctx.join("Dockerfile"))
+        .arg(format!("{}/{name}:v1", reg.addr()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = Spawned::new(cmd);
+        let lines = BufReader::new(child.child().stderr.take().unwrap()).lines();
+        (child, lines)
+    };
+    let wait_for = |lines: &mut std::io::Lines<BufReader<std::process::ChildStderr>>,
+                    what: &str| {
+        let mut seen = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let found = line.contains(what);
+            seen.push(line);
+            if found {
+                return;
+            }
+        }
+        panic!("never said {what:?}: {seen:#?}");
+    };
+    // The holder keeps the lock while its command runs (words not in the step's own text).
+    let (mut holder, mut holder_lines) = spawn(
+        "holder",
+        "sleep 4273 & until [ \"$(cat /proc/$!/comm)\" = sleep ]; do :; done; echo holder-$((1+1))-ready; wait",
+    );
+    wait_for(&mut holder_lines, "holder-2-ready");
+    let (mut waiter, mut waiter_lines) = spawn("waiter", "echo waiter-$((1+1))-ran");
+    wait_for(
+        &mut waiter_lines,
+        "waiting for a cache mount another build holds",
+    );
+    waiter.signal_ocipush(libc::SIGINT);
+    let rest: Vec<String> = waiter_lines.map(|l| l.unwrap()).collect();
+    let status = waiter.child().wait().unwrap();
+    let err = rest.join("\n");
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(!err.contains("waiter-2-ran"), "{err}");
+    // The holder is untouched by it, and stops on its own interruption.
+    assert_eq!(holder.child().try_wait().unwrap(), None, "the holder ended");
+    holder.signal_ocipush(libc::SIGINT);
+    let status = holder.child().wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+}
