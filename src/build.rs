@@ -72,7 +72,8 @@ pub struct BuildOptions {
     /// Cancels the build and its push ([`crate::pipeline::build_and_push_platforms`] then returns
     /// [`crate::pipeline::PipelineError::Cancelled`]): layer writers stop at their next write, open
     /// upload sessions are closed, nothing is tagged. Dropping the job's future (aborting its
-    /// task) stops its threads the same way, without the sessions' `DELETE`.
+    /// task) does the same: its threads stop, and its sessions are closed by a task of their
+    /// own.
     pub cancel: CancellationToken,
     /// `--secret`s: where each build secret `RUN --mount=type=secret` reads comes from.
     pub secrets: crate::secrets::BuildSecrets,

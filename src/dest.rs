@@ -107,3 +107,28 @@ pub trait Destination: Send + Sync {
         bytes: Bytes,
     ) -> Result<Option<Digest>, DestError>;
 }
+
+/// Closes a destination's open upload sessions ([`Destination::close_uploads`]) from a task
+/// of its own if dropped armed: a job whose future is dropped mid-push cannot await the
+/// closing itself. Disarmed once the job has closed them.
+pub(crate) struct CloseOnDrop(Option<std::sync::Arc<dyn Destination>>);
+
+impl CloseOnDrop {
+    pub(crate) fn new(dest: Option<std::sync::Arc<dyn Destination>>) -> CloseOnDrop {
+        CloseOnDrop(dest)
+    }
+
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(dest) = self.0.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move { dest.close_uploads().await });
+        }
+    }
+}

@@ -375,10 +375,16 @@ async fn build_and_push_in_session(
     }
     // A registry is set up before the build (a blocked one fails at once) and gets each new
     // layer while it is built; a layout is written only once the build succeeded.
-    let early = match target {
-        Target::Registry(_) => Some(session.destination(target).await?),
+    let early: Option<(std::sync::Arc<dyn Destination>, Option<String>)> = match target {
+        Target::Registry(_) => {
+            let (d, r) = session.destination(target).await?;
+            Some((d.into(), r))
+        }
         Target::Layout { .. } => None,
     };
+    // This future dropped before the sessions are closed below: they are closed by a task of
+    // their own.
+    let close_on_drop = crate::dest::CloseOnDrop::new(early.as_ref().map(|(d, _)| d.clone()));
     // The blocking threads the build starts are counted in `work`.
     let work = crate::job_context::Work::default();
     let job = crate::job_context::with_work(
@@ -391,7 +397,7 @@ async fn build_and_push_in_session(
             extra_tags,
             jobs,
             events,
-            early.as_ref(),
+            early.as_ref().map(|(d, r)| (d.as_ref(), r.clone())),
         ),
     );
     // Cancelling drops the job: uploads in flight stop, layer writers fail at their next write
@@ -421,6 +427,7 @@ async fn build_and_push_in_session(
     if let Some((dest, _)) = &early {
         dest.close_uploads().await;
     }
+    close_on_drop.disarm();
     result
 }
 
@@ -433,7 +440,7 @@ async fn run_job(
     extra_tags: &[String],
     jobs: usize,
     events: &EventSink,
-    early: Option<&(Box<dyn Destination>, Option<String>)>,
+    early: Option<(&dyn Destination, Option<String>)>,
 ) -> Result<Pushed, PipelineError> {
     let refs = target.references(extra_tags);
     // The destination's one-time preparation (ECR: `--create-repository`), before the first
@@ -447,7 +454,7 @@ async fn run_job(
         session,
         build,
         platforms,
-        early.map(|(d, _)| d.as_ref()),
+        early.as_ref().map(|(d, _)| *d),
         &prepare,
         events,
     )
@@ -467,7 +474,7 @@ async fn run_job(
     }
     let layout;
     let (dest, registry): (&dyn Destination, Option<String>) = match early {
-        Some((d, r)) => (d.as_ref(), r.clone()),
+        Some((d, r)) => (d, r),
         None => {
             layout = session.destination(target).await?;
             (layout.0.as_ref(), layout.1.clone())

@@ -190,3 +190,54 @@ fn shared_and_returned_types_are_send_and_sync() {
     send_sync::<ocipush::events::Event>();
     send_sync::<ocipush::events::EventSink>();
 }
+
+/// Aborting the task of a push — dropping its future mid-upload — still closes the upload
+/// sessions it opened (from a task of their own: a drop cannot await), as cancelling does; no
+/// manifest is put.
+#[test]
+fn an_aborted_push_closes_its_upload_sessions() {
+    use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
+    use crate::common::registry::RegistryServer;
+
+    let reg = RegistryServer::start();
+    let proxy = FaultProxy::start(reg.port());
+    // The layer's upload (streamed while built) is held at its closing PUT.
+    proxy.add(Rule::new("PUT", "digest=", usize::MAX, Fault::Hold));
+    let target = Target::parse(&format!("{}/aborted:v1", proxy.addr())).unwrap();
+    let builder = ImageBuilder::from("scratch")
+        .cache_dir(None)
+        .layer(Layer::new().bytes(crate::common::fixtures::noise(1 << 20, 37), "/blob", 0o644));
+    // The sandbox's registries.conf: the proxy is a plain-HTTP registry.
+    let sb = crate::common::ocipush::Sandbox::new();
+    let conf = RegistriesConf::load(Some(&sb.registries_conf())).unwrap();
+    let session = Session::new(conf, Arc::new(ocipush::auth::Anonymous), false).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let job = rt.spawn(async move {
+        builder
+            .containerize(&session, &target, &ocipush::events::ignore())
+            .await
+    });
+    proxy.wait_held();
+    job.abort();
+    assert!(rt.block_on(job).unwrap_err().is_cancelled());
+    let sessions = |log: &[crate::common::fault_proxy::ProxyLogEntry], method: &str| {
+        log.iter()
+            .filter(|e| e.method == method && e.path().contains("/blobs/uploads/"))
+            .count()
+    };
+    proxy.wait_for("every session opened closed", |log| {
+        sessions(log, "DELETE") >= sessions(log, "POST")
+    });
+    let log = reg.access_log();
+    assert!(
+        log.iter()
+            .filter(|e| e.method == "DELETE" && e.path().contains("/blobs/uploads/"))
+            .all(|e| e.status == 204),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|e| e.method == "PUT" && e.path().contains("/manifests/")),
+        "{log:#?}"
+    );
+}
