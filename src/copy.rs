@@ -28,7 +28,7 @@ pub struct CopyOptions {
     /// Cancelling stops the copy: transfers stop, upload sessions opened at the destination
     /// are closed, a layout's partly written blobs are removed, nothing is tagged, and
     /// [`copy_image`] returns [`CopyError::Cancelled`]. (Dropping its future does the same,
-    /// without closing the sessions.)
+    /// the sessions closed by a task of their own.)
     pub cancel: crate::CancellationToken,
 }
 
@@ -223,6 +223,9 @@ async fn copy_in_job(
         cancellable(&opts.cancel, read_images(&source, &image, top_ref, opts)).await?;
     let (destination, registry) =
         cancellable(&opts.cancel, async { Ok(session.destination(dest).await?) }).await?;
+    let destination: std::sync::Arc<dyn crate::dest::Destination> = destination.into();
+    // This future dropped mid-copy: its open sessions are closed by a task of their own.
+    let close_on_drop = crate::dest::CloseOnDrop::new(Some(destination.clone()));
     let push_opts = PushOptions {
         jobs: opts.jobs.max(1),
         registry,
@@ -247,6 +250,7 @@ async fn copy_in_job(
         // Sessions a cancelled or failed copy left open, or a retry abandoned, are closed.
         destination.close_uploads().await;
     }
+    close_on_drop.disarm();
     // A refusal by Amazon ECR, in ECR's terms (as for a build's push).
     #[cfg(feature = "ecr")]
     if let (Err(CopyError::Push(e)), Target::Registry(r)) = (&pushed, dest)

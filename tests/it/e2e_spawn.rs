@@ -241,3 +241,57 @@ fn an_aborted_push_closes_its_upload_sessions() {
         "{log:#?}"
     );
 }
+
+/// The same for a copy: aborted while its blobs' uploads are held, the sessions it opened are
+/// closed and nothing is tagged.
+#[test]
+fn an_aborted_copy_closes_its_upload_sessions() {
+    use crate::common::fault_proxy::{Fault, FaultProxy, ProxyLogEntry, Rule};
+    use crate::common::registry::RegistryServer;
+
+    let sb = crate::common::ocipush::Sandbox::new();
+    let a = crate::common::fixtures::alpine_base_registry(&sb);
+    let b = RegistryServer::start();
+    let proxy = FaultProxy::start(b.port());
+    proxy.add(Rule::new("PUT", "digest=", usize::MAX, Fault::Hold));
+    let conf = RegistriesConf::load(Some(&sb.registries_conf())).unwrap();
+    let session = Session::new(conf, Arc::new(ocipush::auth::Anonymous), false).unwrap();
+    let src = Target::parse(&format!("{}/library/alpine:latest", a.addr())).unwrap();
+    let dest = Target::parse(&format!("{}/copy-aborted:v1", proxy.addr())).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let job = rt.spawn(async move {
+        copy_image(
+            &session,
+            &src,
+            &dest,
+            &CopyOptions::default(),
+            &ocipush::events::ignore(),
+        )
+        .await
+    });
+    // Both blobs (the layer and the config) at their closing PUT: every session's location is
+    // known (one whose POST is still in flight when the task is aborted cannot be closed).
+    proxy.wait_for("both uploads held at their closing PUT", |log| {
+        log.iter()
+            .filter(|e| e.method == "PUT" && e.target.contains("digest="))
+            .count()
+            >= 2
+    });
+    proxy.wait_held();
+    job.abort();
+    assert!(rt.block_on(job).unwrap_err().is_cancelled());
+    let sessions = |log: &[ProxyLogEntry], method: &str| {
+        log.iter()
+            .filter(|e| e.method == method && e.path().contains("/blobs/uploads/"))
+            .count()
+    };
+    proxy.wait_for("every session opened closed", |log| {
+        sessions(log, "DELETE") >= sessions(log, "POST")
+    });
+    let log = b.access_log();
+    assert!(
+        !log.iter()
+            .any(|e| e.method == "PUT" && e.path().contains("/manifests/")),
+        "{log:#?}"
+    );
+}
