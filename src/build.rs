@@ -664,7 +664,9 @@ pub async fn build_image_tapped(
     built
 }
 
-async fn build_image_in_job(
+/// [`build_image_tapped`] inside a job that already set its context and its cancellation on
+/// drop (the pipeline's).
+pub(crate) async fn build_image_in_job(
     opts: &BuildOptions,
     client: &RegistryClient,
     registries: &RegistriesConf,

@@ -243,7 +243,7 @@ pub type EventSink = std::sync::Arc<dyn Fn(Event) + Send + Sync>;
 
 /// Report `e` to the sink of the job running on this task, if any.
 pub(crate) fn emit(e: Event) {
-    if let Some(sink) = crate::job_context::with_current(|c| c.events.clone()).flatten() {
+    if let Some(sink) = crate::job_context::events() {
         sink(e);
     }
 }

@@ -28,8 +28,8 @@ use crate::events::EventSink;
 /// The job this code runs for; empty outside any job.
 #[derive(Clone, Default)]
 pub(crate) struct JobContext {
-    pub(crate) events: Option<EventSink>,
-    pub(crate) redactor: Option<Redactor>,
+    events: Option<EventSink>,
+    redactor: Option<Redactor>,
     work: Option<Work>,
 }
 
@@ -39,7 +39,7 @@ tokio::task_local! {
 
 impl JobContext {
     /// The context of the job running on this task or thread (empty outside any job).
-    pub(crate) fn current() -> JobContext {
+    fn current() -> JobContext {
         CURRENT.try_with(JobContext::clone).unwrap_or_default()
     }
 
@@ -55,8 +55,18 @@ impl JobContext {
 }
 
 /// `f` of the current job's context, or `None` outside any job (no clone).
-pub(crate) fn with_current<R>(f: impl FnOnce(&JobContext) -> R) -> Option<R> {
+fn with_current<R>(f: impl FnOnce(&JobContext) -> R) -> Option<R> {
     CURRENT.try_with(f).ok()
+}
+
+/// The current job's event sink, if any.
+pub(crate) fn events() -> Option<EventSink> {
+    with_current(|c| c.events.clone()).flatten()
+}
+
+/// The current job's secrets' set, if any.
+pub(crate) fn redactor() -> Option<Redactor> {
+    with_current(|c| c.redactor.clone()).flatten()
 }
 
 /// Run `fut` with `events` as its job's sink, the rest of the context kept.

@@ -217,24 +217,8 @@ async fn push_one(
                 });
                 return Ok(());
             }
-            Ok(false) => {
-                tracing::debug!(
-                    digest = %d.digest,
-                    from = %repo,
-                    "the registry did not mount the blob (it opened an upload session); uploading it{}",
-                    mount_note(opts.logical_registry.as_deref())
-                );
-                mount_refused(events, d, &repo, "it opened an upload session", opts);
-            }
-            Err(e) => {
-                tracing::debug!(
-                    digest = %d.digest,
-                    from = %repo,
-                    "the registry refused to mount the blob ({e}); uploading it instead{}",
-                    mount_note(opts.logical_registry.as_deref())
-                );
-                mount_refused(events, d, &repo, &e.to_string(), opts);
-            }
+            Ok(false) => mount_refused(events, d, &repo, "it opened an upload session", opts),
+            Err(e) => mount_refused(events, d, &repo, &e.to_string(), opts),
         }
     }
     events(Event::BlobUploading {
@@ -260,17 +244,19 @@ async fn push_one(
     Ok(())
 }
 
-/// Report a mount the registry did not make ([`FallbackKind::MountRefused`]); `why` has its
-/// secrets removed.
+/// Report a mount the registry did not make ([`FallbackKind::MountRefused`]), in the debug log
+/// and as an event; `why` has its secrets removed.
 fn mount_refused(events: &EventSink, d: &Descriptor, from: &str, why: &str, opts: &PushOptions) {
     let why = crate::auth::redact::scrub(why);
+    let detail = format!(
+        "the registry did not mount the blob ({why}); uploading it instead{}",
+        mount_note(opts.logical_registry.as_deref())
+    );
+    tracing::debug!(digest = %d.digest, from, "{detail}");
     events(Event::Fallback {
         step: format!("mounting blob {} from {from}", d.digest),
         kind: FallbackKind::MountRefused,
-        detail: format!(
-            "the registry did not mount the blob ({why}); uploading it instead{}",
-            mount_note(opts.logical_registry.as_deref())
-        ),
+        detail,
     });
 }
 

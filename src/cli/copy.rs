@@ -29,12 +29,9 @@ pub(crate) async fn run(a: &CopyArgs, mode: progress::ProgressMode) -> Result<()
     let events = progress::reporter(mode, false);
     let digest = copy_image(&session, &src, &dest, &opts, &events)
         .await
-        .map_err(|e| match e {
-            ocipush::copy::CopyError::Cancelled => Failure {
-                message: format!("{e} (interrupted by a signal)"),
-                code: 130,
-            },
-            e => Failure::failed(e.to_string()),
+        .map_err(|e| {
+            let cancelled = matches!(e, ocipush::copy::CopyError::Cancelled);
+            Failure::of_job(e, cancelled)
         })?;
     println!("{}", dest.pushed_name(&digest));
     Ok(())

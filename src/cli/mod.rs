@@ -41,6 +41,18 @@ impl Failure {
             code: 1,
         }
     }
+    /// A job's error `e`: exit 130 when it is the job's cancellation (only a signal cancels
+    /// the CLI's jobs, [`cancel_on_signals`]), else 1.
+    fn of_job(e: impl std::fmt::Display, cancelled: bool) -> Failure {
+        if cancelled {
+            Failure {
+                message: format!("{e} (interrupted by a signal)"),
+                code: 130,
+            }
+        } else {
+            Failure::failed(e.to_string())
+        }
+    }
 }
 
 /// Parse the command line. The global `-v`/`-q` may come before a subcommand; the build's own
@@ -245,12 +257,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         &events,
     )
     .await
-    .map_err(|e| match e {
-        ocipush::pipeline::PipelineError::Cancelled => Failure {
-            message: format!("{e} (interrupted by a signal)"),
-            code: 130,
-        },
-        e => Failure::failed(e.to_string()),
+    .map_err(|e| {
+        let cancelled = matches!(e, ocipush::pipeline::PipelineError::Cancelled);
+        Failure::of_job(e, cancelled)
     })?;
     if let Some(path) = &build.metadata_file {
         let doc = metadata::document(&pushed, &target, &target.references(&build.tags));

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
-use crate::build::{BuildOptions, BuiltImage, build_image_tapped};
+use crate::build::{BuildOptions, BuiltImage, build_image_in_job};
 use crate::dest::Destination;
 use crate::digest::Digest;
 use crate::events::{Event, EventSink};
@@ -45,7 +45,8 @@ pub(crate) async fn build_streaming(
                 platform: p.clone(),
                 ..build.clone()
             };
-            let image = build_image_tapped(
+            // The job's sink and cancellation on drop are set by build_and_push_platforms.
+            let image = build_image_in_job(
                 &opts,
                 &session.client,
                 &session.registries,

@@ -56,15 +56,9 @@ pub fn register(secret: &str) {
     if secret.len() < MIN_LEN {
         return;
     }
-    let registered = crate::job_context::with_current(|c| match &c.redactor {
-        Some(r) => {
-            r.register(secret);
-            true
-        }
-        None => false,
-    });
-    if registered != Some(true) {
-        FALLBACK.register(secret);
+    match crate::job_context::redactor() {
+        Some(r) => r.register(secret),
+        None => FALLBACK.register(secret),
     }
 }
 
@@ -86,7 +80,7 @@ pub(crate) struct Scope(Option<Redactor>);
 impl Scope {
     /// The current job's set, if any.
     pub(crate) fn current() -> Scope {
-        Scope(crate::job_context::JobContext::current().redactor)
+        Scope(crate::job_context::redactor())
     }
 
     /// `text` scrubbed of the job's secrets and the fallback set's; outside any job,
