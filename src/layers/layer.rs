@@ -508,13 +508,8 @@ mod tests {
     use super::*;
 
     fn list(blob: &LayerBlob) -> Vec<(String, u8, u32, u64, u64, String)> {
-        let f = std::fs::File::open(&blob.path).unwrap();
-        let r: Box<dyn Read> = match blob.compression {
-            Compression::Gzip { .. } => Box::new(flate2::read::GzDecoder::new(f)),
-            _ => Box::new(f),
-        };
-        let mut ar = tar::Archive::new(r);
-        ar.entries()
+        crate::layers::test_entries::archive(blob)
+            .entries()
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();

@@ -1,4 +1,4 @@
-//! Test helpers shared by the COPY/ADD layer tests (`copy_layer_tests.rs`,
+//! Test helpers shared by the layer tests (`layer.rs`, `copy_layer_tests.rs`,
 //! `sources_tests.rs`): a layer's tar entries read back, and context files written.
 
 use std::fs;
@@ -27,16 +27,21 @@ impl E {
     }
 }
 
-/// The entries of `blob`, each checked to carry mtime 0 (the tests' epoch) and no user or
-/// group name.
-pub(super) fn entries(blob: &LayerBlob) -> Vec<E> {
+/// The tar archive of `blob` (gzip or plain), to read its entries.
+pub(super) fn archive(blob: &LayerBlob) -> tar::Archive<Box<dyn Read>> {
     let f = fs::File::open(&blob.path).unwrap();
     let r: Box<dyn Read> = match blob.compression {
         Compression::Gzip { .. } => Box::new(flate2::read::GzDecoder::new(f)),
         _ => Box::new(f),
     };
-    let mut ar = tar::Archive::new(r);
-    ar.entries()
+    tar::Archive::new(r)
+}
+
+/// The entries of `blob`, each checked to carry mtime 0 (the tests' epoch) and no user or
+/// group name.
+pub(super) fn entries(blob: &LayerBlob) -> Vec<E> {
+    archive(blob)
+        .entries()
         .unwrap()
         .map(|e| {
             let mut e = e.unwrap();

@@ -62,6 +62,16 @@ fn fs_of(root: &Path) -> RootFs {
     fs
 }
 
+/// The two snapshots of [`snapshots`] merged into `dir/root`, and its [`RootFs`].
+fn merged(dir: &Path) -> (PathBuf, RootFs) {
+    let (lower, upper) = snapshots(dir);
+    let root = dir.join("root");
+    std::fs::create_dir(&root).unwrap();
+    materialise(&[upper, lower], &root).unwrap();
+    let fs = fs_of(&root);
+    (root, fs)
+}
+
 fn rel(ops: &[Op]) -> Vec<String> {
     ops.iter()
         .map(|op| match op {
@@ -105,11 +115,7 @@ fn snapshots_merge_top_down_with_whiteouts_and_opaque_directories() {
 #[test]
 fn changes_become_overlays_upper_directory() {
     let t = tempfile::tempdir().unwrap();
-    let (lower, upper) = snapshots(t.path());
-    let root = t.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    materialise(&[upper, lower], &root).unwrap();
-    let fs = fs_of(&root);
+    let (root, fs) = merged(t.path());
     // A mount point stub (not in the image) the command leaves alone.
     write(&root.join("stub/hosts"), "");
     let before = Baseline::take(&root).unwrap();
@@ -176,11 +182,7 @@ fn changes_become_overlays_upper_directory() {
 #[test]
 fn nothing_changed_is_an_empty_layer_and_new_stub_parents_keep_their_changes() {
     let t = tempfile::tempdir().unwrap();
-    let (lower, upper) = snapshots(t.path());
-    let root = t.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    materialise(&[upper, lower], &root).unwrap();
-    let fs = fs_of(&root);
+    let (root, fs) = merged(t.path());
     write(&root.join("run/secrets/token"), "");
     let before = Baseline::take(&root).unwrap();
     before.wait_past();

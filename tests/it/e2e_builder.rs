@@ -84,7 +84,8 @@ fn the_containerize_example_pushes_a_file_as_the_entrypoint_and_it_runs() {
     assert_eq!(run.stdout, "hello from /app/hello.sh\n", "{}", run.stderr);
 }
 
-fn session(sb: &Sandbox) -> Session {
+/// A session with `sb`'s registries.conf (its registries plain HTTP), anonymous.
+pub(crate) fn session(sb: &Sandbox) -> Session {
     let conf = RegistriesConf::load(Some(&sb.registries_conf())).unwrap();
     Session::new(conf, Arc::new(ocipush::auth::Anonymous), false).unwrap()
 }

@@ -682,12 +682,7 @@ fn an_interrupt_mid_upload_closes_the_sessions_tags_nothing_and_leaves_no_file()
     // Both uploads (Alpine's layer and the config) are at their closing PUT, so ocipush knows
     // every session it opened: a POST still in flight when the signal lands opens a session
     // whose location the client never learns (the registry expires it).
-    proxy.wait_for("both uploads held at their closing PUT", |log| {
-        log.iter()
-            .filter(|e| e.method == "PUT" && e.target.contains("digest="))
-            .count()
-            >= 2
-    });
+    proxy.wait_for_closing_puts(2);
     proxy.wait_held();
     child.signal_ocipush(libc::SIGINT);
     let out = child.wait_with_output();
@@ -745,20 +740,7 @@ fn an_interrupt_while_a_layer_is_written_stops_the_writer_and_exits() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = Spawned::new(cmd);
-    let mut lines = BufReader::new(child.child().stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let started = line.contains("building layer for Dockerfile:2");
-        seen.push(line);
-        if started {
-            break;
-        }
-    }
-    assert!(
-        seen.last().is_some_and(|l| l.contains("Dockerfile:2")),
-        "the COPY never started: {seen:#?}"
-    );
+    let lines = child.stderr_until("building layer for Dockerfile:2");
     child.signal_ocipush(libc::SIGINT);
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     let status = child.child().wait().unwrap();

@@ -426,7 +426,6 @@ fn processes_running(argv: &[&str]) -> Vec<u32> {
 /// no snapshot or spool directory is left behind.
 #[test]
 fn an_interrupt_during_run_kills_the_command_and_leaves_nothing() {
-    use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
     // An odd duration, so the process is surely this test's.
@@ -452,22 +451,9 @@ fn an_interrupt_during_run_kills_the_command_and_leaves_nothing() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = crate::common::ocipush::Spawned::new(cmd);
-    let mut lines = BufReader::new(child.child().stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let started = line.contains("sandbox-2-started");
-        seen.push(line);
-        if started {
-            break;
-        }
-    }
-    assert!(
-        seen.last().is_some_and(|l| l.contains("sandbox-2-started")),
-        "the RUN never started: {seen:#?}"
-    );
+    let lines = child.stderr_until("sandbox-2-started");
     // The command runs (in the background of the RUN's shell, which waits for it).
-    assert_eq!(processes_running(&SLEEP).len(), 1, "{seen:#?}");
+    assert_eq!(processes_running(&SLEEP).len(), 1, "the background sleep");
     // Only ocipush gets the signal; the RUN's sandbox is a session of its own, so only
     // ocipush's cancellation can stop the command.
     child.signal_ocipush(libc::SIGINT);

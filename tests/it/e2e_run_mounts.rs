@@ -469,7 +469,6 @@ fn mounts_are_part_of_the_run_cache_key() {
 /// wait was a blocking `flock`: the interrupted build hung until the holder was done.)
 #[test]
 fn an_interrupt_ends_the_wait_for_a_locked_cache_mount() {
-    use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
     use crate::common::ocipush::Spawned;
@@ -503,34 +502,17 @@ fn an_interrupt_ends_the_wait_for_a_locked_cache_mount() {
         .arg(format!("{}/{name}:v1", reg.addr()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-        let mut child = Spawned::new(cmd);
-        let lines = BufReader::new(child.child().stderr.take().unwrap()).lines();
-        (child, lines)
-    };
-    let wait_for = |lines: &mut std::io::Lines<BufReader<std::process::ChildStderr>>,
-                    what: &str| {
-        let mut seen = Vec::new();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            let found = line.contains(what);
-            seen.push(line);
-            if found {
-                return;
-            }
-        }
-        panic!("never said {what:?}: {seen:#?}");
+        Spawned::new(cmd)
     };
     // The holder keeps the lock while its command runs (words not in the step's own text).
-    let (mut holder, mut holder_lines) = spawn(
+    let mut holder = spawn(
         "holder",
         "sleep 4273 & until [ \"$(cat /proc/$!/comm)\" = sleep ]; do :; done; echo holder-$((1+1))-ready; wait",
     );
-    wait_for(&mut holder_lines, "holder-2-ready");
-    let (mut waiter, mut waiter_lines) = spawn("waiter", "echo waiter-$((1+1))-ran");
-    wait_for(
-        &mut waiter_lines,
-        "waiting for a cache mount another build holds",
-    );
+    // (Kept open: the holder still writes to its stderr.)
+    let _holder_lines = holder.stderr_until("holder-2-ready");
+    let mut waiter = spawn("waiter", "echo waiter-$((1+1))-ran");
+    let waiter_lines = waiter.stderr_until("waiting for a cache mount another build holds");
     waiter.signal_ocipush(libc::SIGINT);
     let rest: Vec<String> = waiter_lines.map(|l| l.unwrap()).collect();
     let status = waiter.child().wait().unwrap();

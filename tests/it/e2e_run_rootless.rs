@@ -47,17 +47,14 @@ fn args(sb: &Sandbox, dest: &str, extra: &[&str]) -> Vec<std::ffi::OsString> {
     a
 }
 
-/// The entries of a gzip layer blob as `(path, uid)`.
-fn layer_entries(blob: &[u8]) -> Vec<(String, u64)> {
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(blob));
-    ar.entries()
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let path = String::from_utf8(e.path_bytes().into_owned()).unwrap();
-            (path, e.header().uid().unwrap())
-        })
-        .collect()
+/// The Dockerfile of `sb` built by root in `root_sb` (its own sandbox and cache) and pushed
+/// as `repo:tag` with the options `extra`; the digest pushed.
+fn root_build(root_sb: &Sandbox, sb: &Sandbox, repo: &str, tag: &str, extra: &[&str]) -> String {
+    let mut a = args(root_sb, &format!("{repo}:{tag}"), extra);
+    let n = a.len();
+    a[n - 2] = sb.path().join("ctx/Dockerfile").into();
+    let out = root_sb.ocipush_env(a, &[("SOURCE_DATE_EPOCH", EPOCH)]);
+    assert_pushed(&out, repo)
 }
 
 #[test]
@@ -83,11 +80,7 @@ fn rootless_run_with_subordinate_ids_builds_the_image_a_root_build_does() {
     // The same Dockerfile built by root (its own sandbox and cache): the same image.
     let root_sb = Sandbox::new();
     map_docker_alpine_to(&root_sb, &alpine);
-    let mut root_args = args(&root_sb, &format!("{repo}:root"), &[]);
-    let n = root_args.len();
-    root_args[n - 2] = sb.path().join("ctx/Dockerfile").into();
-    let out = root_sb.ocipush_env(root_args, &[("SOURCE_DATE_EPOCH", EPOCH)]);
-    let root_digest = assert_pushed(&out, &repo);
+    let root_digest = root_build(&root_sb, &sb, &repo, "root", &[]);
     assert_eq!(digest, root_digest, "rootless and root builds differ");
 
     let img = copy_and_unpack(&format!("docker://{repo}@{digest}"), None);
@@ -112,35 +105,24 @@ fn rootless_run_with_subordinate_ids_builds_the_image_a_root_build_does() {
         "secret\n"
     );
     // `rm` made an overlay whiteout in the namespace: the layer holds exactly its marker.
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            img.layout.join("blobs/sha256").join(
-                serde_json::from_slice::<serde_json::Value>(
-                    &std::fs::read(img.layout.join("index.json")).unwrap(),
-                )
-                .unwrap()["manifests"][0]["digest"]
-                    .as_str()
-                    .unwrap()
-                    .trim_start_matches("sha256:"),
-            ),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let layer = |i: usize| {
-        let d = manifest["layers"][i]["digest"].as_str().unwrap();
-        std::fs::read(img.layout.join("blobs/sha256").join(&d[7..])).unwrap()
+    let layers = crate::e2e_run::layout_layers(&img.layout);
+    let paths = |i: usize| -> Vec<String> {
+        crate::e2e_run::layer_entries(&layers[i])
+            .into_iter()
+            .map(|e| e.0)
+            .collect()
     };
-    let rm: Vec<String> = layer_entries(&layer(2)).into_iter().map(|e| e.0).collect();
-    assert_eq!(rm, ["etc/", "etc/.wh.motd"]);
+    assert_eq!(paths(2), ["etc/", "etc/.wh.motd"]);
+    let uid_layer = crate::e2e_run::layer_entries(&layers[3]);
     assert!(
-        layer_entries(&layer(3)).contains(&("tmp/uid".into(), 1000)),
-        "{:?}",
-        layer_entries(&layer(3))
+        uid_layer
+            .iter()
+            .any(|(p, _, uid)| p == "tmp/uid" && *uid == 1000),
+        "{uid_layer:?}"
     );
     // A directory replaced in the namespace is marked `user.overlay.opaque`: the layer holds
     // the image spec's opaque marker.
-    let opaque: Vec<String> = layer_entries(&layer(5)).into_iter().map(|e| e.0).collect();
+    let opaque = paths(5);
     assert!(
         opaque.contains(&"etc/apk/.wh..wh..opq".to_string()),
         "{opaque:?}"
@@ -217,12 +199,8 @@ fn rootless_run_with_subordinate_ids_builds_the_image_a_root_build_does() {
     for want in ["| new", "| 1000:700", "| 0:555", "| secret"] {
         assert!(err.contains(want), "{want}: {err}");
     }
-    let mut root_args = args(&root_sb, &format!("{repo}:next-root"), &["--no-cache"]);
-    let n = root_args.len();
-    root_args[n - 2] = sb.path().join("ctx/Dockerfile").into();
-    let out = root_sb.ocipush_env(root_args, &[("SOURCE_DATE_EPOCH", EPOCH)]);
     assert_eq!(
-        assert_pushed(&out, &repo),
+        root_build(&root_sb, &sb, &repo, "next-root", &["--no-cache"]),
         next,
         "rootless and root builds differ"
     );
@@ -253,12 +231,8 @@ fn rootless_run_maps_every_subordinate_range_of_the_user() {
 
     let root_sb = Sandbox::new();
     map_docker_alpine_to(&root_sb, &alpine);
-    let mut root_args = args(&root_sb, &format!("{repo}:root"), &[]);
-    let n = root_args.len();
-    root_args[n - 2] = sb.path().join("ctx/Dockerfile").into();
-    let out = root_sb.ocipush_env(root_args, &[("SOURCE_DATE_EPOCH", EPOCH)]);
     assert_eq!(
-        assert_pushed(&out, &repo),
+        root_build(&root_sb, &sb, &repo, "root", &[]),
         digest,
         "rootless and root builds differ"
     );

@@ -191,42 +191,20 @@ fn shared_and_returned_types_are_send_and_sync() {
     send_sync::<ocipush::events::EventSink>();
 }
 
-/// Aborting the task of a push — dropping its future mid-upload — still closes the upload
-/// sessions it opened (from a task of their own: a drop cannot await), as cancelling does; no
-/// manifest is put.
-#[test]
-fn an_aborted_push_closes_its_upload_sessions() {
-    use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
-    use crate::common::registry::RegistryServer;
-
-    let reg = RegistryServer::start();
-    let proxy = FaultProxy::start(reg.port());
-    // The layer's upload (streamed while built) is held at its closing PUT.
-    proxy.add(Rule::new("PUT", "digest=", usize::MAX, Fault::Hold));
-    let target = Target::parse(&format!("{}/aborted:v1", proxy.addr())).unwrap();
-    let builder = ImageBuilder::from("scratch")
-        .cache_dir(None)
-        .layer(Layer::new().bytes(crate::common::fixtures::noise(1 << 20, 37), "/blob", 0o644));
-    // The sandbox's registries.conf: the proxy is a plain-HTTP registry.
-    let sb = crate::common::ocipush::Sandbox::new();
-    let conf = RegistriesConf::load(Some(&sb.registries_conf())).unwrap();
-    let session = Session::new(conf, Arc::new(ocipush::auth::Anonymous), false).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let job = rt.spawn(async move {
-        builder
-            .containerize(&session, &target, &ocipush::events::ignore())
-            .await
-    });
-    proxy.wait_held();
+/// Abort `job` (a push or copy whose uploads `proxy` holds, every session's location known),
+/// then wait until every upload session it opened has been closed (`DELETE`), and check that
+/// `reg` got no manifest.
+fn abort_and_see_sessions_closed<T: std::fmt::Debug>(
+    rt: &tokio::runtime::Runtime,
+    job: tokio::task::JoinHandle<T>,
+    proxy: &crate::common::fault_proxy::FaultProxy,
+    reg: &crate::common::registry::RegistryServer,
+) {
+    use crate::common::fault_proxy::upload_requests;
     job.abort();
     assert!(rt.block_on(job).unwrap_err().is_cancelled());
-    let sessions = |log: &[crate::common::fault_proxy::ProxyLogEntry], method: &str| {
-        log.iter()
-            .filter(|e| e.method == method && e.path().contains("/blobs/uploads/"))
-            .count()
-    };
     proxy.wait_for("every session opened closed", |log| {
-        sessions(log, "DELETE") >= sessions(log, "POST")
+        upload_requests(log, "DELETE") >= upload_requests(log, "POST")
     });
     let log = reg.access_log();
     assert!(
@@ -242,11 +220,40 @@ fn an_aborted_push_closes_its_upload_sessions() {
     );
 }
 
+/// Aborting the task of a push — dropping its future mid-upload — still closes the upload
+/// sessions it opened (from a task of their own: a drop cannot await), as cancelling does; no
+/// manifest is put.
+#[test]
+fn an_aborted_push_closes_its_upload_sessions() {
+    use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
+    use crate::common::registry::RegistryServer;
+
+    let sb = crate::common::ocipush::Sandbox::new();
+    let reg = RegistryServer::start();
+    let proxy = FaultProxy::start(reg.port());
+    // The layer's upload (streamed while built) is held at its closing PUT; the config's
+    // starts only after it.
+    proxy.add(Rule::new("PUT", "digest=", usize::MAX, Fault::Hold));
+    let target = Target::parse(&format!("{}/aborted:v1", proxy.addr())).unwrap();
+    let builder = ImageBuilder::from("scratch")
+        .cache_dir(None)
+        .layer(Layer::new().bytes(crate::common::fixtures::noise(1 << 20, 37), "/blob", 0o644));
+    let session = crate::e2e_builder::session(&sb);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let job = rt.spawn(async move {
+        builder
+            .containerize(&session, &target, &ocipush::events::ignore())
+            .await
+    });
+    proxy.wait_held();
+    abort_and_see_sessions_closed(&rt, job, &proxy, &reg);
+}
+
 /// The same for a copy: aborted while its blobs' uploads are held, the sessions it opened are
 /// closed and nothing is tagged.
 #[test]
 fn an_aborted_copy_closes_its_upload_sessions() {
-    use crate::common::fault_proxy::{Fault, FaultProxy, ProxyLogEntry, Rule};
+    use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
     use crate::common::registry::RegistryServer;
 
     let sb = crate::common::ocipush::Sandbox::new();
@@ -254,8 +261,7 @@ fn an_aborted_copy_closes_its_upload_sessions() {
     let b = RegistryServer::start();
     let proxy = FaultProxy::start(b.port());
     proxy.add(Rule::new("PUT", "digest=", usize::MAX, Fault::Hold));
-    let conf = RegistriesConf::load(Some(&sb.registries_conf())).unwrap();
-    let session = Session::new(conf, Arc::new(ocipush::auth::Anonymous), false).unwrap();
+    let session = crate::e2e_builder::session(&sb);
     let src = Target::parse(&format!("{}/library/alpine:latest", a.addr())).unwrap();
     let dest = Target::parse(&format!("{}/copy-aborted:v1", proxy.addr())).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -271,27 +277,7 @@ fn an_aborted_copy_closes_its_upload_sessions() {
     });
     // Both blobs (the layer and the config) at their closing PUT: every session's location is
     // known (one whose POST is still in flight when the task is aborted cannot be closed).
-    proxy.wait_for("both uploads held at their closing PUT", |log| {
-        log.iter()
-            .filter(|e| e.method == "PUT" && e.target.contains("digest="))
-            .count()
-            >= 2
-    });
+    proxy.wait_for_closing_puts(2);
     proxy.wait_held();
-    job.abort();
-    assert!(rt.block_on(job).unwrap_err().is_cancelled());
-    let sessions = |log: &[ProxyLogEntry], method: &str| {
-        log.iter()
-            .filter(|e| e.method == method && e.path().contains("/blobs/uploads/"))
-            .count()
-    };
-    proxy.wait_for("every session opened closed", |log| {
-        sessions(log, "DELETE") >= sessions(log, "POST")
-    });
-    let log = b.access_log();
-    assert!(
-        !log.iter()
-            .any(|e| e.method == "PUT" && e.path().contains("/manifests/")),
-        "{log:#?}"
-    );
+    abort_and_see_sessions_closed(&rt, job, &proxy, &b);
 }

@@ -309,12 +309,7 @@ fn a_streamed_layer_the_registry_has_is_not_sent_in_full() {
     // Nothing of the layer was sent in the second push: its session was opened, never
     // written to or closed with a digest, and deleted at the end.
     let second = proxy.log().split_off(mark);
-    let uploads = |method: &str| {
-        second
-            .iter()
-            .filter(|e| e.method == method && e.path().contains("/blobs/uploads/"))
-            .count()
-    };
+    let uploads = |method: &str| crate::common::fault_proxy::upload_requests(&second, method);
     assert_eq!(
         (
             uploads("POST"),

@@ -439,6 +439,17 @@ impl FaultProxy {
         }
     }
 
+    /// Wait until `n` uploads have reached their closing `PUT …?digest=` (held there by a
+    /// [`Fault::Hold`] rule on it): the client then knows every session it opened.
+    pub fn wait_for_closing_puts(&self, n: usize) {
+        self.wait_for(&format!("{n} uploads at their closing PUT"), |log| {
+            log.iter()
+                .filter(|e| e.method == "PUT" && e.target.contains("digest="))
+                .count()
+                >= n
+        });
+    }
+
     /// Wait until a request is being held by a [`Fault::Hold`].
     pub fn wait_held(&self) {
         let deadline = Instant::now() + WAIT_TIMEOUT;
@@ -461,6 +472,13 @@ impl FaultProxy {
         st.released = true;
         self.shared.changed.notify_all();
     }
+}
+
+/// How many requests with `method` to upload sessions (`…/blobs/uploads/…`) `log` holds.
+pub fn upload_requests(log: &[ProxyLogEntry], method: &str) -> usize {
+    log.iter()
+        .filter(|e| e.method == method && e.path().contains("/blobs/uploads/"))
+        .count()
 }
 
 impl Drop for FaultProxy {

@@ -391,6 +391,31 @@ impl Spawned {
         assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
     }
 
+    /// Its piped stderr read line by line until one contains `marker` (panicking with what was
+    /// read if it ends first); the lines after it.
+    pub fn stderr_until(
+        &mut self,
+        marker: &str,
+    ) -> std::io::Lines<std::io::BufReader<std::process::ChildStderr>> {
+        use std::io::BufRead;
+        let stderr = self
+            .child()
+            .stderr
+            .take()
+            .expect("stderr piped, not taken yet");
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.expect("read stderr");
+            let found = line.contains(marker);
+            seen.push(line);
+            if found {
+                return lines;
+            }
+        }
+        panic!("never said {marker:?}: {seen:#?}");
+    }
+
     /// Wait for it to exit and collect its piped output.
     pub fn wait_with_output(mut self) -> Output {
         let child = self.0.take().expect("not waited for yet");
