@@ -314,21 +314,33 @@ fn several_platforms_and_a_layout_base_from_code() {
     assert!(e.to_string().contains("/x is given twice"), "{e}");
 }
 
+/// A registry behind a proxy that holds every upload at its closing `PUT` (the layer's,
+/// streamed while built, comes first; the config's only after it), and a builder of one
+/// 1 MiB layer on scratch to push there.
+pub(crate) fn held_upload() -> (
+    RegistryServer,
+    crate::common::fault_proxy::FaultProxy,
+    ImageBuilder,
+) {
+    use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
+    let reg = RegistryServer::start();
+    let proxy = FaultProxy::start(reg.port());
+    proxy.add(Rule::new("PUT", "digest=", usize::MAX, Fault::Hold));
+    let builder = ImageBuilder::from("scratch")
+        .cache_dir(None)
+        .layer(Layer::new().bytes(crate::common::fixtures::noise(1 << 20, 7), "/blob", 0o644));
+    (reg, proxy, builder)
+}
+
 /// Cancelling the token while an upload is in flight (held by the proxy): `containerize`
 /// returns `Cancelled`, the registry saw its sessions closed and no manifest.
 #[test]
 fn cancelling_containerize_mid_upload_closes_sessions_and_tags_nothing() {
-    use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
     let sb = Sandbox::new();
-    let reg = RegistryServer::start();
-    let proxy = FaultProxy::start(reg.port());
-    proxy.add(Rule::new("PUT", "digest=", usize::MAX, Fault::Hold));
+    let (reg, proxy, builder) = held_upload();
     let session = session(&sb);
     let token = ocipush::CancellationToken::new();
-    let builder = ImageBuilder::from("scratch")
-        .cache_dir(None)
-        .cancel_on(token.clone())
-        .layer(Layer::new().bytes(crate::common::fixtures::noise(1 << 20, 7), "/blob", 0o644));
+    let builder = builder.cancel_on(token.clone());
     let addr = proxy.addr();
     let canceller = std::thread::spawn(move || {
         proxy.wait_held();

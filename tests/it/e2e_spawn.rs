@@ -225,19 +225,9 @@ fn abort_and_see_sessions_closed<T: std::fmt::Debug>(
 /// manifest is put.
 #[test]
 fn an_aborted_push_closes_its_upload_sessions() {
-    use crate::common::fault_proxy::{Fault, FaultProxy, Rule};
-    use crate::common::registry::RegistryServer;
-
     let sb = crate::common::ocipush::Sandbox::new();
-    let reg = RegistryServer::start();
-    let proxy = FaultProxy::start(reg.port());
-    // The layer's upload (streamed while built) is held at its closing PUT; the config's
-    // starts only after it.
-    proxy.add(Rule::new("PUT", "digest=", usize::MAX, Fault::Hold));
+    let (reg, proxy, builder) = crate::e2e_builder::held_upload();
     let target = Target::parse(&format!("{}/aborted:v1", proxy.addr())).unwrap();
-    let builder = ImageBuilder::from("scratch")
-        .cache_dir(None)
-        .layer(Layer::new().bytes(crate::common::fixtures::noise(1 << 20, 37), "/blob", 0o644));
     let session = crate::e2e_builder::session(&sb);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let job = rt.spawn(async move {
